@@ -35,7 +35,7 @@ impl fmt::Display for LockMode {
 }
 
 /// A path pattern held in a mode: what a task declares with `reads`, `writes` or `appends`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Claim {
     /// The paths claimed.
     pub pattern: Pattern,
