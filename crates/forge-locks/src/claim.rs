@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,21 +76,47 @@ impl fmt::Display for Claim {
 }
 
 /// Who holds claims: in Forge, one attempt of one task (`backend#2`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Cheap to clone (the name is shared).
+#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct OwnerId {
-    /// The holder's name, e.g. a task id.
-    pub name: String,
-    /// Which attempt of it (1 for the first); 0 when attempts are not used.
-    pub attempt: u32,
+    name: Arc<str>,
+    attempt: u32,
 }
 
 impl OwnerId {
     /// An owner for attempt `attempt` of `name`.
-    pub fn new(name: impl Into<String>, attempt: u32) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, attempt: u32) -> Self {
         Self {
             name: name.into(),
             attempt,
         }
+    }
+
+    /// The holder's name, e.g. a task id.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which attempt of it (1 for the first); 0 when attempts are not used.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+impl std::hash::Hash for OwnerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal owners have equal names and attempts.
+        self.name.hash(state);
+        self.attempt.hash(state);
+    }
+}
+
+impl PartialEq for OwnerId {
+    fn eq(&self, other: &Self) -> bool {
+        // Clones share their name: compare pointers before bytes.
+        self.attempt == other.attempt
+            && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
     }
 }
 

@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -48,7 +49,7 @@ const MAX_REORDER_ROUNDS: usize = 8;
 #[derive(Debug)]
 struct HeldSet {
     owner: OwnerId,
-    claims: Vec<Claim>,
+    claims: Arc<[Claim]>,
 }
 
 #[derive(Debug, Default)]
@@ -57,10 +58,16 @@ struct OwnerState {
     waiting: Option<ReqId>,
 }
 
+impl OwnerState {
+    fn is_idle(&self) -> bool {
+        self.sets.is_empty() && self.waiting.is_none()
+    }
+}
+
 #[derive(Debug)]
 struct Waiter {
     owner: OwnerId,
-    claims: Vec<Claim>,
+    claims: Arc<[Claim]>,
     /// Position key in the queue (reordering permutes these among waiters).
     order: u64,
     priority: i64,
@@ -81,8 +88,11 @@ pub(crate) enum Requested {
     Queued(ReqId),
 }
 
+/// Out-edges of one waiting request (usually few).
+type Edges = SmallVec<[(ReqId, EdgeKind); 4]>;
+
 /// A node of the depth-first search: a request, its out-edges, the index of the next edge.
-type Frame = (ReqId, Vec<(ReqId, EdgeKind)>, usize);
+type Frame = (ReqId, Edges, usize);
 
 /// A cycle found in the wait-for graph: waiting requests, each waiting for the next (the last for
 /// the first), with the kind of each edge.
@@ -93,7 +103,10 @@ pub(crate) struct Core {
     next_id: u64,
     sets: FxHashMap<SetId, HeldSet>,
     held: ClaimIndex<SetId>,
+    /// Owners holding or waiting, plus idle entries kept for reuse (an owner that releases
+    /// often acquires again) until they outnumber the active ones.
     owners: FxHashMap<OwnerId, OwnerState>,
+    idle_owners: usize,
     queue: BTreeMap<u64, ReqId>,
     waiters: FxHashMap<ReqId, Waiter>,
     waiting: ClaimIndex<ReqId>,
@@ -111,20 +124,21 @@ impl Core {
     pub(crate) fn request(
         &mut self,
         owner: &OwnerId,
-        claims: Vec<Claim>,
+        claims: impl Into<Arc<[Claim]>>,
         priority: i64,
     ) -> Result<Requested, LockError> {
+        let claims = claims.into();
         self.ensure_not_waiting(owner)?;
         if self.first_blocker(owner, &claims, u64::MAX).is_none() {
             return Ok(Requested::Granted(self.insert_set(owner.clone(), claims)));
         }
         let req = self.fresh_id();
         let order = req;
-        for claim in &claims {
+        for claim in claims.iter() {
             self.waiting.insert(claim, req);
         }
         self.queue.insert(order, req);
-        self.owners.entry(owner.clone()).or_default().waiting = Some(req);
+        self.owner_entry(owner).waiting = Some(req);
         self.waiters.insert(
             req,
             Waiter {
@@ -142,8 +156,9 @@ impl Core {
     pub(crate) fn try_request(
         &mut self,
         owner: &OwnerId,
-        claims: Vec<Claim>,
+        claims: impl Into<Arc<[Claim]>>,
     ) -> Result<SetId, LockError> {
+        let claims = claims.into();
         self.ensure_not_waiting(owner)?;
         let blocked_by = self.blockers(owner, &claims, u64::MAX);
         if blocked_by.is_empty() {
@@ -162,12 +177,41 @@ impl Core {
         Ok(())
     }
 
-    fn insert_set(&mut self, owner: OwnerId, claims: Vec<Claim>) -> SetId {
+    /// The state of `owner`, creating it (or reviving an idle entry).
+    fn owner_entry(&mut self, owner: &OwnerId) -> &mut OwnerState {
+        match self.owners.entry(owner.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                let state = entry.into_mut();
+                if state.is_idle() {
+                    self.idle_owners -= 1;
+                }
+                state
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(OwnerState::default()),
+        }
+    }
+
+    fn owner_went_idle(&mut self) {
+        self.idle_owners += 1;
+        let active = self.owners.len() - self.idle_owners;
+        if self.idle_owners > 2 * active + 64 {
+            self.owners.retain(|_, state| !state.is_idle());
+            self.idle_owners = 0;
+        }
+    }
+
+    /// Whether `owner` holds or waits for anything.
+    #[cfg(test)]
+    pub(crate) fn is_active(&self, owner: &OwnerId) -> bool {
+        self.owners.get(owner).is_some_and(|s| !s.is_idle())
+    }
+
+    fn insert_set(&mut self, owner: OwnerId, claims: Arc<[Claim]>) -> SetId {
         let id = self.fresh_id();
-        for claim in &claims {
+        for claim in claims.iter() {
             self.held.insert(claim, id);
         }
-        self.owners.entry(owner.clone()).or_default().sets.push(id);
+        self.owner_entry(&owner).sets.push(id);
         self.sets.insert(id, HeldSet { owner, claims });
         id
     }
@@ -180,7 +224,7 @@ impl Core {
     /// The claims of a granted set, if it is still held.
     #[cfg(test)]
     pub(crate) fn set_claims(&self, set: SetId) -> Option<(&OwnerId, &[Claim])> {
-        self.sets.get(&set).map(|s| (&s.owner, s.claims.as_slice()))
+        self.sets.get(&set).map(|s| (&s.owner, &*s.claims))
     }
 
     /// Releases a granted set (unknown ids are ignored: the set may have gone with
@@ -189,13 +233,13 @@ impl Core {
         let Some(held) = self.sets.remove(&set) else {
             return;
         };
-        for claim in &held.claims {
+        for claim in held.claims.iter() {
             self.held.remove(claim, set);
         }
         if let Some(state) = self.owners.get_mut(&held.owner) {
             state.sets.retain(|s| *s != set);
-            if state.sets.is_empty() && state.waiting.is_none() {
-                self.owners.remove(&held.owner);
+            if state.is_idle() {
+                self.owner_went_idle();
             }
         }
         self.wake(&held.claims);
@@ -212,13 +256,13 @@ impl Core {
     fn remove_waiter(&mut self, req: ReqId) -> Option<Waiter> {
         let waiter = self.waiters.remove(&req)?;
         self.queue.remove(&waiter.order);
-        for claim in &waiter.claims {
+        for claim in waiter.claims.iter() {
             self.waiting.remove(claim, req);
         }
         if let Some(state) = self.owners.get_mut(&waiter.owner) {
             state.waiting = None;
-            if state.sets.is_empty() {
-                self.owners.remove(&waiter.owner);
+            if state.is_idle() {
+                self.owner_went_idle();
             }
         }
         Some(waiter)
@@ -338,18 +382,18 @@ impl Core {
     }
 
     /// Out-edges of a waiting request in the wait-for graph, deduplicated, hard edges winning.
-    fn edges(&self, req: ReqId, hard_only: bool) -> Vec<(ReqId, EdgeKind)> {
+    fn edges(&self, req: ReqId, hard_only: bool) -> Edges {
         let Some(w) = self.waiters.get(&req) else {
-            return Vec::new();
+            return Edges::new();
         };
-        let mut out: FxHashMap<ReqId, EdgeKind> = FxHashMap::default();
-        for claim in &w.claims {
+        let mut out = Edges::new();
+        for claim in w.claims.iter() {
             let _ = self.held.for_each_conflict(claim, |_, _, set| {
                 if let Some(held) = self.sets.get(&set)
                     && held.owner != w.owner
                     && let Some(next) = self.owners.get(&held.owner).and_then(|o| o.waiting)
                 {
-                    out.insert(next, EdgeKind::Hard);
+                    out.push((next, EdgeKind::Hard));
                 }
                 ControlFlow::Continue(())
             });
@@ -359,27 +403,51 @@ impl Core {
                         && o.order < w.order
                         && o.owner != w.owner
                     {
-                        out.entry(other).or_insert(EdgeKind::Soft);
+                        out.push((other, EdgeKind::Soft));
                     }
                     ControlFlow::Continue(())
                 });
             }
         }
-        let mut edges: Vec<_> = out.into_iter().collect();
-        edges.sort_unstable_by_key(|&(r, _)| r);
-        edges
+        // `Hard` sorts before `Soft`: dedup keeps the hard edge of a pair.
+        out.sort_unstable();
+        out.dedup_by_key(|&mut (r, _)| r);
+        out
+    }
+
+    /// Whether some waiting request has a hard edge to another waiting request. Every cycle
+    /// contains one (soft edges only point back in time), so without one there is none.
+    fn some_hard_edge_between_waiters(&self) -> bool {
+        self.waiters.values().any(|w| {
+            let Some(state) = self.owners.get(&w.owner) else {
+                return false;
+            };
+            // Does anyone else wait for what this waiting owner holds?
+            state.sets.iter().any(|set| {
+                self.sets.get(set).is_some_and(|held| {
+                    held.claims.iter().any(|claim| {
+                        self.waiting
+                            .for_each_conflict(claim, |_, _, other| {
+                                match self.waiters.get(&other) {
+                                    Some(o) if o.owner != w.owner => ControlFlow::Break(()),
+                                    _ => ControlFlow::Continue(()),
+                                }
+                            })
+                            .is_break()
+                    })
+                })
+            })
+        })
     }
 
     /// A cycle through `start`, by depth-first search.
     fn find_cycle(&self, start: ReqId, hard_only: bool) -> Option<Cycle> {
         let mut stack: Vec<Frame> = vec![(start, self.edges(start, hard_only), 0)];
-        let mut on_path: FxHashSet<ReqId> = FxHashSet::from_iter([start]);
-        let mut done: FxHashSet<ReqId> = FxHashSet::default();
-        while let Some((node, edges, next)) = stack.last_mut() {
-            let node = *node;
+        // Nodes entered once: a node that is on the path or fully explored needs no second visit
+        // (only paths back to `start` matter).
+        let mut seen: FxHashSet<ReqId> = FxHashSet::from_iter([start]);
+        while let Some((_, edges, next)) = stack.last_mut() {
             let Some(&(to, _)) = edges.get(*next) else {
-                on_path.remove(&node);
-                done.insert(node);
                 stack.pop();
                 continue;
             };
@@ -394,11 +462,9 @@ impl Core {
                         .collect(),
                 );
             }
-            if on_path.contains(&to) || done.contains(&to) {
-                continue;
+            if seen.insert(to) {
+                stack.push((to, self.edges(to, hard_only), 0));
             }
-            on_path.insert(to);
-            stack.push((to, self.edges(to, hard_only), 0));
         }
         None
     }
@@ -427,6 +493,9 @@ impl Core {
             }
             if let Some(cycle) = self.find_cycle(req, true) {
                 return Some(self.fail_victim(&cycle, policy));
+            }
+            if !self.some_hard_edge_between_waiters() {
+                return None;
             }
             let cycle = self.find_cycle(req, false)?;
             let members: Vec<ReqId> = cycle.iter().map(|&(r, _)| r).collect();
@@ -543,6 +612,7 @@ impl Core {
             .filter_map(|r| self.waiters.get(r))
             .flat_map(|w| w.claims.iter().cloned())
             .collect();
+        // (`wake` takes a slice of the freed claims.)
         let candidates: Vec<(u64, ReqId)> = members
             .iter()
             .filter_map(|&r| self.waiters.get(&r).map(|w| (w.order, r)))
@@ -566,7 +636,7 @@ impl Core {
         let queue: Vec<ReqId> = self.queue.values().copied().collect();
         for &req in &queue {
             if let Some(w) = self.waiters.get(&req) {
-                for claim in &w.claims {
+                for claim in w.claims.iter() {
                     entry(&mut per_pattern, &claim.pattern, claim.mode)
                         .waiters
                         .push(w.owner.clone());
@@ -585,14 +655,19 @@ impl Core {
                 let w = self.waiters.get(&req)?;
                 Some(WaiterState {
                     owner: w.owner.clone(),
-                    claims: w.claims.clone(),
+                    claims: w.claims.to_vec(),
                     position,
                     waited: now.saturating_duration_since(w.since),
                     blocked_by: self.blocked_by(req),
                 })
             })
             .collect();
-        let mut nodes: Vec<OwnerId> = self.owners.keys().cloned().collect();
+        let mut nodes: Vec<OwnerId> = self
+            .owners
+            .iter()
+            .filter(|(_, state)| !state.is_idle())
+            .map(|(owner, _)| owner.clone())
+            .collect();
         nodes.sort();
         let mut edges = Vec::new();
         for &req in &queue {
@@ -601,7 +676,7 @@ impl Core {
             };
             // Edges to holders that are not waiting matter for display too.
             let mut hard: Vec<OwnerId> = Vec::new();
-            for claim in &w.claims {
+            for claim in w.claims.iter() {
                 let _ = self.held.for_each_conflict(claim, |_, _, set| {
                     if let Some(held) = self.sets.get(&set)
                         && held.owner != w.owner

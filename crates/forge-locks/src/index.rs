@@ -3,58 +3,134 @@
 //!
 //! Every path a pattern matches starts with the pattern's leading literal segments
 //! ([`Pattern::literal_dir`]). Two patterns can only overlap if one's literal directory is a
-//! segment-prefix of the other's: `src/api/**` can meet `src/**` (ancestor) or
-//! `src/api/v1/*.rs` (descendant), never `docs/**`. Buckets keyed by `<literal_dir>/` in a
-//! `BTreeMap` make both lookups cheap: ancestors are point lookups, descendants a range.
+//! segment-prefix of the other's: `src/api/**` can meet `src/**` (an ancestor) or
+//! `src/api/v1/*.rs` (a descendant), never `docs/**`. Claims sit in a trie of path segments at
+//! their literal directory; a query walks down its own directory (visiting ancestors) and then
+//! the subtree below it (descendants). For exact paths that is a few hash lookups.
 
-use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::ControlFlow;
+
+use rustc_hash::FxHashMap;
 
 use crate::{Claim, LockMode, Pattern};
+
+#[derive(Debug)]
+struct Node<T> {
+    children: FxHashMap<u32, Node<T>>,
+    entries: Vec<(Pattern, LockMode, T)>,
+}
+
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Self {
+            children: FxHashMap::default(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> Node<T> {
+    /// Drops empty subtrees; returns whether this node is empty afterwards.
+    fn prune(&mut self) -> bool {
+        self.children.retain(|_, child| !child.prune());
+        self.entries.is_empty() && self.children.is_empty()
+    }
+
+    fn count_nodes(&self) -> usize {
+        1 + self.children.values().map(Node::count_nodes).sum::<usize>()
+    }
+}
+
+/// Up to this many claims live in a flat list: scanning a few claims is cheaper than walking
+/// the trie. Past it, the index moves to the trie (and back when it empties). Unit tests use a
+/// tiny threshold so that the model tests exercise the trie too.
+const SMALL: usize = if cfg!(test) { 2 } else { 16 };
 
 /// Claims indexed by literal directory, each with a value (a lock set or request id).
 #[derive(Debug)]
 pub(crate) struct ClaimIndex<T> {
-    buckets: BTreeMap<Box<str>, Vec<(Pattern, LockMode, T)>>,
+    /// The claims while there are at most `SMALL` of them (then the trie is empty).
+    small: Vec<(Pattern, LockMode, T)>,
+    root: Node<T>,
+    /// Entries in the index.
+    len: usize,
+    /// Nodes in the trie, including empty ones kept for reuse (pruned when they dominate).
+    nodes: usize,
 }
 
 impl<T> Default for ClaimIndex<T> {
     fn default() -> Self {
         Self {
-            buckets: BTreeMap::new(),
+            small: Vec::new(),
+            root: Node::default(),
+            len: 0,
+            nodes: 1,
         }
-    }
-}
-
-fn key_of(pattern: &Pattern) -> String {
-    let dir = pattern.literal_dir();
-    if dir.is_empty() {
-        String::new()
-    } else {
-        format!("{dir}/")
     }
 }
 
 impl<T: Copy + Eq> ClaimIndex<T> {
     pub(crate) fn insert(&mut self, claim: &Claim, value: T) {
-        self.buckets
-            .entry(key_of(&claim.pattern).into_boxed_str())
-            .or_default()
+        if self.small.len() < SMALL && self.len == self.small.len() {
+            self.small.push((claim.pattern.clone(), claim.mode, value));
+            self.len += 1;
+            return;
+        }
+        if !self.small.is_empty() {
+            // Outgrown: move the list into the trie.
+            for (pattern, mode, v) in std::mem::take(&mut self.small) {
+                self.len -= 1;
+                self.insert_in_trie(&Claim { pattern, mode }, v);
+            }
+        }
+        self.insert_in_trie(claim, value);
+    }
+
+    fn insert_in_trie(&mut self, claim: &Claim, value: T) {
+        let mut node = &mut self.root;
+        for &segment in claim.pattern.dir_ids() {
+            node = node.children.entry(segment).or_insert_with(|| {
+                self.nodes += 1;
+                Node::default()
+            });
+        }
+        node.entries
             .push((claim.pattern.clone(), claim.mode, value));
+        self.len += 1;
     }
 
     pub(crate) fn remove(&mut self, claim: &Claim, value: T) {
-        let key = key_of(&claim.pattern);
-        if let Some(bucket) = self.buckets.get_mut(key.as_str()) {
-            if let Some(i) = bucket
+        if !self.small.is_empty() {
+            if let Some(i) = self
+                .small
                 .iter()
                 .position(|(p, m, v)| *v == value && *m == claim.mode && *p == claim.pattern)
             {
-                bucket.swap_remove(i);
+                self.small.swap_remove(i);
+                self.len -= 1;
             }
-            if bucket.is_empty() {
-                self.buckets.remove(key.as_str());
+            return;
+        }
+        let mut node = &mut self.root;
+        for segment in claim.pattern.dir_ids() {
+            match node.children.get_mut(segment) {
+                Some(child) => node = child,
+                None => return,
             }
+        }
+        if let Some(i) = node
+            .entries
+            .iter()
+            .position(|(p, m, v)| *v == value && *m == claim.mode && *p == claim.pattern)
+        {
+            node.entries.swap_remove(i);
+            self.len -= 1;
+        }
+        // Empty nodes are kept (a path claimed once is often claimed again) until they
+        // outnumber the entries.
+        if self.nodes > 4 * self.len + 64 {
+            self.root.prune();
+            self.nodes = self.root.count_nodes();
         }
     }
 
@@ -65,48 +141,53 @@ impl<T: Copy + Eq> ClaimIndex<T> {
         claim: &Claim,
         mut f: impl FnMut(&Pattern, LockMode, T) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let mut visit = |bucket: &Vec<(Pattern, LockMode, T)>| {
-            for (pattern, mode, value) in bucket {
+        if self.len == 0 {
+            return ControlFlow::Continue(());
+        }
+        if !self.small.is_empty() {
+            for (pattern, mode, value) in &self.small {
+                if !claim.mode.compatible_with(*mode) && claim.pattern.overlaps(pattern) {
+                    f(pattern, *mode, *value)?;
+                }
+            }
+            return ControlFlow::Continue(());
+        }
+        let mut visit = |node: &Node<T>| {
+            for (pattern, mode, value) in &node.entries {
                 if !claim.mode.compatible_with(*mode) && claim.pattern.overlaps(pattern) {
                     f(pattern, *mode, *value)?;
                 }
             }
             ControlFlow::Continue(())
         };
-        let key = key_of(&claim.pattern);
-        // Ancestors, including the pattern's own bucket: "", "src/", "src/api/".
-        if let Some(bucket) = self.buckets.get("") {
-            visit(bucket)?;
+        // Ancestors, then the pattern's own node.
+        let mut node = &self.root;
+        visit(node)?;
+        for segment in claim.pattern.dir_ids() {
+            match node.children.get(segment) {
+                Some(child) => node = child,
+                None => return ControlFlow::Continue(()),
+            }
+            visit(node)?;
         }
-        for (i, _) in key.match_indices('/') {
-            if let Some(bucket) = self.buckets.get(&key[..=i]) {
-                visit(bucket)?;
-            }
-        }
-        // Strict descendants: keys that start with `key` and are longer.
-        if key.is_empty() {
-            for (k, bucket) in &self.buckets {
-                if !k.is_empty() {
-                    visit(bucket)?;
-                }
-            }
-        } else {
-            // Every key below "src/api/" sorts before "src/api0" ('0' follows '/').
-            let upper = format!("{}0", &key[..key.len() - 1]);
-            for (_, bucket) in self.buckets.range::<str, _>((
-                Bound::Excluded(key.as_str()),
-                Bound::Excluded(upper.as_str()),
-            )) {
-                visit(bucket)?;
-            }
+        // Descendants.
+        let mut stack: Vec<&Node<T>> = node.children.values().collect();
+        while let Some(n) = stack.pop() {
+            visit(n)?;
+            stack.extend(n.children.values());
         }
         ControlFlow::Continue(())
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Pattern, LockMode, T)> {
-        self.buckets
-            .values()
-            .flat_map(|b| b.iter().map(|(p, m, v)| (p, *m, *v)))
+        let mut stack = vec![&self.root];
+        let trie = std::iter::from_fn(move || {
+            let node = stack.pop()?;
+            stack.extend(node.children.values());
+            Some(node.entries.iter().map(|(p, m, v)| (p, *m, *v)))
+        })
+        .flatten();
+        self.small.iter().map(|(p, m, v)| (p, *m, *v)).chain(trie)
     }
 }
 
@@ -117,16 +198,35 @@ mod tests {
     fn conflicts(index: &ClaimIndex<u32>, claim: &Claim) -> Vec<u32> {
         let mut out = Vec::new();
         let _ = index.for_each_conflict(claim, |_, _, v| {
-            out.push(v);
+            if v != 1000 {
+                out.push(v);
+            }
             ControlFlow::Continue(())
         });
         out.sort_unstable();
         out
     }
 
+    /// Fills the index with unrelated claims so that it uses the trie (or not).
+    fn index_with_padding(trie: bool) -> ClaimIndex<u32> {
+        let mut index = ClaimIndex::default();
+        if trie {
+            for i in 0..=SMALL {
+                index.insert(&Claim::write(&format!("pad/{i}")).unwrap(), 1000);
+            }
+            assert!(index.small.is_empty());
+        }
+        index
+    }
+
     #[test]
     fn finds_ancestors_descendants_and_floating_patterns() {
-        let mut index = ClaimIndex::default();
+        for trie in [false, true] {
+            check_queries(index_with_padding(trie));
+        }
+    }
+
+    fn check_queries(mut index: ClaimIndex<u32>) {
         let claims = [
             Claim::write("src/**").unwrap(),          // 0: ancestor
             Claim::write("src/api/x.rs").unwrap(),    // 1: descendant
@@ -151,12 +251,26 @@ mod tests {
             conflicts(&index, &Claim::write("**").unwrap()),
             [0, 1, 2, 3, 4, 5, 6]
         );
+        let padding = index.iter().filter(|e| e.2 == 1000).count();
         index.remove(&claims[0], 0);
         index.remove(&claims[3], 3);
         assert_eq!(
             conflicts(&index, &Claim::write("src/api/**/*.rs").unwrap()),
             [1, 4]
         );
-        assert_eq!(index.iter().count(), 5);
+        assert_eq!(index.iter().count(), 5 + padding);
+    }
+
+    #[test]
+    fn empty_nodes_are_pruned_when_they_dominate() {
+        let mut index = ClaimIndex::default();
+        for i in 0..500u32 {
+            let c = Claim::write(&format!("d{i}/sub/file")).unwrap();
+            index.insert(&c, i);
+            index.remove(&c, i);
+        }
+        assert_eq!(index.len, 0);
+        assert!(index.nodes <= 64 + 4, "{} nodes kept", index.nodes);
+        assert_eq!(index.iter().count(), 0);
     }
 }

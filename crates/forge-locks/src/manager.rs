@@ -52,7 +52,7 @@ impl Default for AcquireOptions {
 #[must_use = "dropping a LockSet releases its claims at once"]
 pub struct LockSet {
     owner: OwnerId,
-    claims: Vec<Claim>,
+    claims: Arc<[Claim]>,
     id: u64,
     releaser: Option<Arc<dyn ReleaseSet>>,
 }
@@ -66,10 +66,15 @@ pub trait ReleaseSet: Send + Sync {
 
 impl LockSet {
     /// A set as handed out by a lock manager: `releaser.release_set(id)` runs on drop.
-    pub fn new(owner: OwnerId, claims: Vec<Claim>, id: u64, releaser: Arc<dyn ReleaseSet>) -> Self {
+    pub fn new(
+        owner: OwnerId,
+        claims: impl Into<Arc<[Claim]>>,
+        id: u64,
+        releaser: Arc<dyn ReleaseSet>,
+    ) -> Self {
         Self {
             owner,
-            claims,
+            claims: claims.into(),
             id,
             releaser: Some(releaser),
         }
@@ -181,11 +186,11 @@ impl State {
         while !self.core.completions.is_empty() {
             let completions = std::mem::take(&mut self.core.completions);
             for c in completions {
-                let delivered = match self.senders.remove(&c.req) {
-                    Some(tx) => tx.send(c.result.clone()).is_ok(),
-                    None => false,
+                let undelivered = match self.senders.remove(&c.req) {
+                    Some(tx) => tx.send(c.result).err(),
+                    None => Some(c.result),
                 };
-                if let (false, Ok(set)) = (delivered, c.result) {
+                if let Some(Ok(set)) = undelivered {
                     self.core.release_set(set);
                 }
             }
@@ -213,14 +218,54 @@ impl LocalLockManager {
         Self::default()
     }
 
-    fn lock_set(&self, owner: &OwnerId, claims: &[Claim], id: SetId) -> LockSet {
-        LockSet::new(owner.clone(), claims.to_vec(), id, self.shared.clone())
+    /// [`LockManager::acquire`] without the boxing a trait object needs: the call to use
+    /// when the concrete type is known.
+    pub async fn acquire(
+        &self,
+        owner: &OwnerId,
+        claims: &[Claim],
+        opts: &AcquireOptions,
+    ) -> Result<LockSet, LockError> {
+        let claims: Arc<[Claim]> = claims.into();
+        let (req, rx) = {
+            let mut state = self.shared.state.lock();
+            match state.core.request(owner, claims.clone(), opts.priority)? {
+                Requested::Granted(set) => {
+                    drop(state);
+                    return Ok(self.lock_set(owner, claims, set));
+                }
+                Requested::Queued(req) => {
+                    let (tx, rx) = oneshot::channel();
+                    state.senders.insert(req, tx);
+                    if opts.deadlock_timeout.is_zero() {
+                        state.core.check_deadlock(req, opts.victim);
+                        state.flush();
+                    }
+                    (req, rx)
+                }
+            }
+        };
+        self.wait(owner, claims, opts, req, rx).await
+    }
+
+    /// [`LockManager::extend`] without boxing.
+    pub async fn extend(
+        &self,
+        owner: &OwnerId,
+        claims: &[Claim],
+        opts: &AcquireOptions,
+    ) -> Result<LockSet, LockError> {
+        LocalLockManager::acquire(self, owner, claims, opts).await
+    }
+
+    fn lock_set(&self, owner: &OwnerId, claims: Arc<[Claim]>, id: SetId) -> LockSet {
+        LockSet::new(owner.clone(), claims, id, self.shared.clone())
     }
 
     async fn wait(
         &self,
         owner: &OwnerId,
-        claims: &[Claim],
+        claims: Arc<[Claim]>,
         opts: &AcquireOptions,
         req: ReqId,
         rx: oneshot::Receiver<Result<SetId, LockError>>,
@@ -258,7 +303,7 @@ impl LocalLockManager {
                 Step::Done(result) => {
                     guard.rx = None;
                     return match result {
-                        Ok(Ok(set)) => Ok(self.lock_set(owner, claims, set)),
+                        Ok(Ok(set)) => Ok(self.lock_set(owner, claims.clone(), set)),
                         Ok(Err(e)) => Err(e),
                         // The manager never drops a sender without sending; be safe anyway.
                         Err(_) => Err(LockError::Cancelled {
@@ -329,34 +374,17 @@ impl LockManager for LocalLockManager {
         claims: &[Claim],
         opts: &AcquireOptions,
     ) -> Result<LockSet, LockError> {
-        let (req, rx) = {
-            let mut state = self.shared.state.lock();
-            match state.core.request(owner, claims.to_vec(), opts.priority)? {
-                Requested::Granted(set) => {
-                    drop(state);
-                    return Ok(self.lock_set(owner, claims, set));
-                }
-                Requested::Queued(req) => {
-                    let (tx, rx) = oneshot::channel();
-                    state.senders.insert(req, tx);
-                    if opts.deadlock_timeout.is_zero() {
-                        state.core.check_deadlock(req, opts.victim);
-                        state.flush();
-                    }
-                    (req, rx)
-                }
-            }
-        };
-        self.wait(owner, claims, opts, req, rx).await
+        LocalLockManager::acquire(self, owner, claims, opts).await
     }
 
     fn try_acquire(&self, owner: &OwnerId, claims: &[Claim]) -> Result<LockSet, LockError> {
+        let claims: Arc<[Claim]> = claims.into();
         let set = self
             .shared
             .state
             .lock()
             .core
-            .try_request(owner, claims.to_vec())?;
+            .try_request(owner, claims.clone())?;
         Ok(self.lock_set(owner, claims, set))
     }
 

@@ -57,7 +57,10 @@ struct Inner {
     prefix_len: usize,
     /// Length of the leading complete literal segments (for indexing), without a trailing `/`.
     key_len: usize,
-    dfa: OnceLock<Option<dense::DFA<Vec<u32>>>>,
+    /// Those segments as interned ids: the index's trie is keyed by them.
+    dir_ids: Box<[u32]>,
+    /// Compiled on first use; boxed so that patterns never compared stay small.
+    dfa: OnceLock<Option<Box<dense::DFA<Vec<u32>>>>>,
 }
 
 impl Pattern {
@@ -81,6 +84,11 @@ impl Pattern {
     /// `src/api/**/*.rs`, empty for `**/*.rs`). Every path the pattern matches starts with them.
     pub fn literal_dir(&self) -> &str {
         &self.0.text[..self.0.key_len]
+    }
+
+    /// The literal directory's segments as interned ids (empty at the root).
+    pub(crate) fn dir_ids(&self) -> &[u32] {
+        &self.0.dir_ids
     }
 
     /// Whether `path` (repo-relative, `/`-separated) matches the pattern.
@@ -183,8 +191,8 @@ impl Pattern {
     fn dfa(&self) -> Option<&dense::DFA<Vec<u32>>> {
         self.0
             .dfa
-            .get_or_init(|| compile_regex(&glob_regex(&self.0.text)?))
-            .as_ref()
+            .get_or_init(|| compile_regex(&glob_regex(&self.0.text)?).map(Box::new))
+            .as_deref()
     }
 
     /// Breadth-first search of the product automaton; returns the path when `want_path`.
@@ -423,6 +431,21 @@ static OVERLAPS: LazyLock<Mutex<FxHashMap<(u64, u64), bool>>> =
     LazyLock::new(|| Mutex::new(FxHashMap::default()));
 const OVERLAP_CACHE_MAX: usize = 1 << 16;
 
+/// Interned path segments (directory and file names of literal directories). Like a symbol
+/// table it only grows: it holds each distinct name once.
+static SEGMENTS: LazyLock<Mutex<FxHashMap<Box<str>, u32>>> =
+    LazyLock::new(|| Mutex::new(FxHashMap::default()));
+
+fn segment_id(segment: &str) -> u32 {
+    let mut segments = SEGMENTS.lock();
+    if let Some(&id) = segments.get(segment) {
+        return id;
+    }
+    let id = u32::try_from(segments.len()).unwrap_or(u32::MAX);
+    segments.insert(segment.into(), id);
+    id
+}
+
 fn intern(text: String) -> Pattern {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let mut interner = INTERNER.lock();
@@ -443,12 +466,18 @@ fn intern(text: String) -> Pattern {
             .rposition(|&b| b == b'/')
             .unwrap_or(0)
     };
+    let dir_ids: Box<[u32]> = if key_len == 0 {
+        Box::default()
+    } else {
+        text[..key_len].split('/').map(segment_id).collect()
+    };
     let inner = Arc::new(Inner {
         text: text.into_boxed_str(),
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         literal,
         prefix_len,
         key_len,
+        dir_ids,
         dfa: OnceLock::new(),
     });
     interner

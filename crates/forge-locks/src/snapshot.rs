@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{Claim, OwnerId};
 
 /// Why one owner waits for another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EdgeKind {
     /// The other owner holds a conflicting claim.

@@ -177,7 +177,7 @@ fn release_all_cancels_the_waiting_request_and_frees_holds() {
         result: Err(LockError::Cancelled { owner: owner(2) })
     }));
     assert!(done.iter().any(|c| c.req == req3 && c.result.is_ok()));
-    assert!(!core.owners.contains_key(&owner(2)));
+    assert!(!core.is_active(&owner(2)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ impl Harness {
                 let edges = self.reference_hard_edges();
                 let idx: Vec<usize> = cycle
                     .iter()
-                    .map(|id| id.name[1..].parse().unwrap())
+                    .map(|id| id.name()[1..].parse().unwrap())
                     .collect();
                 for (i, &a) in idx.iter().enumerate() {
                     let b = idx[(i + 1) % idx.len()];
@@ -740,10 +740,7 @@ fn explore(scripts: &[Vec<Step>], order: &[usize]) -> Outcome {
             }
         }
         for who in 0..n {
-            if waiting[who].is_none()
-                && backlog[who].is_empty()
-                && core.owners.contains_key(&owner(who))
-            {
+            if waiting[who].is_none() && backlog[who].is_empty() && core.is_active(&owner(who)) {
                 if !victim[who] {
                     outcome.finished += 1;
                 }
@@ -753,7 +750,7 @@ fn explore(scripts: &[Vec<Step>], order: &[usize]) -> Outcome {
         }
         if waiting.iter().all(Option::is_none)
             && backlog.iter().all(Vec::is_empty)
-            && core.owners.is_empty()
+            && (0..n).all(|who| !core.is_active(&owner(who)))
         {
             break;
         }
