@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -56,17 +57,15 @@ impl fmt::Display for Conflict {
 /// # Ok::<(), forge_locks::LockError>(())
 /// ```
 pub fn conflicts(sets: &[(OwnerId, Vec<Claim>)]) -> Vec<Conflict> {
-    let mut index: ClaimIndex<(usize, usize)> = ClaimIndex::default();
+    let mut index: ClaimIndex<usize> = ClaimIndex::default();
     for (i, (_, claims)) in sets.iter().enumerate() {
-        for (k, claim) in claims.iter().enumerate() {
-            index.insert(claim, (i, k));
-        }
+        index.insert_set(&Arc::from(claims.as_slice()), i);
     }
     // (first set, second set) -> (first claim, second claim), the earliest pair by claim order.
     let mut found: BTreeMap<(usize, usize), (usize, usize)> = BTreeMap::new();
     for (i, (owner, claims)) in sets.iter().enumerate() {
         for (k, claim) in claims.iter().enumerate() {
-            let _ = index.for_each_conflict(claim, |_, _, (j, l)| {
+            let _ = index.for_each_conflict(claim, |_, j, l| {
                 if j > i && sets[j].0 != *owner {
                     found
                         .entry((i, j))

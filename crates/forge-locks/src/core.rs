@@ -134,11 +134,9 @@ impl Core {
         }
         let req = self.fresh_id();
         let order = req;
-        for claim in claims.iter() {
-            self.waiting.insert(claim, req);
-        }
+        self.waiting.insert_set(&claims, req);
         self.queue.insert(order, req);
-        self.owner_entry(owner).waiting = Some(req);
+        self.update_owner(owner, |o| o.waiting = Some(req));
         self.waiters.insert(
             req,
             Waiter {
@@ -177,17 +175,18 @@ impl Core {
         Ok(())
     }
 
-    /// The state of `owner`, creating it (or reviving an idle entry).
-    fn owner_entry(&mut self, owner: &OwnerId) -> &mut OwnerState {
-        match self.owners.entry(owner.clone()) {
-            std::collections::hash_map::Entry::Occupied(entry) => {
-                let state = entry.into_mut();
-                if state.is_idle() {
-                    self.idle_owners -= 1;
-                }
-                state
+    /// Updates the state of `owner`, creating it (or reviving an idle entry). The key is only
+    /// cloned for a new entry.
+    fn update_owner(&mut self, owner: &OwnerId, f: impl FnOnce(&mut OwnerState)) {
+        if let Some(state) = self.owners.get_mut(owner) {
+            if state.is_idle() {
+                self.idle_owners -= 1;
             }
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(OwnerState::default()),
+            f(state);
+        } else {
+            let mut state = OwnerState::default();
+            f(&mut state);
+            self.owners.insert(owner.clone(), state);
         }
     }
 
@@ -208,10 +207,8 @@ impl Core {
 
     fn insert_set(&mut self, owner: OwnerId, claims: Arc<[Claim]>) -> SetId {
         let id = self.fresh_id();
-        for claim in claims.iter() {
-            self.held.insert(claim, id);
-        }
-        self.owner_entry(&owner).sets.push(id);
+        self.held.insert_set(&claims, id);
+        self.update_owner(&owner, |o| o.sets.push(id));
         self.sets.insert(id, HeldSet { owner, claims });
         id
     }
@@ -233,9 +230,7 @@ impl Core {
         let Some(held) = self.sets.remove(&set) else {
             return;
         };
-        for claim in held.claims.iter() {
-            self.held.remove(claim, set);
-        }
+        self.held.remove_set(&held.claims, set);
         if let Some(state) = self.owners.get_mut(&held.owner) {
             state.sets.retain(|s| *s != set);
             if state.is_idle() {
@@ -256,9 +251,7 @@ impl Core {
     fn remove_waiter(&mut self, req: ReqId) -> Option<Waiter> {
         let waiter = self.waiters.remove(&req)?;
         self.queue.remove(&waiter.order);
-        for claim in waiter.claims.iter() {
-            self.waiting.remove(claim, req);
-        }
+        self.waiting.remove_set(&waiter.claims, req);
         if let Some(state) = self.owners.get_mut(&waiter.owner) {
             state.waiting = None;
             if state.is_idle() {
@@ -299,12 +292,12 @@ impl Core {
     ) -> ControlFlow<()> {
         for claim in claims {
             self.held
-                .for_each_conflict(claim, |_, _, set| match self.sets.get(&set) {
+                .for_each_conflict(claim, |_, set, _| match self.sets.get(&set) {
                     Some(held) if held.owner != *owner => f(&held.owner),
                     _ => ControlFlow::Continue(()),
                 })?;
             self.waiting
-                .for_each_conflict(claim, |_, _, req| match self.waiters.get(&req) {
+                .for_each_conflict(claim, |_, req, _| match self.waiters.get(&req) {
                     Some(w) if w.order < before && w.owner != *owner => f(&w.owner),
                     _ => ControlFlow::Continue(()),
                 })?;
@@ -361,7 +354,7 @@ impl Core {
     fn wake(&mut self, freed: &[Claim]) {
         let mut candidates: Vec<(u64, ReqId)> = Vec::new();
         for claim in freed {
-            let _ = self.waiting.for_each_conflict(claim, |_, _, req| {
+            let _ = self.waiting.for_each_conflict(claim, |_, req, _| {
                 if let Some(w) = self.waiters.get(&req) {
                     candidates.push((w.order, req));
                 }
@@ -388,7 +381,7 @@ impl Core {
         };
         let mut out = Edges::new();
         for claim in w.claims.iter() {
-            let _ = self.held.for_each_conflict(claim, |_, _, set| {
+            let _ = self.held.for_each_conflict(claim, |_, set, _| {
                 if let Some(held) = self.sets.get(&set)
                     && held.owner != w.owner
                     && let Some(next) = self.owners.get(&held.owner).and_then(|o| o.waiting)
@@ -398,7 +391,7 @@ impl Core {
                 ControlFlow::Continue(())
             });
             if !hard_only {
-                let _ = self.waiting.for_each_conflict(claim, |_, _, other| {
+                let _ = self.waiting.for_each_conflict(claim, |_, other, _| {
                     if let Some(o) = self.waiters.get(&other)
                         && o.order < w.order
                         && o.owner != w.owner
@@ -427,7 +420,7 @@ impl Core {
                 self.sets.get(set).is_some_and(|held| {
                     held.claims.iter().any(|claim| {
                         self.waiting
-                            .for_each_conflict(claim, |_, _, other| {
+                            .for_each_conflict(claim, |_, other, _| {
                                 match self.waiters.get(&other) {
                                     Some(o) if o.owner != w.owner => ControlFlow::Break(()),
                                     _ => ControlFlow::Continue(()),
@@ -677,7 +670,7 @@ impl Core {
             // Edges to holders that are not waiting matter for display too.
             let mut hard: Vec<OwnerId> = Vec::new();
             for claim in w.claims.iter() {
-                let _ = self.held.for_each_conflict(claim, |_, _, set| {
+                let _ = self.held.for_each_conflict(claim, |_, set, _| {
                     if let Some(held) = self.sets.get(&set)
                         && held.owner != w.owner
                     {

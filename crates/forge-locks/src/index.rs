@@ -9,15 +9,19 @@
 //! the subtree below it (descendants). For exact paths that is a few hash lookups.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::{Claim, LockMode, Pattern};
 
+/// An indexed claim: its pattern and mode, the value of its set, its position in the set.
+type Entry<T> = (Pattern, LockMode, T, u32);
+
 #[derive(Debug)]
 struct Node<T> {
     children: FxHashMap<u32, Node<T>>,
-    entries: Vec<(Pattern, LockMode, T)>,
+    entries: Vec<Entry<T>>,
 }
 
 impl<T> Default for Node<T> {
@@ -41,18 +45,19 @@ impl<T> Node<T> {
     }
 }
 
-/// Up to this many claims live in a flat list: scanning a few claims is cheaper than walking
-/// the trie. Past it, the index moves to the trie (and back when it empties). Unit tests use a
-/// tiny threshold so that the model tests exercise the trie too.
+/// Up to this many claims live in a flat list of claim sets: scanning a few claims is cheaper
+/// than walking the trie, and a set is added or removed in one step. Past it, the index moves
+/// to the trie (and back once the trie is empty). Unit tests use a tiny threshold so that the
+/// model tests exercise the trie too.
 const SMALL: usize = if cfg!(test) { 2 } else { 16 };
 
-/// Claims indexed by literal directory, each with a value (a lock set or request id).
+/// Claim sets indexed by literal directory, each set with a value (a lock set or request id).
 #[derive(Debug)]
 pub(crate) struct ClaimIndex<T> {
-    /// The claims while there are at most `SMALL` of them (then the trie is empty).
-    small: Vec<(Pattern, LockMode, T)>,
+    /// The sets while they hold at most `SMALL` claims together (then the trie is empty).
+    small: Vec<(Arc<[Claim]>, T)>,
     root: Node<T>,
-    /// Entries in the index.
+    /// Claims in the index.
     len: usize,
     /// Nodes in the trie, including empty ones kept for reuse (pruned when they dominate).
     nodes: usize,
@@ -70,61 +75,65 @@ impl<T> Default for ClaimIndex<T> {
 }
 
 impl<T: Copy + Eq> ClaimIndex<T> {
-    pub(crate) fn insert(&mut self, claim: &Claim, value: T) {
-        if self.small.len() < SMALL && self.len == self.small.len() {
-            self.small.push((claim.pattern.clone(), claim.mode, value));
+    /// Adds every claim of a set under `value` (which identifies the set).
+    pub(crate) fn insert_set(&mut self, claims: &Arc<[Claim]>, value: T) {
+        let in_small: usize = self.small.iter().map(|(c, _)| c.len()).sum();
+        if self.len == in_small && self.len + claims.len() <= SMALL {
+            self.small.push((claims.clone(), value));
+            self.len += claims.len();
+            return;
+        }
+        for (set, v) in std::mem::take(&mut self.small) {
+            self.len -= set.len();
+            self.insert_in_trie(&set, v);
+        }
+        self.insert_in_trie(claims, value);
+    }
+
+    fn insert_in_trie(&mut self, claims: &[Claim], value: T) {
+        for (i, claim) in claims.iter().enumerate() {
+            let mut node = &mut self.root;
+            for &segment in claim.pattern.dir_ids() {
+                node = node.children.entry(segment).or_insert_with(|| {
+                    self.nodes += 1;
+                    Node::default()
+                });
+            }
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            node.entries
+                .push((claim.pattern.clone(), claim.mode, value, i));
             self.len += 1;
+        }
+    }
+
+    /// Removes the set added under `value`.
+    pub(crate) fn remove_set(&mut self, claims: &[Claim], value: T) {
+        if !self.small.is_empty() {
+            if let Some(i) = self.small.iter().position(|(_, v)| *v == value) {
+                let (set, _) = self.small.swap_remove(i);
+                self.len -= set.len();
+            }
             return;
         }
-        if !self.small.is_empty() {
-            // Outgrown: move the list into the trie.
-            for (pattern, mode, v) in std::mem::take(&mut self.small) {
-                self.len -= 1;
-                self.insert_in_trie(&Claim { pattern, mode }, v);
-            }
-        }
-        self.insert_in_trie(claim, value);
-    }
-
-    fn insert_in_trie(&mut self, claim: &Claim, value: T) {
-        let mut node = &mut self.root;
-        for &segment in claim.pattern.dir_ids() {
-            node = node.children.entry(segment).or_insert_with(|| {
-                self.nodes += 1;
-                Node::default()
-            });
-        }
-        node.entries
-            .push((claim.pattern.clone(), claim.mode, value));
-        self.len += 1;
-    }
-
-    pub(crate) fn remove(&mut self, claim: &Claim, value: T) {
-        if !self.small.is_empty() {
-            if let Some(i) = self
-                .small
+        for claim in claims {
+            let Some(node) = claim
+                .pattern
+                .dir_ids()
                 .iter()
-                .position(|(p, m, v)| *v == value && *m == claim.mode && *p == claim.pattern)
+                .try_fold(&mut self.root, |node, segment| {
+                    node.children.get_mut(segment)
+                })
+            else {
+                continue;
+            };
+            if let Some(i) = node
+                .entries
+                .iter()
+                .position(|(p, m, v, _)| *v == value && *m == claim.mode && *p == claim.pattern)
             {
-                self.small.swap_remove(i);
+                node.entries.swap_remove(i);
                 self.len -= 1;
             }
-            return;
-        }
-        let mut node = &mut self.root;
-        for segment in claim.pattern.dir_ids() {
-            match node.children.get_mut(segment) {
-                Some(child) => node = child,
-                None => return,
-            }
-        }
-        if let Some(i) = node
-            .entries
-            .iter()
-            .position(|(p, m, v)| *v == value && *m == claim.mode && *p == claim.pattern)
-        {
-            node.entries.swap_remove(i);
-            self.len -= 1;
         }
         // Empty nodes are kept (a path claimed once is often claimed again) until they
         // outnumber the entries.
@@ -134,28 +143,33 @@ impl<T: Copy + Eq> ClaimIndex<T> {
         }
     }
 
-    /// Calls `f` for every indexed claim that conflicts with `claim`: modes incompatible and
-    /// patterns overlapping. Stops early when `f` breaks.
+    /// Calls `f` for every indexed claim that conflicts with `claim` (modes incompatible and
+    /// patterns overlapping), with its mode, its set's value and its position in the set.
+    /// Stops early when `f` breaks.
     pub(crate) fn for_each_conflict(
         &self,
         claim: &Claim,
-        mut f: impl FnMut(&Pattern, LockMode, T) -> ControlFlow<()>,
+        mut f: impl FnMut(LockMode, T, usize) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         if self.len == 0 {
             return ControlFlow::Continue(());
         }
         if !self.small.is_empty() {
-            for (pattern, mode, value) in &self.small {
-                if !claim.mode.compatible_with(*mode) && claim.pattern.overlaps(pattern) {
-                    f(pattern, *mode, *value)?;
+            for (set, value) in &self.small {
+                for (i, other) in set.iter().enumerate() {
+                    if !claim.mode.compatible_with(other.mode)
+                        && claim.pattern.overlaps(&other.pattern)
+                    {
+                        f(other.mode, *value, i)?;
+                    }
                 }
             }
             return ControlFlow::Continue(());
         }
         let mut visit = |node: &Node<T>| {
-            for (pattern, mode, value) in &node.entries {
+            for (pattern, mode, value, i) in &node.entries {
                 if !claim.mode.compatible_with(*mode) && claim.pattern.overlaps(pattern) {
-                    f(pattern, *mode, *value)?;
+                    f(*mode, *value, *i as usize)?;
                 }
             }
             ControlFlow::Continue(())
@@ -179,15 +193,19 @@ impl<T: Copy + Eq> ClaimIndex<T> {
         ControlFlow::Continue(())
     }
 
+    /// Every indexed claim with its set's value.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Pattern, LockMode, T)> {
         let mut stack = vec![&self.root];
         let trie = std::iter::from_fn(move || {
             let node = stack.pop()?;
             stack.extend(node.children.values());
-            Some(node.entries.iter().map(|(p, m, v)| (p, *m, *v)))
+            Some(node.entries.iter().map(|(p, m, v, _)| (p, *m, *v)))
         })
         .flatten();
-        self.small.iter().map(|(p, m, v)| (p, *m, *v)).chain(trie)
+        self.small
+            .iter()
+            .flat_map(|(set, v)| set.iter().map(move |c| (&c.pattern, c.mode, *v)))
+            .chain(trie)
     }
 }
 
@@ -197,7 +215,7 @@ mod tests {
 
     fn conflicts(index: &ClaimIndex<u32>, claim: &Claim) -> Vec<u32> {
         let mut out = Vec::new();
-        let _ = index.for_each_conflict(claim, |_, _, v| {
+        let _ = index.for_each_conflict(claim, |_, v, _| {
             if v != 1000 {
                 out.push(v);
             }
@@ -212,7 +230,10 @@ mod tests {
         let mut index = ClaimIndex::default();
         if trie {
             for i in 0..=SMALL {
-                index.insert(&Claim::write(&format!("pad/{i}")).unwrap(), 1000);
+                index.insert_set(
+                    &Arc::from([Claim::write(&format!("pad/{i}")).unwrap()]),
+                    1000,
+                );
             }
             assert!(index.small.is_empty());
         }
@@ -237,7 +258,7 @@ mod tests {
             Claim::write("src/api/v1/*.md").unwrap(), // 6: descendant, no overlap
         ];
         for (i, c) in claims.iter().enumerate() {
-            index.insert(c, u32::try_from(i).unwrap());
+            index.insert_set(&Arc::from([c.clone()]), u32::try_from(i).unwrap());
         }
         assert_eq!(
             conflicts(&index, &Claim::read("src/api/**/*.rs").unwrap()),
@@ -252,8 +273,8 @@ mod tests {
             [0, 1, 2, 3, 4, 5, 6]
         );
         let padding = index.iter().filter(|e| e.2 == 1000).count();
-        index.remove(&claims[0], 0);
-        index.remove(&claims[3], 3);
+        index.remove_set(std::slice::from_ref(&claims[0]), 0);
+        index.remove_set(std::slice::from_ref(&claims[3]), 3);
         assert_eq!(
             conflicts(&index, &Claim::write("src/api/**/*.rs").unwrap()),
             [1, 4]
@@ -265,9 +286,13 @@ mod tests {
     fn empty_nodes_are_pruned_when_they_dominate() {
         let mut index = ClaimIndex::default();
         for i in 0..500u32 {
-            let c = Claim::write(&format!("d{i}/sub/file")).unwrap();
-            index.insert(&c, i);
-            index.remove(&c, i);
+            let c: Arc<[Claim]> = Arc::from([
+                Claim::write(&format!("d{i}/sub/file")).unwrap(),
+                Claim::write(&format!("e{i}/x")).unwrap(),
+                Claim::write(&format!("f{i}/y")).unwrap(),
+            ]);
+            index.insert_set(&c, i);
+            index.remove_set(&c, i);
         }
         assert_eq!(index.len, 0);
         assert!(index.nodes <= 64 + 4, "{} nodes kept", index.nodes);
