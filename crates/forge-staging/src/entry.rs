@@ -1,4 +1,7 @@
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -66,8 +69,92 @@ impl<'de> Deserialize<'de> for ContentHash {
     }
 }
 
-/// What one path of a snapshot holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A symbolic link's target, exactly as stored in the link: any bytes, never resolved.
+///
+/// Serialized as a string when the bytes are UTF-8 (the common case), otherwise as
+/// `{"bytes": "<hex>"}`, so that a round trip through JSON is lossless.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkTarget(Vec<u8>);
+
+impl LinkTarget {
+    /// A target made of `bytes`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The raw bytes of the target.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The target as a path, to pass to `symlink(2)`.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.0))
+    }
+
+    /// The target as text, if it is UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl From<&str> for LinkTarget {
+    fn from(s: &str) -> Self {
+        Self(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&Path> for LinkTarget {
+    fn from(p: &Path) -> Self {
+        Self(p.as_os_str().as_bytes().to_vec())
+    }
+}
+
+impl fmt::Display for LinkTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Debug for LinkTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum LinkTargetRepr {
+    Text(String),
+    Bytes { bytes: String },
+}
+
+impl Serialize for LinkTarget {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => LinkTargetRepr::Bytes {
+                bytes: hex::encode(&self.0),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match LinkTargetRepr::deserialize(d)? {
+            LinkTargetRepr::Text(text) => Ok(Self(text.into_bytes())),
+            LinkTargetRepr::Bytes { bytes } => hex::decode(&bytes)
+                .map(Self)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What one path of a snapshot holds: a regular file or a symbolic link (directories are implied
+/// by the paths under them, as in git).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// A regular file.
@@ -79,10 +166,12 @@ pub enum Entry {
         /// Whether the executable bit is set.
         executable: bool,
     },
-    /// A symbolic link; its target is stored as a blob (`hash`), as git does.
+    /// A symbolic link. Its target is kept as text, and also stored as a blob (`hash`), as git does.
     Symlink {
-        /// Hash of the link target's bytes.
+        /// Hash of the target's bytes (the blob holding the target).
         hash: ContentHash,
+        /// The target, never resolved.
+        target: LinkTarget,
     },
 }
 
@@ -96,10 +185,27 @@ impl Entry {
         }
     }
 
+    /// A symlink entry; its hash is that of the target's bytes.
+    pub fn symlink(target: impl Into<LinkTarget>) -> Self {
+        let target = target.into();
+        Self::Symlink {
+            hash: ContentHash::of(target.as_bytes()),
+            target,
+        }
+    }
+
     /// The hash of the content (a file's bytes, or a symlink's target).
     pub fn hash(&self) -> ContentHash {
         match *self {
-            Self::File { hash, .. } | Self::Symlink { hash } => hash,
+            Self::File { hash, .. } | Self::Symlink { hash, .. } => hash,
+        }
+    }
+
+    /// The size of the content: a file's length, or the length of a symlink's target.
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::File { size, .. } => *size,
+            Self::Symlink { target, .. } => target.as_bytes().len() as u64,
         }
     }
 
@@ -112,6 +218,19 @@ impl Entry {
                 ..
             }
         )
+    }
+
+    /// Whether this is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        matches!(self, Self::Symlink { .. })
+    }
+
+    /// The symlink's target, if this is a symlink.
+    pub fn link_target(&self) -> Option<&LinkTarget> {
+        match self {
+            Self::Symlink { target, .. } => Some(target),
+            Self::File { .. } => None,
+        }
     }
 }
 
@@ -135,5 +254,19 @@ mod tests {
         assert!(json.contains("\"kind\":\"file\""), "{json}");
         assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
         assert!(e.is_executable());
+    }
+
+    #[test]
+    fn symlink_targets_round_trip_even_when_not_utf8() {
+        for bytes in [b"../x".to_vec(), vec![0xff, b'/', 0xfe], Vec::new()] {
+            let e = Entry::symlink(LinkTarget::new(bytes.clone()));
+            assert_eq!(e.hash(), ContentHash::of(&bytes));
+            assert_eq!(e.size(), bytes.len() as u64);
+            let json = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e, "{json}");
+            assert_eq!(e.link_target().unwrap().as_bytes(), &bytes[..]);
+        }
+        let json = serde_json::to_string(&Entry::symlink("a/b")).unwrap();
+        assert!(json.contains("\"target\":\"a/b\""), "{json}");
     }
 }

@@ -1,4 +1,8 @@
-/// Errors of the staging crate.
+use std::path::PathBuf;
+
+use crate::{ContentHash, RepoPath};
+
+/// Errors of the staging crate. Each variant names the path, command or value involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StagingError {
@@ -15,7 +19,123 @@ pub enum StagingError {
         "unknown base `{0}`: expected `head` (the git HEAD commit) or `worktree` (the working tree)"
     )]
     UnknownBase(String),
+    /// A staging strategy name is not known.
+    #[error(
+        "unknown staging strategy `{0}`: expected `auto`, `overlay`, `reflink`, `worktree` or `copy`"
+    )]
+    UnknownStrategy(String),
     /// A content hash is not 64 hexadecimal digits.
     #[error("invalid content hash `{0}`: expected 64 hexadecimal digits")]
     InvalidHash(String),
+    /// A file-system operation failed.
+    #[error("cannot {op} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done (`read`, `create directory`, `mount overlay on`, …).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external command (git, unshare, fuse-overlayfs, …) failed.
+    #[error("`{command}` failed: {message}")]
+    Command {
+        /// The command line, for the user to re-run.
+        command: String,
+        /// Its exit status and error output.
+        message: String,
+    },
+    /// `Head` mode, or the worktree strategy, needs a git repository with a commit.
+    #[error("`{}` cannot be used as a git base: {reason}", path.display())]
+    NotGit {
+        /// The directory given as the repository.
+        path: PathBuf,
+        /// Why (not a repository, no commit yet, git missing).
+        reason: String,
+    },
+    /// A blob is not in the store.
+    #[error("blob {hash} is missing from the object store `{}`", store.display())]
+    BlobMissing {
+        /// The hash asked for.
+        hash: ContentHash,
+        /// The store directory.
+        store: PathBuf,
+    },
+    /// A blob's content no longer matches its hash: the store was damaged.
+    #[error("blob `{}` is corrupt: it should hash to {expected} but hashes to {actual}", path.display())]
+    BlobCorrupt {
+        /// The blob's file.
+        path: PathBuf,
+        /// The hash it is stored under.
+        expected: ContentHash,
+        /// The hash of what it holds.
+        actual: ContentHash,
+    },
+    /// A staging strategy cannot run on this machine or for this snapshot.
+    #[error("the {strategy} strategy is not available here: {reason}")]
+    Unsupported {
+        /// The strategy (`overlay`, `reflink`, `worktree`, `copy`).
+        strategy: &'static str,
+        /// Why, in words a user can act on.
+        reason: String,
+    },
+    /// A workspace name is not usable as a directory name.
+    #[error("invalid workspace name `{name}`: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A workspace or snapshot directory already exists.
+    #[error("`{}` already exists", .0.display())]
+    AlreadyExists(PathBuf),
+    /// A change does not apply to the manifest or changeset it is applied to.
+    #[error("change to `{path}` does not apply: {reason}")]
+    ChangeMismatch {
+        /// The path of the change.
+        path: RepoPath,
+        /// What the change expected and what was found.
+        reason: String,
+    },
+    /// A file Forge wrote (manifest, snapshot or workspace record) cannot be read back.
+    #[error("`{}` is not a valid {what}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What it should be (`snapshot manifest`, `workspace record`, …).
+        what: &'static str,
+        /// The parse error.
+        reason: String,
+    },
+}
+
+impl StagingError {
+    /// An [`StagingError::Io`] error for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the operation and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    /// Maps an I/O error to [`StagingError::Io`].
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError> {
+        self.map_err(|e| StagingError::io(op, path, e))
+    }
+}
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError> {
+        self.map_err(|e| StagingError::io(op, path, e.into()))
+    }
 }

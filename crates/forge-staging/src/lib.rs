@@ -1,48 +1,107 @@
-//! Isolated workspaces for agents, and exact capture of what they changed.
+//! Isolated workspaces for agents, made in O(1), and exact capture of what they changed.
 //!
-//! Each attempt of a Forge task runs its agent in a workspace of its own, so agents never see each
-//! other's half-written files. A run first takes one **base snapshot** of the repository (git `HEAD`,
-//! or the working tree with untracked, not-ignored files). A task's workspace starts from a
-//! **snapshot**: the base plus a delta of what has been integrated so far. When the agent is done,
-//! the workspace reports its **changeset** — every file added, modified or deleted relative to that
-//! snapshot — which `forge-merge` then integrates.
+//! Each attempt of a Forge task runs its agent in a workspace of its own, so agents never see
+//! each other's half-written files and never touch the user's repository. A full git worktree
+//! per agent costs seconds and gigabytes on a large repository; an overlay costs one mount.
 //!
-//! Workspaces are made by a `Stager` strategy: overlayfs (O(1), the default on Linux), reflink
-//! copies, a git worktree, or a plain copy. This crate depends on no other Forge crate.
+//! # The pieces
 //!
-//! # What is here
+//! - [`BaseSnapshot`]: the repository as a run starts from it (git `HEAD`, or the working tree
+//!   with untracked, not-ignored files), taken once into the run store: a plain tree of files
+//!   plus a [`Manifest`] mapping each [`RepoPath`] to an [`Entry`] (content hash, size, exec
+//!   bit, symlink target). Every content goes into the [`BlobStore`], content-addressed by
+//!   BLAKE3 and verified on every read.
+//! - [`Snapshot`]: what one workspace starts from, the base plus a delta (the [`ChangeSet`]s
+//!   integrated so far, composed with [`ChangeSet::compose`]). The delta is materialized as one
+//!   small layer: its files plus overlayfs whiteouts for its deletions, so building a snapshot
+//!   costs what the delta holds, not what the repository holds.
+//! - [`Stager`]: makes a [`Workspace`] from a snapshot. [`StagerKind::Auto`] picks the first
+//!   strategy that works on this machine, in this order:
+//!   1. [`OverlayStager`]: overlayfs with the snapshot's layers as read-only lower directories
+//!      and a per-workspace upper directory; mounted directly when privileged, else inside an
+//!      unprivileged user + mount namespace (which [`Workspace::prepare_command`] enters), else
+//!      with `fuse-overlayfs`. Staging is one mount; [`Workspace::changes`] walks only the upper
+//!      directory (whiteouts are deletions, opaque directories hide the layers below), so its
+//!      cost grows with what changed, not with the repository.
+//!   2. [`ReflinkStager`]: copy-on-write clones of every file (XFS, btrfs); changes by
+//!      comparing with the manifest (size and mtime first, hashing when in doubt).
+//!   3. [`WorktreeStager`]: `git worktree add --detach` at the base commit; changes from
+//!      `git status` and hashes; always removed with `git worktree remove --force` and `prune`.
+//!   4. [`CopyStager`]: a plain copy; always works.
+//! - [`ChangeSet`]: what an agent did, path by path ([`Change::Added`], [`Change::Modified`],
+//!   [`Change::Deleted`]), in sorted order, serde round-trippable, with the new contents in the
+//!   blob store. A symlink is recorded as a symlink with its target text, never followed. Paths
+//!   in `.git/` and `.forge/`, shared directories, copied-in files and ignored files are never
+//!   in a changeset; files over the size limit, special files and bad names are reported in
+//!   [`ChangeSet::skipped`].
+//! - [`gc`]: removes workspaces, mounts and worktrees left behind by a crashed or killed run.
 //!
-//! - [`RepoPath`]: a validated, normalized repo-relative path, the key of every manifest and changeset.
-//! - [`BaseMode`]: which base a run starts from.
-//! - [`ContentHash`], [`Entry`]: what a path holds (a file with its hash, size and exec bit, or a
-//!   symlink).
-//! - [`Change`], [`ChangeSet`]: what an agent did to a snapshot.
+//! Every operation blocks: call them from `spawn_blocking` in async code.
 //!
 //! # Example
 //!
 //! ```
-//! use forge_staging::{Change, ChangeSet, ContentHash, Entry, RepoPath};
+//! use std::sync::Arc;
+//! use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, Snapshot, StagerConfig, StagerKind};
 //!
-//! let path = RepoPath::new("./src//lib.rs")?;
-//! assert_eq!(path.as_str(), "src/lib.rs");
-//! assert!(RepoPath::new("../etc/passwd").is_err());
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let (repo, run) = (tmp.path().join("repo"), tmp.path().join("run"));
+//! # std::fs::create_dir_all(repo.join("src"))?;
+//! # std::fs::write(repo.join("src/lib.rs"), "pub fn f() {}\n")?;
+//! // Once per run: the base snapshot and the object store.
+//! let store = BlobStore::open(run.join("objects"))?;
+//! let base = Arc::new(BaseSnapshot::capture(&repo, BaseMode::Worktree, &run.join("base"), &store)?);
 //!
-//! let mut changes = ChangeSet::default();
-//! let new = Entry::file(ContentHash::of(b"fn main() {}\n"), 13, false);
-//! changes.insert(path.clone(), Change::Added(new));
-//! assert_eq!(changes.len(), 1);
-//! assert_eq!(changes.get(&path).and_then(Change::after), Some(&new));
-//! # Ok::<(), forge_staging::StagingError>(())
+//! // The best strategy this machine offers.
+//! let stager = StagerKind::Auto.build(&StagerConfig::new(&run, store.clone()), &base)?;
+//! let ws = stager.stage(&Snapshot::from(base.clone()), "task-1")?;
+//!
+//! // The agent works in the workspace (here we edit a file from this process).
+//! std::fs::write(ws.host_path().join("src/lib.rs"), "pub fn f() -> u8 { 1 }\n")?;
+//! let mut cmd = std::process::Command::new("ls");
+//! ws.prepare_command(&mut cmd)?; // cwd = the workspace (entering its namespace if needed)
+//! assert!(cmd.output()?.status.success());
+//!
+//! let changes = ws.changes()?;
+//! let Some(Change::Modified { after, .. }) = changes.get("src/lib.rs") else { panic!() };
+//! assert_eq!(store.read(&after.hash())?, b"pub fn f() -> u8 { 1 }\n");
+//! ws.dispose()?;
+//! assert_eq!(std::fs::read_to_string(repo.join("src/lib.rs"))?, "pub fn f() {}\n");
+//! # Ok(())
+//! # }
 //! ```
 
 mod base;
 mod changes;
 mod entry;
 mod error;
+mod fsutil;
+mod gc;
+mod git;
+mod manifest;
+mod overlay;
 mod path;
+mod rules;
+mod scan;
+mod snapshot;
+mod stager;
+mod store;
+mod tree;
+mod workspace;
+mod worktree;
 
-pub use base::BaseMode;
-pub use changes::{Change, ChangeSet};
-pub use entry::{ContentHash, Entry};
+pub use base::{BaseMode, BaseSnapshot};
+pub use changes::{Change, ChangeSet, SkipReason, Skipped};
+pub use entry::{ContentHash, Entry, LinkTarget};
 pub use error::StagingError;
+pub use gc::{GcReport, gc};
+pub use manifest::Manifest;
+pub use overlay::{OverlayRoute, OverlayStager};
 pub use path::RepoPath;
+pub use snapshot::Snapshot;
+pub use stager::{DEFAULT_MAX_FILE_SIZE, ShareMode, SharedDir, Stager, StagerConfig, StagerKind};
+pub use store::BlobStore;
+pub use tree::{CopyStager, ReflinkStager};
+pub use workspace::Workspace;
+pub use worktree::WorktreeStager;

@@ -69,6 +69,30 @@ impl RepoPath {
         self.0.rfind('/').map(|i| &self.0[..i])
     }
 
+    /// A repo path from a relative file-system path (as found by walking a directory).
+    pub fn from_path(path: &std::path::Path) -> Result<Self, StagingError> {
+        match path.to_str() {
+            Some(s) => Self::new(s),
+            None => Err(StagingError::InvalidPath {
+                path: path.to_string_lossy().into_owned(),
+                reason: "it is not valid UTF-8",
+            }),
+        }
+    }
+
+    /// `self/name`, validated.
+    pub fn join(&self, name: &str) -> Result<Self, StagingError> {
+        Self::new(&format!("{}/{name}", self.0))
+    }
+
+    /// Whether `self` is `dir` or lies under it (`dir` given as a normalized path).
+    pub fn starts_with_dir(&self, dir: &str) -> bool {
+        self.0 == dir
+            || (self.0.len() > dir.len()
+                && self.0.starts_with(dir)
+                && self.0.as_bytes()[dir.len()] == b'/')
+    }
+
     /// The last segment (`lib.rs` for `src/lib.rs`).
     pub fn file_name(&self) -> &str {
         self.0.rfind('/').map_or(&self.0, |i| &self.0[i + 1..])
@@ -91,6 +115,14 @@ impl fmt::Display for RepoPath {
 impl fmt::Debug for RepoPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+// Sound: `RepoPath` compares, orders and hashes exactly as its inner string does, so maps keyed
+// by `RepoPath` can be searched (and ranged) by `&str`.
+impl std::borrow::Borrow<str> for RepoPath {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -162,5 +194,12 @@ mod tests {
         let top = RepoPath::new("README.md").unwrap();
         assert_eq!(top.parent(), None);
         assert_eq!(top.file_name(), "README.md");
+        assert!(p.starts_with_dir("src"));
+        assert!(p.starts_with_dir("src/api/auth.rs"));
+        assert!(!p.starts_with_dir("sr"));
+        assert!(!p.starts_with_dir("src/api/auth"));
+        assert_eq!(p.join("x").unwrap().as_str(), "src/api/auth.rs/x");
+        assert!(top.join("..").is_err());
+        assert!(top.join(".git").is_err());
     }
 }

@@ -1,0 +1,195 @@
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IoContext;
+use crate::rules::Excluded;
+use crate::{
+    BaseSnapshot, BlobStore, CopyStager, OverlayStager, ReflinkStager, RepoPath, Snapshot,
+    StagingError, Workspace, WorktreeStager,
+};
+
+/// Makes workspaces from snapshots. One implementation per strategy; [`StagerKind::build`]
+/// picks one.
+pub trait Stager: Send + Sync {
+    /// Which strategy this is (never [`StagerKind::Auto`]).
+    fn kind(&self) -> StagerKind;
+
+    /// Makes the workspace `name` (a directory name, unique within the run) holding `snapshot`.
+    ///
+    /// The workspace lives under `<run_root>/workspaces/<name>` and is removed by
+    /// [`Workspace::dispose`], when dropped, or by [`crate::gc`] after a crash.
+    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError>;
+}
+
+/// A staging strategy, by name (`auto`, `overlay`, `reflink`, `worktree`, `copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StagerKind {
+    /// The first of the others, in their order, that works here.
+    #[default]
+    Auto,
+    /// overlayfs over the base snapshot: O(1) to stage, changes found in the upper directory.
+    Overlay,
+    /// Copy-on-write clones of every file (XFS, btrfs, APFS…): no data copied.
+    Reflink,
+    /// `git worktree add --detach` at the base commit.
+    Worktree,
+    /// A plain recursive copy: always works.
+    Copy,
+}
+
+impl StagerKind {
+    /// The four strategies, in the order `Auto` tries them.
+    pub const STRATEGIES: [StagerKind; 4] =
+        [Self::Overlay, Self::Reflink, Self::Worktree, Self::Copy];
+
+    /// The strategy's name, as used in benchmark ids and plans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Overlay => "overlay",
+            Self::Reflink => "reflink",
+            Self::Worktree => "worktree",
+            Self::Copy => "copy",
+        }
+    }
+
+    /// A stager of this kind for snapshots of `base`, after checking it can run here. `Auto`
+    /// returns the first strategy that can: overlay (direct mount, then user namespace, then
+    /// fuse-overlayfs), reflink, git worktree, copy.
+    pub fn build(
+        self,
+        config: &StagerConfig,
+        base: &BaseSnapshot,
+    ) -> Result<Box<dyn Stager>, StagingError> {
+        match self {
+            Self::Overlay => Ok(Box::new(OverlayStager::new(config)?)),
+            Self::Reflink => Ok(Box::new(ReflinkStager::new(config, base)?)),
+            Self::Worktree => Ok(Box::new(WorktreeStager::new(config, base)?)),
+            Self::Copy => Ok(Box::new(CopyStager::new(config)?)),
+            Self::Auto => {
+                let mut last = None;
+                for kind in Self::STRATEGIES {
+                    match kind.build(config, base) {
+                        Ok(stager) => return Ok(stager),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| StagingError::Unsupported {
+                    strategy: "copy",
+                    reason: "no strategy could be set up".to_owned(),
+                }))
+            }
+        }
+    }
+}
+
+impl FromStr for StagerKind {
+    type Err = StagingError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Auto]
+            .into_iter()
+            .chain(Self::STRATEGIES)
+            .find(|k| k.name() == s)
+            .ok_or_else(|| StagingError::UnknownStrategy(s.to_owned()))
+    }
+}
+
+impl fmt::Display for StagerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a shared directory is made available in each workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareMode {
+    /// A symlink to the repository's directory: every workspace uses the same files.
+    #[default]
+    Symlink,
+    /// A copy-on-write clone of the directory per workspace where the file system supports it
+    /// (isolated, no data copied); a symlink where it does not.
+    Clone,
+}
+
+/// A directory of the user's repository (such as `node_modules` or `target`) made available in
+/// every workspace so agents can build without reinstalling. Never part of a changeset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SharedDir {
+    /// The directory, relative to the repository. Skipped when it does not exist there.
+    pub path: RepoPath,
+    /// How it is shared.
+    #[serde(default)]
+    pub mode: ShareMode,
+}
+
+/// What every stager of a run needs.
+#[derive(Debug, Clone)]
+pub struct StagerConfig {
+    /// The run's directory: workspaces are made in `<run_root>/workspaces/`.
+    pub run_root: PathBuf,
+    /// Where changesets' blobs are written.
+    pub store: BlobStore,
+    /// Directories shared into every workspace.
+    pub share: Vec<SharedDir>,
+    /// Untracked files or directories (such as `.env`) copied from the repository into every
+    /// workspace. Never part of a changeset.
+    pub copy_in: Vec<RepoPath>,
+    /// Files larger than this many bytes are reported in [`crate::ChangeSet::skipped`] rather
+    /// than captured. Default: 100 `MiB`.
+    pub max_file_size: u64,
+}
+
+/// The default [`StagerConfig::max_file_size`]: 100 `MiB`.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 << 20;
+
+impl StagerConfig {
+    /// A configuration with no shared dirs, no copied-in files and the default size limit.
+    pub fn new(run_root: impl Into<PathBuf>, store: BlobStore) -> Self {
+        Self {
+            run_root: run_root.into(),
+            store,
+            share: Vec::new(),
+            copy_in: Vec::new(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+/// The configuration as the strategies use it: paths resolved, exclusions computed.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: StagerConfig,
+    pub(crate) workspaces: PathBuf,
+    pub(crate) excluded: Excluded,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &StagerConfig) -> Result<Arc<Self>, StagingError> {
+        let workspaces = config.run_root.join("workspaces");
+        fs::create_dir_all(&workspaces).ctx("create directory", &workspaces)?;
+        let workspaces = fs::canonicalize(&workspaces).ctx("resolve", &workspaces)?;
+        let mut config = config.clone();
+        config.run_root = workspaces
+            .parent()
+            .map_or_else(|| config.run_root.clone(), Path::to_path_buf);
+        let excluded = Excluded::new(
+            config
+                .share
+                .iter()
+                .map(|s| &s.path)
+                .chain(config.copy_in.iter()),
+        );
+        Ok(Arc::new(Self {
+            config,
+            workspaces,
+            excluded,
+        }))
+    }
+}
