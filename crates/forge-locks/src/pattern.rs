@@ -376,6 +376,16 @@ fn normalize(pattern: &str) -> Result<String, LockError> {
             "absolute paths are not allowed; write the path relative to the repository root",
         ));
     }
+    // Already normal (the usual case): no empty, `.` or `..` segment, no trailing `/`.
+    let clean = !pattern.ends_with('/')
+        && pattern.split('/').all(|seg| {
+            !seg.is_empty() && seg != "." && seg != ".." && !seg.eq_ignore_ascii_case(".git")
+        })
+        && !pattern.starts_with(".forge/")
+        && pattern != ".forge";
+    if clean {
+        return check_syntax(pattern.to_owned(), invalid);
+    }
     let subtree = pattern.ends_with('/');
     let mut segments: Vec<&str> = Vec::new();
     for segment in pattern.split('/') {
@@ -397,12 +407,20 @@ fn normalize(pattern: &str) -> Result<String, LockError> {
     if subtree && segments.last() != Some(&"**") {
         segments.push("**");
     }
-    let text = segments.join("/");
-    globset::GlobBuilder::new(&text)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map_err(|e| invalid(&e.kind().to_string()))?;
+    check_syntax(segments.join("/"), invalid)
+}
+
+/// Literal paths and literal subtrees (`dir/**`) are always well-formed; anything else is
+/// checked by globset, whose dialect it is.
+fn check_syntax(text: String, invalid: impl Fn(&str) -> LockError) -> Result<String, LockError> {
+    let literal_part = text.strip_suffix("/**").unwrap_or(&text);
+    if literal_part.bytes().any(|b| GLOB_META.contains(&b)) {
+        globset::GlobBuilder::new(&text)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| invalid(&e.kind().to_string()))?;
+    }
     Ok(text)
 }
 
