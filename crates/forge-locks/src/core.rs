@@ -435,10 +435,13 @@ impl Core {
 
     /// A cycle through `start`, by depth-first search.
     fn find_cycle(&self, start: ReqId, hard_only: bool) -> Option<Cycle> {
-        let mut stack: Vec<Frame> = vec![(start, self.edges(start, hard_only), 0)];
+        let mut stack: Vec<Frame> = Vec::with_capacity(self.waiters.len().min(1 << 16));
+        stack.push((start, self.edges(start, hard_only), 0));
         // Nodes entered once: a node that is on the path or fully explored needs no second visit
         // (only paths back to `start` matter).
-        let mut seen: FxHashSet<ReqId> = FxHashSet::from_iter([start]);
+        let mut seen: FxHashSet<ReqId> =
+            FxHashSet::with_capacity_and_hasher(self.waiters.len(), rustc_hash::FxBuildHasher);
+        seen.insert(start);
         while let Some((_, edges, next)) = stack.last_mut() {
             let Some(&(to, _)) = edges.get(*next) else {
                 stack.pop();
