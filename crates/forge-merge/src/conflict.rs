@@ -1,23 +1,26 @@
 use std::fmt;
+use std::ops::Range;
 
-use forge_staging::RepoPath;
+use forge_staging::{ContentHash, RepoPath};
 use serde::{Deserialize, Serialize};
+
+use crate::MergeStrategy;
 
 /// Why a path could not be merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
-    /// Both sides changed the same lines of a text file differently.
+    /// Both sides changed the same (or adjacent) lines of a text file differently.
     Content,
     /// One side modified the file, the other deleted it.
     ModifyDelete,
-    /// Both sides added the file with different content.
+    /// Both sides added the file with different content (or a different exec bit).
     AddAdd,
     /// Both sides changed a binary file differently.
     Binary,
-    /// One side has a file where the other has a directory.
+    /// One side has a file where the other has a directory (or a file above it).
     FileDirectory,
-    /// Both sides changed a symlink (or turned a path into one) differently.
+    /// Both sides changed a path differently and at least one made it (or kept it) a symlink.
     Symlink,
 }
 
@@ -34,26 +37,94 @@ impl fmt::Display for ConflictKind {
     }
 }
 
-/// A path that could not be merged, and the tasks whose changes clash there.
+/// One clashing region of a text conflict: 0-based, end-exclusive line ranges of the base and
+/// of the two sides, and the region written with diff3 markers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHunk {
+    /// The base's lines.
+    pub base: Range<usize>,
+    /// The first side's lines (the task earlier in task order, or the working tree on apply).
+    pub first: Range<usize>,
+    /// The second side's lines.
+    pub second: Range<usize>,
+    /// `<<<<<<< <task>`, the first side, `||||||| base`, the base, `=======`, the second side,
+    /// `>>>>>>> <task>` (cut after [`ConflictHunk::TEXT_LIMIT`] bytes, ending in `…`).
+    pub text: String,
+}
+
+impl ConflictHunk {
+    /// How much of a hunk's text is kept, in bytes.
+    pub const TEXT_LIMIT: usize = 8 << 10;
+}
+
+/// A path that could not be merged cleanly, the tasks whose changes clash there, and how (or
+/// whether) the path's strategy settled it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     /// Where.
     pub path: RepoPath,
     /// Why.
     pub kind: ConflictKind,
-    /// The tasks involved: those integrated earlier first, the finishing task last.
+    /// The tasks involved: those integrated earlier first, the finishing task last. On apply,
+    /// the first is `working tree` (the user's edits).
     pub tasks: Vec<String>,
+    /// The strategy the path's `[merge]` rule gave.
+    pub strategy: MergeStrategy,
+    /// Whether the strategy settled it (the result is in the integrated tree). When not, the
+    /// integrated tree keeps what it had at this path and the finishing task's change to it is
+    /// set aside (or the task is to be re-run, for `agent`).
+    pub resolved: bool,
+    /// The clashing regions, for text files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hunks: Vec<ConflictHunk>,
+    /// The whole file with diff3 conflict markers, in the object store, for text files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked: Option<ContentHash>,
+    /// Why the strategy did not settle it, when it did not (e.g. the driver's exit status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Conflict {
+    /// A conflict with no hunks, not (yet) resolved.
+    pub fn new(
+        path: RepoPath,
+        kind: ConflictKind,
+        tasks: Vec<String>,
+        strategy: MergeStrategy,
+    ) -> Self {
+        Self {
+            path,
+            kind,
+            tasks,
+            strategy,
+            resolved: false,
+            hunks: Vec::new(),
+            marked: None,
+            note: None,
+        }
+    }
 }
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} (tasks: {})",
+            "{}: {} (tasks: {}; strategy {}, {})",
             self.path,
             self.kind,
-            self.tasks.join(", ")
-        )
+            self.tasks.join(", "),
+            self.strategy,
+            if self.resolved {
+                "resolved"
+            } else {
+                "unresolved"
+            }
+        )?;
+        if let Some(note) = &self.note {
+            write!(f, ": {note}")?;
+        }
+        Ok(())
     }
 }
 
@@ -62,15 +133,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_names_path_and_tasks() {
-        let c = Conflict {
-            path: RepoPath::new("CHANGELOG.md").unwrap(),
-            kind: ConflictKind::Content,
-            tasks: vec!["docs".into(), "api".into()],
-        };
+    fn display_names_path_tasks_and_strategy() {
+        let mut c = Conflict::new(
+            RepoPath::new("CHANGELOG.md").unwrap(),
+            ConflictKind::Content,
+            vec!["docs".into(), "api".into()],
+            MergeStrategy::Fail,
+        );
         assert_eq!(
             c.to_string(),
-            "CHANGELOG.md: both sides changed the same lines (tasks: docs, api)"
+            "CHANGELOG.md: both sides changed the same lines (tasks: docs, api; strategy fail, unresolved)"
         );
+        c.note = Some("driver exited with 1".into());
+        assert!(c.to_string().ends_with("unresolved): driver exited with 1"));
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("hunks"), "{json}");
+        assert_eq!(serde_json::from_str::<Conflict>(&json).unwrap(), c);
     }
 }

@@ -1,36 +1,117 @@
-//! Forge's merge queue: integrate each agent's changes as it finishes, resolve what can be
-//! resolved, prove the result with the project's own commands, then apply it atomically.
+//! Forge's merge queue: integrate each agent's changes as its task finishes, settle what can be
+//! settled, prove the result with the project's own commands, and only then touch the user's
+//! files, atomically.
 //!
-//! Every task's [`ChangeSet`](forge_staging::ChangeSet) comes with the snapshot the task started
-//! from, which is its merge base. A path changed only by that task since it started is simply
-//! taken; a path that others changed meanwhile (possible for `appends` claims, for claim violations
-//! the policy lets through, or when locking is off) is merged three ways, line by line for text,
-//! with the same result as `git merge-file`. What cannot be merged becomes a [`Conflict`], settled
-//! by the path's [`MergeStrategy`]. The integrated tree then passes the **gate** (build/test
-//! commands) before it is **applied** to the user's working tree, against the run's base, so the
-//! user's own edits made during the run are never overwritten silently.
+//! Peers either leave merging to the user or squash-merge and stop at the first conflict, and
+//! users lose local edits when the result lands. Forge instead keeps an **integrated tree** of
+//! its own (in the content-addressed store of [`forge_staging`], never in the user's checkout)
+//! and folds every finished task into it.
 //!
-//! # What is here
+//! # The pieces
 //!
-//! - [`MergeStrategy`]: how conflicts on a path are settled (`[merge]` in a plan).
-//! - [`Conflict`] and [`ConflictKind`]: what could not be merged, where, and between which tasks.
+//! - [`Integration`] (the [`Merger`]): `integrate(task, &changes, order)` as each task
+//!   finishes, returning an [`IntegrationOutcome`]. Each change's `before` entry is the snapshot
+//!   the task started from, so it is that path's merge base: a path only the task changed is
+//!   taken, a path others changed meanwhile is merged three ways. Text merges line by line with
+//!   [`merge_text`], which gives **the same bytes as `git merge-file`** (its line diff makes
+//!   xdiff's choices: Myers with the same heuristics and hunk sliding; tested against the git
+//!   binary on generated inputs, LF, CRLF, missing final newlines, every conflict style).
+//!   Identical changes are not conflicts; exec bits merge on their own; modify/delete,
+//!   add/add, binary, file/directory and symlink clashes are [`Conflict`]s.
+//! - [`MergeStrategy`] per path ([`MergeRules`] or any [`StrategyFor`]): `fail` reports the
+//!   conflict (with diff3-marked hunks) and keeps the integrated side; `ours`/`theirs`/`union`
+//!   settle conflicting hunks by **task order**, so results never depend on which task finished
+//!   first; `driver:<cmd>` runs a git-compatible merge driver (`mergiraf merge` plugs in);
+//!   `agent` goes to a [`Resolver`] the caller plugs in, or asks for the task to be re-run on
+//!   top of the integrated tree ([`IntegrationStatus::NeedsRerun`]).
+//! - [`audit`]: changes outside a task's write claims ([`Violation`]); the [`AuditPolicy`]
+//!   rejects, warns or allows. Claims are matched by a closure, so no lock crate is needed.
+//! - [`Gate`]: build and test commands run (`sh -c`, own process group, time limits) in a
+//!   workspace staged from the integrated tree; the [`GateReport`] has exit codes, durations,
+//!   output and [`TestCounts`] parsed from cargo test, nextest, pytest, go test, jest, vitest,
+//!   node and the plain `N passed, N failed` line ("All tests pass (12/12)").
+//! - [`apply_to_worktree`]: three ways against the run's base, so the user's own edits made
+//!   during the run are merged, and where they clash reported, never overwritten; atomic
+//!   (temporary files beside their targets, synced, a journal, renames), with [`recover`] to
+//!   finish or undo an apply a crash interrupted; confined to the repository (no symlink is
+//!   ever followed, `.git/` is out of reach).
+//! - [`apply_to_branch`]: one commit per task (or a squash) on `forge/<run>` with git plumbing,
+//!   never touching the user's index, `HEAD` or files.
+//!
+//! Nothing here publishes events: outcomes and reports are plain values (serde-ready) that
+//! forge-exec turns into events. Every call blocks; use `spawn_blocking` from async code.
 //!
 //! # Example
 //!
 //! ```
-//! use forge_merge::MergeStrategy;
+//! use std::sync::Arc;
+//! use forge_merge::{apply_to_worktree, ApplyOptions, Gate, Integration, IntegrationStatus};
+//! use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, ChangeSet, Entry, RepoPath};
+//! use forge_staging::{StagerConfig, StagerKind};
 //!
-//! let s: MergeStrategy = "driver:./scripts/merge-lock.sh %O %A %B".parse()?;
-//! assert_eq!(s, MergeStrategy::Driver("./scripts/merge-lock.sh %O %A %B".into()));
-//! assert_eq!("union".parse::<MergeStrategy>()?, MergeStrategy::Union);
-//! assert!("newest".parse::<MergeStrategy>().is_err());
-//! # Ok::<(), forge_merge::MergeError>(())
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let (repo, run) = (tmp.path().join("repo"), tmp.path().join("run"));
+//! # std::fs::create_dir_all(&repo)?;
+//! std::fs::write(repo.join("notes.md"), "# Notes\n\nintro\n\nend\n")?;
+//! let store = BlobStore::open(run.join("objects"))?;
+//! let base = Arc::new(BaseSnapshot::capture(&repo, BaseMode::Worktree, &run.join("base"), &store)?);
+//!
+//! // Two tasks started from the base and edited different lines of the same file.
+//! let edit = |text: &str| -> Result<ChangeSet, Box<dyn std::error::Error>> {
+//!     let before = base.manifest().get("notes.md").cloned().ok_or("missing")?;
+//!     let after = Entry::file(store.write(text.as_bytes())?, text.len() as u64, false);
+//!     Ok([(RepoPath::new("notes.md")?, Change::Modified { before, after })].into_iter().collect())
+//! };
+//! let mut integration = Integration::new(base.clone(), store.clone());
+//! integration.integrate("intro", &edit("# Notes\n\nINTRO\n\nend\n")?, 1)?;
+//! let outcome = integration.integrate("end", &edit("# Notes\n\nintro\n\nEND\n")?, 2)?;
+//! assert_eq!(outcome.status, IntegrationStatus::Integrated);
+//! assert_eq!(outcome.merged.len(), 1);
+//!
+//! // The gate runs on the integrated tree, in a workspace; then the result is applied.
+//! let stager = StagerKind::Copy.build(&StagerConfig::new(&run, store.clone()), &base)?;
+//! let snapshot = integration.snapshot(&run.join("layers/gate"))?;
+//! let gate = Gate::new(["grep -q INTRO notes.md && grep -q END notes.md && echo '1 passed, 0 failed'"]);
+//! let report = gate.run(stager.as_ref(), &snapshot, "gate")?;
+//! assert_eq!(report.summary(), "All tests pass (1/1)");
+//!
+//! let applied = apply_to_worktree(&integration, &ApplyOptions::new(run.join("apply")), &report)?;
+//! assert!(applied.is_complete());
+//! assert_eq!(std::fs::read_to_string(repo.join("notes.md"))?, "# Notes\n\nINTRO\n\nEND\n");
+//! # Ok(())
+//! # }
 //! ```
 
+mod apply;
+mod audit;
+mod branch;
 mod conflict;
+mod diff;
+mod driver;
 mod error;
+mod gate;
+mod integrate;
+mod merge;
+mod process;
 mod strategy;
+mod text;
 
-pub use conflict::{Conflict, ConflictKind};
+pub use apply::{
+    ApplyOptions, ApplyReport, CrashPoint, Recovery, Refusal, WORKING_TREE, apply_to_worktree,
+    recover,
+};
+pub use audit::{AuditPolicy, ChangeKind, Violation, audit};
+pub use branch::{BranchCommit, BranchOptions, BranchReport, apply_to_branch};
+pub use conflict::{Conflict, ConflictHunk, ConflictKind};
 pub use error::MergeError;
-pub use strategy::MergeStrategy;
+pub use gate::{
+    CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCounts, parse_test_counts,
+};
+pub use integrate::{Integration, IntegrationOutcome, IntegrationStatus, Merger, Step};
+pub use merge::{Resolution, ResolveRequest, Resolver};
+pub use strategy::{MergeRules, MergeStrategy, StrategyFor};
+pub use text::{
+    ConflictRegion, ConflictStyle, DEFAULT_MARKER_SIZE, Favor, TextMerge, TextMergeOptions,
+    is_binary, merge_text,
+};

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use forge_staging::RepoPath;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::MergeError;
@@ -11,16 +13,23 @@ pub enum MergeStrategy {
     /// Stop and report the conflict (the default): nothing is guessed.
     #[default]
     Fail,
-    /// Keep the integrated tree's side (the work integrated earlier).
+    /// Settle each conflicting hunk with the side of the task that comes first in task order
+    /// (the `order` given to [`crate::Integration::integrate`]); changes that do not clash are
+    /// kept from both sides, as `git merge-file --ours` does.
     Ours,
-    /// Take the finishing task's side.
+    /// The same with the side of the task that comes later in task order (`--theirs`).
     Theirs,
-    /// Keep both sides' added lines, ours first (for changelogs and lists).
+    /// Keep both sides' lines in each conflicting hunk, the earlier task's first (`--union`; for
+    /// changelogs and lists). Applies to text files only.
     Union,
-    /// Ask an agent to resolve the conflict markers.
+    /// Have an agent resolve it: the caller's [`crate::Resolver`] if one is set, otherwise the
+    /// outcome asks for the task to be re-run on top of the integrated tree
+    /// ([`crate::IntegrationStatus::NeedsRerun`]).
     Agent,
-    /// Run a merge driver command, git-style: `%O` base, `%A` ours (the result), `%B` theirs,
-    /// `%P` the path.
+    /// Run a merge driver command, git-style, through `sh -c` in the repository's top
+    /// directory: `%O` the base, `%A` the first side (where the result is written), `%B` the
+    /// second side, `%P` the path, `%L` the marker size, `%S`/`%X`/`%Y` the labels of base and
+    /// sides, `%%` a percent sign. Exit 0 means resolved. `mergiraf merge` plugs in this way.
     Driver(String),
 }
 
@@ -68,6 +77,97 @@ impl<'de> Deserialize<'de> for MergeStrategy {
     }
 }
 
+/// Which [`MergeStrategy`] settles conflicts on a path (a plan's `[merge]` table).
+///
+/// Any `Fn(&RepoPath) -> MergeStrategy` is one, so a caller can match paths with its own
+/// patterns; [`MergeRules`] matches globs.
+pub trait StrategyFor: Send + Sync {
+    /// The strategy for conflicts on `path`.
+    fn strategy_for(&self, path: &RepoPath) -> MergeStrategy;
+}
+
+impl<F: Fn(&RepoPath) -> MergeStrategy + Send + Sync> StrategyFor for F {
+    fn strategy_for(&self, path: &RepoPath) -> MergeStrategy {
+        self(path)
+    }
+}
+
+/// A `[merge]` table: glob patterns with their strategies, the first matching pattern winning,
+/// and a default ([`MergeStrategy::Fail`] unless set) for paths no pattern matches.
+///
+/// Patterns are gitignore-style globs over repo paths: `*` stays within a segment, `**` spans
+/// segments, `?`, `[..]` and `{a,b}` work; a pattern without `/` matches the file name at any
+/// depth (`CHANGELOG.md` matches `docs/CHANGELOG.md`).
+#[derive(Debug, Clone, Default)]
+pub struct MergeRules {
+    rules: Vec<(String, MergeStrategy)>,
+    set: GlobSet,
+    default: MergeStrategy,
+}
+
+impl MergeRules {
+    /// Rules from `(pattern, strategy)` pairs, in order of precedence.
+    pub fn new<'a>(
+        rules: impl IntoIterator<Item = (&'a str, MergeStrategy)>,
+    ) -> Result<Self, MergeError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut list = Vec::new();
+        for (pattern, strategy) in rules {
+            let anchored = pattern.trim_start_matches('/');
+            let full = if pattern.contains('/') {
+                anchored.to_owned()
+            } else {
+                format!("**/{anchored}")
+            };
+            let glob = GlobBuilder::new(&full)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| MergeError::InvalidPattern {
+                    pattern: pattern.to_owned(),
+                    reason: e.kind().to_string(),
+                })?;
+            builder.add(glob);
+            list.push((pattern.to_owned(), strategy));
+        }
+        let set = builder.build().map_err(|e| MergeError::InvalidPattern {
+            pattern: list
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            rules: list,
+            set,
+            default: MergeStrategy::Fail,
+        })
+    }
+
+    /// Sets the strategy for paths no pattern matches.
+    #[must_use]
+    pub fn with_default(mut self, strategy: MergeStrategy) -> Self {
+        self.default = strategy;
+        self
+    }
+
+    /// The patterns and strategies, in order.
+    pub fn rules(&self) -> &[(String, MergeStrategy)] {
+        &self.rules
+    }
+}
+
+impl StrategyFor for MergeRules {
+    fn strategy_for(&self, path: &RepoPath) -> MergeStrategy {
+        self.set
+            .matches(path.as_str())
+            .into_iter()
+            .min()
+            .map_or_else(|| self.default.clone(), |i| self.rules[i].1.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +184,39 @@ mod tests {
         ] {
             assert_eq!(s.parse::<MergeStrategy>().unwrap().to_string(), s);
         }
+    }
+
+    #[test]
+    fn rules_match_first_pattern_then_default() {
+        let rules = MergeRules::new([
+            ("CHANGELOG.md", MergeStrategy::Union),
+            ("src/**/*.lock", MergeStrategy::Theirs),
+            ("src/*", MergeStrategy::Ours),
+        ])
+        .unwrap()
+        .with_default(MergeStrategy::Agent);
+        let at = |p: &str| rules.strategy_for(&RepoPath::new(p).unwrap());
+        assert_eq!(at("CHANGELOG.md"), MergeStrategy::Union);
+        assert_eq!(at("docs/CHANGELOG.md"), MergeStrategy::Union);
+        assert_eq!(at("src/a/b/Cargo.lock"), MergeStrategy::Theirs);
+        assert_eq!(at("src/x.lock"), MergeStrategy::Theirs);
+        assert_eq!(at("src/main.rs"), MergeStrategy::Ours);
+        assert_eq!(at("src/a/main.rs"), MergeStrategy::Agent);
+        assert!(matches!(
+            MergeRules::new([("src/[", MergeStrategy::Fail)]),
+            Err(MergeError::InvalidPattern { pattern, .. }) if pattern == "src/["
+        ));
+        let closure = |p: &RepoPath| {
+            if p.file_name() == "README.md" {
+                MergeStrategy::Union
+            } else {
+                MergeStrategy::Fail
+            }
+        };
+        assert_eq!(
+            closure.strategy_for(&RepoPath::new("docs/README.md").unwrap()),
+            MergeStrategy::Union
+        );
     }
 
     #[test]

@@ -1,0 +1,205 @@
+//! Running commands (gate commands, merge drivers) in their own process group, with their
+//! output captured, a time limit, and the whole group killed when it is over.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+/// How long a command may ignore SIGINT, then SIGTERM, before the next signal.
+const GRACE: Duration = Duration::from_millis(1500);
+
+/// How a finished command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+    /// It ran out of time and was killed.
+    TimedOut,
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) ended: Ended,
+    /// The end of its combined stdout and stderr (at most `keep` bytes).
+    pub(crate) output: Vec<u8>,
+    /// Whether earlier output was dropped to respect `keep`.
+    pub(crate) truncated: bool,
+    pub(crate) duration: Duration,
+}
+
+/// Runs `cmd` with stdin from `/dev/null` and stdout and stderr into one pipe, in a new process
+/// group, calling `on_line` with each line of output as it comes. After `timeout` the group gets
+/// SIGINT, SIGTERM, then SIGKILL; when the command exits, whatever it left running in its group
+/// is killed, so nothing holds the output pipe open.
+pub(crate) fn run(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+    keep: usize,
+    mut on_line: impl FnMut(&[u8]) + Send,
+) -> std::io::Result<Finished> {
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+
+    let (mut reader, writer) = std::io::pipe()?;
+    cmd.stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
+    // Close this process's copies of the pipe's write end, or the reader never sees EOF.
+    drop(cmd);
+    let pid = Pid::from_child(&child);
+
+    std::thread::scope(|scope| {
+        let collector = scope.spawn(move || {
+            let mut tail = Vec::new();
+            let mut truncated = false;
+            let mut line = Vec::new();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                for &b in &buf[..n] {
+                    line.push(b);
+                    if b == b'\n' {
+                        on_line(&line);
+                        line.clear();
+                    }
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > keep * 2 {
+                    let cut = tail.len() - keep;
+                    tail.drain(..cut);
+                    truncated = true;
+                }
+            }
+            if !line.is_empty() {
+                on_line(&line);
+            }
+            if tail.len() > keep {
+                let cut = tail.len() - keep;
+                tail.drain(..cut);
+                truncated = true;
+            }
+            (tail, truncated)
+        });
+
+        let deadline = timeout.map(|t| start + t);
+        let mut pause = Duration::from_millis(1);
+        let mut timed_out = false;
+        let mut next_signal = Signal::INT;
+        let mut signal_at = deadline;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            let now = Instant::now();
+            if let Some(at) = signal_at
+                && now >= at
+            {
+                timed_out = true;
+                let _ = kill_process_group(pid, next_signal);
+                (next_signal, signal_at) = if next_signal == Signal::INT {
+                    (Signal::TERM, Some(now + GRACE))
+                } else if next_signal == Signal::TERM {
+                    (Signal::KILL, Some(now + GRACE))
+                } else {
+                    (Signal::KILL, Some(now + GRACE * 4))
+                };
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(25));
+        };
+        // Whatever the command left behind in its group goes too.
+        let _ = kill_process_group(pid, Signal::KILL);
+        let (output, truncated) = collector
+            .join()
+            .unwrap_or_else(|_| (b"<output lost>".to_vec(), true));
+        let status = status?;
+        let ended = if timed_out {
+            Ended::TimedOut
+        } else if let Some(code) = status.code() {
+            Ended::Exited(code)
+        } else {
+            Ended::Signaled(status.signal().unwrap_or(0))
+        };
+        Ok(Finished {
+            ended,
+            output,
+            truncated,
+            duration: start.elapsed(),
+        })
+    })
+}
+
+/// The command line, for error messages.
+pub(crate) fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(std::ffi::OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[test]
+    fn captures_both_streams_and_the_exit_code() {
+        let mut lines = Vec::new();
+        let f = run(sh("echo out; echo err >&2; exit 3"), None, 1 << 20, |l| {
+            lines.push(String::from_utf8_lossy(l).into_owned());
+        })
+        .unwrap();
+        assert_eq!(f.ended, Ended::Exited(3));
+        assert_eq!(lines.len(), 2);
+        assert!(String::from_utf8_lossy(&f.output).contains("err"));
+        assert!(!f.truncated);
+    }
+
+    #[test]
+    fn times_out_and_kills_the_group() {
+        let start = Instant::now();
+        let f = run(
+            sh("sleep 30 & sleep 30; echo never"),
+            Some(Duration::from_millis(200)),
+            1024,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(f.ended, Ended::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_background_child_does_not_hold_the_output_open() {
+        let start = Instant::now();
+        let f = run(sh("sleep 30 & echo done"), None, 1024, |_| {}).unwrap();
+        assert_eq!(f.ended, Ended::Exited(0));
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn keeps_only_the_tail() {
+        let f = run(sh("seq 1 100000"), None, 100, |_| {}).unwrap();
+        assert!(f.truncated);
+        assert!(f.output.len() <= 100);
+        assert!(String::from_utf8_lossy(&f.output).ends_with("100000\n"));
+    }
+}
