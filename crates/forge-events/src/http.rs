@@ -1,0 +1,889 @@
+//! The SSE server (cargo feature `http`): runs, their folded state and their live events over
+//! HTTP, for `forge serve` and the web dashboard.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/runs` | the runs under the runs directory (and attached buses), as JSON [`RunInfo`]s |
+//! | `GET /api/runs/{id}` | the run's folded [`RunState`] as JSON |
+//! | `GET /api/runs/{id}/events` | Server-Sent Events: `id:` seq, `event:` type, `data:` the event JSON |
+//!
+//! The event stream replays from the journal, then goes live, without gaps or duplicates: it
+//! starts after `Last-Event-ID` (what a reconnecting `EventSource` sends), else at `?from=<seq>`,
+//! else at the first event. A malformed cursor is `400`, an unknown run `404`. The first chunk
+//! is a `retry:` hint; a `: keep-alive` comment follows every [`ServeOptions::keep_alive`].
+//!
+//! # Delivery
+//!
+//! Each run being watched has one **hub**: a task that reads the run's events once — from an
+//! [`EventBus`] attached with [`ServeOptions::attach`] (a run in this process), else by
+//! following its journal (`tail -f` of a run written by another process, polled every
+//! [`ServeOptions::poll_interval`]) — formats each as an SSE frame once, keeps recent frames in a
+//! ring and broadcasts them. A client task wakes when a frame arrives and writes **every frame
+//! waiting for it in one write**, so under load the number of writes per client stays low while
+//! no frame waits for a timer. A client that falls behind the broadcast buffer notices the gap by
+//! `seq` and fills it from the ring or the journal.
+//!
+//! # Access
+//!
+//! The default address is [`DEFAULT_ADDR`] (`127.0.0.1:4747`). [`Server::start`] binds loopback
+//! addresses freely; any other address needs a token, and then every request must carry
+//! `Authorization: Bearer <token>` (compared in constant time) or gets `401`. Request heads are
+//! limited to 8192 bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::journal::{Follow, Position, Replay, seek_hint};
+use crate::runs::{RunInfo, journal_path, list_runs, run_info};
+use crate::{Event, EventBus, EventsError, RunId, RunState, Subscription};
+
+/// Where `forge serve` listens unless told otherwise: loopback only, so no token is needed.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    DEFAULT_PORT,
+));
+
+/// The port of [`DEFAULT_ADDR`].
+pub const DEFAULT_PORT: u16 = 4747;
+
+/// Settings of the SSE server.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// The access token. Required to serve a non-loopback address; when set, every request
+    /// needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Interval of `: keep-alive` comments (default 15 s).
+    pub keep_alive: Duration,
+    /// The reconnection delay suggested to clients with `retry:` (default 3 s).
+    pub retry: Duration,
+    /// How often the journal of a run written by another process is checked for new events
+    /// (default 25 ms).
+    pub poll_interval: Duration,
+    /// Frames buffered per client before it lags and catches up from the ring (default 1024).
+    pub capacity: usize,
+    /// Recent frames each run's hub keeps for clients that lag (default 4096).
+    pub ring: usize,
+    /// Runs of this process, served from their bus (see [`ServeOptions::attach`]).
+    pub buses: Vec<EventBus>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            keep_alive: Duration::from_secs(15),
+            retry: Duration::from_secs(3),
+            poll_interval: crate::DEFAULT_POLL_INTERVAL,
+            capacity: 1024,
+            ring: 4096,
+            buses: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("keep_alive", &self.keep_alive)
+            .field("retry", &self.retry)
+            .field("poll_interval", &self.poll_interval)
+            .field("capacity", &self.capacity)
+            .field("ring", &self.ring)
+            .field(
+                "buses",
+                &self.buses.iter().map(EventBus::run).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ServeOptions {
+    /// Requires `Authorization: Bearer <token>` on every request (an empty token means none).
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into()).filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Serves the run of `bus` from the bus itself (live events without polling), whether or
+    /// not its journal is under the runs directory. The server keeps a handle to the bus, so
+    /// end the run with [`EventBus::close`] rather than by dropping it.
+    #[must_use]
+    pub fn attach(mut self, bus: EventBus) -> Self {
+        self.buses.push(bus);
+        self
+    }
+}
+
+/// The routes (see the module docs) for the runs under `runs_dir` (a `.forge/runs` directory).
+///
+/// Mount it in a larger app with [`Router::merge`]; protect the whole app with
+/// [`require_token`] and serve it with [`Server::start_with`] to keep the access rule.
+pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
+    let token = opts.token.clone().filter(|t| !t.is_empty());
+    let app = Arc::new(App {
+        runs_dir,
+        buses: opts
+            .buses
+            .iter()
+            .map(|bus| (bus.run().clone(), bus.clone()))
+            .collect(),
+        settings: opts,
+        hubs: tokio::sync::Mutex::new(HashMap::new()),
+    });
+    let router = Router::new()
+        .route("/api/runs", get(list_handler))
+        .route("/api/runs/{id}", get(state_handler))
+        .route("/api/runs/{id}/events", get(events_handler))
+        .with_state(app);
+    match token {
+        Some(token) => require_token(router, &token),
+        None => router,
+    }
+}
+
+/// Wraps `router` so every request needs `Authorization: Bearer <token>`, compared in constant
+/// time; others get `401`.
+pub fn require_token(router: Router, token: &str) -> Router {
+    let token: Arc<[u8]> = Arc::from(token.as_bytes());
+    router.layer(middleware::from_fn_with_state(token, check_token))
+}
+
+async fn check_token(State(token): State<Arc<[u8]>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match given {
+        Some(given) if constant_time_eq::constant_time_eq(given, &token) => next.run(request).await,
+        _ => {
+            let mut response = error_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong `Authorization: Bearer <token>`",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// The access rule: loopback addresses may be served without a token, others may not.
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), EventsError> {
+    let has_token = token.is_some_and(|t| !t.is_empty());
+    if addr.ip().is_loopback() || has_token {
+        Ok(())
+    } else {
+        Err(EventsError::TokenRequired { addr })
+    }
+}
+
+/// A running SSE server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    /// Serves [`router`]`(runs_dir, opts)` on `addr` (port 0 picks a free port), under the
+    /// access rule ([`check_exposure`]). Must be called within a tokio runtime.
+    pub async fn start(
+        addr: SocketAddr,
+        runs_dir: PathBuf,
+        opts: ServeOptions,
+    ) -> Result<Self, EventsError> {
+        check_exposure(addr, opts.token.as_deref())?;
+        Self::bind(addr, router(runs_dir, opts)).await
+    }
+
+    /// Serves any app (e.g. [`router`] merged with dashboard routes) on `addr` under the access
+    /// rule; with a token, the whole app requires it.
+    pub async fn start_with(
+        addr: SocketAddr,
+        app: Router,
+        token: Option<&str>,
+    ) -> Result<Self, EventsError> {
+        check_exposure(addr, token)?;
+        let app = match token.filter(|t| !t.is_empty()) {
+            Some(token) => require_token(app, token),
+            None => app,
+        };
+        Self::bind(addr, app).await
+    }
+
+    async fn bind(addr: SocketAddr, app: Router) -> Result<Self, EventsError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| EventsError::Serve { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| EventsError::Serve { addr, source })?;
+        let task = tokio::spawn(accept_loop(listener, app));
+        Ok(Self { addr: local, task })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs until the server fails.
+    pub async fn wait(self) -> Result<(), EventsError> {
+        let addr = self.addr;
+        match self.task.await {
+            Ok(result) => result.map_err(|source| EventsError::Serve { addr, source }),
+            Err(e) => Err(EventsError::Serve {
+                addr,
+                source: io::Error::other(e),
+            }),
+        }
+    }
+
+    /// Stops serving and drops every connection (event streams never end by themselves, so a
+    /// graceful drain would wait forever).
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts connections and serves each as HTTP/1.1 with `app`, on its own task.
+///
+/// Connections are driven by hyper directly rather than `axum::serve`: the router is shared by
+/// reference (not rebuilt per connection), the read buffer is capped at hyper's minimum, and
+/// no HTTP/2 detection buffer is kept — what an idle event stream costs is mostly these
+/// buffers. `TCP_NODELAY` is set: frames are small and their latency matters.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) -> io::Result<()> {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // Request heads larger than 8 KiB are refused (431); ours are a line and a few headers.
+    http1.max_buf_size(MAX_REQUEST_HEAD);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, or a connection reset before accept: keep serving.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            // A client going away mid-stream is normal for event streams.
+            let _ = connection.await;
+        });
+    }
+}
+
+/// The largest request head accepted (hyper's minimum read buffer).
+const MAX_REQUEST_HEAD: usize = 8192;
+
+/// Serves the runs under `runs_dir` on `addr` until the server fails (see [`Server::start`]).
+pub async fn serve(
+    addr: SocketAddr,
+    runs_dir: PathBuf,
+    opts: ServeOptions,
+) -> Result<(), EventsError> {
+    Server::start(addr, runs_dir, opts).await?.wait().await
+}
+
+/// Parses a `Last-Event-ID` value: an event seq, ASCII whitespace around it ignored. `Ok(None)`
+/// for an empty value (no cursor).
+pub fn parse_last_event_id(value: &[u8]) -> Result<Option<u64>, EventsError> {
+    parse_cursor("Last-Event-ID", value)
+}
+
+fn parse_cursor(what: &'static str, value: &[u8]) -> Result<Option<u64>, EventsError> {
+    let trimmed = value.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        let text = String::from_utf8_lossy(value);
+        EventsError::InvalidCursor {
+            what,
+            value: text.chars().take(64).collect(),
+        }
+    };
+    if !trimmed.iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    std::str::from_utf8(trimmed)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(invalid)
+}
+
+/// Shared state of the routes.
+struct App {
+    runs_dir: PathBuf,
+    settings: ServeOptions,
+    buses: HashMap<RunId, EventBus>,
+    hubs: tokio::sync::Mutex<HashMap<RunId, Weak<Hub>>>,
+}
+
+/// Where a run's events come from.
+#[derive(Clone)]
+enum Source {
+    Bus(EventBus),
+    File(PathBuf),
+}
+
+impl App {
+    fn locate(&self, id: &str) -> Result<(RunId, Source), EventsError> {
+        let unknown = || EventsError::UnknownRun {
+            run: id.chars().take(128).collect(),
+        };
+        let run: RunId = id.parse().map_err(|_| unknown())?;
+        if let Some(bus) = self.buses.get(&run) {
+            return Ok((run, Source::Bus(bus.clone())));
+        }
+        let path = journal_path(&self.runs_dir, &run);
+        if path.is_file() {
+            Ok((run, Source::File(path)))
+        } else {
+            Err(unknown())
+        }
+    }
+
+    async fn hub(&self, run: RunId, source: Source) -> Result<Arc<Hub>, EventsError> {
+        let mut hubs = self.hubs.lock().await;
+        if let Some(hub) = hubs.get(&run).and_then(Weak::upgrade)
+            && hub.failed.lock().is_none()
+        {
+            return Ok(hub);
+        }
+        let hub = Hub::start(run.clone(), source, &self.settings).await?;
+        hubs.retain(|_, hub| hub.strong_count() > 0);
+        hubs.insert(run, Arc::downgrade(&hub));
+        Ok(hub)
+    }
+}
+
+/// An error answer: status and a JSON `{"error": message}` body.
+struct ApiError(EventsError);
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            EventsError::UnknownRun { .. } => StatusCode::NOT_FOUND,
+            EventsError::InvalidCursor { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error_response(status, &self.0.to_string())
+    }
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EventsError> + Send + 'static,
+) -> Result<T, EventsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EventsError::io("read", "(blocking task)", io::Error::other(e)))?
+}
+
+async fn list_handler(State(app): State<Arc<App>>) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let runs_dir = app.runs_dir.clone();
+    let mut runs = blocking(move || list_runs(&runs_dir)).await?;
+    for (id, bus) in &app.buses {
+        if runs.iter().any(|r| r.id == *id) {
+            continue;
+        }
+        let info = match bus.journal_path() {
+            Some(path) => {
+                let (id, path) = (id.clone(), path.to_path_buf());
+                blocking(move || run_info(id, &path)).await?
+            }
+            None => RunInfo {
+                id: id.clone(),
+                journal: PathBuf::new(),
+                bytes: 0,
+                modified: None,
+                plan: None,
+                tasks: None,
+                started_at: None,
+                last_seq: bus.last_seq(),
+                updated_at: None,
+                status: None,
+            },
+        };
+        runs.insert(0, info);
+    }
+    Ok(Json(runs))
+}
+
+async fn state_handler(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<RunState>, ApiError> {
+    let (_, source) = app.locate(&id)?;
+    let state = match source {
+        Source::File(path) => blocking(move || RunState::from_journal(&path)).await?,
+        Source::Bus(bus) => {
+            blocking(move || {
+                let events = bus.events(1, bus.last_seq())?;
+                Ok(RunState::from_events(events.iter().map(AsRef::as_ref)))
+            })
+            .await?
+        }
+    };
+    Ok(Json(state))
+}
+
+/// The query of the events route.
+#[derive(Deserialize)]
+struct EventsQuery {
+    from: Option<String>,
+}
+
+async fn events_handler(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (run, source) = app.locate(&id)?;
+    let from = match headers.get("last-event-id") {
+        Some(value) => parse_last_event_id(value.as_bytes())?.map(|seq| seq.saturating_add(1)),
+        None => None,
+    };
+    let from = match (from, &query.from) {
+        (Some(from), _) => from,
+        (None, Some(text)) => parse_cursor("from", text.as_bytes())?.unwrap_or(1),
+        (None, None) => 1,
+    };
+    let hub = app.hub(run, source).await?;
+    let rx = hub.tx.subscribe();
+    let retry = app.settings.retry.as_millis();
+    let client = Client {
+        hub,
+        rx,
+        last: from.saturating_sub(1),
+        replaying: true,
+        hello: Some(Bytes::from(format!("retry: {retry}\n\n"))),
+        done: false,
+    };
+    let stream = futures::stream::unfold(client, |mut client| async move {
+        client.next_chunk().await.map(|chunk| (chunk, client))
+    });
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        ),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// One event formatted for SSE (or, with seq 0, a keep-alive comment).
+#[derive(Clone, Debug)]
+struct Frame {
+    seq: u64,
+    bytes: Bytes,
+}
+
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl Frame {
+    fn of(event: &Event) -> Self {
+        let name = event.type_name();
+        // A foreign journal's type could hold a line break and forge a field: not passed on.
+        let name = if name.bytes().any(|b| b == b'\n' || b == b'\r') {
+            "unknown"
+        } else {
+            name
+        };
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(b"id: ");
+        buf.extend_from_slice(event.seq.to_string().as_bytes());
+        buf.extend_from_slice(b"\nevent: ");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\ndata: ");
+        event.write_json(&mut buf);
+        buf.extend_from_slice(b"\n\n");
+        Self {
+            seq: event.seq,
+            bytes: Bytes::from(buf),
+        }
+    }
+
+    fn keep_alive() -> Self {
+        Self {
+            seq: 0,
+            bytes: Bytes::from_static(KEEP_ALIVE),
+        }
+    }
+}
+
+/// Frames a client takes per catch-up step.
+const CATCH_UP_FRAMES: usize = 1024;
+
+/// A client writes at most about this many bytes at once.
+const MAX_CHUNK: usize = 256 * 1024;
+
+/// One run's fan-out point: reads its events once, frames them once, broadcasts them.
+struct Hub {
+    run: RunId,
+    source: Source,
+    tx: broadcast::Sender<Frame>,
+    /// Recent frames, and the seq of the last event the pump published (every later event
+    /// will come through the broadcast).
+    ring: Mutex<Ring>,
+    /// `ring.pumped`, readable without the lock: a client that has it needs no more now.
+    head: AtomicU64,
+    ring_cap: usize,
+    /// Sparse index of the journal (for file sources).
+    index: Mutex<Vec<Position>>,
+    failed: Mutex<Option<String>>,
+    pump: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// A hub's recent frames.
+struct Ring {
+    frames: VecDeque<Frame>,
+    pumped: u64,
+}
+
+/// What a hub reads from.
+enum Upstream {
+    Bus(Subscription),
+    File(Follow),
+    Ended,
+}
+
+impl Upstream {
+    async fn next(&mut self) -> Result<Option<(Option<Position>, Arc<Event>)>, EventsError> {
+        match self {
+            Self::Bus(sub) => Ok(sub.recv().await?.map(|event| (None, event))),
+            Self::File(follow) => follow
+                .next_positioned()
+                .await
+                .map(|(pos, event)| Some((Some(pos), Arc::new(event)))),
+            Self::Ended => std::future::pending().await,
+        }
+    }
+}
+
+impl Hub {
+    async fn start(
+        run: RunId,
+        source: Source,
+        settings: &ServeOptions,
+    ) -> Result<Arc<Self>, EventsError> {
+        let (upstream, index, pumped) = match &source {
+            Source::Bus(bus) => {
+                let sub = bus.subscribe();
+                let head = sub.last_seq();
+                (Upstream::Bus(sub), Vec::new(), head)
+            }
+            Source::File(path) => {
+                let scan_path = path.clone();
+                let (end, index) = blocking(move || scan(&scan_path)).await?;
+                let follow = Follow::starting_at(path.clone(), end, 0)?
+                    .poll_interval(settings.poll_interval);
+                (Upstream::File(follow), index, end.prev_seq)
+            }
+        };
+        let (tx, _) = broadcast::channel(settings.capacity.max(1));
+        let hub = Arc::new(Self {
+            run,
+            source,
+            tx,
+            ring: Mutex::new(Ring {
+                frames: VecDeque::new(),
+                pumped,
+            }),
+            head: AtomicU64::new(pumped),
+            ring_cap: settings.ring.max(1),
+            index: Mutex::new(index),
+            failed: Mutex::new(None),
+            pump: Mutex::new(None),
+        });
+        let task = tokio::spawn(pump(Arc::downgrade(&hub), upstream, settings.keep_alive));
+        *hub.pump.lock() = Some(task.abort_handle());
+        Ok(hub)
+    }
+
+    fn publish(&self, position: Option<Position>, event: &Event) {
+        let frame = Frame::of(event);
+        if let Some(position) = position {
+            let mut index = self.index.lock();
+            if index
+                .last()
+                .is_none_or(|p| position.prev_seq >= p.prev_seq + 256)
+            {
+                index.push(position);
+            }
+        }
+        let mut ring = self.ring.lock();
+        if ring.frames.len() >= self.ring_cap {
+            ring.frames.pop_front();
+        }
+        ring.frames.push_back(frame.clone());
+        ring.pumped = frame.seq;
+        self.head.store(frame.seq, Ordering::Release);
+        // Sent under the ring's lock so ring, `pumped` and broadcast agree: a client that
+        // subscribed before reading `pumped` receives every later frame.
+        let _ = self.tx.send(frame);
+    }
+
+    /// Up to `max` frames from `from` on, for a client subscribed to the broadcast: from the
+    /// ring if it reaches back that far, none if the pump has not got that far (the broadcast
+    /// will bring them), else read from the source.
+    async fn range(self: &Arc<Self>, from: u64, max: usize) -> Result<Vec<Frame>, EventsError> {
+        {
+            let ring = self.ring.lock();
+            if from > ring.pumped {
+                return Ok(Vec::new());
+            }
+            if let Some(first) = ring.frames.front().map(|f| f.seq)
+                && first <= from
+            {
+                let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+                return Ok(ring.frames.iter().skip(skip).take(max).cloned().collect());
+            }
+        }
+        if let Source::Bus(bus) = &self.source
+            && let Some(events) = bus.events_in_memory(from, u64::MAX, max as u64)
+        {
+            return Ok(events.iter().map(|e| Frame::of(e)).collect());
+        }
+        let hub = Arc::clone(self);
+        blocking(move || hub.read_source(from, max)).await
+    }
+
+    fn read_source(&self, from: u64, max: usize) -> Result<Vec<Frame>, EventsError> {
+        match &self.source {
+            Source::Bus(bus) => {
+                let to = from.saturating_add(max as u64 - 1);
+                Ok(bus.events(from, to)?.iter().map(|e| Frame::of(e)).collect())
+            }
+            Source::File(path) => {
+                let hint = seek_hint(&self.index.lock(), from);
+                let file =
+                    std::fs::File::open(path).map_err(|e| EventsError::io("open", path, e))?;
+                Replay::at(path.clone(), file, hint, from)?
+                    .take(max)
+                    .map(|event| event.map(|e| Frame::of(&e)))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.lock().take() {
+            pump.abort();
+        }
+    }
+}
+
+/// Reads a journal once to find its end and build a sparse index (seqs only, no full parse).
+fn scan(path: &Path) -> Result<(Position, Vec<Position>), EventsError> {
+    let file = std::fs::File::open(path).map_err(|e| EventsError::io("open", path, e))?;
+    let mut replay = Replay::new(path.to_path_buf(), file, Position::START, u64::MAX).with_index();
+    if let Some(Err(e)) = replay.next() {
+        return Err(e);
+    }
+    Ok((replay.position(), replay.take_index()))
+}
+
+/// The hub's task: relays upstream events and sends keep-alives, until the hub is dropped.
+async fn pump(hub: Weak<Hub>, mut upstream: Upstream, keep_alive: Duration) {
+    let start = tokio::time::Instant::now() + keep_alive;
+    let mut tick = tokio::time::interval_at(start, keep_alive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            next = upstream.next() => {
+                let Some(hub) = hub.upgrade() else { return };
+                match next {
+                    Ok(Some((position, event))) => hub.publish(position, &event),
+                    // The bus closed: nothing more will come; keep the clients alive.
+                    Ok(None) => upstream = Upstream::Ended,
+                    Err(e) => {
+                        *hub.failed.lock() = Some(format!("run `{}`: {e}", hub.run));
+                        return;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                let _ = hub.tx.send(Frame::keep_alive());
+            }
+        }
+    }
+}
+
+/// One connected client's position in its run's stream.
+struct Client {
+    hub: Arc<Hub>,
+    rx: broadcast::Receiver<Frame>,
+    /// Seq of the last event written to the client.
+    last: u64,
+    /// Still replaying history before going live.
+    replaying: bool,
+    hello: Option<Bytes>,
+    done: bool,
+}
+
+/// The bytes of one write: a single frame as is, several concatenated.
+#[derive(Default)]
+struct Chunk {
+    one: Option<Bytes>,
+    many: Vec<u8>,
+}
+
+impl Chunk {
+    fn push(&mut self, bytes: &Bytes) {
+        if self.many.is_empty() {
+            match self.one.take() {
+                None => {
+                    self.one = Some(bytes.clone());
+                    return;
+                }
+                Some(first) => self.many.extend_from_slice(&first),
+            }
+        }
+        self.many.extend_from_slice(bytes);
+    }
+
+    fn len(&self) -> usize {
+        self.one.as_ref().map_or(self.many.len(), Bytes::len)
+    }
+
+    fn take(self) -> Option<Bytes> {
+        match self.one {
+            Some(one) => Some(one),
+            None if self.many.is_empty() => None,
+            None => Some(Bytes::from(self.many)),
+        }
+    }
+}
+
+impl Client {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, io::Error>> {
+        if let Some(hello) = self.hello.take() {
+            return Some(Ok(hello));
+        }
+        if self.done {
+            return None;
+        }
+        match self.next_frames().await {
+            Ok(Some(bytes)) => Some(Ok(bytes)),
+            Ok(None) => None,
+            Err(e) => {
+                // Ends the response; the client reconnects with Last-Event-ID and resumes.
+                self.done = true;
+                Some(Err(io::Error::other(e)))
+            }
+        }
+    }
+
+    async fn next_frames(&mut self) -> Result<Option<Bytes>, EventsError> {
+        loop {
+            if self.replaying {
+                let frames = self.hub.range(self.last + 1, CATCH_UP_FRAMES).await?;
+                if frames.len() < CATCH_UP_FRAMES {
+                    self.replaying = false;
+                }
+                let mut chunk = Chunk::default();
+                for frame in &frames {
+                    if frame.seq == self.last + 1 {
+                        chunk.push(&frame.bytes);
+                        self.last = frame.seq;
+                    }
+                }
+                if let Some(bytes) = chunk.take() {
+                    return Ok(Some(bytes));
+                }
+                continue;
+            }
+            let first = match self.rx.recv().await {
+                Ok(frame) => frame,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            };
+            let mut chunk = Chunk::default();
+            self.take(first, &mut chunk).await?;
+            // Everything else already waiting goes into the same write. (A client that has
+            // the newest frame skips the look: an empty broadcast costs a contended lock.)
+            while chunk.len() < MAX_CHUNK && self.last < self.hub.head.load(Ordering::Acquire) {
+                match self.rx.try_recv() {
+                    Ok(frame) => self.take(frame, &mut chunk).await?,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            if let Some(bytes) = chunk.take() {
+                return Ok(Some(bytes));
+            }
+        }
+    }
+
+    async fn take(&mut self, frame: Frame, chunk: &mut Chunk) -> Result<(), EventsError> {
+        if frame.seq == 0 {
+            chunk.push(&frame.bytes);
+            return Ok(());
+        }
+        if frame.seq <= self.last {
+            return Ok(());
+        }
+        while frame.seq > self.last + 1 {
+            // A gap (this client lagged): fill it from the ring or the journal.
+            let from = self.last + 1;
+            let frames = self.hub.range(from, CATCH_UP_FRAMES).await?;
+            let before = self.last;
+            for f in frames.iter().take_while(|f| f.seq < frame.seq) {
+                if f.seq == self.last + 1 {
+                    chunk.push(&f.bytes);
+                    self.last = f.seq;
+                }
+            }
+            if self.last == before {
+                return Err(EventsError::Missing {
+                    run: self.hub.run.to_string(),
+                    from,
+                    to: frame.seq - 1,
+                });
+            }
+        }
+        chunk.push(&frame.bytes);
+        self.last = frame.seq;
+        Ok(())
+    }
+}

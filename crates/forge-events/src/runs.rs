@@ -1,0 +1,137 @@
+//! Finding runs under a `.forge/runs` directory without reading whole journals.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, EventKind, EventsError, RunId, RunStatus};
+
+/// The journal's file name inside a run directory.
+pub const JOURNAL_FILE: &str = "events.jsonl";
+
+/// How far from the end of a journal [`run_info`] looks for its last event.
+const TAIL_WINDOW: u64 = 256 * 1024;
+
+/// What a runs listing shows about one run: read from the first and last lines of its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run.
+    pub id: RunId,
+    /// Its journal.
+    pub journal: PathBuf,
+    /// Size of the journal in bytes.
+    pub bytes: u64,
+    /// When the journal was last written.
+    pub modified: Option<Timestamp>,
+    /// The plan's name, from `run_started`.
+    pub plan: Option<String>,
+    /// Tasks in the plan, from `run_started`.
+    pub tasks: Option<u32>,
+    /// When the run started.
+    pub started_at: Option<Timestamp>,
+    /// Seq of its last event.
+    pub last_seq: u64,
+    /// Time of its last event.
+    pub updated_at: Option<Timestamp>,
+    /// How it ended, once `run_finished` was written.
+    pub status: Option<RunStatus>,
+}
+
+/// The journal path of `run` under `runs_dir` (`<runs_dir>/<run>/events.jsonl`).
+pub fn journal_path(runs_dir: &Path, run: &RunId) -> PathBuf {
+    runs_dir.join(run.as_str()).join(JOURNAL_FILE)
+}
+
+/// Every run under `runs_dir` (directories whose name is a valid run id and that hold an
+/// `events.jsonl`), most recently written first. A missing `runs_dir` is an empty list; a journal
+/// whose first or last line is damaged is listed with what could be read.
+pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunInfo>, EventsError> {
+    let entries = match std::fs::read_dir(runs_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(EventsError::io("list", runs_dir, e)),
+    };
+    let mut runs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| EventsError::io("list", runs_dir, e))?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<RunId>().ok())
+        else {
+            continue;
+        };
+        let journal = entry.path().join(JOURNAL_FILE);
+        if !journal.is_file() {
+            continue;
+        }
+        runs.push(run_info(id, &journal)?);
+    }
+    runs.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.id.cmp(&b.id)));
+    Ok(runs)
+}
+
+/// Reads what [`RunInfo`] shows from the journal of `id` at `journal`.
+pub fn run_info(id: RunId, journal: &Path) -> Result<RunInfo, EventsError> {
+    let mut file = File::open(journal).map_err(|e| EventsError::io("open", journal, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| EventsError::io("read", journal, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| Timestamp::try_from(m).ok());
+    let mut info = RunInfo {
+        id,
+        journal: journal.to_path_buf(),
+        bytes: meta.len(),
+        modified,
+        plan: None,
+        tasks: None,
+        started_at: None,
+        last_seq: 0,
+        updated_at: None,
+        status: None,
+    };
+    let mut first = Vec::new();
+    BufReader::new(&mut file)
+        .read_until(b'\n', &mut first)
+        .map_err(|e| EventsError::io("read", journal, e))?;
+    if let Some(event) = complete_event(&first)
+        && let EventKind::RunStarted { plan, tasks, .. } = &event.kind
+    {
+        info.plan = Some(plan.clone());
+        info.tasks = Some(*tasks);
+        info.started_at = Some(event.ts);
+    }
+    let start = meta.len().saturating_sub(TAIL_WINDOW);
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(TAIL_WINDOW).read_to_end(&mut tail))
+        .map_err(|e| EventsError::io("read", journal, e))?;
+    // The last complete line: between the last two newlines of the tail.
+    if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
+        let begin = tail[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if (begin > 0 || start == 0)
+            && let Some(event) = complete_event(&tail[begin..=end])
+        {
+            info.last_seq = event.seq;
+            info.updated_at = Some(event.ts);
+            if let EventKind::RunFinished { status, .. } = event.kind {
+                info.status = Some(status);
+            }
+        }
+    }
+    Ok(info)
+}
+
+fn complete_event(line: &[u8]) -> Option<Event> {
+    let line = line.strip_suffix(b"\n")?;
+    Event::from_json(std::str::from_utf8(line).ok()?).ok()
+}

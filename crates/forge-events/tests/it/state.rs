@@ -1,0 +1,275 @@
+//! The run-state fold.
+
+use forge_events::{
+    Event, EventKind, EventSink, OutputStream, RunPhase, RunState, RunStatus, RunSummary,
+    TaskPhase, TaskStatus, VecSink,
+};
+use proptest::prelude::*;
+
+use super::common::{events, finished, progress, run_id, task};
+
+/// A small but complete run, as a producer would publish it.
+fn sample_run() -> Vec<Event> {
+    let sink = VecSink::new(run_id());
+    let (a, b) = (task("api"), task("tests"));
+    sink.publish_run(EventKind::RunStarted {
+        plan: "auth".into(),
+        plan_hash: "abc".into(),
+        tasks: 2,
+        concurrency: 2,
+        base: "head".into(),
+    })
+    .unwrap();
+    sink.publish_task(&a, EventKind::TaskQueued { after: vec![] })
+        .unwrap();
+    sink.publish_task(
+        &b,
+        EventKind::TaskQueued {
+            after: vec![a.clone()],
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskStarted {
+            attempt: 1,
+            agent: "sim".into(),
+            workspace: "/w/api".into(),
+            strategy: "overlay".into(),
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskProgress {
+            message: "editing".into(),
+            tool: Some("edit".into()),
+            files: vec!["src/api.rs".into()],
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskOutput {
+            stream: OutputStream::Stdout,
+            line: "ok".into(),
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskUsage {
+            tokens_in: 100,
+            tokens_out: 20,
+            cost_usd: Some(0.25),
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskUsage {
+            tokens_in: 50,
+            tokens_out: 5,
+            cost_usd: Some(0.5),
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskRetrying {
+            attempt: 2,
+            delay_ms: 100,
+            reason: "exit 1".into(),
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskStarted {
+            attempt: 2,
+            agent: "sim".into(),
+            workspace: "/w/api2".into(),
+            strategy: "overlay".into(),
+        },
+    )
+    .unwrap();
+    sink.publish_task(&a, finished(TaskStatus::Succeeded))
+        .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::MergeIntegrated {
+            files: vec!["src/lib.rs".into()],
+        },
+    )
+    .unwrap();
+    sink.publish_task(
+        &b,
+        EventKind::TaskWaitingLocks {
+            claims: vec![],
+            blocked_by: vec![a.clone()],
+        },
+    )
+    .unwrap();
+    sink.publish_task(&b, finished(TaskStatus::Failed)).unwrap();
+    sink.publish_run(EventKind::MergeConflict {
+        path: "CHANGELOG.md".into(),
+        tasks: vec![a.clone(), b.clone()],
+        strategy: "union".into(),
+        resolved: true,
+    })
+    .unwrap();
+    sink.publish_run(EventKind::GateStarted {
+        command: "cargo test".into(),
+    })
+    .unwrap();
+    sink.publish_run(EventKind::GateFinished {
+        command: "cargo test".into(),
+        passed: false,
+        exit_code: Some(101),
+        duration_ms: 1000,
+        tests_passed: Some(10),
+        tests_failed: Some(1),
+    })
+    .unwrap();
+    sink.publish_run(EventKind::RunFinished {
+        status: RunStatus::Failed,
+        summary: RunSummary {
+            succeeded: 1,
+            failed: 1,
+            ..RunSummary::default()
+        },
+    })
+    .unwrap();
+    sink.events()
+}
+
+#[test]
+fn folds_a_run_into_a_useful_view() {
+    let state = RunState::from_events(&sample_run());
+    assert_eq!(state.run, Some(run_id()));
+    assert_eq!(state.plan.as_ref().unwrap().name, "auth");
+    assert_eq!(state.phase, RunPhase::Failed);
+    assert_eq!(state.last_seq, 18);
+    assert_eq!(
+        state
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["api", "tests"],
+        "plan order"
+    );
+    let api = state.task("api").unwrap();
+    assert_eq!(api.status, TaskPhase::Succeeded);
+    assert_eq!(api.attempt, 2);
+    assert_eq!(api.workspace.as_deref(), Some("/w/api2"));
+    assert_eq!(api.usage.tokens_in, 150);
+    assert_eq!(api.usage.cost_usd, Some(0.75));
+    assert_eq!(api.last_progress.as_ref().unwrap().message, "editing");
+    assert!(api.files_touched.contains("src/api.rs"));
+    assert_eq!(api.files_changed, ["src/lib.rs"]);
+    assert_eq!(api.retry.as_ref().unwrap().reason, "exit 1");
+    assert!(api.integrated);
+    assert_eq!(api.output_lines, 1);
+    let tests = state.task("tests").unwrap();
+    assert_eq!(tests.status, TaskPhase::Failed);
+    assert_eq!(tests.after, [task("api")]);
+    assert_eq!(state.counts.total, 2);
+    assert_eq!(state.counts.succeeded, 1);
+    assert_eq!(state.counts.failed, 1);
+    assert!((state.progress - 1.0).abs() < f64::EPSILON);
+    assert_eq!(state.conflicts.len(), 1);
+    assert_eq!(state.gates[0].passed, Some(false));
+    assert_eq!(state.gates[0].tests_failed, Some(1));
+    assert_eq!(state.summary.as_ref().unwrap().failed, 1);
+    assert_eq!(state.integrated, [task("api")]);
+}
+
+#[test]
+fn progress_counts_follow_the_tasks() {
+    let events = sample_run();
+    let mut state = RunState::new();
+    for event in &events[..4] {
+        state.apply(event);
+    }
+    assert_eq!(state.phase, RunPhase::Running);
+    assert_eq!(state.counts.running, 1);
+    assert_eq!(state.counts.queued, 1);
+    assert!(state.progress.abs() < f64::EPSILON);
+}
+
+#[test]
+fn already_folded_and_foreign_events_are_ignored() {
+    let events = sample_run();
+    let whole = RunState::from_events(&events);
+    let mut again = whole.clone();
+    for event in &events {
+        assert!(!again.apply(event));
+    }
+    assert_eq!(again, whole);
+    let mut foreign = Event::new("other-run".parse().unwrap(), 99, None, progress("x"));
+    foreign.kind = EventKind::GateStarted {
+        command: "x".into(),
+    };
+    assert!(!again.apply(&foreign));
+    assert_eq!(again, whole);
+}
+
+#[test]
+fn serializes_to_json_for_the_dashboard() {
+    let state = RunState::from_events(&sample_run());
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(json["phase"], "failed");
+    assert_eq!(json["tasks"][0]["id"], "api");
+    assert_eq!(json["tasks"][0]["status"], "succeeded");
+    assert_eq!(json["counts"]["total"], 2);
+    let back: RunState = serde_json::from_value(json).unwrap();
+    assert_eq!(back, state);
+    assert_eq!(back.task("tests").unwrap().status, TaskPhase::Failed);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Folding in pieces, with the state written to JSON and read back between pieces, equals
+    /// folding the whole list.
+    #[test]
+    fn folding_any_split_equals_folding_whole(
+        events in events(40),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        let whole = RunState::from_events(&events);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(events.len() + 1)).collect();
+        cuts.push(events.len());
+        cuts.sort_unstable();
+        let mut state = RunState::new();
+        let mut start = 0;
+        for cut in cuts {
+            for event in &events[start..cut] {
+                state.apply(event);
+            }
+            start = cut;
+            let json = serde_json::to_string(&state).unwrap();
+            state = serde_json::from_str(&json).unwrap();
+        }
+        prop_assert_eq!(&state, &whole);
+        // Counts always add up.
+        let c = whole.counts;
+        prop_assert_eq!(
+            c.queued + c.waiting_locks + c.running + c.retrying + c.finished(),
+            whole.tasks.len() as u32
+        );
+    }
+
+    /// Replaying an overlapping prefix (a reconnecting client) changes nothing.
+    #[test]
+    fn overlapping_replays_are_harmless(events in events(30), k in any::<prop::sample::Index>()) {
+        let whole = RunState::from_events(&events);
+        let k = k.index(events.len() + 1);
+        let mut state = RunState::from_events(&events[..k]);
+        for event in &events {
+            state.apply(event);
+        }
+        prop_assert_eq!(state, whole);
+    }
+}
