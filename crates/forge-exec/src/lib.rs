@@ -14,23 +14,77 @@
 //!
 //! # What is here
 //!
+//! - [`plan`]: the plan file ([`Plan::load`], schema in `docs/plan.md`), validated all at once
+//!   with `file:line:col` diagnostics ([`PlanError`]), and [`Plan::serialize_conflicts`].
+//! - [`sched`]: the DAG [`Scheduler`], generic over a [`TaskRunner`]: critical-path order,
+//!   concurrency and pools, retries with backoff, timeouts, skip propagation, `fail_fast`, and
+//!   cancellation through a [`CancelHandle`] (first cancel: graceful; second: kill).
+//! - [`process`]: the [`ProcessRunner`], which spawns each attempt in its own process group,
+//!   logs and parses its output line by line, and stops whole process trees.
 //! - [`HumanDuration`]: the durations plans are written in (`500ms`, `2s`, `30m`, `1h30m`).
 //!
-//! # Example
+//! # Example: a plan run by the shell runner
 //!
 //! ```
-//! use std::time::Duration;
-//! use forge_exec::HumanDuration;
+//! use std::path::Path;
+//! use std::sync::Arc;
+//! use forge_events::{RunId, TaskStatus, VecSink};
+//! use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
+//! use forge_exec::{CancelHandle, ProcessRunner, Scheduler, SchedulerOptions};
 //!
-//! let t: HumanDuration = "1h30m".parse()?;
-//! assert_eq!(t.as_duration(), Duration::from_secs(5400));
-//! assert_eq!(t.to_string(), "1h30m");
-//! assert!("30 minutes".parse::<HumanDuration>().is_err());
-//! # Ok::<(), forge_exec::ExecError>(())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = Plan::parse(r#"
+//!     [defaults]
+//!     agent = "shell"
+//!     [[task]]
+//!     id = "build"
+//!     prompt = "echo building"
+//!     [[task]]
+//!     id = "test"
+//!     prompt = "exit 3"
+//!     after = ["build"]
+//!     [[task]]
+//!     id = "deploy"
+//!     prompt = "echo never"
+//!     after = ["test"]
+//! "#, Path::new("plan.toml"), PlanFormat::Toml, &PlanOptions::default())?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let run = RunId::new("example")?;
+//! let runner = ProcessRunner::shell(run.clone(), dir.path().into(), dir.path().join("logs"));
+//! let events = Arc::new(VecSink::new(run));
+//! let report = Scheduler::new(&plan, &runner, events.clone(), SchedulerOptions::default())
+//!     .run(&CancelHandle::new())
+//!     .await;
+//!
+//! let status: Vec<TaskStatus> = report.tasks.iter().map(|t| t.status).collect();
+//! assert_eq!(status, [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Skipped]);
+//! assert_eq!(report.tasks[2].reason.as_deref(), Some("skipped because `test` did not succeed"));
+//! assert!(events.types().iter().any(|t| t == "task_finished"));
+//!
+//! // A broken plan: every problem at once, with its position.
+//! let err = Plan::parse("[[task]]\nid = \"a\"\nagent = \"clade\"\nprompt = \"\"\n",
+//!     Path::new("plan.toml"), PlanFormat::Toml, &PlanOptions::default()).unwrap_err();
+//! assert_eq!(err.short(), [
+//!     "plan.toml:3:9: task `a` uses unknown agent `clade`",
+//!     "plan.toml:4:10: task `a` has an empty prompt",
+//! ]);
+//! # Ok(())
+//! # }
 //! ```
 
 mod duration;
 mod error;
+pub mod plan;
+pub mod process;
+pub mod sched;
 
 pub use duration::HumanDuration;
 pub use error::ExecError;
+pub use plan::{Plan, PlanError, PlanOptions, Task};
+pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
+pub use sched::{
+    AttemptContext, CancelHandle, RunReport, Scheduler, SchedulerOptions, TaskOutcome, TaskReport,
+    TaskRunner,
+};

@@ -1,0 +1,341 @@
+//! `bench-sched`: the scheduler against ninja and make on the same DAG, its own overhead per
+//! task, and loading + validating a 100,000-task plan.
+//!
+//! `cargo run --release -p forge-benches --bin bench-sched -- [--quick]`
+//! Rows: `dag10k_true_vs_ninja`, `dag10k_true_vs_make`, `sched_overhead_noop`,
+//! `plan_100k_validate`. Needs `ninja` and `make` on `PATH` (Debian: `apt-get install
+//! ninja-build make`); the bench stops with that instruction when one is missing.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)] // a bench binary
+#![allow(clippy::cast_precision_loss)] // counts and times as f64 figures
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use forge_benches::{Better, Report, Row, median, peak_rss_bytes, quick_from_args};
+use forge_events::{EventKind, EventSink, EventsError, RunId, TaskId};
+use forge_exec::plan::{Plan, PlanFormat, PlanOptions, Task};
+use forge_exec::{
+    AttemptContext, CancelHandle, CommandSpec, ProcessRunner, Scheduler, SchedulerOptions,
+    TaskOutcome, TaskRunner,
+};
+
+/// Events go nowhere: bench-events measures the bus; here we measure the scheduler.
+struct NullSink;
+
+impl EventSink for NullSink {
+    fn publish(&self, _task: Option<TaskId>, _kind: EventKind) -> Result<u64, EventsError> {
+        Ok(0)
+    }
+}
+
+/// A layered random DAG with a fixed seed: `layers` of `width` tasks, each depending on 1–3
+/// tasks of the layer before.
+fn layered_dag(tasks: usize, width: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    (0..tasks)
+        .map(|i| {
+            let layer = i / width;
+            if layer == 0 {
+                return Vec::new();
+            }
+            let start = (layer - 1) * width;
+            let mut deps: Vec<usize> = (0..=next(3)).map(|_| start + next(width)).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        })
+        .collect()
+}
+
+fn base_plan() -> Plan {
+    Plan::parse(
+        "[[task]]\nid = \"x\"\nagent = \"shell\"\nprompt = \"true\"\n",
+        Path::new("bench.toml"),
+        PlanFormat::Toml,
+        &PlanOptions::default(),
+    )
+    .unwrap()
+}
+
+fn plan_for(dag: &[Vec<usize>], concurrency: usize) -> Plan {
+    let ids: Vec<TaskId> = (0..dag.len())
+        .map(|i| TaskId::new(format!("t{i}")).unwrap())
+        .collect();
+    let mut plan = base_plan();
+    plan.concurrency = concurrency;
+    plan.tasks = dag
+        .iter()
+        .enumerate()
+        .map(|(i, deps)| {
+            let mut t = Task::new(ids[i].clone(), "shell", "true");
+            t.after = deps.iter().map(|&d| ids[d].clone()).collect();
+            t
+        })
+        .collect();
+    plan
+}
+
+fn ninja_file(dag: &[Vec<usize>]) -> String {
+    let mut out = String::from("rule r\n  command = true\n");
+    for (i, deps) in dag.iter().enumerate() {
+        let _ = write!(out, "build t{i}: r");
+        for d in deps {
+            let _ = write!(out, " t{d}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn makefile(dag: &[Vec<usize>]) -> String {
+    let names: Vec<String> = (0..dag.len()).map(|i| format!("t{i}")).collect();
+    let mut out = format!(
+        ".PHONY: all {}\nall: {}\n",
+        names.join(" "),
+        names.join(" ")
+    );
+    for (i, deps) in dag.iter().enumerate() {
+        let _ = write!(out, "t{i}:");
+        for d in deps {
+            let _ = write!(out, " t{d}");
+        }
+        out.push_str("\n\t@true\n");
+    }
+    out
+}
+
+fn require(tool: &str, package: &str) {
+    if Command::new(tool).arg("--version").output().is_err() {
+        eprintln!(
+            "bench-sched: `{tool}` is not installed; install it with `apt-get install {package}` (see benches/README.md)"
+        );
+        std::process::exit(2);
+    }
+}
+
+fn timed(cmd: &mut Command) -> f64 {
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
+    require("ninja", "ninja-build");
+    require("make", "make");
+    let tasks = 10_000;
+    let reps = if quick { 1 } else { 3 };
+    let dag = layered_dag(tasks, 100, 42);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("build.ninja"), ninja_file(&dag)).unwrap();
+    std::fs::write(dir.path().join("Makefile"), makefile(&dag)).unwrap();
+    let plan = plan_for(&dag, 2);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (mut forge, mut ninja, mut make) = (Vec::new(), Vec::new(), Vec::new());
+    let true_path = forge_exec::process::find_program("true").expect("`true` is on PATH");
+    for rep in 0..reps {
+        // Forge spawns `true` directly (posix_spawn, own process group), with the program's
+        // path resolved once before the run, as Forge does for agent binaries.
+        let logs = dir.path().join(format!("logs{rep}"));
+        let cwd = work.clone();
+        let program = true_path.clone();
+        let runner = ProcessRunner::new(
+            RunId::new("bench").unwrap(),
+            logs,
+            Arc::new(move |_t: &Task, _a: u32| {
+                Ok(CommandSpec {
+                    program: program.clone().into(),
+                    args: vec![],
+                    cwd: cwd.clone(),
+                    env: vec![],
+                })
+            }),
+        );
+        let start = Instant::now();
+        let result = rt.block_on(
+            Scheduler::new(
+                &plan,
+                &runner,
+                Arc::new(NullSink),
+                SchedulerOptions::default(),
+            )
+            .run(&CancelHandle::new()),
+        );
+        forge.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(result.succeeded(), "forge run failed");
+        // ninja runs each command through `/bin/sh -c`; make execs simple commands directly.
+        let _ = std::fs::remove_file(dir.path().join(".ninja_log"));
+        ninja.push(timed(
+            Command::new("ninja").args(["-j2", "-C"]).arg(dir.path()),
+        ));
+        make.push(timed(
+            Command::new("make")
+                .args(["-j2", "-s", "-C"])
+                .arg(dir.path()),
+        ));
+    }
+    let (f, n, m) = (median(&forge), median(&ninja), median(&make));
+    report.push(
+        Row::new("dag10k_true_vs_ninja", f, "ms", Better::Lower, reps)
+            .peer("ninja -j2", n)
+            .goal("ratio >= 1.0")
+            .extra("tasks", tasks)
+            .extra("concurrency", 2),
+    );
+    report.push(
+        Row::new("dag10k_true_vs_make", f, "ms", Better::Lower, reps)
+            .peer("make -j2", m)
+            .goal("ratio >= 1.0")
+            .extra("tasks", tasks)
+            .extra("concurrency", 2),
+    );
+}
+
+/// Finishes at once: what is left is the scheduler's own work.
+struct Noop;
+
+#[async_trait::async_trait]
+impl TaskRunner for Noop {
+    async fn run(&self, _task: &Task, _attempt: u32, _ctx: AttemptContext) -> TaskOutcome {
+        TaskOutcome::succeeded()
+    }
+}
+
+fn overhead(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
+    let tasks = 100_000;
+    let reps = if quick { 3 } else { 5 };
+    let plan = plan_for(&layered_dag(tasks, 1000, 7), 8);
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        let result = rt.block_on(
+            Scheduler::new(
+                &plan,
+                &Noop,
+                Arc::new(NullSink),
+                SchedulerOptions::default(),
+            )
+            .run(&CancelHandle::new()),
+        );
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / tasks as f64);
+        assert!(result.succeeded());
+    }
+    report.push(
+        Row::new(
+            "sched_overhead_noop",
+            median(&samples),
+            "us",
+            Better::Lower,
+            reps,
+        )
+        .goal("< 10")
+        .extra("tasks", tasks)
+        .extra("concurrency", 8),
+    );
+}
+
+fn plan_text(tasks: usize) -> String {
+    let dag = layered_dag(tasks, 1000, 11);
+    let mut out = String::from(
+        "name = \"big\"\nconcurrency = 8\n\n[defaults]\nagent = \"sim\"\ntimeout = \"30m\"\n\n",
+    );
+    for (i, deps) in dag.iter().enumerate() {
+        let after: Vec<String> = deps.iter().map(|d| format!("\"t{d}\"")).collect();
+        let _ = write!(
+            out,
+            "[[task]]\nid = \"t{i}\"\nprompt = \"Implement part {i} of the feature\"\nwrites = [\"src/m{}/p{i}/**\"]\nreads = [\"src/shared/**\"]\nafter = [{}]\n\n",
+            i % 100,
+            after.join(", ")
+        );
+    }
+    out
+}
+
+fn plan_validate(report: &mut Report, quick: bool) {
+    let tasks = 100_000;
+    let reps = if quick { 2 } else { 5 };
+    let text = plan_text(tasks);
+    let before = peak_rss_bytes().unwrap_or(0);
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        let plan = Plan::parse(
+            &text,
+            Path::new("big.toml"),
+            PlanFormat::Toml,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(plan.tasks.len(), tasks);
+    }
+    let peak = peak_rss_bytes().unwrap_or(0);
+    report.push(
+        Row::new(
+            "plan_100k_validate",
+            median(&samples),
+            "ms",
+            Better::Lower,
+            reps,
+        )
+        .goal("< 1000 ms, peak_rss < 300 MB")
+        .extra("peak_rss", peak)
+        .extra("peak_rss_growth", peak.saturating_sub(before))
+        .extra("plan_bytes", text.len()),
+    );
+}
+
+fn main() {
+    let quick = quick_from_args();
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |id: &str| only.as_deref().is_none_or(|o| id.starts_with(o));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut report = Report::new("sched", quick);
+    // The plan row first: its peak RSS is the process's peak.
+    if run("plan_100k_validate") {
+        plan_validate(&mut report, quick);
+    }
+    if run("sched_overhead_noop") {
+        overhead(&mut report, &rt, quick);
+    }
+    if run("dag10k") {
+        dag_vs_peers(&mut report, &rt, quick);
+    }
+    println!();
+    print!("{}", report.table());
+    match report.write() {
+        Ok(path) => println!("wrote {}", path.display()),
+        Err(e) => {
+            eprintln!("bench-sched: cannot write the report: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,495 @@
+use std::fmt::Write as _;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Plan, PlanError> {
+    Plan::parse(
+        text,
+        Path::new("plan.toml"),
+        PlanFormat::Toml,
+        &PlanOptions::default(),
+    )
+}
+
+fn problems(text: &str) -> Vec<String> {
+    parse(text).unwrap_err().short()
+}
+
+const GOOD: &str = r#"
+name = "auth"
+concurrency = 4
+base = "worktree"
+on_failure = "fail_fast"
+
+[defaults]
+agent = "droid"
+timeout = "30m"
+retries = 1
+
+[pools]
+claude = 2
+
+[[task]]
+id = "backend"
+prompt = "Add /api/auth endpoints and JWT middleware"
+writes = ["src/api/**"]
+reads  = ["src/models/**"]
+appends = ["CHANGELOG.md"]
+estimate = "10m"
+
+[[task]]
+id = "tests"
+agent = "claude"
+pool = "claude"
+prompt = "Unit and integration tests for auth"
+writes = ["tests/**"]
+appends = ["CHANGELOG.md"]
+after  = ["backend"]
+retry_on = [1, "timeout"]
+env = { RUST_LOG = "debug" }
+
+[merge]
+"CHANGELOG.md" = "union"
+
+[gate]
+commands = ["cargo build", "cargo test"]
+timeout = "10m"
+"#;
+
+#[test]
+fn a_full_plan_loads() {
+    let plan = parse(GOOD).unwrap();
+    assert_eq!(plan.name, "auth");
+    assert_eq!(plan.concurrency, 4);
+    assert_eq!(plan.base, BaseMode::Worktree);
+    assert_eq!(plan.on_failure, OnFailure::FailFast);
+    assert_eq!(plan.tasks.len(), 2);
+    let backend = &plan.tasks[0];
+    assert_eq!(backend.agent, "droid");
+    assert_eq!(backend.timeout, Some(Duration::from_mins(30)));
+    assert_eq!(backend.retries, 1);
+    assert_eq!(backend.writes[0].pattern.as_str(), "src/api/**");
+    assert_eq!(backend.estimate, Some(Duration::from_mins(10)));
+    let tests = &plan.tasks[1];
+    assert_eq!(tests.agent, "claude");
+    assert_eq!(tests.after, [TaskId::new("backend").unwrap()]);
+    assert_eq!(tests.retry_on.exit_codes, [1]);
+    assert!(tests.retry_on.timeout);
+    assert_eq!(tests.env["RUST_LOG"], "debug");
+    assert_eq!(plan.pools["claude"], 2);
+    assert_eq!(plan.merge[0].strategy, MergeStrategy::Union);
+    assert_eq!(plan.gate.commands, ["cargo build", "cargo test"]);
+}
+
+#[test]
+fn json_plans_load_too() {
+    let json = r#"{
+      // comments are fine
+      "name": "j",
+      "defaults": {"agent": "sim"},
+      "task": [
+        {"id": "a", "prompt": "do a", "writes": ["a/**"]},
+        {"id": "b", "prompt": "do b", "writes": ["b/**"], "after": ["a"],},
+      ]
+    }"#;
+    let plan = Plan::parse(
+        json,
+        Path::new("plan.json"),
+        PlanFormat::Json,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.tasks.len(), 2);
+    let err = Plan::parse(
+        "{\n  \"task\": [{\"id\": \"a\", \"agent\": \"sim\", \"prompt\": \"x\", \"wrtes\": []}]\n}",
+        Path::new("plan.json"),
+        PlanFormat::Json,
+        &PlanOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.short(),
+        ["plan.json:2:55: unknown key `wrtes` in [[task]] #1"]
+    );
+    assert!(err.render().contains("did you mean `writes`?"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_position() {
+    let text = r#"
+[defaults]
+agent = "droid"
+
+[[task]]
+id = "a"
+prompt = "x"
+writes = ["src/**"]
+timeot = "5m"
+
+[[task]]
+id = "a"
+prompt = "   "
+after = ["ghost"]
+
+[[task]]
+id = "b"
+agent = "clade"
+prompt = "y"
+writes = ["/abs", "src/api/x.rs"]
+timeout = "5 minutes"
+"#;
+    let got = problems(text);
+    let want = [
+        "plan.toml:9:1: unknown key `timeot` in [[task]] #1",
+        "plan.toml:12:6: duplicate task id `a`",
+        "plan.toml:13:10: task `a` has an empty prompt",
+        "plan.toml:14:10: task `a` runs after `ghost`, which is not a task of this plan",
+        "plan.toml:18:9: task `b` uses unknown agent `clade`",
+        "plan.toml:20:11: invalid claim `/abs` in `task `b`.writes`: absolute paths are not allowed; write the path relative to the repository root",
+        "plan.toml:20:19: tasks `a` and `b` both write `src/api/x.rs` (`src/**` and `src/api/x.rs`) and neither runs after the other",
+        "plan.toml:21:11: `task `b`.timeout`: invalid duration `5 minutes`: a number needs a unit (write e.g. `500ms`, `2s`, `30m`, `1h30m`)",
+    ];
+    assert_eq!(got, want, "{got:#?}");
+    let rendered = parse(text).unwrap_err().render();
+    assert!(
+        rendered.contains("help: did you mean `timeout`?"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("help: did you mean `claude`?"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("--> plan.toml:18:9"), "{rendered}");
+    assert!(rendered.contains("first used here"), "{rendered}");
+    assert!(
+        rendered.contains("add `after = [\"a\"]` to task `b`"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.ends_with("error: the plan plan.toml has 8 problems"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn cycles_are_printed() {
+    let text = r#"
+[defaults]
+agent = "sim"
+[[task]]
+id = "a"
+prompt = "x"
+after = ["c"]
+[[task]]
+id = "b"
+prompt = "x"
+after = ["a"]
+[[task]]
+id = "c"
+prompt = "x"
+after = ["b"]
+[[task]]
+id = "d"
+prompt = "x"
+after = ["d"]
+"#;
+    let got = problems(text);
+    assert!(
+        got.contains(&"plan.toml:11:10: dependency cycle: a -> b -> c -> a".to_owned()),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.ends_with("task `d` runs after itself")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_wrong_types() {
+    let got = problems("name = \"x\"\nconcurrency = \"four\"\n[[task]]\nid = 3\n");
+    assert_eq!(
+        got,
+        [
+            "plan.toml:2:15: `concurrency` must be an integer, not a string",
+            "plan.toml:4:6: `task #1.id` must be a string, not an integer",
+        ]
+    );
+    let got = problems("name = \n[[task]\n");
+    assert!(
+        got.iter()
+            .all(|p| p.starts_with("plan.toml:") && p.contains("invalid TOML")),
+        "{got:?}"
+    );
+    assert!(!got.is_empty());
+    assert_eq!(
+        problems("name = \"x\"\n"),
+        ["plan.toml:1:1: the plan has no tasks"]
+    );
+}
+
+#[test]
+fn unknown_pools_and_strategies() {
+    let got = problems(
+        "[defaults]\nagent = \"sim\"\n[pools]\nclaude = 2\n[[task]]\nid = \"a\"\nprompt = \"x\"\npool = \"claud\"\n[merge]\n\"CHANGELOG.md\" = \"newest\"\n",
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("plan.toml:8:8: task `a` uses pool `claud`"));
+    assert!(got[1].starts_with("plan.toml:10:18: unknown merge strategy `newest`"));
+}
+
+#[test]
+fn prompt_files_are_read_relative_to_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.md"), "Refactor the parser").unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        "[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt_file = \"p.md\"\n",
+    )
+    .unwrap();
+    let plan = Plan::load(&plan_path, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.tasks[0].prompt, "Refactor the parser");
+    std::fs::write(
+        &plan_path,
+        "[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt_file = \"missing.md\"\n",
+    )
+    .unwrap();
+    let err = Plan::load(&plan_path, &PlanOptions::default()).unwrap_err();
+    assert!(
+        err.short()[0].contains("cannot read prompt file"),
+        "{:?}",
+        err.short()
+    );
+    let err = Plan::load(&dir.path().join("nope.toml"), &PlanOptions::default()).unwrap_err();
+    assert!(err.short()[0].starts_with("cannot read plan file"));
+}
+
+fn conflicting() -> &'static str {
+    r#"
+[defaults]
+agent = "sim"
+[[task]]
+id = "a"
+prompt = "x"
+writes = ["src/**"]
+[[task]]
+id = "b"
+prompt = "x"
+writes = ["src/b.rs"]
+[[task]]
+id = "c"
+prompt = "x"
+writes = ["src/c/**"]
+[[task]]
+id = "d"
+prompt = "x"
+writes = ["docs/**"]
+"#
+}
+
+#[test]
+fn serialize_conflicts_adds_minimal_edges_in_plan_order() {
+    assert_eq!(problems(conflicting()).len(), 2);
+    let opts = PlanOptions {
+        conflicts: ConflictPolicy::Serialize,
+        ..PlanOptions::default()
+    };
+    let plan = Plan::parse(
+        conflicting(),
+        Path::new("plan.toml"),
+        PlanFormat::Toml,
+        &opts,
+    )
+    .unwrap();
+    let after: Vec<Vec<&str>> = plan
+        .tasks
+        .iter()
+        .map(|t| t.after.iter().map(TaskId::as_str).collect())
+        .collect();
+    assert_eq!(after, [vec![], vec!["a"], vec!["a"], vec![]]);
+    // Three tasks writing the same file become a chain, not a triangle.
+    let mut chain = Plan {
+        tasks: ["x", "y", "z"]
+            .iter()
+            .map(|id| {
+                let mut t = Task::new(TaskId::new(*id).unwrap(), "sim", "p");
+                t.writes.push(Claim::write("f").unwrap());
+                t
+            })
+            .collect(),
+        ..parse("[[task]]\nid = \"q\"\nagent = \"sim\"\nprompt = \"p\"\n").unwrap()
+    };
+    let added = chain.serialize_conflicts();
+    let pairs: Vec<(&str, &str)> = added
+        .iter()
+        .map(|e| (e.task.as_str(), e.after.as_str()))
+        .collect();
+    assert_eq!(pairs, [("y", "x"), ("z", "y")]);
+    assert!(chain.validate(&PlanOptions::default()).is_ok());
+    assert!(chain.serialize_conflicts().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random plans with injected defects: every defect is reported.
+
+#[derive(Debug, Clone)]
+struct Gen {
+    n: usize,
+    /// (task, dependency) edges pointing backwards: a DAG.
+    deps: Vec<(usize, usize)>,
+    duplicate: Option<usize>,
+    dangling: Option<usize>,
+    /// Add an edge from an early task to a later one that depends on it, closing a cycle.
+    cycle: Option<(usize, usize)>,
+}
+
+fn plans() -> impl Strategy<Value = Gen> {
+    (3..25usize).prop_flat_map(|n| {
+        (
+            Just(n),
+            prop::collection::vec((1..n, 0..n), 0..n * 2),
+            prop::option::of(1..n),
+            prop::option::of(0..n),
+            prop::option::of((0..n, 0..n)),
+        )
+            .prop_map(|(n, raw, duplicate, dangling, cycle)| Gen {
+                n,
+                deps: raw.into_iter().map(|(t, d)| (t, d % t)).collect(),
+                duplicate,
+                dangling,
+                cycle: cycle.filter(|(a, b)| a < b),
+            })
+    })
+}
+
+fn render(g: &Gen) -> String {
+    let mut out = String::from("[defaults]\nagent = \"sim\"\n");
+    for i in 0..g.n {
+        let id = if Some(i) == g.duplicate {
+            "t0".to_owned()
+        } else {
+            format!("t{i}")
+        };
+        let mut after: Vec<String> = g
+            .deps
+            .iter()
+            .filter(|(t, _)| *t == i)
+            .map(|(_, d)| format!("\"t{d}\""))
+            .collect();
+        if Some(i) == g.dangling {
+            after.push("\"ghost\"".into());
+        }
+        if let Some((a, b)) = g.cycle
+            && a == i
+        {
+            // a runs after b; closes a cycle only if b (transitively) runs after a.
+            after.push(format!("\"t{b}\""));
+        }
+        let _ = write!(
+            out,
+            "[[task]]\nid = \"{id}\"\nprompt = \"p\"\nwrites = [\"d{i}/**\"]\nafter = [{}]\n",
+            after.join(", ")
+        );
+    }
+    out
+}
+
+fn reaches(g: &Gen, from: usize, to: usize) -> bool {
+    // Does `to` (transitively) run after `from`? Edges: (task, dep) = task after dep.
+    let mut stack = vec![from];
+    let mut seen = vec![false; g.n];
+    while let Some(x) = stack.pop() {
+        if x == to {
+            return true;
+        }
+        for &(t, d) in &g.deps {
+            if d == x && !seen[t] {
+                seen[t] = true;
+                stack.push(t);
+            }
+        }
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn injected_defects_are_all_reported(g in plans()) {
+        let text = render(&g);
+        let result = parse(&text);
+        let expect_cycle = g.cycle.is_some_and(|(a, b)| reaches(&g, a, b));
+        let clean = g.duplicate.is_none() && g.dangling.is_none() && !expect_cycle;
+        match result {
+            Ok(plan) => prop_assert!(clean, "defects not reported:\n{text}\nplan: {} tasks", plan.tasks.len()),
+            Err(err) => {
+                let short = err.short();
+                prop_assert!(!clean, "clean plan rejected: {short:?}\n{text}");
+                if g.duplicate.is_some() {
+                    prop_assert!(short.iter().any(|p| p.contains("duplicate task id `t0`")), "{short:?}");
+                }
+                if g.dangling.is_some() {
+                    prop_assert!(short.iter().any(|p| p.contains("`ghost`, which is not a task")), "{short:?}");
+                }
+                if expect_cycle && g.duplicate.is_none() {
+                    prop_assert!(short.iter().any(|p| p.contains("dependency cycle:")), "{short:?}");
+                }
+                for p in &short {
+                    prop_assert!(p.starts_with("plan.toml:"), "problem without position: {p}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn big_plans_are_parsed_in_pieces_without_changing_toml_meaning() {
+    let text = r#"
+[defaults]
+agent = "sim"
+
+[[task]]
+id = "a"
+prompt = """
+A prompt that mentions
+[[task]]
+on a line of its own."""
+writes = [
+  "a/**",
+]
+
+[task.env]
+MODE = "fast"
+
+[[task]]
+id = "b"
+prompt = "b"
+
+[gate]
+commands = ["true"]
+"#;
+    let plan = parse(text).unwrap();
+    assert_eq!(plan.tasks.len(), 2);
+    assert!(plan.tasks[0].prompt.contains("[[task]]\non a line"));
+    assert_eq!(plan.tasks[0].env["MODE"], "fast");
+    assert!(plan.tasks[1].env.is_empty());
+    assert_eq!(plan.gate.commands, ["true"]);
+
+    // A table defined in two pieces is an error, as in TOML.
+    let twice = "[gate]\ncommands = [\"a\"]\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"p\"\n[gate]\ncommands = [\"b\"]\n";
+    assert_eq!(problems(twice), ["plan.toml:7:2: `gate` is defined twice"]);
+
+    // Syntax errors in several pieces are all reported, at their place in the file.
+    let broken = "[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \n[[task]]\nid = \"b\"\nagent = \"sim\"\nprompt = \"p\" junk\n";
+    let got = problems(broken);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("plan.toml:4:") && got[1].starts_with("plan.toml:8:"),
+        "{got:?}"
+    );
+}

@@ -1,0 +1,6 @@
+//! forge-exec through its public API: one test binary (link once), one module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+mod process;
+mod sched;

@@ -1,0 +1,315 @@
+//! Real processes: output, exit codes and signals, environment, and killing whole process trees.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use forge_events::{OutputStream, RunId, TaskId, TaskStatus, VecSink};
+use forge_exec::plan::{Plan, PlanFormat, PlanOptions, Task};
+use forge_exec::process::{AttemptEnv, group_alive, run_process};
+use forge_exec::{
+    CancelHandle, CommandSpec, ProcessOptions, ProcessRunner, Scheduler, SchedulerOptions,
+};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+fn shell_plan(tasks: &[(&str, &str, Option<Duration>)]) -> Plan {
+    let mut plan = Plan::parse(
+        "[[task]]\nid = \"x\"\nagent = \"shell\"\nprompt = \"true\"\n",
+        Path::new("p.toml"),
+        PlanFormat::Toml,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    plan.tasks = tasks
+        .iter()
+        .map(|(id, script, timeout)| {
+            let mut t = Task::new(TaskId::new(*id).unwrap(), "shell", *script);
+            t.timeout = *timeout;
+            t
+        })
+        .collect();
+    plan
+}
+
+fn quick_stop() -> ProcessOptions {
+    ProcessOptions {
+        interrupt_grace: Duration::from_millis(300),
+        terminate_grace: Duration::from_millis(300),
+        ..ProcessOptions::default()
+    }
+}
+
+fn opts() -> SchedulerOptions {
+    SchedulerOptions {
+        jitter: false,
+        kill_grace: Duration::from_secs(10),
+        ..SchedulerOptions::default()
+    }
+}
+
+/// Whether a pid names a live (non-zombie) process.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned));
+            !matches!(state.as_deref(), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+fn pids_in(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn output_lines_exit_code_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Arc<Mutex<Vec<(OutputStream, String)>>> = Arc::default();
+    let script = "echo \"run=$FORGE_RUN_ID task=$FORGE_TASK_ID attempt=$FORGE_ATTEMPT ws=$FORGE_WORKSPACE\"; echo oops >&2; printf 'no newline'; exit 3";
+    let plan = shell_plan(&[("t", script, None)]);
+    let runner = ProcessRunner::shell(
+        RunId::new("run1").unwrap(),
+        dir.path().to_path_buf(),
+        dir.path().join("logs"),
+    )
+    .on_line({
+        let lines = lines.clone();
+        Arc::new(move |_ctx, stream, line| lines.lock().push((stream, line.to_owned())))
+    });
+    let events = Arc::new(VecSink::new(RunId::new("run1").unwrap()));
+    let report = Scheduler::new(&plan, &runner, events.clone(), opts())
+        .run(&CancelHandle::new())
+        .await;
+    let t = &report.tasks[0];
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert_eq!(t.outcome.as_ref().unwrap().exit_code, Some(3));
+    let lines = lines.lock().clone();
+    let ws = dir.path().display();
+    assert!(
+        lines.contains(&(
+            OutputStream::Stdout,
+            format!("run=run1 task=t attempt=1 ws={ws}")
+        )),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&(OutputStream::Stderr, "oops".into())));
+    assert!(lines.contains(&(OutputStream::Stdout, "no newline".into())));
+    let log = std::fs::read_to_string(dir.path().join("logs/t/1/output.log")).unwrap();
+    assert!(
+        log.contains("attempt=1") && log.contains("oops") && log.contains("no newline"),
+        "{log}"
+    );
+    assert!(events.types().contains(&"task_started".to_owned()));
+}
+
+#[tokio::test]
+async fn a_signal_death_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = shell_plan(&[("t", "kill -SEGV $$", None)]);
+    let runner = ProcessRunner::shell(
+        RunId::new("r").unwrap(),
+        dir.path().to_path_buf(),
+        dir.path().join("logs"),
+    );
+    let report = Scheduler::new(
+        &plan,
+        &runner,
+        Arc::new(VecSink::new(RunId::new("r").unwrap())),
+        opts(),
+    )
+    .run(&CancelHandle::new())
+    .await;
+    let outcome = report.tasks[0].outcome.clone().unwrap();
+    assert_eq!(report.tasks[0].status, TaskStatus::Failed);
+    assert_eq!(outcome.signal, Some(11));
+    assert_eq!(outcome.exit_code, None);
+}
+
+/// A task whose shell and grandchildren ignore SIGINT (and one ignores SIGTERM too): on
+/// timeout the whole tree is gone when the attempt ends.
+#[tokio::test]
+async fn timeout_kills_the_whole_process_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "trap '' INT; echo $$ >> {p}; (trap '' INT TERM; sleep 1000 & echo $! >> {p}; wait) & (trap '' INT; sleep 1000) & echo $! >> {p}; wait",
+        p = pids.display()
+    );
+    let plan = shell_plan(&[("tree", &script, Some(Duration::from_millis(500)))]);
+    let runner = ProcessRunner::shell(
+        RunId::new("r").unwrap(),
+        dir.path().to_path_buf(),
+        dir.path().join("logs"),
+    )
+    .options(quick_stop());
+    let report = Scheduler::new(
+        &plan,
+        &runner,
+        Arc::new(VecSink::new(RunId::new("r").unwrap())),
+        opts(),
+    )
+    .run(&CancelHandle::new())
+    .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::TimedOut);
+    let pids = pids_in(&pids);
+    assert!(
+        pids.len() >= 3,
+        "the script recorded its processes: {pids:?}"
+    );
+    let leader = rustix::process::Pid::from_raw(pids[0]).unwrap();
+    assert!(
+        !group_alive(leader),
+        "process group {} still has members",
+        pids[0]
+    );
+    for pid in &pids {
+        assert!(!alive(*pid), "process {pid} survived");
+    }
+}
+
+#[tokio::test]
+async fn second_cancel_kills_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = shell_plan(&[(
+        "stubborn",
+        "trap '' INT TERM; while :; do sleep 0.05; done",
+        None,
+    )]);
+    let runner = ProcessRunner::shell(
+        RunId::new("r").unwrap(),
+        dir.path().to_path_buf(),
+        dir.path().join("logs"),
+    )
+    .options(ProcessOptions {
+        interrupt_grace: Duration::from_hours(1),
+        terminate_grace: Duration::from_hours(1),
+        ..ProcessOptions::default()
+    });
+    let cancel = CancelHandle::new();
+    let events = Arc::new(VecSink::new(RunId::new("r").unwrap()));
+    let run = {
+        let (cancel, events) = (cancel.clone(), events.clone());
+        tokio::spawn(async move {
+            Scheduler::new(&plan, &runner, events, opts())
+                .run(&cancel)
+                .await
+        })
+    };
+    while !events.types().contains(&"task_started".to_owned()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !run.is_finished(),
+        "the first cancel only interrupts; the task ignores it"
+    );
+    cancel.cancel();
+    // Guard against a hang (not a timing assertion): the kill must end the run.
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("killed")
+        .unwrap();
+    assert_eq!(report.tasks[0].status, TaskStatus::Cancelled);
+    assert!(report.cancelled);
+}
+
+#[tokio::test]
+async fn floods_of_output_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.log");
+    let count = Arc::new(Mutex::new((0usize, 0usize)));
+    let mut on_line = {
+        let count = count.clone();
+        move |_s: OutputStream, line: &str| {
+            let mut c = count.lock();
+            c.0 += 1;
+            c.1 = c.1.max(line.len());
+        }
+    };
+    // 300,000 lines, then one 20 MB line without a newline.
+    let spec = CommandSpec::shell(
+        "seq 1 300000; head -c 20000000 /dev/zero | tr '\\0' x",
+        dir.path(),
+    );
+    let exit = run_process(
+        &spec,
+        &AttemptEnv {
+            run: &RunId::new("r").unwrap(),
+            task: "flood",
+            attempt: 1,
+        },
+        &log,
+        &mut on_line,
+        &CancellationToken::new(),
+        &CancellationToken::new(),
+        &ProcessOptions {
+            max_line: 4096,
+            max_log_bytes: 1 << 20,
+            ..ProcessOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(exit.code, Some(0));
+    let (lines, longest) = *count.lock();
+    assert_eq!(
+        lines, 300_001,
+        "every line reached the handler (the long one cut once)"
+    );
+    assert!(
+        longest <= 4096 + 32,
+        "lines are cut at the limit: {longest}"
+    );
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size <= (1 << 20) + 200, "log capped: {size}");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("later output is not logged]\n")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_failed_attempt_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = shell_plan(&[("t", "unused", None)]);
+    let runner = ProcessRunner::new(
+        RunId::new("r").unwrap(),
+        dir.path().join("logs"),
+        Arc::new(|_t: &Task, _a: u32| {
+            Ok(CommandSpec {
+                program: "/nonexistent/agent".into(),
+                args: vec![],
+                cwd: PathBuf::from("/"),
+                env: vec![],
+            })
+        }),
+    );
+    let report = Scheduler::new(
+        &plan,
+        &runner,
+        Arc::new(VecSink::new(RunId::new("r").unwrap())),
+        opts(),
+    )
+    .run(&CancelHandle::new())
+    .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::Failed);
+    assert!(
+        report.tasks[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("cannot run `/nonexistent/agent`"),
+        "{:?}",
+        report.tasks[0].reason
+    );
+}

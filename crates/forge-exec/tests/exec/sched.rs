@@ -1,0 +1,478 @@
+//! The scheduler with in-process runners.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use forge_events::{EventKind, RunId, TaskId, TaskStatus, VecSink};
+use forge_exec::plan::{OnFailure, Plan, PlanFormat, PlanOptions, RetryOn, Task};
+use forge_exec::{
+    AttemptContext, CancelHandle, Scheduler, SchedulerOptions, TaskOutcome, TaskRunner,
+};
+use parking_lot::Mutex;
+use proptest::prelude::*;
+
+fn plan_of(tasks: Vec<Task>, concurrency: usize) -> Plan {
+    let mut plan = Plan::parse(
+        "[[task]]\nid = \"x\"\nagent = \"sim\"\nprompt = \"p\"\n",
+        Path::new("p.toml"),
+        PlanFormat::Toml,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    plan.tasks = tasks;
+    plan.concurrency = concurrency;
+    plan
+}
+
+fn task(id: &str, after: &[&str]) -> Task {
+    let mut t = Task::new(TaskId::new(id).unwrap(), "sim", "p");
+    t.after = after.iter().map(|a| TaskId::new(*a).unwrap()).collect();
+    t
+}
+
+fn sink() -> Arc<VecSink> {
+    Arc::new(VecSink::new(RunId::new("r").unwrap()))
+}
+
+fn fast() -> SchedulerOptions {
+    SchedulerOptions {
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        jitter: false,
+        kill_grace: Duration::from_millis(200),
+    }
+}
+
+/// Records starts and ends; each task takes `work` (virtual time) and fails per `fail`.
+#[derive(Default)]
+struct Recorder {
+    log: Mutex<Vec<(String, &'static str, u32)>>,
+    running: Mutex<(usize, usize, BTreeMap<String, usize>)>,
+    work: BTreeMap<String, Duration>,
+    /// task -> attempts that fail (with this exit code)
+    fail: BTreeMap<String, (u32, i32)>,
+    pools: BTreeMap<String, String>,
+}
+
+#[async_trait::async_trait]
+impl TaskRunner for Recorder {
+    async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
+        let id = task.id.to_string();
+        self.log.lock().push((id.clone(), "start", attempt));
+        {
+            let mut r = self.running.lock();
+            r.0 += 1;
+            r.1 = r.1.max(r.0);
+            if let Some(p) = self.pools.get(&id) {
+                *r.2.entry(p.clone()).or_default() += 1;
+            }
+        }
+        let work = self
+            .work
+            .get(&id)
+            .copied()
+            .unwrap_or(Duration::from_millis(1));
+        let cancelled = tokio::select! {
+            () = tokio::time::sleep(work) => false,
+            () = ctx.cancel.cancelled() => true,
+        };
+        {
+            let mut r = self.running.lock();
+            r.0 -= 1;
+            if let Some(p) = self.pools.get(&id) {
+                *r.2.get_mut(p).unwrap() -= 1;
+            }
+        }
+        self.log.lock().push((id.clone(), "end", attempt));
+        if cancelled {
+            return TaskOutcome {
+                status: TaskStatus::Cancelled,
+                ..TaskOutcome::failed("stopped")
+            };
+        }
+        match self.fail.get(&id) {
+            Some(&(n, code)) if attempt <= n => TaskOutcome {
+                exit_code: Some(code),
+                ..TaskOutcome::failed(format!("exit {code}"))
+            },
+            _ => TaskOutcome::succeeded(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Dag {
+    deps: Vec<Vec<usize>>,
+    work_ms: Vec<u64>,
+    pool: Vec<Option<usize>>,
+    concurrency: usize,
+    pool_limits: Vec<usize>,
+}
+
+fn dags() -> impl Strategy<Value = Dag> {
+    (
+        2..30usize,
+        1..5usize,
+        prop::collection::vec(1..3usize, 0..3),
+    )
+        .prop_flat_map(|(n, concurrency, pool_limits)| {
+            let pools = pool_limits.len();
+            (
+                prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 0..3), n),
+                prop::collection::vec(1..50u64, n),
+                prop::collection::vec(prop::option::of(0..pools.max(1)), n),
+                Just(concurrency),
+                Just(pool_limits),
+            )
+                .prop_map(move |(raw, work_ms, pool, concurrency, pool_limits)| Dag {
+                    deps: raw
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, ds)| {
+                            let mut v: Vec<usize> = if i == 0 {
+                                vec![]
+                            } else {
+                                ds.iter().map(|d| d.index(i)).collect()
+                            };
+                            v.sort_unstable();
+                            v.dedup();
+                            v
+                        })
+                        .collect(),
+                    work_ms,
+                    pool: if pools == 0 { vec![None; n] } else { pool },
+                    concurrency,
+                    pool_limits,
+                })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_dags_respect_order_and_limits(dag in dags()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let tasks: Vec<Task> = dag.deps.iter().enumerate().map(|(i, ds)| {
+            let after: Vec<String> = ds.iter().map(|d| format!("t{d}")).collect();
+            let after: Vec<&str> = after.iter().map(String::as_str).collect();
+            let mut t = task(&format!("t{i}"), &after);
+            t.pool = dag.pool[i].map(|p| format!("p{p}"));
+            t
+        }).collect();
+        let mut plan = plan_of(tasks, dag.concurrency);
+        plan.pools = dag.pool_limits.iter().enumerate().map(|(i, l)| (format!("p{i}"), *l)).collect();
+        let runner = Recorder {
+            work: (0..dag.deps.len()).map(|i| (format!("t{i}"), Duration::from_millis(dag.work_ms[i]))).collect(),
+            pools: (0..dag.deps.len()).filter_map(|i| dag.pool[i].map(|p| (format!("t{i}"), format!("p{p}")))).collect(),
+            ..Recorder::default()
+        };
+        // Pool limits are checked live by wrapping: sample the max per pool at each start.
+        let report = rt.block_on(Scheduler::new(&plan, &runner, sink(), fast()).run(&CancelHandle::new()));
+        prop_assert!(report.succeeded(), "{:?}", report);
+        let log = runner.log.lock().clone();
+        let pos = |id: &str, what: &str| log.iter().position(|(t, w, _)| t == id && *w == what).unwrap();
+        for (i, ds) in dag.deps.iter().enumerate() {
+            for d in ds {
+                prop_assert!(pos(&format!("t{d}"), "end") < pos(&format!("t{i}"), "start"), "t{i} started before t{d} ended");
+            }
+        }
+        prop_assert!(runner.running.lock().1 <= dag.concurrency);
+        // Replay the log to check pool limits at every moment.
+        let mut in_pool: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, what, _) in &log {
+            if let Some(p) = runner.pools.get(id) {
+                let n = in_pool.entry(p.clone()).or_default();
+                if *what == "start" { *n += 1 } else { *n -= 1 }
+                let limit = plan.pools[p];
+                prop_assert!(*n <= limit, "pool {p} ran {n} > {limit}");
+            }
+        }
+        prop_assert_eq!(log.len(), 2 * dag.deps.len());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_path_runs_first() {
+    // chain a1 -> a2 -> a3 is the longest; b and c are single tasks listed first. Once a3 is
+    // as short as b and c, plan order breaks the tie.
+    let tasks = vec![
+        task("b", &[]),
+        task("c", &[]),
+        task("a1", &[]),
+        task("a2", &["a1"]),
+        task("a3", &["a2"]),
+    ];
+    let plan = plan_of(tasks, 1);
+    let runner = Recorder::default();
+    let report = Scheduler::new(&plan, &runner, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert!(report.succeeded());
+    let starts: Vec<String> = runner
+        .log
+        .lock()
+        .iter()
+        .filter(|e| e.1 == "start")
+        .map(|e| e.0.clone())
+        .collect();
+    assert_eq!(starts, ["a1", "a2", "b", "c", "a3"]);
+    // Estimates weigh in: a long single task beats a chain of short ones.
+    let mut tasks = vec![task("long", &[]), task("s1", &[]), task("s2", &["s1"])];
+    tasks[0].estimate = Some(Duration::from_mins(10));
+    tasks[1].estimate = Some(Duration::from_secs(1));
+    tasks[2].estimate = Some(Duration::from_secs(1));
+    let plan = plan_of(tasks, 1);
+    let runner = Recorder::default();
+    Scheduler::new(&plan, &runner, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert_eq!(runner.log.lock()[0].0, "long");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_respect_retry_on() {
+    let mut flaky = task("flaky", &[]);
+    flaky.retries = 3;
+    let mut picky = task("picky", &[]);
+    picky.retries = 3;
+    picky.retry_on = RetryOn {
+        exit_codes: vec![1],
+        ..RetryOn::default()
+    };
+    let plan = plan_of(vec![flaky, picky], 2);
+    let runner = Recorder {
+        fail: BTreeMap::from([("flaky".to_owned(), (2, 1)), ("picky".to_owned(), (5, 3))]),
+        ..Recorder::default()
+    };
+    let events = sink();
+    let report = Scheduler::new(&plan, &runner, events.clone(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::Succeeded);
+    assert_eq!(report.tasks[0].attempts, 3);
+    // Exit code 3 is not in retry_on: one attempt only.
+    assert_eq!(report.tasks[1].status, TaskStatus::Failed);
+    assert_eq!(report.tasks[1].attempts, 1);
+    assert_eq!(report.tasks[1].reason.as_deref(), Some("exit 3"));
+    let retries: Vec<(u32, u64)> = events
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskRetrying {
+                attempt, delay_ms, ..
+            } => Some((*attempt, *delay_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [(2, 100), (3, 200)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_skip_dependents_and_keep_going() {
+    let plan = plan_of(
+        vec![
+            task("a", &[]),
+            task("b", &["a"]),
+            task("c", &["b"]),
+            task("d", &[]),
+        ],
+        1,
+    );
+    let runner = Recorder {
+        fail: BTreeMap::from([("a".to_owned(), (9, 2))]),
+        ..Recorder::default()
+    };
+    let report = Scheduler::new(&plan, &runner, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    let status: Vec<TaskStatus> = report.tasks.iter().map(|t| t.status).collect();
+    assert_eq!(
+        status,
+        [
+            TaskStatus::Failed,
+            TaskStatus::Skipped,
+            TaskStatus::Skipped,
+            TaskStatus::Succeeded
+        ]
+    );
+    assert_eq!(
+        report.tasks[1].reason.as_deref(),
+        Some("skipped because `a` did not succeed")
+    );
+    assert_eq!(
+        report.tasks[2].reason.as_deref(),
+        Some("skipped because `a` did not succeed")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_starts_nothing_new_but_lets_running_tasks_finish() {
+    let mut plan = plan_of(
+        vec![
+            task("quick_fail", &[]),
+            task("slow", &[]),
+            task("later", &[]),
+        ],
+        2,
+    );
+    plan.on_failure = OnFailure::FailFast;
+    let runner = Recorder {
+        fail: BTreeMap::from([("quick_fail".to_owned(), (9, 1))]),
+        work: BTreeMap::from([
+            ("slow".to_owned(), Duration::from_secs(5)),
+            ("quick_fail".to_owned(), Duration::from_secs(1)),
+            ("later".to_owned(), Duration::from_secs(1)),
+        ]),
+        ..Recorder::default()
+    };
+    let report = Scheduler::new(&plan, &runner, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::Failed);
+    assert_eq!(
+        report.tasks[1].status,
+        TaskStatus::Succeeded,
+        "running task finished"
+    );
+    assert_eq!(report.tasks[2].status, TaskStatus::Skipped);
+    assert!(
+        report.tasks[2]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("fail_fast"),
+        "{:?}",
+        report.tasks[2].reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_interrupt_and_can_be_retried() {
+    let mut t = task("slow", &[]);
+    t.timeout = Some(Duration::from_secs(1));
+    t.retries = 1;
+    t.retry_on = RetryOn {
+        timeout: true,
+        ..RetryOn::default()
+    };
+    let plan = plan_of(vec![t], 1);
+    let runner = Recorder {
+        work: BTreeMap::from([("slow".to_owned(), Duration::from_hours(1))]),
+        ..Recorder::default()
+    };
+    let report = Scheduler::new(&plan, &runner, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::TimedOut);
+    assert_eq!(report.tasks[0].attempts, 2);
+}
+
+/// A runner that ignores graceful cancellation: only `kill` stops it.
+struct Stubborn;
+
+#[async_trait::async_trait]
+impl TaskRunner for Stubborn {
+    async fn run(&self, _task: &Task, _attempt: u32, ctx: AttemptContext) -> TaskOutcome {
+        ctx.kill.cancelled().await;
+        TaskOutcome {
+            status: TaskStatus::Cancelled,
+            ..TaskOutcome::failed("killed")
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_runner_ignoring_cancel_is_killed_after_the_grace() {
+    let mut t = task("stubborn", &[]);
+    t.timeout = Some(Duration::from_secs(1));
+    let plan = plan_of(vec![t], 1);
+    let report = Scheduler::new(&plan, &Stubborn, sink(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    assert_eq!(report.tasks[0].status, TaskStatus::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_stops_new_starts_then_kills_on_second_cancel() {
+    let plan = plan_of(vec![task("a", &[]), task("b", &["a"]), task("c", &[])], 1);
+    let cancel = CancelHandle::new();
+    let events = sink();
+    let run = {
+        let (plan, cancel, events) = (plan.clone(), cancel.clone(), events.clone());
+        tokio::spawn(async move {
+            Scheduler::new(&plan, &Stubborn, events, fast())
+                .run(&cancel)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        !run.is_finished(),
+        "stubborn runner is still in its grace period"
+    );
+    cancel.cancel();
+    let report = run.await.unwrap();
+    assert!(report.cancelled);
+    assert!(
+        report
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Cancelled),
+        "{report:?}"
+    );
+    let started = events
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskStarted { .. }))
+        .count();
+    assert_eq!(started, 1, "nothing new started after the cancel");
+    let finished = events
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskFinished { .. }))
+        .count();
+    assert_eq!(finished, 3, "every task gets a task_finished");
+}
+
+#[tokio::test]
+async fn events_follow_each_task_through_its_states() {
+    let plan = plan_of(vec![task("a", &[]), task("b", &["a"])], 2);
+    let events = sink();
+    Scheduler::new(&plan, &Recorder::default(), events.clone(), fast())
+        .run(&CancelHandle::new())
+        .await;
+    let kinds: Vec<(String, &str)> = events
+        .events()
+        .iter()
+        .map(|e| (e.task.as_ref().unwrap().to_string(), e.kind.type_name()))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|(t, k)| {
+            (
+                t.clone(),
+                match *k {
+                    "task_queued" => "queued",
+                    "task_started" => "started",
+                    "task_finished" => "finished",
+                    _ => "other",
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".into(), "queued"),
+            ("b".into(), "queued"),
+            ("a".into(), "started"),
+            ("a".into(), "finished"),
+            ("b".into(), "started"),
+            ("b".into(), "finished"),
+        ]
+    );
+}
