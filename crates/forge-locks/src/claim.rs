@@ -77,19 +77,53 @@ impl fmt::Display for Claim {
 
 /// Who holds claims: in Forge, one attempt of one task (`backend#2`).
 ///
-/// Cheap to clone (the name is shared).
-#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Cheap to clone (the name is shared) and to look up: its hash is computed once, so the lock
+/// table's owner lookups never re-hash the name. Ordered by name, then attempt.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "OwnerFields", into = "OwnerFields")]
 pub struct OwnerId {
     name: Arc<str>,
     attempt: u32,
+    hash: u64,
+}
+
+/// The serialized form of an [`OwnerId`]: `{"name": …, "attempt": …}`.
+#[derive(Serialize, Deserialize)]
+struct OwnerFields {
+    name: Arc<str>,
+    attempt: u32,
+}
+
+impl From<OwnerFields> for OwnerId {
+    fn from(f: OwnerFields) -> Self {
+        OwnerId::new(f.name, f.attempt)
+    }
+}
+
+impl From<OwnerId> for OwnerFields {
+    fn from(o: OwnerId) -> Self {
+        OwnerFields {
+            name: o.name,
+            attempt: o.attempt,
+        }
+    }
 }
 
 impl OwnerId {
     /// An owner for attempt `attempt` of `name`.
     pub fn new(name: impl Into<Arc<str>>, attempt: u32) -> Self {
+        let name = name.into();
+        let hash = {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            name.hash(&mut h);
+            attempt.hash(&mut h);
+            h.finish()
+        };
         Self {
-            name: name.into(),
+            name,
             attempt,
+            hash,
         }
     }
 
@@ -106,17 +140,33 @@ impl OwnerId {
 
 impl std::hash::Hash for OwnerId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Consistent with `eq`: equal owners have equal names and attempts.
-        self.name.hash(state);
-        self.attempt.hash(state);
+        // Consistent with `eq`: equal owners have equal names and attempts, so equal hashes.
+        state.write_u64(self.hash);
     }
 }
 
 impl PartialEq for OwnerId {
     fn eq(&self, other: &Self) -> bool {
         // Clones share their name: compare pointers before bytes.
-        self.attempt == other.attempt
+        self.hash == other.hash
+            && self.attempt == other.attempt
             && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+    }
+}
+
+impl Eq for OwnerId {}
+
+impl PartialOrd for OwnerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OwnerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name
+            .cmp(&other.name)
+            .then(self.attempt.cmp(&other.attempt))
     }
 }
 
@@ -155,6 +205,21 @@ mod tests {
             assert_eq!(a.compatible_with(b), ok, "{a} vs {b}");
             assert_eq!(b.compatible_with(a), ok, "{b} vs {a}");
         }
+    }
+
+    #[test]
+    fn owners_compare_by_name_and_attempt_and_round_trip() {
+        let a = OwnerId::new("a", 2);
+        assert_eq!(a, OwnerId::new(String::from("a"), 2));
+        assert_ne!(a, OwnerId::new("a", 1));
+        assert!(OwnerId::new("a", 9) < OwnerId::new("b", 1));
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, r#"{"name":"a","attempt":2}"#);
+        let back: OwnerId = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, a);
+        let mut set = std::collections::HashSet::new();
+        set.insert(a.clone());
+        assert!(set.contains(&back));
     }
 
     #[test]
