@@ -71,6 +71,7 @@ fn transition() -> EventKind {
         exit_code: Some(0),
         duration_ms: 1234,
         files_changed: vec!["src/lib.rs".to_owned()],
+        reason: None,
     }
 }
 

@@ -356,6 +356,10 @@ event_kinds! {
         /// Files its captured `ChangeSet` changes.
         #[serde(default)]
         files_changed: Vec<String>,
+        /// Why it failed, timed out, was cancelled or skipped, in words (absent on success),
+        /// e.g. "skipped because `backend` did not succeed".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A task changed files outside its claims.
     ClaimViolation = "claim_violation" {

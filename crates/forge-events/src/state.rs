@@ -214,6 +214,9 @@ pub struct TaskState {
     /// Exit code of the last finished attempt.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Why the last attempt failed or the task was skipped, when it did not succeed.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// The last progress report.
     #[serde(default)]
     pub last_progress: Option<Progress>,
@@ -264,6 +267,7 @@ impl TaskState {
             finished_at: None,
             duration_ms: None,
             exit_code: None,
+            reason: None,
             last_progress: None,
             progress_events: 0,
             last_output: None,
@@ -754,7 +758,9 @@ impl RunState {
                 exit_code,
                 duration_ms,
                 files_changed,
+                reason,
             } => {
+                t.reason.clone_from(reason);
                 t.exit_code = *exit_code;
                 t.duration_ms = Some(*duration_ms);
                 t.files_changed.clone_from(files_changed);

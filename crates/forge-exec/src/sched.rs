@@ -570,6 +570,8 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                             exit_code: outcome.exit_code,
                             duration_ms,
                             files_changed: outcome.files_changed.clone(),
+                            reason: (outcome.status != TaskStatus::Succeeded)
+                                .then(|| outcome.describe()),
                         },
                     );
                     if retry {
@@ -651,6 +653,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                                         exit_code: None,
                                         duration_ms: 0,
                                         files_changed: Vec::new(),
+                                        reason: reports[t].reason.clone(),
                                     },
                                 );
                                 stack.extend(dependents[t].iter().copied());
@@ -694,6 +697,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                         exit_code: None,
                         duration_ms: 0,
                         files_changed: Vec::new(),
+                        reason: reports[i].reason.clone(),
                     },
                 );
                 done += 1;

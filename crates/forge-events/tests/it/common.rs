@@ -30,6 +30,7 @@ pub(crate) fn finished(status: TaskStatus) -> EventKind {
         exit_code: Some(0),
         duration_ms: 10,
         files_changed: vec!["src/lib.rs".into()],
+        reason: None,
     }
 }
 
@@ -163,14 +164,16 @@ pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
             status(),
             prop::option::of(any::<i32>()),
             any::<u64>(),
-            paths()
+            paths(),
+            prop::option::of(text())
         )
-            .prop_map(|(status, exit_code, duration_ms, files_changed)| {
+            .prop_map(|(status, exit_code, duration_ms, files_changed, reason)| {
                 EventKind::TaskFinished {
                     status,
                     exit_code,
                     duration_ms,
                     files_changed,
+                    reason,
                 }
             }),
         (paths(), text()).prop_map(|(paths, policy)| EventKind::ClaimViolation { paths, policy }),

@@ -285,7 +285,8 @@ async fn failures_skip_dependents_and_keep_going() {
         fail: BTreeMap::from([("a".to_owned(), (9, 2))]),
         ..Recorder::default()
     };
-    let report = Scheduler::new(&plan, &runner, sink(), fast())
+    let events = sink();
+    let report = Scheduler::new(&plan, &runner, events.clone(), fast())
         .run(&CancelHandle::new())
         .await;
     let status: Vec<TaskStatus> = report.tasks.iter().map(|t| t.status).collect();
@@ -306,6 +307,29 @@ async fn failures_skip_dependents_and_keep_going() {
         report.tasks[2].reason.as_deref(),
         Some("skipped because `a` did not succeed")
     );
+    // The reasons travel in the events too, for `forge status` and the dashboard.
+    let reasons: Vec<(String, Option<String>)> = events
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskFinished { reason, .. } => {
+                Some((e.task.as_ref().unwrap().to_string(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons.contains(&("a".into(), Some("exit 2".into()))),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&(
+            "c".into(),
+            Some("skipped because `a` did not succeed".into())
+        )),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&("d".into(), None)), "{reasons:?}");
 }
 
 #[tokio::test(start_paused = true)]
