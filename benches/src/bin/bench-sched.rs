@@ -128,6 +128,22 @@ fn require(tool: &str, package: &str) {
     }
 }
 
+/// CPU seconds used so far: (this process, its waited-for children), from `/proc/self/stat`.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14-17 of stat (utime stime cutime cstime) are 12-15 after the comm field, in ticks.
+    let tick = 100.0;
+    if f.len() < 16 {
+        return (0.0, 0.0);
+    }
+    ((f[11] + f[12]) / tick, (f[13] + f[14]) / tick)
+}
+
 fn timed(cmd: &mut Command) -> f64 {
     let start = Instant::now();
     let out = cmd.output().unwrap();
@@ -152,6 +168,12 @@ fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) 
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let (mut forge, mut ninja, mut make) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU per task: (orchestrator, children) for Forge, ninja and make.
+    let (mut forge_cpu, mut ninja_cpu, mut make_cpu) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
+    let add = |acc: &mut (f64, f64), before: (f64, f64), after: (f64, f64)| {
+        acc.0 += after.0 - before.0;
+        acc.1 += after.1 - before.1;
+    };
     let true_path = forge_exec::process::find_program("true").expect("`true` is on PATH");
     for rep in 0..reps {
         // Forge spawns `true` directly (posix_spawn, own process group), with the program's
@@ -171,6 +193,7 @@ fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) 
                 })
             }),
         );
+        let before = cpu_seconds();
         let start = Instant::now();
         let result = rt.block_on(
             Scheduler::new(
@@ -182,32 +205,44 @@ fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) 
             .run(&CancelHandle::new()),
         );
         forge.push(start.elapsed().as_secs_f64() * 1e3);
+        add(&mut forge_cpu, before, cpu_seconds());
         assert!(result.succeeded(), "forge run failed");
         // ninja runs each command through `/bin/sh -c`; make execs simple commands directly.
         let _ = std::fs::remove_file(dir.path().join(".ninja_log"));
+        let before = cpu_seconds();
         ninja.push(timed(
             Command::new("ninja").args(["-j2", "-C"]).arg(dir.path()),
         ));
+        add(&mut ninja_cpu, before, cpu_seconds());
+        let before = cpu_seconds();
         make.push(timed(
             Command::new("make")
                 .args(["-j2", "-s", "-C"])
                 .arg(dir.path()),
         ));
+        add(&mut make_cpu, before, cpu_seconds());
     }
     let (f, n, m) = (median(&forge), median(&ninja), median(&make));
+    // Microseconds of CPU per task, summed over repetitions then divided.
+    let per_task = |secs: f64| secs * 1e6 / (tasks * reps) as f64;
     report.push(
         Row::new("dag10k_true_vs_ninja", f, "ms", Better::Lower, reps)
             .peer("ninja -j2", n)
             .goal("ratio >= 1.0")
             .extra("tasks", tasks)
-            .extra("concurrency", 2),
+            .extra("concurrency", 2)
+            .extra("forge_cpu_us_per_task", per_task(forge_cpu.0))
+            .extra("forge_children_cpu_us_per_task", per_task(forge_cpu.1))
+            .extra("peer_cpu_us_per_task", per_task(ninja_cpu.1)),
     );
     report.push(
         Row::new("dag10k_true_vs_make", f, "ms", Better::Lower, reps)
             .peer("make -j2", m)
             .goal("ratio >= 1.0")
             .extra("tasks", tasks)
-            .extra("concurrency", 2),
+            .extra("concurrency", 2)
+            .extra("forge_cpu_us_per_task", per_task(forge_cpu.0))
+            .extra("peer_cpu_us_per_task", per_task(make_cpu.1)),
     );
 }
 
