@@ -59,6 +59,7 @@
 //!     exit_code: Some(0),
 //!     duration_ms: 1200,
 //!     files_changed: vec!["src/api.rs".into()],
+//!     reason: None,
 //! })?;
 //! assert_eq!(seq, 2);
 //!
@@ -86,6 +87,7 @@
 //! #     bus.publish(Some(t), EventKind::TaskQueued { after: vec![] })?;
 //! #     bus.publish(Some("backend".parse()?), EventKind::TaskFinished {
 //! #         status: TaskStatus::Succeeded, exit_code: Some(0), duration_ms: 5, files_changed: vec![],
+//! #         reason: None,
 //! #     })?;
 //! # }
 //! // Everything from seq 2 on, as written.
