@@ -478,17 +478,35 @@ struct Millis<'a>(&'a Timestamp);
 
 impl Serialize for Millis<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = StackStr::default();
-        jiff::fmt::temporal::DateTimePrinter::new()
-            .precision(Some(3))
-            .print_timestamp(self.0, jiff::fmt::StdFmtWrite(&mut buf))
-            .map_err(serde::ser::Error::custom)?;
+        // Events come by the thousand per millisecond under load: each thread keeps the last
+        // millisecond it formatted and reuses the text.
+        thread_local! {
+            static LAST: std::cell::RefCell<(i128, StackStr)> =
+                std::cell::RefCell::new((i128::MIN, StackStr::default()));
+        }
+        let nanos = self.0.as_nanosecond();
+        let cached = LAST.with(|last| {
+            let last = last.borrow();
+            (last.0 == nanos).then(|| last.1.clone())
+        });
+        let buf = match cached {
+            Some(buf) => buf,
+            None => {
+                let mut buf = StackStr::default();
+                jiff::fmt::temporal::DateTimePrinter::new()
+                    .precision(Some(3))
+                    .print_timestamp(self.0, jiff::fmt::StdFmtWrite(&mut buf))
+                    .map_err(serde::ser::Error::custom)?;
+                LAST.with(|last| *last.borrow_mut() = (nanos, buf.clone()));
+                buf
+            }
+        };
         s.serialize_str(buf.as_str())
     }
 }
 
 /// A small fixed buffer for formatting a timestamp without allocating.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct StackStr {
     buf: [u8; 32],
     len: usize,
