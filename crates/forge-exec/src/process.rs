@@ -153,6 +153,8 @@ pub async fn run_process(
     let mut status: Option<std::process::ExitStatus> = None;
     let mut stopped = false;
     let mut killed = false;
+    // Once the group is seen empty it stays empty: only members can create members.
+    let mut group_gone = pgid.is_none();
     // Escalation: next signal and when.
     let mut escalation: Option<(rustix::process::Signal, tokio::time::Instant)> = None;
     let mut emit = |stream: OutputStream, line: &str, log: &mut LogFile| {
@@ -181,7 +183,7 @@ pub async fn run_process(
                 // The leader is gone; whatever it left behind in its group goes too, or the
                 // pipes (inherited by grandchildren) would never close.
                 if let Some(pgid) = pgid {
-                    end_group(pgid, options.terminate_grace.min(Duration::from_millis(500))).await;
+                    group_gone = end_group(pgid, options.terminate_grace.min(Duration::from_millis(500))).await;
                 }
             },
             () = cancel.cancelled(), if !stopped && status.is_none() => {
@@ -209,7 +211,9 @@ pub async fn run_process(
             },
         }
     }
-    if let Some(pgid) = pgid {
+    if let Some(pgid) = pgid
+        && !group_gone
+    {
         end_group(pgid, Duration::ZERO).await;
     }
     log.finish()?;
@@ -222,10 +226,10 @@ pub async fn run_process(
 }
 
 /// Terminates what is left of a process group: SIGTERM, up to `grace` for it to go, then
-/// SIGKILL until no member is left.
-async fn end_group(pgid: rustix::process::Pid, grace: Duration) {
+/// SIGKILL until no member is left. Returns whether the group is empty.
+async fn end_group(pgid: rustix::process::Pid, grace: Duration) -> bool {
     if !group_alive(pgid) {
-        return;
+        return true;
     }
     if !grace.is_zero() {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
@@ -236,11 +240,12 @@ async fn end_group(pgid: rustix::process::Pid, grace: Duration) {
     }
     for _ in 0..500 {
         if !group_alive(pgid) {
-            return;
+            return true;
         }
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    !group_alive(pgid)
 }
 
 /// Whether any live (non-zombie) process is in group `pgid`. `kill(-pgid, 0)` answers first;
