@@ -168,6 +168,29 @@ pub struct SchedulerOptions {
     pub jitter: bool,
     /// How long an attempt may take to stop after `cancel` before `kill` fires.
     pub kill_grace: Duration,
+    /// What an earlier, interrupted run of the same plan already did (for resume), by task.
+    /// Tasks not listed start fresh.
+    pub prior: HashMap<TaskId, PriorTask>,
+}
+
+/// What an interrupted run already did with a task (see [`SchedulerOptions::prior`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorTask {
+    /// The task ended for good (succeeded, or failed with no retry left): it is not run again.
+    /// Its dependents start (on success) or are skipped (otherwise) as if it had just ended.
+    Finished {
+        /// How it ended.
+        status: TaskStatus,
+        /// Why, when it did not succeed.
+        reason: Option<String>,
+    },
+    /// Attempts were made but the task had not ended (an attempt was interrupted, or a retry
+    /// was due): it runs again, numbered from `attempts + 1`. Interrupted attempts do not count
+    /// against the task's `retries`.
+    Attempted {
+        /// Attempts already made.
+        attempts: u32,
+    },
 }
 
 impl Default for SchedulerOptions {
@@ -177,6 +200,7 @@ impl Default for SchedulerOptions {
             backoff_max: Duration::from_mins(1),
             jitter: true,
             kill_grace: Duration::from_secs(30),
+            prior: HashMap::new(),
         }
     }
 }
@@ -198,14 +222,14 @@ pub struct TaskReport {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunReport {
+pub struct ScheduleReport {
     /// Every task, in plan order.
     pub tasks: Vec<TaskReport>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
 }
 
-impl RunReport {
+impl ScheduleReport {
     /// Whether every task succeeded.
     pub fn succeeded(&self) -> bool {
         !self.cancelled && self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded)
@@ -360,7 +384,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
 
     /// Runs every task to an end (succeeded, failed, timed out, skipped or cancelled).
     #[allow(clippy::too_many_lines)] // one event loop, read top to bottom
-    pub async fn run(&self, cancel: &CancelHandle) -> RunReport {
+    pub async fn run(&self, cancel: &CancelHandle) -> ScheduleReport {
         let plan = self.plan;
         let n = plan.tasks.len();
         let index: HashMap<&TaskId, usize> = plan
@@ -422,14 +446,71 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         // After a graceful cancel, attempts get `kill_grace` to stop before they are killed.
         let mut kill_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
 
+        // Resume: what an interrupted run finished stays finished; numbering goes on.
+        let mut first_attempt = vec![0u32; n];
+        let mut done = 0usize;
+        let mut finished_before: Vec<(usize, TaskStatus)> = Vec::new();
         for (i, task) in plan.tasks.iter().enumerate() {
+            match self.options.prior.get(&task.id) {
+                Some(PriorTask::Finished { status, reason }) => {
+                    state[i] = State::Done;
+                    done += 1;
+                    reports[i].status = *status;
+                    reports[i].reason.clone_from(reason);
+                    finished_before.push((i, *status));
+                }
+                Some(PriorTask::Attempted { attempts }) => {
+                    reports[i].attempts = *attempts;
+                    first_attempt[i] = *attempts;
+                }
+                None => {}
+            }
+        }
+        for &(i, status) in &finished_before {
+            if status == TaskStatus::Succeeded {
+                for &t in &dependents[i] {
+                    if let State::Pending(k) = state[t] {
+                        state[t] = State::Pending(k.saturating_sub(1));
+                    }
+                }
+            } else {
+                let mut stack = dependents[i].clone();
+                while let Some(t) = stack.pop() {
+                    if matches!(state[t], State::Pending(_)) {
+                        state[t] = State::Done;
+                        done += 1;
+                        reports[t].status = TaskStatus::Skipped;
+                        reports[t].reason = Some(format!(
+                            "skipped because `{}` did not succeed",
+                            plan.tasks[i].id
+                        ));
+                        self.publish(
+                            &plan.tasks[t].id,
+                            EventKind::TaskFinished {
+                                status: TaskStatus::Skipped,
+                                exit_code: None,
+                                duration_ms: 0,
+                                files_changed: Vec::new(),
+                                reason: reports[t].reason.clone(),
+                            },
+                        );
+                        stack.extend(dependents[t].iter().copied());
+                    }
+                }
+            }
+        }
+
+        for (i, task) in plan.tasks.iter().enumerate() {
+            if state[i] == State::Done {
+                continue;
+            }
             self.publish(
                 &task.id,
                 EventKind::TaskQueued {
                     after: task.after.clone(),
                 },
             );
-            if deps[i].is_empty() {
+            if state[i] == State::Pending(0) {
                 state[i] = State::Ready;
                 ready[pool_of[i]].push(Ready {
                     priority: priority[i],
@@ -439,7 +520,6 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         }
 
         let mut running = 0usize;
-        let mut done = 0usize;
         let mut stopping: Option<String> = None;
         let mut cancelled = false;
         let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
@@ -561,7 +641,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                     let attempt = reports[i].attempts;
                     let retry = outcome.status != TaskStatus::Succeeded
                         && stopping.is_none()
-                        && attempt <= task.retries
+                        && attempt - first_attempt[i] <= task.retries
                         && should_retry(&task.retry_on, &outcome);
                     self.publish(
                         &task.id,
@@ -704,7 +784,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
             }
         }
         debug_assert_eq!(done, n);
-        RunReport {
+        ScheduleReport {
             tasks: reports,
             cancelled,
         }

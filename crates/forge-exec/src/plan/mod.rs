@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use forge_events::TaskId;
 use forge_locks::{Claim, Pattern};
-use forge_merge::MergeStrategy;
+use forge_merge::{AuditPolicy, MergeStrategy};
 use forge_staging::BaseMode;
 
 pub use problem::{PlanError, PlanSource, Problem};
@@ -65,6 +65,8 @@ pub struct Task {
     pub id: TaskId,
     /// Agent profile (`droid`, `claude`, …, `shell`, `sim`).
     pub agent: String,
+    /// The model to ask the agent for (`{model}` in its profile's arguments), if any.
+    pub model: Option<String>,
     /// What the agent is asked to do (the file's content when `prompt_file` was given).
     pub prompt: String,
     /// Where the prompt came from, if from a file.
@@ -97,6 +99,7 @@ impl Task {
         Self {
             id,
             agent: agent.into(),
+            model: None,
             prompt: prompt.into(),
             prompt_file: None,
             reads: Vec::new(),
@@ -153,6 +156,12 @@ pub struct Plan {
     pub pools: BTreeMap<String, usize>,
     /// Conflict strategies by path.
     pub merge: Vec<MergeRule>,
+    /// How many times a task whose changes conflict under the `agent` strategy is re-run on
+    /// top of the integrated tree (`[merge] reruns`, default 1).
+    pub merge_reruns: u32,
+    /// What happens to a task that changed files outside its write and append claims
+    /// (`on_violation`: `reject`, the default, integrates none of its changes).
+    pub on_violation: AuditPolicy,
     /// Checks before applying.
     pub gate: Gate,
     /// Where the plan came from.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use forge_events::TaskId;
 use forge_locks::{Claim, LockMode};
-use forge_merge::MergeStrategy;
+use forge_merge::{AuditPolicy, MergeStrategy};
 use forge_staging::BaseMode;
 
 use super::problem::Problem;
@@ -42,6 +42,7 @@ const TOP_KEYS: &[&str] = &[
     "concurrency",
     "base",
     "on_failure",
+    "on_violation",
     "defaults",
     "task",
     "pools",
@@ -49,11 +50,12 @@ const TOP_KEYS: &[&str] = &[
     "gate",
 ];
 const DEFAULT_KEYS: &[&str] = &[
-    "agent", "timeout", "retries", "retry_on", "estimate", "env", "pool",
+    "agent", "model", "timeout", "retries", "retry_on", "estimate", "env", "pool",
 ];
 const TASK_KEYS: &[&str] = &[
     "id",
     "agent",
+    "model",
     "prompt",
     "prompt_file",
     "reads",
@@ -97,6 +99,7 @@ impl fmt::Display for TaskName<'_> {
 #[derive(Debug, Default)]
 struct Defaults {
     agent: Option<(String, Range<usize>)>,
+    model: Option<String>,
     timeout: Option<Duration>,
     retries: Option<u32>,
     retry_on: Option<RetryOn>,
@@ -358,6 +361,7 @@ impl<'a> Walker<'a> {
                         .string(&"defaults.agent", value)
                         .map(|s| (s, value.span.clone()));
                 }
+                "model" => d.model = self.string(&"defaults.model", value),
                 "timeout" => d.timeout = self.duration(&"defaults.timeout", value),
                 "retries" => {
                     d.retries = self
@@ -439,6 +443,7 @@ impl<'a> Walker<'a> {
         let mut task = Task {
             id,
             agent,
+            model: defaults.model.clone(),
             prompt: prompt.unwrap_or_default(),
             prompt_file,
             reads: Vec::new(),
@@ -492,6 +497,11 @@ impl<'a> Walker<'a> {
                                 .label("no such task"),
                             ),
                         }
+                    }
+                }
+                "model" => {
+                    if let Some(m) = self.string(&field, value) {
+                        task.model = Some(m);
                     }
                 }
                 "timeout" => task.timeout = self.duration(&field, value).or(task.timeout),
@@ -614,12 +624,19 @@ impl<'a> Walker<'a> {
         gate
     }
 
-    fn merge(&mut self, node: &Node) -> Vec<MergeRule> {
+    fn merge(&mut self, node: &Node, reruns: &mut u32) -> Vec<MergeRule> {
         let mut rules = Vec::new();
         let Some(entries) = self.table(&"merge", node) else {
             return rules;
         };
         for (key, value) in entries {
+            // `reruns` (an integer) is a setting, not a path pattern.
+            if key.name == "reruns" && !matches!(value.kind, Kind::Str(_)) {
+                if let Some(n) = self.uint(&"merge.reruns", value, 0, 10) {
+                    *reruns = u32::try_from(n).unwrap_or(1);
+                }
+                continue;
+            }
             let pattern = match forge_locks::Pattern::new(&key.name) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -676,6 +693,8 @@ impl<'a> Walker<'a> {
             tasks: Vec::new(),
             pools: BTreeMap::new(),
             merge: Vec::new(),
+            merge_reruns: 1,
+            on_violation: AuditPolicy::Reject,
             gate: Gate::default(),
             source: None,
         };
@@ -711,7 +730,17 @@ impl<'a> Walker<'a> {
             plan.pools = self.pools(v);
         }
         if let Some(v) = get("merge") {
-            plan.merge = self.merge(v);
+            plan.merge = self.merge(v, &mut plan.merge_reruns);
+        }
+        if let Some(v) = get("on_violation")
+            && let Some(text) = self.string(&"on_violation", v)
+        {
+            match text.parse::<AuditPolicy>() {
+                Ok(p) => plan.on_violation = p,
+                Err(e) => self.push(Problem::at(e, &v.span).help(
+                    "use \"reject\" (default: changes outside the claims are not integrated), \"warn\" or \"allow\"",
+                )),
+            }
         }
         if let Some(v) = get("gate") {
             plan.gate = self.gate(v);

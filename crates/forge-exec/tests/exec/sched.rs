@@ -8,7 +8,7 @@ use std::time::Duration;
 use forge_events::{EventKind, RunId, TaskId, TaskStatus, VecSink};
 use forge_exec::plan::{OnFailure, Plan, PlanFormat, PlanOptions, RetryOn, Task};
 use forge_exec::{
-    AttemptContext, CancelHandle, Scheduler, SchedulerOptions, TaskOutcome, TaskRunner,
+    AttemptContext, CancelHandle, PriorTask, Scheduler, SchedulerOptions, TaskOutcome, TaskRunner,
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
@@ -42,6 +42,7 @@ fn fast() -> SchedulerOptions {
         backoff_max: Duration::from_secs(1),
         jitter: false,
         kill_grace: Duration::from_millis(200),
+        ..SchedulerOptions::default()
     }
 }
 
@@ -330,6 +331,84 @@ async fn failures_skip_dependents_and_keep_going() {
         "{reasons:?}"
     );
     assert!(reasons.contains(&("d".into(), None)), "{reasons:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_reuses_finished_tasks_and_numbers_attempts_on() {
+    // a ok, b failed for good, c (after a) was interrupted at attempt 2, d after b, e after c.
+    let mut plan = plan_of(
+        vec![
+            task("a", &[]),
+            task("b", &[]),
+            task("c", &["a"]),
+            task("d", &["b"]),
+            task("e", &["c"]),
+        ],
+        2,
+    );
+    plan.tasks[2].retries = 1;
+    let runner = Recorder {
+        fail: BTreeMap::from([("c".to_owned(), (2, 1))]),
+        ..Recorder::default()
+    };
+    let mut opts = fast();
+    opts.prior = [
+        (
+            "a",
+            PriorTask::Finished {
+                status: TaskStatus::Succeeded,
+                reason: None,
+            },
+        ),
+        (
+            "b",
+            PriorTask::Finished {
+                status: TaskStatus::Failed,
+                reason: Some("exit 1".into()),
+            },
+        ),
+        ("c", PriorTask::Attempted { attempts: 2 }),
+    ]
+    .into_iter()
+    .map(|(id, p)| (TaskId::new(id).unwrap(), p))
+    .collect();
+    let events = sink();
+    let report = Scheduler::new(&plan, &runner, events.clone(), opts)
+        .run(&CancelHandle::new())
+        .await;
+    let status: Vec<TaskStatus> = report.tasks.iter().map(|t| t.status).collect();
+    assert_eq!(
+        status,
+        [
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::Succeeded,
+            TaskStatus::Skipped,
+            TaskStatus::Succeeded
+        ]
+    );
+    // Only c and e ran; c went on from attempt 3 (which fails: attempts 1-2 fail by the
+    // recorder's rule), and its retry budget of 1 was still whole, so attempt 4 ran.
+    let starts: Vec<(String, u32)> = runner
+        .log
+        .lock()
+        .iter()
+        .filter(|(_, what, _)| *what == "start")
+        .map(|(id, _, n)| (id.clone(), *n))
+        .collect();
+    assert_eq!(starts, [("c".to_owned(), 3), ("e".to_owned(), 1)]);
+    assert_eq!(
+        report.tasks[3].reason.as_deref(),
+        Some("skipped because `b` did not succeed")
+    );
+    // Finished tasks are not queued again.
+    let queued: Vec<String> = events
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskQueued { .. }))
+        .map(|e| e.task.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(queued, ["c", "e"]);
 }
 
 #[tokio::test(start_paused = true)]
