@@ -21,6 +21,13 @@
 //!   cancellation through a [`CancelHandle`] (first cancel: graceful; second: kill).
 //! - [`process`]: the [`ProcessRunner`], which spawns each attempt in its own process group,
 //!   logs and parses its output line by line, and stops whole process trees.
+//! - [`agent`]: agent profiles (argv templates for droid, claude, codex, gemini, opencode, amp,
+//!   aider, shell, sim; more in `forge.toml`) and the parsers that turn their JSONL into progress,
+//!   usage, errors and a result.
+//! - [`sim`]: the simulated agent, a real program that runs the `forge-sim` script in its prompt
+//!   and prints a real agent's JSONL (the binary `forge-sim-agent`, and `forge sim-agent`).
+//! - [`ExecutionManager`]: the whole pipeline (locks, staging, agents, capture, merge queue, gate,
+//!   apply) with crash resume; [`store`] is the layout of `.forge/` it keeps runs in.
 //! - [`HumanDuration`]: the durations plans are written in (`500ms`, `2s`, `30m`, `1h30m`).
 //!
 //! # Example: a plan run by the shell runner
@@ -74,17 +81,25 @@
 //! # }
 //! ```
 
+pub mod agent;
 mod duration;
 mod error;
+pub mod manager;
 pub mod plan;
 pub mod process;
 pub mod sched;
+pub mod sim;
+pub mod store;
 
 pub use duration::HumanDuration;
 pub use error::ExecError;
+pub use manager::{
+    ApplyMode, ApplySummary, ExecutionManager, ExecutionManagerBuilder, RunReport, apply_run,
+    integrated_diff,
+};
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
 pub use sched::{
-    AttemptContext, CancelHandle, RunReport, Scheduler, SchedulerOptions, TaskOutcome, TaskReport,
-    TaskRunner,
+    AttemptContext, CancelHandle, PriorTask, ScheduleReport, Scheduler, SchedulerOptions,
+    TaskOutcome, TaskReport, TaskRunner,
 };

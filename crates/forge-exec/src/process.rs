@@ -124,6 +124,27 @@ pub async fn run_process(
     kill: &CancellationToken,
     options: &ProcessOptions,
 ) -> std::io::Result<ProcessExit> {
+    run_process_in(spec, env, log_path, on_line, cancel, kill, options, &|_| Ok(())).await
+}
+
+/// A hook that sets a command up before it is spawned (such as
+/// `forge_staging::Workspace::prepare_command`, which may enter a namespace).
+pub type PrepareCommand<'a> = dyn Fn(&mut std::process::Command) -> std::io::Result<()> + Sync + 'a;
+
+/// [`run_process`], with `prepare` called on the command after Forge set it up (arguments,
+/// `FORGE_*` variables, process group) and before the standard streams are set and it is
+/// spawned: how a workspace puts the process in its directory (and namespace).
+#[allow(clippy::too_many_arguments)] // the pieces of one attempt, each given by a different part
+pub async fn run_process_in(
+    spec: &CommandSpec,
+    env: &AttemptEnv<'_>,
+    log_path: &Path,
+    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
+    cancel: &CancellationToken,
+    kill: &CancellationToken,
+    options: &ProcessOptions,
+    prepare: &PrepareCommand<'_>,
+) -> std::io::Result<ProcessExit> {
     let mut log = LogFile::new(log_path, options.max_log_bytes);
     let mut command = std::process::Command::new(&spec.program);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -134,7 +155,9 @@ pub async fn run_process(
         .env("FORGE_RUN_ID", env.run.as_str())
         .env("FORGE_TASK_ID", env.task)
         .env("FORGE_ATTEMPT", env.attempt.to_string())
-        .env("FORGE_WORKSPACE", &spec.cwd)
+        .env("FORGE_WORKSPACE", &spec.cwd);
+    prepare(&mut command)?;
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

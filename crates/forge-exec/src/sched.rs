@@ -185,11 +185,13 @@ pub enum PriorTask {
         reason: Option<String>,
     },
     /// Attempts were made but the task had not ended (an attempt was interrupted, or a retry
-    /// was due): it runs again, numbered from `attempts + 1`. Interrupted attempts do not count
-    /// against the task's `retries`.
+    /// was due): it runs again, numbered from `attempts + 1`. Only the `failed` ones count
+    /// against the task's `retries`; interrupted attempts do not.
     Attempted {
         /// Attempts already made.
         attempts: u32,
+        /// Of those, the attempts that failed (rather than being interrupted).
+        failed: u32,
     },
 }
 
@@ -339,7 +341,7 @@ fn jitter_factor(seed: u64) -> f64 {
     0.75 + unit * 0.5
 }
 
-fn should_retry(retry_on: &RetryOn, outcome: &TaskOutcome) -> bool {
+pub(crate) fn should_retry(retry_on: &RetryOn, outcome: &TaskOutcome) -> bool {
     if outcome.status == TaskStatus::Cancelled {
         return false;
     }
@@ -459,9 +461,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                     reports[i].reason.clone_from(reason);
                     finished_before.push((i, *status));
                 }
-                Some(PriorTask::Attempted { attempts }) => {
+                Some(PriorTask::Attempted { attempts, failed }) => {
                     reports[i].attempts = *attempts;
-                    first_attempt[i] = *attempts;
+                    first_attempt[i] = attempts.saturating_sub(*failed);
                 }
                 None => {}
             }

@@ -10,6 +10,7 @@ mod parse;
 mod problem;
 mod tree;
 mod validate;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -2,5 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
+mod agents;
 mod process;
 mod sched;
+mod sim;
+mod manager;

@@ -1,0 +1,438 @@
+//! Agent profiles (how to start each coding-agent CLI) and the parsers of their output.
+//!
+//! A [`Profile`] says how to run one agent: a program, an argument template with `{prompt}`,
+//! `{prompt_file}` and `{model}`, extra environment, and the [`OutputFormat`] it prints.
+//! [`Profiles::builtin`] knows `droid`, `claude`, `codex`, `gemini`, `opencode`, `amp`, `aider`,
+//! `shell` and `sim`; a project's `forge.toml` adds profiles or overrides fields of built-in ones
+//! (`[agents.<name>]`, see [`Profiles::apply_config_source`]). Agents are resolved on `PATH` before
+//! a run starts ([`Profiles::check_available`]), so a missing CLI is one clear error up front
+//! rather than a task that fails twenty minutes in.
+//!
+//! An [`OutputParser`] turns what an agent prints, line by line, into [`AgentEvent`]s: progress
+//! (the assistant's text, a one-line summary of each tool call such as `Edit src/api/auth.rs` or
+//! `Run cargo test`, and the files it changed), token usage (and cost when the agent reports it),
+//! errors, and the final result text. Unknown event types and fields are ignored and lines that
+//! are not JSON objects are treated as text, so a newer agent version degrades to less detail,
+//! never to a failed task. Fixtures for every format, written from each agent's documented
+//! schema, are in `tests/fixtures/agents/`.
+//!
+//! # Usage accounting
+//!
+//! Usage events are deltas; [`OutputParser::usage_total`] is their sum. Each format is counted
+//! once: Claude and Amp report per-message usage as messages arrive (a message split over several
+//! events counts once) and the `result` event's totals reconcile the sum (only the difference is
+//! reported, with `total_cost_usd`); Codex reports per turn; Droid's `completion` and Gemini's
+//! `result` carry totals for the session; opencode reports per step; aider (text) per message.
+//! Input tokens include cached input (cache reads and writes), output tokens include reasoning
+//! tokens.
+//!
+//! # Paths
+//!
+//! Agents name files as they like, usually absolute. [`OutputParser::with_workspace`] makes
+//! paths under the workspace repo-relative (`/`-separated) in both the `files` of a progress event
+//! and its message; paths outside it are kept as given. [`relative_path`] does the same for one
+//! path.
+//!
+//! # Example
+//!
+//! ```
+//! use std::path::Path;
+//! use forge_events::OutputStream;
+//! use forge_exec::agent::{AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars};
+//!
+//! // How `claude` is started, without and with a model.
+//! let profiles = Profiles::builtin();
+//! let claude = profiles.get("claude").unwrap();
+//! let vars = PromptVars { prompt: "Fix the bug", prompt_file: Path::new("/tmp/p.md"), model: None };
+//! let spec = claude.command(&vars).unwrap();
+//! assert_eq!(spec.program, "claude");
+//! assert!(!spec.args.iter().any(|a| a == "--model"));
+//! let spec = claude.command(&PromptVars { model: Some("opus"), ..vars }).unwrap();
+//! assert!(spec.args.windows(2).any(|w| w[0] == "--model" && w[1] == "opus"));
+//!
+//! // What it prints, parsed.
+//! let mut parser = OutputParser::new(OutputFormat::Claude).with_workspace("/repo");
+//! let mut events = Vec::new();
+//! for line in [
+//!     r#"{"type":"system","subtype":"init","session_id":"s","model":"claude-sonnet-4-5"}"#,
+//!     r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","id":"t1","name":"Edit","input":{"file_path":"/repo/src/lib.rs","old_string":"a","new_string":"b"}}],"usage":{"input_tokens":100,"output_tokens":20}}}"#,
+//!     "a line that is not JSON",
+//!     r#"{"type":"result","subtype":"success","is_error":false,"result":"Fixed.","total_cost_usd":0.01,"usage":{"input_tokens":150,"output_tokens":40}}"#,
+//! ] {
+//!     parser.line(OutputStream::Stdout, line, &mut events);
+//! }
+//! assert_eq!(events[0], AgentEvent::Usage { tokens_in: 100, tokens_out: 20, cost_usd: None });
+//! assert_eq!(events[1], AgentEvent::Progress {
+//!     message: "Edit src/lib.rs".into(), tool: Some("edit".into()), files: vec!["src/lib.rs".into()],
+//! });
+//! assert_eq!(events[2], AgentEvent::Progress {
+//!     message: "a line that is not JSON".into(), tool: None, files: vec![],
+//! });
+//! assert_eq!(parser.result(), Some("Fixed."));
+//! assert_eq!(parser.usage_total().tokens_in, 150);
+//! assert_eq!(parser.usage_total().cost_usd, Some(0.01));
+//! ```
+
+mod config;
+mod parse;
+mod profile;
+mod summary;
+
+use std::fmt;
+use std::str::FromStr;
+
+use forge_events::EventKind;
+use serde::{Deserialize, Serialize};
+
+pub use parse::{OutputParser, relative_path};
+pub use profile::{Profile, Profiles, PromptVars};
+
+/// The output format of an agent CLI, which selects its parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Factory's `droid exec -o stream-json`.
+    Droid,
+    /// Claude Code's `--output-format stream-json --verbose`.
+    Claude,
+    /// `codex exec --json`.
+    Codex,
+    /// Gemini CLI's `-o stream-json`.
+    Gemini,
+    /// `opencode run --format json`.
+    Opencode,
+    /// Amp's `--stream-json` (Claude Code compatible).
+    Amp,
+    /// Plain text: every line is progress, standard output is the result.
+    Text,
+}
+
+impl OutputFormat {
+    /// Every format, in a stable order.
+    pub const ALL: [OutputFormat; 7] = [
+        Self::Droid,
+        Self::Claude,
+        Self::Codex,
+        Self::Gemini,
+        Self::Opencode,
+        Self::Amp,
+        Self::Text,
+    ];
+
+    /// The name used in `forge.toml` and on the command line (`droid`, `claude`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Droid => "droid",
+            Self::Claude => "claude",
+            Self::Codex => "codex",
+            Self::Gemini => "gemini",
+            Self::Opencode => "opencode",
+            Self::Amp => "amp",
+            Self::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = AgentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| AgentError::UnknownFormat { name: s.to_owned() })
+    }
+}
+
+/// Tokens (and cost) an agent used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input tokens, cached input included.
+    pub tokens_in: u64,
+    /// Output tokens, reasoning included.
+    pub tokens_out: u64,
+    /// Cost in US dollars, when the agent reports it.
+    pub cost_usd: Option<f64>,
+}
+
+impl Usage {
+    fn add(&mut self, tokens_in: u64, tokens_out: u64, cost_usd: Option<f64>) {
+        self.tokens_in = self.tokens_in.saturating_add(tokens_in);
+        self.tokens_out = self.tokens_out.saturating_add(tokens_out);
+        if let Some(c) = cost_usd {
+            *self.cost_usd.get_or_insert(0.0) += c;
+        }
+    }
+}
+
+/// What an [`OutputParser`] makes of an agent's output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// The agent said or did something: assistant text, or a one-line summary of a tool call.
+    Progress {
+        /// The text, or the summary (`Edit src/api/auth.rs`, `Run cargo test`).
+        message: String,
+        /// The kind of tool used, if any: `edit`, `write`, `delete`, `bash`, `read`, `search`,
+        /// `web`, `todo`, `task`, or the agent's own (lower-cased) tool name.
+        tool: Option<String>,
+        /// Files this step changed, as the agent named them (see [`OutputParser::with_workspace`]).
+        files: Vec<String>,
+    },
+    /// Tokens (and cost) used since the previous usage event.
+    Usage {
+        /// Input tokens.
+        tokens_in: u64,
+        /// Output tokens.
+        tokens_out: u64,
+        /// Cost in US dollars, when reported.
+        cost_usd: Option<f64>,
+    },
+    /// An error the agent reported (an API failure, a fatal stream error). Whether the attempt
+    /// failed is decided by the exit code, not by this.
+    Error(String),
+    /// The agent's final answer.
+    Result {
+        /// The result text (for a planner, e.g. a JSON plan).
+        text: String,
+        /// Whether the agent reported the run as failed.
+        is_error: bool,
+    },
+}
+
+impl AgentEvent {
+    /// The journal event for progress and usage (`task_progress`, `task_usage`); errors and
+    /// results are the caller's to place (`None`).
+    pub fn to_event_kind(&self) -> Option<EventKind> {
+        match self {
+            Self::Progress {
+                message,
+                tool,
+                files,
+            } => Some(EventKind::TaskProgress {
+                message: message.clone(),
+                tool: tool.clone(),
+                files: files.clone(),
+            }),
+            Self::Usage {
+                tokens_in,
+                tokens_out,
+                cost_usd,
+            } => Some(EventKind::TaskUsage {
+                tokens_in: *tokens_in,
+                tokens_out: *tokens_out,
+                cost_usd: *cost_usd,
+            }),
+            Self::Error(_) | Self::Result { .. } => None,
+        }
+    }
+}
+
+/// Errors of agent profiles.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The agent's program is not installed (or not executable).
+    #[error("{}", not_found(agent, program, hint))]
+    NotFound {
+        /// The profile name.
+        agent: String,
+        /// The program looked for.
+        program: String,
+        /// How to install it.
+        hint: String,
+    },
+    /// No profile has this name.
+    #[error("unknown agent `{name}`{}; known agents: {known}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownProfile {
+        /// The name asked for.
+        name: String,
+        /// A close known name.
+        suggestion: Option<String>,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// An output format name that does not exist.
+    #[error(
+        "unknown output format `{name}`; use one of droid, claude, codex, gemini, opencode, amp, text"
+    )]
+    UnknownFormat {
+        /// The name given.
+        name: String,
+    },
+    /// A problem in the `[agents]` part of `forge.toml`.
+    #[error("{}{message}", location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    Config {
+        /// `file:line:col` when known.
+        location: Option<String>,
+        /// The agent (table) the problem is in.
+        agent: String,
+        /// The key involved, if any.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// An argument template that cannot be expanded.
+    #[error("agent `{agent}`: argument `{template}`: {reason}")]
+    Template {
+        /// The profile name.
+        agent: String,
+        /// The template as written.
+        template: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An expanded argument (usually the prompt) is longer than the OS allows for one argument.
+    #[error(
+        "agent `{agent}`: an argument would be {bytes} bytes, more than the {limit} bytes the OS allows for one argument; pass the prompt as `{{prompt_file}}` in this agent's `args`"
+    )]
+    ArgumentTooLong {
+        /// The profile name.
+        agent: String,
+        /// The argument's length.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Several agents cannot be used (every one is listed).
+    #[error("{}", join_errors(.0))]
+    Unavailable(Vec<AgentError>),
+}
+
+fn not_found(agent: &str, program: &str, hint: &str) -> String {
+    let what = if program.contains('/') {
+        format!("`{program}` does not exist or is not executable")
+    } else {
+        format!("`{program}` not found on PATH")
+    };
+    let whose = if agent == program {
+        String::new()
+    } else {
+        format!(" (agent `{agent}`)")
+    };
+    format!("{what}{whose}; {hint} or choose another agent with `agent = \"…\"`")
+}
+
+fn join_errors(errors: &[AgentError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Edit distance (insertions, deletions, substitutions and swaps of neighbours), for "did you
+/// mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (prev[j - 1] + cost).min(prev[j] + 1).min(row[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut prev, row);
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate within a third of the word's length (1 to 3 edits).
+pub(crate) fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (distance(word, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_round_trip_by_name() {
+        for f in OutputFormat::ALL {
+            assert_eq!(f.name().parse::<OutputFormat>().unwrap(), f);
+            assert_eq!(f.to_string(), f.name());
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.name())
+            );
+        }
+        let err = "stream-json".parse::<OutputFormat>().unwrap_err();
+        assert!(err.to_string().contains("`stream-json`"), "{err}");
+    }
+
+    #[test]
+    fn not_found_names_program_agent_and_hint() {
+        let e = AgentError::NotFound {
+            agent: "droid".into(),
+            program: "droid".into(),
+            hint: "install Factory's droid CLI".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`droid` not found on PATH; install Factory's droid CLI or choose another agent with `agent = \"…\"`"
+        );
+        let e = AgentError::NotFound {
+            agent: "sim".into(),
+            program: "/x/forge".into(),
+            hint: "h".into(),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("`/x/forge` does not exist or is not executable (agent `sim`); h")
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("clade", ["claude", "codex"]), Some("claude"));
+        assert_eq!(did_you_mean("zzz", ["claude", "codex"]), None);
+        assert_eq!(distance("wirte", "write"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn progress_and_usage_map_to_journal_events() {
+        let p = AgentEvent::Progress {
+            message: "Run cargo test".into(),
+            tool: Some("bash".into()),
+            files: vec![],
+        };
+        assert!(matches!(
+            p.to_event_kind(),
+            Some(EventKind::TaskProgress { ref message, .. }) if message == "Run cargo test"
+        ));
+        let u = AgentEvent::Usage {
+            tokens_in: 1,
+            tokens_out: 2,
+            cost_usd: Some(0.5),
+        };
+        assert!(matches!(
+            u.to_event_kind(),
+            Some(EventKind::TaskUsage {
+                tokens_in: 1,
+                tokens_out: 2,
+                cost_usd: Some(c)
+            }) if (c - 0.5).abs() < f64::EPSILON
+        ));
+        assert_eq!(AgentEvent::Error("x".into()).to_event_kind(), None);
+    }
+}

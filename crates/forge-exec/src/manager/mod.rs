@@ -1,0 +1,801 @@
+//! The [`ExecutionManager`]: one run of a plan, through every part of Forge.
+//!
+//! ```text
+//! build(): load or reload the plan, check every agent is installed, open the run store and
+//!          its journal (the EventBus: subscribe to it before run() for a live view)
+//! run():   capture the base snapshot once
+//!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt:
+//!            1 locks    acquire the task's claims (all or nothing; `task_waiting_locks` names
+//!                       who is in the way)
+//!            2 stage    a workspace from the integrated tree at that moment (base + everything
+//!                       integrated so far, which includes the task's dependencies)
+//!            3 agent    spawn the profile's command in it, own process group, parse its output
+//!                       into progress and usage events, every line in output.log
+//!            4 capture  the ChangeSet; audit it against the write and append claims
+//!            5 persist  blobs synced and changes.json written before anything is integrated
+//!            6 merge    integrate it (`agent` conflicts re-run the task on top, `[merge]
+//!                       reruns` times); then release the locks and dispose the workspace
+//!          the gate in a workspace staged from the integrated tree
+//!          result.json + integration.json; apply if asked ([`ApplyMode`]); run_finished
+//! ```
+//!
+//! Releasing a task's locks only after its changes are integrated is what makes the design's
+//! promise hold: a task granted a claim always starts from a tree holding the work of every
+//! task that held a conflicting claim before it.
+//!
+//! A run is resumable at any point: [`ExecutionManagerBuilder::resume`] folds the journal,
+//! reuses every finished task (its persisted `ChangeSet` is integrated again, in the same order),
+//! re-runs interrupted attempts from a fresh workspace, after stopping whatever the dead process
+//! left (agent processes, mounts, worktrees) and finishing or undoing a torn apply.
+
+mod apply;
+mod pipeline;
+mod resume;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use forge_events::{
+    BusOptions, EventBus, EventKind, EventSink, EventsError, RunId, RunStatus, RunSummary, TaskId,
+    TaskStatus,
+};
+use forge_locks::{LocalLockManager, LockManager};
+use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
+use forge_staging::{BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind};
+use parking_lot::Mutex;
+
+pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff};
+pub use resume::cleanup_leftovers;
+
+use crate::ExecError;
+use crate::agent::Profiles;
+use crate::plan::{Plan, PlanOptions};
+use crate::process::ProcessOptions;
+use crate::sched::{CancelHandle, Scheduler, SchedulerOptions, TaskReport};
+use crate::store::{RunResult, RunStore, read_json, write_json};
+
+/// How a run ended, with everything a caller needs to report it and decide on the apply.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run.
+    pub run: RunId,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Every task, in plan order.
+    pub tasks: Vec<TaskReport>,
+    /// Conflicts no strategy settled (their paths keep the integrated tree's side).
+    pub conflicts: Vec<Conflict>,
+    /// Conflicts met and settled by their strategy.
+    pub resolved_conflicts: usize,
+    /// The gate's report, if it ran (it runs when no task failed and the run was not
+    /// cancelled).
+    pub gate: Option<GateReport>,
+    /// Paths the integrated result changes relative to the base.
+    pub files_changed: Vec<String>,
+    /// What the apply did, if the builder asked for one and the run could be applied.
+    pub applied: Option<ApplySummary>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+    /// Whether this was a resumed run.
+    pub resumed: bool,
+    /// Wall time of this process's part of the run.
+    pub duration: Duration,
+}
+
+impl RunReport {
+    /// Whether the result may be applied: every task succeeded, no conflict is left and the
+    /// gate passed.
+    pub fn applicable(&self) -> bool {
+        !self.cancelled
+            && self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded)
+            && self.conflicts.is_empty()
+            && self.gate.as_ref().is_none_or(GateReport::passed)
+    }
+
+    /// Tasks with each status.
+    pub fn count(&self, status: TaskStatus) -> usize {
+        self.tasks.iter().filter(|t| t.status == status).count()
+    }
+
+    /// The `forge` exit code for this outcome: 0 success, 1 tasks failed, 3 unresolved merge
+    /// conflicts, 4 gate failed, 130 cancelled.
+    pub fn exit_code(&self) -> i32 {
+        if self.cancelled {
+            130
+        } else if self.tasks.iter().any(|t| t.status != TaskStatus::Succeeded) {
+            1
+        } else if !self.conflicts.is_empty() {
+            3
+        } else if self.gate.as_ref().is_some_and(|g| !g.passed()) {
+            4
+        } else {
+            0
+        }
+    }
+}
+
+/// Edits the stager's configuration before it is built.
+type ConfigEdit = Box<dyn FnOnce(&mut StagerConfig) + Send>;
+
+/// Where the stager comes from.
+enum StagerChoice {
+    Kind(StagerKind),
+    Given(Arc<dyn Stager>),
+}
+
+/// Builds an [`ExecutionManager`]; every part has a default.
+pub struct ExecutionManagerBuilder {
+    repo: Option<PathBuf>,
+    plan: Option<Plan>,
+    resume: Option<RunId>,
+    profiles: Option<Profiles>,
+    locks: Option<Arc<dyn LockManager>>,
+    stager: StagerChoice,
+    stager_config: Option<ConfigEdit>,
+    events: Vec<Arc<dyn EventSink>>,
+    apply: ApplyMode,
+    scheduler: SchedulerOptions,
+    process: ProcessOptions,
+    bus: BusOptions,
+}
+
+impl Default for ExecutionManagerBuilder {
+    fn default() -> Self {
+        Self {
+            repo: None,
+            plan: None,
+            resume: None,
+            profiles: None,
+            locks: None,
+            stager: StagerChoice::Kind(StagerKind::Auto),
+            stager_config: None,
+            events: Vec::new(),
+            apply: ApplyMode::None,
+            scheduler: SchedulerOptions::default(),
+            process: ProcessOptions::default(),
+            bus: BusOptions::default(),
+        }
+    }
+}
+
+impl ExecutionManagerBuilder {
+    /// The repository to run in (default: the git top level of the current directory, or the
+    /// current directory).
+    #[must_use]
+    pub fn repo(mut self, repo: impl Into<PathBuf>) -> Self {
+        self.repo = Some(repo.into());
+        self
+    }
+
+    /// The plan to run (a new run). Not needed with [`ExecutionManagerBuilder::resume`].
+    #[must_use]
+    pub fn plan(mut self, plan: Plan) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+
+    /// Resume run `run` of this repository instead of starting a new one: its plan copy is
+    /// loaded, finished tasks are reused, interrupted ones run again.
+    #[must_use]
+    pub fn resume(mut self, run: RunId) -> Self {
+        self.resume = Some(run);
+        self
+    }
+
+    /// Agent profiles (default: the built-in ones).
+    #[must_use]
+    pub fn profiles(mut self, profiles: Profiles) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
+    /// The lock manager (default: a new [`LocalLockManager`]).
+    #[must_use]
+    pub fn locks(mut self, locks: Arc<dyn LockManager>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// The staging strategy (default [`StagerKind::Auto`]: the best this machine supports).
+    #[must_use]
+    pub fn stager(mut self, kind: StagerKind) -> Self {
+        self.stager = StagerChoice::Kind(kind);
+        self
+    }
+
+    /// A stager built by the caller (for tests and embedders with their own strategy).
+    #[must_use]
+    pub fn stager_impl(mut self, stager: Arc<dyn Stager>) -> Self {
+        self.stager = StagerChoice::Given(stager);
+        self
+    }
+
+    /// Adjusts the stager's configuration before it is built (shared directories such as
+    /// `node_modules`, files copied in, the size limit).
+    #[must_use]
+    pub fn stager_config(mut self, edit: impl FnOnce(&mut StagerConfig) + Send + 'static) -> Self {
+        self.stager_config = Some(Box::new(edit));
+        self
+    }
+
+    /// Another sink that receives every event (besides the run's journaled [`EventBus`]).
+    #[must_use]
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events.push(sink);
+        self
+    }
+
+    /// Apply the result at the end of the run when it may be applied (default: no, the
+    /// caller decides with [`apply_run`]).
+    #[must_use]
+    pub fn apply(mut self, mode: ApplyMode) -> Self {
+        self.apply = mode;
+        self
+    }
+
+    /// Scheduler settings (retry backoff, kill grace).
+    #[must_use]
+    pub fn scheduler_options(mut self, options: SchedulerOptions) -> Self {
+        self.scheduler = options;
+        self
+    }
+
+    /// Process settings (grace periods, line and log limits).
+    #[must_use]
+    pub fn process_options(mut self, options: ProcessOptions) -> Self {
+        self.process = options;
+        self
+    }
+
+    /// Event bus settings.
+    #[must_use]
+    pub fn bus_options(mut self, options: BusOptions) -> Self {
+        self.bus = options;
+        self
+    }
+
+    /// Checks everything that can be checked before a task runs — the repository, the plan,
+    /// every agent's program — then creates (or reopens) the run and its journal.
+    #[allow(clippy::too_many_lines)] // the checks, in the order they are made
+    pub fn build(self) -> Result<ExecutionManager, ExecError> {
+        let repo = match self.repo {
+            Some(repo) => repo,
+            None => default_repo()?,
+        };
+        let repo = std::fs::canonicalize(&repo).map_err(|e| ExecError::io("open", &repo, e))?;
+        let store = RunStore::new(&repo);
+        let profiles = self.profiles.unwrap_or_else(Profiles::builtin);
+        let mut folded = None;
+        let (run, plan) = match (self.resume, self.plan) {
+            (Some(_), Some(_)) => {
+                return Err(ExecError::Config(
+                    "give the builder either a plan (a new run) or a run to resume, not both"
+                        .into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ExecError::Config(
+                    "no plan: call .plan(plan) for a new run or .resume(run) to resume one".into(),
+                ));
+            }
+            (Some(run), None) => {
+                if !store.exists(&run) {
+                    return Err(ExecError::RunNotFound {
+                        run: run.to_string(),
+                        dir: store.runs_dir(),
+                    });
+                }
+                if let Some(owner) = store.owner(&run)
+                    && owner.alive
+                    && owner.pid != i32::try_from(std::process::id()).unwrap_or(-1)
+                {
+                    return Err(ExecError::RunBusy {
+                        run: run.to_string(),
+                        pid: owner.pid,
+                    });
+                }
+                let copy = store.plan_copy(&run);
+                let opts = PlanOptions {
+                    agents: profiles.names().map(str::to_owned).collect(),
+                    ..PlanOptions::default()
+                };
+                let plan = Plan::load(&copy, &opts).map_err(|e| match e {
+                    e if copy.exists() => ExecError::Plan(e),
+                    _ => ExecError::Corrupt {
+                        path: copy.clone(),
+                        reason: "the run's plan copy is missing".into(),
+                    },
+                })?;
+                folded = Some(());
+                (run, plan)
+            }
+            (None, Some(plan)) => {
+                let run = store.new_run(&plan.name)?;
+                crate::store::write_atomically(&store.plan_copy(&run), plan.to_toml().as_bytes())?;
+                (run, plan)
+            }
+        };
+        // Every agent the unfinished part of the plan needs must be installed: say so now,
+        // not when the task's turn comes.
+        profiles
+            .check_available(plan.tasks.iter().map(|t| t.agent.as_str()))
+            .map_err(|e| ExecError::Agent(e.to_string()))?;
+        let mut history = Vec::new();
+        if folded.is_some() {
+            // The dead process's agents go first: one of them may still hold the journal open.
+            resume::kill_run_processes(&run);
+        }
+        let journal = store.journal(&run);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let bus = loop {
+            history.clear();
+            match EventBus::open_with(run.clone(), &journal, &self.bus, |e| {
+                if folded.is_some() {
+                    history.push(e.clone());
+                }
+            }) {
+                Ok(bus) => break bus,
+                // A process that is going away may hold the lock for a moment.
+                Err(EventsError::Locked { .. })
+                    if folded.is_some() && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let locks = self
+            .locks
+            .unwrap_or_else(|| Arc::new(LocalLockManager::new()));
+        Ok(ExecutionManager {
+            repo,
+            store,
+            run,
+            plan: Arc::new(plan),
+            profiles: Arc::new(profiles),
+            locks,
+            stager: self.stager,
+            stager_config: self.stager_config,
+            bus,
+            extra: self.events,
+            apply: self.apply,
+            scheduler: self.scheduler,
+            process: self.process,
+            history: folded.map(|()| history),
+        })
+    }
+}
+
+/// The git top level of the current directory, or the current directory.
+fn default_repo() -> Result<PathBuf, ExecError> {
+    let cwd = std::env::current_dir().map_err(|e| ExecError::io("find", Path::new("."), e))?;
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(&cwd)
+        .stderr(std::process::Stdio::null())
+        .output();
+    Ok(match out {
+        Ok(out) if out.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end())
+        }
+        _ => cwd,
+    })
+}
+
+/// One run of a plan: locks, staging, agents, merge queue, gate and apply, wired together.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), forge_exec::ExecError> {
+/// use forge_exec::{CancelHandle, ExecutionManager, Plan, PlanOptions};
+/// let plan = Plan::load(std::path::Path::new("plan.toml"), &PlanOptions::default())?;
+/// let manager = ExecutionManager::builder().repo(".").plan(plan).build()?;
+/// let mut live = manager.bus().subscribe(); // for a live view
+/// let report = manager.run(CancelHandle::new()).await?;
+/// std::process::exit(report.exit_code());
+/// # }
+/// ```
+pub struct ExecutionManager {
+    repo: PathBuf,
+    store: RunStore,
+    run: RunId,
+    plan: Arc<Plan>,
+    profiles: Arc<Profiles>,
+    locks: Arc<dyn LockManager>,
+    stager: StagerChoice,
+    stager_config: Option<ConfigEdit>,
+    bus: EventBus,
+    extra: Vec<Arc<dyn EventSink>>,
+    apply: ApplyMode,
+    scheduler: SchedulerOptions,
+    process: ProcessOptions,
+    /// The journal so far, when resuming.
+    history: Option<Vec<forge_events::Event>>,
+}
+
+impl std::fmt::Debug for ExecutionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionManager")
+            .field("repo", &self.repo)
+            .field("run", &self.run)
+            .field("tasks", &self.plan.tasks.len())
+            .field("resume", &self.history.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Publishes to the run's bus (the journal) and to every extra sink.
+pub(crate) struct Fanout {
+    pub(crate) bus: EventBus,
+    pub(crate) extra: Vec<Arc<dyn EventSink>>,
+}
+
+impl EventSink for Fanout {
+    fn publish(&self, task: Option<TaskId>, kind: EventKind) -> Result<u64, EventsError> {
+        for sink in &self.extra {
+            let _ = sink.publish(task.clone(), kind.clone());
+        }
+        self.bus.publish(task, kind)
+    }
+}
+
+/// What the pipeline's attempts share.
+pub(crate) struct Shared {
+    pub(crate) run: RunId,
+    pub(crate) store: RunStore,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) profiles: Arc<Profiles>,
+    pub(crate) locks: Arc<dyn LockManager>,
+    pub(crate) stager: Arc<dyn Stager>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) integration: Mutex<Integration>,
+    /// The integrated tree as a snapshot, by version (layers are kept until the run ends:
+    /// workspaces stand on them).
+    pub(crate) snapshots: Mutex<HashMap<u64, Arc<Snapshot>>>,
+    pub(crate) events: Arc<Fanout>,
+    pub(crate) process: ProcessOptions,
+    pub(crate) order: HashMap<TaskId, u64>,
+    /// Unresolved conflicts, and how many were settled.
+    pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
+    /// Integrated (task, attempt), in order.
+    pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
+}
+
+impl Shared {
+    pub(crate) fn publish(&self, task: &TaskId, kind: EventKind) {
+        let _ = self.events.publish_task(task, kind);
+    }
+}
+
+impl ExecutionManager {
+    /// A builder with every part defaulted.
+    pub fn builder() -> ExecutionManagerBuilder {
+        ExecutionManagerBuilder::default()
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The run's event bus: subscribe before [`ExecutionManager::run`] to see every event.
+    pub fn bus(&self) -> EventBus {
+        self.bus.clone()
+    }
+
+    /// The run store of the repository.
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    /// Runs (or resumes) the plan to its end. Errors are failures of Forge itself (the
+    /// journal, the file system); failed tasks, conflicts and a failed gate are in the report.
+    #[allow(clippy::too_many_lines)] // the run, top to bottom
+    pub async fn run(self, cancel: CancelHandle) -> Result<RunReport, ExecError> {
+        let started = Instant::now();
+        let Self {
+            repo,
+            store,
+            run,
+            plan,
+            profiles,
+            locks,
+            stager,
+            stager_config,
+            bus,
+            extra,
+            apply,
+            mut scheduler,
+            process,
+            history,
+        } = self;
+        store.claim_owner(&run)?;
+        let events = Arc::new(Fanout {
+            bus: bus.clone(),
+            extra,
+        });
+        let resumed = history.is_some();
+        let outcome = async {
+            let prior = match &history {
+                Some(history) => {
+                    // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
+                    let run2 = run.clone();
+                    let store2 = store.clone();
+                    blocking(move || cleanup_leftovers(&store2, &run2)).await??;
+                    Some(resume::analyze(&plan, history))
+                }
+                None => None,
+            };
+            events.publish_run(EventKind::RunStarted {
+                plan: plan.name.clone(),
+                plan_hash: plan_hash(&plan),
+                tasks: u32::try_from(plan.tasks.len()).unwrap_or(u32::MAX),
+                concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
+                base: plan.base.to_string(),
+            })?;
+
+            // The base, once per run.
+            let blobs = BlobStore::open(store.objects_dir())?;
+            let base_dir = store.base_dir(&run);
+            let base = {
+                let (repo, blobs, mode) = (repo.clone(), blobs.clone(), plan.base);
+                blocking(move || {
+                    if base_dir.join("manifest.json").exists() || base_dir.is_dir() {
+                        BaseSnapshot::open(&base_dir)
+                    } else {
+                        BaseSnapshot::capture(&repo, mode, &base_dir, &blobs)
+                    }
+                })
+                .await??
+            };
+            let base = Arc::new(base);
+            let stager: Arc<dyn Stager> = match stager {
+                StagerChoice::Given(s) => s,
+                StagerChoice::Kind(kind) => {
+                    let mut config = StagerConfig::new(store.work_dir(&run), blobs.clone());
+                    if let Some(edit) = stager_config {
+                        edit(&mut config);
+                    }
+                    let base = base.clone();
+                    Arc::from(blocking(move || kind.build(&config, &base)).await??)
+                }
+            };
+            let rules = merge_rules(&plan)?;
+            let mut integration = Integration::new(base.clone(), blobs.clone())
+                .with_strategies(rules)
+                .with_audit_policy(plan.on_violation);
+            let mut conflicts = (Vec::new(), 0usize);
+            let mut integrated = Vec::new();
+            if let Some(prior) = &prior {
+                let (store2, run2, order) = (store.clone(), run.clone(), prior.integrated.clone());
+                let plan2 = plan.clone();
+                let (rebuilt, c) =
+                    blocking(move || resume::rebuild(integration, &store2, &run2, &plan2, &order))
+                        .await??;
+                integration = rebuilt;
+                conflicts = c;
+                integrated.clone_from(&prior.integrated);
+                scheduler.prior = prior.tasks.clone();
+            }
+            let shared = Arc::new(Shared {
+                run: run.clone(),
+                store: store.clone(),
+                plan: plan.clone(),
+                profiles,
+                locks,
+                stager: stager.clone(),
+                blobs: blobs.clone(),
+                integration: Mutex::new(integration),
+                snapshots: Mutex::new(HashMap::new()),
+                events: events.clone(),
+                process,
+                order: plan
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.id.clone(), i as u64))
+                    .collect(),
+                conflicts: Mutex::new(conflicts),
+                integrated: Mutex::new(integrated),
+            });
+            let runner = pipeline::PipelineRunner::new(shared.clone());
+            let sink: Arc<dyn EventSink> = events.clone();
+            let sched = Scheduler::new(&plan, &runner, sink, scheduler)
+                .run(&cancel)
+                .await;
+
+            let (unresolved, resolved) = shared.conflicts.lock().clone();
+            let any_failed = sched
+                .tasks
+                .iter()
+                .any(|t| t.status != TaskStatus::Succeeded);
+            // The gate, on the integrated tree.
+            let gate = if sched.cancelled || any_failed || plan.gate.commands.is_empty() {
+                None
+            } else {
+                Some(pipeline::run_gate(&shared, &cancel).await?)
+            };
+            let files_changed: Vec<String> = shared
+                .integration
+                .lock()
+                .delta()
+                .paths()
+                .map(|p| p.as_str().to_owned())
+                .collect();
+            let mut report = RunReport {
+                run: run.clone(),
+                status: RunStatus::Failed,
+                tasks: sched.tasks,
+                conflicts: unresolved,
+                resolved_conflicts: resolved,
+                gate,
+                files_changed,
+                applied: None,
+                cancelled: sched.cancelled,
+                resumed,
+                duration: started.elapsed(),
+            };
+            // Persist what `forge apply` needs: the integrated tree and the outcome.
+            {
+                let integration_path = store.run_dir(&run).join("integration.json");
+                let integration = &shared.integration;
+                integration.lock().save(&integration_path)?;
+            }
+            let result = RunResult {
+                status: if report.cancelled {
+                    RunStatus::Cancelled
+                } else if report.applicable() {
+                    RunStatus::Succeeded
+                } else {
+                    RunStatus::Failed
+                },
+                applicable: report.applicable(),
+                gate: report.gate.clone(),
+                failed: report
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status != TaskStatus::Succeeded)
+                    .map(|t| t.id.clone())
+                    .collect(),
+                conflicts: report.conflicts.clone(),
+                integrated: shared.integrated.lock().clone(),
+            };
+            write_json(&store.result_path(&run), &result)?;
+            report.status = result.status;
+            // Workspaces are gone; the layers they stood on can go too.
+            shared.snapshots.lock().clear();
+            drop(runner);
+            drop(shared);
+            let work = store.work_dir(&run);
+            let _ = blocking(move || {
+                let _ = forge_staging::gc(&work);
+                let _ = std::fs::remove_dir_all(work.join("layers"));
+            })
+            .await;
+
+            if apply != ApplyMode::None && report.applicable() {
+                let summary = apply::apply_with(&store, &run, apply, Some(&*events)).await?;
+                report.applied = Some(summary);
+            }
+            Ok::<RunReport, ExecError>(report)
+        }
+        .await;
+
+        let (status, summary) = match &outcome {
+            Ok(report) => (
+                report.status,
+                RunSummary {
+                    succeeded: count(report, TaskStatus::Succeeded),
+                    failed: count(report, TaskStatus::Failed),
+                    timed_out: count(report, TaskStatus::TimedOut),
+                    cancelled: count(report, TaskStatus::Cancelled),
+                    skipped: count(report, TaskStatus::Skipped),
+                    conflicts: u32::try_from(report.conflicts.len() + report.resolved_conflicts)
+                        .unwrap_or(u32::MAX),
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    message: summary_message(report),
+                },
+            ),
+            Err(e) => (
+                RunStatus::Failed,
+                RunSummary {
+                    succeeded: 0,
+                    failed: 0,
+                    timed_out: 0,
+                    cancelled: 0,
+                    skipped: 0,
+                    conflicts: 0,
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    message: Some(e.to_string()),
+                },
+            ),
+        };
+        let _ = events.publish_run(EventKind::RunFinished { status, summary });
+        let closed = bus.close();
+        store.release_owner(&run);
+        let report = outcome?;
+        closed?;
+        Ok(report)
+    }
+}
+
+fn count(report: &RunReport, status: TaskStatus) -> u32 {
+    u32::try_from(report.count(status)).unwrap_or(u32::MAX)
+}
+
+/// Why a run did not succeed, in one line (none when it did).
+fn summary_message(report: &RunReport) -> Option<String> {
+    if report.cancelled {
+        return Some(format!(
+            "cancelled; resume with `forge resume {}`",
+            report.run
+        ));
+    }
+    let failed: Vec<&str> = report
+        .tasks
+        .iter()
+        .filter(|t| t.status != TaskStatus::Succeeded)
+        .map(|t| t.id.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Some(format!("tasks not succeeded: {}", failed.join(", ")));
+    }
+    if !report.conflicts.is_empty() {
+        let paths: Vec<&str> = report.conflicts.iter().map(|c| c.path.as_str()).collect();
+        return Some(format!("unresolved merge conflicts: {}", paths.join(", ")));
+    }
+    if let Some(gate) = report.gate.as_ref().filter(|g| !g.passed()) {
+        return Some(format!("gate failed: {}", gate.summary()));
+    }
+    None
+}
+
+/// A hash of the plan as run, for `run_started`.
+fn plan_hash(plan: &Plan) -> String {
+    forge_staging::ContentHash::of(plan.to_toml().as_bytes()).to_string()
+}
+
+/// The plan's `[merge]` rules; paths matched by some task's `appends` default to `union`.
+fn merge_rules(plan: &Plan) -> Result<MergeRules, ExecError> {
+    let mut rules: Vec<(String, MergeStrategy)> = plan
+        .merge
+        .iter()
+        .map(|r| (r.pattern.as_str().to_owned(), r.strategy.clone()))
+        .collect();
+    for task in &plan.tasks {
+        for claim in &task.appends {
+            let pattern = claim.pattern.as_str();
+            if !rules.iter().any(|(p, _)| p == pattern) {
+                rules.push((pattern.to_owned(), MergeStrategy::Union));
+            }
+        }
+    }
+    Ok(MergeRules::new(
+        rules.iter().map(|(p, s)| (p.as_str(), s.clone())),
+    )?)
+}
+
+/// Runs blocking work (file-system walks, staging, merging) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ExecError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ExecError::Store(format!("a background task failed: {e}")))
+}
+
+/// Reads a run's `result.json`.
+pub(crate) fn read_result(store: &RunStore, run: &RunId) -> Result<RunResult, ExecError> {
+    read_json(&store.result_path(run))
+}

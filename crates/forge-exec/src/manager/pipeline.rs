@@ -1,0 +1,622 @@
+//! One attempt of a task through the pipeline: locks, workspace, agent, capture, merge.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use forge_events::{ClaimRecord, EventKind, EventSink as _, OutputStream, TaskId, TaskStatus};
+use forge_locks::{AcquireOptions, Claim, LockError, LockSet, OwnerId};
+use forge_merge::{
+    Conflict, Gate, GateCommand, GateReport, IntegrationOutcome, IntegrationStatus, Violation,
+};
+use forge_staging::{ChangeSet, Snapshot, Workspace};
+
+use super::{Shared, blocking};
+use crate::ExecError;
+use crate::agent::{AgentEvent, OutputFormat, OutputParser, PromptVars};
+use crate::plan::Task;
+use crate::process::{AttemptEnv, run_process_in};
+use crate::sched::{AttemptContext, CancelHandle, TaskOutcome, TaskRunner};
+use crate::store::write_json;
+
+/// Raw output lines published as `task_output` per attempt and second, at most (the log
+/// file has them all).
+const OUTPUT_EVENTS_PER_SECOND: u32 = 20;
+
+/// The [`TaskRunner`] of the `ExecutionManager`.
+pub(crate) struct PipelineRunner {
+    shared: Arc<Shared>,
+}
+
+impl PipelineRunner {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskRunner for PipelineRunner {
+    async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
+        match attempt_task(&self.shared, task, attempt, &ctx).await {
+            Ok(outcome) => outcome,
+            Err(e) => TaskOutcome::failed(e.to_string()),
+        }
+    }
+
+    fn reports_start(&self) -> bool {
+        true
+    }
+}
+
+fn claim_records(claims: &[Claim]) -> Vec<ClaimRecord> {
+    claims
+        .iter()
+        .map(|c| ClaimRecord {
+            mode: match c.mode {
+                forge_locks::LockMode::Read => "reads",
+                forge_locks::LockMode::Write => "writes",
+                forge_locks::LockMode::Append => "appends",
+            }
+            .to_owned(),
+            pattern: c.pattern.as_str().to_owned(),
+        })
+        .collect()
+}
+
+fn cancelled(message: &str) -> TaskOutcome {
+    TaskOutcome {
+        status: TaskStatus::Cancelled,
+        ..TaskOutcome::failed(message)
+    }
+}
+
+/// Takes the task's claims, waiting (and saying for whom) if others hold conflicting ones.
+async fn acquire(
+    shared: &Shared,
+    task: &Task,
+    attempt: u32,
+    ctx: &AttemptContext,
+) -> Result<Option<LockSet>, ExecError> {
+    let claims: Vec<Claim> = task.claims().cloned().collect();
+    let owner = OwnerId::new(task.id.as_str(), attempt);
+    match shared.locks.try_acquire(&owner, &claims) {
+        Ok(set) => return Ok(Some(set)),
+        Err(LockError::WouldBlock { blocked_by }) => {
+            let mut by: Vec<TaskId> = blocked_by
+                .iter()
+                .filter_map(|o| TaskId::new(o.name()).ok())
+                .collect();
+            by.dedup();
+            shared.publish(
+                &task.id,
+                EventKind::TaskWaitingLocks {
+                    claims: claim_records(&claims),
+                    blocked_by: by,
+                },
+            );
+        }
+        Err(e) => return Err(ExecError::Store(format!("locks of `{}`: {e}", task.id))),
+    }
+    let options = AcquireOptions::default();
+    tokio::select! {
+        set = shared.locks.acquire(&owner, &claims, &options) => match set {
+            Ok(set) => Ok(Some(set)),
+            Err(LockError::Deadlock { cycle, .. }) => {
+                let cycle: Vec<TaskId> = cycle.iter().filter_map(|o| TaskId::new(o.name()).ok()).collect();
+                shared.publish(&task.id, EventKind::LockDeadlock { cycle, victim: task.id.clone() });
+                Err(ExecError::Store(format!("`{}` was chosen to break a lock deadlock", task.id)))
+            }
+            Err(e) => Err(ExecError::Store(format!("locks of `{}`: {e}", task.id))),
+        },
+        () = ctx.cancel.cancelled() => {
+            shared.locks.release_all(&owner);
+            Ok(None)
+        }
+    }
+}
+
+/// The integrated tree now, as a snapshot to stage from (one delta layer per version).
+async fn current_snapshot(shared: &Arc<Shared>) -> Result<Arc<Snapshot>, ExecError> {
+    let shared = shared.clone();
+    blocking(move || {
+        let mut snapshots = shared.snapshots.lock();
+        let integration = shared.integration.lock();
+        let version = integration.version();
+        if let Some(s) = snapshots.get(&version) {
+            return Ok(s.clone());
+        }
+        let dir = shared
+            .store
+            .work_dir(&shared.run)
+            .join("layers")
+            .join(format!("v{version}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| ExecError::io("remove", &dir, e))?;
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
+        }
+        let snapshot = Arc::new(integration.snapshot(&dir)?);
+        snapshots.insert(version, snapshot.clone());
+        Ok(snapshot)
+    })
+    .await?
+}
+
+/// What a conflicting first pass tells the agent when it runs again on top.
+fn describe_conflicts(shared: &Shared, task: &Task, outcome: &IntegrationOutcome) -> String {
+    let mut text = String::from(
+        "\n\n---\nForge: your previous changes conflicted with work other tasks finished meanwhile. \
+         You are now running on top of the integrated tree, which already holds their work. \
+         Make your changes again so that both are kept.\n",
+    );
+    for c in &outcome.conflicts {
+        let _ = write!(
+            text,
+            "\n- `{}` ({}): also changed by {}",
+            c.path,
+            c.kind,
+            c.tasks
+                .iter()
+                .filter(|t| t.as_str() != task.id.as_str())
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(marked) = c.marked.as_ref().and_then(|h| shared.blobs.read(h).ok()) {
+            let marked = String::from_utf8_lossy(&marked);
+            let shown: String = marked.chars().take(4000).collect();
+            let _ = write!(text, "; the file with conflict markers:\n```\n{shown}\n```");
+        }
+    }
+    text
+}
+
+/// Publishes a merge's conflicts and result, records them, in the integration's order.
+fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &IntegrationOutcome) {
+    let mut conflicts = shared.conflicts.lock();
+    for c in &outcome.conflicts {
+        publish_conflict(shared, &task.id, c, c.resolved);
+        if c.resolved {
+            conflicts.1 += 1;
+        } else {
+            conflicts.0.push(c.clone());
+        }
+    }
+    shared.publish(
+        &task.id,
+        EventKind::MergeIntegrated {
+            files: outcome
+                .integrated
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        },
+    );
+    shared.integrated.lock().push((task.id.clone(), attempt));
+}
+
+fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool) {
+    shared.publish(
+        task,
+        EventKind::MergeConflict {
+            path: c.path.as_str().to_owned(),
+            tasks: c
+                .tasks
+                .iter()
+                .filter_map(|t| TaskId::new(t.as_str()).ok())
+                .collect(),
+            strategy: c.strategy.to_string(),
+            resolved,
+        },
+    );
+}
+
+/// Turns what the agent printed into events.
+struct OutputEvents<'a> {
+    shared: &'a Shared,
+    task: &'a TaskId,
+    parser: OutputParser,
+    text: bool,
+    buf: Vec<AgentEvent>,
+    window: Instant,
+    in_window: u32,
+    last_error: Option<String>,
+}
+
+impl OutputEvents<'_> {
+    fn line(&mut self, stream: OutputStream, line: &str) {
+        self.parser.line(stream, line, &mut self.buf);
+        self.publish_parsed();
+        // Raw lines of plain-text agents (and anyone's stderr), rate-limited.
+        if self.text || stream == OutputStream::Stderr {
+            if self.window.elapsed().as_secs() >= 1 {
+                self.window = Instant::now();
+                self.in_window = 0;
+            }
+            if self.in_window < OUTPUT_EVENTS_PER_SECOND {
+                self.in_window += 1;
+                self.shared.publish(
+                    self.task,
+                    EventKind::TaskOutput {
+                        stream,
+                        line: line.to_owned(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// After the process ended: what the parser held back (a final result, buffered text).
+    fn finish(&mut self) {
+        self.parser.finish(&mut self.buf);
+        self.publish_parsed();
+    }
+
+    fn publish_parsed(&mut self) {
+        for event in self.buf.drain(..) {
+            let kind = match event {
+                AgentEvent::Progress {
+                    message,
+                    tool,
+                    files,
+                } => EventKind::TaskProgress {
+                    message,
+                    tool,
+                    files,
+                },
+                AgentEvent::Usage {
+                    tokens_in,
+                    tokens_out,
+                    cost_usd,
+                } => EventKind::TaskUsage {
+                    tokens_in,
+                    tokens_out,
+                    cost_usd,
+                },
+                AgentEvent::Error(message) => {
+                    self.last_error = Some(message.clone());
+                    EventKind::TaskProgress {
+                        message: format!("error: {message}"),
+                        tool: None,
+                        files: Vec::new(),
+                    }
+                }
+                AgentEvent::Result { text, is_error } => {
+                    if is_error {
+                        self.last_error = Some(text.clone());
+                    }
+                    continue;
+                }
+            };
+            self.shared.publish(self.task, kind);
+        }
+    }
+}
+
+/// Runs one attempt, start to end. Locks are released when this returns (the `LockSet` is
+/// dropped), which is after the changes were integrated.
+#[allow(clippy::too_many_lines)] // the pipeline, step by step
+async fn attempt_task(
+    shared: &Arc<Shared>,
+    task: &Task,
+    attempt: u32,
+    ctx: &AttemptContext,
+) -> Result<TaskOutcome, ExecError> {
+    let Some(profile) = shared.profiles.get(&task.agent) else {
+        return Ok(TaskOutcome::failed(format!(
+            "unknown agent profile `{}`",
+            task.agent
+        )));
+    };
+    // 1. Locks.
+    let Some(_locks) = acquire(shared, task, attempt, ctx).await? else {
+        return Ok(cancelled("cancelled while waiting for locks"));
+    };
+    let attempt_dir = shared
+        .store
+        .attempt_dir(&shared.run, task.id.as_str(), attempt);
+    std::fs::create_dir_all(&attempt_dir).map_err(|e| ExecError::io("create", &attempt_dir, e))?;
+    let mut prompt = task.prompt.clone();
+    let mut pass = 0u32;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(cancelled("cancelled before the agent started"));
+        }
+        // 2. A workspace from the integrated tree as it is now.
+        let snapshot = current_snapshot(shared).await?;
+        let name = if pass == 0 {
+            format!("{}-{attempt}", task.id)
+        } else {
+            format!("{}-{attempt}-rerun{pass}", task.id)
+        };
+        let stager = shared.stager.clone();
+        let ws: Workspace = blocking(move || stager.stage(&snapshot, &name)).await??;
+        if pass == 0 {
+            shared.publish(
+                &task.id,
+                EventKind::TaskStarted {
+                    attempt,
+                    agent: task.agent.clone(),
+                    workspace: ws.path().display().to_string(),
+                    strategy: ws.kind().name().to_owned(),
+                },
+            );
+        }
+        // 3. The agent.
+        let suffix = if pass == 0 {
+            String::new()
+        } else {
+            format!("-rerun{pass}")
+        };
+        let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
+        std::fs::write(&prompt_file, &prompt)
+            .map_err(|e| ExecError::io("write", &prompt_file, e))?;
+        let mut spec = profile
+            .command(&PromptVars {
+                prompt: &prompt,
+                prompt_file: &prompt_file,
+                model: task.model.as_deref(),
+            })
+            .map_err(|e| ExecError::Agent(e.to_string()))?;
+        ws.path().clone_into(&mut spec.cwd);
+        spec.env
+            .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let log_path = attempt_dir.join(format!("output{suffix}.log"));
+        let mut output = OutputEvents {
+            shared,
+            task: &task.id,
+            parser: OutputParser::new(profile.format).with_workspace(ws.path()),
+            text: profile.format == OutputFormat::Text,
+            buf: Vec::new(),
+            window: Instant::now(),
+            in_window: 0,
+            last_error: None,
+        };
+        let env = AttemptEnv {
+            run: &shared.run,
+            task: task.id.as_str(),
+            attempt,
+        };
+        let exit = run_process_in(
+            &spec,
+            &env,
+            &log_path,
+            &mut |stream, line| output.line(stream, line),
+            &ctx.cancel,
+            &ctx.kill,
+            &shared.process,
+            &|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other),
+        )
+        .await;
+        output.finish();
+        let last_error = output.last_error.take();
+        let exit = match exit {
+            Ok(exit) => exit,
+            Err(e) => {
+                dispose(ws).await;
+                return Ok(TaskOutcome::failed(format!(
+                    "could not start `{}` for agent `{}`: {e}",
+                    spec.program.to_string_lossy(),
+                    task.agent
+                )));
+            }
+        };
+        if exit.stopped || ctx.cancel.is_cancelled() {
+            dispose(ws).await;
+            return Ok(TaskOutcome {
+                status: TaskStatus::Cancelled,
+                exit_code: exit.code,
+                signal: exit.signal,
+                files_changed: Vec::new(),
+                message: Some("stopped".into()),
+            });
+        }
+        if exit.code != Some(0) {
+            dispose(ws).await;
+            let what = match (exit.code, exit.signal) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, None) => "ended without a status".to_owned(),
+            };
+            let message = match last_error {
+                Some(err) => format!("{what}: {}", first_line(&err)),
+                None => what,
+            };
+            return Ok(TaskOutcome {
+                status: TaskStatus::Failed,
+                exit_code: exit.code,
+                signal: exit.signal,
+                files_changed: Vec::new(),
+                message: Some(message),
+            });
+        }
+        // 4. Capture, 5. persist: durable before anything is integrated or recorded.
+        let (ws, changes) = blocking(move || {
+            let changes = ws.changes();
+            (ws, changes)
+        })
+        .await?;
+        dispose(ws).await;
+        let changes: ChangeSet = changes?;
+        {
+            let (blobs, path, changes) = (
+                shared.blobs.clone(),
+                shared
+                    .store
+                    .changes_path(&shared.run, task.id.as_str(), attempt),
+                changes.clone(),
+            );
+            blocking(move || -> Result<(), ExecError> {
+                blobs.sync()?;
+                write_json(&path, &changes)
+            })
+            .await??;
+        }
+        let violations: Vec<Violation> = forge_merge::audit(
+            &changes,
+            &task.writes.iter().chain(&task.appends).collect::<Vec<_>>(),
+            |c, p| c.pattern.matches(p.as_str()),
+        );
+        if !violations.is_empty() {
+            shared.publish(
+                &task.id,
+                EventKind::ClaimViolation {
+                    paths: violations
+                        .iter()
+                        .map(|v| v.path.as_str().to_owned())
+                        .collect(),
+                    policy: shared.plan.on_violation.to_string(),
+                },
+            );
+        }
+        // 6. Merge, in the integration's order (events published under its lock).
+        let outcome = {
+            let (shared2, task2, changes2) = (shared.clone(), task.clone(), changes.clone());
+            let violations = violations.clone();
+            blocking(move || -> Result<IntegrationOutcome, ExecError> {
+                let order = shared2.order.get(&task2.id).copied().unwrap_or(u64::MAX);
+                let mut integration = shared2.integration.lock();
+                let outcome = integration.integrate_audited(
+                    task2.id.as_str(),
+                    &changes2,
+                    order,
+                    violations,
+                )?;
+                if matches!(
+                    outcome.status,
+                    IntegrationStatus::Integrated | IntegrationStatus::Conflicted
+                ) {
+                    record_integration(&shared2, &task2, attempt, &outcome);
+                }
+                Ok(outcome)
+            })
+            .await??
+        };
+        let files: Vec<String> = changes.paths().map(|p| p.as_str().to_owned()).collect();
+        match &outcome.status {
+            IntegrationStatus::Integrated | IntegrationStatus::Conflicted => {
+                return Ok(TaskOutcome {
+                    files_changed: files,
+                    ..TaskOutcome::succeeded()
+                });
+            }
+            IntegrationStatus::Rejected => {
+                let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+                return Ok(TaskOutcome::failed(format!(
+                    "changed files outside its claims ({}); nothing of it was integrated \
+                     (on_violation = \"reject\"): claim them in `writes`, or set on_violation",
+                    paths.join(", ")
+                )));
+            }
+            IntegrationStatus::NeedsRerun { .. } => {
+                if pass >= shared.plan.merge_reruns {
+                    let mut conflicts = shared.conflicts.lock();
+                    for c in &outcome.conflicts {
+                        publish_conflict(shared, &task.id, c, false);
+                        conflicts.0.push(c.clone());
+                    }
+                    let paths: Vec<&str> =
+                        outcome.conflicts.iter().map(|c| c.path.as_str()).collect();
+                    return Ok(TaskOutcome::failed(format!(
+                        "merge conflict on {} still unresolved after {} re-run(s) on top of the \
+                         integrated tree",
+                        paths.join(", "),
+                        pass
+                    )));
+                }
+                let paths: Vec<&str> = outcome.conflicts.iter().map(|c| c.path.as_str()).collect();
+                shared.publish(
+                    &task.id,
+                    EventKind::TaskProgress {
+                        message: format!(
+                            "merge conflict on {}: re-running on top of the integrated tree",
+                            paths.join(", ")
+                        ),
+                        tool: None,
+                        files: paths.iter().map(|p| (*p).to_owned()).collect(),
+                    },
+                );
+                prompt = format!(
+                    "{}{}",
+                    task.prompt,
+                    describe_conflicts(shared, task, &outcome)
+                );
+                pass += 1;
+            }
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// Removes a workspace off the async threads; a failure leaves it for `forge gc`.
+async fn dispose(ws: Workspace) {
+    let _ = blocking(move || ws.dispose()).await;
+}
+
+/// Runs the gate's commands one after another in a workspace staged from the integrated
+/// tree, with an event before and after each.
+pub(crate) async fn run_gate(
+    shared: &Arc<Shared>,
+    cancel: &CancelHandle,
+) -> Result<GateReport, ExecError> {
+    let started = Instant::now();
+    let snapshot = current_snapshot(shared).await?;
+    let stager = shared.stager.clone();
+    let ws = blocking(move || stager.stage(&snapshot, "gate")).await??;
+    let ws = Arc::new(ws);
+    let mut report = GateReport::default();
+    let mut failed = false;
+    for command in &shared.plan.gate.commands {
+        let gate = Gate {
+            commands: vec![GateCommand {
+                name: command.clone(),
+                command: command.clone(),
+                timeout: shared.plan.gate.timeout,
+            }],
+            parallel: false,
+        };
+        if failed || cancel.is_cancelled() {
+            report.commands.push(forge_merge::CommandReport {
+                name: command.clone(),
+                command: command.clone(),
+                status: forge_merge::CommandStatus::Skipped,
+                duration_ms: 0,
+                output: String::new(),
+                output_truncated: false,
+                tests: None,
+            });
+            continue;
+        }
+        let _ = shared.events.publish_run(EventKind::GateStarted {
+            command: command.clone(),
+        });
+        let ws2 = ws.clone();
+        let mut results = blocking(move || gate.run_in(&ws2)).await?;
+        let Some(result) = results.pop() else {
+            continue;
+        };
+        let _ = shared.events.publish_run(EventKind::GateFinished {
+            command: command.clone(),
+            passed: result.passed(),
+            exit_code: match result.status {
+                forge_merge::CommandStatus::Passed => Some(0),
+                forge_merge::CommandStatus::Failed { code } => Some(code),
+                _ => None,
+            },
+            duration_ms: result.duration_ms,
+            tests_passed: result.tests.map(|t| t.passed),
+            tests_failed: result.tests.map(|t| t.failed),
+        });
+        failed = !result.passed();
+        report.commands.push(result);
+    }
+    if let Ok(ws) = Arc::try_unwrap(ws) {
+        dispose(ws).await;
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}

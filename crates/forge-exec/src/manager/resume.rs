@@ -1,0 +1,234 @@
+//! Resume: what the journal says was done, the integration rebuilt from persisted changesets,
+//! and the leftovers of a dead process cleaned up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use forge_events::{Event, EventKind, RunId, TaskId, TaskStatus};
+use forge_merge::{Conflict, Integration, IntegrationStatus};
+use forge_staging::ChangeSet;
+
+use crate::ExecError;
+use crate::plan::Plan;
+use crate::sched::{PriorTask, TaskOutcome, should_retry};
+use crate::store::{RunStore, read_json};
+
+/// What an interrupted run had done.
+#[derive(Debug, Default)]
+pub(crate) struct Prior {
+    /// Per task: finished for good, or attempted.
+    pub(crate) tasks: HashMap<TaskId, PriorTask>,
+    /// Finished tasks' (task, attempt) in the order they were integrated.
+    pub(crate) integrated: Vec<(TaskId, u32)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    attempt: u32,
+    failed: u32,
+    finished: Option<(TaskStatus, Option<String>, Option<i32>)>,
+    started: bool,
+    integrated_at: Option<usize>,
+}
+
+/// Folds the journal into what resume needs.
+pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
+    let mut seen: HashMap<&str, Seen> = HashMap::new();
+    for (pos, event) in history.iter().enumerate() {
+        let Some(task) = event.task.as_ref() else {
+            continue;
+        };
+        let s = seen.entry(task.as_str()).or_default();
+        match &event.kind {
+            EventKind::TaskStarted { attempt, .. } => {
+                s.attempt = *attempt;
+                s.started = true;
+                s.finished = None;
+                s.integrated_at = None;
+            }
+            EventKind::TaskFinished {
+                status,
+                reason,
+                exit_code,
+                ..
+            } => {
+                if !s.started {
+                    continue; // skipped without running: recomputed
+                }
+                if matches!(status, TaskStatus::Failed | TaskStatus::TimedOut) {
+                    s.failed += 1;
+                }
+                s.finished = Some((*status, reason.clone(), *exit_code));
+            }
+            EventKind::TaskRetrying { .. } => s.finished = None,
+            EventKind::MergeIntegrated { .. } => s.integrated_at = Some(pos),
+            _ => {}
+        }
+    }
+    let mut prior = Prior::default();
+    let mut order: Vec<(usize, TaskId, u32)> = Vec::new();
+    for task in &plan.tasks {
+        let Some(s) = seen.get(task.id.as_str()) else {
+            continue;
+        };
+        if !s.started {
+            continue;
+        }
+        let attempted = PriorTask::Attempted {
+            attempts: s.attempt,
+            failed: s.failed,
+        };
+        let entry = match &s.finished {
+            Some((TaskStatus::Succeeded, _, _)) => match s.integrated_at {
+                Some(pos) => {
+                    order.push((pos, task.id.clone(), s.attempt));
+                    PriorTask::Finished {
+                        status: TaskStatus::Succeeded,
+                        reason: None,
+                    }
+                }
+                // Succeeded but its merge was not recorded: run it again to be safe.
+                None => attempted,
+            },
+            Some((status @ (TaskStatus::Failed | TaskStatus::TimedOut), reason, exit_code)) => {
+                // The process may have died between the failure and its retry being recorded.
+                let outcome = TaskOutcome {
+                    status: *status,
+                    exit_code: *exit_code,
+                    signal: None,
+                    files_changed: Vec::new(),
+                    message: reason.clone(),
+                };
+                if s.failed <= task.retries && should_retry(&task.retry_on, &outcome) {
+                    attempted
+                } else {
+                    PriorTask::Finished {
+                        status: *status,
+                        reason: reason.clone(),
+                    }
+                }
+            }
+            // Cancelled, or interrupted with no end recorded.
+            _ => attempted,
+        };
+        prior.tasks.insert(task.id.clone(), entry);
+    }
+    order.sort_by_key(|(pos, ..)| *pos);
+    prior.integrated = order.into_iter().map(|(_, t, a)| (t, a)).collect();
+    prior
+}
+
+/// Integrates the persisted changesets of finished tasks again, in their original order: the
+/// same inputs in the same order give the same integrated tree. Returns it with the unresolved
+/// conflicts and the count of settled ones.
+pub(crate) fn rebuild(
+    mut integration: Integration,
+    store: &RunStore,
+    run: &RunId,
+    plan: &Plan,
+    order: &[(TaskId, u32)],
+) -> Result<(Integration, (Vec<Conflict>, usize)), ExecError> {
+    let mut unresolved = Vec::new();
+    let mut resolved = 0usize;
+    let index: HashMap<&TaskId, usize> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.id, i))
+        .collect();
+    for (task_id, attempt) in order {
+        let Some(&i) = index.get(task_id) else {
+            continue;
+        };
+        let task = &plan.tasks[i];
+        let path = store.changes_path(run, task_id.as_str(), *attempt);
+        let changes: ChangeSet = read_json(&path)?;
+        let violations = forge_merge::audit(
+            &changes,
+            &task.writes.iter().chain(&task.appends).collect::<Vec<_>>(),
+            |c, p| c.pattern.matches(p.as_str()),
+        );
+        let outcome =
+            integration.integrate_audited(task_id.as_str(), &changes, i as u64, violations)?;
+        if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {
+            return Err(ExecError::Corrupt {
+                path,
+                reason: format!(
+                    "its changes no longer integrate as they did ({outcome}); was the run store edited?"
+                ),
+            });
+        }
+        for c in outcome.conflicts {
+            if c.resolved {
+                resolved += 1;
+            } else {
+                unresolved.push(c);
+            }
+        }
+    }
+    Ok((integration, (unresolved, resolved)))
+}
+
+/// Stops and removes what a dead process running `run` left behind: agent processes (found by
+/// their `FORGE_RUN_ID`), workspaces (mounts, git worktrees, directories), snapshot layers, and
+/// a torn apply (finished or undone by `forge_merge::recover`).
+pub fn cleanup_leftovers(store: &RunStore, run: &RunId) -> Result<(), ExecError> {
+    kill_run_processes(run);
+    let work = store.work_dir(run);
+    forge_staging::gc(&work)?;
+    let layers = work.join("layers");
+    if layers.exists() {
+        std::fs::remove_dir_all(&layers).map_err(|e| ExecError::io("remove", &layers, e))?;
+    }
+    forge_merge::recover(&store.run_dir(run))?;
+    Ok(())
+}
+
+/// Kills every process (other than this one) whose environment says it belongs to `run`, until
+/// none is left (a dying agent may still fork for a moment).
+pub(crate) fn kill_run_processes(run: &RunId) {
+    let marker = format!("FORGE_RUN_ID={run}");
+    let me = std::process::id();
+    for _ in 0..50 {
+        let pids = run_processes(&marker, me);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_processes(marker: &str, me: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Zombies keep no environment and need no kill.
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}

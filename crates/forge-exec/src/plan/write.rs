@@ -1,0 +1,186 @@
+//! Writing a plan back as TOML: the run store's copy, `forge plan` and `forge split` output.
+
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::{OnFailure, Plan, RetryOn, Task};
+use crate::HumanDuration;
+
+fn duration(d: Duration) -> Value {
+    Value::String(HumanDuration::new(d).to_string())
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::Array(
+        items
+            .into_iter()
+            .map(|s| Value::String(s.to_owned()))
+            .collect(),
+    )
+}
+
+fn retry_on(r: &RetryOn) -> Value {
+    let mut items: Vec<Value> = r
+        .exit_codes
+        .iter()
+        .map(|c| Value::Integer(i64::from(*c)))
+        .collect();
+    for (set, name) in [(r.timeout, "timeout"), (r.signal, "signal"), (r.any, "any")] {
+        if set {
+            items.push(Value::String(name.to_owned()));
+        }
+    }
+    Value::Array(items)
+}
+
+fn task_table(task: &Task) -> Table {
+    let mut t = Table::new();
+    t.insert("id".into(), Value::String(task.id.to_string()));
+    t.insert("agent".into(), Value::String(task.agent.clone()));
+    if let Some(model) = &task.model {
+        t.insert("model".into(), Value::String(model.clone()));
+    }
+    t.insert("prompt".into(), Value::String(task.prompt.clone()));
+    for (key, claims) in [
+        ("reads", &task.reads),
+        ("writes", &task.writes),
+        ("appends", &task.appends),
+    ] {
+        if !claims.is_empty() {
+            t.insert(
+                key.into(),
+                strings(claims.iter().map(|c| c.pattern.as_str())),
+            );
+        }
+    }
+    if !task.after.is_empty() {
+        t.insert(
+            "after".into(),
+            strings(task.after.iter().map(forge_events::TaskId::as_str)),
+        );
+    }
+    if let Some(d) = task.timeout {
+        t.insert("timeout".into(), duration(d));
+    }
+    if task.retries > 0 {
+        t.insert("retries".into(), Value::Integer(i64::from(task.retries)));
+    }
+    if !task.retry_on.is_unset() {
+        t.insert("retry_on".into(), retry_on(&task.retry_on));
+    }
+    if let Some(d) = task.estimate {
+        t.insert("estimate".into(), duration(d));
+    }
+    if !task.env.is_empty() {
+        t.insert(
+            "env".into(),
+            Value::Table(
+                task.env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(pool) = &task.pool {
+        t.insert("pool".into(), Value::String(pool.clone()));
+    }
+    t
+}
+
+impl Plan {
+    /// The plan as a TOML document that [`Plan::parse`] reads back into an equal plan: every
+    /// task written out in full (defaults applied, `prompt_file`s inlined as `prompt`).
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// # use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
+    /// let text = "[defaults]\nagent = \"sim\"\nretries = 2\n[[task]]\nid = \"a\"\nprompt = \"hi\"\n";
+    /// let plan = Plan::parse(text, Path::new("p.toml"), PlanFormat::Toml, &PlanOptions::default())?;
+    /// let written = plan.to_toml();
+    /// assert!(written.contains("retries = 2"));
+    /// let again = Plan::parse(&written, Path::new("p.toml"), PlanFormat::Toml, &PlanOptions::default())?;
+    /// assert_eq!(again.tasks, plan.tasks);
+    /// # Ok::<(), forge_exec::PlanError>(())
+    /// ```
+    pub fn to_toml(&self) -> String {
+        let mut doc = Table::new();
+        if !self.name.is_empty() {
+            doc.insert("name".into(), Value::String(self.name.clone()));
+        }
+        doc.insert(
+            "concurrency".into(),
+            Value::Integer(i64::try_from(self.concurrency).unwrap_or(i64::MAX)),
+        );
+        doc.insert("base".into(), Value::String(self.base.to_string()));
+        doc.insert(
+            "on_failure".into(),
+            Value::String(
+                match self.on_failure {
+                    OnFailure::KeepGoing => "keep_going",
+                    OnFailure::FailFast => "fail_fast",
+                }
+                .to_owned(),
+            ),
+        );
+        doc.insert(
+            "on_violation".into(),
+            Value::String(self.on_violation.to_string()),
+        );
+        if !self.pools.is_empty() {
+            doc.insert(
+                "pools".into(),
+                Value::Table(
+                    self.pools
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
+                            )
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        let mut merge = Table::new();
+        for rule in &self.merge {
+            merge.insert(
+                rule.pattern.as_str().to_owned(),
+                Value::String(rule.strategy.to_string()),
+            );
+        }
+        if self.merge_reruns != 1 {
+            merge.insert(
+                "reruns".into(),
+                Value::Integer(i64::from(self.merge_reruns)),
+            );
+        }
+        if !merge.is_empty() {
+            doc.insert("merge".into(), Value::Table(merge));
+        }
+        if !self.gate.commands.is_empty() || self.gate.timeout.is_some() {
+            let mut gate = Table::new();
+            gate.insert(
+                "commands".into(),
+                strings(self.gate.commands.iter().map(String::as_str)),
+            );
+            if let Some(d) = self.gate.timeout {
+                gate.insert("timeout".into(), duration(d));
+            }
+            doc.insert("gate".into(), Value::Table(gate));
+        }
+        doc.insert(
+            "task".into(),
+            Value::Array(
+                self.tasks
+                    .iter()
+                    .map(|t| Value::Table(task_table(t)))
+                    .collect(),
+            ),
+        );
+        // A table of strings, integers and arrays always serializes.
+        toml::to_string(&doc).unwrap_or_default()
+    }
+}
