@@ -124,7 +124,10 @@ pub async fn run_process(
     kill: &CancellationToken,
     options: &ProcessOptions,
 ) -> std::io::Result<ProcessExit> {
-    run_process_in(spec, env, log_path, on_line, cancel, kill, options, &|_| Ok(())).await
+    run_process_in(spec, env, log_path, on_line, cancel, kill, options, &|_| {
+        Ok(())
+    })
+    .await
 }
 
 /// A hook that sets a command up before it is spawned (such as
