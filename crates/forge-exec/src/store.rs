@@ -273,7 +273,11 @@ mod tests {
         let b = store.new_run("Add user auth!").unwrap();
         assert_ne!(a, b);
         assert!(a.as_str().starts_with("add-user-auth-"), "{a}");
-        assert_eq!(a.as_str().len(), "add-user-auth-20261124-163000-abcd".len(), "{a}");
+        assert_eq!(
+            a.as_str().len(),
+            "add-user-auth-20261124-163000-abcd".len(),
+            "{a}"
+        );
         assert!(store.run_dir(&a).is_dir());
         let c = store.new_run("").unwrap();
         assert!(c.as_str().starts_with("run-"));

@@ -367,7 +367,13 @@ async fn resume_reuses_finished_tasks_and_numbers_attempts_on() {
                 reason: Some("exit 1".into()),
             },
         ),
-        ("c", PriorTask::Attempted { attempts: 2, failed: 0 }),
+        (
+            "c",
+            PriorTask::Attempted {
+                attempts: 2,
+                failed: 0,
+            },
+        ),
     ]
     .into_iter()
     .map(|(id, p)| (TaskId::new(id).unwrap(), p))
