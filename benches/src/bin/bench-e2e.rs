@@ -370,8 +370,16 @@ fn main() {
     } else {
         (100, 100, Duration::from_secs(2), 1000)
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("repo");
+    let guard = tempfile::tempdir().unwrap();
+    let root = guard.path().to_path_buf();
+    // `--keep`: leave the repository and its run store for inspection.
+    let _guard = if args.iter().any(|a| a == "--keep") {
+        println!("keeping {}", guard.keep().display());
+        None
+    } else {
+        Some(guard)
+    };
+    let repo = root.join("repo");
     std::fs::create_dir(&repo).unwrap();
     let started = Instant::now();
     generate_repo(&repo, dirs, per_dir);
@@ -381,124 +389,144 @@ fn main() {
         started.elapsed().as_secs_f64(),
         sleep.as_millis()
     );
+    // Runs of one commit share its base snapshot: the first run of the commit captures it. Take
+    // it now so every measured run starts alike.
+    timed_run(&rt, &repo, &plan_text(1, 1, Duration::ZERO));
     let mut report = Report::new("e2e", quick);
+    // `--only <prefix>`: the rows whose id starts with it.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let selected = |id: &str| only.as_deref().is_none_or(|o| id.starts_with(o));
     let s_ms = sleep.as_secs_f64() * 1000.0;
 
     // 10 agents: concurrency 10 against 1, alternating.
-    let reps = if quick { 1 } else { 2 };
-    let (mut par, mut seq) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        par.push(
-            timed_run(&rt, &repo, &plan_text(10, 10, sleep))
-                .0
-                .as_secs_f64(),
+    if selected("speedup_10") {
+        let reps = if quick { 1 } else { 2 };
+        let (mut par, mut seq) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            par.push(
+                timed_run(&rt, &repo, &plan_text(10, 10, sleep))
+                    .0
+                    .as_secs_f64(),
+            );
+            seq.push(
+                timed_run(&rt, &repo, &plan_text(10, 1, sleep))
+                    .0
+                    .as_secs_f64(),
+            );
+        }
+        let (p10, s10) = (
+            Duration::from_secs_f64(median(&par)),
+            Duration::from_secs_f64(median(&seq)),
         );
-        seq.push(
-            timed_run(&rt, &repo, &plan_text(10, 1, sleep))
-                .0
-                .as_secs_f64(),
+        println!(
+            "10 agents: {:.2} s at 10, {:.2} s at 1",
+            p10.as_secs_f64(),
+            s10.as_secs_f64()
+        );
+        report.push(
+            Row::new(
+                "speedup_10_agents",
+                s10.as_secs_f64() / p10.as_secs_f64(),
+                "ratio",
+                Better::Higher,
+                reps,
+            )
+            .goal(">= 9.5")
+            .extra("wall_parallel_ms", p10.as_millis() as u64)
+            .extra("wall_sequential_ms", s10.as_millis() as u64),
         );
     }
-    let (p10, s10) = (
-        Duration::from_secs_f64(median(&par)),
-        Duration::from_secs_f64(median(&seq)),
-    );
-    println!(
-        "10 agents: {:.2} s at 10, {:.2} s at 1",
-        p10.as_secs_f64(),
-        s10.as_secs_f64()
-    );
-    report.push(
-        Row::new(
-            "speedup_10_agents",
-            s10.as_secs_f64() / p10.as_secs_f64(),
-            "ratio",
-            Better::Higher,
-            reps,
-        )
-        .goal(">= 9.5")
-        .extra("wall_parallel_ms", p10.as_millis() as u64)
-        .extra("wall_sequential_ms", s10.as_millis() as u64),
-    );
 
     // 50 agents, with an SSE client for the event delays.
-    let (p50, delays) = run_with_sse(&rt, &repo, &plan_text(50, 50, sleep), 50);
-    let (s50, _) = timed_run(&rt, &repo, &plan_text(50, 1, sleep));
-    println!(
-        "50 agents: {:.2} s at 50, {:.2} s at 1",
-        p50.as_secs_f64(),
-        s50.as_secs_f64()
-    );
-    report.push(
-        Row::new(
-            "speedup_50_agents",
-            s50.as_secs_f64() / p50.as_secs_f64(),
-            "ratio",
-            Better::Higher,
-            1,
-        )
-        .goal(">= 45")
-        .extra("wall_parallel_ms", p50.as_millis() as u64)
-        .extra("wall_sequential_ms", s50.as_millis() as u64),
-    );
-    let overhead = (p50.as_secs_f64() * 1000.0 - s_ms) / 50.0;
-    report.push(
-        Row::new("overhead_per_task_ms", overhead, "ms", Better::Lower, 1)
-            .goal("< 25")
-            .extra(
-                "sequential_per_task_ms",
-                (s50.as_secs_f64() * 1000.0 - 50.0 * s_ms) / 50.0,
-            ),
-    );
-    report.push(
-        Row::new(
-            "events_p99_ms",
-            percentile(&delays, 0.99),
-            "ms",
-            Better::Lower,
-            1,
-        )
-        .goal("< 50")
-        .extra("p50_ms", percentile(&delays, 0.5))
-        .extra("max_ms", percentile(&delays, 1.0))
-        .extra("samples", delays.len() as u64),
-    );
+    if selected("speedup_50") {
+        let (p50, delays) = run_with_sse(&rt, &repo, &plan_text(50, 50, sleep), 50);
+        let (s50, _) = timed_run(&rt, &repo, &plan_text(50, 1, sleep));
+        println!(
+            "50 agents: {:.2} s at 50, {:.2} s at 1",
+            p50.as_secs_f64(),
+            s50.as_secs_f64()
+        );
+        report.push(
+            Row::new(
+                "speedup_50_agents",
+                s50.as_secs_f64() / p50.as_secs_f64(),
+                "ratio",
+                Better::Higher,
+                1,
+            )
+            .goal(">= 45")
+            .extra("wall_parallel_ms", p50.as_millis() as u64)
+            .extra("wall_sequential_ms", s50.as_millis() as u64),
+        );
+        let overhead = (p50.as_secs_f64() * 1000.0 - s_ms) / 50.0;
+        report.push(
+            Row::new("overhead_per_task_ms", overhead, "ms", Better::Lower, 1)
+                .goal("< 25")
+                .extra(
+                    "sequential_per_task_ms",
+                    (s50.as_secs_f64() * 1000.0 - 50.0 * s_ms) / 50.0,
+                ),
+        );
+        report.push(
+            Row::new(
+                "events_p99_ms",
+                percentile(&delays, 0.99),
+                "ms",
+                Better::Lower,
+                1,
+            )
+            .goal("< 50")
+            .extra("p50_ms", percentile(&delays, 0.5))
+            .extra("max_ms", percentile(&delays, 1.0))
+            .extra("samples", delays.len() as u64),
+        );
+    }
 
     // 100 agents at once, in a child orchestrator whose peak RSS is its own.
-    let plan_file = tmp.path().join("plan100.toml");
-    std::fs::write(&plan_file, plan_text(100, 100, sleep)).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .arg("orchestrate")
-        .arg(&repo)
-        .arg(&plan_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rss: u64 = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("rss=").map(|v| v.trim().parse().unwrap()))
-        .unwrap();
-    reset(&repo);
-    #[allow(clippy::cast_precision_loss)]
-    report.push(Row::new("rss_100_agents", rss as f64, "bytes", Better::Lower, 1).goal("< 64 MiB"));
+    if selected("rss") {
+        let plan_file = root.join("plan100.toml");
+        std::fs::write(&plan_file, plan_text(100, 100, sleep)).unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .arg("orchestrate")
+            .arg(&repo)
+            .arg(&plan_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rss: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("rss=").map(|v| v.trim().parse().unwrap()))
+            .unwrap();
+        reset(&repo);
+        #[allow(clippy::cast_precision_loss)]
+        report.push(
+            Row::new("rss_100_agents", rss as f64, "bytes", Better::Lower, 1).goal("< 64 MiB"),
+        );
+    }
 
     // Resume of a 1,000-task run.
-    let resume = resume_time(&rt, &repo, resume_tasks);
-    report.push(
-        Row::new(
-            "resume_ms",
-            resume.as_secs_f64() * 1000.0,
-            "ms",
-            Better::Lower,
-            3,
-        )
-        .goal("< 500")
-        .extra("tasks", resume_tasks as u64),
-    );
+    if selected("resume") {
+        let resume = resume_time(&rt, &repo, resume_tasks);
+        report.push(
+            Row::new(
+                "resume_ms",
+                resume.as_secs_f64() * 1000.0,
+                "ms",
+                Better::Lower,
+                3,
+            )
+            .goal("< 500")
+            .extra("tasks", resume_tasks as u64),
+        );
+    }
 
     println!();
     print!("{}", report.table());

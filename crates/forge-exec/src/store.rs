@@ -3,11 +3,12 @@
 //! ```text
 //! <repo>/.forge/
 //!   objects/                       content-addressed blobs (forge-staging's BlobStore)
+//!   bases/<commit>/                base snapshots of `head` runs, shared per commit
 //!   runs/<run>/
 //!     plan.toml                    the plan as run (defaults applied, prompts inlined)
 //!     events.jsonl                 the journal: the source of truth
 //!     owner                        "<pid> <start time>" of the process running it, while it runs
-//!     base/                        the base snapshot
+//!     base/                        the base snapshot (for `head`: a symlink into bases/)
 //!     work/                        workspaces and snapshot layers (removed at the end)
 //!     tasks/<task>/<attempt>/
 //!       prompt.md                  the prompt the agent was given
@@ -65,6 +66,12 @@ impl RunStore {
     /// `.forge/objects`: the blob store shared by all runs.
     pub fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")
+    }
+
+    /// `.forge/bases`: base snapshots of `head` runs, one per commit, shared by the runs of
+    /// that commit (each run's `base` is a symlink to its commit's).
+    pub fn bases_dir(&self) -> PathBuf {
+        self.root.join("bases")
     }
 
     /// `.forge/runs/<run>`.

@@ -43,7 +43,9 @@ use forge_events::{
 };
 use forge_locks::{LocalLockManager, LockManager};
 use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
-use forge_staging::{BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind};
+use forge_staging::{
+    BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
+};
 use parking_lot::Mutex;
 
 pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff};
@@ -549,15 +551,9 @@ impl ExecutionManager {
             let blobs = BlobStore::open(store.objects_dir())?;
             let base_dir = store.base_dir(&run);
             let base = {
-                let (repo, blobs, mode) = (repo.clone(), blobs.clone(), plan.base);
-                blocking(move || {
-                    if base_dir.join("manifest.json").exists() || base_dir.is_dir() {
-                        BaseSnapshot::open(&base_dir)
-                    } else {
-                        BaseSnapshot::capture(&repo, mode, &base_dir, &blobs)
-                    }
-                })
-                .await??
+                let (repo, blobs, mode, store) =
+                    (repo.clone(), blobs.clone(), plan.base, store.clone());
+                blocking(move || base_snapshot(&store, &repo, mode, &base_dir, &blobs)).await??
             };
             let base = Arc::new(base);
             let stager: Arc<dyn Stager> = match stager {
@@ -728,6 +724,60 @@ impl ExecutionManager {
         closed?;
         Ok(report)
     }
+}
+
+/// The run's base snapshot: reopened on resume; for a `head` base, shared by every run of the
+/// same commit (`.forge/bases/<commit>`, the run's `base` a symlink to it), captured by the
+/// first of them; else captured for this run.
+fn base_snapshot(
+    store: &RunStore,
+    repo: &Path,
+    mode: BaseMode,
+    base_dir: &Path,
+    blobs: &BlobStore,
+) -> Result<BaseSnapshot, ExecError> {
+    if std::fs::symlink_metadata(base_dir).is_ok() {
+        return Ok(BaseSnapshot::open(base_dir)?);
+    }
+    if mode == BaseMode::Head
+        && let Some(commit) = head_commit(repo)
+    {
+        let bases = store.bases_dir();
+        std::fs::create_dir_all(&bases).map_err(|e| ExecError::io("create", &bases, e))?;
+        let cached = bases.join(&commit);
+        // One capture per commit, even when runs start together.
+        let lock_path = bases.join(format!("{commit}.lock"));
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| ExecError::io("create", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| ExecError::io("lock", &lock_path, e))?;
+        if !cached.join("snapshot.json").is_file() {
+            if cached.exists() {
+                std::fs::remove_dir_all(&cached)
+                    .map_err(|e| ExecError::io("remove", &cached, e))?;
+            }
+            BaseSnapshot::capture(repo, mode, &cached, blobs)?;
+        }
+        drop(lock);
+        std::os::unix::fs::symlink(Path::new("../../bases").join(&commit), base_dir)
+            .map_err(|e| ExecError::io("link", base_dir, e))?;
+        return Ok(BaseSnapshot::open(base_dir)?);
+    }
+    Ok(BaseSnapshot::capture(repo, mode, base_dir, blobs)?)
+}
+
+/// The commit `HEAD` names in the repository at `repo`, if any.
+fn head_commit(repo: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .current_dir(repo)
+        .args(["rev-parse", "--verify", "-q", "HEAD^{commit}"])
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(commit)
 }
 
 fn count(report: &RunReport, status: TaskStatus) -> u32 {
