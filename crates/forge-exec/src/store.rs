@@ -133,6 +133,15 @@ impl RunStore {
         use std::hash::{BuildHasher as _, Hasher as _};
         let runs = self.runs_dir();
         fs::create_dir_all(&runs).map_err(|e| ExecError::io("create", &runs, e))?;
+        // Forge's state is never part of the user's changes: keep it out of `git status`.
+        let ignore = self.root.join(".gitignore");
+        if !ignore.exists() {
+            fs::write(
+                &ignore,
+                "# Forge's run store (runs, objects, bases): not part of the project.\n*\n",
+            )
+            .map_err(|e| ExecError::io("write", &ignore, e))?;
+        }
         let mut slug: String = name
             .chars()
             .map(|c| {
@@ -286,6 +295,11 @@ mod tests {
             "{a}"
         );
         assert!(store.run_dir(&a).is_dir());
+        assert!(
+            fs::read_to_string(dir.path().join(".forge/.gitignore"))
+                .unwrap()
+                .contains("*\n")
+        );
         let c = store.new_run("").unwrap();
         assert!(c.as_str().starts_with("run-"));
     }
