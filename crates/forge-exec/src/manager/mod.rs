@@ -462,6 +462,10 @@ pub(crate) struct Shared {
     pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
     /// Integrated (task, attempt), in order.
     pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
+    /// Turns for the file-system-heavy steps (staging a workspace, capturing its changes): at
+    /// most one per CPU at once, so a burst of tasks starting together does not starve the
+    /// threads that relay agents' output as events.
+    pub(crate) heavy: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -604,6 +608,9 @@ impl ExecutionManager {
                     .collect(),
                 conflicts: Mutex::new(conflicts),
                 integrated: Mutex::new(integrated),
+                heavy: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+                ),
             });
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let sink: Arc<dyn EventSink> = events.clone();

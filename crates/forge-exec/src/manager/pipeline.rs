@@ -331,7 +331,10 @@ async fn attempt_task(
             format!("{}-{attempt}-rerun{pass}", task.id)
         };
         let stager = shared.stager.clone();
-        let ws: Workspace = blocking(move || stager.stage(&snapshot, &name)).await??;
+        let ws: Workspace = {
+            let _turn = shared.heavy.acquire().await;
+            blocking(move || stager.stage(&snapshot, &name)).await??
+        };
         if pass == 0 {
             shared.publish(
                 &task.id,
@@ -432,11 +435,13 @@ async fn attempt_task(
             });
         }
         // 4. Capture, 5. persist: durable before anything is integrated or recorded.
+        let turn = shared.heavy.acquire().await;
         let (ws, changes) = blocking(move || {
             let changes = ws.changes();
             (ws, changes)
         })
         .await?;
+        drop(turn);
         dispose(ws).await;
         let changes: ChangeSet = changes?;
         {
@@ -552,7 +557,8 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
-/// Removes a workspace off the async threads; a failure leaves it for `forge gc`.
+/// Removes a workspace off the async threads; a failure leaves it for `forge gc`. Not
+/// throttled: disposing frees what the next stages need.
 async fn dispose(ws: Workspace) {
     let _ = blocking(move || ws.dispose()).await;
 }
