@@ -1,11 +1,15 @@
 //! The SSE server (cargo feature `http`): runs, their folded state and their live events over
-//! HTTP, for `forge serve` and the web dashboard.
+//! HTTP, and the web dashboard that shows them, for `forge serve` and `forge run --serve`.
 //!
 //! | route | answer |
 //! |---|---|
+//! | `GET /` | the web dashboard (one page; `/?run=<id>` opens a run) |
+//! | `GET /assets/{name}` | the dashboard's script, style sheet and icon |
 //! | `GET /api/runs` | the runs under the runs directory (and attached buses), as JSON [`RunInfo`]s |
-//! | `GET /api/runs/{id}` | the run's folded [`RunState`] as JSON |
+//! | `GET /api/overview` | the same runs with phase, task counts and conflicts, as JSON [`RunOverview`]s |
+//! | `GET /api/runs/{id}` | the run's folded [`RunState`](crate::RunState) as JSON |
 //! | `GET /api/runs/{id}/events` | Server-Sent Events: `id:` seq, `event:` type, `data:` the event JSON |
+//! | `GET /api/runs/{id}/tasks/{task}/log` | a task attempt's `output.log` from a byte offset (below) |
 //!
 //! The event stream replays from the journal, then goes live, without gaps or duplicates: it
 //! starts after `Last-Event-ID` (what a reconnecting `EventSource` sends), else at `?from=<seq>`,
@@ -23,12 +27,50 @@
 //! no frame waits for a timer. A client that falls behind the broadcast buffer notices the gap by
 //! `seq` and fills it from the ring or the journal.
 //!
+//! `GET /api/runs/{id}` and `/api/overview` keep each run's fold between requests and read only
+//! the journal lines appended since, so a page polling them costs what changed, not the
+//! journal's size.
+//!
+//! # Task logs
+//!
+//! `GET /api/runs/{id}/tasks/{task}/log?attempt=<n>&offset=<byte>` answers the bytes of
+//! `<run>/tasks/<task>/<n>/output.log` from `offset` on (at most 256 × 1024 bytes per request), as
+//! `text/plain`, with headers `x-forge-log-start` (offset of the first byte returned),
+//! `x-forge-log-offset` (the offset to ask for next), `x-forge-log-size` (the log's size) and
+//! `x-forge-log-attempt`. Without `attempt` the latest attempt is read; `tail=<bytes>` instead of
+//! `offset` starts that many bytes before the end, at a line start. A log not written yet reads
+//! as empty (attempt `0` when the task has no attempt yet). Ids are validated, so no request
+//! reaches outside the run directory: a bad task id is `400`, an unknown run `404`.
+//!
+//! # Dashboard
+//!
+//! `GET /` serves a web page embedded in the binary (`assets/`: plain HTML, CSS and script; no
+//! build step, no CDN, no font or request from any other host; a strict
+//! `Content-Security-Policy` allows this origin only). It lists the runs (`/api/overview`,
+//! polled) and shows one run at `/?run=<id>`: the plan as a DAG (tasks in longest-path layers,
+//! edges from `after`, colored by state, the critical path drawn thicker), the task table (state,
+//! agent, attempt, latest activity, elapsed, tokens, cost), lock waits (who blocks whom),
+//! merge conflicts (path, tasks, strategy), gate commands with test counts, the apply, and the
+//! `output.log` of the selected task, followed by polling the log route.
+//!
+//! A run page loads the run's state once (`/api/runs/{id}`), then opens an `EventSource` on
+//! `/api/runs/{id}/events?from=<last_seq + 1>` and folds every event into that state in the page
+//! (a port of [`RunState::apply`](crate::RunState::apply)), skipping any seq it already has. The
+//! browser's own reconnects send `Last-Event-ID`; when the browser gives a stream up (the server
+//! answered an error), the page opens a new one from the seq after the last it folded. Either
+//! way the page continues without gaps or duplicates and never reloads the state. Finished runs
+//! show at once from their state.
+//!
 //! # Access
 //!
 //! The default address is [`DEFAULT_ADDR`] (`127.0.0.1:4747`). [`Server::start`] binds loopback
-//! addresses freely; any other address needs a token, and then every request must carry
-//! `Authorization: Bearer <token>` (compared in constant time) or gets `401`. Request heads are
-//! limited to 8192 bytes.
+//! addresses freely; any other address needs a token, and then every API request must carry it
+//! or gets `401`: as `Authorization: Bearer <token>`, as a `token=<token>` query parameter (an
+//! `EventSource` cannot set headers), or as the `forge_token` cookie the server sets when a
+//! query token is accepted. Tokens are compared in constant time. The dashboard's page and
+//! assets hold no data and are served without a token: the page takes the token once (from
+//! `#token=` or `?token=` in its address, or a form), keeps it for the browser tab and sends it
+//! with every request. Request heads are limited to 8192 bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -52,7 +94,15 @@ use tokio::sync::broadcast;
 
 use crate::journal::{Follow, Position, Replay, seek_hint};
 use crate::runs::{RunInfo, journal_path, list_runs, run_info};
-use crate::{Event, EventBus, EventsError, RunId, RunState, Subscription};
+use crate::{Event, EventBus, EventsError, RunId, Subscription, TaskId};
+
+mod dashboard;
+mod fold;
+mod logs;
+
+pub use fold::RunOverview;
+
+use fold::{Folds, Source};
 
 /// Where `forge serve` listens unless told otherwise: loopback only, so no token is needed.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -66,8 +116,8 @@ pub const DEFAULT_PORT: u16 = 4747;
 /// Settings of the SSE server.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// The access token. Required to serve a non-loopback address; when set, every request
-    /// needs `Authorization: Bearer <token>`.
+    /// The access token. Required to serve a non-loopback address; when set, every API request
+    /// needs it (see the module docs: bearer header, `token` query parameter or cookie).
     pub token: Option<String>,
     /// Interval of `: keep-alive` comments (default 15 s).
     pub keep_alive: Duration,
@@ -116,7 +166,7 @@ impl fmt::Debug for ServeOptions {
 }
 
 impl ServeOptions {
-    /// Requires `Authorization: Bearer <token>` on every request (an empty token means none).
+    /// Requires the token on every API request (an empty token means none).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into()).filter(|t| !t.is_empty());
@@ -133,10 +183,12 @@ impl ServeOptions {
     }
 }
 
-/// The routes (see the module docs) for the runs under `runs_dir` (a `.forge/runs` directory).
+/// The routes (see the module docs) for the runs under `runs_dir` (a `.forge/runs` directory):
+/// the API, protected by `opts.token` when set, and the dashboard, which is public.
 ///
 /// Mount it in a larger app with [`Router::merge`]; protect the whole app with
-/// [`require_token`] and serve it with [`Server::start_with`] to keep the access rule.
+/// [`require_token`] and serve it with [`Server::start_with`] to keep the access rule (the
+/// dashboard is then opened once as `/?token=<token>`, which sets the cookie its assets need).
 pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
     let token = opts.token.clone().filter(|t| !t.is_empty());
     let app = Arc::new(App {
@@ -148,36 +200,112 @@ pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
             .collect(),
         settings: opts,
         hubs: tokio::sync::Mutex::new(HashMap::new()),
+        folds: Folds::default(),
     });
-    let router = Router::new()
+    let api = Router::new()
         .route("/api/runs", get(list_handler))
+        .route("/api/overview", get(overview_handler))
         .route("/api/runs/{id}", get(state_handler))
         .route("/api/runs/{id}/events", get(events_handler))
+        .route("/api/runs/{id}/tasks/{task}/log", get(log_handler))
         .with_state(app);
-    match token {
-        Some(token) => require_token(router, &token),
-        None => router,
-    }
+    let api = match token {
+        Some(token) => require_token(api, &token),
+        None => api,
+    };
+    dashboard::routes().merge(api)
 }
 
-/// Wraps `router` so every request needs `Authorization: Bearer <token>`, compared in constant
-/// time; others get `401`.
+/// The cookie that carries the token after a `?token=` was accepted (hex-encoded, so any token
+/// is a valid cookie value).
+const TOKEN_COOKIE: &str = "forge_token";
+
+/// Wraps `router` so every request needs the token — as `Authorization: Bearer <token>`, a
+/// `token` query parameter or the `forge_token` cookie, compared in constant time; others get
+/// `401`. A request that brought the token as a query parameter gets the cookie set
+/// (`HttpOnly`, `SameSite=Strict`), so the requests a page makes next need not repeat it.
 pub fn require_token(router: Router, token: &str) -> Router {
-    let token: Arc<[u8]> = Arc::from(token.as_bytes());
+    let token = Arc::new(Token {
+        raw: token.as_bytes().into(),
+        hex: hex_encode(token.as_bytes()).into_bytes().into(),
+    });
     router.layer(middleware::from_fn_with_state(token, check_token))
 }
 
-async fn check_token(State(token): State<Arc<[u8]>>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    match given {
-        Some(given) if constant_time_eq::constant_time_eq(given, &token) => next.run(request).await,
-        _ => {
+/// The expected token, and its cookie form.
+struct Token {
+    raw: Box<[u8]>,
+    hex: Box<[u8]>,
+}
+
+/// How a request proved it has the token.
+#[derive(PartialEq, Eq)]
+enum Proof {
+    Header,
+    Cookie,
+    Query,
+}
+
+/// The query parameter that may carry the token.
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+impl Token {
+    fn proof(&self, request: &Request) -> Option<Proof> {
+        let eq = constant_time_eq::constant_time_eq;
+        let headers = request.headers();
+        if headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .any(|given| eq(given, &self.raw))
+        {
+            return Some(Proof::Header);
+        }
+        let cookie_prefix = format!("{TOKEN_COOKIE}=");
+        if headers
+            .get_all(header::COOKIE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+            .filter_map(|pair| pair.trim_ascii().strip_prefix(cookie_prefix.as_bytes()))
+            .any(|given| eq(given, &self.hex))
+        {
+            return Some(Proof::Cookie);
+        }
+        let query = Query::<TokenQuery>::try_from_uri(request.uri()).ok()?;
+        let given = query.0.token?;
+        eq(given.as_bytes(), &self.raw).then_some(Proof::Query)
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+async fn check_token(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+    match token.proof(&request) {
+        Some(Proof::Query) => {
+            let mut response = next.run(request).await;
+            let cookie = format!(
+                "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                String::from_utf8_lossy(&token.hex)
+            );
+            if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Some(Proof::Header | Proof::Cookie) => next.run(request).await,
+        None => {
             let mut response = error_response(
                 StatusCode::UNAUTHORIZED,
-                "missing or wrong `Authorization: Bearer <token>`",
+                "missing or wrong token: send `Authorization: Bearer <token>` (or `?token=<token>`)",
             );
             response
                 .headers_mut()
@@ -271,13 +399,21 @@ impl Server {
 /// Connections are driven by hyper directly rather than `axum::serve`: the router is shared by
 /// reference (not rebuilt per connection), the read buffer is capped at hyper's minimum, and
 /// no HTTP/2 detection buffer is kept — what an idle event stream costs is mostly these
-/// buffers. `TCP_NODELAY` is set: frames are small and their latency matters.
+/// buffers. `TCP_NODELAY` is set: frames are small and their latency matters. The connection
+/// tasks belong to this loop's task set, so stopping the loop ([`Server::shutdown`]) drops
+/// every connection with it: clients see the server go away and reconnect.
 async fn accept_loop(listener: tokio::net::TcpListener, app: Router) -> io::Result<()> {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     // Request heads larger than 8 KiB are refused (431); ours are a line and a few headers.
     http1.max_buf_size(MAX_REQUEST_HEAD);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((stream, _)) = accepted else {
             // Out of file descriptors, or a connection reset before accept: keep serving.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -285,7 +421,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) -> io::Resu
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let connection = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // A client going away mid-stream is normal for event streams.
             let _ = connection.await;
         });
@@ -338,13 +474,7 @@ struct App {
     settings: ServeOptions,
     buses: HashMap<RunId, EventBus>,
     hubs: tokio::sync::Mutex<HashMap<RunId, Weak<Hub>>>,
-}
-
-/// Where a run's events come from.
-#[derive(Clone)]
-enum Source {
-    Bus(EventBus),
-    File(PathBuf),
+    folds: Folds,
 }
 
 impl App {
@@ -364,6 +494,59 @@ impl App {
         }
     }
 
+    /// The directory holding the run's `tasks/` logs: beside its journal.
+    fn run_dir(&self, run: &RunId, source: &Source) -> Option<PathBuf> {
+        match source {
+            Source::File(path) => path.parent().map(Path::to_path_buf),
+            Source::Bus(bus) => match bus.journal_path() {
+                Some(path) => path.parent().map(Path::to_path_buf),
+                None => Some(self.runs_dir.join(run.as_str())),
+            },
+        }
+    }
+
+    /// The runs under the runs directory and the attached ones, most recent first, each with
+    /// where its events come from.
+    async fn runs(&self) -> Result<Vec<(RunInfo, Source)>, EventsError> {
+        let runs_dir = self.runs_dir.clone();
+        let listed = blocking(move || list_runs(&runs_dir)).await?;
+        let mut runs: Vec<(RunInfo, Source)> = listed
+            .into_iter()
+            .map(|info| {
+                let source = match self.buses.get(&info.id) {
+                    Some(bus) => Source::Bus(bus.clone()),
+                    None => Source::File(info.journal.clone()),
+                };
+                (info, source)
+            })
+            .collect();
+        for (id, bus) in &self.buses {
+            if runs.iter().any(|(r, _)| r.id == *id) {
+                continue;
+            }
+            let info = match bus.journal_path() {
+                Some(path) => {
+                    let (id, path) = (id.clone(), path.to_path_buf());
+                    blocking(move || run_info(id, &path)).await?
+                }
+                None => RunInfo {
+                    id: id.clone(),
+                    journal: PathBuf::new(),
+                    bytes: 0,
+                    modified: None,
+                    plan: None,
+                    tasks: None,
+                    started_at: None,
+                    last_seq: bus.last_seq(),
+                    updated_at: None,
+                    status: None,
+                },
+            };
+            runs.insert(0, (info, Source::Bus(bus.clone())));
+        }
+        Ok(runs)
+    }
+
     async fn hub(&self, run: RunId, source: Source) -> Result<Arc<Hub>, EventsError> {
         let mut hubs = self.hubs.lock().await;
         if let Some(hub) = hubs.get(&run).and_then(Weak::upgrade)
@@ -379,22 +562,33 @@ impl App {
 }
 
 /// An error answer: status and a JSON `{"error": message}` body.
-struct ApiError(EventsError);
+enum ApiError {
+    Events(EventsError),
+    /// A malformed request parameter, with the message to answer.
+    BadRequest(String),
+}
 
 impl From<EventsError> for ApiError {
     fn from(e: EventsError) -> Self {
-        Self(e)
+        Self::Events(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self.0 {
-            EventsError::UnknownRun { .. } => StatusCode::NOT_FOUND,
-            EventsError::InvalidCursor { .. } => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        error_response(status, &self.0.to_string())
+        match self {
+            Self::Events(e) => {
+                let status = match e {
+                    EventsError::UnknownRun { .. } => StatusCode::NOT_FOUND,
+                    EventsError::InvalidCursor { .. } | EventsError::InvalidId { .. } => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                error_response(status, &e.to_string())
+            }
+            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
+        }
     }
 }
 
@@ -411,51 +605,121 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn list_handler(State(app): State<Arc<App>>) -> Result<Json<Vec<RunInfo>>, ApiError> {
-    let runs_dir = app.runs_dir.clone();
-    let mut runs = blocking(move || list_runs(&runs_dir)).await?;
-    for (id, bus) in &app.buses {
-        if runs.iter().any(|r| r.id == *id) {
-            continue;
-        }
-        let info = match bus.journal_path() {
-            Some(path) => {
-                let (id, path) = (id.clone(), path.to_path_buf());
-                blocking(move || run_info(id, &path)).await?
-            }
-            None => RunInfo {
-                id: id.clone(),
-                journal: PathBuf::new(),
-                bytes: 0,
-                modified: None,
-                plan: None,
-                tasks: None,
-                started_at: None,
-                last_seq: bus.last_seq(),
-                updated_at: None,
-                status: None,
-            },
-        };
-        runs.insert(0, info);
-    }
-    Ok(Json(runs))
+    let runs = app.runs().await?;
+    Ok(Json(runs.into_iter().map(|(info, _)| info).collect()))
 }
 
+async fn overview_handler(State(app): State<Arc<App>>) -> Result<Json<Vec<RunOverview>>, ApiError> {
+    let runs = app.runs().await?;
+    let overview = blocking(move || {
+        Ok(runs
+            .into_iter()
+            .map(|(info, source)| app.folds.overview(info, &source))
+            .collect())
+    })
+    .await?;
+    Ok(Json(overview))
+}
+
+/// The run's folded [`RunState`](crate::RunState) as JSON, serialized while its fold is locked
+/// (no copy of the state).
 async fn state_handler(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<RunState>, ApiError> {
-    let (_, source) = app.locate(&id)?;
-    let state = match source {
-        Source::File(path) => blocking(move || RunState::from_journal(&path)).await?,
-        Source::Bus(bus) => {
-            blocking(move || {
-                let events = bus.events(1, bus.last_seq())?;
-                Ok(RunState::from_events(events.iter().map(AsRef::as_ref)))
+) -> Result<Response, ApiError> {
+    let (run, source) = app.locate(&id)?;
+    let json = blocking(move || {
+        app.folds.state(&run, &source, |state| {
+            serde_json::to_vec(state).map_err(|e| EventsError::InvalidEvent {
+                reason: e.to_string(),
             })
-            .await?
-        }
+        })?
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
+}
+
+/// The query of the log route.
+#[derive(Deserialize)]
+struct LogQuery {
+    attempt: Option<String>,
+    offset: Option<String>,
+    tail: Option<String>,
+}
+
+/// A non-negative integer query parameter, or a clear `400`.
+fn number<T: std::str::FromStr>(what: &str, value: Option<&String>) -> Result<Option<T>, ApiError> {
+    let Some(text) = value else { return Ok(None) };
+    let parsed = text
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<T>().ok())
+        .flatten();
+    match parsed {
+        Some(n) => Ok(Some(n)),
+        None => Err(ApiError::BadRequest(format!(
+            "invalid {what} `{}`: expected a non-negative integer",
+            text.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+async fn log_handler(
+    State(app): State<Arc<App>>,
+    UrlPath((id, task)): UrlPath<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let (run, source) = app.locate(&id)?;
+    let task: TaskId = task.parse()?;
+    let attempt = number::<u32>("attempt", query.attempt.as_ref())?;
+    let offset = number::<u64>("offset", query.offset.as_ref())?;
+    let tail = number::<u64>("tail", query.tail.as_ref())?;
+    let start = match (offset, tail) {
+        (Some(offset), _) => logs::Start::Offset(offset),
+        (None, Some(tail)) => logs::Start::Tail(tail),
+        (None, None) => logs::Start::Offset(0),
     };
-    Ok(Json(state))
+    let run_dir = app
+        .run_dir(&run, &source)
+        .ok_or_else(|| EventsError::UnknownRun {
+            run: run.to_string(),
+        })?;
+    let dir = logs::task_dir(&run_dir, &task);
+    let chunk = blocking(move || {
+        logs::read(&dir, attempt, start).map_err(|e| EventsError::io("read the log in", dir, e))
+    })
+    .await?;
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            header::HeaderName::from_static("x-forge-log-attempt"),
+            HeaderValue::from(chunk.attempt),
+        ),
+        (
+            header::HeaderName::from_static("x-forge-log-start"),
+            HeaderValue::from(chunk.start),
+        ),
+        (
+            header::HeaderName::from_static("x-forge-log-offset"),
+            HeaderValue::from(chunk.next()),
+        ),
+        (
+            header::HeaderName::from_static("x-forge-log-size"),
+            HeaderValue::from(chunk.size),
+        ),
+    ];
+    Ok((headers, chunk.bytes).into_response())
 }
 
 /// The query of the events route.

@@ -32,9 +32,12 @@
 //!   the state saved to JSON in between) equals folding at once.
 //! - **Producers** see only the small, object-safe [`EventSink`] trait (the bus implements it;
 //!   [`VecSink`] collects events in tests).
-//! - **SSE server** (cargo feature `http`, module `http`): `GET /api/runs`, `/api/runs/{id}`
-//!   (the fold as JSON) and `/api/runs/{id}/events` (Server-Sent Events with `Last-Event-ID`
-//!   resume), loopback by default, bearer token otherwise.
+//! - **SSE server and web dashboard** (cargo feature `http`, module `http`): the dashboard at
+//!   `/` (plain HTML/CSS/JS embedded in the binary: runs list, DAG with the critical path, live
+//!   task table, lock waits, conflicts, gate, apply and a following log tail), `GET /api/runs`,
+//!   `/api/overview`, `/api/runs/{id}` (the fold as JSON), `/api/runs/{id}/events` (Server-Sent
+//!   Events with `Last-Event-ID` resume) and `/api/runs/{id}/tasks/{task}/log`; loopback by
+//!   default, a token (bearer header, `?token=` or cookie) otherwise.
 //!
 //! # Publishing and subscribing
 //!
