@@ -63,7 +63,7 @@
 //!
 //! # Access
 //!
-//! The default address is [`DEFAULT_ADDR`] (`127.0.0.1:4747`). [`Server::start`] binds loopback
+//! The default address is [`DEFAULT_ADDR`] (`127.0.0.1:7317`, the port `forge serve` uses). [`Server::start`] binds loopback
 //! addresses freely; any other address needs a token, and then every API request must carry it
 //! or gets `401`: as `Authorization: Bearer <token>`, as a `token=<token>` query parameter (an
 //! `EventSource` cannot set headers), or as the `forge_token` cookie the server sets when a
@@ -111,7 +111,7 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 ));
 
 /// The port of [`DEFAULT_ADDR`].
-pub const DEFAULT_PORT: u16 = 4747;
+pub const DEFAULT_PORT: u16 = 7317;
 
 /// Settings of the SSE server.
 #[derive(Clone)]

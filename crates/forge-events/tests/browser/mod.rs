@@ -376,7 +376,7 @@ impl Browser {
     }
 
     /// The network requests (`http`, `https`, `ws`, `wss`, `ftp`) whose origin is not `origin`
-    /// (e.g. `http://127.0.0.1:4747`). Other schemes never leave the machine: `data:` and
+    /// (e.g. `http://127.0.0.1:7317`). Other schemes never leave the machine: `data:` and
     /// `blob:` are made in the page, `chrome:` and `about:` are the browser's own pages (such as
     /// the new-tab page it starts with).
     pub async fn requests_outside(&self, origin: &str) -> Vec<String> {
