@@ -147,6 +147,19 @@ fn timed_run(rt: &tokio::runtime::Runtime, repo: &Path, plan: &str) -> (Duration
     (wall, report)
 }
 
+/// CPU time (user + system) of this process and of its reaped children, in ms, from
+/// `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_ms() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14-17 of stat(5), counted from the state (field 3) at index 0.
+    ((f[11] + f[12]) * 10.0, (f[13] + f[14]) * 10.0)
+}
+
 fn now_ms() -> u64 {
     u64::try_from(
         SystemTime::now()
@@ -234,6 +247,7 @@ fn run_with_sse(
     tasks: usize,
 ) -> (Duration, Vec<u64>) {
     let start = Instant::now();
+    let cpu_before = cpu_ms();
     let m = manager(repo, parse(plan), ApplyMode::WorkingTree);
     let run = m.run_id().clone();
     let runs_dir = m.store().runs_dir();
@@ -259,6 +273,12 @@ fn run_with_sse(
         server.shutdown();
         (wall, received)
     });
+    let cpu_after = cpu_ms();
+    println!(
+        "{tasks} agents at once: orchestrator CPU {:.1} ms/task, agents' CPU {:.1} ms/task",
+        (cpu_after.0 - cpu_before.0) / tasks as f64,
+        (cpu_after.1 - cpu_before.1) / tasks as f64
+    );
     let printed = printed(repo, &run, tasks);
     let mut delays: Vec<u64> = printed
         .iter()
