@@ -1,0 +1,692 @@
+//! `forge plan "<request>"`: a planner agent turns a request into a plan.
+//!
+//! The agent runs in a throwaway workspace staged from the repository (the same staging as
+//! tasks), so whatever its profile allows, it cannot change the user's files: it reads, then
+//! answers. Its prompt holds the request, a compact summary of the repository (files with
+//! sizes, capped) and the plan schema. The JSON plan is taken from its final answer, validated
+//! with overlapping write claims put in order, and written as TOML for review. An answer that is
+//! not a valid plan is an error that shows what came back; nothing is written then.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use forge_events::OutputStream;
+use forge_exec::agent::{AgentEvent, OutputParser, Profile, Profiles, PromptVars};
+use forge_exec::plan::{ConflictPolicy, Plan, PlanFormat};
+use forge_exec::store::RunStore;
+use forge_staging::{
+    BaseMode, BaseSnapshot, BlobStore, Snapshot, StagerConfig, StagerKind, Workspace,
+};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::cli::PlanArgs;
+use crate::config::Context;
+use crate::error::{CliError, CliResult, Exit};
+use crate::plan_file;
+use crate::render::format;
+use crate::term::{self, Style, pad, truncate};
+
+/// Most files listed in the repository summary.
+const MAX_TREE_FILES: usize = 400;
+/// Most bytes of the repository summary.
+const MAX_TREE_BYTES: usize = 24 * 1024;
+/// Most characters of a bad answer shown back.
+const MAX_SHOWN: usize = 4000;
+
+/// `forge plan`.
+pub(crate) async fn run(ctx: &Context, args: &PlanArgs, style: Style) -> CliResult {
+    let output =
+        std::env::current_dir().map_or_else(|_| args.output.clone(), |cwd| cwd.join(&args.output));
+    if output.exists() && !args.force {
+        return Err(
+            CliError::usage(format!("{} already exists", output.display()))
+                .hint("choose another file with -o, or pass --force to overwrite it"),
+        );
+    }
+    if args.request.trim().is_empty() {
+        return Err(CliError::usage("the request is empty")
+            .hint("say what you want done: forge plan \"add user authentication\""));
+    }
+    let profiles = crate::agents::profiles(ctx)?;
+    let agent = args
+        .agent
+        .clone()
+        .or_else(|| ctx.config.agent.clone())
+        .unwrap_or_else(|| "droid".to_owned());
+    let task_agent = args.task_agent.clone().unwrap_or_else(|| agent.clone());
+    profiles
+        .check_available([agent.as_str(), task_agent.as_str()])
+        .map_err(|e| {
+            CliError::usage(e.to_string())
+                .hint("choose the planner with --agent (e.g. --agent claude)")
+        })?;
+
+    let summary = repo_summary(&ctx.repo)?;
+    let prompt = planner_prompt(&args.request, &summary, &task_agent);
+    let answer = ask_planner(ctx, &profiles, &agent, &prompt, style).await?;
+
+    let mut opts = plan_file::plan_options(ctx)?;
+    opts.conflicts = ConflictPolicy::Serialize;
+    let shown = || truncate_block(&answer.text);
+    let Some(json) = extract_json(&answer.text) else {
+        return Err(CliError::usage(format!(
+            "the planner ({agent}) did not answer with a JSON plan; nothing was written"
+        ))
+        .report(format!("It answered:\n{}", shown()))
+        .hint("run it again, or make the request more specific"));
+    };
+    let json = normalize(&json, &task_agent);
+    let source = Path::new("planner-answer.json");
+    let mut plan = match Plan::parse(&json, source, PlanFormat::Json, &opts) {
+        Ok(plan) => plan,
+        Err(err) => {
+            return Err(CliError::usage(format!(
+                "the planner ({agent}) answered with an invalid plan ({}); nothing was written",
+                format::plural(err.problems.len() as u64, "problem")
+            ))
+            .report(format!("{}\n\nIt answered:\n{}", err.render(), shown()))
+            .hint("run it again, or write the plan yourself (`forge split` makes simple ones)"));
+        }
+    };
+    let added = added_edges(&json, &plan);
+    plan.source = None;
+    let mut text = format!(
+        "# Written by `forge plan` ({agent}) for:\n{}\n# Review it, then: forge run {}\n\n",
+        comment_block(&args.request),
+        args.output.display()
+    );
+    text.push_str(&plan.to_toml());
+    // What `forge run` will load: check it round-trips before writing.
+    plan_file::validate_text(ctx, &text, &output)?;
+    plan_file::write_atomic(&output, &text)?;
+
+    print_table(&plan, style);
+    for (task, after) in &added {
+        outln!(
+            "{}",
+            style.dim(&format!(
+                "Ordered {task} after {after}: their write claims overlap."
+            ))
+        );
+    }
+    if answer.discarded > 0 {
+        outln!(
+            "{}",
+            style.dim(&format!(
+                "The planner changed {} in its sandbox; they were discarded.",
+                format::plural(answer.discarded as u64, "file")
+            ))
+        );
+    }
+    outln!(
+        "Wrote {}. Review it, then run it with: forge run {}",
+        output.display(),
+        crate::split::shell_quote(&args.output.display().to_string())
+    );
+    Ok(Exit::Success)
+}
+
+/// A TOML comment of `text`, one `# ` per line.
+fn comment_block(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                "#".to_owned()
+            } else {
+                format!("#   {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn truncate_block(text: &str) -> String {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return "(nothing)".to_owned();
+    }
+    if trimmed.chars().count() <= MAX_SHOWN {
+        return trimmed.to_owned();
+    }
+    let cut: String = trimmed.chars().take(MAX_SHOWN).collect();
+    format!("{cut}\n… ({} characters in all)", trimmed.chars().count())
+}
+
+/// The repository as the planner sees it: files with sizes, git-ignored files left out, capped.
+pub(crate) fn repo_summary(repo: &Path) -> CliResult<String> {
+    let files = crate::split::matching_files(repo, &["**".to_owned()])?;
+    let total: u64 = files.iter().map(|f| f.bytes).sum();
+    let mut out = String::new();
+    let mut listed = 0;
+    for f in &files {
+        if listed >= MAX_TREE_FILES || out.len() >= MAX_TREE_BYTES {
+            break;
+        }
+        let _ = writeln!(out, "{} ({})", f.path, crate::split::human_bytes(f.bytes));
+        listed += 1;
+    }
+    if listed < files.len() {
+        let _ = writeln!(
+            out,
+            "… and {} more files ({} in all)",
+            files.len() - listed,
+            crate::split::human_bytes(total)
+        );
+    }
+    if files.is_empty() {
+        out.push_str("(no files yet)\n");
+    }
+    Ok(out)
+}
+
+/// The planner's prompt: the request, the repository, the schema and the rules.
+pub(crate) fn planner_prompt(request: &str, tree: &str, task_agent: &str) -> String {
+    format!(
+        r#"You are the planner of Forge, a tool that runs several coding agents on one repository at
+the same time, each in its own workspace, then merges their changes and runs the tests.
+Do not change any file. Read what you need, then answer with a plan.
+
+## The request
+
+{request}
+
+## The repository (files and sizes; ignored files are not listed)
+
+{tree}
+## The plan
+
+Answer with one JSON object in a ```json block, and nothing after it:
+
+```json
+{{
+  "name": "short-name",
+  "concurrency": 4,
+  "defaults": {{ "agent": "{task_agent}" }},
+  "task": [
+    {{
+      "id": "backend",
+      "prompt": "What this agent must do, precisely, as you would brief an engineer.",
+      "writes": ["src/api/**"],
+      "reads": ["src/models/**"],
+      "appends": ["CHANGELOG.md"],
+      "after": []
+    }}
+  ],
+  "gate": {{ "commands": ["the project's test command"] }}
+}}
+```
+
+Rules:
+- Split the work into independent tasks that can run at the same time; 2 to 8 tasks.
+- `id`: letters, digits, `-`, `_`. `after`: ids of tasks whose result this one needs.
+- `writes`: gitignore-style globs relative to the repository root (`*` stays in one
+  directory, `**` spans directories), as narrow as possible. Two tasks may not write the
+  same files unless one runs `after` the other.
+- `appends`: files several tasks add to (a changelog); they are merged line by line.
+- `gate.commands`: the commands that build and test this project, if it has any.
+"#
+    )
+}
+
+/// What the planner answered.
+struct Answer {
+    text: String,
+    /// Files it changed in its sandbox (thrown away).
+    discarded: usize,
+}
+
+/// Runs the planner agent in a throwaway workspace and returns its final answer.
+async fn ask_planner(
+    ctx: &Context,
+    profiles: &Profiles,
+    agent: &str,
+    prompt: &str,
+    style: Style,
+) -> CliResult<Answer> {
+    let profile = profiles
+        .require(agent)
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .clone();
+    let store = RunStore::new(&ctx.repo);
+    let planner_root = store.root().join("planner");
+    std::fs::create_dir_all(&planner_root)
+        .map_err(|e| CliError::io("create", &planner_root, &e))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("plan-")
+        .tempdir_in(&planner_root)
+        .map_err(|e| CliError::io("create a directory in", &planner_root, &e))?;
+    let prompt_file = scratch.path().join("prompt.md");
+    std::fs::write(&prompt_file, prompt).map_err(|e| CliError::io("write", &prompt_file, &e))?;
+
+    let status = Status::new(style, agent);
+    status.show("reading the repository");
+    let ws = stage(ctx, &store, scratch.path()).await?;
+    let result = converse(&profile, &ws, prompt, &prompt_file, &status).await;
+    status.clear();
+    let discarded = ws.changes().map_or(0, |c| c.paths().len());
+    let _ = tokio::task::spawn_blocking(move || ws.dispose()).await;
+    let (text, exit, failed, errors, stderr_tail) = result?;
+    match text {
+        Some(text) if exit.success() && !failed => Ok(Answer { text, discarded }),
+        other => {
+            let what = match exit.code() {
+                Some(code) if !exit.success() => format!("exited with code {code}"),
+                None if !exit.success() => "was killed by a signal".to_owned(),
+                _ => "reported an error".to_owned(),
+            };
+            let mut report = String::new();
+            if let Some(text) = other {
+                let _ = write!(report, "Its answer:\n{}\n", truncate_block(&text));
+            }
+            if !errors.is_empty() {
+                let _ = write!(report, "It reported:\n{}\n", errors.join("\n"));
+            }
+            if !stderr_tail.is_empty() {
+                let _ = write!(
+                    report,
+                    "Its last error output:\n{}\n",
+                    stderr_tail.join("\n")
+                );
+            }
+            let err = CliError::failed(format!(
+                "the planner ({agent}) {what} without a plan; nothing was written"
+            ))
+            .hint(format!(
+                "check that `{agent}` works on its own, or pick another with --agent"
+            ));
+            Err(if report.is_empty() {
+                err
+            } else {
+                err.report(report)
+            })
+        }
+    }
+}
+
+/// A throwaway workspace staged from the repository's working tree.
+async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Workspace> {
+    let (repo, root, objects) = (ctx.repo.clone(), scratch.to_path_buf(), store.objects_dir());
+    let ws = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let blobs = BlobStore::open(&objects).map_err(|e| e.to_string())?;
+        let base = BaseSnapshot::capture(&repo, BaseMode::Worktree, &root.join("base"), &blobs)
+            .map_err(|e| e.to_string())?;
+        let config = StagerConfig::new(root.join("work"), blobs);
+        let stager = StagerKind::Auto
+            .build(&config, &base)
+            .map_err(|e| e.to_string())?;
+        let snapshot = Snapshot::from(Arc::new(base));
+        let ws = stager
+            .stage(&snapshot, "planner")
+            .map_err(|e| e.to_string())?;
+        Ok((ws, stager))
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("the planner's workspace could not be made: {e}")))?
+    .map_err(|e| CliError::failed(format!("cannot stage a workspace for the planner: {e}")))?;
+    // The stager is only needed to make the workspace.
+    Ok(ws.0)
+}
+
+/// What the planner said: its result, exit status, whether it reported failure, its errors and
+/// the end of its stderr.
+type Conversation = (
+    Option<String>,
+    std::process::ExitStatus,
+    bool,
+    Vec<String>,
+    Vec<String>,
+);
+
+/// Runs the planner in `ws` and reads what it prints to its end.
+async fn converse(
+    profile: &Profile,
+    ws: &Workspace,
+    prompt: &str,
+    prompt_file: &Path,
+    status: &Status,
+) -> CliResult<Conversation> {
+    let spec = profile
+        .command(&PromptVars {
+            prompt,
+            prompt_file,
+            model: None,
+        })
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    ws.prepare_command(cmd.as_std_mut())
+        .map_err(|e| CliError::failed(format!("cannot enter the planner's workspace: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        CliError::usage(format!(
+            "cannot start the planner `{}`: {}",
+            spec.program.to_string_lossy(),
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let mut parser = OutputParser::new(profile.format).with_workspace(ws.path());
+    let mut stderr_tail: Vec<String> = Vec::new();
+    let mut out_lines = child.stdout.take().map(|s| BufReader::new(s).lines());
+    let mut err_lines = child.stderr.take().map(|s| BufReader::new(s).lines());
+    let mut events = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    status.show("thinking");
+    while out_lines.is_some() || err_lines.is_some() {
+        tokio::select! {
+            line = async { out_lines.as_mut()?.next_line().await.ok().flatten() }, if out_lines.is_some() => {
+                match line {
+                    Some(l) => parser.line(OutputStream::Stdout, &l, &mut events),
+                    None => out_lines = None,
+                }
+            }
+            line = async { err_lines.as_mut()?.next_line().await.ok().flatten() }, if err_lines.is_some() => {
+                match line {
+                    Some(l) => {
+                        parser.line(OutputStream::Stderr, &l, &mut events);
+                        stderr_tail.push(l);
+                        if stderr_tail.len() > 20 {
+                            stderr_tail.remove(0);
+                        }
+                    }
+                    None => err_lines = None,
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                // The planner runs in its own process group: stop all of it, then clean up.
+                if let Some(group) = child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = child.wait().await;
+                return Err(CliError::failed("interrupted; the planner was stopped and nothing was written")
+                    .exit(Exit::Interrupted));
+            }
+        }
+        for e in events.drain(..) {
+            match e {
+                AgentEvent::Progress { message, .. } => status.show(&message),
+                AgentEvent::Error(message) => errors.push(message),
+                _ => {}
+            }
+        }
+    }
+    parser.finish(&mut events);
+    errors.extend(events.drain(..).filter_map(|e| match e {
+        AgentEvent::Error(m) => Some(m),
+        _ => None,
+    }));
+    let exit = child
+        .wait()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot wait for the planner: {e}")))?;
+    Ok((
+        parser.result().map(str::to_owned),
+        exit,
+        parser.result_is_error(),
+        errors,
+        stderr_tail,
+    ))
+}
+
+/// A one-line status of the planner on a terminal's stderr.
+struct Status {
+    on: bool,
+    agent: String,
+    style: Style,
+}
+
+impl Status {
+    fn new(style: Style, agent: &str) -> Self {
+        Self {
+            on: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            agent: agent.to_owned(),
+            style,
+        }
+    }
+
+    fn show(&self, what: &str) {
+        if self.on {
+            let width = term::width().unwrap_or(80).saturating_sub(1);
+            let line = truncate(&format!("planner ({}): {what}", self.agent), width);
+            err!("\r\x1b[2K{}", self.style.dim(&line));
+        }
+    }
+
+    fn clear(&self) {
+        if self.on {
+            err!("\r\x1b[2K");
+        }
+    }
+}
+
+/// The JSON object in an answer: a fenced `json` block, else the first balanced `{…}`.
+pub(crate) fn extract_json(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        if let Some(info) = t.strip_prefix("```")
+            && matches!(info.trim(), "json" | "jsonc" | "JSON")
+        {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.trim_start().starts_with("```"))
+                .collect();
+            return Some(body.join("\n"));
+        }
+    }
+    let start = text.find('{')?;
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for (i, c) in text[start..].char_indices() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(text[start..=start + i].to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Small, common slips of planners, fixed before validation: `tasks` for `task`, and a default
+/// agent when none is given.
+pub(crate) fn normalize(json: &str, task_agent: &str) -> String {
+    let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        // Leave it to the validator to say what is wrong, with positions.
+        return json.to_owned();
+    };
+    if !doc.contains_key("task")
+        && let Some(tasks) = doc.remove("tasks")
+    {
+        doc.insert("task".into(), tasks);
+    }
+    let defaults = doc
+        .entry("defaults")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let serde_json::Value::Object(d) = defaults
+        && !d.contains_key("agent")
+    {
+        d.insert("agent".into(), serde_json::Value::String(task_agent.into()));
+    }
+    serde_json::to_string_pretty(&serde_json::Value::Object(doc))
+        .unwrap_or_else(|_| json.to_owned())
+}
+
+/// The plan as a table.
+fn print_table(plan: &Plan, style: Style) {
+    outln!(
+        "{} {} ({}, concurrency {})",
+        style.bold("Plan"),
+        plan.name,
+        format::plural(plan.tasks.len() as u64, "task"),
+        plan.concurrency
+    );
+    let id_w = plan
+        .tasks
+        .iter()
+        .map(|t| t.id.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let agent_w = plan
+        .tasks
+        .iter()
+        .map(|t| t.agent.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let after_w = plan
+        .tasks
+        .iter()
+        .map(|t| after_text(t).len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 30);
+    let writes_w = plan
+        .tasks
+        .iter()
+        .map(|t| writes_text(t).len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 40);
+    let width = term::width().unwrap_or(100).saturating_sub(1);
+    let prompt_w = width
+        .saturating_sub(id_w + agent_w + after_w + writes_w + 8)
+        .max(20);
+    outln!(
+        "{}",
+        style.bold(&format!(
+            "{} {} {} {} PROMPT",
+            pad("TASK", id_w),
+            pad("AGENT", agent_w),
+            pad("AFTER", after_w),
+            pad("WRITES", writes_w)
+        ))
+    );
+    for t in &plan.tasks {
+        outln!(
+            "{} {} {} {} {}",
+            pad(t.id.as_str(), id_w),
+            pad(&t.agent, agent_w),
+            pad(&after_text(t), after_w),
+            pad(&writes_text(t), writes_w),
+            truncate(t.prompt.lines().next().unwrap_or(""), prompt_w)
+        );
+    }
+    if !plan.gate.commands.is_empty() {
+        outln!("Gate: {}", plan.gate.commands.join(", "));
+    }
+}
+
+fn after_text(t: &forge_exec::Task) -> String {
+    if t.after.is_empty() {
+        "-".to_owned()
+    } else {
+        t.after
+            .iter()
+            .map(forge_events::TaskId::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn writes_text(t: &forge_exec::Task) -> String {
+    let mut all: Vec<String> = t
+        .writes
+        .iter()
+        .map(|c| c.pattern.as_str().to_owned())
+        .collect();
+    all.extend(t.appends.iter().map(|c| format!("+{}", c.pattern.as_str())));
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(",")
+    }
+}
+
+/// The `after` edges the plan has that the planner's JSON did not: those added to order
+/// overlapping write claims.
+fn added_edges(json: &str, plan: &Plan) -> Vec<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let given = |id: &str| -> Vec<String> {
+        doc["task"]
+            .as_array()
+            .and_then(|tasks| tasks.iter().find(|t| t["id"] == id))
+            .and_then(|t| t["after"].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for t in &plan.tasks {
+        let before = given(t.id.as_str());
+        for a in &t.after {
+            if !before.iter().any(|b| b == a.as_str()) {
+                out.push((t.id.as_str().to_owned(), a.as_str().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_found_in_a_fence_or_bare() {
+        let fenced = "Here is the plan:\n```json\n{\"name\": \"a\"}\n```\nDone.";
+        assert_eq!(extract_json(fenced).unwrap(), "{\"name\": \"a\"}");
+        let bare = "Plan: {\"name\": \"x}\", \"task\": [{\"id\": \"a\"}]} trailing";
+        assert_eq!(
+            extract_json(bare).unwrap(),
+            "{\"name\": \"x}\", \"task\": [{\"id\": \"a\"}]}"
+        );
+        assert_eq!(extract_json("no plan here"), None);
+    }
+
+    #[test]
+    fn common_slips_are_fixed() {
+        let fixed = normalize(r#"{"tasks": [{"id": "a", "prompt": "p"}]}"#, "sim");
+        let v: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+        assert!(v.get("task").is_some());
+        assert_eq!(v["defaults"]["agent"], "sim");
+        // Not JSON: left as is for the validator to report.
+        assert_eq!(normalize("{oops", "sim"), "{oops");
+    }
+
+    #[test]
+    fn the_prompt_holds_request_tree_and_schema() {
+        let p = planner_prompt("add auth", "src/a.rs (10 B)\n", "droid");
+        assert!(p.contains("add auth"));
+        assert!(p.contains("src/a.rs (10 B)"));
+        assert!(p.contains("\"task\": ["));
+        assert!(p.contains("\"agent\": \"droid\""));
+    }
+}

@@ -1,0 +1,300 @@
+//! The end-of-run summary: `✓ No merge conflicts  ✓ Gate: cargo test — 12/12 passed  ✓ 4 tasks,
+//! 23 files changed`, computed from the run's folded state.
+
+use std::collections::BTreeSet;
+
+use forge_events::{RunPhase, RunState, TaskPhase};
+
+use super::format;
+use crate::term::Style;
+
+/// Whether an item of the summary is good news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// It went well.
+    Ok,
+    /// It did not.
+    Bad,
+    /// Neither (not run, not configured).
+    Info,
+}
+
+/// One item of the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Item {
+    /// Good or bad.
+    pub(crate) mark: Mark,
+    /// What it says.
+    pub(crate) text: String,
+}
+
+/// Files changed by the tasks that succeeded (union).
+pub(crate) fn files_changed(state: &RunState) -> usize {
+    state
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskPhase::Succeeded)
+        .flat_map(|t| t.files_changed.iter())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// The summary items: conflicts, gate, tasks.
+pub(crate) fn items(state: &RunState) -> Vec<Item> {
+    vec![conflicts(state), gate(state), tasks(state)]
+}
+
+fn conflicts(state: &RunState) -> Item {
+    let unresolved: Vec<&str> = state
+        .conflicts
+        .iter()
+        .filter(|c| !c.resolved)
+        .map(|c| c.path.as_str())
+        .collect();
+    let resolved = state.conflicts.len() - unresolved.len();
+    if unresolved.is_empty() {
+        let text = if resolved > 0 {
+            let strategies: BTreeSet<&str> = state
+                .conflicts
+                .iter()
+                .map(|c| c.strategy.as_str())
+                .collect();
+            format!(
+                "No merge conflicts ({} merged by {})",
+                format::plural(resolved as u64, "overlap"),
+                strategies.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            "No merge conflicts".to_owned()
+        };
+        Item {
+            mark: Mark::Ok,
+            text,
+        }
+    } else {
+        Item {
+            mark: Mark::Bad,
+            text: format!(
+                "{} in conflict: {}",
+                format::plural(unresolved.len() as u64, "path"),
+                format::list(&unresolved, 3)
+            ),
+        }
+    }
+}
+
+fn gate(state: &RunState) -> Item {
+    if state.gates.is_empty() {
+        let text =
+            if state.counts.succeeded < state.counts.total || state.phase == RunPhase::Cancelled {
+                "Gate not run"
+            } else {
+                "No gate configured"
+            };
+        return Item {
+            mark: Mark::Info,
+            text: text.to_owned(),
+        };
+    }
+    let failed = state.gates.iter().find(|g| g.passed == Some(false));
+    let commands: Vec<&str> = state.gates.iter().map(|g| g.command.as_str()).collect();
+    let (mut passed, mut failed_tests, mut counted) = (0, 0, false);
+    for g in &state.gates {
+        if let Some(p) = g.tests_passed {
+            passed += p;
+            counted = true;
+        }
+        if let Some(f) = g.tests_failed {
+            failed_tests += f;
+            counted = true;
+        }
+    }
+    let tests = if counted {
+        if failed_tests == 0 {
+            format!(" — {passed}/{passed} passed")
+        } else {
+            format!(" — {failed_tests} of {} failed", passed + failed_tests)
+        }
+    } else {
+        String::new()
+    };
+    match failed {
+        Some(g) => Item {
+            mark: Mark::Bad,
+            text: format!(
+                "Gate: {} failed{}{tests}",
+                g.command,
+                g.exit_code
+                    .map(|c| format!(" (exit code {c})"))
+                    .unwrap_or_default()
+            ),
+        },
+        None if state.gates.iter().any(|g| g.passed.is_none()) => Item {
+            mark: Mark::Info,
+            text: format!("Gate: {} did not finish", commands.join(", ")),
+        },
+        None => Item {
+            mark: Mark::Ok,
+            text: format!("Gate: {}{tests}", commands.join(", ")),
+        },
+    }
+}
+
+fn tasks(state: &RunState) -> Item {
+    let total = state
+        .counts
+        .total
+        .max(u32::try_from(state.tasks.len()).unwrap_or(u32::MAX));
+    let bad: Vec<&str> = state
+        .tasks
+        .iter()
+        .filter(|t| t.status != TaskPhase::Succeeded)
+        .map(|t| t.id.as_str())
+        .collect();
+    let files = files_changed(state);
+    if bad.is_empty() {
+        Item {
+            mark: Mark::Ok,
+            text: format!(
+                "{}, {} changed",
+                format::plural(total, "task"),
+                format::plural(files as u64, "file")
+            ),
+        }
+    } else {
+        Item {
+            mark: Mark::Bad,
+            text: format!(
+                "{} of {} did not succeed: {}",
+                bad.len(),
+                format::plural(total, "task"),
+                format::list(&bad, 4)
+            ),
+        }
+    }
+}
+
+/// The items on one line, two spaces apart, with their marks.
+pub(crate) fn line(items: &[Item], style: Style) -> String {
+    marked(items, style).join("  ")
+}
+
+/// The items on one line if it fits in `width` columns, else one per line.
+pub(crate) fn lines(items: &[Item], style: Style, width: usize) -> String {
+    let plain = line(items, Style::plain());
+    if crate::term::display_width(&plain) < width {
+        line(items, style)
+    } else {
+        marked(items, style).join("\n")
+    }
+}
+
+fn marked(items: &[Item], style: Style) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| {
+            let mark = match i.mark {
+                Mark::Ok => style.green("✓"),
+                Mark::Bad => style.red("✗"),
+                Mark::Info => style.dim("·"),
+            };
+            format!("{mark} {}", i.text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forge_events::{Event, EventKind, RunId, TaskId, TaskStatus};
+
+    fn state(events: Vec<(Option<&str>, EventKind)>) -> RunState {
+        let run = RunId::new("r").unwrap();
+        let evs: Vec<Event> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, k))| {
+                Event::new(
+                    run.clone(),
+                    i as u64 + 1,
+                    t.map(|t| TaskId::new(t).unwrap()),
+                    k,
+                )
+            })
+            .collect();
+        RunState::from_events(&evs)
+    }
+
+    fn finished(files: &[&str]) -> EventKind {
+        EventKind::TaskFinished {
+            status: TaskStatus::Succeeded,
+            exit_code: Some(0),
+            duration_ms: 1,
+            files_changed: files.iter().map(|f| (*f).to_owned()).collect(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_reads_like_the_issue() {
+        let s = state(vec![
+            (Some("a"), EventKind::TaskQueued { after: vec![] }),
+            (Some("b"), EventKind::TaskQueued { after: vec![] }),
+            (Some("a"), finished(&["x", "CHANGELOG.md"])),
+            (Some("b"), finished(&["y", "CHANGELOG.md"])),
+            (
+                None,
+                EventKind::MergeConflict {
+                    path: "CHANGELOG.md".into(),
+                    tasks: vec![TaskId::new("a").unwrap(), TaskId::new("b").unwrap()],
+                    strategy: "union".into(),
+                    resolved: true,
+                },
+            ),
+            (
+                None,
+                EventKind::GateStarted {
+                    command: "sh test.sh".into(),
+                },
+            ),
+            (
+                None,
+                EventKind::GateFinished {
+                    command: "sh test.sh".into(),
+                    passed: true,
+                    exit_code: Some(0),
+                    duration_ms: 5,
+                    tests_passed: Some(12),
+                    tests_failed: Some(0),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts (1 overlap merged by union)  ✓ Gate: sh test.sh — 12/12 passed  ✓ 2 tasks, 3 files changed"
+        );
+    }
+
+    #[test]
+    fn failures_say_what_failed() {
+        let s = state(vec![
+            (Some("a"), EventKind::TaskQueued { after: vec![] }),
+            (Some("b"), EventKind::TaskQueued { after: vec![] }),
+            (Some("a"), finished(&["x"])),
+            (
+                Some("b"),
+                EventKind::TaskFinished {
+                    status: TaskStatus::Failed,
+                    exit_code: Some(1),
+                    duration_ms: 1,
+                    files_changed: vec![],
+                    reason: Some("exit code 1".into()),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts  · Gate not run  ✗ 1 of 2 tasks did not succeed: b"
+        );
+    }
+}
