@@ -114,35 +114,8 @@ pub(crate) struct Walker<'a> {
     base_dir: Option<&'a Path>,
 }
 
-/// Edit distance, for "did you mean" suggestions.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// The closest candidate within a third of the word's length (at least 1, at most 3 edits).
-pub(crate) fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .into_iter()
-        .map(|c| (distance(word, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
+/// "Did you mean": shared with the agent profiles (edits and swaps of neighbours).
+pub(crate) use crate::agent::did_you_mean;
 
 impl<'a> Walker<'a> {
     pub(crate) fn new(base_dir: Option<&'a Path>) -> Self {
@@ -788,6 +761,5 @@ mod tests {
             did_you_mean("aftr", TASK_KEYS.iter().copied()),
             Some("after")
         );
-        assert_eq!(distance("kitten", "sitting"), 3);
     }
 }
