@@ -5,6 +5,8 @@
 //! Rows: `dag10k_true_vs_ninja`, `dag10k_true_vs_make`, `sched_overhead_noop`,
 //! `plan_100k_validate`. Needs `ninja` and `make` on `PATH` (Debian: `apt-get install
 //! ninja-build make`); the bench stops with that instruction when one is missing.
+//! `--forge-only [reps]` runs only Forge's side of `dag10k` and writes no report: a hook for
+//! `strace -c` / `perf record` on the process runner.
 
 #![allow(
     clippy::print_stdout,
@@ -155,6 +157,71 @@ fn timed(cmd: &mut Command) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
+/// One Forge run of `plan`, each task spawning `true`: milliseconds.
+fn run_forge(rt: &tokio::runtime::Runtime, plan: &Plan, dir: &Path, rep: usize) -> f64 {
+    // Forge spawns `true` directly (posix_spawn, own process group), with the program's
+    // path resolved once before the run, as Forge does for agent binaries.
+    let program = forge_exec::process::find_program("true").expect("`true` is on PATH");
+    let logs = dir.join(format!("logs{rep}"));
+    let cwd = dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let runner = ProcessRunner::new(
+        RunId::new("bench").unwrap(),
+        logs,
+        Arc::new(move |_t: &Task, _a: u32| {
+            Ok(CommandSpec {
+                program: program.clone().into(),
+                args: vec![],
+                cwd: cwd.clone(),
+                env: vec![],
+            })
+        }),
+    );
+    let start = Instant::now();
+    let result = rt.block_on(
+        Scheduler::new(
+            plan,
+            &runner,
+            Arc::new(NullSink),
+            SchedulerOptions::default(),
+        )
+        .run(&CancelHandle::new()),
+    );
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    assert!(result.succeeded(), "forge run failed");
+    ms
+}
+
+/// `--forge-only [reps]`: a measurement hook for profiling the process runner (`strace -c`,
+/// `perf record`) without the peers' processes in the trace. Runs only Forge's side of the
+/// `dag10k` row, prints each repetition's time and CPU per task, and writes no report.
+fn forge_only(rt: &tokio::runtime::Runtime, reps: usize) {
+    let tasks = 10_000;
+    let plan = plan_for(&layered_dag(tasks, 100, 42), 2);
+    let dir = tempfile::tempdir().unwrap();
+    for rep in 0..reps {
+        let (before, switches_before) = (cpu_seconds(), context_switches());
+        let ms = run_forge(rt, &plan, dir.path(), rep);
+        let (after, switches_after) = (cpu_seconds(), context_switches());
+        println!(
+            "forge dag10k rep {rep}: {ms:.0} ms, orchestrator {:.1} us/task, children {:.1} us/task, context switches {:.2}/task",
+            (after.0 - before.0) * 1e6 / tasks as f64,
+            (after.1 - before.1) * 1e6 / tasks as f64,
+            (switches_after - switches_before) as f64 / tasks as f64,
+        );
+    }
+}
+
+/// Voluntary plus involuntary context switches of this process so far.
+fn context_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
     require("ninja", "ninja-build");
     require("make", "make");
@@ -165,8 +232,6 @@ fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) 
     std::fs::write(dir.path().join("build.ninja"), ninja_file(&dag)).unwrap();
     std::fs::write(dir.path().join("Makefile"), makefile(&dag)).unwrap();
     let plan = plan_for(&dag, 2);
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
     let (mut forge, mut ninja, mut make) = (Vec::new(), Vec::new(), Vec::new());
     // CPU per task: (orchestrator, children) for Forge, ninja and make.
     let (mut forge_cpu, mut ninja_cpu, mut make_cpu) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
@@ -174,39 +239,10 @@ fn dag_vs_peers(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) 
         acc.0 += after.0 - before.0;
         acc.1 += after.1 - before.1;
     };
-    let true_path = forge_exec::process::find_program("true").expect("`true` is on PATH");
     for rep in 0..reps {
-        // Forge spawns `true` directly (posix_spawn, own process group), with the program's
-        // path resolved once before the run, as Forge does for agent binaries.
-        let logs = dir.path().join(format!("logs{rep}"));
-        let cwd = work.clone();
-        let program = true_path.clone();
-        let runner = ProcessRunner::new(
-            RunId::new("bench").unwrap(),
-            logs,
-            Arc::new(move |_t: &Task, _a: u32| {
-                Ok(CommandSpec {
-                    program: program.clone().into(),
-                    args: vec![],
-                    cwd: cwd.clone(),
-                    env: vec![],
-                })
-            }),
-        );
         let before = cpu_seconds();
-        let start = Instant::now();
-        let result = rt.block_on(
-            Scheduler::new(
-                &plan,
-                &runner,
-                Arc::new(NullSink),
-                SchedulerOptions::default(),
-            )
-            .run(&CancelHandle::new()),
-        );
-        forge.push(start.elapsed().as_secs_f64() * 1e3);
+        forge.push(run_forge(rt, &plan, dir.path(), rep));
         add(&mut forge_cpu, before, cpu_seconds());
-        assert!(result.succeeded(), "forge run failed");
         // ninja runs each command through `/bin/sh -c`; make execs simple commands directly.
         let _ = std::fs::remove_file(dir.path().join(".ninja_log"));
         let before = cpu_seconds();
@@ -353,6 +389,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Some(i) = args.iter().position(|a| a == "--forge-only") {
+        let reps = args.get(i + 1).and_then(|r| r.parse().ok()).unwrap_or(1);
+        forge_only(&rt, reps);
+        return;
+    }
     let mut report = Report::new("sched", quick);
     // The plan row first: its peak RSS is the process's peak.
     if run("plan_100k_validate") {

@@ -6,12 +6,23 @@
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
 //! that ignore signals do not outlive their task. (A process that leaves the group with
 //! `setsid` escapes this; agents run inside a workspace namespace can be contained further.)
+//!
+//! An attempt costs little more than the `posix_spawn` itself when its command is short: the
+//! child's stdin is a duplicate of one `/dev/null` kept open for the process; its stdout and
+//! stderr pipes are not registered with the reactor for the first 10 ms, so until then the
+//! only thing waited on is the child's exit (tokio's pidfd), after which the pipes are read to
+//! their end without blocking (`preadv2(RWF_NOWAIT)`). A short command thus wakes the runtime
+//! once, when it is gone, instead of once for its pipes closing and again for its exit; one
+//! that runs longer has its pipes read live from then on (at worst it waited 10 ms on a full
+//! pipe once).
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use forge_events::{OutputStream, RunId, TaskStatus};
@@ -134,6 +145,19 @@ pub async fn run_process(
 /// `forge_staging::Workspace::prepare_command`, which may enter a namespace).
 pub type PrepareCommand<'a> = dyn Fn(&mut std::process::Command) -> std::io::Result<()> + Sync + 'a;
 
+/// How long a child's pipes stay *quiet* (not registered with the runtime's reactor, read only
+/// when the child exits) before they are watched live. Most short commands are done well
+/// within it, and then the exit is the attempt's only wake-up; a longer one loses nothing:
+/// its output is read live from here on, and at worst it waited this long once on a full pipe.
+const LIVE_AFTER: Duration = Duration::from_millis(10);
+
+/// Most bytes one pipe is read for in one go outside the reactor (a group member may still be
+/// writing when the leader exits); the rest is read live.
+const DRAIN_LIMIT: usize = 256 * 1024;
+
+/// Size of the buffers pipes are read into.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// [`run_process`], with `prepare` called on the command after Forge set it up (arguments,
 /// `FORGE_*` variables, process group) and before the standard streams are set and it is
 /// spawned: how a workspace puts the process in its directory (and namespace).
@@ -148,7 +172,6 @@ pub async fn run_process_in(
     options: &ProcessOptions,
     prepare: &PrepareCommand<'_>,
 ) -> std::io::Result<ProcessExit> {
-    let mut log = LogFile::new(log_path, options.max_log_bytes);
     let mut command = std::process::Command::new(&spec.program);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
@@ -160,22 +183,25 @@ pub async fn run_process_in(
         .env("FORGE_ATTEMPT", env.attempt.to_string())
         .env("FORGE_WORKSPACE", &spec.cwd);
     prepare(&mut command)?;
+    let (out_pipe, out_child) = std::io::pipe()?;
+    let (err_pipe, err_child) = std::io::pipe()?;
+    let mut out = Stream::new(OutputStream::Stdout, out_pipe, options.max_line);
+    let mut err = Stream::new(OutputStream::Stderr, err_pipe, options.max_line);
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(dev_null()?)
+        .stdout(out_child)
+        .stderr(err_child);
+    // The command (and with it this process's copies of the child's ends) is dropped right
+    // after the spawn, so the pipes reach end-of-file when the child's side closes.
     let mut child = tokio::process::Command::from(command).spawn()?;
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .and_then(rustix::process::Pid::from_raw);
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(std::io::Error::other("child has no output pipes"));
+    let mut sink = Sink {
+        log: LogFile::new(log_path, options.max_log_bytes),
+        on_line,
     };
-    let mut out = LineSplitter::new(OutputStream::Stdout, options.max_line);
-    let mut err = LineSplitter::new(OutputStream::Stderr, options.max_line);
-    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut out_open, mut err_open) = (true, true);
     let mut status: Option<std::process::ExitStatus> = None;
     let mut stopped = false;
     let mut killed = false;
@@ -183,34 +209,36 @@ pub async fn run_process_in(
     let mut group_gone = pgid.is_none();
     // Escalation: next signal and when.
     let mut escalation: Option<(rustix::process::Signal, tokio::time::Instant)> = None;
-    let mut emit = |stream: OutputStream, line: &str, log: &mut LogFile| {
-        log.line(line);
-        on_line(stream, line);
-    };
-    while out_open || err_open || status.is_none() {
+    let go_live = tokio::time::sleep(LIVE_AFTER);
+    tokio::pin!(go_live);
+    let mut live = false;
+    while status.is_none() || out.is_open() || err.is_open() {
         let next_signal_at = escalation.map(|(_, at)| at);
         tokio::select! {
-            n = stdout.read(&mut out_buf), if out_open => match n {
-                Ok(0) | Err(_) => {
-                    out_open = false;
-                    if let Some(rest) = out.finish() { emit(OutputStream::Stdout, &rest, &mut log); }
-                }
-                Ok(n) => out.feed(&out_buf[..n], |s, l| emit(s, l, &mut log)),
-            },
-            n = stderr.read(&mut err_buf), if err_open => match n {
-                Ok(0) | Err(_) => {
-                    err_open = false;
-                    if let Some(rest) = err.finish() { emit(OutputStream::Stderr, &rest, &mut log); }
-                }
-                Ok(n) => err.feed(&err_buf[..n], |s, l| emit(s, l, &mut log)),
-            },
             s = child.wait(), if status.is_none() => {
                 status = Some(s?);
+                // Usually the pipes are at end-of-file now and this is all the reading there is.
+                out.drain(&mut sink);
+                err.drain(&mut sink);
                 // The leader is gone; whatever it left behind in its group goes too, or the
                 // pipes (inherited by grandchildren) would never close.
                 if let Some(pgid) = pgid {
                     group_gone = end_group(pgid, options.terminate_grace.min(Duration::from_millis(500))).await;
                 }
+                if out.is_open() || err.is_open() {
+                    out.drain(&mut sink);
+                    err.drain(&mut sink);
+                    out.go_live(&mut sink);
+                    err.go_live(&mut sink);
+                    live = true;
+                }
+            },
+            n = out.read_live(), if out.is_live() => out.on_read(n, &mut sink),
+            n = err.read_live(), if err.is_live() => err.on_read(n, &mut sink),
+            () = &mut go_live, if !live && status.is_none() => {
+                live = true;
+                out.go_live(&mut sink);
+                err.go_live(&mut sink);
             },
             () = cancel.cancelled(), if !stopped && status.is_none() => {
                 stopped = true;
@@ -242,13 +270,199 @@ pub async fn run_process_in(
     {
         end_group(pgid, Duration::ZERO).await;
     }
-    log.finish()?;
+    sink.log.finish()?;
     let status = status.ok_or_else(|| std::io::Error::other("process status lost"))?;
     Ok(ProcessExit {
         code: status.code(),
         signal: std::os::unix::process::ExitStatusExt::signal(&status),
         stopped,
     })
+}
+
+/// A child's standard input: `/dev/null`, opened once per process and duplicated per spawn
+/// (cheaper than a path lookup per spawn). Falls back to opening it each time.
+fn dev_null() -> std::io::Result<Stdio> {
+    static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    match NULL.get_or_init(|| std::fs::File::open("/dev/null").ok()) {
+        Some(file) => file.try_clone().map(Stdio::from),
+        None => Ok(Stdio::null()),
+    }
+}
+
+/// Where lines go: the attempt's log and the caller's handler.
+struct Sink<'a> {
+    log: LogFile<'a>,
+    on_line: &'a mut (dyn FnMut(OutputStream, &str) + Send),
+}
+
+impl Sink<'_> {
+    fn line(&mut self, stream: OutputStream, line: &str) {
+        self.log.line(line);
+        (self.on_line)(stream, line);
+    }
+}
+
+/// One output stream of the child: the read end of its pipe and the line splitter.
+struct Stream {
+    source: Source,
+    split: LineSplitter,
+}
+
+enum Source {
+    /// Not registered with the reactor: read without blocking when the child exits.
+    Quiet(OwnedFd),
+    /// Registered with the reactor, read as output arrives.
+    Live {
+        reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        buf: Vec<u8>,
+    },
+    /// End-of-file (or a read error, which ends the stream the same way).
+    Closed,
+}
+
+impl Stream {
+    fn new(stream: OutputStream, pipe: std::io::PipeReader, max_line: usize) -> Self {
+        Self {
+            source: Source::Quiet(OwnedFd::from(pipe)),
+            split: LineSplitter::new(stream, max_line),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        !matches!(self.source, Source::Closed)
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.source, Source::Live { .. })
+    }
+
+    fn close(&mut self, sink: &mut Sink<'_>) {
+        self.source = Source::Closed;
+        if let Some(rest) = self.split.finish() {
+            sink.line(self.split.stream, &rest);
+        }
+    }
+
+    /// Reads a quiet pipe until it is empty (or at end-of-file, which closes the stream), up to
+    /// [`DRAIN_LIMIT`] bytes.
+    fn drain(&mut self, sink: &mut Sink<'_>) {
+        let Source::Quiet(fd) = &self.source else {
+            return;
+        };
+        let eof = DRAIN_BUF.with(|buf| {
+            let mut own;
+            let mut shared = buf.try_borrow_mut();
+            let buf: &mut [u8] = match shared.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => {
+                    own = vec![0; READ_CHUNK];
+                    &mut own
+                }
+            };
+            let mut total = 0;
+            loop {
+                match read_nowait(fd, buf) {
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        total += n;
+                        self.split.feed(&buf[..n], |s, l| sink.line(s, l));
+                        if total >= DRAIN_LIMIT {
+                            break false;
+                        }
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::AGAIN) => break false,
+                    Err(_) => break true,
+                }
+            }
+        });
+        if eof {
+            self.close(sink);
+        }
+    }
+
+    /// Registers a quiet pipe with the reactor.
+    fn go_live(&mut self, sink: &mut Sink<'_>) {
+        let fd = match std::mem::replace(&mut self.source, Source::Closed) {
+            Source::Quiet(fd) => fd,
+            other => {
+                self.source = other;
+                return;
+            }
+        };
+        // tokio's wrappers for a child's pipes take any pipe read end.
+        let reader: std::io::Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>> =
+            match self.split.stream {
+                OutputStream::Stdout => {
+                    tokio::process::ChildStdout::from_std(std::process::ChildStdout::from(fd))
+                        .map(|r| Box::new(r) as _)
+                }
+                OutputStream::Stderr => {
+                    tokio::process::ChildStderr::from_std(std::process::ChildStderr::from(fd))
+                        .map(|r| Box::new(r) as _)
+                }
+            };
+        match reader {
+            Ok(reader) => {
+                self.source = Source::Live {
+                    reader,
+                    buf: vec![0; READ_CHUNK],
+                };
+            }
+            // Like a read error: the stream ends (and the child gets EPIPE if it writes on).
+            Err(_) => self.close(sink),
+        }
+    }
+
+    /// The next chunk of a live pipe (into its buffer); never ready for other sources.
+    async fn read_live(&mut self) -> std::io::Result<usize> {
+        match &mut self.source {
+            Source::Live { reader, buf } => reader.read(buf).await,
+            Source::Quiet(_) | Source::Closed => std::future::pending().await,
+        }
+    }
+
+    fn on_read(&mut self, n: std::io::Result<usize>, sink: &mut Sink<'_>) {
+        match (n, &self.source) {
+            (Ok(n), Source::Live { buf, .. }) if n > 0 => {
+                self.split.feed(&buf[..n], |s, l| sink.line(s, l));
+                // A running agent's log is followed live (`forge logs --follow`, the
+                // dashboard): what was read is on disk before the next read.
+                sink.log.flush_now();
+            }
+            _ => self.close(sink),
+        }
+    }
+}
+
+thread_local! {
+    /// The buffer quiet pipes are drained into (one per thread: draining never awaits).
+    static DRAIN_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what is in a pipe now without blocking and without a system call to make the pipe
+/// non-blocking: `preadv2(RWF_NOWAIT)` (pipes support it since Linux 5.8). Where the kernel
+/// does not, the pipe is made non-blocking (tokio keeps it so if it goes live) and read plainly.
+fn read_nowait(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, rustix::io::Errno> {
+    static NO_NOWAIT: AtomicBool = AtomicBool::new(false);
+    if !NO_NOWAIT.load(Ordering::Relaxed) {
+        match rustix::io::preadv2(
+            fd,
+            &mut [std::io::IoSliceMut::new(buf)],
+            u64::MAX,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS,
+            ) => {
+                NO_NOWAIT.store(true, Ordering::Relaxed);
+            }
+            other => return other,
+        }
+    }
+    rustix::io::ioctl_fionbio(fd, true)?;
+    rustix::io::read(fd, buf)
 }
 
 /// Terminates what is left of a process group: SIGTERM, up to `grace` for it to go, then
@@ -342,6 +556,10 @@ impl LineSplitter {
                     emit(self.stream, &line);
                     self.partial.clear();
                     self.skipping = !ends;
+                } else if ends && self.partial.is_empty() {
+                    // A whole line within this chunk: no copy.
+                    let line = String::from_utf8_lossy(chunk);
+                    emit(self.stream, line.trim_end_matches('\r'));
                 } else {
                     self.partial.extend_from_slice(chunk);
                     if ends {
@@ -369,8 +587,8 @@ impl LineSplitter {
 
 /// The attempt's `output.log`, capped. Created (with its directories) on the first line, so an
 /// attempt that prints nothing costs no inode; readers treat a missing log as empty.
-struct LogFile {
-    path: PathBuf,
+struct LogFile<'a> {
+    path: &'a Path,
     file: Option<std::io::BufWriter<std::fs::File>>,
     written: u64,
     cap: u64,
@@ -378,10 +596,10 @@ struct LogFile {
     error: Option<std::io::Error>,
 }
 
-impl LogFile {
-    fn new(path: &Path, cap: u64) -> Self {
+impl<'a> LogFile<'a> {
+    fn new(path: &'a Path, cap: u64) -> Self {
         Self {
-            path: path.to_path_buf(),
+            path,
             file: None,
             written: 0,
             cap,
@@ -396,7 +614,7 @@ impl LogFile {
                 .path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::File::create(&self.path));
+                .and_then(|()| std::fs::File::create(self.path));
             match opened {
                 Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
                 Err(e) => self.error = Some(e),
@@ -428,6 +646,16 @@ impl LogFile {
             self.capped = true;
         } else {
             self.written += len;
+        }
+    }
+
+    /// Writes what is buffered (a failure is kept and reported by `finish`).
+    fn flush_now(&mut self) {
+        if self.error.is_none()
+            && let Some(file) = self.file.as_mut()
+            && let Err(e) = std::io::Write::flush(file)
+        {
+            self.error = Some(e);
         }
     }
 
@@ -596,5 +824,10 @@ mod tests {
         assert!(got[0].starts_with(&"x".repeat(16)) && got[0].ends_with("[line cut]"));
         assert_eq!(got[1], "next");
         assert_eq!(split(100, &[b"\xff\xfe ok\n"]), ["\u{fffd}\u{fffd} ok"]);
+        // Whole lines within one chunk, and a line of exactly the limit, are not cut.
+        assert_eq!(
+            split(16, &[b"one\ntwo\r\n", b"sixteen-bytes-xx\nx"]),
+            ["one", "two", "sixteen-bytes-xx", "x"]
+        );
     }
 }

@@ -313,3 +313,177 @@ async fn a_missing_program_is_a_failed_attempt_with_the_reason() {
         report.tasks[0].reason
     );
 }
+
+/// What one `run_process` call saw.
+struct Ran {
+    exit: forge_exec::process::ProcessExit,
+    lines: Vec<(OutputStream, String)>,
+}
+
+/// Runs `script` with `sh -c` in `dir` (log in `dir/out.log`), calling `also` on each line.
+async fn run_script(
+    dir: &Path,
+    script: &str,
+    options: &ProcessOptions,
+    mut also: impl FnMut(&str) + Send,
+) -> Ran {
+    let mut lines = Vec::new();
+    let mut on_line = |stream: OutputStream, line: &str| {
+        also(line);
+        lines.push((stream, line.to_owned()));
+    };
+    let run_id = RunId::new("r").unwrap();
+    let spec = CommandSpec::shell(script, dir);
+    let log = dir.join("out.log");
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    let env = AttemptEnv {
+        run: &run_id,
+        task: "t",
+        attempt: 1,
+    };
+    let run = run_process(&spec, &env, &log, &mut on_line, &cancel, &kill, options);
+    // Guard against a hang (not a timing assertion).
+    let exit = tokio::time::timeout(Duration::from_mins(1), run)
+        .await
+        .expect("the attempt ended")
+        .unwrap();
+    Ran { exit, lines }
+}
+
+fn text_of(lines: &[(OutputStream, String)], stream: OutputStream) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .map(|(_, l)| l.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn stdin_is_dev_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_script(
+        dir.path(),
+        "readlink /proc/self/fd/0; cat; echo read-to-the-end",
+        &ProcessOptions::default(),
+        |_| {},
+    )
+    .await;
+    assert_eq!(ran.exit.code, Some(0));
+    assert_eq!(
+        text_of(&ran.lines, OutputStream::Stdout),
+        ["/dev/null", "read-to-the-end"]
+    );
+}
+
+/// A quick command that writes more than a pipe holds to both streams at once: nothing is
+/// lost or mixed up, and the command is not stuck on a full pipe.
+#[tokio::test]
+async fn a_quick_flood_on_both_streams_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "head -c 300000 /dev/zero | tr '\\0' o | fold -w 100 & \
+                  head -c 200000 /dev/zero | tr '\\0' e | fold -w 50 >&2; wait";
+    let ran = run_script(dir.path(), script, &ProcessOptions::default(), |_| {}).await;
+    assert_eq!(ran.exit.code, Some(0));
+    let out = text_of(&ran.lines, OutputStream::Stdout);
+    let err = text_of(&ran.lines, OutputStream::Stderr);
+    assert_eq!(out.len(), 3000);
+    assert!(out.iter().all(|l| *l == "o".repeat(100)));
+    assert_eq!(err.len(), 4000);
+    assert!(err.iter().all(|l| *l == "e".repeat(50)));
+    let log = std::fs::read_to_string(dir.path().join("out.log")).unwrap();
+    assert_eq!(log.len(), 300_000 + 3000 + 200_000 + 4000);
+}
+
+/// Output is read while the command runs: this one waits for the test to see its first line.
+#[tokio::test]
+async fn output_is_read_while_the_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let script = format!(
+        "echo ready; echo to-stderr >&2; while [ ! -e {f} ]; do sleep 0.01; done; echo seen",
+        f = flag.display()
+    );
+    let ran = run_script(dir.path(), &script, &ProcessOptions::default(), |line| {
+        if line == "ready" {
+            std::fs::write(&flag, "").unwrap();
+        }
+    })
+    .await;
+    assert_eq!(ran.exit.code, Some(0));
+    assert_eq!(text_of(&ran.lines, OutputStream::Stdout), ["ready", "seen"]);
+    assert_eq!(text_of(&ran.lines, OutputStream::Stderr), ["to-stderr"]);
+}
+
+/// A leader that closes its output early is still waited for, and its exit code reported.
+#[tokio::test]
+async fn a_leader_that_closes_its_output_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    let script = format!(
+        "echo before; exec >&- 2>&-; sleep 0.3; touch {d}; exit 7",
+        d = done.display()
+    );
+    let ran = run_script(dir.path(), &script, &ProcessOptions::default(), |_| {}).await;
+    assert_eq!(ran.exit.code, Some(7));
+    assert!(done.exists(), "the attempt ended before its leader");
+    assert_eq!(text_of(&ran.lines, OutputStream::Stdout), ["before"]);
+}
+
+/// A background member that keeps the pipes open does not keep the attempt waiting: once the
+/// leader exits, its group is ended.
+#[tokio::test]
+async fn members_holding_the_pipes_are_ended_after_the_leader_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "sleep 1000 & echo $! >> {p}; echo started",
+        p = pids.display()
+    );
+    let ran = run_script(dir.path(), &script, &quick_stop(), |_| {}).await;
+    assert_eq!(ran.exit.code, Some(0));
+    assert_eq!(text_of(&ran.lines, OutputStream::Stdout), ["started"]);
+    let pids = pids_in(&pids);
+    assert_eq!(pids.len(), 1);
+    assert!(!alive(pids[0]), "the background sleep survived");
+}
+
+/// A member that closed its output (so the pipes reach end-of-file) and ignores SIGTERM still
+/// does not outlive the attempt.
+#[tokio::test]
+async fn a_member_that_closed_its_output_does_not_outlive_the_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "(trap '' TERM; exec sleep 1000 >/dev/null 2>&1) & echo $! >> {p}; exit 2",
+        p = pids.display()
+    );
+    let ran = run_script(dir.path(), &script, &quick_stop(), |_| {}).await;
+    assert_eq!(ran.exit.code, Some(2));
+    let pids = pids_in(&pids);
+    assert_eq!(pids.len(), 1);
+    assert!(!alive(pids[0]), "the detached sleep survived");
+}
+
+/// Many attempts in a row (quick ones that never go live and slower ones that do) each see
+/// exactly their own output.
+#[tokio::test]
+async fn attempts_in_a_row_see_only_their_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        let script = if i % 4 == 0 {
+            format!("echo out{i}; sleep 0.03; echo err{i} >&2")
+        } else {
+            format!("echo out{i}; echo err{i} >&2")
+        };
+        let ran = run_script(dir.path(), &script, &ProcessOptions::default(), |_| {}).await;
+        assert_eq!(ran.exit.code, Some(0));
+        assert_eq!(
+            text_of(&ran.lines, OutputStream::Stdout),
+            [format!("out{i}")]
+        );
+        assert_eq!(
+            text_of(&ran.lines, OutputStream::Stderr),
+            [format!("err{i}")]
+        );
+    }
+}
