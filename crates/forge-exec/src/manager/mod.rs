@@ -269,7 +269,7 @@ impl ExecutionManagerBuilder {
         let repo = std::fs::canonicalize(&repo).map_err(|e| ExecError::io("open", &repo, e))?;
         let store = RunStore::new(&repo);
         let profiles = self.profiles.unwrap_or_else(Profiles::builtin);
-        let mut folded = None;
+        let resuming = self.resume.is_some();
         let (run, plan) = match (self.resume, self.plan) {
             (Some(_), Some(_)) => {
                 return Err(ExecError::Config(
@@ -310,7 +310,6 @@ impl ExecutionManagerBuilder {
                         reason: "the run's plan copy is missing".into(),
                     },
                 })?;
-                folded = Some(());
                 (run, plan)
             }
             (None, Some(plan)) => {
@@ -325,7 +324,7 @@ impl ExecutionManagerBuilder {
             .check_available(plan.tasks.iter().map(|t| t.agent.as_str()))
             .map_err(|e| ExecError::Agent(e.to_string()))?;
         let mut history = Vec::new();
-        if folded.is_some() {
+        if resuming {
             // The dead process's agents go first: one of them may still hold the journal open.
             resume::kill_run_processes(&run);
         }
@@ -334,15 +333,13 @@ impl ExecutionManagerBuilder {
         let bus = loop {
             history.clear();
             match EventBus::open_with(run.clone(), &journal, &self.bus, |e| {
-                if folded.is_some() {
+                if resuming {
                     history.push(e.clone());
                 }
             }) {
                 Ok(bus) => break bus,
                 // A process that is going away may hold the lock for a moment.
-                Err(EventsError::Locked { .. })
-                    if folded.is_some() && Instant::now() < deadline =>
-                {
+                Err(EventsError::Locked { .. }) if resuming && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(e.into()),
@@ -365,7 +362,7 @@ impl ExecutionManagerBuilder {
             apply: self.apply,
             scheduler: self.scheduler,
             process: self.process,
-            history: folded.map(|()| history),
+            history: resuming.then_some(history),
         })
     }
 }
