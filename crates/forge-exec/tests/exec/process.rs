@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use forge_events::{OutputStream, RunId, TaskId, TaskStatus, VecSink};
 use forge_exec::plan::{Plan, PlanFormat, PlanOptions, Task};
-use forge_exec::process::{AttemptEnv, group_alive, run_process};
+use forge_exec::process::{AttemptEnv, group_alive, run_process, run_process_in};
 use forge_exec::{
     CancelHandle, CommandSpec, ProcessOptions, ProcessRunner, Scheduler, SchedulerOptions,
 };
@@ -486,4 +486,226 @@ async fn attempts_in_a_row_see_only_their_own_output() {
             [format!("err{i}")]
         );
     }
+}
+
+/// Runs `spec` as attempt 1 of task `t` of run `r`: through the direct spawn (`run_process`)
+/// or, with `std_path`, through `std::process::Command` (`run_process_in` with a hook that
+/// changes nothing). Returns the exit and the stdout lines, or the spawn error.
+async fn run_spec(
+    spec: &CommandSpec,
+    std_path: bool,
+) -> std::io::Result<(Option<i32>, Vec<String>)> {
+    let mut lines = Vec::new();
+    let mut on_line = |stream: OutputStream, line: &str| {
+        if stream == OutputStream::Stdout {
+            lines.push(line.to_owned());
+        }
+    };
+    let run_id = RunId::new("r").unwrap();
+    let env = AttemptEnv {
+        run: &run_id,
+        task: "t",
+        attempt: 1,
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("out.log");
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    let options = ProcessOptions::default();
+    let exit = if std_path {
+        let keep = |_: &mut std::process::Command| Ok(());
+        run_process_in(
+            spec,
+            &env,
+            &log,
+            &mut on_line,
+            &cancel,
+            &kill,
+            &options,
+            &keep,
+        )
+        .await
+    } else {
+        run_process(spec, &env, &log, &mut on_line, &cancel, &kill, &options).await
+    }?;
+    Ok((exit.code, lines))
+}
+
+/// The direct spawn gives a child exactly what std's would: the parent's environment with the
+/// task's variables over it (the last of a repeated name wins, `FORGE_*` over the task's),
+/// the arguments as given, the working directory, its own process group, an empty signal
+/// mask and default `SIGPIPE`.
+#[tokio::test]
+async fn the_direct_spawn_gives_the_child_what_std_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "env | LC_ALL=C sort | grep -v '^_='; pwd; printf '<%s>' \"$0\" \"$@\"; echo; \
+                  ps -o pgid= -p $$ | tr -d ' ' > pg; [ \"$(cat pg)\" = $$ ] && echo own-group; \
+                  grep -E '^(SigBlk|SigIgn)' /proc/self/status; \
+                  (yes | head -c 1 >/dev/null; echo pipe-ok)";
+    let spec = CommandSpec {
+        program: "sh".into(),
+        args: vec![
+            "-c".into(),
+            script.into(),
+            "zero".into(),
+            "a b".into(),
+            "".into(),
+            "c".into(),
+        ],
+        cwd: dir.path().to_path_buf(),
+        env: vec![
+            ("FORGE_TEST_X".into(), "1".into()),
+            ("HOME".into(), "/overridden".into()),
+            ("FORGE_TEST_X".into(), "2".into()),
+            ("FORGE_TASK_ID".into(), "from-the-spec".into()),
+        ],
+    };
+    let (code, direct) = run_spec(&spec, false).await.unwrap();
+    assert_eq!(code, Some(0), "{direct:?}");
+    let (code, std) = run_spec(&spec, true).await.unwrap();
+    assert_eq!(code, Some(0), "{std:?}");
+    assert_eq!(direct, std);
+    for expected in [
+        "FORGE_TEST_X=2".to_owned(),
+        "HOME=/overridden".to_owned(),
+        "FORGE_TASK_ID=t".to_owned(),
+        "FORGE_RUN_ID=r".to_owned(),
+        "FORGE_ATTEMPT=1".to_owned(),
+        format!("FORGE_WORKSPACE={}", dir.path().display()),
+        format!("PATH={}", std::env::var("PATH").unwrap()),
+        dir.path().display().to_string(),
+        "<zero><a b><><c>".to_owned(),
+        "own-group".to_owned(),
+        "SigBlk:\t0000000000000000".to_owned(),
+        "pipe-ok".to_owned(),
+    ] {
+        assert!(
+            direct.contains(&expected),
+            "{expected:?} missing from {direct:#?}"
+        );
+    }
+    // SIGPIPE (13) is not ignored in the child although Rust ignores it in the parent.
+    let ignored = direct
+        .iter()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap();
+    assert_eq!(ignored & (1 << 12), 0, "SigIgn {ignored:x}");
+    assert_eq!(
+        direct
+            .iter()
+            .filter(|l| l.starts_with("FORGE_TEST_X="))
+            .count(),
+        1
+    );
+    assert_eq!(direct.iter().filter(|l| l.starts_with("HOME=")).count(), 1);
+}
+
+/// A program named without a `/` is looked up on the `PATH` the task gives, when it gives one
+/// (the direct spawn would search the parent's, so std's path takes it).
+#[tokio::test]
+async fn a_program_is_found_on_the_tasks_own_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let tool = bin.join("forge-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho found \"$@\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let spec = CommandSpec {
+        program: "forge-test-tool".into(),
+        args: vec!["x".into()],
+        cwd: dir.path().to_path_buf(),
+        env: vec![("PATH".into(), path.into())],
+    };
+    let (code, lines) = run_spec(&spec, false).await.unwrap();
+    assert_eq!((code, lines), (Some(0), vec!["found x".to_owned()]));
+}
+
+/// A relative program path is taken from the working directory the attempt runs in.
+#[tokio::test]
+async fn a_relative_program_is_run_from_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\npwd\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spec = CommandSpec {
+        program: "./tool.sh".into(),
+        args: vec![],
+        cwd: dir.path().to_path_buf(),
+        env: vec![],
+    };
+    let (code, lines) = run_spec(&spec, false).await.unwrap();
+    assert_eq!(
+        (code, lines),
+        (Some(0), vec![dir.path().display().to_string()])
+    );
+}
+
+/// A working directory that does not exist is named in the error, on both spawn paths.
+#[tokio::test]
+async fn a_missing_working_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone");
+    let spec = CommandSpec {
+        program: "/bin/true".into(),
+        args: vec![],
+        cwd: missing.clone(),
+        env: vec![],
+    };
+    for std_path in [false, true] {
+        let err = run_spec(&spec, std_path).await.unwrap_err().to_string();
+        assert!(
+            err.contains("working directory") && err.contains(&missing.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+/// An attempt whose future is dropped half-way (its caller gave up on it) leaves nothing
+/// behind: its group is killed and its leader reaped, not left a zombie.
+#[tokio::test]
+async fn an_abandoned_attempt_leaves_no_process_and_no_zombie() {
+    for std_path in [false, true] {
+        abandon(std_path).await;
+    }
+}
+
+async fn abandon(std_path: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "echo $$ >> {p}; sleep 1000 & echo $! >> {p}; echo started; wait",
+        p = pids.display()
+    );
+    let spec = CommandSpec::shell(&script, dir.path());
+    let mut run = Box::pin(run_spec(&spec, std_path));
+    // Run it until both pids are written, then drop it.
+    loop {
+        tokio::select! {
+            r = &mut run => panic!("the attempt ended on its own: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                if pids_in(&pids).len() == 2 {
+                    break;
+                }
+            }
+        }
+    }
+    drop(run);
+    let pids = pids_in(&pids);
+    // Reaping happens off the runtime's threads: wait for it (bounded, not a timing check).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (alive(pids[1]) || Path::new(&format!("/proc/{}", pids[0])).exists())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !alive(pids[1]),
+        "the background sleep survived: {:?}",
+        std::fs::read_to_string(format!("/proc/{}/stat", pids[1]))
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", pids[0])).exists(),
+        "the leader was not reaped"
+    );
 }

@@ -1,7 +1,11 @@
 //! Running a command as an attempt: its own process group, output read line by line into the
 //! attempt's log and a parser, and the whole group stopped on timeout or cancel.
 //!
-//! Spawning uses `process_group(0)` and no `pre_exec`, so std takes the `posix_spawn` path.
+//! Spawning is `posix_spawn` into a new process group: called directly with the parent's
+//! environment plus the attempt's variables when no hook has to prepare the command (see
+//! `spawn.rs`: std would rebuild the whole environment on every spawn), through
+//! `std::process::Command` with `process_group(0)` otherwise (std takes its own `posix_spawn`
+//! path unless the hook adds a `pre_exec`).
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
 //! that ignore signals do not outlive their task. (A process that leaves the group with
@@ -16,9 +20,9 @@
 //! that runs longer has its pipes read live from then on (at worst it waited 10 ms on a full
 //! pipe once).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plan::Task;
 use crate::sched::{AttemptContext, TaskOutcome, TaskRunner};
+
+mod spawn;
 
 /// What to spawn for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,10 +141,7 @@ pub async fn run_process(
     kill: &CancellationToken,
     options: &ProcessOptions,
 ) -> std::io::Result<ProcessExit> {
-    run_process_in(spec, env, log_path, on_line, cancel, kill, options, &|_| {
-        Ok(())
-    })
-    .await
+    run_attempt(spec, env, log_path, on_line, cancel, kill, options, None).await
 }
 
 /// A hook that sets a command up before it is spawned (such as
@@ -172,37 +175,163 @@ pub async fn run_process_in(
     options: &ProcessOptions,
     prepare: &PrepareCommand<'_>,
 ) -> std::io::Result<ProcessExit> {
-    let mut command = std::process::Command::new(&spec.program);
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    command
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("FORGE_RUN_ID", env.run.as_str())
-        .env("FORGE_TASK_ID", env.task)
-        .env("FORGE_ATTEMPT", env.attempt.to_string())
-        .env("FORGE_WORKSPACE", &spec.cwd);
-    prepare(&mut command)?;
+    run_attempt(
+        spec,
+        env,
+        log_path,
+        on_line,
+        cancel,
+        kill,
+        options,
+        Some(prepare),
+    )
+    .await
+}
+
+/// A spawned attempt's leader process.
+enum Child {
+    Direct(spawn::DirectChild),
+    Std(tokio::process::Child),
+}
+
+impl Child {
+    /// Spawns `spec` with the attempt's variables, its standard streams and, when given,
+    /// `prepare` applied: directly when no hook has to see the command and the direct path
+    /// applies, else through `std::process::Command`.
+    fn spawn(
+        spec: &CommandSpec,
+        env: &AttemptEnv<'_>,
+        prepare: Option<&PrepareCommand<'_>>,
+        stdout: std::io::PipeWriter,
+        stderr: std::io::PipeWriter,
+    ) -> std::io::Result<Self> {
+        Self::spawn_inner(spec, env, prepare, stdout, stderr).map_err(|e| {
+            // `ENOENT` from a spawn reads as a missing program; say when it is the directory.
+            if e.kind() == std::io::ErrorKind::NotFound && !spec.cwd.is_dir() {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("working directory `{}` does not exist", spec.cwd.display()),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn spawn_inner(
+        spec: &CommandSpec,
+        env: &AttemptEnv<'_>,
+        prepare: Option<&PrepareCommand<'_>>,
+        stdout: std::io::PipeWriter,
+        stderr: std::io::PipeWriter,
+    ) -> std::io::Result<Self> {
+        let attempt = env.attempt.to_string();
+        let vars: [(&OsStr, &OsStr); 4] = [
+            ("FORGE_RUN_ID".as_ref(), env.run.as_str().as_ref()),
+            ("FORGE_TASK_ID".as_ref(), env.task.as_ref()),
+            ("FORGE_ATTEMPT".as_ref(), attempt.as_ref()),
+            ("FORGE_WORKSPACE".as_ref(), spec.cwd.as_os_str()),
+        ];
+        if prepare.is_none() {
+            // The child's stdin is `dup2`ed from the shared `/dev/null` itself.
+            let own;
+            let stdin = match shared_dev_null() {
+                Some(fd) => fd,
+                None => {
+                    own = dev_null()?;
+                    own.as_fd()
+                }
+            };
+            if let Some(child) = spawn::spawn(spec, &vars, [stdin, stdout.as_fd(), stderr.as_fd()])?
+            {
+                // Dropping this process's copies of the child's ends (here, on return) lets
+                // the pipes reach end-of-file when the child's side closes.
+                return Ok(Self::Direct(child));
+            }
+        }
+        let mut command = std::process::Command::new(&spec.program);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command
+            .args(&spec.args)
+            .current_dir(&spec.cwd)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(vars);
+        if let Some(prepare) = prepare {
+            prepare(&mut command)?;
+        }
+        command
+            .stdin(Stdio::from(dev_null()?))
+            .stdout(stdout)
+            .stderr(stderr);
+        // The command (and with it this process's copies of the child's ends) is dropped
+        // right after the spawn, so the pipes reach end-of-file when the child's side closes.
+        tokio::process::Command::from(command)
+            .spawn()
+            .map(Self::Std)
+    }
+
+    /// The leader's pid, which is also its group's id; `None` once std has reaped it.
+    fn pgid(&self) -> Option<rustix::process::Pid> {
+        match self {
+            Self::Direct(child) => Some(child.pid()),
+            Self::Std(child) => child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        }
+    }
+
+    /// Waits for the leader to exit (cancel-safe).
+    async fn wait(&mut self) -> std::io::Result<spawn::Exit> {
+        match self {
+            Self::Direct(child) => child.wait().await,
+            Self::Std(child) => child.wait().await.map(|status| spawn::Exit {
+                code: status.code(),
+                signal: std::os::unix::process::ExitStatusExt::signal(&status),
+            }),
+        }
+    }
+}
+
+impl Drop for Child {
+    /// An attempt abandoned before its leader was reaped (its future dropped) takes its whole
+    /// group with it: the direct child kills it itself; here std's is killed, and tokio reaps
+    /// the leader in the background.
+    fn drop(&mut self) {
+        if let Self::Std(child) = self
+            && let Some(pgid) = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// One attempt from spawn to the end of its process group.
+#[allow(clippy::too_many_arguments)] // as `run_process_in`
+async fn run_attempt(
+    spec: &CommandSpec,
+    env: &AttemptEnv<'_>,
+    log_path: &Path,
+    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
+    cancel: &CancellationToken,
+    kill: &CancellationToken,
+    options: &ProcessOptions,
+    prepare: Option<&PrepareCommand<'_>>,
+) -> std::io::Result<ProcessExit> {
     let (out_pipe, out_child) = std::io::pipe()?;
     let (err_pipe, err_child) = std::io::pipe()?;
     let mut out = Stream::new(OutputStream::Stdout, out_pipe, options.max_line);
     let mut err = Stream::new(OutputStream::Stderr, err_pipe, options.max_line);
-    command
-        .stdin(dev_null()?)
-        .stdout(out_child)
-        .stderr(err_child);
-    // The command (and with it this process's copies of the child's ends) is dropped right
-    // after the spawn, so the pipes reach end-of-file when the child's side closes.
-    let mut child = tokio::process::Command::from(command).spawn()?;
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw);
+    let mut child = Child::spawn(spec, env, prepare, out_child, err_child)?;
+    let pgid = child.pgid();
     let mut sink = Sink {
         log: LogFile::new(log_path, options.max_log_bytes),
         on_line,
     };
-    let mut status: Option<std::process::ExitStatus> = None;
+    let mut status: Option<spawn::Exit> = None;
     let mut stopped = false;
     let mut killed = false;
     // Once the group is seen empty it stays empty: only members can create members.
@@ -273,20 +402,27 @@ pub async fn run_process_in(
     sink.log.finish()?;
     let status = status.ok_or_else(|| std::io::Error::other("process status lost"))?;
     Ok(ProcessExit {
-        code: status.code(),
-        signal: std::os::unix::process::ExitStatusExt::signal(&status),
+        code: status.code,
+        signal: status.signal,
         stopped,
     })
 }
 
 /// A child's standard input: `/dev/null`, opened once per process and duplicated per spawn
 /// (cheaper than a path lookup per spawn). Falls back to opening it each time.
-fn dev_null() -> std::io::Result<Stdio> {
-    static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
-    match NULL.get_or_init(|| std::fs::File::open("/dev/null").ok()) {
-        Some(file) => file.try_clone().map(Stdio::from),
-        None => Ok(Stdio::null()),
+fn dev_null() -> std::io::Result<std::fs::File> {
+    match shared_dev_null() {
+        Some(fd) => fd.try_clone_to_owned().map(std::fs::File::from),
+        None => std::fs::File::open("/dev/null"),
     }
+}
+
+/// `/dev/null`, opened once for the process (close-on-exec, as Rust opens every file).
+fn shared_dev_null() -> Option<std::os::fd::BorrowedFd<'static>> {
+    static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
+        .as_ref()
+        .map(AsFd::as_fd)
 }
 
 /// Where lines go: the attempt's log and the caller's handler.
