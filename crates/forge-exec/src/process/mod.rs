@@ -6,19 +6,21 @@
 //! `spawn.rs`: std would rebuild the whole environment on every spawn), through
 //! `std::process::Command` with `process_group(0)` otherwise (std takes its own `posix_spawn`
 //! path unless the hook adds a `pre_exec`).
+//!
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
 //! that ignore signals do not outlive their task. (A process that leaves the group with
 //! `setsid` escapes this; agents run inside a workspace namespace can be contained further.)
 //!
 //! An attempt costs little more than the `posix_spawn` itself when its command is short: the
-//! child's stdin is a duplicate of one `/dev/null` kept open for the process; its stdout and
-//! stderr pipes are not registered with the reactor for the first 10 ms, so until then the
-//! only thing waited on is the child's exit (tokio's pidfd), after which the pipes are read to
+//! child's stdin is one `/dev/null` kept open for the process; its stdout and stderr pipes are
+//! not registered with the reactor for the first 10 ms, so until then the only thing waited on
+//! is the child's exit (its pidfd), after which the pipes are read to
 //! their end without blocking (`preadv2(RWF_NOWAIT)`). A short command thus wakes the runtime
 //! once, when it is gone, instead of once for its pipes closing and again for its exit; one
 //! that runs longer has its pipes read live from then on (at worst it waited 10 ms on a full
-//! pipe once).
+//! pipe once). An attempt whose future is dropped before its end (its caller gave up on it)
+//! kills its group on the way out.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
