@@ -709,3 +709,38 @@ async fn abandon(std_path: bool) {
         "the leader was not reaped"
     );
 }
+
+/// The attempt's log is written as output arrives, not only at the end: `forge logs --follow`
+/// and the dashboard read it while the agent still runs. The command here waits until the
+/// test has found its first line in the log file.
+#[tokio::test]
+async fn the_log_follows_a_running_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let log = dir.path().join("out.log");
+    let script = format!(
+        "echo first; while [ ! -e {f} ]; do sleep 0.01; done; echo second",
+        f = flag.display()
+    );
+    let options = ProcessOptions::default();
+    let run = run_script(dir.path(), &script, &options, |_| {});
+    let watch = async {
+        // Bounded: if the log were written only at the end, this gives up and the test fails.
+        for _ in 0..2000 {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l == "first\n") {
+                std::fs::write(&flag, "").unwrap();
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::write(&flag, "").unwrap();
+        false
+    };
+    let (ran, seen_live) = tokio::join!(run, watch);
+    assert!(
+        seen_live,
+        "the first line was not in the log while the command ran"
+    );
+    assert_eq!(ran.exit.code, Some(0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
+}
