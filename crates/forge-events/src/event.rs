@@ -288,6 +288,9 @@ event_kinds! {
         /// The tasks it runs after.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         after: Vec<TaskId>,
+        /// The plan's estimate of its duration, in milliseconds (weights the critical path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimate_ms: Option<u64>,
     },
     /// A task is ready but waits for locks held by others.
     TaskWaitingLocks = "task_waiting_locks" {

@@ -87,7 +87,7 @@
 //! # {
 //! #     let bus = EventBus::open("r1".parse()?, &journal, &BusOptions::default())?;
 //! #     let t = "backend".parse()?;
-//! #     bus.publish(Some(t), EventKind::TaskQueued { after: vec![] })?;
+//! #     bus.publish(Some(t), EventKind::TaskQueued { after: vec![], estimate_ms: None })?;
 //! #     bus.publish(Some("backend".parse()?), EventKind::TaskFinished {
 //! #         status: TaskStatus::Succeeded, exit_code: Some(0), duration_ms: 5, files_changed: vec![],
 //! #         reason: None,

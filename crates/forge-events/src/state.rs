@@ -179,6 +179,9 @@ pub struct TaskState {
     /// Tasks it runs after.
     #[serde(default)]
     pub after: Vec<TaskId>,
+    /// The plan's estimate of its duration, in milliseconds.
+    #[serde(default)]
+    pub estimate_ms: Option<u64>,
     /// Current (or last) attempt number; 0 before the first start.
     pub attempt: u32,
     /// Agent profile of the current attempt.
@@ -255,6 +258,7 @@ impl TaskState {
             id,
             status: TaskPhase::Queued,
             after: Vec::new(),
+            estimate_ms: None,
             attempt: 0,
             agent: None,
             workspace: None,
@@ -689,8 +693,9 @@ impl RunState {
         let mut new_status = None;
         let t = &mut self.tasks[i];
         match kind {
-            EventKind::TaskQueued { after } => {
+            EventKind::TaskQueued { after, estimate_ms } => {
                 t.after.clone_from(after);
+                t.estimate_ms = *estimate_ms;
                 t.queued_at.get_or_insert(ts);
                 new_status = Some(TaskPhase::Queued);
             }

@@ -87,8 +87,13 @@ impl Run {
     }
 
     fn queued(after: &[&str]) -> EventKind {
+        Self::queued_for(after, None)
+    }
+
+    fn queued_for(after: &[&str], estimate_ms: Option<u64>) -> EventKind {
         EventKind::TaskQueued {
             after: after.iter().map(|a| tid(a)).collect(),
+            estimate_ms,
         }
     }
 
@@ -710,16 +715,18 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     write_finished_run(&runs, "run-old");
     let run = Run::open(&runs, "run-live");
     run.run(Run::started("auth", 6));
-    let plan: [(&str, &[&str]); 6] = [
-        ("models", &[]),
-        ("docs", &[]),
-        ("backend", &["models"]),
-        ("frontend", &["models"]),
-        ("tests", &["backend", "frontend"]),
-        ("changelog", &["docs"]),
+    // The plan's estimates weigh the critical path: through `frontend` (1 min), not `backend`
+    // (1 s); tasks without one weigh the mean of the known ones.
+    let plan: [(&str, &[&str], Option<u64>); 6] = [
+        ("models", &[], None),
+        ("docs", &[], None),
+        ("backend", &["models"], Some(1_000)),
+        ("frontend", &["models"], Some(60_000)),
+        ("tests", &["backend", "frontend"], None),
+        ("changelog", &["docs"], None),
     ];
-    for (task, after) in plan {
-        run.task(task, Run::queued(after));
+    for (task, after, estimate) in plan {
+        run.task(task, Run::queued_for(after, estimate));
     }
     let server = serve(&runs, ServeOptions::default().token(TOKEN)).await;
     let addr = server.local_addr();
@@ -774,7 +781,7 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     let critical = browser
         .js("return Array.from(document.querySelectorAll('svg.dag g.node.critical')).map(n => n.dataset.task).sort();")
         .await;
-    assert_eq!(critical, serde_json::json!(["backend", "models", "tests"]));
+    assert_eq!(critical, serde_json::json!(["frontend", "models", "tests"]));
     assert_eq!(browser.count("svg.dag path.edge.critical").await, 2);
     assert_eq!(browser.js("return location.search;").await, "?run=run-live");
 

@@ -510,6 +510,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                 &task.id,
                 EventKind::TaskQueued {
                     after: task.after.clone(),
+                    estimate_ms: task
+                        .estimate
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 },
             );
             if state[i] == State::Pending(0) {

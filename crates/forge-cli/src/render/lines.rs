@@ -247,6 +247,13 @@ mod tests {
         e
     }
 
+    fn queued() -> EventKind {
+        EventKind::TaskQueued {
+            after: vec![],
+            estimate_ms: None,
+        }
+    }
+
     #[test]
     fn one_line_per_state_change() {
         let lines = fold(&[
@@ -262,7 +269,7 @@ mod tests {
                     base: "head".into(),
                 },
             ),
-            ev(2, 1, Some("a"), EventKind::TaskQueued { after: vec![] }),
+            ev(2, 1, Some("a"), queued()),
             ev(
                 3,
                 100,

@@ -238,8 +238,20 @@ mod tests {
     #[test]
     fn a_clean_run_reads_like_the_issue() {
         let s = state(vec![
-            (Some("a"), EventKind::TaskQueued { after: vec![] }),
-            (Some("b"), EventKind::TaskQueued { after: vec![] }),
+            (
+                Some("a"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
+            (
+                Some("b"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
             (Some("a"), finished(&["x", "CHANGELOG.md"])),
             (Some("b"), finished(&["y", "CHANGELOG.md"])),
             (
@@ -278,8 +290,20 @@ mod tests {
     #[test]
     fn failures_say_what_failed() {
         let s = state(vec![
-            (Some("a"), EventKind::TaskQueued { after: vec![] }),
-            (Some("b"), EventKind::TaskQueued { after: vec![] }),
+            (
+                Some("a"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
+            (
+                Some("b"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
             (Some("a"), finished(&["x"])),
             (
                 Some("b"),

@@ -496,16 +496,38 @@ mod tests {
                     base: "head".into(),
                 },
             ),
-            ev(2, Some("backend"), EventKind::TaskQueued { after: vec![] }),
-            ev(3, Some("frontend"), EventKind::TaskQueued { after: vec![] }),
+            ev(
+                2,
+                Some("backend"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
+            ev(
+                3,
+                Some("frontend"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
             ev(
                 4,
                 Some("tests"),
                 EventKind::TaskQueued {
                     after: vec![TaskId::new("backend").unwrap()],
+                    estimate_ms: None,
                 },
             ),
-            ev(5, Some("docs"), EventKind::TaskQueued { after: vec![] }),
+            ev(
+                5,
+                Some("docs"),
+                EventKind::TaskQueued {
+                    after: vec![],
+                    estimate_ms: None,
+                },
+            ),
             ev(
                 6,
                 Some("backend"),

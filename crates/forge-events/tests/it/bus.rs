@@ -230,14 +230,21 @@ fn reopening_continues_the_seq_and_folds_what_was_there() {
     let path = dir.path().join("events.jsonl");
     {
         let bus = EventBus::open(run_id(), &path, &BusOptions::default()).unwrap();
-        bus.publish(Some(task("a")), EventKind::TaskQueued { after: vec![] })
-            .unwrap();
+        bus.publish(
+            Some(task("a")),
+            EventKind::TaskQueued {
+                after: vec![],
+                estimate_ms: None,
+            },
+        )
+        .unwrap();
         bus.publish(Some(task("a")), finished(TaskStatus::Succeeded))
             .unwrap();
         bus.publish(
             Some(task("b")),
             EventKind::TaskQueued {
                 after: vec![task("a")],
+                estimate_ms: None,
             },
         )
         .unwrap();

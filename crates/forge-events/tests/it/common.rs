@@ -124,7 +124,8 @@ pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
                 base
             }
         ),
-        tasks().prop_map(|after| EventKind::TaskQueued { after }),
+        (tasks(), proptest::option::of(0u64..100_000_000))
+            .prop_map(|(after, estimate_ms)| EventKind::TaskQueued { after, estimate_ms }),
         (claims, tasks())
             .prop_map(|(claims, blocked_by)| EventKind::TaskWaitingLocks { claims, blocked_by }),
         (1u32..4, text(), text(), text()).prop_map(|(attempt, agent, workspace, strategy)| {

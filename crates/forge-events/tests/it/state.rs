@@ -20,12 +20,19 @@ fn sample_run() -> Vec<Event> {
         base: "head".into(),
     })
     .unwrap();
-    sink.publish_task(&a, EventKind::TaskQueued { after: vec![] })
-        .unwrap();
+    sink.publish_task(
+        &a,
+        EventKind::TaskQueued {
+            after: vec![],
+            estimate_ms: None,
+        },
+    )
+    .unwrap();
     sink.publish_task(
         &b,
         EventKind::TaskQueued {
             after: vec![a.clone()],
+            estimate_ms: Some(90_000),
         },
     )
     .unwrap();
@@ -174,6 +181,8 @@ fn folds_a_run_into_a_useful_view() {
     let tests = state.task("tests").unwrap();
     assert_eq!(tests.status, TaskPhase::Failed);
     assert_eq!(tests.after, [task("api")]);
+    assert_eq!(tests.estimate_ms, Some(90_000));
+    assert_eq!(api.estimate_ms, None);
     assert_eq!(state.counts.total, 2);
     assert_eq!(state.counts.succeeded, 1);
     assert_eq!(state.counts.failed, 1);

@@ -225,12 +225,34 @@ async fn critical_path_runs_first() {
     tasks[0].estimate = Some(Duration::from_mins(10));
     tasks[1].estimate = Some(Duration::from_secs(1));
     tasks[2].estimate = Some(Duration::from_secs(1));
+    tasks.push(task("unknown", &[]));
     let plan = plan_of(tasks, 1);
     let runner = Recorder::default();
-    Scheduler::new(&plan, &runner, sink(), fast())
+    let events = sink();
+    Scheduler::new(&plan, &runner, events.clone(), fast())
         .run(&CancelHandle::new())
         .await;
     assert_eq!(runner.log.lock()[0].0, "long");
+    // The estimates go out with `task_queued`, for the dashboard's critical path.
+    let estimates: Vec<(String, Option<u64>)> = events
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskQueued { estimate_ms, .. } => {
+                Some((e.task.as_ref()?.to_string(), *estimate_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        estimates,
+        [
+            ("long".to_owned(), Some(600_000)),
+            ("s1".to_owned(), Some(1000)),
+            ("s2".to_owned(), Some(1000)),
+            ("unknown".to_owned(), None),
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
