@@ -389,7 +389,7 @@ async fn attempt_task(
             &ctx.cancel,
             &ctx.kill,
             &shared.process,
-            &|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other),
+            Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
         output.finish();

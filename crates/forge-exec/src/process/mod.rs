@@ -143,7 +143,7 @@ pub async fn run_process(
     kill: &CancellationToken,
     options: &ProcessOptions,
 ) -> std::io::Result<ProcessExit> {
-    run_attempt(spec, env, log_path, on_line, cancel, kill, options, None).await
+    run_process_in(spec, env, log_path, on_line, cancel, kill, options, None).await
 }
 
 /// A hook that sets a command up before it is spawned (such as
@@ -162,33 +162,6 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 
 /// Size of the buffers pipes are read into.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// [`run_process`], with `prepare` called on the command after Forge set it up (arguments,
-/// `FORGE_*` variables, process group) and before the standard streams are set and it is
-/// spawned: how a workspace puts the process in its directory (and namespace).
-#[allow(clippy::too_many_arguments)] // the pieces of one attempt, each given by a different part
-pub async fn run_process_in(
-    spec: &CommandSpec,
-    env: &AttemptEnv<'_>,
-    log_path: &Path,
-    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
-    cancel: &CancellationToken,
-    kill: &CancellationToken,
-    options: &ProcessOptions,
-    prepare: &PrepareCommand<'_>,
-) -> std::io::Result<ProcessExit> {
-    run_attempt(
-        spec,
-        env,
-        log_path,
-        on_line,
-        cancel,
-        kill,
-        options,
-        Some(prepare),
-    )
-    .await
-}
 
 /// A spawned attempt's leader process.
 enum Child {
@@ -311,9 +284,12 @@ impl Drop for Child {
     }
 }
 
-/// One attempt from spawn to the end of its process group.
-#[allow(clippy::too_many_arguments)] // as `run_process_in`
-async fn run_attempt(
+/// [`run_process`], with `prepare` (when given) called on the command after Forge set it up
+/// (arguments, `FORGE_*` variables, process group) and before the standard streams are set and
+/// it is spawned: how a workspace puts the process in its directory (and namespace). Without
+/// a hook the command is spawned directly (see the module docs).
+#[allow(clippy::too_many_arguments)] // the pieces of one attempt, each given by a different part
+pub async fn run_process_in(
     spec: &CommandSpec,
     env: &AttemptEnv<'_>,
     log_path: &Path,

@@ -135,13 +135,14 @@ pub(crate) fn spawn(
     }
     let program = spec.program.as_bytes();
     let search = !program.contains(&b'/');
-    let env = || {
-        spec.env
-            .iter()
-            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-            .chain(overrides.iter().copied())
-    };
-    if (search && env().any(|(k, _)| k == "PATH")) || (!search && !program.starts_with(b"/")) {
+    let all: Vec<(&OsStr, &OsStr)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+        .chain(overrides.iter().copied())
+        .collect();
+    if (search && all.iter().any(|(k, _)| *k == "PATH")) || (!search && !program.starts_with(b"/"))
+    {
         return Ok(None);
     }
     let c = |bytes: &[u8]| CString::new(bytes).ok();
@@ -156,7 +157,6 @@ pub(crate) fn spawn(
         c_args.push(arg);
     }
     // The overrides as `NAME=value`, the last of each name only.
-    let all: Vec<(&OsStr, &OsStr)> = env().collect();
     let mut vars: Vec<(&[u8], CString)> = Vec::with_capacity(all.len());
     for (i, (name, value)) in all.iter().enumerate() {
         let name = name.as_bytes();

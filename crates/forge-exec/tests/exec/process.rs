@@ -521,7 +521,7 @@ async fn run_spec(
             &cancel,
             &kill,
             &options,
-            &keep,
+            Some(&keep),
         )
         .await
     } else {
