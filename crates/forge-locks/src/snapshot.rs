@@ -39,7 +39,8 @@ pub struct WaitForGraph {
 }
 
 impl WaitForGraph {
-    /// The graph as a petgraph `DiGraph`, for analysis.
+    /// The graph as a petgraph `DiGraph`, for analysis (feature `petgraph`).
+    #[cfg(feature = "petgraph")]
     pub fn to_petgraph(&self) -> petgraph::graph::DiGraph<OwnerId, EdgeKind> {
         let mut graph = petgraph::graph::DiGraph::new();
         let index: std::collections::HashMap<&OwnerId, _> = self
@@ -135,6 +136,19 @@ mod tests {
         };
         let dot = g.to_dot();
         assert!(dot.contains(r#""a\"b#1" -> "c" [style=dashed];"#), "{dot}");
+    }
+
+    #[cfg(feature = "petgraph")]
+    #[test]
+    fn petgraph_has_the_nodes_and_edges() {
+        let g = WaitForGraph {
+            nodes: vec![OwnerId::new("a", 1), OwnerId::new("c", 0)],
+            edges: vec![WaitEdge {
+                from: OwnerId::new("a", 1),
+                to: OwnerId::new("c", 0),
+                kind: EdgeKind::Soft,
+            }],
+        };
         let pg = g.to_petgraph();
         assert_eq!((pg.node_count(), pg.edge_count()), (2, 1));
     }
