@@ -33,6 +33,39 @@ impl Strategy {
         Self::Worktree,
         Self::Copy,
     ];
+
+    /// The name `FORGE_REQUIRE_STRATEGIES` uses for this strategy.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::OverlayDirect => "overlay-direct",
+            Self::OverlayUserns => "overlay-userns",
+            Self::OverlayFuse => "overlay-fuse",
+            Self::Reflink => "reflink",
+            Self::Worktree => "worktree",
+            Self::Copy => "copy",
+        }
+    }
+}
+
+/// A strategy cannot run here: says why on stderr, and fails the test when the environment
+/// requires that strategy (`FORGE_REQUIRE_STRATEGIES`: a comma-separated list of names, or `all`;
+/// `.ci/run` sets it to what it prepared), so a CI machine that lost a strategy does not pass
+/// untested.
+pub(crate) fn skip(what: &str, strategy: Strategy, reason: &str) {
+    let required = std::env::var("FORGE_REQUIRE_STRATEGIES").unwrap_or_default();
+    let is_required = required
+        .split(',')
+        .map(str::trim)
+        .any(|r| r == "all" || r == strategy.name());
+    assert!(
+        !is_required,
+        "{what}: strategy `{}` is required (FORGE_REQUIRE_STRATEGIES={required}) but cannot run: {reason}",
+        strategy.name()
+    );
+    announce(&format!(
+        "SKIPPED {what} {}: {reason} (set FORGE_REQUIRE_STRATEGIES to fail instead)",
+        strategy.name()
+    ));
 }
 
 /// Prints to the real stderr, past the test harness's capture, so that skip reasons show in CI.

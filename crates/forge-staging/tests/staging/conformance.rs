@@ -13,7 +13,8 @@ use forge_staging::{
 };
 
 use crate::common::{
-    Fixture, Strategy, all_bytes, announce, mounts_under, repo_state, stager, tree_state, write,
+    Fixture, Strategy, all_bytes, announce, mounts_under, repo_state, skip, stager, tree_state,
+    write,
 };
 
 #[test]
@@ -78,7 +79,7 @@ fn conformance(strategy: Strategy) {
         let stager = match stager(strategy, &config, &base) {
             Ok(s) => s,
             Err(reason) => {
-                announce(&format!("SKIPPED conformance {strategy:?}: {reason}"));
+                skip("conformance", strategy, &reason);
                 return;
             }
         };

@@ -8,7 +8,7 @@ use forge_staging::{
     BaseMode, BlobStore, Change, ChangeSet, ContentHash, Entry, RepoPath, Snapshot, StagingError,
 };
 
-use crate::common::{Fixture, Strategy, announce, mounts_under, stager, write};
+use crate::common::{Fixture, Strategy, mounts_under, skip, stager, write};
 
 #[test]
 fn delta_overlay_direct() {
@@ -79,7 +79,7 @@ fn delta(strategy: Strategy) {
     let stager = match stager(strategy, &config, &base) {
         Ok(s) => s,
         Err(reason) => {
-            announce(&format!("SKIPPED delta {strategy:?}: {reason}"));
+            skip("delta", strategy, &reason);
             return;
         }
     };

@@ -9,7 +9,7 @@ use forge_staging::{
     BaseMode, RepoPath, ShareMode, SharedDir, Snapshot, Stager, StagingError, Workspace, gc,
 };
 
-use crate::common::{Fixture, Strategy, announce, git, mounts_under, stager, write};
+use crate::common::{Fixture, Strategy, announce, git, mounts_under, skip, stager, write};
 
 /// The stagers of every strategy available here.
 fn available(
@@ -22,7 +22,7 @@ fn available(
         .filter_map(|s| match stager(s, config, base) {
             Ok(st) => Some((s, st)),
             Err(reason) => {
-                announce(&format!("SKIPPED {what} {s:?}: {reason}"));
+                skip(what, s, &reason);
                 None
             }
         })
@@ -88,7 +88,7 @@ fn shared_dirs_and_copied_in_files_are_never_changes() {
         let stager = match stager(strategy, &config, &base) {
             Ok(s) => s,
             Err(reason) => {
-                announce(&format!("SKIPPED shares {strategy:?}: {reason}"));
+                skip("shares", strategy, &reason);
                 continue;
             }
         };
