@@ -173,26 +173,78 @@ mod tests {
         assert!(!f.truncated);
     }
 
+    /// Runs `script` with `$$` (the process group's id) written to a file first, and returns
+    /// how it ended with that group id.
+    fn run_recording_group(script: &str, timeout: Option<Duration>) -> (Finished, i32) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgid");
+        let script = format!("echo $$ > '{}'; {script}", file.display());
+        let f = run(sh(&script), timeout, 1024, |_| {}).unwrap();
+        let pgid = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (f, pgid)
+    }
+
+    /// Whether a live (not zombie) process is in group `pgid`, from `/proc`.
+    fn group_has_live_process(pgid: i32) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let mut fields = rest.split(' ');
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        })
+    }
+
+    /// Whether no live process is left in group `pgid`. A SIGKILLed process may need a moment to
+    /// die, so this waits for it, but a group that is not killed stays (its `sleep 30`).
+    fn group_is_gone(pgid: i32) -> bool {
+        for _ in 0..200 {
+            if !group_has_live_process(pgid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
     #[test]
     fn times_out_and_kills_the_group() {
-        let start = Instant::now();
-        let f = run(
-            sh("sleep 30 & sleep 30; echo never"),
+        let (f, pgid) = run_recording_group(
+            "sleep 30 & sleep 30; echo never",
             Some(Duration::from_millis(200)),
-            1024,
-            |_| {},
-        )
-        .unwrap();
+        );
         assert_eq!(f.ended, Ended::TimedOut);
-        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(!String::from_utf8_lossy(&f.output).contains("never"));
+        assert!(
+            group_is_gone(pgid),
+            "a process of the timed-out group is alive"
+        );
     }
 
     #[test]
     fn a_background_child_does_not_hold_the_output_open() {
-        let start = Instant::now();
-        let f = run(sh("sleep 30 & echo done"), None, 1024, |_| {}).unwrap();
+        // The first background child holds the output pipe and would print "late"; the second
+        // has let go of it but lives on. Both are killed with the group when the shell exits.
+        let (f, pgid) = run_recording_group(
+            "(sleep 3; echo late) & (exec sleep 30 >/dev/null 2>&1) & echo done",
+            None,
+        );
         assert_eq!(f.ended, Ended::Exited(0));
-        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(String::from_utf8_lossy(&f.output), "done\n");
+        assert!(
+            group_is_gone(pgid),
+            "the background child outlived the command"
+        );
     }
 
     #[test]

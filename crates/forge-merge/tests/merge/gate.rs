@@ -1,6 +1,6 @@
 //! The gate, run for real in workspaces staged from the integrated tree.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forge_merge::{CommandStatus, Gate, GateCommand};
 use forge_staging::{StagerConfig, StagerKind};
@@ -61,24 +61,62 @@ fn a_failure_stops_the_sequence_and_time_limits_hold() {
         report.summary()
     );
 
+    let pgid_dir = tempfile::tempdir().unwrap();
+    let pgid_file = pgid_dir.path().join("pgid");
     let slow = Gate {
         commands: vec![
             GateCommand {
                 timeout: Some(Duration::from_millis(300)),
-                ..GateCommand::new("sleep 30")
+                ..GateCommand::new(&format!(
+                    "echo $$ > '{}'; sleep 30 & sleep 30",
+                    pgid_file.display()
+                ))
             },
             GateCommand::new("sleep 0.2; echo done"),
         ],
         parallel: true,
     };
-    let start = Instant::now();
     let report = slow.run(stager.as_ref(), &snapshot, "g2").unwrap();
-    assert!(start.elapsed() < Duration::from_secs(15));
     assert_eq!(report.commands[0].status, CommandStatus::TimedOut);
+    let pgid: i32 = std::fs::read_to_string(&pgid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        group_is_gone(pgid),
+        "a process of the timed-out gate command is alive"
+    );
     assert_eq!(
         report.commands[1].status,
         CommandStatus::Passed,
         "parallel: both ran"
     );
     assert_eq!(report.commands[1].output, "done\n");
+}
+
+/// Whether no live (not zombie) process is left in group `pgid` (read from `/proc`), waiting a
+/// moment for SIGKILLed processes to die.
+fn group_is_gone(pgid: i32) -> bool {
+    let live = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let mut fields = rest.split(' ');
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        })
+    };
+    for _ in 0..200 {
+        if !live() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
 }
