@@ -467,7 +467,7 @@ fn copy_item(item: &Item, tree: &Path, store: &BlobStore) -> Result<Entry, Stagi
 /// The walk of a working tree for `Worktree` mode.
 struct Walk<'a> {
     root: &'a Path,
-    rules: IgnoreRules,
+    rules: IgnoreRules<'static>,
     excluded: Excluded,
     tracked: &'a BTreeSet<String>,
     items: Vec<Item>,

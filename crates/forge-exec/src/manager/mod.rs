@@ -29,6 +29,7 @@
 //! left (agent processes, mounts, worktrees) and finishing or undoing a torn apply.
 
 mod apply;
+mod audit;
 mod pipeline;
 mod resume;
 

@@ -458,11 +458,15 @@ async fn attempt_task(
             })
             .await??;
         }
-        let violations: Vec<Violation> = forge_merge::audit(
-            &changes,
-            &task.writes.iter().chain(&task.appends).collect::<Vec<_>>(),
-            |c, p| c.pattern.matches(p.as_str()),
-        );
+        if !changes.skipped().is_empty() {
+            return Ok(TaskOutcome::failed(super::audit::uncarried(
+                changes.skipped(),
+            )));
+        }
+        let violations: Vec<Violation> = {
+            let (task2, changes2, blobs) = (task.clone(), changes.clone(), shared.blobs.clone());
+            blocking(move || super::audit::claim_violations(&task2, &changes2, &blobs)).await??
+        };
         if !violations.is_empty() {
             shared.publish(
                 &task.id,
@@ -507,11 +511,22 @@ async fn attempt_task(
                 });
             }
             IntegrationStatus::Rejected => {
-                let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+                let shown: Vec<String> = violations
+                    .iter()
+                    .take(10)
+                    .map(ToString::to_string)
+                    .collect();
+                let more = violations.len().saturating_sub(shown.len());
                 return Ok(TaskOutcome::failed(format!(
-                    "changed files outside its claims ({}); nothing of it was integrated \
-                     (on_violation = \"reject\"): claim them in `writes`, or set on_violation",
-                    paths.join(", ")
+                    "changed files its claims do not permit ({}{}); nothing of it was \
+                     integrated (on_violation = \"reject\"): claim them in `writes`, or set \
+                     on_violation",
+                    shown.join("; "),
+                    if more > 0 {
+                        format!("; and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             IntegrationStatus::NeedsRerun { .. } => {
