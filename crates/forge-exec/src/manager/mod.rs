@@ -49,7 +49,7 @@ use forge_staging::{
 };
 use parking_lot::Mutex;
 
-pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff};
+pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff, recover_abandoned_applies};
 pub use resume::cleanup_leftovers;
 
 use crate::ExecError;
