@@ -322,8 +322,36 @@ async fn conclude(
     print_failures(report, style);
 
     if exit == Exit::Interrupted {
+        // What was running when the run stopped: its partial work is discarded.
+        let stopped: Vec<&str> = report
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.status == forge_events::TaskStatus::Cancelled)
+            })
+            .map(|t| t.id.as_str())
+            .collect();
+        let discarded = if stopped.is_empty() {
+            "Finished tasks are kept".to_owned()
+        } else {
+            format!(
+                "Finished tasks are kept; the unfinished work of {} was discarded, and {} again from the start (an interrupted attempt does not count against retries)",
+                stopped
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if stopped.len() == 1 {
+                    "it runs"
+                } else {
+                    "they run"
+                }
+            )
+        };
         outln!(
-            "\n{} Run {run} was interrupted. Nothing was lost: `forge resume {run}` goes on where it stopped.",
+            "\n{} Run {run} was interrupted. {discarded}: `forge resume {run}` goes on where it stopped.",
             style.yellow("⊘")
         );
         return Ok(exit);

@@ -124,6 +124,11 @@ pub trait TaskRunner: Send + Sync {
     fn reports_start(&self) -> bool {
         false
     }
+
+    /// Called once `task` has ended for good: no further attempt of it will be made. A runner
+    /// that keeps something from a failed attempt for the retry lets go of it here (the
+    /// pipeline keeps the task's locks, so that a task waiting to retry keeps its place).
+    fn task_ended(&self, _task: &TaskId) {}
 }
 
 /// Cancels a run: the first call stops new starts and asks running attempts to stop
@@ -692,6 +697,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                     }
                     state[i] = State::Done;
                     done += 1;
+                    self.runner.task_ended(&task.id);
                     reports[i].status = outcome.status;
                     if outcome.status != TaskStatus::Succeeded {
                         reports[i].reason = Some(outcome.describe());
@@ -763,6 +769,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         let reason = stopping.unwrap_or_else(|| "not started".into());
         for i in 0..n {
             if state[i] != State::Done {
+                self.runner.task_ended(&plan.tasks[i].id);
                 // A task waiting for its retry keeps the status of the attempt it made.
                 let status = match (&reports[i].outcome, cancelled) {
                     (_, true) => TaskStatus::Cancelled,

@@ -460,6 +460,8 @@ pub(crate) struct Shared {
     pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
     /// Integrated (task, attempt), in order.
     pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
+    /// The locks of tasks whose attempt failed, kept until their retry starts (or they end).
+    pub(crate) kept_locks: Mutex<HashMap<TaskId, forge_locks::LockSet>>,
     /// Turns for the file-system-heavy steps (staging a workspace, capturing its changes): at
     /// most one per CPU at once, so a burst of tasks starting together does not starve the
     /// threads that relay agents' output as events.
@@ -606,6 +608,7 @@ impl ExecutionManager {
                     .collect(),
                 conflicts: Mutex::new(conflicts),
                 integrated: Mutex::new(integrated),
+                kept_locks: Mutex::new(HashMap::new()),
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),

@@ -37,14 +37,37 @@ impl PipelineRunner {
 #[async_trait::async_trait]
 impl TaskRunner for PipelineRunner {
     async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
-        match attempt_task(&self.shared, task, attempt, &ctx).await {
+        // 1. Locks: those a failed attempt kept for its retry, or taken now.
+        let kept = self.shared.kept_locks.lock().remove(&task.id);
+        let locks = match kept {
+            Some(locks) => locks,
+            None => match acquire(&self.shared, task, attempt, &ctx).await {
+                Ok(Some(locks)) => locks,
+                Ok(None) => return cancelled("cancelled while waiting for locks"),
+                Err(e) => return TaskOutcome::failed(e.to_string()),
+            },
+        };
+        let outcome = match attempt_task(&self.shared, task, attempt, &ctx).await {
             Ok(outcome) => outcome,
             Err(e) => TaskOutcome::failed(e.to_string()),
+        };
+        // A failed attempt may be retried: the task keeps its locks (its place) until the
+        // scheduler says it has ended (`task_ended`), so that no other task slips in between.
+        if matches!(outcome.status, TaskStatus::Failed | TaskStatus::TimedOut)
+            && !ctx.cancel.is_cancelled()
+        {
+            self.shared.kept_locks.lock().insert(task.id.clone(), locks);
         }
+        outcome
     }
 
     fn reports_start(&self) -> bool {
         true
+    }
+
+    fn task_ended(&self, task: &TaskId) {
+        // Dropping the set releases the claims.
+        drop(self.shared.kept_locks.lock().remove(task));
     }
 }
 
@@ -294,8 +317,8 @@ impl OutputEvents<'_> {
     }
 }
 
-/// Runs one attempt, start to end. Locks are released when this returns (the `LockSet` is
-/// dropped), which is after the changes were integrated.
+/// Runs one attempt, start to end, under the task's locks (held by the caller until after the
+/// changes were integrated).
 #[allow(clippy::too_many_lines)] // the pipeline, step by step
 async fn attempt_task(
     shared: &Arc<Shared>,
@@ -308,10 +331,6 @@ async fn attempt_task(
             "unknown agent profile `{}`",
             task.agent
         )));
-    };
-    // 1. Locks.
-    let Some(_locks) = acquire(shared, task, attempt, ctx).await? else {
-        return Ok(cancelled("cancelled while waiting for locks"));
     };
     let attempt_dir = shared
         .store
