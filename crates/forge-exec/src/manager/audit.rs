@@ -44,7 +44,6 @@ pub(crate) fn claim_violations(
 fn appends_only(change: &Change, blobs: &BlobStore) -> Result<bool, ExecError> {
     match change {
         Change::Added(_) => Ok(true),
-        Change::Deleted(_) => Ok(false),
         Change::Modified {
             before:
                 Entry::File {
@@ -62,7 +61,8 @@ fn appends_only(change: &Change, blobs: &BlobStore) -> Result<bool, ExecError> {
             &blobs.read(old)?,
             &blobs.read(new)?,
         )),
-        Change::Modified { .. } => Ok(false),
+        // A deletion, or a change of mode or kind.
+        Change::Deleted(_) | Change::Modified { .. } => Ok(false),
     }
 }
 

@@ -130,7 +130,7 @@ pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Optio
 
 /// Parses a whole TOML document at once (what [`from_toml`] must agree with).
 #[cfg(test)]
-pub(crate) fn from_toml_whole<'a>(text: &'a str) -> Option<Node<'a>> {
+pub(crate) fn from_toml_whole(text: &str) -> Option<Node<'_>> {
     let mut problems = Vec::new();
     parse_toml_part(text, 0, &mut problems).map(|kind| Node {
         span: 0..text.len(),
