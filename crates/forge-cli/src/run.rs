@@ -273,7 +273,7 @@ fn spawn_interrupts(cancel: CancelHandle, count: Arc<AtomicU8>) -> tokio::task::
 fn interrupt_message(n: u8, run: &RunId, style: Style) -> String {
     if n == 1 {
         style.yellow(&format!(
-            "Interrupted: no new tasks start; running agents are asked to stop. Everything done so far is kept — resume with `forge resume {run}`. Press Ctrl-C again to kill them now."
+            "Interrupted: no new tasks start; running agents are asked to stop (what they did so far is discarded, finished tasks are kept) — resume with `forge resume {run}`. Press Ctrl-C again to kill them now."
         ))
     } else {
         style.red("Killing the running agents now.")

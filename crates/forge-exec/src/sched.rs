@@ -125,7 +125,8 @@ pub trait TaskRunner: Send + Sync {
         false
     }
 
-    /// Called once `task` has ended for good: no further attempt of it will be made. A runner
+    /// Called once for each task the runner ran, when it has ended for good: no further attempt
+    /// of it will be made (tasks that never ran, skipped or not started, are not named). A runner
     /// that keeps something from a failed attempt for the retry lets go of it here (the
     /// pipeline keeps the task's locks, so that a task waiting to retry keeps its place).
     fn task_ended(&self, _task: &TaskId) {}
@@ -769,7 +770,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         let reason = stopping.unwrap_or_else(|| "not started".into());
         for i in 0..n {
             if state[i] != State::Done {
-                self.runner.task_ended(&plan.tasks[i].id);
+                if reports[i].attempts > 0 {
+                    self.runner.task_ended(&plan.tasks[i].id);
+                }
                 // A task waiting for its retry keeps the status of the attempt it made.
                 let status = match (&reports[i].outcome, cancelled) {
                     (_, true) => TaskStatus::Cancelled,
