@@ -534,21 +534,31 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         let mut stopping: Option<String> = None;
         let mut cancelled = false;
         let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
+        // Retries whose back-off is over. A task waiting to retry keeps its place: its slot (in
+        // `running` and its pool) stays taken through the back-off and its retry starts before
+        // anything else, so a runner that keeps the failed attempt's locks for the retry never
+        // waits behind a task that waits for those locks.
+        let mut due: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
 
         loop {
             // Start what may start.
             while stopping.is_none() && running < plan.concurrency.max(1) {
-                // The best ready task among pools with room.
-                let best = (0..ready.len())
-                    .filter(|&p| pool_running[p] < pool_limit[p])
-                    .filter_map(|p| ready[p].peek().map(|r| (r, p)))
-                    .max_by(|a, b| a.0.cmp(b.0))
-                    .map(|(_, p)| p);
-                let Some(p) = best else { break };
-                let Some(Ready { earlier, .. }) = ready[p].pop() else {
-                    break;
+                let i = if let Some(i) = due.pop_front() {
+                    i
+                } else {
+                    // The best ready task among pools with room.
+                    let best = (0..ready.len())
+                        .filter(|&p| pool_running[p] < pool_limit[p])
+                        .filter_map(|p| ready[p].peek().map(|r| (r, p)))
+                        .max_by(|a, b| a.0.cmp(b.0))
+                        .map(|(_, p)| p);
+                    let Some(p) = best else { break };
+                    let Some(Ready { earlier, .. }) = ready[p].pop() else {
+                        break;
+                    };
+                    earlier.0
                 };
-                let i = earlier.0;
+                let p = pool_of[i];
                 state[i] = State::Running;
                 running += 1;
                 pool_running[p] += 1;
@@ -627,14 +637,14 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
             let Some(msg) = msg else { break };
             match msg {
                 Msg::RetryDue { task: i } => {
+                    // The slot it kept is handed to its retry, which starts first.
+                    running -= 1;
+                    pool_running[pool_of[i]] -= 1;
                     if stopping.is_some() {
                         continue;
                     }
                     state[i] = State::Ready;
-                    ready[pool_of[i]].push(Ready {
-                        priority: priority[i],
-                        earlier: std::cmp::Reverse(i),
-                    });
+                    due.push_back(i);
                 }
                 Msg::Finished {
                     task: i,
@@ -684,6 +694,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                                 reason: outcome.describe(),
                             },
                         );
+                        // It keeps its slot through the back-off (see `due`).
+                        running += 1;
+                        pool_running[pool_of[i]] += 1;
                         state[i] = State::Backoff;
                         reports[i].outcome = Some(outcome);
                         let stop = stop_starts.clone();

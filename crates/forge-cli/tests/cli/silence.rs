@@ -526,3 +526,45 @@ fn a_task_waiting_to_retry_keeps_its_place_in_the_lock_queue() {
     );
     assert_eq!(repo.read("o/done"), "yes\n");
 }
+
+#[test]
+fn a_task_waiting_to_retry_keeps_its_slot_so_no_waiter_can_block_its_retry() {
+    let repo = Repo::new();
+    // One slot: were it given away during the back-off, `reader` would take it and wait for
+    // the locks `writer` keeps for its retry, which could then never start.
+    let file = repo.plan(
+        "one-slot",
+        &format!(
+            "concurrency = 1\n{}{}",
+            task(
+                "writer",
+                "writes = [\"x/**\"]\nretries = 1\nestimate = \"10m\"",
+                "fail-on-attempt 1 1\nwrite x/a\na\nend"
+            ),
+            task(
+                "reader",
+                "reads = [\"x/**\"]\nwrites = [\"r/**\"]",
+                "write r/done\nyes\nend"
+            ),
+        ),
+    );
+    let mut child = repo
+        .cmd(&["run", &file, "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    crate::util::wait_until(120, "the run to end", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let events = journal(&repo);
+    let started: Vec<(&str, u64)> = events
+        .iter()
+        .filter(|e| e["type"] == "task_started")
+        .map(|e| (e["task"].as_str().unwrap(), e["attempt"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(started, [("writer", 1), ("writer", 2), ("reader", 1)]);
+}
