@@ -71,12 +71,17 @@ pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Optio
     for range in sections.iter().flatten() {
         rest[range.clone()].fill(b' ');
     }
-    // Blanking whole headers' spans (which start and end at token boundaries) keeps it UTF-8.
+    // Sections start at a `[` and end at one (or the end), so blanking them keeps it UTF-8.
     let rest = String::from_utf8(rest).ok();
     let mut ok = true;
     let mut entries = match rest.as_deref().map(|r| parse_toml_part(r, 0, problems)) {
         Some(Some(Kind::Table(entries))) => entries.into_iter().map(owned_entry).collect(),
-        _ => {
+        Some(_) => {
+            ok = false;
+            Vec::new()
+        }
+        None => {
+            problems.push(Problem::new(not_cut_cleanly(), None));
             ok = false;
             Vec::new()
         }
@@ -86,10 +91,14 @@ pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Optio
     for section in sections {
         let part = match section.as_slice() {
             [one] => parse_toml_part(&text[one.clone()], one.start, problems),
-            _ => section_text(text, &section).and_then(|(start, part)| {
-                parse_toml_part(&part, start, problems)
-                    .map(|kind| owned_node(Node { span: 0..0, kind }).kind)
-            }),
+            _ => match section_text(text, &section) {
+                Some((start, part)) => parse_toml_part(&part, start, problems)
+                    .map(|kind| owned_node(Node { span: 0..0, kind }).kind),
+                None => {
+                    problems.push(Problem::new(not_cut_cleanly(), None));
+                    None
+                }
+            },
         };
         let Some(Kind::Table(part)) = part else {
             ok = false;
@@ -126,6 +135,13 @@ pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Optio
         span: 0..text.len(),
         kind: Kind::Table(entries),
     })
+}
+
+/// The message for a document the task sections could not be cut from (cannot happen: they
+/// start and end at brackets), rather than failing without a word.
+fn not_cut_cleanly() -> String {
+    "the plan could not be split into its tasks to be read; please report this with the plan"
+        .to_owned()
 }
 
 /// Parses a whole TOML document at once (what [`from_toml`] must agree with).
