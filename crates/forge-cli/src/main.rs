@@ -147,6 +147,9 @@ fn dispatch(cli: &Cli) -> CliResult {
         _ => {}
     }
     let ctx = Context::discover(cli.repo.as_deref())?;
+    // An apply killed mid-way is finished or undone first, whatever the command; a failure
+    // here is reported by `forge apply` (and `forge resume`), which recover before they act.
+    let _ = forge_exec::recover_abandoned_applies(&ctx.repo);
     match &cli.command {
         Command::Run(args) => runtime()?.block_on(run::run(
             &ctx,

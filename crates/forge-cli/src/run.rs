@@ -273,7 +273,7 @@ fn spawn_interrupts(cancel: CancelHandle, count: Arc<AtomicU8>) -> tokio::task::
 fn interrupt_message(n: u8, run: &RunId, style: Style) -> String {
     if n == 1 {
         style.yellow(&format!(
-            "Interrupted: no new tasks start; running agents are asked to stop. Everything done so far is kept — resume with `forge resume {run}`. Press Ctrl-C again to kill them now."
+            "Interrupted: no new tasks start; running agents are asked to stop (what they did so far is discarded, finished tasks are kept) — resume with `forge resume {run}`. Press Ctrl-C again to kill them now."
         ))
     } else {
         style.red("Killing the running agents now.")
@@ -322,8 +322,36 @@ async fn conclude(
     print_failures(report, style);
 
     if exit == Exit::Interrupted {
+        // What was running when the run stopped: its partial work is discarded.
+        let stopped: Vec<&str> = report
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.status == forge_events::TaskStatus::Cancelled)
+            })
+            .map(|t| t.id.as_str())
+            .collect();
+        let discarded = if stopped.is_empty() {
+            "Finished tasks are kept".to_owned()
+        } else {
+            format!(
+                "Finished tasks are kept; the unfinished work of {} was discarded, and {} again from the start (an interrupted attempt does not count against retries)",
+                stopped
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if stopped.len() == 1 {
+                    "it runs"
+                } else {
+                    "they run"
+                }
+            )
+        };
         outln!(
-            "\n{} Run {run} was interrupted. Nothing was lost: `forge resume {run}` goes on where it stopped.",
+            "\n{} Run {run} was interrupted. {discarded}: `forge resume {run}` goes on where it stopped.",
             style.yellow("⊘")
         );
         return Ok(exit);

@@ -189,7 +189,7 @@
     return {
       id, status: 'queued', after: [], attempt: 0, agent: null, workspace: null, strategy: null,
       claims: [], blocked_by: [], queued_at: null, started_at: null, attempt_started_at: null,
-      finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
+      interrupted: 0, finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
       progress_events: 0, last_output: null, output_lines: 0, files_touched: [],
       files_changed: [], usage: { tokens_in: 0, tokens_out: 0 }, retry: null, violations: [],
       integrated: false,
@@ -309,6 +309,7 @@
         next = 'retrying';
         break;
       case 'task_finished':
+        if (e.status === 'cancelled' && t.status === 'running') t.interrupted += 1;
         t.reason = e.reason === undefined ? null : e.reason;
         t.exit_code = e.exit_code === undefined ? null : e.exit_code;
         t.duration_ms = e.duration_ms;
@@ -322,6 +323,20 @@
     if (next && next in s.counts) setStatus(s, t, next);
   }
 
+  // A resume: tasks under way did not run while the run was stopped (as RunState does).
+  function excludeStoppedTime(s, stopped, resumed) {
+    const gap = Date.parse(resumed) - Date.parse(stopped);
+    if (!(gap >= 0)) return;
+    for (const t of s.tasks) {
+      const underWay = t.status === 'cancelled'
+        ? t.attempt > 0
+        : ['running', 'waiting_locks', 'retrying'].includes(t.status);
+      if (!underWay) continue;
+      if (t.status === 'running') t.interrupted += 1;
+      if (t.started_at) t.started_at = new Date(Date.parse(t.started_at) + gap).toISOString();
+    }
+  }
+
   const TASK_EVENTS = new Set(['task_queued', 'task_waiting_locks', 'task_started',
     'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished']);
 
@@ -331,6 +346,7 @@
     if (s.run && s.run !== e.run) return false;
     if (!s.run) s.run = e.run;
     s.last_seq = e.seq;
+    const previous = s.updated_at;
     s.updated_at = e.ts;
     if (TASK_EVENTS.has(e.type)) {
       if (e.task) applyTask(s, e);
@@ -338,8 +354,10 @@
     }
     switch (e.type) {
       case 'run_started':
-        if (s.started_at) s.resumes += 1;
-        else s.started_at = e.ts;
+        if (s.started_at) {
+          s.resumes += 1;
+          if (previous) excludeStoppedTime(s, previous, e.ts);
+        } else s.started_at = e.ts;
         s.plan = {
           name: e.plan, hash: e.plan_hash, tasks: e.tasks, concurrency: e.concurrency,
           base: e.base,

@@ -202,12 +202,18 @@ pub struct TaskState {
     /// When it was queued.
     #[serde(default)]
     pub queued_at: Option<Timestamp>,
-    /// When its first attempt started.
+    /// When its first attempt started, moved later by the time the run was stopped while the
+    /// task was under way (interrupted, then resumed): `finished_at - started_at` is the time
+    /// it ran.
     #[serde(default)]
     pub started_at: Option<Timestamp>,
     /// When its current attempt started.
     #[serde(default)]
     pub attempt_started_at: Option<Timestamp>,
+    /// Attempts that were interrupted (the run was cancelled or its process died) rather than
+    /// ended: they do not count against the task's retries.
+    #[serde(default)]
+    pub interrupted: u32,
     /// When it finished (last attempt).
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
@@ -268,6 +274,7 @@ impl TaskState {
             queued_at: None,
             started_at: None,
             attempt_started_at: None,
+            interrupted: 0,
             finished_at: None,
             duration_ms: None,
             exit_code: None,
@@ -508,6 +515,33 @@ impl RunState {
         Ok(state)
     }
 
+    /// A resume at `resumed` of a run whose last event was at `stopped`: tasks that were under
+    /// way (not ended for good) did not run in between, so their start moves later by the gap;
+    /// an attempt that was running then was interrupted.
+    fn exclude_stopped_time(&mut self, stopped: Timestamp, resumed: Timestamp) {
+        let gap = resumed.duration_since(stopped);
+        if gap.is_negative() {
+            return;
+        }
+        for t in &mut self.tasks {
+            let under_way = match t.status {
+                TaskPhase::Cancelled => t.attempt > 0,
+                TaskPhase::Running | TaskPhase::WaitingLocks | TaskPhase::Retrying => true,
+                _ => false,
+            };
+            if !under_way {
+                continue;
+            }
+            // Its process died with the run's (no `task_finished` was written).
+            if t.status == TaskPhase::Running {
+                t.interrupted += 1;
+            }
+            if let Some(start) = t.started_at {
+                t.started_at = start.checked_add(gap).ok().or(Some(start));
+            }
+        }
+    }
+
     /// The task `id`, if seen.
     pub fn task(&self, id: &str) -> Option<&TaskState> {
         match self.index.get(id) {
@@ -528,6 +562,12 @@ impl RunState {
             None => self.run = Some(event.run.clone()),
         }
         self.last_seq = event.seq;
+        if matches!(event.kind, EventKind::RunStarted { .. })
+            && self.started_at.is_some()
+            && let Some(stopped) = self.updated_at
+        {
+            self.exclude_stopped_time(stopped, event.ts);
+        }
         self.updated_at = Some(event.ts);
         match &event.kind {
             EventKind::TaskQueued { .. }
@@ -765,6 +805,9 @@ impl RunState {
                 files_changed,
                 reason,
             } => {
+                if *status == TaskStatus::Cancelled && t.status == TaskPhase::Running {
+                    t.interrupted += 1;
+                }
                 t.reason.clone_from(reason);
                 t.exit_code = *exit_code;
                 t.duration_ms = Some(*duration_ms);

@@ -1228,3 +1228,48 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     browser.close().await;
     server.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_folds_an_interrupted_and_resumed_run_like_the_server() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join(".forge/runs");
+    let run = Run::open(&runs, "run-live");
+    run.run(Run::started("stop", 2));
+    run.task("a", Run::queued(&[]));
+    run.task("b", Run::queued(&[]));
+    run.task("b", Run::attempt(1));
+    run.task("b", Run::finished(TaskStatus::Succeeded, 5, &[], None));
+    run.task("a", Run::attempt(1));
+    // Ctrl-C: `a` is stopped; the run is resumed a moment later and `a` runs again.
+    run.task(
+        "a",
+        Run::finished(TaskStatus::Cancelled, 10, &[], Some("stopped")),
+    );
+    run.run(Run::run_finished(RunStatus::Cancelled, 1, 0, 0));
+    std::thread::sleep(Duration::from_millis(30));
+    run.run(Run::started("stop", 2));
+    run.task("a", Run::attempt(2));
+    run.task("a", Run::finished(TaskStatus::Succeeded, 7, &[], None));
+    run.run(Run::run_finished(RunStatus::Succeeded, 2, 0, 0));
+    let server = serve(&runs, ServeOptions::default().token(TOKEN)).await;
+    let origin = format!("http://{}", server.local_addr());
+    browser
+        .open(&format!(
+            "{origin}/?run=run-live#token={}",
+            form_encode(TOKEN)
+        ))
+        .await;
+    browser
+        .wait_for(
+            "#run-phase[data-state='succeeded']",
+            Duration::from_secs(10),
+        )
+        .await;
+    let state = RunState::from_journal(runs.join("run-live/events.jsonl")).unwrap();
+    assert_eq!(state.task("a").unwrap().interrupted, 1);
+    assert_page_state_matches_server(&browser, &server).await;
+    run.bus.close().unwrap();
+}

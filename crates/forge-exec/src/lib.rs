@@ -95,7 +95,7 @@ pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
     ApplyMode, ApplySummary, ExecutionManager, ExecutionManagerBuilder, RunReport, apply_run,
-    integrated_diff,
+    integrated_diff, recover_abandoned_applies,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};

@@ -124,6 +124,12 @@ pub trait TaskRunner: Send + Sync {
     fn reports_start(&self) -> bool {
         false
     }
+
+    /// Called once for each task the runner ran, when it has ended for good: no further attempt
+    /// of it will be made (tasks that never ran, skipped or not started, are not named). A runner
+    /// that keeps something from a failed attempt for the retry lets go of it here (the
+    /// pipeline keeps the task's locks, so that a task waiting to retry keeps its place).
+    fn task_ended(&self, _task: &TaskId) {}
 }
 
 /// Cancels a run: the first call stops new starts and asks running attempts to stop
@@ -528,21 +534,31 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         let mut stopping: Option<String> = None;
         let mut cancelled = false;
         let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
+        // Retries whose back-off is over. A task waiting to retry keeps its place: its slot (in
+        // `running` and its pool) stays taken through the back-off and its retry starts before
+        // anything else, so a runner that keeps the failed attempt's locks for the retry never
+        // waits behind a task that waits for those locks.
+        let mut due: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
 
         loop {
             // Start what may start.
             while stopping.is_none() && running < plan.concurrency.max(1) {
-                // The best ready task among pools with room.
-                let best = (0..ready.len())
-                    .filter(|&p| pool_running[p] < pool_limit[p])
-                    .filter_map(|p| ready[p].peek().map(|r| (r, p)))
-                    .max_by(|a, b| a.0.cmp(b.0))
-                    .map(|(_, p)| p);
-                let Some(p) = best else { break };
-                let Some(Ready { earlier, .. }) = ready[p].pop() else {
-                    break;
+                let i = if let Some(i) = due.pop_front() {
+                    i
+                } else {
+                    // The best ready task among pools with room.
+                    let best = (0..ready.len())
+                        .filter(|&p| pool_running[p] < pool_limit[p])
+                        .filter_map(|p| ready[p].peek().map(|r| (r, p)))
+                        .max_by(|a, b| a.0.cmp(b.0))
+                        .map(|(_, p)| p);
+                    let Some(p) = best else { break };
+                    let Some(Ready { earlier, .. }) = ready[p].pop() else {
+                        break;
+                    };
+                    earlier.0
                 };
-                let i = earlier.0;
+                let p = pool_of[i];
                 state[i] = State::Running;
                 running += 1;
                 pool_running[p] += 1;
@@ -621,14 +637,14 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
             let Some(msg) = msg else { break };
             match msg {
                 Msg::RetryDue { task: i } => {
+                    // The slot it kept is handed to its retry, which starts first.
+                    running -= 1;
+                    pool_running[pool_of[i]] -= 1;
                     if stopping.is_some() {
                         continue;
                     }
                     state[i] = State::Ready;
-                    ready[pool_of[i]].push(Ready {
-                        priority: priority[i],
-                        earlier: std::cmp::Reverse(i),
-                    });
+                    due.push_back(i);
                 }
                 Msg::Finished {
                     task: i,
@@ -678,6 +694,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                                 reason: outcome.describe(),
                             },
                         );
+                        // It keeps its slot through the back-off (see `due`).
+                        running += 1;
+                        pool_running[pool_of[i]] += 1;
                         state[i] = State::Backoff;
                         reports[i].outcome = Some(outcome);
                         let stop = stop_starts.clone();
@@ -692,6 +711,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                     }
                     state[i] = State::Done;
                     done += 1;
+                    self.runner.task_ended(&task.id);
                     reports[i].status = outcome.status;
                     if outcome.status != TaskStatus::Succeeded {
                         reports[i].reason = Some(outcome.describe());
@@ -763,6 +783,9 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
         let reason = stopping.unwrap_or_else(|| "not started".into());
         for i in 0..n {
             if state[i] != State::Done {
+                if reports[i].attempts > 0 {
+                    self.runner.task_ended(&plan.tasks[i].id);
+                }
                 // A task waiting for its retry keeps the status of the attempt it made.
                 let status = match (&reports[i].outcome, cancelled) {
                     (_, true) => TaskStatus::Cancelled,

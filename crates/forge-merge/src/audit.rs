@@ -16,6 +16,9 @@ pub enum ChangeKind {
     Modified,
     /// The path was removed.
     Deleted,
+    /// Content of a file the task only holds an `appends` claim on was changed or removed
+    /// (an append claim permits additions only).
+    Rewritten,
 }
 
 impl ChangeKind {
@@ -44,6 +47,13 @@ impl fmt::Display for Violation {
             ChangeKind::Added => "added",
             ChangeKind::Modified => "modified",
             ChangeKind::Deleted => "deleted",
+            ChangeKind::Rewritten => {
+                return write!(
+                    f,
+                    "{} was rewritten, but the task's claim on it only permits appending",
+                    self.path
+                );
+            }
         };
         write!(
             f,
@@ -109,6 +119,22 @@ pub fn audit<C>(
         .collect()
 }
 
+/// Whether `after` only adds to `before`: it starts with `before`, or keeps every line of
+/// `before` in order (lines were inserted, none changed or removed). What an `appends` claim
+/// permits.
+pub fn only_additions(before: &[u8], after: &[u8]) -> bool {
+    if after.starts_with(before) {
+        return true;
+    }
+    let mut wanted = before.split_inclusive(|&b| b == b'\n').peekable();
+    for line in after.split_inclusive(|&b| b == b'\n') {
+        if wanted.peek() == Some(&line) {
+            wanted.next();
+        }
+    }
+    wanted.peek().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use forge_staging::{ContentHash, Entry};
@@ -151,5 +177,18 @@ mod tests {
         assert_eq!(audit(&changes, &[] as &[()], |(), _| true).len(), 3);
         assert_eq!("warn".parse::<AuditPolicy>().unwrap(), AuditPolicy::Warn);
         assert!("lenient".parse::<AuditPolicy>().is_err());
+    }
+
+    #[test]
+    fn additions_keep_every_line() {
+        let log = b"# Changes\n- one\n- two\n";
+        assert!(only_additions(log, b"# Changes\n- one\n- two\n- three\n"));
+        assert!(only_additions(log, b"# Changes\n- zero\n- one\n- two\n"));
+        assert!(only_additions(b"no newline", b"no newline, continued\n"));
+        assert!(only_additions(b"", b"anything"));
+        assert!(!only_additions(log, b"# Changes\n- two\n"));
+        assert!(!only_additions(log, b"wiped\n"));
+        assert!(!only_additions(log, b"# Changes\n- one\n- 2\n"));
+        assert!(!only_additions(log, b""));
     }
 }

@@ -99,9 +99,9 @@ mod text;
 
 pub use apply::{
     ApplyOptions, ApplyReport, CrashPoint, Recovery, Refusal, WORKING_TREE, apply_to_worktree,
-    recover,
+    recover, recover_abandoned,
 };
-pub use audit::{AuditPolicy, ChangeKind, Violation, audit};
+pub use audit::{AuditPolicy, ChangeKind, Violation, audit, only_additions};
 pub use branch::{BranchCommit, BranchOptions, BranchReport, apply_to_branch};
 pub use conflict::{Conflict, ConflictHunk, ConflictKind};
 pub use error::MergeError;

@@ -167,7 +167,19 @@ impl BaseSnapshot {
             excludes,
         };
         write_json(&partial.join("manifest.json"), &manifest)?;
-        write_json(&partial.join("snapshot.json"), &record)?;
+        // The repository is recorded relative to the snapshot's directory, so that a
+        // repository holding its runs can be moved or copied: the copy's snapshot names the copy.
+        let final_dir = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fs::canonicalize(parent)
+                .ctx("resolve", parent)?
+                .join(dir.file_name().unwrap_or_default()),
+            _ => std::path::absolute(dir).ctx("resolve", dir)?,
+        };
+        let stored = SnapshotRecord {
+            repo: crate::relative_path(&final_dir, &record.repo),
+            ..record.clone()
+        };
+        write_json(&partial.join("snapshot.json"), &stored)?;
         let sync_dir = fs::File::open(&partial).ctx("open", &partial)?;
         rustix::fs::syncfs(&sync_dir).ctx("sync the file system of", &partial)?;
         fs::rename(&partial, dir).ctx("move the finished snapshot to", dir)?;
@@ -179,8 +191,13 @@ impl BaseSnapshot {
     }
 
     /// Opens a snapshot taken earlier (to resume a run).
+    ///
+    /// The repository is found relative to `dir`, as it was when the snapshot was taken: in a
+    /// moved repository it is the moved one, in a copy the copy.
     pub fn open(dir: &Path) -> Result<Self, StagingError> {
-        let record: SnapshotRecord = read_json(&dir.join("snapshot.json"), "snapshot record")?;
+        let mut record: SnapshotRecord = read_json(&dir.join("snapshot.json"), "snapshot record")?;
+        let resolved_dir = fs::canonicalize(dir).ctx("resolve", dir)?;
+        record.repo = crate::resolve_path(&resolved_dir, &record.repo);
         if record.version != RECORD_VERSION {
             return Err(StagingError::Corrupt {
                 path: dir.join("snapshot.json"),
@@ -467,7 +484,7 @@ fn copy_item(item: &Item, tree: &Path, store: &BlobStore) -> Result<Entry, Stagi
 /// The walk of a working tree for `Worktree` mode.
 struct Walk<'a> {
     root: &'a Path,
-    rules: IgnoreRules,
+    rules: IgnoreRules<'static>,
     excluded: Excluded,
     tracked: &'a BTreeSet<String>,
     items: Vec<Item>,

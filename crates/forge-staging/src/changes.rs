@@ -78,6 +78,59 @@ pub enum SkipReason {
     },
     /// A nested git repository or submodule, whose files belong to another repository.
     NestedRepository,
+    /// A path inside a submodule or nested repository of the run's base (whose files belong to
+    /// another repository: Forge does not carry writes into them).
+    InsideNestedRepository {
+        /// The submodule's (or nested repository's) directory.
+        repository: String,
+    },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { size, limit } => write!(
+                f,
+                "a file of {}, over the {} limit",
+                human_size(*size),
+                human_size(*limit)
+            ),
+            Self::Special { kind } => write!(f, "a {kind}, which a repository cannot hold"),
+            Self::InvalidName { detail } => write!(f, "{detail}"),
+            Self::NestedRepository => f.write_str("a nested git repository"),
+            Self::InsideNestedRepository { repository } => write!(
+                f,
+                "inside the git submodule (or nested repository) `{repository}`, whose files \
+                 belong to another repository: writes into submodules are not supported"
+            ),
+        }
+    }
+}
+
+/// A byte count for people: `512 bytes`, `3.2 KiB`, `100 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    #[allow(clippy::cast_precision_loss)] // a rounded size for a message
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if (value - value.round()).abs() < 0.05 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.path, self.reason)
+    }
 }
 
 /// A path that was seen but not captured, and why.
@@ -244,6 +297,18 @@ mod tests {
         .into_iter()
         .collect();
         set.skip("big.bin", SkipReason::TooLarge { size: 10, limit: 5 });
+        assert_eq!(
+            set.skipped()[0].to_string(),
+            "`big.bin`: a file of 10 bytes, over the 5 bytes limit"
+        );
+        assert_eq!(
+            SkipReason::TooLarge {
+                size: 101 << 20,
+                limit: 100 << 20
+            }
+            .to_string(),
+            "a file of 101 MiB, over the 100 MiB limit"
+        );
         let json = serde_json::to_string(&set).unwrap();
         assert!(json.find("a.rs").unwrap() < json.find("z.rs").unwrap());
         assert_eq!(serde_json::from_str::<ChangeSet>(&json).unwrap(), set);

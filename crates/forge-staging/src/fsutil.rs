@@ -9,6 +9,36 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::StagingError;
 use crate::error::IoContext;
 
+/// The path that leads from directory `from` to `to`, both absolute and free of `.`/`..`
+/// (`../../a` from `/x/y/z` to `/x/a`): what a record kept in a repository stores, so that the
+/// repository can be moved or copied with it.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// The inverse of [`relative_path`]: `stored` read from a record in directory `dir` (an
+/// absolute `stored`, written by older versions, is returned as it is), resolved on disk when
+/// it exists.
+pub fn resolve_path(dir: &Path, stored: &Path) -> PathBuf {
+    if stored.is_absolute() {
+        return stored.to_path_buf();
+    }
+    let joined = dir.join(stored);
+    fs::canonicalize(&joined).unwrap_or(joined)
+}
+
 /// Removes the tree at `path` (if it exists) without ever crossing into another file system: a
 /// directory still mounted below `path` is an error, so a failed unmount can never cause the
 /// files of a mounted workspace (or anything else) to be deleted. Directories without write or
@@ -226,6 +256,33 @@ pub(crate) fn create_dirs_like(root: &Path, rel: &str, like: &Path) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod relative_tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_lead_back() {
+        for (from, to, want) in [
+            ("/r/.forge/runs/x/base", "/r", "../../../.."),
+            ("/a/b", "/a/c/d", "../c/d"),
+            ("/a", "/a", "."),
+            ("/a/b", "/", "../.."),
+        ] {
+            assert_eq!(
+                relative_path(Path::new(from), Path::new(to)),
+                Path::new(want)
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("x/y");
+        fs::create_dir_all(&deep).unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let deep = fs::canonicalize(&deep).unwrap();
+        assert_eq!(resolve_path(&deep, &relative_path(&deep, &root)), root);
+        assert_eq!(resolve_path(&deep, Path::new("/abs")), Path::new("/abs"));
+    }
 }
 
 #[cfg(test)]

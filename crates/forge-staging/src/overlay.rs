@@ -484,7 +484,7 @@ pub(crate) fn changes(ws: &Workspace, m: &Mounted) -> Result<ChangeSet, StagingE
     let config = &ws.shared.config;
     let mut walk = UpperWalk {
         cap: Capture::new(&config.store, config.max_file_size),
-        rules: IgnoreRules::new(&ws.host_path, ws.snapshot.base().excludes()),
+        rules: IgnoreRules::at_start(&ws.snapshot, &config.store),
         snapshot: &ws.snapshot,
         excluded: &ws.shared.excluded,
         fuse: m.route == OverlayRoute::Fuse,
@@ -495,7 +495,7 @@ pub(crate) fn changes(ws: &Workspace, m: &Mounted) -> Result<ChangeSet, StagingE
 
 struct UpperWalk<'a> {
     cap: Capture<'a>,
-    rules: IgnoreRules,
+    rules: IgnoreRules<'a>,
     snapshot: &'a Snapshot,
     excluded: &'a Excluded,
     fuse: bool,

@@ -7,27 +7,45 @@ use std::path::{Path, PathBuf};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::RepoPath;
+use crate::{BlobStore, Entry, RepoPath, Snapshot};
 
 /// Git's ignore rules as they apply to a tree: the `.gitignore` file of every directory (read
-/// lazily from `view`, the tree as it is now), then the repository-wide excludes
+/// lazily from the tree on disk, or from a snapshot), then the repository-wide excludes
 /// (`$GIT_DIR/info/exclude`, then the user's global excludes file).
 ///
 /// Follows git's semantics: the deepest `.gitignore` that has a matching pattern decides, the
 /// last matching pattern within a file wins, `!` re-includes, and nothing under an ignored
 /// directory can be re-included.
-pub(crate) struct IgnoreRules {
-    view: PathBuf,
+pub(crate) struct IgnoreRules<'a> {
+    view: View<'a>,
     root: Gitignore,
     per_dir: HashMap<String, Gitignore>,
     dir_ignored: HashMap<String, bool>,
 }
 
-impl IgnoreRules {
+/// Where the `.gitignore` files are read from.
+enum View<'a> {
+    /// The tree as it is now.
+    Disk(PathBuf),
+    /// A snapshot (a workspace's start state), its contents in a blob store.
+    Snapshot(&'a Snapshot, &'a BlobStore),
+}
+
+impl<'a> IgnoreRules<'a> {
     /// Rules for the tree at `view`, with the repository-wide `excludes` patterns (one per line).
     pub(crate) fn new(view: &Path, excludes: &str) -> Self {
+        Self::with_view(View::Disk(view.to_path_buf()), excludes)
+    }
+
+    /// The rules a workspace started with: its snapshot's `.gitignore` files, whatever the task
+    /// did to them since, so that a task's own `.gitignore` edit cannot hide what it wrote.
+    pub(crate) fn at_start(snapshot: &'a Snapshot, store: &'a BlobStore) -> Self {
+        Self::with_view(View::Snapshot(snapshot, store), snapshot.base().excludes())
+    }
+
+    fn with_view(view: View<'a>, excludes: &str) -> Self {
         Self {
-            view: view.to_path_buf(),
+            view,
             root: build(excludes),
             per_dir: HashMap::new(),
             dir_ignored: HashMap::new(),
@@ -77,11 +95,26 @@ impl IgnoreRules {
 
     fn rules_of(&mut self, dir: &str) -> &Gitignore {
         if !self.per_dir.contains_key(dir) {
-            let file = self.view.join(dir).join(".gitignore");
             // Like git (since 2.32), a `.gitignore` that is a symlink is not read.
-            let text = match fs::symlink_metadata(&file) {
-                Ok(m) if m.is_file() => fs::read(&file).unwrap_or_default(),
-                _ => Vec::new(),
+            let text = match &self.view {
+                View::Disk(root) => {
+                    let file = root.join(dir).join(".gitignore");
+                    match fs::symlink_metadata(&file) {
+                        Ok(m) if m.is_file() => fs::read(&file).unwrap_or_default(),
+                        _ => Vec::new(),
+                    }
+                }
+                View::Snapshot(snapshot, store) => {
+                    let file = if dir.is_empty() {
+                        ".gitignore".to_owned()
+                    } else {
+                        format!("{dir}/.gitignore")
+                    };
+                    match snapshot.get(&file) {
+                        Some(Entry::File { hash, .. }) => store.read(hash).unwrap_or_default(),
+                        _ => Vec::new(),
+                    }
+                }
             };
             let rules = build(&String::from_utf8_lossy(&text));
             self.per_dir.insert(dir.to_owned(), rules);

@@ -204,7 +204,7 @@ pub(crate) fn changes(ws: &Workspace, stamp: (i64, i64)) -> Result<ChangeSet, St
     let config = &ws.shared.config;
     let mut walk = TreeWalk {
         cap: Capture::new(&config.store, config.max_file_size),
-        rules: IgnoreRules::new(&ws.path, ws.snapshot.base().excludes()),
+        rules: IgnoreRules::at_start(&ws.snapshot, &config.store),
         ws,
         stamp,
         seen: HashSet::new(),
@@ -221,7 +221,7 @@ pub(crate) fn changes(ws: &Workspace, stamp: (i64, i64)) -> Result<ChangeSet, St
 
 struct TreeWalk<'a> {
     cap: Capture<'a>,
-    rules: IgnoreRules,
+    rules: IgnoreRules<'a>,
     ws: &'a Workspace,
     stamp: (i64, i64),
     seen: HashSet<String>,

@@ -12,7 +12,7 @@ use crate::error::IoContext;
 use crate::fsutil::{create_dirs_like, remove_tree};
 use crate::overlay::{self, Mounted, OverlayRoute};
 use crate::stager::{ShareMode, Shared};
-use crate::{ChangeSet, Entry, Snapshot, StagerKind, StagingError};
+use crate::{ChangeSet, Entry, RepoPath, SkipReason, Snapshot, StagerKind, StagingError};
 
 /// An isolated directory tree holding a snapshot, where one agent works.
 ///
@@ -123,8 +123,12 @@ impl Workspace {
     /// Every change made in the workspace relative to its snapshot, with the new content
     /// written to the store. Excludes `.git/`, `.forge/`, shared dirs, copied-in files and
     /// ignored files; reports (rather than drops) what cannot be captured.
+    ///
+    /// Ignore rules are those of the workspace's start state: a `.gitignore` the task edited
+    /// does not hide its files from the capture. Writes inside a submodule (or nested
+    /// repository) of the base are reported as skipped, not captured.
     pub fn changes(&self) -> Result<ChangeSet, StagingError> {
-        match &self.backend {
+        let mut set = match &self.backend {
             Backend::Overlay(m) => overlay::changes(self, m),
             Backend::Tree { stamp } => crate::tree::changes(self, *stamp),
             Backend::Worktree { repo } => crate::worktree::changes(self, repo),
@@ -133,7 +137,40 @@ impl Workspace {
                 &self.path,
                 io::Error::other("the workspace was disposed of"),
             )),
+        }?;
+        let nested: Vec<&str> = self
+            .snapshot
+            .base()
+            .skipped()
+            .iter()
+            .filter(|s| s.reason == SkipReason::NestedRepository)
+            .map(|s| s.path.as_str())
+            .collect();
+        if !nested.is_empty() {
+            let inside: Vec<(RepoPath, &str)> = set
+                .paths()
+                .filter_map(|p| {
+                    nested
+                        .iter()
+                        .find(|n| {
+                            p.as_str()
+                                .strip_prefix(**n)
+                                .is_some_and(|rest| rest.starts_with('/'))
+                        })
+                        .map(|n| (p.clone(), *n))
+                })
+                .collect();
+            for (path, repository) in inside {
+                set.remove(&path);
+                set.skip(
+                    path.as_str(),
+                    SkipReason::InsideNestedRepository {
+                        repository: repository.to_owned(),
+                    },
+                );
+            }
         }
+        Ok(set)
     }
 
     /// Removes the workspace: unmounts, removes the git worktree, deletes its files.

@@ -185,7 +185,7 @@ pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, Staging
         "--ignore-submodules=all",
     ]))?;
     let mut cap = Capture::new(&config.store, config.max_file_size);
-    let mut rules = IgnoreRules::new(tree, ws.snapshot.base().excludes());
+    let mut rules = IgnoreRules::at_start(&ws.snapshot, &config.store);
     let mut candidates = BTreeSet::new();
     for raw in status_paths(&out) {
         match std::str::from_utf8(raw) {
@@ -199,6 +199,14 @@ pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, Staging
                 },
             ),
         }
+    }
+    // git lists what the task's own `.gitignore` edit hides only when asked; the start state's
+    // rules (`rules`) decide below.
+    if candidates
+        .iter()
+        .any(|c| c == ".gitignore" || c.ends_with("/.gitignore"))
+    {
+        ignored_now(tree, &mut rules, &mut cap, &mut candidates)?;
     }
     candidates.extend(
         ws.snapshot
@@ -258,4 +266,43 @@ pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, Staging
         }
     }
     Ok(cap.finish())
+}
+
+/// Adds every file git ignores now (after the task's `.gitignore` edits) to `candidates`; names
+/// that are not UTF-8 and that the start state does not ignore are reported as skipped.
+fn ignored_now(
+    tree: &Path,
+    rules: &mut IgnoreRules<'_>,
+    cap: &mut Capture<'_>,
+    candidates: &mut BTreeSet<String>,
+) -> Result<(), StagingError> {
+    let ignored = run(git(tree).env("GIT_OPTIONAL_LOCKS", "0").args([
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--ignored=traditional",
+        "--no-renames",
+        "--ignore-submodules=all",
+    ]))?;
+    for raw in crate::git::nul_records(&ignored).filter(|r| r.starts_with(b"!! ")) {
+        match std::str::from_utf8(&raw[3..]) {
+            Ok(p) if !p.ends_with('/') => {
+                candidates.insert(p.to_owned());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let name = String::from_utf8_lossy(&raw[3..]).into_owned();
+                if !rules.is_ignored(&name, false) {
+                    cap.out.skip(
+                        name,
+                        SkipReason::InvalidName {
+                            detail: "the name is not valid UTF-8".to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

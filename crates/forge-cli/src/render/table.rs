@@ -379,7 +379,8 @@ pub(crate) fn render(
             return String::new();
         }
         match info.max_attempts.get(t.id.as_str()) {
-            Some(&max) if max > 1 => format!("{}/{max}", t.attempt),
+            // Interrupted attempts do not count against the retries.
+            Some(&max) if max > 1 => format!("{}/{max}", t.attempt.saturating_sub(t.interrupted)),
             _ => format!("#{}", t.attempt),
         }
     };

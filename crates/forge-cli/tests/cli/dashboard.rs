@@ -77,8 +77,8 @@ async fn dashboard_follows_a_real_run_across_a_server_restart() {
                 "pub fn login() {}",
                 "end"
             ]),
-            script(&["replace CHANGELOG.md unreleased => one", "sleep 300ms"]),
-            script(&["sleep 800ms", "replace CHANGELOG.md unreleased => two"]),
+            script(&["append CHANGELOG.md - one", "sleep 300ms"]),
+            script(&["sleep 800ms", "append CHANGELOG.md - two"]),
         ),
     );
     let port = free_port();

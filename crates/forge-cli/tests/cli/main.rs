@@ -10,6 +10,7 @@ mod init;
 mod plan;
 mod run;
 mod runs;
+mod silence;
 mod split;
 mod tty;
 mod util;

@@ -282,3 +282,92 @@ proptest! {
         prop_assert_eq!(state, whole);
     }
 }
+
+/// An event at `secs` seconds.
+fn at(seq: u64, secs: i64, task_id: Option<&str>, kind: EventKind) -> Event {
+    let mut e = Event::new(run_id(), seq, task_id.map(task), kind);
+    e.ts = jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap();
+    e
+}
+
+fn started(attempt: u32) -> EventKind {
+    EventKind::TaskStarted {
+        attempt,
+        agent: "sim".into(),
+        workspace: String::new(),
+        strategy: "copy".into(),
+    }
+}
+
+fn run_started() -> EventKind {
+    EventKind::RunStarted {
+        plan: "p".into(),
+        plan_hash: "h".into(),
+        tasks: 2,
+        concurrency: 2,
+        base: "head".into(),
+    }
+}
+
+#[test]
+fn the_time_a_run_was_stopped_is_not_counted_and_interrupted_attempts_are_known() {
+    let journal = [
+        at(1, 0, None, run_started()),
+        at(2, 0, Some("a"), started(1)),
+        at(3, 0, Some("done"), started(1)),
+        at(4, 2, Some("done"), finished(TaskStatus::Succeeded)),
+        // Ctrl-C after 5 s: `a` is stopped, the run ends cancelled.
+        at(5, 5, Some("a"), finished(TaskStatus::Cancelled)),
+        at(
+            6,
+            5,
+            None,
+            EventKind::RunFinished {
+                status: RunStatus::Cancelled,
+                summary: RunSummary {
+                    succeeded: 1,
+                    failed: 0,
+                    timed_out: 0,
+                    cancelled: 1,
+                    skipped: 0,
+                    conflicts: 0,
+                    duration_ms: 5_000,
+                    message: None,
+                },
+            },
+        ),
+        // Resumed an hour later; `a` runs 3 s more.
+        at(7, 3_605, None, run_started()),
+        at(8, 3_605, Some("a"), started(2)),
+        at(9, 3_608, Some("a"), finished(TaskStatus::Succeeded)),
+    ];
+    let mut state = RunState::new();
+    for e in &journal {
+        state.apply(e);
+    }
+    let a = state.task("a").unwrap();
+    let ran = a.finished_at.unwrap().duration_since(a.started_at.unwrap());
+    assert_eq!(ran.as_secs(), 8, "5 s before the stop, 3 s after");
+    assert_eq!((a.attempt, a.interrupted), (2, 1));
+    let done = state.task("done").unwrap();
+    let ran = done
+        .finished_at
+        .unwrap()
+        .duration_since(done.started_at.unwrap());
+    assert_eq!(ran.as_secs(), 2);
+    assert_eq!(done.interrupted, 0);
+
+    // A process that died (no `task_finished`) interrupted its running attempt too.
+    let mut state = RunState::new();
+    for e in &journal[..3] {
+        state.apply(e);
+    }
+    state.apply(&at(4, 100, None, run_started()));
+    state.apply(&at(5, 100, Some("a"), started(2)));
+    let a = state.task("a").unwrap();
+    assert_eq!(a.interrupted, 1);
+    assert_eq!(
+        a.started_at,
+        Some(jiff::Timestamp::from_second(1_800_000_100).unwrap())
+    );
+}

@@ -64,6 +64,56 @@ fn open_integration(store: &RunStore, run: &RunId) -> Result<Integration, ExecEr
     )?)
 }
 
+/// Finishes or undoes the applies that a process killed mid-way left in the runs of the
+/// repository at `repo` (an apply's process that still lives is left alone), removing their
+/// temporary files. Returns what was done, per run; any command may call it first.
+pub fn recover_abandoned_applies(
+    repo: &Path,
+) -> Result<Vec<(String, forge_merge::Recovery)>, ExecError> {
+    let runs = RunStore::new(repo).runs_dir();
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ExecError::io("list", &runs, e)),
+    };
+    let mut done = Vec::new();
+    for entry in entries {
+        let dir = entry.map_err(|e| ExecError::io("list", &runs, e))?.path();
+        if !dir.join("apply-journal.json").is_file() {
+            continue;
+        }
+        let recovery = forge_merge::recover_abandoned(&dir)?;
+        if recovery != forge_merge::Recovery::Nothing {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            done.push((name, recovery));
+        }
+    }
+    Ok(done)
+}
+
+/// Refuses a run whose snapshot names another repository than the store's (a run store copied
+/// from elsewhere, or kept with absolute paths by an older Forge): its result is only ever
+/// applied where it was made.
+fn same_repository(store: &RunStore, run: &RunId, base_repo: &Path) -> Result<(), ExecError> {
+    let here = store.root().parent().unwrap_or(store.root());
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if canonical(here) == canonical(base_repo) {
+        return Ok(());
+    }
+    Err(ExecError::NotApplicable {
+        run: run.to_string(),
+        reason: format!(
+            "it belongs to the repository at {}, not to {}: Forge applies a run only to the \
+             repository it was made in (run it again here)",
+            base_repo.display(),
+            here.display()
+        ),
+    })
+}
+
 /// Applies the result of run `run` of the repository at `repo` (a run that ended and may be
 /// applied: every task succeeded, no conflict left, gate passed), and records it in the run's
 /// journal.
@@ -154,8 +204,9 @@ pub(crate) async fn apply_with(
     let (store2, run2) = (store.clone(), run.clone());
     let summary = blocking(move || -> Result<ApplySummary, ExecError> {
         let run_dir = store2.run_dir(&run2);
-        forge_merge::recover(&run_dir)?;
         let integration = open_integration(&store2, &run2)?;
+        same_repository(&store2, &run2, integration.base().repo())?;
+        forge_merge::recover(&run_dir)?;
         Ok(match mode {
             ApplyMode::WorkingTree => ApplySummary {
                 mode,

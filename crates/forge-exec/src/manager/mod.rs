@@ -29,6 +29,7 @@
 //! left (agent processes, mounts, worktrees) and finishing or undoing a torn apply.
 
 mod apply;
+mod audit;
 mod pipeline;
 mod resume;
 
@@ -48,7 +49,7 @@ use forge_staging::{
 };
 use parking_lot::Mutex;
 
-pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff};
+pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff, recover_abandoned_applies};
 pub use resume::cleanup_leftovers;
 
 use crate::ExecError;
@@ -459,6 +460,8 @@ pub(crate) struct Shared {
     pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
     /// Integrated (task, attempt), in order.
     pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
+    /// The locks of tasks whose attempt failed, kept until their retry starts (or they end).
+    pub(crate) kept_locks: Mutex<HashMap<TaskId, forge_locks::LockSet>>,
     /// Turns for the file-system-heavy steps (staging a workspace, capturing its changes): at
     /// most one per CPU at once, so a burst of tasks starting together does not starve the
     /// threads that relay agents' output as events.
@@ -605,6 +608,7 @@ impl ExecutionManager {
                     .collect(),
                 conflicts: Mutex::new(conflicts),
                 integrated: Mutex::new(integrated),
+                kept_locks: Mutex::new(HashMap::new()),
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),

@@ -37,14 +37,37 @@ impl PipelineRunner {
 #[async_trait::async_trait]
 impl TaskRunner for PipelineRunner {
     async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
-        match attempt_task(&self.shared, task, attempt, &ctx).await {
+        // 1. Locks: those a failed attempt kept for its retry, or taken now.
+        let kept = self.shared.kept_locks.lock().remove(&task.id);
+        let locks = match kept {
+            Some(locks) => locks,
+            None => match acquire(&self.shared, task, attempt, &ctx).await {
+                Ok(Some(locks)) => locks,
+                Ok(None) => return cancelled("cancelled while waiting for locks"),
+                Err(e) => return TaskOutcome::failed(e.to_string()),
+            },
+        };
+        let outcome = match attempt_task(&self.shared, task, attempt, &ctx).await {
             Ok(outcome) => outcome,
             Err(e) => TaskOutcome::failed(e.to_string()),
+        };
+        // A failed attempt may be retried: the task keeps its locks (its place) until the
+        // scheduler says it has ended (`task_ended`), so that no other task slips in between.
+        if matches!(outcome.status, TaskStatus::Failed | TaskStatus::TimedOut)
+            && !ctx.cancel.is_cancelled()
+        {
+            self.shared.kept_locks.lock().insert(task.id.clone(), locks);
         }
+        outcome
     }
 
     fn reports_start(&self) -> bool {
         true
+    }
+
+    fn task_ended(&self, task: &TaskId) {
+        // Dropping the set releases the claims.
+        drop(self.shared.kept_locks.lock().remove(task));
     }
 }
 
@@ -294,8 +317,8 @@ impl OutputEvents<'_> {
     }
 }
 
-/// Runs one attempt, start to end. Locks are released when this returns (the `LockSet` is
-/// dropped), which is after the changes were integrated.
+/// Runs one attempt, start to end, under the task's locks (held by the caller until after the
+/// changes were integrated).
 #[allow(clippy::too_many_lines)] // the pipeline, step by step
 async fn attempt_task(
     shared: &Arc<Shared>,
@@ -308,10 +331,6 @@ async fn attempt_task(
             "unknown agent profile `{}`",
             task.agent
         )));
-    };
-    // 1. Locks.
-    let Some(_locks) = acquire(shared, task, attempt, ctx).await? else {
-        return Ok(cancelled("cancelled while waiting for locks"));
     };
     let attempt_dir = shared
         .store
@@ -458,11 +477,15 @@ async fn attempt_task(
             })
             .await??;
         }
-        let violations: Vec<Violation> = forge_merge::audit(
-            &changes,
-            &task.writes.iter().chain(&task.appends).collect::<Vec<_>>(),
-            |c, p| c.pattern.matches(p.as_str()),
-        );
+        if !changes.skipped().is_empty() {
+            return Ok(TaskOutcome::failed(super::audit::uncarried(
+                changes.skipped(),
+            )));
+        }
+        let violations: Vec<Violation> = {
+            let (task2, changes2, blobs) = (task.clone(), changes.clone(), shared.blobs.clone());
+            blocking(move || super::audit::claim_violations(&task2, &changes2, &blobs)).await??
+        };
         if !violations.is_empty() {
             shared.publish(
                 &task.id,
@@ -507,11 +530,22 @@ async fn attempt_task(
                 });
             }
             IntegrationStatus::Rejected => {
-                let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+                let shown: Vec<String> = violations
+                    .iter()
+                    .take(10)
+                    .map(ToString::to_string)
+                    .collect();
+                let more = violations.len().saturating_sub(shown.len());
                 return Ok(TaskOutcome::failed(format!(
-                    "changed files outside its claims ({}); nothing of it was integrated \
-                     (on_violation = \"reject\"): claim them in `writes`, or set on_violation",
-                    paths.join(", ")
+                    "changed files its claims do not permit ({}{}); nothing of it was \
+                     integrated (on_violation = \"reject\"): claim them in `writes`, or set \
+                     on_violation",
+                    shown.join("; "),
+                    if more > 0 {
+                        format!("; and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             IntegrationStatus::NeedsRerun { .. } => {

@@ -143,11 +143,7 @@ pub(crate) fn rebuild(
         let task = &plan.tasks[i];
         let path = store.changes_path(run, task_id.as_str(), *attempt);
         let changes: ChangeSet = read_json(&path)?;
-        let violations = forge_merge::audit(
-            &changes,
-            &task.writes.iter().chain(&task.appends).collect::<Vec<_>>(),
-            |c, p| c.pattern.matches(p.as_str()),
-        );
+        let violations = super::audit::claim_violations(task, &changes, integration.store())?;
         let outcome =
             integration.integrate_audited(task_id.as_str(), &changes, i as u64, violations)?;
         if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {

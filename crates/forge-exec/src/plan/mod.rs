@@ -206,6 +206,28 @@ impl Default for PlanOptions {
     }
 }
 
+/// The error for a plan file that is not UTF-8, pointing at its first bad byte (shown as `�`).
+fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> PlanError {
+    let at = e.valid_up_to();
+    let bad = bytes.get(at).copied().unwrap_or_default();
+    // The lossy text has the same bytes up to `at`, then U+FFFD (3 bytes) for the bad sequence.
+    let text = String::from_utf8_lossy(bytes);
+    PlanError {
+        source: Some(PlanSource {
+            path: path.to_path_buf(),
+            text: Arc::from(text.as_ref()),
+        }),
+        problems: vec![
+            Problem::new(
+                format!("the plan is not valid UTF-8: byte 0x{bad:02x} is not part of a character"),
+                Some(at..at + '\u{fffd}'.len_utf8()),
+            )
+            .label("invalid UTF-8")
+            .help("save the plan file as UTF-8"),
+        ],
+    }
+}
+
 /// An `after` edge added by [`Plan::serialize_conflicts`]: `task` now runs after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddedEdge {
@@ -219,13 +241,17 @@ impl Plan {
     /// Reads and validates a plan file: JSON if its name ends in `.json`, TOML otherwise.
     /// `prompt_file`s are read relative to the plan's directory.
     pub fn load(path: &Path, opts: &PlanOptions) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PlanError {
+        let bytes = std::fs::read(path).map_err(|e| PlanError {
             source: None,
             problems: vec![Problem::new(
                 format!("cannot read plan file {}: {e}", path.display()),
                 None,
             )],
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => return Err(not_utf8(path, e.as_bytes(), e.utf8_error())),
+        };
         let format = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))

@@ -236,6 +236,20 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A time limit: a duration longer than zero (a zero limit would stop every attempt at once).
+    fn timeout(&mut self, what: &dyn fmt::Display, node: &Node) -> Option<Duration> {
+        let d = self.duration(what, node)?;
+        if d.is_zero() {
+            self.push(
+                Problem::at(format!("`{what}` must be longer than zero"), &node.span)
+                    .label("a zero time limit stops every attempt at once")
+                    .help("give a limit such as \"30m\", or leave the key out for no limit"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     fn env(&mut self, what: &dyn fmt::Display, node: &Node) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let Some(entries) = self.table(what, node) else {
@@ -335,7 +349,7 @@ impl<'a> Walker<'a> {
                         .map(|s| (s, value.span.clone()));
                 }
                 "model" => d.model = self.string(&"defaults.model", value),
-                "timeout" => d.timeout = self.duration(&"defaults.timeout", value),
+                "timeout" => d.timeout = self.timeout(&"defaults.timeout", value),
                 "retries" => {
                     d.retries = self
                         .uint(&"defaults.retries", value, 0, 100)
@@ -477,7 +491,7 @@ impl<'a> Walker<'a> {
                         task.model = Some(m);
                     }
                 }
-                "timeout" => task.timeout = self.duration(&field, value).or(task.timeout),
+                "timeout" => task.timeout = self.timeout(&field, value).or(task.timeout),
                 "retries" => {
                     if let Some(r) = self.uint(&field, value, 0, 100) {
                         task.retries = u32::try_from(r).unwrap_or(0);
@@ -590,7 +604,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
-                "timeout" => gate.timeout = self.duration(&"gate.timeout", value),
+                "timeout" => gate.timeout = self.timeout(&"gate.timeout", value),
                 _ => {}
             }
         }

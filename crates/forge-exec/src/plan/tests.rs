@@ -482,7 +482,11 @@ commands = ["true"]
 
     // A table defined in two pieces is an error, as in TOML.
     let twice = "[gate]\ncommands = [\"a\"]\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"p\"\n[gate]\ncommands = [\"b\"]\n";
-    assert_eq!(problems(twice), ["plan.toml:7:2: `gate` is defined twice"]);
+    let got = problems(twice);
+    assert_eq!(
+        got[0],
+        "plan.toml:7:2: invalid TOML: `gate` is defined twice"
+    );
 
     // Syntax errors in several pieces are all reported, at their place in the file.
     let broken = "[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \n[[task]]\nid = \"b\"\nagent = \"sim\"\nprompt = \"p\" junk\n";
@@ -492,4 +496,157 @@ commands = ["true"]
         got[0].starts_with("plan.toml:4:") && got[1].starts_with("plan.toml:8:"),
         "{got:?}"
     );
+}
+
+#[test]
+fn a_table_extended_after_a_task_is_still_the_same_table() {
+    // Valid TOML: `[defaults.env]` after a `[[task]]` extends `[defaults]`, it does not define it
+    // again; `[task.env]` after `[gate]` belongs to the last task.
+    let text = "[defaults]\nagent = \"sim\"\n\n[[task]]\nid = \"a\"\nprompt = \"a\"\n\n[defaults.env]\nMODE = \"fast\"\n\n[[task]]\nid = \"b\"\nprompt = \"b\"\n\n[gate]\ncommands = [\"true\"]\n\n[task.env]\nB = \"1\"\n";
+    let plan = parse(text).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(plan.tasks.len(), 2);
+    assert_eq!(plan.tasks[0].env["MODE"], "fast");
+    assert_eq!(plan.tasks[1].env["MODE"], "fast");
+    assert_eq!(plan.tasks[1].env["B"], "1");
+    assert!(!plan.tasks[0].env.contains_key("B"));
+    assert_eq!(plan.gate.commands, ["true"]);
+}
+
+/// Lines plans are made of: headers of every kind, keys, inline and dotted tables, and a
+/// multi-line string holding a header.
+const PIECES: &[&str] = &[
+    "name = \"x\"",
+    "concurrency = 2",
+    "[defaults]",
+    "[defaults.env]",
+    "['defaults'.env]",
+    "agent = \"sim\"",
+    "A = \"1\"",
+    "env = { B = \"2\" }",
+    "env.C = \"3\"",
+    "[[task]]",
+    "[[\"task\"]]",
+    "id = \"t\"",
+    "[task.env]",
+    "[[task.extra]]",
+    "[gate]",
+    "commands = [\"true\",\n  \"[[task]]\"]",
+    "[merge]",
+    "[pools]",
+    "task = [{ id = \"x\" }]",
+    "[task]",
+    "# [[task]]",
+    "",
+    "prompt = \"\"\"\n[[task]]\n[gate]\n\"\"\"",
+];
+
+/// The top level's keys in name order, the `task` array's own span left out (the parts agree
+/// on every task, not on where the array as a whole is said to be).
+fn normalized(node: tree::Node<'_>) -> Vec<(String, tree::Node<'_>)> {
+    let tree::Kind::Table(entries) = node.kind else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, tree::Node<'_>)> = entries
+        .into_iter()
+        .map(|(k, mut v)| {
+            if k.name == "task" {
+                v.span = 0..0;
+            }
+            (format!("{}@{:?}", k.name, k.span), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any document TOML accepts is read the same whole and in task sections, and any it
+    /// rejects is rejected.
+    #[test]
+    fn split_parsing_agrees_with_toml(lines in prop::collection::vec(0..PIECES.len(), 0..14)) {
+        let text = lines.iter().map(|&i| PIECES[i]).collect::<Vec<_>>().join("\n");
+        let whole = tree::from_toml_whole(&text);
+        let mut problems = Vec::new();
+        let split = tree::from_toml(&text, &mut problems);
+        prop_assert_eq!(whole.is_some(), split.is_some(), "{}\n{:?}", text, problems);
+        if let (Some(whole), Some(split)) = (whole, split) {
+            prop_assert!(problems.is_empty());
+            prop_assert_eq!(normalized(whole), normalized(split), "{}", text);
+        }
+    }
+}
+
+#[test]
+fn a_zero_timeout_is_rejected_where_it_is_written() {
+    let text = "[defaults]\nagent = \"sim\"\ntimeout = \"0s\"\n[[task]]\nid = \"a\"\nprompt = \"a\"\ntimeout = \"0ms\"\n[gate]\ncommands = [\"true\"]\ntimeout = \"0m\"\n";
+    let got = problems(text);
+    assert_eq!(
+        got,
+        [
+            "plan.toml:3:11: `defaults.timeout` must be longer than zero",
+            "plan.toml:7:11: `task `a`.timeout` must be longer than zero",
+            "plan.toml:10:11: `gate.timeout` must be longer than zero",
+        ]
+    );
+    let mut plan = parse("[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"a\"\n").unwrap();
+    plan.tasks[0].timeout = Some(Duration::ZERO);
+    let err = plan.validate(&PlanOptions::default()).unwrap_err();
+    assert!(err.short()[0].contains("zero timeout"), "{:?}", err.short());
+}
+
+#[test]
+fn a_json_plan_nested_too_deep_is_an_error_not_a_crash() {
+    let text = format!(
+        "{{\"task\": [{{\"id\": \"a\", \"env\": {}{}}}]}}",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let err = Plan::parse(
+        &text,
+        Path::new("plan.json"),
+        PlanFormat::Json,
+        &PlanOptions::default(),
+    )
+    .unwrap_err();
+    let short = err.short();
+    assert_eq!(
+        short,
+        ["plan.json:1:155: the JSON plan nests arrays and objects more than 128 deep"]
+    );
+    // Brackets in strings and comments do not count.
+    let fine = format!(
+        "// {}\n{{\"name\": \"{}\", \"task\": [{{\"id\": \"a\", \"agent\": \"sim\", \"prompt\": \"p\"}}]}}",
+        "[".repeat(500),
+        "{".repeat(500)
+    );
+    Plan::parse(
+        &fine,
+        Path::new("plan.json"),
+        PlanFormat::Json,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_plan_that_is_not_utf8_is_located_at_its_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        b"[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"na\xc3\xafve \xff\"\n",
+    )
+    .unwrap();
+    let err = Plan::load(&path, &PlanOptions::default()).unwrap_err();
+    let short = err.short();
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert!(
+        short[0].ends_with(
+            "plan.toml:4:17: the plan is not valid UTF-8: byte 0xff is not part of a character"
+        ),
+        "{short:?}"
+    );
+    assert!(err.render().contains("save the plan file as UTF-8"));
 }

@@ -7,13 +7,13 @@ use std::ops::Range;
 use super::problem::Problem;
 
 /// A value of the plan document. Strings borrow from the plan text where they can.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node<'a> {
     pub(crate) span: Range<usize>,
     pub(crate) kind: Kind<'a>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Kind<'a> {
     Str(Cow<'a, str>),
     Int(i64),
@@ -26,7 +26,7 @@ pub(crate) enum Kind<'a> {
 }
 
 /// A table key with its span.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Key<'a> {
     pub(crate) name: Cow<'a, str>,
     pub(crate) span: Range<usize>,
@@ -49,69 +49,86 @@ impl Node<'_> {
 
 /// Parses TOML.
 ///
-/// The document is cut at its top-level `[[task]]` headers and each piece is parsed on its own
-/// and converted at once: the toml crate keeps every token and event of what it parses, about
-/// thirty times the text, which for a 100,000-task plan would be hundreds of megabytes. A piece
-/// that starts with `[[task]]` holds that task and whatever tables follow it up to the next
-/// `[[task]]` (`[task.env]` still belongs to it, `[gate]` is still top-level), so TOML's
-/// meaning is kept; the pieces' top-level tables are merged, `task` arrays appended, and a
-/// table defined twice is an error as in TOML. Syntax errors are reported for every piece, with
-/// recovery inside a piece.
+/// The `[[task]]` sections of the document are parsed one at a time and converted at once: the
+/// toml crate keeps every token and event of what it parses, about thirty times the text, which
+/// for a 100,000-task plan would be hundreds of megabytes. A task section starts at a top-level
+/// `[[task]]` header and holds the tables that belong to that task (`[task.env]`,
+/// `[[task.x]]`) up to the next header that does not. Everything else (the top-level keys,
+/// `[defaults]`, `[defaults.env]`, `[gate]`, …, wherever they appear) is parsed as one document:
+/// the text with the task sections blanked out, byte for byte, so spans stay those of the file
+/// and TOML's rules about tables defined twice or extended later hold exactly as in the whole
+/// file. The sections' `task` arrays are then appended in order. Syntax errors are reported for
+/// every part, with recovery inside a part.
 pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Option<Node<'a>> {
-    let mut entries: Vec<(Key<'a>, Node<'a>)> = Vec::new();
+    let sections = task_sections(text);
+    if sections.is_empty() {
+        return parse_toml_part(text, 0, problems).map(|kind| Node {
+            span: 0..text.len(),
+            kind,
+        });
+    }
+    let mut rest = text.as_bytes().to_vec();
+    for range in sections.iter().flatten() {
+        rest[range.clone()].fill(b' ');
+    }
+    // Sections start at a `[` and end at one (or the end), so blanking them keeps it UTF-8.
+    let rest = String::from_utf8(rest).ok();
     let mut ok = true;
-    let cuts = task_headers(text);
-    let bounds = std::iter::once(0)
-        .chain(cuts.iter().copied())
-        .zip(cuts.iter().copied().chain(std::iter::once(text.len())));
-    for (start, end) in bounds {
-        let piece = &text[start..end];
-        if piece.trim().is_empty() {
-            continue;
+    let mut entries = match rest.as_deref().map(|r| parse_toml_part(r, 0, problems)) {
+        Some(Some(Kind::Table(entries))) => entries.into_iter().map(owned_entry).collect(),
+        Some(_) => {
+            ok = false;
+            Vec::new()
         }
-        let Ok(table) = toml::de::DeTable::parse(piece) else {
-            // Parse again with recovery, for every error of the piece.
-            let (_, errors) = toml::de::DeTable::parse_recoverable(piece);
-            for e in &errors {
-                problems.push(Problem::new(
-                    format!("invalid TOML: {}", e.message().trim_end()),
-                    e.span().map(|s| s.start + start..s.end + start),
-                ));
-            }
+        None => {
+            problems.push(Problem::new(not_cut_cleanly(), None));
+            ok = false;
+            Vec::new()
+        }
+    };
+    let mut tasks: Vec<Node<'a>> = Vec::new();
+    let mut tasks_key: Option<Key<'a>> = None;
+    for section in sections {
+        let part = match section.as_slice() {
+            [one] => parse_toml_part(&text[one.clone()], one.start, problems),
+            _ => match section_text(text, &section) {
+                Some((start, part)) => parse_toml_part(&part, start, problems)
+                    .map(|kind| owned_node(Node { span: 0..0, kind }).kind),
+                None => {
+                    problems.push(Problem::new(not_cut_cleanly(), None));
+                    None
+                }
+            },
+        };
+        let Some(Kind::Table(part)) = part else {
             ok = false;
             continue;
         };
-        let Kind::Table(piece_entries) = toml_table(table.get_ref(), start) else {
-            continue;
-        };
-        for (key, value) in piece_entries {
-            match entries.iter_mut().find(|(k, _)| k.name == key.name) {
-                None => entries.push((key, value)),
-                Some((
-                    _,
-                    Node {
-                        kind: Kind::Array(items),
-                        ..
-                    },
-                )) if key.name == "task" => {
-                    if let Kind::Array(more) = value.kind {
-                        items.extend(more);
-                    } else {
-                        problems.push(Problem::at(
-                            format!("`{}` is defined twice", key.name),
-                            &key.span,
-                        ));
-                        ok = false;
-                    }
-                }
-                Some((first, _)) => {
-                    problems.push(
-                        Problem::at(format!("`{}` is defined twice", key.name), &key.span)
-                            .note(&first.span, "first defined here"),
-                    );
-                    ok = false;
-                }
+        for (key, value) in part {
+            // A section only holds `[[task]]` and `[task.…]` headers, so its one key is `task`.
+            if let Kind::Array(items) = value.kind {
+                tasks.extend(items);
             }
+            tasks_key.get_or_insert(key);
+        }
+    }
+    if let Some(key) = tasks_key {
+        if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == "task") {
+            problems.push(
+                Problem::at("`task` is defined twice", &key.span)
+                    .note(&first.span, "first defined here")
+                    .help("write every task as a `[[task]]` table"),
+            );
+            ok = false;
+        } else {
+            let span = tasks.first().map_or(key.span.clone(), |t| t.span.clone());
+            entries.push((
+                key,
+                Node {
+                    span,
+                    kind: Kind::Array(tasks),
+                },
+            ));
         }
     }
     ok.then_some(Node {
@@ -120,12 +137,130 @@ pub(crate) fn from_toml<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Optio
     })
 }
 
-/// Byte offsets of the top-level `[[task]]` headers (at the start of a line, outside any value),
-/// found with the toml lexer so that brackets inside strings and arrays are never taken for one.
-fn task_headers(text: &str) -> Vec<usize> {
+/// The message for a document the task sections could not be cut from (cannot happen: they
+/// start and end at brackets), rather than failing without a word.
+fn not_cut_cleanly() -> String {
+    "the plan could not be split into its tasks to be read; please report this with the plan"
+        .to_owned()
+}
+
+/// Parses a whole TOML document at once (what [`from_toml`] must agree with).
+#[cfg(test)]
+pub(crate) fn from_toml_whole(text: &str) -> Option<Node<'_>> {
+    let mut problems = Vec::new();
+    parse_toml_part(text, 0, &mut problems).map(|kind| Node {
+        span: 0..text.len(),
+        kind,
+    })
+}
+
+/// Parses one part of a TOML plan found at `offset` of the file, reporting its syntax errors.
+fn parse_toml_part<'a>(
+    part: &'a str,
+    offset: usize,
+    problems: &mut Vec<Problem>,
+) -> Option<Kind<'a>> {
+    if let Ok(table) = toml::de::DeTable::parse(part) {
+        return Some(toml_table(table.get_ref(), offset));
+    }
+    // Parse again with recovery, for every error of the part.
+    let (_, errors) = toml::de::DeTable::parse_recoverable(part);
+    for e in &errors {
+        let mut message = e.message().trim_end().to_owned();
+        // toml says "duplicate key": name it.
+        if message == "duplicate key"
+            && let Some(key) = e.span().and_then(|s| part.get(s))
+        {
+            message = format!("`{}` is defined twice", key.trim());
+        }
+        problems.push(Problem::new(
+            format!("invalid TOML: {message}"),
+            e.span().map(|s| s.start + offset..s.end + offset),
+        ));
+    }
+    None
+}
+
+/// The parts of the document made from the blanked copy own their strings (the copy is gone).
+fn owned_entry<'a>((key, node): (Key<'_>, Node<'_>)) -> (Key<'a>, Node<'a>) {
+    (
+        Key {
+            name: Cow::Owned(key.name.into_owned()),
+            span: key.span,
+        },
+        owned_node(node),
+    )
+}
+
+fn owned_node<'a>(node: Node<'_>) -> Node<'a> {
+    let kind = match node.kind {
+        Kind::Str(s) => Kind::Str(Cow::Owned(s.into_owned())),
+        Kind::Int(i) => Kind::Int(i),
+        Kind::Float => Kind::Float,
+        Kind::Bool => Kind::Bool,
+        Kind::Other(name) => Kind::Other(name),
+        Kind::Array(items) => Kind::Array(items.into_iter().map(owned_node).collect()),
+        Kind::Table(entries) => Kind::Table(entries.into_iter().map(owned_entry).collect()),
+    };
+    Node {
+        span: node.span,
+        kind,
+    }
+}
+
+/// A task section in pieces (a `[task.env]` may follow an unrelated `[gate]`): the text from its
+/// first piece to the end of its last, everything between blanked, and where it starts.
+fn section_text(text: &str, pieces: &[Range<usize>]) -> Option<(usize, String)> {
+    let (first, last) = (pieces.first()?, pieces.last()?);
+    let mut bytes = vec![b' '; last.end - first.start];
+    for piece in pieces {
+        bytes[piece.start - first.start..piece.end - first.start]
+            .copy_from_slice(&text.as_bytes()[piece.clone()]);
+    }
+    String::from_utf8(bytes).ok().map(|s| (first.start, s))
+}
+
+/// A top-level table header: where it starts, whether it is `[[task]]` itself, and whether its
+/// first key is `task` (`[task.env]` belongs to the task above it).
+struct Header {
+    start: usize,
+    task_array: bool,
+    in_task: bool,
+}
+
+/// The task sections, each as the byte ranges it is made of: from each top-level `[[task]]`
+/// header to the next header that does not belong to that task (or the end), plus any later
+/// `[task.…]` table (which TOML gives to the last task), up to the next header not of the task.
+fn task_sections(text: &str) -> Vec<Vec<Range<usize>>> {
+    let mut sections: Vec<Vec<Range<usize>>> = Vec::new();
+    let mut open: Option<usize> = None;
+    for h in headers(text) {
+        if let Some(start) = open
+            && (h.task_array || !h.in_task)
+            && let Some(section) = sections.last_mut()
+        {
+            section.push(start..h.start);
+            open = None;
+        }
+        if h.task_array {
+            sections.push(Vec::new());
+            open = Some(h.start);
+        } else if h.in_task && open.is_none() && !sections.is_empty() {
+            open = Some(h.start);
+        }
+    }
+    if let (Some(start), Some(section)) = (open, sections.last_mut()) {
+        section.push(start..text.len());
+    }
+    sections
+}
+
+/// The top-level table headers (at the start of a line, outside any value), found with the
+/// toml lexer so that brackets inside strings and arrays are never taken for one.
+fn headers(text: &str) -> Vec<Header> {
     use toml_parser::lexer::TokenKind;
     let source = toml_parser::Source::new(text);
-    let mut cuts = Vec::new();
+    let mut headers = Vec::new();
     let mut depth = 0usize;
     let mut line_start = true;
     let mut lexer = source.lex();
@@ -140,24 +275,38 @@ fn task_headers(text: &str) -> Vec<usize> {
             TokenKind::LeftSquareBracket if depth == 0 && line_start => {
                 // A header: `[name]` or `[[name]]`. Read it to its end without counting depth.
                 let start = span.start();
-                let mut name = String::new();
+                let mut first = String::new();
+                let mut dotted = false;
+                let mut name_started = false;
                 let mut double = false;
                 let mut ended_line = false;
                 for t in lexer.by_ref() {
                     match t.kind() {
-                        TokenKind::LeftSquareBracket => double = true,
+                        TokenKind::LeftSquareBracket if !name_started => double = true,
                         TokenKind::RightSquareBracket => break,
                         TokenKind::Newline => {
                             ended_line = true;
                             break;
                         }
                         TokenKind::Whitespace => {}
-                        _ => name.push_str(&text[t.span().start()..t.span().end()]),
+                        TokenKind::Dot => {
+                            name_started = true;
+                            dotted = true;
+                        }
+                        _ => {
+                            name_started = true;
+                            if !dotted {
+                                first.push_str(&text[t.span().start()..t.span().end()]);
+                            }
+                        }
                     }
                 }
-                if double && (name == "task" || name == "\"task\"" || name == "'task'") {
-                    cuts.push(start);
-                }
+                let in_task = first == "task" || first == "\"task\"" || first == "'task'";
+                headers.push(Header {
+                    start,
+                    task_array: double && in_task && !dotted,
+                    in_task,
+                });
                 line_start = ended_line;
                 continue;
             }
@@ -169,7 +318,7 @@ fn task_headers(text: &str) -> Vec<usize> {
         }
         line_start = false;
     }
-    cuts
+    headers
 }
 
 fn toml_table<'a>(table: &toml::de::DeTable<'a>, offset: usize) -> Kind<'a> {
@@ -212,8 +361,62 @@ fn toml_value<'a>(
     }
 }
 
+/// How deep arrays and objects of a JSON plan may nest. A plan needs four levels; the bound keeps
+/// a hostile file from overflowing the stack of the (recursive) parser.
+pub(crate) const MAX_JSON_DEPTH: usize = 128;
+
+/// The offset of the first `[` or `{` nested deeper than `limit`, outside strings and comments.
+fn too_deep(text: &str, limit: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !bytes[i..].starts_with(b"*/") {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Parses JSON (comments and trailing commas tolerated, as people write config by hand).
 pub(crate) fn from_json<'a>(text: &'a str, problems: &mut Vec<Problem>) -> Option<Node<'a>> {
+    if let Some(at) = too_deep(text, MAX_JSON_DEPTH) {
+        problems.push(
+            Problem::at(
+                format!("the JSON plan nests arrays and objects more than {MAX_JSON_DEPTH} deep"),
+                &(at..at + 1),
+            )
+            .label("too deep")
+            .help("a plan is a few levels deep (tasks, their claims and env); check the brackets"),
+        );
+        return None;
+    }
     let options = jsonc_parser::ParseOptions {
         allow_comments: true,
         allow_loose_object_property_names: false,

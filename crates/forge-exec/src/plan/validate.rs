@@ -57,6 +57,15 @@ pub(crate) fn validate(
             };
             problems.push(p);
         }
+        if spans.is_none() && task.timeout.is_some_and(|t| t.is_zero()) {
+            problems.push(at(
+                format!(
+                    "task `{}` has a zero timeout, which would stop every attempt at once",
+                    task.id
+                ),
+                None,
+            ));
+        }
         if spans.is_none() && task.prompt.trim().is_empty() {
             problems.push(at(format!("task `{}` has an empty prompt", task.id), None));
         }

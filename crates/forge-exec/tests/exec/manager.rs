@@ -205,17 +205,14 @@ async fn a_task_after_another_sees_its_work() {
     assert_eq!(read(repo.path(), "b.txt"), "from the first task\n");
 }
 
-fn changelog_plan(strategy: Option<&str>, edit: &str) -> String {
+/// Two tasks holding only an `appends` claim on CHANGELOG.md, each adding a line at its end.
+fn changelog_plan(strategy: Option<&str>) -> String {
     let merge = strategy
         .map(|s| format!("[merge]\n\"CHANGELOG.md\" = \"{s}\"\n"))
         .unwrap_or_default();
     let mut text = format!("concurrency = 2\n[defaults]\nagent = \"sim\"\n{merge}");
     for (id, delay) in [("one", "100ms"), ("two", "600ms")] {
-        let change = if edit == "append" {
-            format!("append CHANGELOG.md - {id}")
-        } else {
-            format!("replace CHANGELOG.md unreleased => {id}")
-        };
+        let change = format!("append CHANGELOG.md - {id}");
         let _ = write!(
             text,
             "[[task]]\nid = \"{id}\"\nappends = [\"CHANGELOG.md\"]\nprompt = {}\n",
@@ -230,7 +227,7 @@ async fn appends_run_at_once_and_union_keeps_both_lines() {
     let repo = repo(&[("CHANGELOG.md", "# Changes\n")]);
     let report = run(
         repo.path(),
-        plan(&changelog_plan(None, "append")),
+        plan(&changelog_plan(None)),
         ApplyMode::WorkingTree,
     )
     .await;
@@ -256,11 +253,11 @@ async fn appends_run_at_once_and_union_keeps_both_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_line_edited_under_fail_is_a_conflict_naming_both_tasks() {
+async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() {
     let repo = repo(&[("CHANGELOG.md", "# Changes\nunreleased\n")]);
     let report = run(
         repo.path(),
-        plan(&changelog_plan(Some("fail"), "replace")),
+        plan(&changelog_plan(Some("fail"))),
         ApplyMode::WorkingTree,
     )
     .await;
@@ -306,7 +303,7 @@ async fn an_agent_conflict_reruns_the_later_task_on_top() {
     let repo = repo(&[("CHANGELOG.md", "# Changes\n")]);
     let report = run(
         repo.path(),
-        plan(&changelog_plan(Some("agent"), "append")),
+        plan(&changelog_plan(Some("agent"))),
         ApplyMode::WorkingTree,
     )
     .await;

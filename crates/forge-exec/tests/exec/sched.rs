@@ -55,10 +55,16 @@ struct Recorder {
     /// task -> attempts that fail (with this exit code)
     fail: BTreeMap<String, (u32, i32)>,
     pools: BTreeMap<String, String>,
+    /// Tasks the scheduler said ended for good, in order.
+    ended: Mutex<Vec<String>>,
 }
 
 #[async_trait::async_trait]
 impl TaskRunner for Recorder {
+    fn task_ended(&self, task: &TaskId) {
+        self.ended.lock().push(task.to_string());
+    }
+
     async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
         let id = task.id.to_string();
         self.log.lock().push((id.clone(), "start", attempt));
@@ -252,6 +258,54 @@ async fn critical_path_runs_first() {
             ("s2".to_owned(), Some(1000)),
             ("unknown".to_owned(), None),
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_runner_hears_once_when_a_task_ends_for_good_never_between_retries() {
+    let mut flaky = task("flaky", &[]);
+    flaky.retries = 3;
+    let mut broken = task("broken", &[]);
+    broken.retries = 1;
+    let after = task("after", &["broken"]);
+    let mut waiting = task("waiting", &[]);
+    waiting.retries = 50;
+    let plan = plan_of(vec![flaky, broken, after, waiting], 4);
+    let runner = Recorder {
+        fail: BTreeMap::from([
+            ("flaky".to_owned(), (2, 1)),
+            ("broken".to_owned(), (9, 1)),
+            ("waiting".to_owned(), (9, 1)),
+        ]),
+        work: BTreeMap::from([("flaky".to_owned(), Duration::from_secs(5))]),
+        ..Recorder::default()
+    };
+    let cancel = CancelHandle::new();
+    let scheduler = Scheduler::new(&plan, &runner, sink(), fast());
+    let run = scheduler.run(&cancel);
+    tokio::pin!(run);
+    // `waiting` fails and backs off; while `flaky` runs its third attempt, the run is cancelled.
+    let report = tokio::select! {
+        report = &mut run => report,
+        () = tokio::time::sleep(Duration::from_secs(11)) => {
+            cancel.cancel();
+            run.await
+        }
+    };
+    assert_eq!(report.tasks[1].status, TaskStatus::Failed);
+    assert_eq!(report.tasks[1].attempts, 2);
+    let ended = runner.ended.lock().clone();
+    let mut sorted = ended.clone();
+    sorted.sort();
+    // Each task that ran, once; `after` was skipped without running.
+    assert_eq!(sorted, ["broken", "flaky", "waiting"], "{ended:?}");
+    // `broken` ended after its second attempt, not after its first.
+    let log = runner.log.lock().clone();
+    assert_eq!(
+        log.iter()
+            .filter(|(t, what, _)| t == "broken" && *what == "end")
+            .count(),
+        2
     );
 }
 

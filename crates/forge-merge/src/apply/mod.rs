@@ -139,8 +139,64 @@ struct Op {
 struct Journal {
     version: u32,
     state: JournalState,
+    /// The repository, relative to the run directory (absolute in journals of older versions).
     repo: PathBuf,
+    /// The process that wrote the journal: while it lives, nobody else recovers its apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
     ops: Vec<Op>,
+}
+
+/// Where an apply keeps its temporary files, inside the run directory: out of the user's
+/// sight, and removed by [`recover`] (which any later command may run).
+const TEMP_DIR: &str = "apply-tmp";
+
+/// Moves the temporary files of `ops` into the run directory's [`TEMP_DIR`] wherever that is on
+/// the same file system as the target's directory (a rename cannot cross file systems); the
+/// others stay beside their targets.
+fn relocate_temps(root: &mut Root, ops: &mut [Op], run_dir: &Path) -> Result<(), MergeError> {
+    let repo = root.path().to_path_buf();
+    let temp_abs = run_dir.join(TEMP_DIR);
+    fs::create_dir_all(&temp_abs).ctx("create directory", &temp_abs)?;
+    let canonical_repo = fs::canonicalize(&repo).ctx("resolve", &repo)?;
+    let canonical_temp = fs::canonicalize(&temp_abs).ctx("resolve", &temp_abs)?;
+    let Some(temp_rel) = canonical_temp
+        .strip_prefix(&canonical_repo)
+        .ok()
+        .and_then(Path::to_str)
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let device = |root: &mut Root, dir: &str| match root.dir(dir) {
+        Ok(DirState::Open(fd)) => rustix::fs::fstat(fd).ok().map(|st| st.st_dev),
+        _ => None,
+    };
+    let Some(temp_dev) = device(root, &temp_rel) else {
+        return Ok(());
+    };
+    for op in ops {
+        if let Some((dir, _)) = &mut op.temp
+            && device(root, dir) == Some(temp_dev)
+        {
+            dir.clone_from(&temp_rel);
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
 }
 
 /// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix:
@@ -193,18 +249,21 @@ pub fn apply_to_worktree(
     }
     let repo = integration.base().repo().to_path_buf();
     let mut root = Root::open(&repo).ctx("open the repository", &repo)?;
-    let (ops, contents, mut report) = plan(integration, &mut root)?;
+    let (mut ops, contents, mut report) = plan(integration, &mut root)?;
     if ops.is_empty() {
         return Ok(report);
     }
     fs::create_dir_all(&options.run_dir).ctx("create directory", &options.run_dir)?;
+    relocate_temps(&mut root, &mut ops, &options.run_dir)?;
+    let run_dir = fs::canonicalize(&options.run_dir).ctx("resolve", &options.run_dir)?;
 
     // Prepare: the journal first (so a crash from here on can be undone), then the temporary
     // files, then one sync of the whole file system.
     let mut journal = Journal {
         version: JOURNAL_VERSION,
         state: JournalState::Prepared,
-        repo: repo.clone(),
+        repo: forge_staging::relative_path(&run_dir, &repo),
+        pid: Some(std::process::id()),
         ops,
     };
     write_journal(&journal_path, &journal)?;
@@ -680,7 +739,9 @@ pub fn recover(run_dir: &Path) -> Result<Recovery, MergeError> {
             reason: format!("unknown version {}", journal.version),
         });
     }
-    let mut root = Root::open(&journal.repo).ctx("open the repository", &journal.repo)?;
+    let resolved = fs::canonicalize(run_dir).ctx("resolve", run_dir)?;
+    let repo = forge_staging::resolve_path(&resolved, &journal.repo);
+    let mut root = Root::open(&repo).ctx("open the repository", &repo)?;
     let recovery = match journal.state {
         JournalState::Prepared => {
             roll_back(&mut root, &journal)?;
@@ -696,7 +757,27 @@ pub fn recover(run_dir: &Path) -> Result<Recovery, MergeError> {
             }
         }
     };
-    rustix::fs::syncfs(root.fd()).ctx("sync the file system of", &journal.repo)?;
+    rustix::fs::syncfs(root.fd()).ctx("sync the file system of", &repo)?;
     fs::remove_file(&journal_path).ctx("remove", &journal_path)?;
     Ok(recovery)
+}
+
+/// [`recover`], but only for an apply whose process is gone: what any command may call on a
+/// run directory without disturbing an apply under way in another process. An apply recorded
+/// by an older version (without its process) is left to `forge apply`.
+pub fn recover_abandoned(run_dir: &Path) -> Result<Recovery, MergeError> {
+    let journal_path = run_dir.join(JOURNAL);
+    let text = match fs::read(&journal_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovery::Nothing),
+        Err(e) => return Err(MergeError::io("read", journal_path, e)),
+    };
+    // A journal being written (or torn) is left alone here; `recover` reports it.
+    let Ok(journal) = serde_json::from_slice::<Journal>(&text) else {
+        return Ok(Recovery::Nothing);
+    };
+    match journal.pid {
+        Some(pid) if pid != std::process::id() && !alive(pid) => recover(run_dir),
+        _ => Ok(Recovery::Nothing),
+    }
 }

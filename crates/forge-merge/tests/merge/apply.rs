@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use forge_merge::{
     ApplyOptions, CommandReport, CommandStatus, ConflictKind, CrashPoint, GateReport, Integration,
-    MergeError, Recovery, WORKING_TREE, apply_to_worktree, recover,
+    MergeError, Recovery, WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
 };
 use forge_staging::{BaseSnapshot, BlobStore, RepoPath};
 
@@ -248,7 +248,10 @@ fn a_crash_before_the_commit_point_rolls_back() {
     let mut o = opts(&f);
     o.crash_at = Some(CrashPoint::Prepared);
     assert!(apply_to_worktree(&i, &o, &ok()).is_err());
-    assert!(tree(&f.repo).keys().any(|k| k.contains(".forge-apply")));
+    // The temporary files wait inside the run directory, out of the user's sight.
+    assert_eq!(tree(&f.repo), before);
+    let temps = o.run_dir.join("apply-tmp");
+    assert_eq!(std::fs::read_dir(&temps).unwrap().count(), 50);
     assert!(matches!(
         apply_to_worktree(&i, &opts(&f), &ok()),
         Err(MergeError::ApplyPending(_))
@@ -256,7 +259,79 @@ fn a_crash_before_the_commit_point_rolls_back() {
     let r = recover(&o.run_dir).unwrap();
     assert!(matches!(r, Recovery::RolledBack { .. }), "{r:?}");
     assert_eq!(tree(&f.repo), before);
+    assert_eq!(std::fs::read_dir(&temps).unwrap().count(), 0);
     assert_eq!(recover(&o.run_dir).unwrap(), Recovery::Nothing);
+}
+
+/// Sets the process recorded in the run's apply journal.
+fn set_journal_pid(run_dir: &std::path::Path, pid: u32) {
+    let path = run_dir.join("apply-journal.json");
+    let mut journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    journal["pid"] = pid.into();
+    std::fs::write(&path, serde_json::to_vec(&journal).unwrap()).unwrap();
+}
+
+#[test]
+fn an_apply_whose_process_died_is_recovered_by_anyone_and_a_live_one_by_nobody() {
+    let (f, i) = big_run(10);
+    let before = tree(&f.repo);
+    let mut o = opts(&f);
+    o.crash_at = Some(CrashPoint::Prepared);
+    assert!(apply_to_worktree(&i, &o, &ok()).is_err());
+    // A live process (this one's parent) is applying: left alone.
+    set_journal_pid(&o.run_dir, std::os::unix::process::parent_id());
+    assert_eq!(recover_abandoned(&o.run_dir).unwrap(), Recovery::Nothing);
+    assert!(o.run_dir.join("apply-journal.json").exists());
+    // Its process is gone (a child that ended and was reaped): rolled back.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    set_journal_pid(&o.run_dir, dead);
+    let r = recover_abandoned(&o.run_dir).unwrap();
+    assert!(matches!(r, Recovery::RolledBack { .. }), "{r:?}");
+    assert_eq!(tree(&f.repo), before);
+    assert_eq!(
+        std::fs::read_dir(o.run_dir.join("apply-tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_copied_repository_recovers_into_itself() {
+    let (f, i) = big_run(5);
+    let mut o = opts(&f);
+    o.crash_at = Some(CrashPoint::AfterOps(0));
+    assert!(apply_to_worktree(&i, &o, &ok()).is_err());
+    let original = tree(&f.repo);
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", f.repo.display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = recover(&copy.path().join(".forge/runs/r1")).unwrap();
+    assert!(matches!(r, Recovery::RolledForward { .. }), "{r:?}");
+    // The copy's recovery stays in the copy (whose files, new inodes, it leaves as they are):
+    // the original is as the crash left it, its own apply still pending.
+    assert_eq!(tree(&f.repo), original);
+    assert!(
+        !copy
+            .path()
+            .join(".forge/runs/r1/apply-journal.json")
+            .exists()
+    );
+    assert!(f.repo.join(".forge/runs/r1/apply-journal.json").exists());
+    let r = recover(&o.run_dir).unwrap();
+    assert!(
+        matches!(r, Recovery::RolledForward { ref skipped, .. } if skipped.is_empty()),
+        "{r:?}"
+    );
+    assert_ne!(tree(&f.repo), original);
 }
 
 #[test]

@@ -189,6 +189,9 @@ fn edits_are_captured_exactly(
     ] {
         write(&h, ignored, b"ignored");
     }
+    // The task ignores a file of its own: the start state's rules decide, so it is captured.
+    write(&h, "sub/.gitignore", b"*.tmp\nhidden-by-task.txt\n");
+    write(&h, "sub/hidden-by-task.txt", b"mine\n");
     write(&h, "sub2/.git/notes", b"never captured");
     write(&h, ".forge/state", b"never captured");
     fs::create_dir_all(h.join("empty/dir")).unwrap();
@@ -226,10 +229,21 @@ fn edits_are_captured_exactly(
         "ünï/新しい.txt",
         Change::Added(file("新\n".as_bytes(), false)),
     );
+    want.insert(
+        "sub/hidden-by-task.txt",
+        Change::Added(file(b"mine\n", false)),
+    );
     let modified = |p: &str, after: Entry| Change::Modified {
         before: b(p),
         after,
     };
+    want.insert(
+        "sub/.gitignore",
+        modified(
+            "sub/.gitignore",
+            file(b"*.tmp\nhidden-by-task.txt\n", false),
+        ),
+    );
     want.insert(
         "README.md",
         modified("README.md", file(b"# changed\n", false)),
