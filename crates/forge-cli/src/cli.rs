@@ -215,6 +215,9 @@ pub(crate) struct ApplyArgs {
     /// Commit to the branch `forge/<run>` instead of the working tree.
     #[arg(long)]
     pub(crate) branch: bool,
+    /// Apply again a run that was applied to the working tree before (after you discarded it).
+    #[arg(long)]
+    pub(crate) again: bool,
 }
 
 /// `forge gc`.

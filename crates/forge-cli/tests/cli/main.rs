@@ -11,5 +11,6 @@ mod plan;
 mod run;
 mod runs;
 mod split;
+mod truth;
 mod tty;
 mod util;
