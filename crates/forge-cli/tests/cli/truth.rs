@@ -550,6 +550,20 @@ fn hints_name_what_exists() {
     );
     assert!(!out.stderr.contains("Plan::"), "{}", out.stderr);
 
+    // A field of a task is quoted once, not with quotes inside quotes.
+    let file = repo.plan(
+        "slow",
+        &task("a", "writes = [\"a/**\"]\ntimeout = \"5x\"", "say a"),
+    );
+    let out = repo.forge(&["run", &file]).expect(2);
+    assert!(
+        out.stderr
+            .contains("error: `timeout` of task `a`: invalid duration"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("`task `"), "{}", out.stderr);
+
     // `--branch` on an existing branch names a command that exists.
     let file = pair(&repo);
     repo.forge(&["run", &file, "--no-apply"]).expect(0);
