@@ -245,21 +245,26 @@ pub(crate) async fn execute(
     };
     let exit = conclude(ctx, &report, &live, mode, decision, style).await;
     if let Some(server) = server {
-        // An open page shows the final state instead of reconnecting to nothing.
-        let note = format!(
-            "The run is over; the dashboard stays up at http://{}/ until you press Ctrl-C.",
-            server.local_addr()
-        );
-        // Below the summary: the table is not drawn again.
-        if mode == Mode::Table {
-            outln!("{}", style.dim(&note));
-        } else {
-            errln!("{note}");
-        }
-        wait_for_stop().await;
-        server.shutdown();
+        serve_until_stopped(server, mode, style).await;
     }
     exit
+}
+
+/// Keeps the dashboard of a finished run up until Ctrl-C (or SIGTERM): an open page shows the
+/// final state instead of reconnecting to nothing.
+async fn serve_until_stopped(server: forge_events::http::Server, mode: Mode, style: Style) {
+    let note = format!(
+        "The run is over; the dashboard stays up at http://{}/ until you press Ctrl-C.",
+        server.local_addr()
+    );
+    // Below the summary: the table is not drawn again.
+    if mode == Mode::Table {
+        outln!("{}", style.dim(&note));
+    } else {
+        errln!("{note}");
+    }
+    wait_for_stop().await;
+    server.shutdown();
 }
 
 /// Returns on Ctrl-C or SIGTERM.

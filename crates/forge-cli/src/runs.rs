@@ -164,6 +164,68 @@ fn liveness(store: &RunStore, run: &RunId, finished: Option<RunStatus>) -> Liven
     }
 }
 
+/// One run of the listing, as `forge runs` shows it.
+struct Row<'a> {
+    info: &'a forge_events::RunInfo,
+    status: String,
+    live: Liveness,
+    total: u32,
+    counts: Option<forge_events::TaskCounts>,
+    duration_ms: Option<u128>,
+}
+
+/// What the listing shows of one run: status and counts from the fold of its journal, the
+/// duration from its start to its end (an apply later is not part of it).
+fn row<'a>(store: &RunStore, info: &'a forge_events::RunInfo) -> Row<'a> {
+    let (state, finished) = fold_listed(info);
+    let live = liveness(store, &info.id, finished);
+    let status = match live {
+        Liveness::Finished(s) => s.as_str().to_owned(),
+        Liveness::Running(_) => "running".to_owned(),
+        Liveness::Interrupted => "interrupted".to_owned(),
+    };
+    let total = state
+        .as_ref()
+        .map_or(info.tasks.unwrap_or(0), |s| s.counts.total);
+    let started = state
+        .as_ref()
+        .and_then(|s| s.started_at)
+        .or(info.started_at);
+    let ended = match &state {
+        Some(s) if s.phase.is_finished() => s.finished_at,
+        Some(s) => s.updated_at,
+        None => info.updated_at,
+    };
+    let duration_ms = match (started, ended) {
+        (Some(a), Some(b)) => Some(format::between(a, b).as_millis()),
+        _ => None,
+    };
+    Row {
+        info,
+        status,
+        live,
+        total,
+        counts: state.map(|s| s.counts),
+        duration_ms,
+    }
+}
+
+/// The TASKS column: `4/6 done, 1 not succeeded, 1 cancelled` (cancelled tasks are neither).
+fn tasks_text(counts: Option<&forge_events::TaskCounts>, total: u32) -> String {
+    let Some(c) = counts else {
+        return format!("{total}");
+    };
+    let mut text = format!("{}/{total} done", c.succeeded);
+    let bad = c.done() - c.succeeded;
+    if bad > 0 {
+        let _ = write!(text, ", {bad} not succeeded");
+    }
+    if c.cancelled > 0 {
+        let _ = write!(text, ", {} cancelled", c.cancelled);
+    }
+    text
+}
+
 /// `forge runs`.
 pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
     let store = RunStore::new(&ctx.repo);
@@ -176,38 +238,18 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
         outln!("Start one with `forge run <plan.toml>`, or try `forge demo`.");
         return Ok(Exit::Success);
     }
-    let mut rows = Vec::new();
-    for info in &runs {
-        let (state, finished) = fold_listed(info);
-        let live = liveness(&store, &info.id, finished);
-        let status = match live {
-            Liveness::Finished(s) => s.as_str().to_owned(),
-            Liveness::Running(_) => "running".to_owned(),
-            Liveness::Interrupted => "interrupted".to_owned(),
-        };
-        let total = state
-            .as_ref()
-            .map_or(info.tasks.unwrap_or(0), |s| s.counts.total);
-        let counts = state.as_ref().map(|s| s.counts);
-        // From the start to the end of the run: an apply later is not part of it.
-        let started = state
-            .as_ref()
-            .and_then(|s| s.started_at)
-            .or(info.started_at);
-        let ended = match &state {
-            Some(s) if s.phase.is_finished() => s.finished_at,
-            Some(s) => s.updated_at,
-            None => info.updated_at,
-        };
-        let duration_ms = match (started, ended) {
-            (Some(a), Some(b)) => Some(format::between(a, b).as_millis()),
-            _ => None,
-        };
-        rows.push((info, status, live, total, counts, duration_ms));
-    }
+    let rows: Vec<Row> = runs.iter().map(|info| row(&store, info)).collect();
     if args.json {
         let mut out = String::new();
-        for (info, status, _, total, counts, duration_ms) in &rows {
+        for Row {
+            info,
+            status,
+            total,
+            counts,
+            duration_ms,
+            ..
+        } in &rows
+        {
             let value = serde_json::json!({
                 "id": info.id.as_str(),
                 "plan": info.plan,
@@ -228,7 +270,7 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
     }
     let id_w = rows
         .iter()
-        .map(|r| r.0.id.as_str().len())
+        .map(|r| r.info.id.as_str().len())
         .max()
         .unwrap_or(3)
         .max(3);
@@ -239,7 +281,15 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
             "RUN", "STATUS", "STARTED", "DURATION", "TASKS"
         ))
     );
-    for (info, status, live, total, counts, duration_ms) in &rows {
+    for Row {
+        info,
+        status,
+        live,
+        total,
+        counts,
+        duration_ms,
+    } in &rows
+    {
         let started = info.started_at.map_or_else(
             || "-".to_owned(),
             |t| {
@@ -252,20 +302,7 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
             || "-".to_owned(),
             |ms| format::millis(u64::try_from(ms).unwrap_or(u64::MAX)),
         );
-        let tasks = match counts {
-            Some(c) => {
-                let mut text = format!("{}/{total} done", c.succeeded);
-                let bad = c.done() - c.succeeded;
-                if bad > 0 {
-                    let _ = write!(text, ", {bad} not succeeded");
-                }
-                if c.cancelled > 0 {
-                    let _ = write!(text, ", {} cancelled", c.cancelled);
-                }
-                text
-            }
-            None => format!("{total}"),
-        };
+        let tasks = tasks_text(counts.as_ref(), *total);
         let painted = match live {
             Liveness::Finished(RunStatus::Succeeded) => style.green(&format!("{status:<11}")),
             Liveness::Finished(RunStatus::Failed) => style.red(&format!("{status:<11}")),
