@@ -194,7 +194,7 @@ fn tasks(state: &RunState) -> Item {
             )
         })
     } else {
-        ids(|p| p != TaskPhase::Succeeded && p != TaskPhase::Cancelled)
+        ids(|p| p != TaskPhase::Succeeded)
     };
     let unfinished = if stopped {
         ids(|p| !p.is_finished())
@@ -215,7 +215,7 @@ fn tasks(state: &RunState) -> Item {
             format::plural(total, "task"),
             format::list(&bad, 4)
         );
-        if !cancelled.is_empty() {
+        if stopped && !cancelled.is_empty() {
             let _ = write!(text, "; {} cancelled", cancelled.len());
         }
         return Item {
@@ -223,7 +223,7 @@ fn tasks(state: &RunState) -> Item {
             text,
         };
     }
-    if !cancelled.is_empty() || stopped {
+    if stopped {
         let waiting = cancelled.len() + unfinished.len();
         return Item {
             mark: Mark::Stopped,
