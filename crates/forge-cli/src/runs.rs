@@ -463,6 +463,17 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
     let attempt = match args.attempt {
         Some(n) => n,
         None if task.attempt > 0 => task.attempt,
+        None if task.status.is_finished() => {
+            let why = task.reason.as_deref().unwrap_or(match task.status {
+                TaskPhase::Skipped => "skipped",
+                _ => "cancelled",
+            });
+            return Err(CliError::usage(format!(
+                "task `{}` of run {run} never ran ({why}), so it has no output",
+                task.id
+            ))
+            .hint(format!("`forge status {run}` shows the run")));
+        }
         None => {
             return Err(CliError::usage(format!(
                 "task `{}` of run {run} has not started yet, so it has no output",

@@ -283,6 +283,14 @@ fn status_exits_with_the_runs_code() {
     // A skipped task never ran: no `forge logs` for it.
     assert!(out.stdout.contains("forge logs a "), "{}", out.stdout);
     assert!(!out.stdout.contains("forge logs b "), "{}", out.stdout);
+    let logs = repo.forge(&["logs", "b"]).expect(2);
+    assert!(logs.stderr.contains("task `b` of run "), "{}", logs.stderr);
+    assert!(logs.stderr.contains("never ran"), "{}", logs.stderr);
+    assert!(
+        !logs.stderr.contains("has not started yet"),
+        "{}",
+        logs.stderr
+    );
     repo.forge(&["status"]).expect(1);
     repo.forge(&["status", "--json"]).expect(1);
     repo.forge(&["status", "--follow"]).expect(1);
