@@ -69,7 +69,9 @@ pub(crate) enum Command {
     /// Resume an interrupted run: finished tasks are kept, the rest run again.
     #[command(after_help = EXIT_CODES_HELP)]
     Resume(ResumeArgs),
-    /// Show the task table of a run (default: the latest), live with --follow.
+    /// Show the task table of a run (default: the latest), live with --follow; exits with the
+    /// run's exit code (0 while it runs, 130 when its process is gone).
+    #[command(after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
     /// Print the output of a task's attempt.
     Logs(LogsArgs),

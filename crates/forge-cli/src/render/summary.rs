@@ -404,4 +404,55 @@ mod tests {
             "✓ No merge conflicts  · Gate not run  ✗ 1 of 2 tasks did not succeed: b"
         );
     }
+
+    #[test]
+    fn a_stopped_run_tells_failed_from_cancelled() {
+        let queued = || EventKind::TaskQueued {
+            after: vec![],
+            estimate_ms: None,
+        };
+        let ended = |status| EventKind::TaskFinished {
+            status,
+            exit_code: None,
+            duration_ms: 1,
+            files_changed: vec![],
+            reason: None,
+        };
+        let s = state(vec![
+            (Some("a"), queued()),
+            (Some("b"), queued()),
+            (Some("c"), queued()),
+            (Some("a"), finished(&["x"])),
+            (Some("b"), ended(TaskStatus::Cancelled)),
+            (Some("c"), ended(TaskStatus::Cancelled)),
+            (
+                None,
+                EventKind::RunFinished {
+                    status: forge_events::RunStatus::Cancelled,
+                    summary: forge_events::RunSummary::default(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts  · Gate not run  ⊘ 2 of 3 tasks cancelled (1 succeeded); they run again on resume"
+        );
+        let s = state(vec![
+            (Some("a"), queued()),
+            (Some("b"), queued()),
+            (Some("a"), ended(TaskStatus::Failed)),
+            (Some("b"), ended(TaskStatus::Cancelled)),
+            (
+                None,
+                EventKind::RunFinished {
+                    status: forge_events::RunStatus::Cancelled,
+                    summary: forge_events::RunSummary::default(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts  · Gate not run  ✗ 1 of 2 tasks did not succeed: a; 1 cancelled"
+        );
+    }
 }
