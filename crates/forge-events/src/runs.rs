@@ -154,3 +154,58 @@ fn complete_event(line: &[u8]) -> Option<Event> {
     let line = line.strip_suffix(b"\n")?;
     Event::from_json(std::str::from_utf8(line).ok()?).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunSummary;
+
+    fn line(run: &RunId, seq: u64, kind: EventKind) -> String {
+        let mut text = Event::new(run.clone(), seq, None, kind).to_json();
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn the_status_is_the_last_start_or_end_not_the_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run: RunId = "r-1".parse().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let started = EventKind::RunStarted {
+            plan: "p".into(),
+            plan_hash: "h".into(),
+            tasks: 1,
+            concurrency: 1,
+            base: "head".into(),
+        };
+        let mut text = line(&run, 1, started.clone());
+        text.push_str(&line(
+            &run,
+            2,
+            EventKind::RunFinished {
+                status: RunStatus::Succeeded,
+                summary: RunSummary::default(),
+            },
+        ));
+        // An apply after the run's end does not make it unfinished.
+        text.push_str(&line(
+            &run,
+            3,
+            EventKind::ApplyFinished {
+                target: "worktree".into(),
+                files: vec!["a".into()],
+                conflicts: vec![],
+                branch: None,
+                commit: None,
+            },
+        ));
+        std::fs::write(&path, &text).unwrap();
+        let info = run_info(run.clone(), &path).unwrap();
+        assert_eq!(info.status, Some(RunStatus::Succeeded));
+        assert_eq!(info.last_seq, 3);
+        // A resume starts it again.
+        text.push_str(&line(&run, 4, started));
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(run_info(run, &path).unwrap().status, None);
+    }
+}
