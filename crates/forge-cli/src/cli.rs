@@ -69,7 +69,9 @@ pub(crate) enum Command {
     /// Resume an interrupted run: finished tasks are kept, the rest run again.
     #[command(after_help = EXIT_CODES_HELP)]
     Resume(ResumeArgs),
-    /// Show the task table of a run (default: the latest), live with --follow.
+    /// Show the task table of a run (default: the latest), live with --follow; exits with the
+    /// run's exit code (0 while it runs, 130 when its process is gone).
+    #[command(after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
     /// Print the output of a task's attempt.
     Logs(LogsArgs),
@@ -215,6 +217,9 @@ pub(crate) struct ApplyArgs {
     /// Commit to the branch `forge/<run>` instead of the working tree.
     #[arg(long)]
     pub(crate) branch: bool,
+    /// Apply again a run that was applied to the working tree before (after you discarded it).
+    #[arg(long)]
+    pub(crate) again: bool,
 }
 
 /// `forge gc`.

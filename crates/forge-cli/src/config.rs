@@ -63,6 +63,9 @@ pub(crate) struct Context {
     pub(crate) repo: PathBuf,
     /// The settings.
     pub(crate) config: Config,
+    /// Whether `repo` is a git work tree (else it is where `forge.toml` is, or the current
+    /// directory).
+    pub(crate) in_git: bool,
 }
 
 impl Context {
@@ -89,7 +92,9 @@ impl Context {
             None => cwd,
         };
         let config_path = find_upwards(&start, CONFIG_FILE);
-        let repo = match git_toplevel(&start) {
+        let top = git_toplevel(&start);
+        let in_git = top.is_some();
+        let repo = match top {
             Some(top) => top,
             None => config_path
                 .as_deref()
@@ -101,7 +106,21 @@ impl Context {
             None => Config::default(),
         };
         config.apply_env(|key| std::env::var(key).ok())?;
-        Ok(Self { repo, config })
+        Ok(Self {
+            repo,
+            config,
+            in_git,
+        })
+    }
+
+    /// The error for a command that needs runs, in a directory that is no git repository and
+    /// has none.
+    pub(crate) fn not_a_repository(&self) -> CliError {
+        CliError::usage(format!(
+            "{} is not inside a git repository, so it has no Forge runs",
+            self.repo.display()
+        ))
+        .hint("run forge inside your repository, or point at it with `--repo DIR`")
     }
 
     /// The `.forge/runs` directory of the repository.

@@ -350,6 +350,7 @@ pub(crate) async fn run(args: &DemoArgs, style: Style) -> CliResult {
     let ctx = Context {
         repo: dir.clone(),
         config: Config::default(),
+        in_git: true,
     };
     let plan = crate::plan_file::load(&ctx, &dir.join("plan.toml"))?;
     let profiles = crate::agents::profiles(&ctx)?;
@@ -414,6 +415,7 @@ mod tests {
         let ctx = Context {
             repo: dir.path().to_path_buf(),
             config: Config::default(),
+            in_git: false,
         };
         let plan = crate::plan_file::validate_text(&ctx, PLAN, Path::new("plan.toml")).unwrap();
         assert_eq!(plan.tasks.len(), 5);

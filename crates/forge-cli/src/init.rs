@@ -232,7 +232,9 @@ Steps:
 
 1. Run `forge runs` to list the runs.
 2. Run `forge status $ARGUMENTS` (no argument: the latest run) and summarize it: which tasks
-   are done, running, waiting (and on whom), or failed, and whether the gate passed.
+   are done, running, waiting (and on whom), cancelled or failed, and whether the gate passed.
+   It exits with the run's code (1 failed, 3 conflicts, 4 gate, 130 interrupted): a non-zero
+   exit describes the run, the command itself worked.
 3. For a failed task, run `forge logs <task> <run>` and explain the failure in one sentence.
 ",
     ),

@@ -137,8 +137,12 @@ fn dispatch(cli: &Cli) -> CliResult {
     let out_style = Style::for_stream(cli.color, term::stdout_is_tty());
     match &cli.command {
         Command::Completions(args) => {
+            // Written whole at the end: clap_complete panics on a write error, and a reader that
+            // closed the pipe early (`forge completions bash | head`) is no error.
             let mut cmd = Cli::command();
-            clap_complete::generate(args.shell, &mut cmd, "forge", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "forge", &mut script);
+            render::write_stdout(&String::from_utf8_lossy(&script));
             return Ok(Exit::Success);
         }
         Command::Demo(args) => {

@@ -57,10 +57,7 @@ pub(crate) async fn run(ctx: &Context, args: &PlanArgs, style: Style) -> CliResu
     let task_agent = args.task_agent.clone().unwrap_or_else(|| agent.clone());
     profiles
         .check_available([agent.as_str(), task_agent.as_str()])
-        .map_err(|e| {
-            CliError::usage(e.to_string())
-                .hint("choose the planner with --agent (e.g. --agent claude)")
-        })?;
+        .map_err(|e| CliError::usage(e.to_string()).hint(missing_agent_hint(&profiles, &agent)))?;
 
     let summary = repo_summary(&ctx.repo)?;
     let prompt = planner_prompt(&args.request, &summary, &task_agent);
@@ -127,6 +124,23 @@ pub(crate) async fn run(ctx: &Context, args: &PlanArgs, style: Style) -> CliResu
     Ok(Exit::Success)
 }
 
+/// What to do when the planner (or the plan's task agent) is not installed: name agents that
+/// are, never the missing one.
+fn missing_agent_hint(profiles: &Profiles, wanted: &str) -> String {
+    let installed: Vec<&str> = profiles
+        .iter()
+        .filter(|p| !matches!(p.name.as_str(), "sim" | "shell") && p.name != wanted)
+        .filter(|p| p.locate().is_ok())
+        .map(|p| p.name.as_str())
+        .collect();
+    match installed.first() {
+        Some(first) => format!(
+            "installed here: {}; choose one with --agent {first} (and --task-agent for the plan's tasks)",
+            installed.join(", ")
+        ),
+        None => "no agent CLI is installed here; install one, or write the plan yourself (`forge split` writes one for uniform work)".to_owned(),
+    }
+}
 /// A TOML comment of `text`, one `# ` per line.
 fn comment_block(text: &str) -> String {
     text.lines()

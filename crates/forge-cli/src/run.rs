@@ -1,12 +1,13 @@
 //! `forge run`, `forge resume` and `forge apply`: drive the [`ExecutionManager`], show the run,
 //! handle Ctrl-C, summarize, and ask before touching the working tree.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use forge_events::{RunId, TaskStatus};
+use forge_events::{EventKind, RunId, TaskStatus};
 use forge_exec::agent::Profiles;
 use forge_exec::plan::Plan;
 use forge_exec::{
@@ -231,9 +232,6 @@ pub(crate) async fn execute(
         live.note(&interrupt_message(n, &run, style));
     }
     live.finish();
-    if let Some(server) = server {
-        server.shutdown();
-    }
     let report = match result {
         Some(Ok(Ok(report))) => report,
         Some(Ok(Err(e))) => return Err(exec_error(e)),
@@ -245,7 +243,43 @@ pub(crate) async fn execute(
         }
         None => return Err(CliError::failed("the run did not report its end")),
     };
-    conclude(ctx, &report, &live, mode, decision, style).await
+    let exit = conclude(ctx, &report, &live, mode, decision, style).await;
+    if let Some(server) = server {
+        serve_until_stopped(server, mode, style).await;
+    }
+    exit
+}
+
+/// Keeps the dashboard of a finished run up until Ctrl-C (or SIGTERM): an open page shows the
+/// final state instead of reconnecting to nothing.
+async fn serve_until_stopped(server: forge_events::http::Server, mode: Mode, style: Style) {
+    let note = format!(
+        "The run is over; the dashboard stays up at http://{}/ until you press Ctrl-C.",
+        server.local_addr()
+    );
+    // Below the summary: the table is not drawn again.
+    if mode == Mode::Table {
+        outln!("{}", style.dim(&note));
+    } else {
+        errln!("{note}");
+    }
+    wait_for_stop().await;
+    server.shutdown();
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Listens for Ctrl-C (and SIGTERM): the first asks the run to stop gracefully, the second kills.
@@ -291,6 +325,11 @@ async fn conclude(
 ) -> CliResult {
     let run = &report.run;
     let exit = Exit::from_code(report.exit_code());
+    // Every output mode exits alike: an apply that clashed with the user's edits is exit 3.
+    let exit = report
+        .applied
+        .as_ref()
+        .map_or(exit, |applied| applied_exit(applied, exit));
     if mode == Mode::Json {
         if report.applicable() && decision == Decision::Keep {
             errln!(
@@ -364,7 +403,7 @@ async fn conclude(
     }
     if let Some(applied) = &report.applied {
         print_applied(applied, run, style);
-        return Ok(applied_exit(applied, exit));
+        return Ok(exit);
     }
     match decision {
         Decision::Keep => {
@@ -409,13 +448,18 @@ fn print_failures(report: &RunReport, style: Style) {
         .collect();
     for t in &failed {
         let why = t.reason.as_deref().unwrap_or("failed");
-        outln!(
-            "  {} {}: {why}  (see `forge logs {} {}`)",
-            style.red("✗"),
-            t.id,
-            t.id,
-            report.run
-        );
+        // A task that never ran (skipped) has no output to look at.
+        if t.status == TaskStatus::Skipped || t.attempts == 0 {
+            outln!("  {} {}: {why}", style.dim("⊘"), t.id);
+        } else {
+            outln!(
+                "  {} {}: {why}  (see `forge logs {} {}`)",
+                style.red("✗"),
+                t.id,
+                t.id,
+                report.run
+            );
+        }
     }
     for c in &report.conflicts {
         outln!(
@@ -440,24 +484,34 @@ fn print_failures(report: &RunReport, style: Style) {
 fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
     match (&applied.worktree, &applied.branch) {
         (Some(w), _) => {
-            outln!(
-                "\n{} Applied to the working tree: {} written{}{}.",
-                style.green("✓"),
-                format::plural(w.written.len() as u64, "file"),
-                if w.deleted.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} deleted", w.deleted.len())
-                },
-                if w.merged.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", {} merged with your own edits",
-                        format::plural(w.merged.len() as u64, "file")
-                    )
-                }
-            );
+            let mut what = format!("{} written", format::plural(w.written.len() as u64, "file"));
+            if !w.deleted.is_empty() {
+                let _ = write!(what, ", {} deleted", w.deleted.len());
+            }
+            if !w.merged.is_empty() {
+                let _ = write!(
+                    what,
+                    ", {} merged with your own edits",
+                    format::plural(w.merged.len() as u64, "file")
+                );
+            }
+            if applied.recovered {
+                what.push_str(", finishing the apply that was interrupted");
+            }
+            // One verdict: complete (✓), or partial (✗ with what was left and why).
+            if w.conflicts.is_empty() && w.refused.is_empty() {
+                outln!(
+                    "\n{} Applied to the working tree: {what}.",
+                    style.green("✓")
+                );
+            } else {
+                let left = w.conflicts.len() + w.refused.len();
+                outln!(
+                    "\n{} Applied only in part: {what}; {} not applied.",
+                    style.red("✗"),
+                    format::plural(left as u64, "path")
+                );
+            }
             for c in &w.conflicts {
                 outln!(
                     "  {} {}: your edits clash with the run's; left as you have them",
@@ -466,7 +520,12 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
                 );
             }
             for r in &w.refused {
-                outln!("  {} {}: {}", style.yellow("!"), r.path.as_str(), r.reason);
+                outln!("  {} {}: {}", style.red("✗"), r.path.as_str(), r.reason);
+            }
+            if !w.conflicts.is_empty() {
+                outln!(
+                    "  Resolve them by hand (`forge apply {run} --branch` puts the run's side on a branch to compare)."
+                );
             }
         }
         (None, Some(b)) => {
@@ -483,19 +542,19 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
     }
 }
 
-/// Exit 3 when the apply left paths in conflict with the user's own edits.
+/// Exit 3 when the apply left paths in conflict with the user's own edits (or refused some).
 fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
     match &applied.worktree {
-        Some(w) if !w.conflicts.is_empty() => Exit::Conflicts,
+        Some(w) if !w.is_complete() => Exit::Conflicts,
         _ => exit,
     }
 }
 
-/// `Apply? 1) Yes  2) Review changes  3) Abort`.
+/// `Apply? 1) Yes  2) Review changes  3) Keep for later`.
 async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> CliResult {
     loop {
         let answer = prompt(&format!(
-            "\n{} 1) Yes  2) Review changes  3) Abort  [1-3]: ",
+            "\n{} 1) Yes  2) Review changes  3) Keep for later  [1-3]: ",
             style.bold("Apply?")
         ))
         .await;
@@ -511,7 +570,7 @@ async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> 
                 let diff = integrated_diff(&ctx.repo, run, style.is_color()).map_err(exec_error)?;
                 page(&diff);
             }
-            Some(a) if matches!(a.as_str(), "3" | "a" | "abort" | "n" | "no" | "q") => {
+            Some(a) if matches!(a.as_str(), "3" | "k" | "keep" | "n" | "no" | "q") => {
                 outln!(
                     "Not applied. The result stays in .forge/runs/{run}: `forge apply {run}` applies it later."
                 );
@@ -573,7 +632,7 @@ fn page(text: &str) {
     }
 }
 
-/// `forge apply [run] [--branch]`.
+/// `forge apply [run] [--branch] [--again]`.
 pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliResult {
     let run = crate::runs::resolve_run(ctx, args.run.as_deref())?;
     let mode = if args.branch {
@@ -581,7 +640,74 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
     } else {
         ApplyMode::WorkingTree
     };
+    if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
+        outln!("{} {said}", style.green("✓"));
+        return Ok(Exit::Success);
+    }
     let summary = apply_run(&ctx.repo, &run, mode).await.map_err(exec_error)?;
     print_applied(&summary, &run, style);
     Ok(applied_exit(&summary, Exit::Success))
+}
+
+/// What to say when the run's result is already where `mode` would put it: applied to the
+/// working tree completely (unless `again`), or committed to a branch that still exists.
+fn already_applied(
+    ctx: &Context,
+    run: &RunId,
+    mode: ApplyMode,
+    again: bool,
+) -> CliResult<Option<String>> {
+    let journal = forge_exec::store::RunStore::new(&ctx.repo).journal(run);
+    let events = forge_events::read_journal(&journal)?;
+    // The latest apply of the same kind decides.
+    let latest = events.iter().rev().find(|e| {
+        matches!(&e.kind, EventKind::ApplyFinished { branch, .. }
+            if branch.is_some() == (mode == ApplyMode::Branch))
+    });
+    let Some(event) = latest else {
+        return Ok(None);
+    };
+    let EventKind::ApplyFinished {
+        files,
+        conflicts,
+        branch,
+        commit,
+        ..
+    } = &event.kind
+    else {
+        return Ok(None);
+    };
+    let when = event
+        .ts
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S");
+    Ok(match branch {
+        None if conflicts.is_empty() && !again => Some(format!(
+            "Run {run} was already applied to the working tree ({when}, {}); nothing to do. `forge apply {run} --again` applies it once more.",
+            format::plural(files.len() as u64, "file")
+        )),
+        Some(branch) if branch_exists(&ctx.repo, branch) => {
+            let at = commit
+                .as_deref()
+                .map(|c| format!(" at {}", c.get(..12).unwrap_or(c)))
+                .unwrap_or_default();
+            Some(format!(
+                "Run {run} was already committed to branch {branch}{at} ({when}); nothing to do. `git diff HEAD..{branch}` shows it."
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// Whether the branch `name` exists in the repository.
+fn branch_exists(repo: &Path, name: &str) -> bool {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{name}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

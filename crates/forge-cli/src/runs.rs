@@ -2,6 +2,7 @@
 //! They read the journal (the source of truth), so they work from another terminal, during a
 //! run or after it, and after a crash.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// The run named on the command line (an id, or a unique prefix of one), or the latest run.
 pub(crate) fn resolve_run(ctx: &Context, given: Option<&str>) -> CliResult<RunId> {
     let store = RunStore::new(&ctx.repo);
+    if !ctx.in_git && !store.runs_dir().is_dir() {
+        return Err(ctx.not_a_repository());
+    }
     let Some(given) = given else {
         return store
             .latest_run()
@@ -85,7 +89,8 @@ pub(crate) fn table_info(plan: &Plan) -> TableInfo {
     }
 }
 
-/// The exit code a finished run's state means (as `forge run` would have exited).
+/// The exit code a finished run's state means (as `forge run` would have exited, and
+/// `forge apply` after it: an apply that left clashes with the user's edits is exit 3).
 pub(crate) fn exit_of(state: &RunState) -> Exit {
     if state.phase == RunPhase::Cancelled {
         Exit::Interrupted
@@ -97,9 +102,48 @@ pub(crate) fn exit_of(state: &RunState) -> Exit {
         Exit::GateFailed
     } else if state.phase == RunPhase::Failed {
         Exit::Failed
+    } else if state
+        .apply
+        .as_ref()
+        .is_some_and(|a| !a.conflicts.is_empty())
+    {
+        Exit::Conflicts
     } else {
         Exit::Success
     }
+}
+
+/// What `forge status` exits with: a finished run's code ([`exit_of`]), 0 while it runs, 130
+/// when its process is gone before the end (resumable).
+fn status_exit(state: &RunState, live: Liveness) -> Exit {
+    match live {
+        Liveness::Finished(_) => exit_of(state),
+        Liveness::Running(_) => Exit::Success,
+        Liveness::Interrupted => Exit::Interrupted,
+    }
+}
+
+/// How a run ended according to the fold of its journal (`None` while it has not).
+fn finished_status(state: &RunState) -> Option<RunStatus> {
+    match state.phase {
+        RunPhase::Succeeded => Some(RunStatus::Succeeded),
+        RunPhase::Failed => Some(RunStatus::Failed),
+        RunPhase::Cancelled => Some(RunStatus::Cancelled),
+        RunPhase::Pending | RunPhase::Running | RunPhase::Gating => None,
+    }
+}
+
+/// The fold of a listed run's journal (`None` for journals too big to fold for a listing),
+/// and how it ended: from the fold, else from the journal's tail.
+fn fold_listed(info: &forge_events::RunInfo) -> (Option<RunState>, Option<RunStatus>) {
+    // Big journals are not folded just for a listing.
+    let state = if info.bytes <= 64 * 1024 * 1024 {
+        RunState::from_journal(&info.journal).ok()
+    } else {
+        None
+    };
+    let status = state.as_ref().map_or(info.status, finished_status);
+    (state, status)
 }
 
 /// Whether the run is finished, live, or was left by a process that died.
@@ -120,43 +164,92 @@ fn liveness(store: &RunStore, run: &RunId, finished: Option<RunStatus>) -> Liven
     }
 }
 
+/// One run of the listing, as `forge runs` shows it.
+struct Row<'a> {
+    info: &'a forge_events::RunInfo,
+    status: String,
+    live: Liveness,
+    total: u32,
+    counts: Option<forge_events::TaskCounts>,
+    duration_ms: Option<u128>,
+}
+
+/// What the listing shows of one run: status and counts from the fold of its journal, the
+/// duration from its start to its end (an apply later is not part of it).
+fn row<'a>(store: &RunStore, info: &'a forge_events::RunInfo) -> Row<'a> {
+    let (state, finished) = fold_listed(info);
+    let live = liveness(store, &info.id, finished);
+    let status = match live {
+        Liveness::Finished(s) => s.as_str().to_owned(),
+        Liveness::Running(_) => "running".to_owned(),
+        Liveness::Interrupted => "interrupted".to_owned(),
+    };
+    let total = state
+        .as_ref()
+        .map_or(info.tasks.unwrap_or(0), |s| s.counts.total);
+    let started = state
+        .as_ref()
+        .and_then(|s| s.started_at)
+        .or(info.started_at);
+    let ended = match &state {
+        Some(s) if s.phase.is_finished() => s.finished_at,
+        Some(s) => s.updated_at,
+        None => info.updated_at,
+    };
+    let duration_ms = match (started, ended) {
+        (Some(a), Some(b)) => Some(format::between(a, b).as_millis()),
+        _ => None,
+    };
+    Row {
+        info,
+        status,
+        live,
+        total,
+        counts: state.map(|s| s.counts),
+        duration_ms,
+    }
+}
+
+/// The TASKS column: `4/6 done, 1 not succeeded, 1 cancelled` (cancelled tasks are neither).
+fn tasks_text(counts: Option<&forge_events::TaskCounts>, total: u32) -> String {
+    let Some(c) = counts else {
+        return format!("{total}");
+    };
+    let mut text = format!("{}/{total} done", c.succeeded);
+    let bad = c.done() - c.succeeded;
+    if bad > 0 {
+        let _ = write!(text, ", {bad} not succeeded");
+    }
+    if c.cancelled > 0 {
+        let _ = write!(text, ", {} cancelled", c.cancelled);
+    }
+    text
+}
+
 /// `forge runs`.
 pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
     let store = RunStore::new(&ctx.repo);
+    if !ctx.in_git && !store.runs_dir().is_dir() {
+        return Err(ctx.not_a_repository());
+    }
     let runs = forge_events::list_runs(&store.runs_dir())?;
     if runs.is_empty() && !args.json {
         outln!("No runs yet in {}.", ctx.repo.display());
         outln!("Start one with `forge run <plan.toml>`, or try `forge demo`.");
         return Ok(Exit::Success);
     }
-    let mut rows = Vec::new();
-    for info in &runs {
-        // Big journals are not folded just for a listing.
-        let state = if info.bytes <= 64 * 1024 * 1024 {
-            RunState::from_journal(&info.journal).ok()
-        } else {
-            None
-        };
-        let live = liveness(&store, &info.id, info.status);
-        let status = match live {
-            Liveness::Finished(s) => s.as_str().to_owned(),
-            Liveness::Running(_) => "running".to_owned(),
-            Liveness::Interrupted => "interrupted".to_owned(),
-        };
-        let total = state
-            .as_ref()
-            .map_or(info.tasks.unwrap_or(0), |s| s.counts.total);
-        let done = state.as_ref().map(|s| s.counts.finished());
-        let succeeded = state.as_ref().map(|s| s.counts.succeeded);
-        let duration_ms = match (info.started_at, info.updated_at) {
-            (Some(a), Some(b)) => Some(format::between(a, b).as_millis()),
-            _ => None,
-        };
-        rows.push((info, status, live, total, done, succeeded, duration_ms));
-    }
+    let rows: Vec<Row> = runs.iter().map(|info| row(&store, info)).collect();
     if args.json {
         let mut out = String::new();
-        for (info, status, _, total, done, succeeded, duration_ms) in &rows {
+        for Row {
+            info,
+            status,
+            total,
+            counts,
+            duration_ms,
+            ..
+        } in &rows
+        {
             let value = serde_json::json!({
                 "id": info.id.as_str(),
                 "plan": info.plan,
@@ -165,8 +258,9 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
                 "updated_at": info.updated_at.map(|t| t.to_string()),
                 "duration_ms": duration_ms,
                 "tasks": total,
-                "tasks_finished": done,
-                "tasks_succeeded": succeeded,
+                "tasks_finished": counts.map(|c| c.done()),
+                "tasks_succeeded": counts.map(|c| c.succeeded),
+                "tasks_cancelled": counts.map(|c| c.cancelled),
             });
             out.push_str(&value.to_string());
             out.push('\n');
@@ -176,7 +270,7 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
     }
     let id_w = rows
         .iter()
-        .map(|r| r.0.id.as_str().len())
+        .map(|r| r.info.id.as_str().len())
         .max()
         .unwrap_or(3)
         .max(3);
@@ -187,7 +281,15 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
             "RUN", "STATUS", "STARTED", "DURATION", "TASKS"
         ))
     );
-    for (info, status, live, total, done, succeeded, duration_ms) in &rows {
+    for Row {
+        info,
+        status,
+        live,
+        total,
+        counts,
+        duration_ms,
+    } in &rows
+    {
         let started = info.started_at.map_or_else(
             || "-".to_owned(),
             |t| {
@@ -200,11 +302,7 @@ pub(crate) fn runs(ctx: &Context, args: &RunsArgs, style: Style) -> CliResult {
             || "-".to_owned(),
             |ms| format::millis(u64::try_from(ms).unwrap_or(u64::MAX)),
         );
-        let tasks = match (done, succeeded) {
-            (Some(d), Some(s)) if d == s => format!("{s}/{total} done"),
-            (Some(d), Some(s)) => format!("{s}/{total} done, {} not succeeded", d - s),
-            _ => format!("{total}"),
-        };
+        let tasks = tasks_text(counts.as_ref(), *total);
         let painted = match live {
             Liveness::Finished(RunStatus::Succeeded) => style.green(&format!("{status:<11}")),
             Liveness::Finished(RunStatus::Failed) => style.red(&format!("{status:<11}")),
@@ -238,18 +336,21 @@ pub(crate) async fn status(ctx: &Context, args: &StatusArgs, style: Style) -> Cl
         live.finish();
         let state = live.state().clone();
         print_outcome(&run, &state, style, &store);
-        return Ok(exit_of(&state));
+        let live = liveness(&store, &run, finished_status(&state));
+        return Ok(status_exit(&state, live));
     }
     let state = RunState::from_journal(&journal)?;
+    // Every output mode exits with the run's code, as `--follow` does.
+    let exit = status_exit(&state, liveness(&store, &run, finished_status(&state)));
     if args.json {
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| CliError::failed(format!("cannot encode the run's state: {e}")))?;
         write_stdout(&(text + "\n"));
-        return Ok(Exit::Success);
+        return Ok(exit);
     }
     write_stdout(&Live::still(&state, &info, style));
     print_outcome(&run, &state, style, &store);
-    Ok(Exit::Success)
+    Ok(exit)
 }
 
 /// The summary of a finished run, or what is going on with an unfinished one.
@@ -267,12 +368,22 @@ fn print_outcome(run: &RunId, state: &RunState, style: Style, store: &RunStore) 
                         .map(|c| format!(" ({})", c.get(..12).unwrap_or(c)))
                         .unwrap_or_default()
                 ),
-                None => format!(
+                None if apply.conflicts.is_empty() => format!(
                     "Applied to the working tree: {}",
                     format::plural(apply.files.len() as u64, "file")
                 ),
+                None => format!(
+                    "Applied only in part: {} written; {} left as you have them (your edits clash with the run's)",
+                    format::plural(apply.files.len() as u64, "file"),
+                    format::list(&apply.conflicts, 3)
+                ),
             };
-            outln!("{} {what}", style.green("✓"));
+            let mark = if apply.conflicts.is_empty() {
+                style.green("✓")
+            } else {
+                style.red("✗")
+            };
+            outln!("{mark} {what}");
         } else if exit_of(state) == Exit::Success {
             outln!("Not applied yet: `forge apply {run}` applies it.");
         }
@@ -352,6 +463,17 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
     let attempt = match args.attempt {
         Some(n) => n,
         None if task.attempt > 0 => task.attempt,
+        None if task.status.is_finished() => {
+            let why = task.reason.as_deref().unwrap_or(match task.status {
+                TaskPhase::Skipped => "skipped",
+                _ => "cancelled",
+            });
+            return Err(CliError::usage(format!(
+                "task `{}` of run {run} never ran ({why}), so it has no output",
+                task.id
+            ))
+            .hint(format!("`forge status {run}` shows the run")));
+        }
         None => {
             return Err(CliError::usage(format!(
                 "task `{}` of run {run} has not started yet, so it has no output",
@@ -447,8 +569,8 @@ fn copy_from(file: &mut std::fs::File, offset: u64, path: &Path) -> CliResult<u6
 pub(crate) async fn abort(ctx: &Context, args: &AbortArgs, style: Style) -> CliResult {
     let run = resolve_run(ctx, args.run.as_deref())?;
     let store = RunStore::new(&ctx.repo);
-    let info = forge_events::run_info(run.clone(), &store.journal(&run))?;
-    let pid = match liveness(&store, &run, info.status) {
+    let folded = RunState::from_journal(store.journal(&run))?;
+    let pid = match liveness(&store, &run, finished_status(&folded)) {
         Liveness::Finished(status) => {
             return Err(CliError::failed(format!(
                 "run {run} already finished ({status}); there is nothing to abort"
@@ -512,7 +634,8 @@ pub(crate) fn gc(ctx: &Context, args: &GcArgs, style: Style) -> CliResult {
     let mut cleaned = 0usize;
     let mut freed = 0u64;
     for info in &runs {
-        let live = liveness(&store, &info.id, info.status);
+        let (_, finished) = fold_listed(info);
+        let live = liveness(&store, &info.id, finished);
         if let Liveness::Running(pid) = live {
             outln!(
                 "{} {}: running (process {pid}), left alone",

@@ -484,6 +484,10 @@ fn describe(w: &Worker, by: Balance) -> String {
             human_bytes(w.weight)
         ),
     };
+    // One part of a directory: its count is the worker's, said once.
+    if let [unit @ Unit::Files(_)] = w.units.as_slice() {
+        return format!("{}/ (part, {size})", unit.dir());
+    }
     format!("{shown} ({size})")
 }
 

@@ -136,6 +136,47 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// `text` cut to at most `max` columns by replacing its middle with `…`: both ends stay, so
+/// names that differ only at the end (`task-with-a-longish-name-07`) stay apart.
+pub(crate) fn elide_middle(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if display_width(&clean) <= max {
+        return clean;
+    }
+    if max < 3 {
+        return truncate(&clean, max);
+    }
+    let budget = max - 1;
+    let tail_budget = budget.div_ceil(2);
+    let head_budget = budget - tail_budget;
+    let mut tail = Vec::new();
+    let mut used = 0;
+    for c in clean.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_budget {
+            break;
+        }
+        tail.push(c);
+        used += w;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in clean.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > head_budget {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out.extend(tail.into_iter().rev());
+    out
+}
+
 /// `text` padded with spaces to `width` columns (cut first if longer).
 pub(crate) fn pad(text: &str, width: usize) -> String {
     let mut out = truncate(text, width);
@@ -157,6 +198,16 @@ mod tests {
         assert_eq!(truncate("a\tb\nc", 10), "a b c");
         assert_eq!(pad("ab", 4), "ab  ");
         assert_eq!(pad("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn long_names_keep_both_ends() {
+        assert_eq!(elide_middle("short", 10), "short");
+        let a = elide_middle("task-with-a-longish-name-07", 20);
+        assert_eq!(a, "task-with…sh-name-07");
+        assert_eq!(display_width(&a), 20);
+        assert_ne!(a, elide_middle("task-with-a-longish-name-08", 20));
+        assert!(display_width(&elide_middle("日本語のとても長い名前です", 9)) <= 9);
     }
 
     #[test]

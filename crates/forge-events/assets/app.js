@@ -192,7 +192,7 @@
       interrupted: 0, finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
       progress_events: 0, last_output: null, output_lines: 0, files_touched: [],
       files_changed: [], usage: { tokens_in: 0, tokens_out: 0 }, retry: null, violations: [],
-      integrated: false,
+      integrated: false, integrated_files: [],
     };
   }
 
@@ -230,10 +230,13 @@
     recountProgress(s);
   }
 
+  // Done for good: finished but not cancelled (a cancelled task runs again on resume), as
+  // TaskCounts::done.
+  const doneOf = (c) => c.succeeded + c.failed + c.timed_out + c.skipped;
+
   function recountProgress(s) {
     const c = s.counts;
-    const finished = c.succeeded + c.failed + c.timed_out + c.cancelled + c.skipped;
-    s.progress = c.total ? finished / c.total : 0;
+    s.progress = c.total ? doneOf(c) / c.total : 0;
   }
 
   function taskOf(s, id) {
@@ -380,13 +383,17 @@
           seq: e.seq,
         });
         break;
-      case 'gate_started':
+      case 'gate_started': {
         s.phase = 'gating';
+        // A command that ran before starts a new round (resume, fix round), as RunState does.
+        const again = s.gates.findIndex((g) => g.command === e.command);
+        if (again >= 0) s.gates.length = again;
         s.gates.push({
           command: e.command, passed: null, exit_code: null, duration_ms: null,
           tests_passed: null, tests_failed: null, started_at: e.ts,
         });
         break;
+      }
       case 'gate_finished': {
         let gate = null;
         for (let i = s.gates.length - 1; i >= 0; i--) {
@@ -420,7 +427,9 @@
         break;
       case 'merge_integrated':
         if (e.task) {
-          taskOf(s, e.task).integrated = true;
+          const t = taskOf(s, e.task);
+          t.integrated = true;
+          t.integrated_files = (e.files || []).slice();
           s.integrated.push(e.task);
         }
         break;
@@ -542,8 +551,14 @@
     return { nodes, edges };
   }
 
+  // Cuts the middle out of a long name: ids often differ only at the end
+  // (`task-with-a-longish-name-07`), so both ends stay.
   function clip(text, max) {
-    return text.length > max ? text.slice(0, max - 1) + '…' : text;
+    const chars = Array.from(text);
+    if (chars.length <= max) return text;
+    const head = Math.floor((max - 1) / 2);
+    const tail = max - 1 - head;
+    return chars.slice(0, head).join('') + '…' + chars.slice(chars.length - tail).join('');
   }
 
   // ---- connection indicator ----
@@ -738,13 +753,14 @@
         duration = end - Date.parse(r.started_at);
       }
       setText(row.duration, fmtDuration(duration));
-      const c = r.counts || emptyCounts();
+      const c = Object.assign(emptyCounts(), r.counts || {});
       const total = Math.max(1, c.total);
       const done = c.succeeded;
-      const bad = c.failed + c.timed_out + c.cancelled;
+      const bad = c.failed + c.timed_out;
       fillBar(row.bar, [['ok', c.succeeded / total], ['bad', bad / total],
         ['run', (c.running + c.retrying) / total], ['skip', c.skipped / total]]);
-      setText(row.tasks, `${done}/${c.total}${bad ? ` · ${bad} failed` : ''}`);
+      setText(row.tasks, `${done}/${c.total}${bad ? ` · ${bad} failed` : ''}`
+        + `${c.cancelled ? ` · ${c.cancelled} cancelled` : ''}`);
       setText(row.conflicts, r.conflicts ? String(r.conflicts) : '0');
       row.conflicts.classList.toggle('dim', !r.conflicts);
       setText(row.events, String(r.last_seq));
@@ -998,10 +1014,10 @@
       const c = s.counts;
       const total = Math.max(1, c.total);
       fillBar(hd.bar, [['ok', c.succeeded / total],
-        ['bad', (c.failed + c.timed_out + c.cancelled) / total],
+        ['bad', (c.failed + c.timed_out) / total],
         ['run', (c.running + c.retrying) / total], ['skip', c.skipped / total]]);
-      const finished = c.succeeded + c.failed + c.timed_out + c.cancelled + c.skipped;
-      setText(hd.done, `${finished}/${c.total} tasks`);
+      // Cancelled tasks are not done (they run again on resume): counted apart, as the CLI does.
+      setText(hd.done, `${doneOf(c)}/${c.total} tasks${c.cancelled ? ` · ${c.cancelled} cancelled` : ''}`);
       const chips = TASK_PHASES.filter((p) => c[p]).map((p) => `${p}:${c[p]}`).join(',');
       if (hd.chips.dataset.key !== chips) {
         hd.chips.dataset.key = chips;
@@ -1160,6 +1176,7 @@
         row.activity.replaceChildren(...(act.tool ? [h('span', { class: 'tool' }, act.tool)] : []), act.text);
         row.activity.title = act.text;
       }
+      row.activity.classList.toggle('lost', !!act.bad);
       let elapsed = null;
       if (t.status === 'running') elapsed = since(t.attempt_started_at);
       else if (t.duration_ms !== null && t.duration_ms !== undefined) elapsed = t.duration_ms;
@@ -1168,7 +1185,9 @@
       setText(row.tokens, u.tokens_in || u.tokens_out ? `${fmtTokens(u.tokens_in)} / ${fmtTokens(u.tokens_out)}` : '');
       setText(row.cost, fmtCost(u.cost_usd));
       const files = t.files_changed.length || t.files_touched.length;
-      setText(row.files, files ? String(files) : '');
+      const lost = t.integrated && t.integrated_files.length < t.files_changed.length;
+      // A change a conflict dropped reads `integrated/changed`.
+      setText(row.files, lost ? `${t.integrated_files.length}/${files}` : (files ? String(files) : ''));
     }
 
     renderPanels(s) {
@@ -1266,7 +1285,16 @@
         break;
       case 'succeeded':
         if (t.files_changed.length) {
-          return { text: `${t.files_changed.length} file${t.files_changed.length === 1 ? '' : 's'} changed${t.integrated ? ', integrated' : ''}` };
+          const n = t.files_changed.length;
+          const changed = `${n} file${n === 1 ? '' : 's'} changed`;
+          if (!t.integrated) return { text: changed };
+          // What reached the result, not what was attempted: a conflict may have dropped some.
+          const lost = t.files_changed.filter((f) => !t.integrated_files.includes(f));
+          if (!lost.length) return { text: `${changed}, integrated` };
+          return {
+            text: `${changed}, ${n - lost.length} integrated; not integrated: ${lost.join(', ')}`,
+            bad: true,
+          };
         }
         break;
       case 'queued':

@@ -36,7 +36,8 @@ pub struct RunInfo {
     pub last_seq: u64,
     /// Time of its last event.
     pub updated_at: Option<Timestamp>,
-    /// How it ended, once `run_finished` was written.
+    /// How it ended: from its last `run_finished`, unless a `run_started` (a resume) came
+    /// after it. Events that follow the end (`apply_finished`) do not change it.
     pub status: Option<RunStatus>,
 }
 
@@ -112,26 +113,99 @@ pub fn run_info(id: RunId, journal: &Path) -> Result<RunInfo, EventsError> {
     file.seek(SeekFrom::Start(start))
         .and_then(|_| file.take(TAIL_WINDOW).read_to_end(&mut tail))
         .map_err(|e| EventsError::io("read", journal, e))?;
-    // The last complete line: between the last two newlines of the tail.
-    if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
-        let begin = tail[..end]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        if (begin > 0 || start == 0)
-            && let Some(event) = complete_event(&tail[begin..=end])
-        {
+    // The complete lines of the tail (the first may be cut when the tail does not start the file).
+    let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
+        return Ok(info);
+    };
+    let mut lines = tail[..=end].split_inclusive(|&b| b == b'\n');
+    if start > 0 {
+        lines.next();
+    }
+    // The last event dates the run; the last run-level start or end says where it is (only
+    // lines naming one are parsed).
+    let lines: Vec<&[u8]> = lines.collect();
+    for (i, line) in lines.iter().enumerate() {
+        let last = i + 1 == lines.len();
+        if !last && !mentions(line, b"\"run_finished\"") && !mentions(line, b"\"run_started\"") {
+            continue;
+        }
+        let Some(event) = complete_event(line) else {
+            continue;
+        };
+        if last {
             info.last_seq = event.seq;
             info.updated_at = Some(event.ts);
-            if let EventKind::RunFinished { status, .. } = event.kind {
-                info.status = Some(status);
-            }
+        }
+        match event.kind {
+            EventKind::RunFinished { status, .. } => info.status = Some(status),
+            EventKind::RunStarted { .. } => info.status = None,
+            _ => {}
         }
     }
     Ok(info)
 }
 
+/// Whether `needle` occurs in `line`.
+fn mentions(line: &[u8], needle: &[u8]) -> bool {
+    line.windows(needle.len()).any(|w| w == needle)
+}
+
 fn complete_event(line: &[u8]) -> Option<Event> {
     let line = line.strip_suffix(b"\n")?;
     Event::from_json(std::str::from_utf8(line).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunSummary;
+
+    fn line(run: &RunId, seq: u64, kind: EventKind) -> String {
+        let mut text = Event::new(run.clone(), seq, None, kind).to_json();
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn the_status_is_the_last_start_or_end_not_the_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run: RunId = "r-1".parse().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let started = EventKind::RunStarted {
+            plan: "p".into(),
+            plan_hash: "h".into(),
+            tasks: 1,
+            concurrency: 1,
+            base: "head".into(),
+        };
+        let mut text = line(&run, 1, started.clone());
+        text.push_str(&line(
+            &run,
+            2,
+            EventKind::RunFinished {
+                status: RunStatus::Succeeded,
+                summary: RunSummary::default(),
+            },
+        ));
+        // An apply after the run's end does not make it unfinished.
+        text.push_str(&line(
+            &run,
+            3,
+            EventKind::ApplyFinished {
+                target: "worktree".into(),
+                files: vec!["a".into()],
+                conflicts: vec![],
+                branch: None,
+                commit: None,
+            },
+        ));
+        std::fs::write(&path, &text).unwrap();
+        let info = run_info(run.clone(), &path).unwrap();
+        assert_eq!(info.status, Some(RunStatus::Succeeded));
+        assert_eq!(info.last_seq, 3);
+        // A resume starts it again.
+        text.push_str(&line(&run, 4, started));
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(run_info(run, &path).unwrap().status, None);
+    }
 }

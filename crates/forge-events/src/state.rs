@@ -256,6 +256,25 @@ pub struct TaskState {
     /// Whether its changes were integrated.
     #[serde(default)]
     pub integrated: bool,
+    /// The files of its changes that were integrated (fewer than `files_changed` when a merge
+    /// conflict dropped some).
+    #[serde(default)]
+    pub integrated_files: Vec<String>,
+}
+
+impl TaskState {
+    /// Files it changed that are not in the integrated result (a merge conflict dropped them),
+    /// once its changes were integrated; empty before.
+    pub fn not_integrated(&self) -> Vec<&str> {
+        if !self.integrated {
+            return Vec::new();
+        }
+        self.files_changed
+            .iter()
+            .filter(|f| !self.integrated_files.contains(f))
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 impl TaskState {
@@ -289,6 +308,7 @@ impl TaskState {
             retry: None,
             violations: Vec::new(),
             integrated: false,
+            integrated_files: Vec::new(),
         }
     }
 }
@@ -409,9 +429,20 @@ impl TaskCounts {
         }
     }
 
-    /// Tasks that finished, whatever the outcome.
+    /// Tasks that finished, whatever the outcome (cancelled ones included: they stopped).
     pub fn finished(&self) -> u32 {
         self.succeeded + self.failed + self.timed_out + self.cancelled + self.skipped
+    }
+
+    /// Tasks that are done for good: finished, but not cancelled (a cancelled task runs again
+    /// when the run is resumed). This is what progress counts.
+    pub fn done(&self) -> u32 {
+        self.finished() - self.cancelled
+    }
+
+    /// Tasks that ended badly: failed or timed out (not skipped, not cancelled).
+    pub fn failed_or_timed_out(&self) -> u32 {
+        self.failed + self.timed_out
     }
 }
 
@@ -443,7 +474,8 @@ pub struct RunState {
     pub tasks: Vec<TaskState>,
     /// Tasks per phase.
     pub counts: TaskCounts,
-    /// Finished tasks over all tasks, from 0.0 to 1.0.
+    /// Done tasks ([`TaskCounts::done`]: finished, not cancelled) over all tasks, from 0.0 to
+    /// 1.0.
     pub progress: f64,
     /// Tasks whose changes were integrated, in order.
     pub integrated: Vec<TaskId>,
@@ -638,6 +670,11 @@ impl RunState {
             }),
             EventKind::GateStarted { command } => {
                 self.phase = RunPhase::Gating;
+                // A command that ran before starts a new round (a resumed run, a fix round):
+                // the list shows the latest round, once.
+                if let Some(i) = self.gates.iter().position(|g| g.command == *command) {
+                    self.gates.truncate(i);
+                }
                 self.gates.push(GateResult {
                     command: command.clone(),
                     passed: None,
@@ -676,10 +713,11 @@ impl RunState {
                     self.tasks[i].violations.extend(paths.iter().cloned());
                 }
             }
-            EventKind::MergeIntegrated { .. } => {
+            EventKind::MergeIntegrated { files } => {
                 if let Some(task) = &event.task {
                     let i = self.task_index(task);
                     self.tasks[i].integrated = true;
+                    self.tasks[i].integrated_files.clone_from(files);
                     self.integrated.push(task.clone());
                 }
             }
@@ -862,7 +900,7 @@ impl RunState {
         self.progress = if self.counts.total == 0 {
             0.0
         } else {
-            f64::from(self.counts.finished()) / f64::from(self.counts.total)
+            f64::from(self.counts.done()) / f64::from(self.counts.total)
         };
     }
 }

@@ -1273,3 +1273,124 @@ async fn the_page_folds_an_interrupted_and_resumed_run_like_the_server() {
     assert_page_state_matches_server(&browser, &server).await;
     run.bus.close().unwrap();
 }
+
+/// A cancelled task is neither done nor failed, a change a conflict dropped is not called
+/// integrated, and long ids that differ at their end stay apart in the graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_tells_cancelled_dropped_and_long_named_tasks_apart() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let secs = Duration::from_secs;
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join(".forge/runs");
+    let run = Run::open(&runs, "run-live");
+    let ids = [
+        "task-with-a-longish-name-01",
+        "task-with-a-longish-name-02",
+        "task-with-a-longish-name-03",
+    ];
+    run.run(Run::started("long", 3));
+    for id in ids {
+        run.task(id, Run::queued(&[]));
+    }
+    // 01 is integrated; the same file from 02 meets it under `fail` and is dropped; 03 is
+    // cancelled before it starts.
+    run.task(ids[0], Run::attempt(1));
+    run.task(ids[1], Run::attempt(1));
+    run.task(
+        ids[0],
+        EventKind::MergeIntegrated {
+            files: vec!["notes.txt".into()],
+        },
+    );
+    run.task(
+        ids[0],
+        Run::finished(TaskStatus::Succeeded, 500, &["notes.txt"], None),
+    );
+    run.run(Run::conflict("notes.txt", &ids[..2], "fail", false));
+    run.task(ids[1], EventKind::MergeIntegrated { files: vec![] });
+    run.task(
+        ids[1],
+        Run::finished(TaskStatus::Succeeded, 600, &["notes.txt"], None),
+    );
+    run.task(
+        ids[2],
+        Run::finished(TaskStatus::Cancelled, 0, &[], Some("the run was cancelled")),
+    );
+    run.run(EventKind::RunFinished {
+        status: RunStatus::Cancelled,
+        summary: RunSummary {
+            succeeded: 2,
+            cancelled: 1,
+            conflicts: 1,
+            duration_ms: 700,
+            ..RunSummary::default()
+        },
+    });
+    let server = serve(&runs, ServeOptions::default().token(TOKEN)).await;
+    let origin = format!("http://{}", server.local_addr());
+
+    // The runs list: cancelled, not failed.
+    browser
+        .open(&format!("{origin}/#token={}", form_encode(TOKEN)))
+        .await;
+    browser
+        .wait_for(
+            "tr.run[data-run='run-live'][data-state='cancelled']",
+            secs(10),
+        )
+        .await;
+    let cell = browser
+        .js("return document.querySelector(\"tr.run[data-run='run-live'] .tasks-cell\").textContent;")
+        .await;
+    assert_eq!(cell, "2/3 · 1 cancelled");
+
+    // The run page.
+    browser.open(&format!("{origin}/?run=run-live")).await;
+    browser
+        .wait_for("tr.task[data-state='cancelled']", secs(10))
+        .await;
+    let head = browser
+        .js("return document.querySelector('.progress').textContent;")
+        .await;
+    assert!(
+        head.as_str().unwrap().contains("2/3 tasks · 1 cancelled"),
+        "{head}"
+    );
+    let lost = format!("tr.task[data-task='{}'] td.activity.lost", ids[1]);
+    browser.wait_for(&lost, secs(5)).await;
+    let text = browser
+        .js(&format!(
+            "return document.querySelector(\"{lost}\").textContent;"
+        ))
+        .await;
+    assert_eq!(
+        text,
+        "1 file changed, 0 integrated; not integrated: notes.txt"
+    );
+    assert_eq!(
+        browser
+            .count(&format!("tr.task[data-task='{}'] td.activity.lost", ids[0]))
+            .await,
+        0
+    );
+    let labels = browser
+        .js("return Array.from(document.querySelectorAll('svg.dag g.node')).map(n => n.querySelector('text').textContent);")
+        .await;
+    let labels: Vec<&str> = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    for (label, n) in labels.iter().zip(["01", "02", "03"]) {
+        assert!(label.contains('…') && label.ends_with(n), "{labels:?}");
+        assert!(label.chars().count() <= 19, "{labels:?}");
+    }
+    assert_page_state_matches_server(&browser, &server).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    run.bus.close().unwrap();
+}

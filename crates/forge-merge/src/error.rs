@@ -83,7 +83,9 @@ pub enum MergeError {
         reason: String,
     },
     /// The branch `forge/<run>` exists already and does not hold this run's commits.
-    #[error("branch `{branch}` already exists; delete it or apply with `replace` to overwrite it")]
+    #[error(
+        "branch `{branch}` already exists; delete it with `git branch -D {branch}` and apply again"
+    )]
     BranchExists {
         /// The full branch name.
         branch: String,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use forge_events::{Event, EventKind, RunState, TaskId, TaskStatus, Timestamp};
+use forge_events::{Event, EventKind, RunState, TaskId, TaskState, TaskStatus, Timestamp};
 
 use super::format;
 
@@ -65,10 +65,19 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
         } => {
             let took = format::millis(*duration_ms);
             match status {
-                TaskStatus::Succeeded => format!(
-                    "{task}: succeeded in {took} ({} changed)",
-                    format::plural(files_changed.len() as u64, "file")
-                ),
+                TaskStatus::Succeeded => {
+                    let changed = format::plural(files_changed.len() as u64, "file");
+                    let lost = state.task(task).map(TaskState::not_integrated);
+                    match lost.filter(|l| !l.is_empty()) {
+                        // Its integration (just before) dropped some: say what reached the result.
+                        Some(lost) => format!(
+                            "{task}: succeeded in {took} ({changed} changed, {} integrated; conflict: {})",
+                            files_changed.len() - lost.len(),
+                            format::list(&lost, 5)
+                        ),
+                        None => format!("{task}: succeeded in {took} ({changed} changed)"),
+                    }
+                }
                 other => {
                     let why = reason
                         .as_deref()
@@ -82,7 +91,8 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
                         TaskStatus::Skipped => "skipped",
                         _ => "failed",
                     };
-                    if matches!(other, TaskStatus::Skipped) || why.is_empty() {
+                    let never_ran = state.task(task).is_none_or(|t| t.attempt == 0);
+                    if matches!(other, TaskStatus::Skipped) || why.is_empty() || never_ran {
                         format!("{task}: {word}{}", sep(&why))
                     } else {
                         format!("{task}: {word} after {took}: {why}")

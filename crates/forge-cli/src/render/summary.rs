@@ -2,6 +2,7 @@
 //! 23 files changed`, computed from the run's folded state.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use forge_events::{RunPhase, RunState, TaskPhase};
 
@@ -15,6 +16,8 @@ pub(crate) enum Mark {
     Ok,
     /// It did not.
     Bad,
+    /// It was stopped (cancelled) and can go on (`forge resume`).
+    Stopped,
     /// Neither (not run, not configured).
     Info,
 }
@@ -28,23 +31,50 @@ pub(crate) struct Item {
     pub(crate) text: String,
 }
 
-/// Files changed by the tasks that succeeded (union).
+/// Files in the result: what the succeeded tasks changed that was integrated (union). A task
+/// whose changes were not integrated yet counts with everything it changed.
 pub(crate) fn files_changed(state: &RunState) -> usize {
     state
         .tasks
         .iter()
         .filter(|t| t.status == TaskPhase::Succeeded)
-        .flat_map(|t| t.files_changed.iter())
+        .flat_map(|t| {
+            if t.integrated {
+                t.integrated_files.iter()
+            } else {
+                t.files_changed.iter()
+            }
+        })
         .collect::<BTreeSet<_>>()
         .len()
 }
 
-/// The summary items: conflicts, gate, tasks.
+/// The summary items: conflicts (of the merge, then of the apply), gate, tasks.
 pub(crate) fn items(state: &RunState) -> Vec<Item> {
     vec![conflicts(state), gate(state), tasks(state)]
 }
 
 fn conflicts(state: &RunState) -> Item {
+    // Paths where the user's own edits clash with the run's, left as the user has them.
+    let clashes: Vec<&str> = state
+        .apply
+        .as_ref()
+        .map(|a| a.conflicts.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if !clashes.is_empty() && state.conflicts.iter().all(|c| c.resolved) {
+        return Item {
+            mark: Mark::Bad,
+            text: format!(
+                "{} where your edits clash with the run's: {}",
+                format::plural(clashes.len() as u64, "path"),
+                format::list(&clashes, 3)
+            ),
+        };
+    }
+    merge_conflicts(state)
+}
+
+fn merge_conflicts(state: &RunState) -> Item {
     let unresolved: Vec<&str> = state
         .conflicts
         .iter()
@@ -145,32 +175,84 @@ fn tasks(state: &RunState) -> Item {
         .counts
         .total
         .max(u32::try_from(state.tasks.len()).unwrap_or(u32::MAX));
-    let bad: Vec<&str> = state
+    let ids = |keep: fn(TaskPhase) -> bool| -> Vec<&str> {
+        state
+            .tasks
+            .iter()
+            .filter(|t| keep(t.status))
+            .map(|t| t.id.as_str())
+            .collect()
+    };
+    // Cancelled and never-reached tasks of a stopped run are not failures: they run on resume.
+    let stopped = state.phase == RunPhase::Cancelled;
+    let cancelled = ids(|p| p == TaskPhase::Cancelled);
+    let bad: Vec<&str> = if stopped {
+        ids(|p| {
+            matches!(
+                p,
+                TaskPhase::Failed | TaskPhase::TimedOut | TaskPhase::Skipped
+            )
+        })
+    } else {
+        ids(|p| p != TaskPhase::Succeeded)
+    };
+    let unfinished = if stopped {
+        ids(|p| !p.is_finished())
+    } else {
+        Vec::new()
+    };
+    let dropped: Vec<String> = state
         .tasks
         .iter()
-        .filter(|t| t.status != TaskPhase::Succeeded)
-        .map(|t| t.id.as_str())
+        .filter(|t| t.status == TaskPhase::Succeeded && !t.not_integrated().is_empty())
+        .map(|t| format!("{} ({})", t.id, t.not_integrated().join(", ")))
         .collect();
     let files = files_changed(state);
-    if bad.is_empty() {
-        Item {
-            mark: Mark::Ok,
-            text: format!(
-                "{}, {} changed",
-                format::plural(total, "task"),
-                format::plural(files as u64, "file")
-            ),
+    if !bad.is_empty() {
+        let mut text = format!(
+            "{} of {} did not succeed: {}",
+            bad.len(),
+            format::plural(total, "task"),
+            format::list(&bad, 4)
+        );
+        if stopped && !cancelled.is_empty() {
+            let _ = write!(text, "; {} cancelled", cancelled.len());
         }
-    } else {
-        Item {
+        return Item {
+            mark: Mark::Bad,
+            text,
+        };
+    }
+    if stopped {
+        let waiting = cancelled.len() + unfinished.len();
+        return Item {
+            mark: Mark::Stopped,
+            text: format!(
+                "{} of {} cancelled ({} succeeded); they run again on resume",
+                waiting,
+                format::plural(total, "task"),
+                state.counts.succeeded
+            ),
+        };
+    }
+    if !dropped.is_empty() {
+        return Item {
             mark: Mark::Bad,
             text: format!(
-                "{} of {} did not succeed: {}",
-                bad.len(),
+                "{}, {} integrated; not integrated (conflict): {}",
                 format::plural(total, "task"),
-                format::list(&bad, 4)
+                format::plural(files as u64, "file"),
+                format::list(&dropped, 3)
             ),
-        }
+        };
+    }
+    Item {
+        mark: Mark::Ok,
+        text: format!(
+            "{}, {} changed",
+            format::plural(total, "task"),
+            format::plural(files as u64, "file")
+        ),
     }
 }
 
@@ -196,6 +278,7 @@ fn marked(items: &[Item], style: Style) -> Vec<String> {
             let mark = match i.mark {
                 Mark::Ok => style.green("✓"),
                 Mark::Bad => style.red("✗"),
+                Mark::Stopped => style.yellow("⊘"),
                 Mark::Info => style.dim("·"),
             };
             format!("{mark} {}", i.text)
@@ -319,6 +402,57 @@ mod tests {
         assert_eq!(
             line(&items(&s), Style::plain()),
             "✓ No merge conflicts  · Gate not run  ✗ 1 of 2 tasks did not succeed: b"
+        );
+    }
+
+    #[test]
+    fn a_stopped_run_tells_failed_from_cancelled() {
+        let queued = || EventKind::TaskQueued {
+            after: vec![],
+            estimate_ms: None,
+        };
+        let ended = |status| EventKind::TaskFinished {
+            status,
+            exit_code: None,
+            duration_ms: 1,
+            files_changed: vec![],
+            reason: None,
+        };
+        let s = state(vec![
+            (Some("a"), queued()),
+            (Some("b"), queued()),
+            (Some("c"), queued()),
+            (Some("a"), finished(&["x"])),
+            (Some("b"), ended(TaskStatus::Cancelled)),
+            (Some("c"), ended(TaskStatus::Cancelled)),
+            (
+                None,
+                EventKind::RunFinished {
+                    status: forge_events::RunStatus::Cancelled,
+                    summary: forge_events::RunSummary::default(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts  · Gate not run  ⊘ 2 of 3 tasks cancelled (1 succeeded); they run again on resume"
+        );
+        let s = state(vec![
+            (Some("a"), queued()),
+            (Some("b"), queued()),
+            (Some("a"), ended(TaskStatus::Failed)),
+            (Some("b"), ended(TaskStatus::Cancelled)),
+            (
+                None,
+                EventKind::RunFinished {
+                    status: forge_events::RunStatus::Cancelled,
+                    summary: forge_events::RunSummary::default(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            line(&items(&s), Style::plain()),
+            "✓ No merge conflicts  · Gate not run  ✗ 1 of 2 tasks did not succeed: a; 1 cancelled"
         );
     }
 }

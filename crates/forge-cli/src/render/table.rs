@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use forge_events::{RunPhase, RunState, TaskId, TaskPhase, TaskState, Timestamp};
 
 use super::format;
-use crate::term::{Style, display_width, pad, truncate};
+use crate::term::{Style, display_width, elide_middle, pad, truncate};
 
 /// Columns of the elapsed-time cell.
 const ELAPSED_W: usize = 6;
@@ -126,10 +126,19 @@ pub(crate) fn activity(task: &TaskState, state: &RunState) -> String {
         },
         TaskPhase::Succeeded => {
             let n = task.files_changed.len();
+            let lost = task.not_integrated();
             let files = if n == 0 {
                 "no changes".to_owned()
-            } else {
+            } else if lost.is_empty() {
                 format!("{} changed", format::plural(n as u64, "file"))
+            } else {
+                // What reached the result, not only what was attempted.
+                format!(
+                    "{} changed, {} integrated (conflict: {})",
+                    format::plural(n as u64, "file"),
+                    n - lost.len(),
+                    format::list(&lost, 3)
+                )
             };
             if task.violations.is_empty() {
                 files
@@ -186,13 +195,14 @@ fn usage(task: &TaskState) -> String {
     out
 }
 
-/// The progress bar line: `████████░░ 82% (9/11 tasks)`.
+/// The progress bar line: `████████░░ 82% (9/11 tasks)`, and `· 2 cancelled` when some were:
+/// a cancelled task is not done (it runs again on resume).
 pub(crate) fn progress_bar(state: &RunState, style: Style) -> String {
     let total = state
         .counts
         .total
         .max(u32::try_from(state.tasks.len()).unwrap_or(u32::MAX));
-    let done = state.counts.finished();
+    let done = state.counts.done();
     let ratio = if total == 0 {
         0.0
     } else {
@@ -211,8 +221,16 @@ pub(crate) fn progress_bar(state: &RunState, style: Style) -> String {
     } else {
         Style::green
     };
+    let cancelled = if state.counts.cancelled > 0 {
+        format!(
+            " · {}",
+            style.yellow(&format!("{} cancelled", state.counts.cancelled))
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}{} {percent:>3}% ({done}/{total} tasks)",
+        "{}{} {percent:>3}% ({done}/{total} tasks){cancelled}",
         bar_color(style, &"█".repeat(filled)),
         style.dim(&"░".repeat(BAR - filled)),
     )
@@ -414,7 +432,7 @@ pub(crate) fn render(
     for (t, usage) in rows.iter().zip(&usages) {
         let mut line = icon(t.status, layout.frame, style);
         line.push(' ');
-        line.push_str(&style.bold(&pad(t.id.as_str(), id_w)));
+        line.push_str(&style.bold(&pad(&elide_middle(t.id.as_str(), id_w), id_w)));
         line.push_str(&" ".repeat(GAP));
         if agent_w > 0 {
             line.push_str(&style.dim(&pad(&agent_of(t), agent_w)));
@@ -423,6 +441,7 @@ pub(crate) fn render(
         let act = pad(&activity(t, state), activity_w);
         let act = match t.status {
             TaskPhase::Failed | TaskPhase::TimedOut => style.red(&act),
+            TaskPhase::Succeeded if !t.not_integrated().is_empty() => style.red(&act),
             TaskPhase::WaitingLocks | TaskPhase::Retrying => style.yellow(&act),
             TaskPhase::Queued | TaskPhase::Skipped => style.dim(&act),
             _ => act,

@@ -120,10 +120,9 @@ fn run_serve_streams_the_run_while_it_goes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stderr.read_line(&mut line).unwrap();
     assert!(line.starts_with("Dashboard: http://127.0.0.1:"), "{line}");
     let addr = line["Dashboard: http://".len()..]
         .split('/')
@@ -135,5 +134,17 @@ fn run_serve_streams_the_run_while_it_goes() {
         list.starts_with("HTTP/1.1 200") && list.contains("served-"),
         "{list}"
     );
+    // When the run is over the page keeps its server, with the final state, until Ctrl-C.
+    let mut said = String::new();
+    while !said.contains("the dashboard stays up at") {
+        let mut next = String::new();
+        assert!(stderr.read_line(&mut next).unwrap() > 0, "{said}");
+        said.push_str(&next);
+    }
+    assert!(said.contains("until you press Ctrl-C"), "{said}");
+    let run = repo.runs()[0].clone();
+    let state = get(&addr, &format!("/api/runs/{run}"));
+    assert!(state.contains("\"phase\":\"succeeded\""), "{state}");
+    interrupt(child.id());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -12,5 +12,6 @@ mod run;
 mod runs;
 mod silence;
 mod split;
+mod truth;
 mod tty;
 mod util;

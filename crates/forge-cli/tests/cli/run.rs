@@ -331,7 +331,7 @@ fn ctrl_c_interrupts_with_130_and_resume_finishes_the_run() {
     );
     let run = repo.runs()[0].clone();
     assert!(rest.contains(&format!("`forge resume {run}`")), "{rest}");
-    let status = repo.forge(&["status", &run]).expect(0);
+    let status = repo.forge(&["status", &run]).expect(130);
     assert!(status.stdout.contains("cancelled"), "{}", status.stdout);
     assert!(status.stdout.contains("✓  quick"), "{}", status.stdout);
 

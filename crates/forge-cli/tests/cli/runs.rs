@@ -149,7 +149,8 @@ fn abort_interrupts_a_running_run_which_stays_resumable() {
     );
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(130));
-    let status = repo.forge(&["status", &run, "--json"]).expect(0);
+    // `forge status` exits with the run's code (130: interrupted, resumable) in every mode.
+    let status = repo.forge(&["status", &run, "--json"]).expect(130);
     let state: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(state["phase"], "cancelled");
     assert_eq!(state["counts"]["succeeded"], 1);
@@ -180,7 +181,7 @@ fn gc_cleans_up_after_a_killed_run() {
     child.wait().unwrap();
     let list = repo.forge(&["runs"]).expect(0);
     assert!(list.stdout.contains("interrupted"), "{}", list.stdout);
-    let status = repo.forge(&["status", &run]).expect(0);
+    let status = repo.forge(&["status", &run]).expect(130);
     assert!(
         status
             .stdout

@@ -148,7 +148,7 @@ fn the_live_table_is_redrawn_in_place_then_asks_before_applying() {
 
     // At the end: the final table once, the summary, the question.
     let end = pty.wait_for(30, |s| {
-        s.contains("Apply? 1) Yes  2) Review changes  3) Abort")
+        s.contains("Apply? 1) Yes  2) Review changes  3) Keep for later")
     });
     let run = end
         .lines()

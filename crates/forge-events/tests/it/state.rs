@@ -208,6 +208,58 @@ fn progress_counts_follow_the_tasks() {
 }
 
 #[test]
+fn cancelled_tasks_are_not_done_and_dropped_changes_are_not_integrated() {
+    let sink = VecSink::new(run_id());
+    let (a, b, c) = (task("a"), task("b"), task("c"));
+    sink.publish_run(EventKind::RunStarted {
+        plan: "p".into(),
+        plan_hash: "h".into(),
+        tasks: 3,
+        concurrency: 3,
+        base: "head".into(),
+    })
+    .unwrap();
+    // Both changed src/lib.rs; a conflict dropped b's change.
+    for (t, integrated) in [(&a, vec!["src/lib.rs".to_owned()]), (&b, vec![])] {
+        sink.publish_task(t, EventKind::MergeIntegrated { files: integrated })
+            .unwrap();
+        sink.publish_task(t, finished(TaskStatus::Succeeded))
+            .unwrap();
+    }
+    sink.publish_task(&c, finished(TaskStatus::Cancelled))
+        .unwrap();
+    // A gate that runs again (a resume, a fix round) is listed once, with its latest result.
+    for passed in [false, true] {
+        sink.publish_run(EventKind::GateStarted {
+            command: "make test".into(),
+        })
+        .unwrap();
+        sink.publish_run(EventKind::GateFinished {
+            command: "make test".into(),
+            passed,
+            exit_code: Some(i32::from(!passed)),
+            duration_ms: 1,
+            tests_passed: None,
+            tests_failed: None,
+        })
+        .unwrap();
+    }
+    let state = RunState::from_events(&sink.events());
+    assert_eq!(state.counts.finished(), 3);
+    assert_eq!(state.counts.done(), 2);
+    assert!(
+        (state.progress - 2.0 / 3.0).abs() < 1e-9,
+        "{}",
+        state.progress
+    );
+    assert!(state.task("a").unwrap().not_integrated().is_empty());
+    assert_eq!(state.task("b").unwrap().not_integrated(), ["src/lib.rs"]);
+    assert!(state.task("c").unwrap().not_integrated().is_empty());
+    assert_eq!(state.gates.len(), 1);
+    assert_eq!(state.gates[0].passed, Some(true));
+}
+
+#[test]
 fn already_folded_and_foreign_events_are_ignored() {
     let events = sample_run();
     let whole = RunState::from_events(&events);

@@ -36,6 +36,9 @@ pub struct ApplySummary {
     pub worktree: Option<ApplyReport>,
     /// The branch written.
     pub branch: Option<BranchReport>,
+    /// Whether an apply that was interrupted past its commit point was finished first: the
+    /// files it wrote are counted in `worktree.written`.
+    pub recovered: bool,
 }
 
 impl ApplySummary {
@@ -161,6 +164,7 @@ pub(crate) async fn apply_with(
             mode,
             worktree: None,
             branch: None,
+            recovered: false,
         });
     }
     let result = match read_result(store, run) {
@@ -206,17 +210,28 @@ pub(crate) async fn apply_with(
         let run_dir = store2.run_dir(&run2);
         let integration = open_integration(&store2, &run2)?;
         same_repository(&store2, &run2, integration.base().repo())?;
-        forge_merge::recover(&run_dir)?;
+        let recovered = matches!(
+            forge_merge::recover(&run_dir)?,
+            forge_merge::Recovery::RolledForward { .. }
+        );
         Ok(match mode {
-            ApplyMode::WorkingTree => ApplySummary {
-                mode,
-                worktree: Some(apply_to_worktree(
-                    &integration,
-                    &ApplyOptions::new(&run_dir),
-                    &gate,
-                )?),
-                branch: None,
-            },
+            ApplyMode::WorkingTree => {
+                let mut report =
+                    apply_to_worktree(&integration, &ApplyOptions::new(&run_dir), &gate)?;
+                if recovered {
+                    // The interrupted apply wrote what now holds the result: report it as this
+                    // apply's, not as "0 files written".
+                    let done = std::mem::take(&mut report.unchanged);
+                    report.written.extend(done);
+                    report.written.sort();
+                }
+                ApplySummary {
+                    mode,
+                    worktree: Some(report),
+                    branch: None,
+                    recovered,
+                }
+            }
             ApplyMode::Branch => ApplySummary {
                 mode,
                 worktree: None,
@@ -225,11 +240,13 @@ pub(crate) async fn apply_with(
                     &BranchOptions::new(run2.as_str()),
                     &gate,
                 )?),
+                recovered,
             },
             ApplyMode::None => ApplySummary {
                 mode,
                 worktree: None,
                 branch: None,
+                recovered,
             },
         })
     })

@@ -76,7 +76,24 @@ struct Field<'a>(&'a dyn fmt::Display, &'a str);
 
 impl fmt::Display for Field<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
+        // A quoted owner (``task `api` ``) reads as "`timeout` of task `api`", not as a key path
+        // with quotes inside quotes.
+        let owner = self.0.to_string();
+        if owner.contains('`') {
+            write!(f, "`{}` of {owner}", self.1)
+        } else {
+            write!(f, "{owner}.{}", self.1)
+        }
+    }
+}
+
+/// `what` in backquotes, unless it quotes its own parts already.
+fn quoted(what: &dyn fmt::Display) -> String {
+    let text = what.to_string();
+    if text.contains('`') {
+        text
+    } else {
+        format!("`{text}`")
     }
 }
 
@@ -132,7 +149,11 @@ impl<'a> Walker<'a> {
     fn type_error(&mut self, what: &dyn fmt::Display, expected: &str, node: &Node) {
         self.push(
             Problem::at(
-                format!("`{what}` must be {expected}, not {}", node.type_name()),
+                format!(
+                    "{} must be {expected}, not {}",
+                    quoted(what),
+                    node.type_name()
+                ),
                 &node.span,
             )
             .label(format!("expected {expected}")),
@@ -194,7 +215,7 @@ impl<'a> Walker<'a> {
             Kind::Int(i) => {
                 self.push(
                     Problem::at(
-                        format!("`{what}` must be between {min} and {max}, not {i}"),
+                        format!("{} must be between {min} and {max}, not {i}", quoted(what)),
                         &node.span,
                     )
                     .label("out of range"),
@@ -229,7 +250,8 @@ impl<'a> Walker<'a> {
             Ok(d) => Some(d.as_duration()),
             Err(e) => {
                 self.push(
-                    Problem::at(format!("`{what}`: {e}"), &node.span).label("not a duration"),
+                    Problem::at(format!("{}: {e}", quoted(what)), &node.span)
+                        .label("not a duration"),
                 );
                 None
             }
@@ -300,7 +322,7 @@ impl<'a> Walker<'a> {
                 Kind::Str(s) if s == "signal" => out.signal = true,
                 Kind::Str(s) if s == "any" => out.any = true,
                 _ => self.push(
-                    Problem::at(format!("invalid `{what}` entry"), &item.span)
+                    Problem::at(format!("invalid {} entry", quoted(what)), &item.span)
                         .label("not an exit code, \"timeout\", \"signal\" or \"any\""),
                 ),
             }
@@ -324,7 +346,7 @@ impl<'a> Walker<'a> {
                 }
                 Err(forge_locks::LockError::InvalidPattern { reason, .. }) => self.push(
                     Problem::at(
-                        format!("invalid claim `{text}` in `{what}`: {reason}"),
+                        format!("invalid claim `{text}` in {}: {reason}", quoted(what)),
                         &span,
                     )
                     .label("invalid glob"),

@@ -148,9 +148,9 @@ timeout = "5 minutes"
         "plan.toml:13:10: task `a` has an empty prompt",
         "plan.toml:14:10: task `a` runs after `ghost`, which is not a task of this plan",
         "plan.toml:18:9: task `b` uses unknown agent `clade`",
-        "plan.toml:20:11: invalid claim `/abs` in `task `b`.writes`: absolute paths are not allowed; write the path relative to the repository root",
+        "plan.toml:20:11: invalid claim `/abs` in `writes` of task `b`: absolute paths are not allowed; write the path relative to the repository root",
         "plan.toml:20:19: tasks `a` and `b` both write `src/api/x.rs` (`src/**` and `src/api/x.rs`) and neither runs after the other",
-        "plan.toml:21:11: `task `b`.timeout`: invalid duration `5 minutes`: a number needs a unit (write e.g. `500ms`, `2s`, `30m`, `1h30m`)",
+        "plan.toml:21:11: `timeout` of task `b`: invalid duration `5 minutes`: a number needs a unit (write e.g. `500ms`, `2s`, `30m`, `1h30m`)",
     ];
     assert_eq!(got, want, "{got:#?}");
     let rendered = parse(text).unwrap_err().render();

@@ -265,7 +265,7 @@ fn report_conflicts(
             p = p.note(span, format!("claimed by task `{}` here", first.id));
         }
         problems.push(p.help(format!(
-            "add `after = [\"{}\"]` to task `{}`, or narrow the claims (Plan::serialize_conflicts adds such edges)",
+            "add `after = [\"{}\"]` to task `{}`, or narrow the claims so they share no file",
             first.id, second.id
         )));
     }
