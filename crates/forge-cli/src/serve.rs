@@ -50,6 +50,10 @@ pub(crate) async fn run(ctx: &Context, args: &ServeArgs, style: Style) -> CliRes
     let with_token = opts.token.is_some();
     let server = start(ctx, addr, opts).await?;
     let url = format!("http://{}", server.local_addr());
+    // Listen for Ctrl-C before saying where the server is: a signal sent by whoever reads that
+    // line must not find the default action (death) still in place.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| CliError::failed(format!("cannot listen for Ctrl-C: {e}")))?;
     outln!(
         "Serving the runs of {} at {} (dashboard: {url}/, API: {url}/api/runs){}",
         ctx.repo.display(),
@@ -66,7 +70,7 @@ pub(crate) async fn run(ctx: &Context, args: &ServeArgs, style: Style) -> CliRes
             result.map_err(|e| CliError::failed(e.to_string()))?;
             Ok(Exit::Success)
         }
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.recv() => {
             outln!("Stopped.");
             Ok(Exit::Success)
         }

@@ -240,7 +240,7 @@ fn a_zero_timeout_is_rejected() {
     let out = repo.forge(&["run", &file]).expect(2);
     assert!(
         out.stderr
-            .contains("error: `task `a`.timeout` must be longer than zero"),
+            .contains("error: `timeout` of task `a` must be longer than zero"),
         "{}",
         out.stderr
     );

@@ -263,9 +263,12 @@ impl<'a> Walker<'a> {
         let d = self.duration(what, node)?;
         if d.is_zero() {
             self.push(
-                Problem::at(format!("`{what}` must be longer than zero"), &node.span)
-                    .label("a zero time limit stops every attempt at once")
-                    .help("give a limit such as \"30m\", or leave the key out for no limit"),
+                Problem::at(
+                    format!("{} must be longer than zero", quoted(what)),
+                    &node.span,
+                )
+                .label("a zero time limit stops every attempt at once")
+                .help("give a limit such as \"30m\", or leave the key out for no limit"),
             );
             return None;
         }

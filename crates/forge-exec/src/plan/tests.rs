@@ -586,7 +586,7 @@ fn a_zero_timeout_is_rejected_where_it_is_written() {
         got,
         [
             "plan.toml:3:11: `defaults.timeout` must be longer than zero",
-            "plan.toml:7:11: `task `a`.timeout` must be longer than zero",
+            "plan.toml:7:11: `timeout` of task `a` must be longer than zero",
             "plan.toml:10:11: `gate.timeout` must be longer than zero",
         ]
     );
