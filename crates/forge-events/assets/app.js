@@ -805,6 +805,7 @@
       if (this.stopped) return;
       const from = this.state.last_seq + 1;
       const params = new URLSearchParams({ from: String(from) });
+      // The server takes a query token into its cookie and redirects to this address without it.
       if (token()) params.set('token', token());
       const es = new EventSource(`api/runs/${enc(this.id)}/events?${params}`);
       this.es = es;
