@@ -53,6 +53,7 @@ mod error;
 mod init;
 mod plan_file;
 mod planner;
+mod preview;
 mod render;
 mod run;
 mod runs;
@@ -148,9 +149,14 @@ fn dispatch(cli: &Cli) -> CliResult {
     }
     let ctx = Context::discover(cli.repo.as_deref())?;
     match &cli.command {
+        Command::Run(args) if args.dry_run => {
+            preview::check(&ctx, &args.plan, args.jobs, args.output.json, out_style)
+        }
+        Command::Check(args) => preview::check(&ctx, &args.plan, args.jobs, args.json, out_style),
         Command::Run(args) => runtime()?.block_on(run::run(
             &ctx,
             &args.plan,
+            args.jobs,
             &args.apply,
             &args.output,
             out_style,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use forge_events::{RunId, TaskStatus};
+use forge_events::{EventKind, RunId, TaskStatus};
 use forge_exec::agent::Profiles;
 use forge_exec::plan::Plan;
 use forge_exec::{
@@ -86,17 +86,12 @@ pub(crate) fn exec_error(err: ExecError) -> CliError {
 pub(crate) async fn run(
     ctx: &Context,
     plan_path: &Path,
+    jobs: Option<u32>,
     flags: &ApplyFlags,
     output: &OutputFlags,
     style: Style,
 ) -> CliResult {
-    let mut plan = crate::plan_file::load(ctx, plan_path)?;
-    // A plan without a name is called after its file (`auth.toml` runs as `auth-…`).
-    if plan.name.trim().is_empty()
-        && let Some(stem) = plan_path.file_stem().and_then(|s| s.to_str())
-    {
-        plan.name = stem.to_owned();
-    }
+    let plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
     let profiles = crate::agents::profiles(ctx)?;
     execute(ctx, Start::New(plan), profiles, flags, output, style).await
 }
@@ -158,6 +153,7 @@ pub(crate) async fn execute(
     };
     let manager = builder.build().map_err(exec_error)?;
     let run = manager.run_id().clone();
+    let manager_name = manager.plan().name.clone();
     let info = crate::runs::table_info(manager.plan());
     let bus = manager.bus();
     let mut sub = bus.subscribe();
@@ -199,7 +195,13 @@ pub(crate) async fn execute(
                     while let Ok(Some(e)) = sub.try_recv() {
                         batch.push(e);
                     }
-                    live.events(batch.iter().map(|e| &**e));
+                    // The preview is printed where it comes, after the run's first line.
+                    for part in batch.split_inclusive(|e| matches!(e.kind, EventKind::PlanPreview { .. })) {
+                        live.events(part.iter().map(|e| &**e));
+                        if let Some(EventKind::PlanPreview { preview }) = part.last().map(|e| &e.kind) {
+                            show_preview(&mut live, mode, &manager_name, preview, style);
+                        }
+                    }
                 }
                 Ok(None) | Err(_) => bus_open = false,
             },
@@ -246,6 +248,22 @@ pub(crate) async fn execute(
         None => return Err(CliError::failed("the run did not report its end")),
     };
     conclude(ctx, &report, &live, mode, decision, style).await
+}
+
+/// Prints the plan preview: above the table, or in the line output (`--json` has the event).
+fn show_preview(
+    live: &mut Live,
+    mode: Mode,
+    name: &str,
+    preview: &forge_events::PlanPreview,
+    style: Style,
+) {
+    let text = crate::preview::render(name, preview, style);
+    match mode {
+        Mode::Table => live.note(&text),
+        Mode::Lines => outln!("{text}"),
+        Mode::Json => {}
+    }
 }
 
 /// Listens for Ctrl-C (and SIGTERM): the first asks the run to stop gracefully, the second kills.

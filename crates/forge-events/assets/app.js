@@ -348,6 +348,9 @@
         s.finished_at = null;
         recountTotal(s);
         break;
+      case 'plan_preview':
+        s.preview = e.preview;
+        break;
       case 'run_finished':
         s.phase = e.status;
         s.finished_at = e.ts;
@@ -1005,6 +1008,8 @@
         ['Started', fmtTime(s.started_at)],
         [s.finished_at ? 'Duration' : 'Elapsed', fmtDuration(s.summary ? s.summary.duration_ms : elapsed)],
         ['Concurrency', s.plan ? String(s.plan.concurrency) : '–'],
+        ['Estimate', s.preview && s.preview.estimate_ms !== undefined && s.preview.estimate_ms !== null
+          ? `${fmtDuration(s.preview.estimate_ms)} (vs ${fmtDuration(s.preview.sequential_ms)} sequential)` : 'unknown'],
         ['Conflicts', String(s.conflicts.length)],
         ['Tokens', `${fmtTokens(tokensIn)} / ${fmtTokens(tokensOut)}`],
         ['Cost', cost === null ? '–' : fmtCost(cost)],

@@ -547,6 +547,17 @@ impl ExecutionManager {
                 concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
                 base: plan.base.to_string(),
             })?;
+            if !resumed {
+                // What the run will do, before anything starts (estimates from earlier runs).
+                let (runs_dir, run2, plan2) = (store.runs_dir(), run.clone(), plan.clone());
+                let preview = blocking(move || {
+                    let estimates =
+                        crate::plan::preview::Estimates::from_runs(&runs_dir, Some(&run2))?;
+                    Ok::<_, ExecError>(crate::plan::preview::preview(&plan2, &estimates))
+                })
+                .await??;
+                events.publish_run(EventKind::PlanPreview { preview })?;
+            }
 
             // The base, once per run.
             let blobs = BlobStore::open(store.objects_dir())?;

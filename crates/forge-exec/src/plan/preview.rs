@@ -1,0 +1,527 @@
+//! The plan preview: what a run of a plan will do, before it starts.
+//!
+//! [`preview`] looks at a validated [`Plan`] the way the scheduler and the lock manager will:
+//! which tasks can run together, which are serialized and why (an `after` edge, or claims that
+//! overlap with a write so the locks let one of them at a time), the critical path, and — when
+//! every task has an estimate — the wall time a simulation of the scheduler gives against the
+//! sequential sum. Estimates come from the plan's `estimate` keys, else from the repository's
+//! earlier runs ([`Estimates::from_runs`]: the median duration of the task id, then of the
+//! agent), else they are unknown and the time is not guessed.
+//!
+//! The result is [`forge_events::PlanPreview`]: the `plan_preview` event the
+//! [`ExecutionManager`](crate::ExecutionManager) publishes after `run_started`, and what
+//! `forge check` prints. [`remaining`] turns it and a run's state into a live ETA.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use forge_events::{
+    ClaimRecord, EstimateSource, PlanPreview, PreviewTask, RunId, RunState, SerialReason,
+    Serialized, TaskId, TaskPhase, Timestamp,
+};
+use forge_locks::{Claim, LockMode, OwnerId};
+
+use super::{Plan, Task, validate};
+
+/// How many of the most recent runs [`Estimates::from_runs`] reads.
+pub const HISTORY_RUNS: usize = 50;
+
+/// Durations learned from earlier runs: the median per task id and per agent, of tasks that
+/// succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Estimates {
+    by_task: HashMap<String, u64>,
+    by_agent: HashMap<String, u64>,
+    runs: usize,
+}
+
+impl Estimates {
+    /// No history: only the plan's own `estimate` keys count.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The medians over these runs' succeeded tasks.
+    pub fn from_states<'a>(states: impl IntoIterator<Item = &'a RunState>) -> Self {
+        let mut by_task: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut by_agent: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut runs = 0;
+        for state in states {
+            runs += 1;
+            for t in &state.tasks {
+                let (TaskPhase::Succeeded, Some(ms)) = (t.status, t.duration_ms) else {
+                    continue;
+                };
+                by_task
+                    .entry(t.id.as_str().to_owned())
+                    .or_default()
+                    .push(ms);
+                if let Some(agent) = &t.agent {
+                    by_agent.entry(agent.clone()).or_default().push(ms);
+                }
+            }
+        }
+        Self {
+            by_task: medians(by_task),
+            by_agent: medians(by_agent),
+            runs,
+        }
+    }
+
+    /// The medians over the most recent [`HISTORY_RUNS`] runs under `runs_dir` (a
+    /// `.forge/runs` directory), leaving out `except` (the run being previewed). A missing
+    /// directory is no history; a journal that cannot be read is left out (it says nothing
+    /// reliable about durations).
+    pub fn from_runs(runs_dir: &Path, except: Option<&RunId>) -> Result<Self, crate::ExecError> {
+        let runs = forge_events::list_runs(runs_dir)?;
+        let states: Vec<RunState> = runs
+            .iter()
+            .filter(|info| Some(&info.id) != except)
+            .take(HISTORY_RUNS)
+            .filter_map(|info| RunState::from_journal(&info.journal).ok())
+            .collect();
+        Ok(Self::from_states(&states))
+    }
+
+    /// How many runs the medians come from.
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    /// The estimate of `task`: the plan's, else its id's median, else its agent's median.
+    pub fn for_task(&self, task: &Task) -> (Option<u64>, EstimateSource) {
+        if let Some(d) = task.estimate {
+            return (Some(millis(d)), EstimateSource::Plan);
+        }
+        if let Some(&ms) = self.by_task.get(task.id.as_str()) {
+            return (Some(ms), EstimateSource::TaskHistory);
+        }
+        if let Some(&ms) = self.by_agent.get(&task.agent) {
+            return (Some(ms), EstimateSource::AgentHistory);
+        }
+        (None, EstimateSource::Unknown)
+    }
+}
+
+fn medians(samples: HashMap<String, Vec<u64>>) -> HashMap<String, u64> {
+    samples
+        .into_iter()
+        .filter_map(|(key, mut values)| {
+            values.sort_unstable();
+            let n = values.len();
+            let median = match n {
+                0 => return None,
+                n if n % 2 == 1 => values[n / 2],
+                n => {
+                    let sum = u128::from(values[n / 2 - 1]) + u128::from(values[n / 2]);
+                    u64::try_from(sum / 2).unwrap_or(u64::MAX)
+                }
+            };
+            Some((key, median))
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn claim_record(claim: &Claim) -> ClaimRecord {
+    ClaimRecord {
+        mode: match claim.mode {
+            LockMode::Read => "reads",
+            LockMode::Write => "writes",
+            LockMode::Append => "appends",
+        }
+        .to_owned(),
+        pattern: claim.pattern.as_str().to_owned(),
+    }
+}
+
+/// The preview of `plan` (validated: ids unique, no cycles) with `estimates` for tasks
+/// without an `estimate` key.
+pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
+    let n = plan.tasks.len();
+    let index: HashMap<&TaskId, usize> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.id, i))
+        .collect();
+    let graph = validate::graph(plan, &index);
+    let tasks: Vec<PreviewTask> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            let (estimate_ms, estimate_from) = estimates.for_task(t);
+            PreviewTask {
+                id: t.id.clone(),
+                agent: t.agent.clone(),
+                claims: t.claims().map(claim_record).collect(),
+                after: t.after.clone(),
+                estimate_ms,
+                estimate_from,
+                files: t.files,
+            }
+        })
+        .collect();
+
+    let mut serialized = Vec::new();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        for dep in &t.after {
+            if index.contains_key(dep) && *dep != t.id {
+                serialized.push(Serialized {
+                    first: dep.clone(),
+                    then: plan.tasks[i].id.clone(),
+                    reason: SerialReason::After,
+                });
+            }
+        }
+    }
+    // Claims that exclude each other between tasks no `after` chain orders.
+    let sets: Vec<(OwnerId, Vec<Claim>)> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            (
+                OwnerId::new(t.id.as_str(), 0),
+                t.claims().cloned().collect(),
+            )
+        })
+        .collect();
+    let by_name: HashMap<&str, usize> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut excludes = vec![Vec::new(); n];
+    for c in forge_locks::conflicts(&sets) {
+        let (Some(&a), Some(&b)) = (by_name.get(c.first.name()), by_name.get(c.second.name()))
+        else {
+            continue;
+        };
+        if validate::ordered(&graph, a, b) || validate::ordered(&graph, b, a) {
+            continue;
+        }
+        excludes[a].push(b);
+        excludes[b].push(a);
+        let (first, then, first_claim, then_claim) = if a <= b {
+            (a, b, &c.first_claim, &c.second_claim)
+        } else {
+            (b, a, &c.second_claim, &c.first_claim)
+        };
+        serialized.push(Serialized {
+            first: plan.tasks[first].id.clone(),
+            then: plan.tasks[then].id.clone(),
+            reason: SerialReason::Claims {
+                first_claim: claim_record(first_claim),
+                then_claim: claim_record(then_claim),
+                path: c.example_path.clone(),
+            },
+        });
+    }
+
+    let deps: Vec<Vec<usize>> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.after
+                .iter()
+                .filter_map(|d| index.get(d).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect();
+    let order = topological(&deps);
+    let weights: Vec<u64> = tasks.iter().map(|t| t.estimate_ms.unwrap_or(0)).collect();
+
+    // Layers by longest chain of `after` edges; within a layer, tasks whose claims do not
+    // exclude each other form groups.
+    let mut depth = vec![0usize; n];
+    for &i in &order {
+        depth[i] = deps[i].iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
+    }
+    let mut together: Vec<Vec<usize>> = Vec::new();
+    for layer in 0..=depth.iter().copied().max().unwrap_or(0) {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for i in (0..n).filter(|&i| depth[i] == layer) {
+            match groups
+                .iter_mut()
+                .find(|g| g.iter().all(|j| !excludes[i].contains(j)))
+            {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        together.extend(groups.into_iter().filter(|g| g.len() > 1));
+    }
+
+    let known = tasks.iter().all(|t| t.estimate_ms.is_some());
+    let concurrency = plan.concurrency.max(1);
+    let estimate_ms = known.then(|| {
+        simulate(&Sim {
+            durations: &weights,
+            deps: &deps,
+            excludes: &excludes,
+            concurrency,
+            done: &vec![false; n],
+            running: &[],
+        })
+    });
+    PlanPreview {
+        concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX),
+        together: together
+            .into_iter()
+            .map(|g| g.into_iter().map(|i| plan.tasks[i].id.clone()).collect())
+            .collect(),
+        serialized,
+        critical_path: critical_path(&order, &deps, &weights)
+            .into_iter()
+            .map(|i| plan.tasks[i].id.clone())
+            .collect(),
+        estimate_ms,
+        sequential_ms: known.then(|| weights.iter().sum()),
+        tasks,
+    }
+}
+
+/// Kahn's order of a dependency list (tasks in a cycle, which a validated plan has not, are
+/// left out).
+fn topological(deps: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut missing: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    let mut k = 0;
+    while k < order.len() {
+        let i = order[k];
+        k += 1;
+        for &j in &dependents[i] {
+            missing[j] -= 1;
+            if missing[j] == 0 {
+                order.push(j);
+            }
+        }
+    }
+    order
+}
+
+/// The chain with the largest total weight (then the most tasks), first task first.
+fn critical_path(order: &[usize], deps: &[Vec<usize>], weights: &[u64]) -> Vec<usize> {
+    let n = deps.len();
+    let mut best: Vec<(u64, usize)> = vec![(0, 0); n];
+    let mut prev: Vec<Option<usize>> = vec![None; n];
+    for &i in order {
+        let before = deps[i]
+            .iter()
+            .copied()
+            .max_by_key(|&d| (best[d], std::cmp::Reverse(d)));
+        let base = before.map_or((0, 0), |d| best[d]);
+        best[i] = (base.0.saturating_add(weights[i]), base.1 + 1);
+        prev[i] = before;
+    }
+    let Some(mut at) = order
+        .iter()
+        .copied()
+        .max_by_key(|&i| (best[i], std::cmp::Reverse(i)))
+    else {
+        return Vec::new();
+    };
+    let mut path = vec![at];
+    while let Some(p) = prev[at] {
+        path.push(p);
+        at = p;
+    }
+    path.reverse();
+    path
+}
+
+/// A scheduling problem: every task's duration, dependencies and lock exclusions, the
+/// concurrency, what is done and what runs (with the time it still needs).
+struct Sim<'a> {
+    durations: &'a [u64],
+    deps: &'a [Vec<usize>],
+    excludes: &'a [Vec<usize>],
+    concurrency: usize,
+    done: &'a [bool],
+    running: &'a [(usize, u64)],
+}
+
+/// The time until every task is done when ready tasks start as the scheduler starts them:
+/// longest remaining chain first, at most `concurrency` at once, never two that exclude each
+/// other.
+fn simulate(sim: &Sim<'_>) -> u64 {
+    let n = sim.durations.len();
+    // Priority: the longest chain from the task to the end.
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in sim.deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let order = topological(sim.deps);
+    let mut rank = vec![0u64; n];
+    for &i in order.iter().rev() {
+        let tail = dependents[i].iter().map(|&j| rank[j]).max().unwrap_or(0);
+        rank[i] = sim.durations[i].saturating_add(tail);
+    }
+    let mut by_rank: Vec<usize> = (0..n).collect();
+    by_rank.sort_by_key(|&i| (std::cmp::Reverse(rank[i]), i));
+
+    let mut finished = sim.done.to_vec();
+    let mut started = sim.done.to_vec();
+    let mut running: Vec<(usize, u64)> = Vec::new();
+    for &(i, left) in sim.running {
+        if i < n && !started[i] {
+            started[i] = true;
+            running.push((i, left));
+        }
+    }
+    let mut now = 0u64;
+    loop {
+        for &i in &by_rank {
+            if running.len() >= sim.concurrency {
+                break;
+            }
+            if started[i]
+                || !sim.deps[i].iter().all(|&d| finished[d])
+                || running.iter().any(|(r, _)| sim.excludes[i].contains(r))
+            {
+                continue;
+            }
+            started[i] = true;
+            running.push((i, now.saturating_add(sim.durations[i])));
+        }
+        let Some(next) = running.iter().map(|&(_, end)| end).min() else {
+            return now;
+        };
+        now = next;
+        running.retain(|&(i, end)| {
+            if end <= now {
+                finished[i] = true;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The estimated time until the run of `preview` ends, from its `state` at `now`: running
+/// tasks need what is left of their estimate (nothing once over it), tasks not started their
+/// whole estimate, scheduled as [`preview`] simulates. `None` when a task still to finish has
+/// no estimate.
+pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Option<Duration> {
+    let n = preview.tasks.len();
+    let index: HashMap<&TaskId, usize> = preview
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.id, i))
+        .collect();
+    let mut durations = vec![0u64; n];
+    let mut done = vec![false; n];
+    let mut running = Vec::new();
+    for (i, t) in preview.tasks.iter().enumerate() {
+        let phase = state
+            .task(t.id.as_str())
+            .map_or(TaskPhase::Queued, |s| s.status);
+        match phase {
+            TaskPhase::Succeeded
+            | TaskPhase::Failed
+            | TaskPhase::TimedOut
+            | TaskPhase::Cancelled
+            | TaskPhase::Skipped => done[i] = true,
+            TaskPhase::Running => {
+                let estimate = t.estimate_ms?;
+                let since = state
+                    .task(t.id.as_str())
+                    .and_then(|s| s.attempt_started_at.or(s.started_at));
+                let elapsed = since.map_or(0, |s| {
+                    u64::try_from(now.as_millisecond().saturating_sub(s.as_millisecond()))
+                        .unwrap_or(0)
+                });
+                running.push((i, estimate.saturating_sub(elapsed)));
+            }
+            TaskPhase::Queued | TaskPhase::WaitingLocks | TaskPhase::Retrying => {
+                durations[i] = t.estimate_ms?;
+            }
+        }
+    }
+    let deps: Vec<Vec<usize>> = preview
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.after
+                .iter()
+                .filter_map(|d| index.get(d).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect();
+    let mut excludes = vec![Vec::new(); n];
+    for s in &preview.serialized {
+        if let (SerialReason::Claims { .. }, Some(&a), Some(&b)) =
+            (&s.reason, index.get(&s.first), index.get(&s.then))
+        {
+            excludes[a].push(b);
+            excludes[b].push(a);
+        }
+    }
+    Some(Duration::from_millis(simulate(&Sim {
+        durations: &durations,
+        deps: &deps,
+        excludes: &excludes,
+        concurrency: usize::try_from(preview.concurrency.max(1)).unwrap_or(1),
+        done: &done,
+        running: &running,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        let m = medians(HashMap::from([
+            ("a".to_owned(), vec![5, 1, 3]),
+            ("b".to_owned(), vec![4, 1, 3, 2]),
+            ("c".to_owned(), vec![u64::MAX, u64::MAX]),
+        ]));
+        assert_eq!(m["a"], 3);
+        assert_eq!(m["b"], 2);
+        assert_eq!(m["c"], u64::MAX);
+    }
+
+    #[test]
+    fn the_simulation_respects_concurrency_dependencies_and_exclusions() {
+        let durations = [10, 10, 10, 5];
+        let deps = [vec![], vec![], vec![], vec![0]];
+        let none = vec![Vec::new(); 4];
+        let sim = |concurrency, excludes: &[Vec<usize>]| {
+            simulate(&Sim {
+                durations: &durations,
+                deps: &deps,
+                excludes,
+                concurrency,
+                done: &[false; 4],
+                running: &[],
+            })
+        };
+        assert_eq!(sim(4, &none), 15);
+        assert_eq!(sim(1, &none), 35);
+        // 1 and 2 exclude each other: one of them waits.
+        let excl = [vec![], vec![2], vec![1], vec![]];
+        assert_eq!(sim(4, &excl), 20);
+    }
+}
