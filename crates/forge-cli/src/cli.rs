@@ -100,6 +100,28 @@ pub(crate) enum Command {
     /// Run the simulated agent (what plans with `agent = "sim"` start).
     #[command(hide = true)]
     SimAgent(SimAgentArgs),
+    /// Print completion candidates the repository knows (used by the completion scripts).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
+}
+
+/// `forge __complete`.
+#[derive(Debug, Args)]
+pub(crate) struct CompleteArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub(crate) kind: CompleteKind,
+}
+
+/// What `forge __complete` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompleteKind {
+    /// Run ids, newest first.
+    Runs,
+    /// Task ids of the recent runs.
+    Tasks,
+    /// Agent profile names.
+    Agents,
 }
 
 /// What to do with the result when the run ends.

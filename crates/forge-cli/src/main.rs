@@ -47,6 +47,7 @@ macro_rules! err {
 
 mod agents;
 mod cli;
+mod complete;
 mod config;
 mod demo;
 mod error;
@@ -64,7 +65,7 @@ mod term;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use cli::{Cli, Command};
 use config::Context;
@@ -137,10 +138,10 @@ fn sim_agent(args: &[OsString]) -> ExitCode {
 fn dispatch(cli: &Cli) -> CliResult {
     let out_style = Style::for_stream(cli.color, term::stdout_is_tty());
     match &cli.command {
-        Command::Completions(args) => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(args.shell, &mut cmd, "forge", &mut std::io::stdout());
-            return Ok(Exit::Success);
+        Command::Completions(args) => return complete::script(args.shell),
+        Command::Complete(args) => {
+            let ctx = Context::discover(cli.repo.as_deref()).ok();
+            return complete::candidates(ctx.as_ref(), args.kind);
         }
         Command::Demo(args) => {
             return runtime()?.block_on(demo::run(args, out_style));
@@ -178,7 +179,10 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
-        Command::Completions(_) | Command::SimAgent(_) | Command::Demo(_) => Ok(Exit::Success),
+        Command::Completions(_)
+        | Command::Complete(_)
+        | Command::SimAgent(_)
+        | Command::Demo(_) => Ok(Exit::Success),
     }
 }
 

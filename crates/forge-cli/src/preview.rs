@@ -137,22 +137,30 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             );
         }
         for s in &preview.serialized {
-            let line = match &s.reason {
-                SerialReason::After => format!("{} runs after {} (after)", s.then, s.first),
-                SerialReason::Claims {
-                    first_claim,
-                    then_claim,
-                    path,
-                } => format!(
-                    "{} and {} run one at a time: {} {} {} and {} {} {} overlap (both cover {path})",
+            let overlap = s.overlap.as_ref().map(|o| {
+                format!(
+                    "{} {} {} and {} {} {} both cover {}",
+                    s.first,
+                    o.first_claim.mode,
+                    o.first_claim.pattern,
+                    s.then,
+                    o.then_claim.mode,
+                    o.then_claim.pattern,
+                    o.path
+                )
+            });
+            let line = match (s.reason, overlap) {
+                (SerialReason::After, None) => {
+                    format!("{} runs after {} (`after`)", s.then, s.first)
+                }
+                (SerialReason::After, Some(overlap)) => {
+                    format!("{} runs after {} (`after`; {overlap})", s.then, s.first)
+                }
+                (SerialReason::Locks, overlap) => format!(
+                    "{} and {} run one at a time (locks: {})",
                     s.first,
                     s.then,
-                    s.first,
-                    first_claim.mode,
-                    first_claim.pattern,
-                    s.then,
-                    then_claim.mode,
-                    then_claim.pattern
+                    overlap.unwrap_or_default()
                 ),
             };
             let _ = writeln!(out, "  {} {line}", style.yellow("→"));

@@ -458,6 +458,8 @@ pub(crate) fn plan_text(
         let _ = writeln!(out, "\n[[task]]\nid = \"worker-{}\"", i + 1);
         let _ = writeln!(out, "prompt = {}", toml_string(&fill_template(template, w)));
         let _ = writeln!(out, "writes = {}", plan_file::toml_array(&w.claims()));
+        // Progress counts the files done as tasks finish.
+        let _ = writeln!(out, "files = {}", w.files.len());
     }
     out
 }

@@ -163,7 +163,7 @@ pub use journal::{
     DEFAULT_BATCH_WINDOW, DEFAULT_POLL_INTERVAL, Follow, Journal, Replay, follow, read_journal,
     read_journal_bytes, replay,
 };
-pub use preview::{EstimateSource, PlanPreview, PreviewTask, SerialReason, Serialized};
+pub use preview::{EstimateSource, Overlap, PlanPreview, PreviewTask, SerialReason, Serialized};
 pub use runs::{JOURNAL_FILE, RunInfo, journal_path, list_runs, run_info};
 pub use state::{
     ApplyRecord, ConflictRecord, DeadlockRecord, GateResult, PlanInfo, Progress, Retry, RunPhase,

@@ -79,31 +79,40 @@ pub enum EstimateSource {
 /// Two tasks that cannot run at the same time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Serialized {
-    /// The task that goes first (for claims, the one earlier in the plan: the locks decide at
-    /// run time).
+    /// The task that goes first (for [`SerialReason::Locks`], the one earlier in the plan: the
+    /// locks decide the order at run time).
     pub first: TaskId,
     /// The other task.
     pub then: TaskId,
     /// Why.
     pub reason: SerialReason,
+    /// Claims of the two that overlap with a write (always there for
+    /// [`SerialReason::Locks`]; for an `after` edge, when the edge also keeps their writes
+    /// apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
 }
 
 /// Why two tasks are serialized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SerialReason {
     /// `then` has `after = ["first"]`.
     After,
-    /// Their claims overlap and one of the two is a write, so the locks let only one of them
-    /// hold its claims at a time (neither runs after the other).
-    Claims {
-        /// The claim of `first`.
-        first_claim: ClaimRecord,
-        /// The claim of `then`.
-        then_claim: ClaimRecord,
-        /// A path both claims cover.
-        path: String,
-    },
+    /// Neither runs after the other, but their claims overlap and one of them writes: the
+    /// locks let one of them at a time hold its claims.
+    Locks,
+}
+
+/// Two claims, of two tasks, that cover a common path, one of them a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    /// The claim of [`Serialized::first`].
+    pub first_claim: ClaimRecord,
+    /// The claim of [`Serialized::then`].
+    pub then_claim: ClaimRecord,
+    /// A path both claims cover.
+    pub path: String,
 }
 
 impl PlanPreview {

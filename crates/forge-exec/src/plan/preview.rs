@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use forge_events::{
-    ClaimRecord, EstimateSource, PlanPreview, PreviewTask, RunId, RunState, SerialReason,
+    ClaimRecord, EstimateSource, Overlap, PlanPreview, PreviewTask, RunId, RunState, SerialReason,
     Serialized, TaskId, TaskPhase, Timestamp,
 };
 use forge_locks::{Claim, LockMode, OwnerId};
@@ -127,6 +127,14 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn overlap(first: &Claim, then: &Claim, path: &str) -> Overlap {
+    Overlap {
+        first_claim: claim_record(first),
+        then_claim: claim_record(then),
+        path: path.to_owned(),
+    }
+}
+
 fn claim_record(claim: &Claim) -> ClaimRecord {
     ClaimRecord {
         mode: match claim.mode {
@@ -167,19 +175,8 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         })
         .collect();
 
-    let mut serialized = Vec::new();
-    for (i, t) in plan.tasks.iter().enumerate() {
-        for dep in &t.after {
-            if index.contains_key(dep) && *dep != t.id {
-                serialized.push(Serialized {
-                    first: dep.clone(),
-                    then: plan.tasks[i].id.clone(),
-                    reason: SerialReason::After,
-                });
-            }
-        }
-    }
-    // Claims that exclude each other between tasks no `after` chain orders.
+    // Claims that cover a common path, one of them a write: kept apart by an `after` chain,
+    // else by the locks at run time.
     let sets: Vec<(OwnerId, Vec<Claim>)> = plan
         .tasks
         .iter()
@@ -196,30 +193,65 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let mut excludes = vec![Vec::new(); n];
+    let mut overlaps: HashMap<(usize, usize), Overlap> = HashMap::new();
     for c in forge_locks::conflicts(&sets) {
         let (Some(&a), Some(&b)) = (by_name.get(c.first.name()), by_name.get(c.second.name()))
         else {
             continue;
         };
+        let (key, overlap) = if a <= b {
+            (
+                (a, b),
+                overlap(&c.first_claim, &c.second_claim, &c.example_path),
+            )
+        } else {
+            (
+                (b, a),
+                overlap(&c.second_claim, &c.first_claim, &c.example_path),
+            )
+        };
+        overlaps.entry(key).or_insert(overlap);
+    }
+    let mut serialized = Vec::new();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        for dep in &t.after {
+            let Some(&d) = index.get(dep).filter(|&&d| d != i) else {
+                continue;
+            };
+            // Oriented from the dependency to the task.
+            let overlap = overlaps.get(&(d.min(i), d.max(i))).map(|o| {
+                if d <= i {
+                    o.clone()
+                } else {
+                    Overlap {
+                        first_claim: o.then_claim.clone(),
+                        then_claim: o.first_claim.clone(),
+                        path: o.path.clone(),
+                    }
+                }
+            });
+            serialized.push(Serialized {
+                first: dep.clone(),
+                then: t.id.clone(),
+                reason: SerialReason::After,
+                overlap,
+            });
+        }
+    }
+    let mut excludes = vec![Vec::new(); n];
+    let mut pairs: Vec<(&(usize, usize), &Overlap)> = overlaps.iter().collect();
+    pairs.sort_by_key(|(key, _)| **key);
+    for (&(a, b), o) in pairs {
         if validate::ordered(&graph, a, b) || validate::ordered(&graph, b, a) {
             continue;
         }
         excludes[a].push(b);
         excludes[b].push(a);
-        let (first, then, first_claim, then_claim) = if a <= b {
-            (a, b, &c.first_claim, &c.second_claim)
-        } else {
-            (b, a, &c.second_claim, &c.first_claim)
-        };
         serialized.push(Serialized {
-            first: plan.tasks[first].id.clone(),
-            then: plan.tasks[then].id.clone(),
-            reason: SerialReason::Claims {
-                first_claim: claim_record(first_claim),
-                then_claim: claim_record(then_claim),
-                path: c.example_path.clone(),
-            },
+            first: plan.tasks[a].id.clone(),
+            then: plan.tasks[b].id.clone(),
+            reason: SerialReason::Locks,
+            overlap: Some(o.clone()),
         });
     }
 
@@ -246,15 +278,28 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
     }
     let mut together: Vec<Vec<usize>> = Vec::new();
     for layer in 0..=depth.iter().copied().max().unwrap_or(0) {
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for i in (0..n).filter(|&i| depth[i] == layer) {
-            match groups
-                .iter_mut()
-                .find(|g| g.iter().all(|j| !excludes[i].contains(j)))
-            {
-                Some(g) => g.push(i),
-                None => groups.push(vec![i]),
+        let members: Vec<usize> = (0..n).filter(|&i| depth[i] == layer).collect();
+        if members.iter().all(|&i| excludes[i].is_empty()) {
+            if members.len() > 1 {
+                together.push(members);
             }
+            continue;
+        }
+        // Each task not yet in a group seeds one: the tasks of the layer compatible with all
+        // of it, in plan order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for &seed in &members {
+            if groups.iter().any(|g| g.contains(&seed)) {
+                continue;
+            }
+            let mut group = vec![seed];
+            for &j in &members {
+                if j != seed && group.iter().all(|g| !excludes[j].contains(g)) {
+                    group.push(j);
+                }
+            }
+            group.sort_unstable();
+            groups.push(group);
         }
         together.extend(groups.into_iter().filter(|g| g.len() > 1));
     }
@@ -470,8 +515,8 @@ pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Opt
         .collect();
     let mut excludes = vec![Vec::new(); n];
     for s in &preview.serialized {
-        if let (SerialReason::Claims { .. }, Some(&a), Some(&b)) =
-            (&s.reason, index.get(&s.first), index.get(&s.then))
+        if let (SerialReason::Locks, Some(&a), Some(&b)) =
+            (s.reason, index.get(&s.first), index.get(&s.then))
         {
             excludes[a].push(b);
             excludes[b].push(a);
