@@ -11,13 +11,13 @@ use forge_events::RunState;
 
 use crate::cli::{Cli, CompleteKind};
 use crate::config::Context;
-use crate::error::{CliResult, Exit};
+use crate::error::Exit;
 
 /// How many of the newest runs task ids are taken from.
 const TASK_RUNS: usize = 20;
 
 /// `forge completions <shell>`.
-pub(crate) fn script(shell: Shell) -> CliResult {
+pub(crate) fn script(shell: Shell) -> Exit {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "forge", &mut buf);
     let mut text = String::from_utf8_lossy(&buf).into_owned();
@@ -27,12 +27,12 @@ pub(crate) fn script(shell: Shell) -> CliResult {
         _ => {}
     }
     out!("{text}");
-    Ok(Exit::Success)
+    Exit::Success
 }
 
 /// `forge __complete <kind>`: the candidates, one per line. Outside a repository (or with a
 /// damaged run store) there are fewer or none: completion never prints errors into a prompt.
-pub(crate) fn candidates(ctx: Option<&Context>, kind: CompleteKind) -> CliResult {
+pub(crate) fn candidates(ctx: Option<&Context>, kind: CompleteKind) -> Exit {
     let items: Vec<String> = match kind {
         CompleteKind::Runs => ctx.map(runs).unwrap_or_default(),
         CompleteKind::Tasks => ctx.map(tasks).unwrap_or_default(),
@@ -47,7 +47,7 @@ pub(crate) fn candidates(ctx: Option<&Context>, kind: CompleteKind) -> CliResult
         text.push('\n');
     }
     out!("{text}");
-    Ok(Exit::Success)
+    Exit::Success
 }
 
 fn builtin() -> Vec<String> {

@@ -138,10 +138,10 @@ fn sim_agent(args: &[OsString]) -> ExitCode {
 fn dispatch(cli: &Cli) -> CliResult {
     let out_style = Style::for_stream(cli.color, term::stdout_is_tty());
     match &cli.command {
-        Command::Completions(args) => return complete::script(args.shell),
+        Command::Completions(args) => return Ok(complete::script(args.shell)),
         Command::Complete(args) => {
             let ctx = Context::discover(cli.repo.as_deref()).ok();
-            return complete::candidates(ctx.as_ref(), args.kind);
+            return Ok(complete::candidates(ctx.as_ref(), args.kind));
         }
         Command::Demo(args) => {
             return runtime()?.block_on(demo::run(args, out_style));

@@ -21,7 +21,7 @@ pub(crate) fn load_plan(ctx: &Context, path: &Path, jobs: Option<u32>) -> CliRes
     if plan.name.trim().is_empty()
         && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
     {
-        plan.name = stem.to_owned();
+        stem.clone_into(&mut plan.name);
     }
     if let Some(jobs) = jobs {
         plan.concurrency = usize::try_from(jobs).unwrap_or(usize::MAX);
@@ -93,7 +93,7 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             }
         }
         if !t.after.is_empty() {
-            let after: Vec<&str> = t.after.iter().map(|a| a.as_str()).collect();
+            let after: Vec<&str> = t.after.iter().map(forge_events::TaskId::as_str).collect();
             what.push(format!("after {}", after.join(", ")));
         }
         if let Some(files) = t.files {
@@ -113,6 +113,14 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             style.dim(&estimate_text(t.estimate_ms, t.estimate_from, &t.agent))
         );
     }
+    render_locks(&mut out, preview, style);
+    render_time(&mut out, preview, style);
+    out
+}
+
+/// Which tasks run together and which are serialized, and why.
+fn render_locks(out: &mut String, preview: &PlanPreview, style: Style) {
+    let n = preview.tasks.len();
     let _ = writeln!(out, "{}", style.bold("Resource locks:"));
     if preview.serialized.is_empty() {
         let all: Vec<&str> = preview.tasks.iter().map(|t| t.id.as_str()).collect();
@@ -128,7 +136,7 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
         );
     } else {
         for group in &preview.together {
-            let ids: Vec<&str> = group.iter().map(|t| t.as_str()).collect();
+            let ids: Vec<&str> = group.iter().map(forge_events::TaskId::as_str).collect();
             let _ = writeln!(
                 out,
                 "  {} {} can run together",
@@ -166,8 +174,16 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             let _ = writeln!(out, "  {} {line}", style.yellow("→"));
         }
     }
+}
+
+/// The critical path and the estimated time.
+fn render_time(out: &mut String, preview: &PlanPreview, style: Style) {
     if preview.critical_path.len() > 1 {
-        let path: Vec<&str> = preview.critical_path.iter().map(|t| t.as_str()).collect();
+        let path: Vec<&str> = preview
+            .critical_path
+            .iter()
+            .map(forge_events::TaskId::as_str)
+            .collect();
         let total: Option<u64> = preview
             .critical_path
             .iter()
@@ -201,7 +217,6 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             );
         }
     }
-    out
 }
 
 fn estimate_text(ms: Option<u64>, from: EstimateSource, agent: &str) -> String {

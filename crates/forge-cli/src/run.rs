@@ -195,13 +195,7 @@ pub(crate) async fn execute(
                     while let Ok(Some(e)) = sub.try_recv() {
                         batch.push(e);
                     }
-                    // The preview is printed where it comes, after the run's first line.
-                    for part in batch.split_inclusive(|e| matches!(e.kind, EventKind::PlanPreview { .. })) {
-                        live.events(part.iter().map(|e| &**e));
-                        if let Some(EventKind::PlanPreview { preview }) = part.last().map(|e| &e.kind) {
-                            show_preview(&mut live, mode, &manager_name, preview, style);
-                        }
-                    }
+                    show(&mut live, mode, &manager_name, &batch, style);
                 }
                 Ok(None) | Err(_) => bus_open = false,
             },
@@ -211,7 +205,7 @@ pub(crate) async fn execute(
                 result = Some(joined);
                 if bus.is_closed() || crashed {
                     while let Ok(Some(e)) = sub.try_recv() {
-                        live.events(std::iter::once(&*e));
+                        show(&mut live, mode, &manager_name, &[e], style);
                     }
                     bus_open = false;
                 }
@@ -250,19 +244,25 @@ pub(crate) async fn execute(
     conclude(ctx, &report, &live, mode, decision, style).await
 }
 
-/// Prints the plan preview: above the table, or in the line output (`--json` has the event).
-fn show_preview(
+/// Shows events, and the plan preview where it comes (after the run's first line): above the
+/// table, or in the line output (`--json` has the event itself).
+fn show(
     live: &mut Live,
     mode: Mode,
     name: &str,
-    preview: &forge_events::PlanPreview,
+    events: &[Arc<forge_events::Event>],
     style: Style,
 ) {
-    let text = crate::preview::render(name, preview, style);
-    match mode {
-        Mode::Table => live.note(&text),
-        Mode::Lines => outln!("{text}"),
-        Mode::Json => {}
+    for part in events.split_inclusive(|e| matches!(e.kind, EventKind::PlanPreview { .. })) {
+        live.events(part.iter().map(|e| &**e));
+        if let Some(EventKind::PlanPreview { preview }) = part.last().map(|e| &e.kind) {
+            let text = crate::preview::render(name, preview, style);
+            match mode {
+                Mode::Table => live.note(&text),
+                Mode::Lines => outln!("{text}"),
+                Mode::Json => {}
+            }
+        }
     }
 }
 

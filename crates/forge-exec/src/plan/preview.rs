@@ -175,8 +175,58 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         })
         .collect();
 
-    // Claims that cover a common path, one of them a write: kept apart by an `after` chain,
-    // else by the locks at run time.
+    let overlaps = overlaps(plan);
+    let (serialized, excludes) = serialized(plan, &index, &graph, &overlaps);
+
+    let deps: Vec<Vec<usize>> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.after
+                .iter()
+                .filter_map(|d| index.get(d).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect();
+    let order = topological(&deps);
+    let weights: Vec<u64> = tasks.iter().map(|t| t.estimate_ms.unwrap_or(0)).collect();
+
+    let together = together(&order, &deps, &excludes);
+
+    let known = tasks.iter().all(|t| t.estimate_ms.is_some());
+    let concurrency = plan.concurrency.max(1);
+    let estimate_ms = known.then(|| {
+        simulate(&Sim {
+            durations: &weights,
+            deps: &deps,
+            excludes: &excludes,
+            concurrency,
+            done: &vec![false; n],
+            running: &[],
+        })
+    });
+    PlanPreview {
+        concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX),
+        together: together
+            .into_iter()
+            .map(|g| g.into_iter().map(|i| plan.tasks[i].id.clone()).collect())
+            .collect(),
+        serialized,
+        critical_path: critical_path(&order, &deps, &weights)
+            .into_iter()
+            .map(|i| plan.tasks[i].id.clone())
+            .collect(),
+        estimate_ms,
+        sequential_ms: known.then(|| weights.iter().sum()),
+        tasks,
+    }
+}
+
+/// Pairs of tasks (earlier, later in plan order) whose claims cover a common path, one of them
+/// a write, with the first such pair of claims.
+fn overlaps(plan: &Plan) -> HashMap<(usize, usize), Overlap> {
     let sets: Vec<(OwnerId, Vec<Claim>)> = plan
         .tasks
         .iter()
@@ -212,6 +262,18 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         };
         overlaps.entry(key).or_insert(overlap);
     }
+    overlaps
+}
+
+/// Every `after` edge (with the overlap it keeps apart, if any), then every overlap no chain of
+/// edges orders (the locks serialize it); and for each task, the tasks it excludes.
+fn serialized(
+    plan: &Plan,
+    index: &HashMap<&TaskId, usize>,
+    graph: &petgraph::graph::DiGraph<usize, ()>,
+    overlaps: &HashMap<(usize, usize), Overlap>,
+) -> (Vec<Serialized>, Vec<Vec<usize>>) {
+    let n = plan.tasks.len();
     let mut serialized = Vec::new();
     for (i, t) in plan.tasks.iter().enumerate() {
         for dep in &t.after {
@@ -242,7 +304,7 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
     let mut pairs: Vec<(&(usize, usize), &Overlap)> = overlaps.iter().collect();
     pairs.sort_by_key(|(key, _)| **key);
     for (&(a, b), o) in pairs {
-        if validate::ordered(&graph, a, b) || validate::ordered(&graph, b, a) {
+        if validate::ordered(graph, a, b) || validate::ordered(graph, b, a) {
             continue;
         }
         excludes[a].push(b);
@@ -255,25 +317,15 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         });
     }
 
-    let deps: Vec<Vec<usize>> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.after
-                .iter()
-                .filter_map(|d| index.get(d).copied())
-                .filter(|&d| d != i)
-                .collect()
-        })
-        .collect();
-    let order = topological(&deps);
-    let weights: Vec<u64> = tasks.iter().map(|t| t.estimate_ms.unwrap_or(0)).collect();
+    (serialized, excludes)
+}
 
-    // Layers by longest chain of `after` edges; within a layer, tasks whose claims do not
-    // exclude each other form groups.
+/// Groups of tasks that can run at the same time: layers by the longest chain of `after` edges;
+/// within a layer, tasks whose claims do not exclude each other.
+fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = deps.len();
     let mut depth = vec![0usize; n];
-    for &i in &order {
+    for &i in order {
         depth[i] = deps[i].iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
     }
     let mut together: Vec<Vec<usize>> = Vec::new();
@@ -304,33 +356,7 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         together.extend(groups.into_iter().filter(|g| g.len() > 1));
     }
 
-    let known = tasks.iter().all(|t| t.estimate_ms.is_some());
-    let concurrency = plan.concurrency.max(1);
-    let estimate_ms = known.then(|| {
-        simulate(&Sim {
-            durations: &weights,
-            deps: &deps,
-            excludes: &excludes,
-            concurrency,
-            done: &vec![false; n],
-            running: &[],
-        })
-    });
-    PlanPreview {
-        concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX),
-        together: together
-            .into_iter()
-            .map(|g| g.into_iter().map(|i| plan.tasks[i].id.clone()).collect())
-            .collect(),
-        serialized,
-        critical_path: critical_path(&order, &deps, &weights)
-            .into_iter()
-            .map(|i| plan.tasks[i].id.clone())
-            .collect(),
-        estimate_ms,
-        sequential_ms: known.then(|| weights.iter().sum()),
-        tasks,
-    }
+    together
 }
 
 /// Kahn's order of a dependency list (tasks in a cycle, which a validated plan has not, are
