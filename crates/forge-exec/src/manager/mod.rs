@@ -3,7 +3,9 @@
 //! ```text
 //! build(): load or reload the plan, check every agent is installed, open the run store and
 //!          its journal (the EventBus: subscribe to it before run() for a live view)
-//! run():   capture the base snapshot once
+//! run():   run_started; for a new run, plan_preview (the plan's lock analysis and time
+//!          estimate, [`crate::plan::preview`], with durations from the repository's earlier runs)
+//!          capture the base snapshot once
 //!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt:
 //!            1 locks    acquire the task's claims (all or nothing; `task_waiting_locks` names
 //!                       who is in the way)
