@@ -549,17 +549,18 @@ impl ExecutionManager {
                 concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
                 base: plan.base.to_string(),
             })?;
-            if !resumed {
-                // What the run will do, before anything starts (estimates from earlier runs).
+            // What the run will do (estimates from earlier runs), worked out while the base is
+            // captured and published before any task is queued. History that cannot be read
+            // leaves the estimates unknown, as the preview then says; it does not stop the run.
+            let preview = (!resumed).then(|| {
                 let (runs_dir, run2, plan2) = (store.runs_dir(), run.clone(), plan.clone());
-                let preview = blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     let estimates =
-                        crate::plan::preview::Estimates::from_runs(&runs_dir, Some(&run2))?;
-                    Ok::<_, ExecError>(crate::plan::preview::preview(&plan2, &estimates))
+                        crate::plan::preview::Estimates::from_runs(&runs_dir, Some(&run2))
+                            .unwrap_or_default();
+                    crate::plan::preview::preview(&plan2, &estimates)
                 })
-                .await??;
-                events.publish_run(EventKind::PlanPreview { preview })?;
-            }
+            });
 
             // The base, once per run.
             let blobs = BlobStore::open(store.objects_dir())?;
@@ -622,6 +623,12 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
             });
+            if let Some(preview) = preview {
+                let preview = preview
+                    .await
+                    .map_err(|e| ExecError::Store(format!("the plan preview failed: {e}")))?;
+                events.publish_run(EventKind::PlanPreview { preview })?;
+            }
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let sink: Arc<dyn EventSink> = events.clone();
             let sched = Scheduler::new(&plan, &runner, sink, scheduler)

@@ -12,7 +12,8 @@
 //! [`ExecutionManager`](crate::ExecutionManager) publishes after `run_started`, and what
 //! `forge check` prints. [`remaining`] turns it and a run's state into a live ETA.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -345,9 +346,12 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
                 continue;
             }
             let mut group = vec![seed];
+            let mut in_group = vec![false; n];
+            in_group[seed] = true;
             for &j in &members {
-                if j != seed && group.iter().all(|g| !excludes[j].contains(g)) {
+                if j != seed && !excludes[j].iter().any(|&x| in_group[x]) {
                     group.push(j);
+                    in_group[j] = true;
                 }
             }
             group.sort_unstable();
@@ -444,11 +448,13 @@ fn simulate(sim: &Sim<'_>) -> u64 {
         let tail = dependents[i].iter().map(|&j| rank[j]).max().unwrap_or(0);
         rank[i] = sim.durations[i].saturating_add(tail);
     }
-    let mut by_rank: Vec<usize> = (0..n).collect();
-    by_rank.sort_by_key(|&i| (std::cmp::Reverse(rank[i]), i));
-
     let mut finished = sim.done.to_vec();
     let mut started = sim.done.to_vec();
+    let mut missing: Vec<usize> = sim
+        .deps
+        .iter()
+        .map(|ds| ds.iter().filter(|&&d| !finished[d]).count())
+        .collect();
     let mut running: Vec<(usize, u64)> = Vec::new();
     for &(i, left) in sim.running {
         if i < n && !started[i] {
@@ -456,33 +462,48 @@ fn simulate(sim: &Sim<'_>) -> u64 {
             running.push((i, left));
         }
     }
+    // Ready tasks, longest remaining chain first, then plan order.
+    let mut ready: BinaryHeap<(u64, Reverse<usize>)> = (0..n)
+        .filter(|&i| !started[i] && missing[i] == 0)
+        .map(|i| (rank[i], Reverse(i)))
+        .collect();
     let mut now = 0u64;
     loop {
-        for &i in &by_rank {
-            if running.len() >= sim.concurrency {
+        let mut held = Vec::new();
+        while running.len() < sim.concurrency {
+            let Some((r, Reverse(i))) = ready.pop() else {
                 break;
-            }
-            if started[i]
-                || !sim.deps[i].iter().all(|&d| finished[d])
-                || running.iter().any(|(r, _)| sim.excludes[i].contains(r))
-            {
+            };
+            if running.iter().any(|(x, _)| sim.excludes[i].contains(x)) {
+                held.push((r, Reverse(i)));
                 continue;
             }
             started[i] = true;
             running.push((i, now.saturating_add(sim.durations[i])));
         }
+        ready.extend(held);
         let Some(next) = running.iter().map(|&(_, end)| end).min() else {
             return now;
         };
         now = next;
+        let mut ended = Vec::new();
         running.retain(|&(i, end)| {
             if end <= now {
-                finished[i] = true;
+                ended.push(i);
                 false
             } else {
                 true
             }
         });
+        for i in ended {
+            finished[i] = true;
+            for &j in &dependents[i] {
+                missing[j] = missing[j].saturating_sub(1);
+                if missing[j] == 0 && !started[j] {
+                    ready.push((rank[j], Reverse(j)));
+                }
+            }
+        }
     }
 }
 
