@@ -100,7 +100,7 @@ _forge_dynamic() {
     if [[ -z "$kind" && "$cur" != -* ]]; then
         case "$sub" in
             status|apply|resume|abort) [[ ${#pos[@]} -eq 0 ]] && kind=runs ;;
-            logs) if [[ ${#pos[@]} -eq 0 ]]; then kind=tasks; elif [[ ${#pos[@]} -eq 1 ]]; then kind=runs; fi ;;
+            logs|retry) if [[ ${#pos[@]} -eq 0 ]]; then kind=tasks; elif [[ ${#pos[@]} -eq 1 ]]; then kind=runs; fi ;;
         esac
     fi
     if [[ -n "$kind" ]]; then

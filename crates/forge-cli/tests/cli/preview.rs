@@ -474,3 +474,77 @@ fn completions_know_run_ids_task_ids_and_agent_names() {
     assert!(complete(&["sta"]).contains(&"status".to_owned()));
     assert!(complete(&["run", "--dry"]).contains(&"--dry-run".to_owned()));
 }
+
+/// fish, or `None` (with a note) when it is not installed — a failure instead with
+/// `FORGE_REQUIRE_FISH=1` (CI).
+fn fish() -> Option<&'static str> {
+    let found = Command::new("fish")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("fish");
+    }
+    assert!(
+        std::env::var("FORGE_REQUIRE_FISH").as_deref() != Ok("1"),
+        "FORGE_REQUIRE_FISH=1 but `fish` is not installed"
+    );
+    eprintln!("skipped: `fish` is not installed (set FORGE_REQUIRE_FISH=1 to make this a failure)");
+    None
+}
+
+#[test]
+fn fish_completions_know_run_ids_task_ids_and_agent_names() {
+    let Some(fish) = fish() else { return };
+    let repo = Repo::new();
+    let plan = format!(
+        "name = \"comp\"\n{}",
+        task("alpha", "writes = [\"a/**\"]", "write a/x\nx\nend"),
+    );
+    let file = repo.plan("comp", &plan);
+    repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    let mut runs = repo.runs();
+    runs.sort();
+    let script = repo.forge(&["completions", "fish"]).expect(0).stdout;
+    let script_path = repo.write("forge.fish", &script);
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_forge"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |line: &str| -> Vec<String> {
+        let out = Command::new(fish)
+            .arg("--no-config")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; complete -C '{line}'",
+                script_path.display()
+            ))
+            .env("PATH", &path)
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        got.sort();
+        got.dedup();
+        got
+    };
+    assert_eq!(complete("forge status "), runs);
+    assert!(complete("forge logs ").contains(&"alpha".to_owned()));
+    assert!(complete("forge plan --agent ").contains(&"sim".to_owned()));
+}
