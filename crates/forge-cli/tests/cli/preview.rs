@@ -477,6 +477,7 @@ fn completions_know_run_ids_task_ids_and_agent_names() {
 
 /// fish, or `None` (with a note) when it is not installed — a failure instead with
 /// `FORGE_REQUIRE_FISH=1` (CI).
+#[allow(clippy::print_stderr)] // the note that the test was skipped
 fn fish() -> Option<&'static str> {
     let found = Command::new("fish")
         .arg("--version")
