@@ -29,8 +29,8 @@ pub(crate) fn load_plan(ctx: &Context, path: &Path, jobs: Option<u32>) -> CliRes
     Ok(plan)
 }
 
-/// `forge check <plan>` and `forge run <plan> --dry-run`: validate, print the preview, start
-/// nothing, write nothing.
+/// `forge check <plan>` and `forge run <plan> --dry-run`: validate (the plan, and that its
+/// agents are installed), print the preview, start nothing, write nothing.
 pub(crate) fn check(
     ctx: &Context,
     path: &Path,
@@ -39,6 +39,10 @@ pub(crate) fn check(
     style: Style,
 ) -> CliResult {
     let plan = load_plan(ctx, path, jobs)?;
+    // `forge run` would refuse a plan whose agents are not installed: so does the check.
+    crate::agents::profiles(ctx)?
+        .check_available(plan.tasks.iter().map(|t| t.agent.as_str()))
+        .map_err(|e| crate::run::exec_error(forge_exec::ExecError::Agent(e.to_string())))?;
     let estimates = Estimates::from_runs(&ctx.runs_dir(), None).map_err(crate::run::exec_error)?;
     let preview = preview(&plan, &estimates);
     if json {

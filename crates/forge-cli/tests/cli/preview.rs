@@ -272,6 +272,27 @@ fn dry_run_and_check_start_nothing_and_write_no_run_folder() {
         assert!(out.stderr.contains("nope"), "{args:?}: {}", out.stderr);
         assert!(!repo.path().join(".forge").exists());
     }
+    // An agent that is not installed: refused as `forge run` would refuse it.
+    repo.write(
+        "forge.toml",
+        "[agents.ghost]\nprogram = \"forge-test-no-such-agent\"\n",
+    );
+    let ghost = repo.plan(
+        "ghost",
+        "[[task]]\nid = \"a\"\nagent = \"ghost\"\nprompt = \"boo\"\n",
+    );
+    for args in [
+        vec!["run", ghost.as_str(), "--dry-run"],
+        vec!["check", ghost.as_str()],
+    ] {
+        let out = repo.forge(&args).expect(2);
+        assert!(
+            out.stderr.contains("forge-test-no-such-agent"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!repo.path().join(".forge").exists());
+    }
     let missing = repo.forge(&["check", "missing.toml"]).expect(2);
     assert!(
         missing.stderr.contains("missing.toml"),
