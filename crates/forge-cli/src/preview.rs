@@ -51,7 +51,7 @@ pub(crate) fn check(
         outln!("{line}");
         return Ok(Exit::Success);
     }
-    outln!("{}", render(&plan.name, &preview, style));
+    outln!("{}", render(&plan.name, &preview, None, style));
     outln!(
         "\n{} The plan is valid. Nothing was started: `forge run {}` runs it.",
         style.green("✓"),
@@ -60,8 +60,19 @@ pub(crate) fn check(
     Ok(Exit::Success)
 }
 
-/// The preview as lines of text (no trailing newline).
-pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String {
+/// How many tasks, groups and serialized pairs the preview at the start of a run lists (the
+/// rest are counted; `forge check` lists everything).
+pub(crate) const RUN_LIMIT: usize = 12;
+
+/// The preview as lines of text (no trailing newline), listing at most `limit` tasks, task ids
+/// per group and serialized pairs.
+pub(crate) fn render(
+    name: &str,
+    preview: &PlanPreview,
+    limit: Option<usize>,
+    style: Style,
+) -> String {
+    let limit = limit.unwrap_or(usize::MAX);
     let mut out = String::new();
     let n = preview.tasks.len();
     let _ = writeln!(
@@ -83,7 +94,7 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
         .map(|t| t.agent.chars().count())
         .max()
         .unwrap_or(0);
-    for t in &preview.tasks {
+    for t in preview.tasks.iter().take(limit) {
         let mut what: Vec<String> = Vec::new();
         for mode in ["writes", "appends", "reads"] {
             let patterns: Vec<&str> = t
@@ -117,13 +128,29 @@ pub(crate) fn render(name: &str, preview: &PlanPreview, style: Style) -> String 
             style.dim(&estimate_text(t.estimate_ms, t.estimate_from, &t.agent))
         );
     }
-    render_locks(&mut out, preview, style);
+    more(&mut out, n, limit, "task", style);
+    render_locks(&mut out, preview, limit, style);
     render_time(&mut out, preview, style);
     out
 }
 
+/// `  … and 12 more tasks` when `limit` cut a list of `n`.
+fn more(out: &mut String, n: usize, limit: usize, word: &str, style: Style) {
+    if n > limit {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.dim(&format!(
+                "… and {} more {word}{} (`forge check` lists them all)",
+                n - limit,
+                if n - limit == 1 { "" } else { "s" }
+            ))
+        );
+    }
+}
+
 /// Which tasks run together and which are serialized, and why.
-fn render_locks(out: &mut String, preview: &PlanPreview, style: Style) {
+fn render_locks(out: &mut String, preview: &PlanPreview, limit: usize, style: Style) {
     let n = preview.tasks.len();
     let _ = writeln!(out, "{}", style.bold("Resource locks:"));
     if preview.serialized.is_empty() {
@@ -133,22 +160,23 @@ fn render_locks(out: &mut String, preview: &PlanPreview, style: Style) {
             "  {} No conflicts detected: {}",
             style.green("✓"),
             if n > 1 {
-                format!("{} can run together", all.join(", "))
+                format!("{} can run together", format::list(&all, limit))
             } else {
                 "one task".to_owned()
             }
         );
     } else {
-        for group in &preview.together {
+        for group in preview.together.iter().take(limit) {
             let ids: Vec<&str> = group.iter().map(forge_events::TaskId::as_str).collect();
-            let _ = writeln!(
-                out,
-                "  {} {} can run together",
-                style.green("✓"),
+            let ids = if ids.len() > limit {
+                format::list(&ids, limit)
+            } else {
                 ids.join(", ")
-            );
+            };
+            let _ = writeln!(out, "  {} {ids} can run together", style.green("✓"));
         }
-        for s in &preview.serialized {
+        more(out, preview.together.len(), limit, "group", style);
+        for s in preview.serialized.iter().take(limit) {
             let overlap = s.overlap.as_ref().map(|o| {
                 format!(
                     "{} {} {} and {} {} {} both cover {}",
@@ -177,6 +205,13 @@ fn render_locks(out: &mut String, preview: &PlanPreview, style: Style) {
             };
             let _ = writeln!(out, "  {} {line}", style.yellow("→"));
         }
+        more(
+            out,
+            preview.serialized.len(),
+            limit,
+            "serialized pair",
+            style,
+        );
     }
 }
 

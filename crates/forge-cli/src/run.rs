@@ -256,7 +256,8 @@ fn show(
     for part in events.split_inclusive(|e| matches!(e.kind, EventKind::PlanPreview { .. })) {
         live.events(part.iter().map(|e| &**e));
         if let Some(EventKind::PlanPreview { preview }) = part.last().map(|e| &e.kind) {
-            let text = crate::preview::render(name, preview, style);
+            let text =
+                crate::preview::render(name, preview, Some(crate::preview::RUN_LIMIT), style);
             match mode {
                 Mode::Table => live.note(&text),
                 Mode::Lines => outln!("{text}"),

@@ -570,3 +570,45 @@ fn fish_completions_know_run_ids_task_ids_and_agent_names() {
     assert!(complete("forge logs ").contains(&"alpha".to_owned()));
     assert!(complete("forge plan --agent ").contains(&"sim".to_owned()));
 }
+
+#[test]
+fn a_large_plan_is_previewed_in_short_at_the_start_of_a_run_and_whole_by_check() {
+    let repo = Repo::new();
+    let mut plan = String::from("name = \"wide\"\nconcurrency = 8\n");
+    for i in 1..=15 {
+        plan.push_str(&task(
+            &format!("t{i:02}"),
+            &format!("writes = [\"d{i}/**\"]"),
+            &format!("write d{i}/x\nx\nend"),
+        ));
+    }
+    let file = repo.plan("wide", &plan);
+    let run = repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    let listed = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  • t"))
+        .count();
+    assert_eq!(listed, 12, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("  … and 3 more tasks (`forge check` lists them all)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "  ✓ No conflicts detected: t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11, t12 and 3 more can run together"
+        ),
+        "{}",
+        run.stdout
+    );
+    let check = repo.forge(&["check", &file]).expect(0);
+    let listed = check
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  • t"))
+        .count();
+    assert_eq!(listed, 15, "{}", check.stdout);
+    assert!(!check.stdout.contains("more"), "{}", check.stdout);
+}
