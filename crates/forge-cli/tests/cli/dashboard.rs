@@ -106,9 +106,13 @@ async fn dashboard_follows_a_real_run_across_a_server_restart() {
     };
     let origin = format!("http://127.0.0.1:{port}");
     browser
-        .open(&format!("{origin}/?run={run_id}#token={TOKEN}"))
+        .open(&format!("{origin}/?run={run_id}&token={TOKEN}"))
         .await;
     let secs = Duration::from_secs;
+    // The token in the address was taken into the cookie and dropped from the address (the
+    // server redirected); the page and its event stream go on with the cookie.
+    let address: Value = browser.js("return location.href;").await;
+    assert_eq!(address, format!("{origin}/?run={run_id}"));
     // Rows appear and change state live.
     browser
         .wait_for(
