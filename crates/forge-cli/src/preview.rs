@@ -212,8 +212,21 @@ fn render_locks(out: &mut String, preview: &PlanPreview, limit: usize, style: St
             "serialized pair",
             style,
         );
+        if preview.more_serialized > 0 {
+            let _ = writeln!(
+                out,
+                "  {}",
+                style.dim(&format!(
+                    "… and {} more pairs the locks keep apart (not listed)",
+                    preview.more_serialized
+                ))
+            );
+        }
     }
 }
+
+/// Most tasks of the critical path named (the first ones and the last).
+const CHAIN_LIMIT: usize = 10;
 
 /// The critical path and the estimated time.
 fn render_time(out: &mut String, preview: &PlanPreview, style: Style) {
@@ -228,11 +241,21 @@ fn render_time(out: &mut String, preview: &PlanPreview, style: Style) {
             .iter()
             .map(|id| preview.task(id).and_then(|t| t.estimate_ms))
             .sum();
+        // A long chain shows its ends and its length.
+        let shown = if path.len() > CHAIN_LIMIT {
+            format!(
+                "{} → … → {} ({} tasks)",
+                path[..CHAIN_LIMIT - 1].join(" → "),
+                path[path.len() - 1],
+                path.len()
+            )
+        } else {
+            path.join(" → ")
+        };
         let _ = writeln!(
             out,
-            "{} {}{}",
+            "{} {shown}{}",
             style.bold("Critical path:"),
-            path.join(" → "),
             total.map_or(String::new(), |ms| format!(" ({})", format::millis(ms)))
         );
     }

@@ -21,9 +21,13 @@ pub struct PlanPreview {
     /// claims do not exclude each other (each group has two tasks or more).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub together: Vec<Vec<TaskId>>,
-    /// Pairs of tasks that cannot run at the same time, and why.
+    /// Pairs of tasks that cannot run at the same time, and why: every `after` edge, and a
+    /// bounded number of the pairs only the locks keep apart (`forge_exec` lists 200).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serialized: Vec<Serialized>,
+    /// How many more pairs the locks keep apart than `serialized` lists.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_serialized: u64,
     /// The longest chain of `after` edges by estimated duration (by task count where durations
     /// are unknown), first task first.
     pub critical_path: Vec<TaskId>,
@@ -113,6 +117,11 @@ pub struct Overlap {
     pub then_claim: ClaimRecord,
     /// A path both claims cover.
     pub path: String,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PlanPreview {

@@ -2,6 +2,7 @@
 //! `forge run`), estimates from earlier runs, `-j`, progress in files, and completions that know
 //! the repository.
 
+use std::fmt::Write as _;
 use std::process::Command;
 
 use serde_json::Value;
@@ -611,4 +612,59 @@ fn a_large_plan_is_previewed_in_short_at_the_start_of_a_run_and_whole_by_check()
         .count();
     assert_eq!(listed, 15, "{}", check.stdout);
     assert!(!check.stdout.contains("more"), "{}", check.stdout);
+}
+
+#[test]
+fn a_plan_with_quadratically_many_lock_pairs_is_previewed_in_bounded_space() {
+    let repo = Repo::new();
+    // 30 tasks write one file each under shared/, 30 read all of shared/: 900 pairs the locks
+    // keep apart; and a chain of 12 tasks.
+    let mut plan = String::from("name = \"many\"\n");
+    for i in 0..30 {
+        let _ = write!(
+            plan,
+            "[[task]]\nid = \"w{i:02}\"\nagent = \"sim\"\nprompt = \"x\"\nwrites = [\"shared/f{i}.txt\"]\n"
+        );
+        let _ = write!(
+            plan,
+            "[[task]]\nid = \"r{i:02}\"\nagent = \"sim\"\nprompt = \"x\"\nreads = [\"shared/**\"]\nwrites = [\"out/r{i}/**\"]\n"
+        );
+    }
+    for i in 0..12 {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!("after = [\"c{:02}\"]\n", i - 1)
+        };
+        let _ = write!(
+            plan,
+            "[[task]]\nid = \"c{i:02}\"\nagent = \"sim\"\nprompt = \"x\"\nwrites = [\"chain/{i}/**\"]\n{after}"
+        );
+    }
+    let file = repo.plan("many", &plan);
+    let out = repo.forge(&["check", &file]).expect(0);
+    let listed = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("run one at a time (locks:"))
+        .count();
+    assert_eq!(listed, 200, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("  … and 700 more pairs the locks keep apart (not listed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "Critical path: c00 → c01 → c02 → c03 → c04 → c05 → c06 → c07 → c08 → … → c11 (12 tasks)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let json = repo.forge(&["check", &file, "--json"]).expect(0);
+    let preview: Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(preview["more_serialized"], 700);
+    // 11 `after` edges and 200 lock pairs.
+    assert_eq!(preview["serialized"].as_array().unwrap().len(), 211);
 }

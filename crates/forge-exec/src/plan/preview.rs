@@ -23,7 +23,7 @@ use forge_events::{
 };
 use forge_locks::{Claim, LockMode, OwnerId};
 
-use super::{Plan, Task, validate};
+use super::{Plan, Task};
 
 /// How many of the most recent runs [`Estimates::from_runs`] reads.
 pub const HISTORY_RUNS: usize = 50;
@@ -158,7 +158,6 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         .enumerate()
         .map(|(i, t)| (&t.id, i))
         .collect();
-    let graph = validate::graph(plan, &index);
     let tasks: Vec<PreviewTask> = plan
         .tasks
         .iter()
@@ -176,9 +175,6 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         })
         .collect();
 
-    let overlaps = overlaps(plan);
-    let (serialized, excludes) = serialized(plan, &index, &graph, &overlaps);
-
     let deps: Vec<Vec<usize>> = plan
         .tasks
         .iter()
@@ -191,6 +187,8 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
                 .collect()
         })
         .collect();
+    let (serialized, more_serialized, excludes) = serialized(plan, &index, &deps, overlaps(plan));
+
     let order = topological(&deps);
     let weights: Vec<u64> = tasks.iter().map(|t| t.estimate_ms.unwrap_or(0)).collect();
 
@@ -215,6 +213,7 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
             .map(|g| g.into_iter().map(|i| plan.tasks[i].id.clone()).collect())
             .collect(),
         serialized,
+        more_serialized,
         critical_path: critical_path(&order, &deps, &weights)
             .into_iter()
             .map(|i| plan.tasks[i].id.clone())
@@ -225,9 +224,9 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
     }
 }
 
-/// Pairs of tasks (earlier, later in plan order) whose claims cover a common path, one of them
-/// a write, with the first such pair of claims.
-fn overlaps(plan: &Plan) -> HashMap<(usize, usize), Overlap> {
+/// The pairs of claims that cover a common path, one of them a write (one pair of claims per
+/// pair of tasks), as task indices with the claims oriented from the first task to the second.
+fn overlaps(plan: &Plan) -> Vec<(usize, usize, Overlap)> {
     let sets: Vec<(OwnerId, Vec<Claim>)> = plan
         .tasks
         .iter()
@@ -244,37 +243,71 @@ fn overlaps(plan: &Plan) -> HashMap<(usize, usize), Overlap> {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let mut overlaps: HashMap<(usize, usize), Overlap> = HashMap::new();
-    for c in forge_locks::conflicts(&sets) {
-        let (Some(&a), Some(&b)) = (by_name.get(c.first.name()), by_name.get(c.second.name()))
-        else {
-            continue;
-        };
-        let (key, overlap) = if a <= b {
-            (
-                (a, b),
-                overlap(&c.first_claim, &c.second_claim, &c.example_path),
-            )
-        } else {
-            (
-                (b, a),
-                overlap(&c.second_claim, &c.first_claim, &c.example_path),
-            )
-        };
-        overlaps.entry(key).or_insert(overlap);
-    }
-    overlaps
+    let mut pairs: Vec<(usize, usize, Overlap)> = forge_locks::conflicts(&sets)
+        .into_iter()
+        .filter_map(|c| {
+            let a = *by_name.get(c.first.name())?;
+            let b = *by_name.get(c.second.name())?;
+            Some(if a <= b {
+                (
+                    a,
+                    b,
+                    overlap(&c.first_claim, &c.second_claim, &c.example_path),
+                )
+            } else {
+                (
+                    b,
+                    a,
+                    overlap(&c.second_claim, &c.first_claim, &c.example_path),
+                )
+            })
+        })
+        .collect();
+    pairs.sort_by_key(|(a, b, _)| (*a, *b));
+    pairs.dedup_by_key(|(a, b, _)| (*a, *b));
+    pairs
 }
 
-/// Every `after` edge (with the overlap it keeps apart, if any), then every overlap no chain of
-/// edges orders (the locks serialize it); and for each task, the tasks it excludes.
+/// Most pairs serialized by the locks a preview lists; [`PlanPreview::more_serialized`]
+/// counts the others (a plan where many tasks read what many others write has quadratically
+/// many such pairs).
+pub const MAX_LOCK_PAIRS: usize = 200;
+
+/// Every `after` edge (with the overlap it keeps apart, if any), then the overlaps no chain of
+/// edges orders (the locks serialize them; at most [`MAX_LOCK_PAIRS`] listed, the rest
+/// counted); and for each task, the tasks it excludes.
 fn serialized(
     plan: &Plan,
     index: &HashMap<&TaskId, usize>,
-    graph: &petgraph::graph::DiGraph<usize, ()>,
-    overlaps: &HashMap<(usize, usize), Overlap>,
-) -> (Vec<Serialized>, Vec<Vec<usize>>) {
+    deps: &[Vec<usize>],
+    overlaps: Vec<(usize, usize, Overlap)>,
+) -> (Vec<Serialized>, u64, Vec<Vec<usize>>) {
     let n = plan.tasks.len();
+    let reach = Reach::new(deps);
+    let mut edge_overlap: HashMap<(usize, usize), Overlap> = HashMap::new();
+    let mut excludes = vec![Vec::new(); n];
+    let mut locks = Vec::new();
+    let mut more = 0u64;
+    for (a, b, o) in overlaps {
+        if deps[b].contains(&a) || deps[a].contains(&b) {
+            edge_overlap.insert((a, b), o);
+        } else if reach.ordered(a, b) || reach.ordered(b, a) {
+            // Kept apart by a chain of `after` edges: nothing to say about this pair.
+        } else {
+            excludes[a].push(b);
+            excludes[b].push(a);
+            if locks.len() < MAX_LOCK_PAIRS {
+                locks.push(Serialized {
+                    first: plan.tasks[a].id.clone(),
+                    then: plan.tasks[b].id.clone(),
+                    reason: SerialReason::Locks,
+                    overlap: Some(o),
+                });
+            } else {
+                more += 1;
+            }
+        }
+    }
     let mut serialized = Vec::new();
     for (i, t) in plan.tasks.iter().enumerate() {
         for dep in &t.after {
@@ -282,7 +315,7 @@ fn serialized(
                 continue;
             };
             // Oriented from the dependency to the task.
-            let overlap = overlaps.get(&(d.min(i), d.max(i))).map(|o| {
+            let overlap = edge_overlap.get(&(d.min(i), d.max(i))).map(|o| {
                 if d <= i {
                     o.clone()
                 } else {
@@ -301,24 +334,74 @@ fn serialized(
             });
         }
     }
-    let mut excludes = vec![Vec::new(); n];
-    let mut pairs: Vec<(&(usize, usize), &Overlap)> = overlaps.iter().collect();
-    pairs.sort_by_key(|(key, _)| **key);
-    for (&(a, b), o) in pairs {
-        if validate::ordered(graph, a, b) || validate::ordered(graph, b, a) {
-            continue;
+    serialized.extend(locks);
+    (serialized, more, excludes)
+}
+
+/// Whether a chain of `after` edges leads from one task to another: the transitive closure
+/// as bit sets (n² bits) for plans up to [`Reach::CLOSURE_LIMIT`] tasks, a walk per question
+/// beyond.
+struct Reach<'a> {
+    deps: &'a [Vec<usize>],
+    /// `closure[i]`: the tasks `i` runs after, directly or not.
+    closure: Option<Vec<Vec<u64>>>,
+}
+
+impl<'a> Reach<'a> {
+    const CLOSURE_LIMIT: usize = 20_000;
+
+    fn new(deps: &'a [Vec<usize>]) -> Self {
+        let n = deps.len();
+        if n > Self::CLOSURE_LIMIT {
+            return Self {
+                deps,
+                closure: None,
+            };
         }
-        excludes[a].push(b);
-        excludes[b].push(a);
-        serialized.push(Serialized {
-            first: plan.tasks[a].id.clone(),
-            then: plan.tasks[b].id.clone(),
-            reason: SerialReason::Locks,
-            overlap: Some(o.clone()),
-        });
+        let words = n.div_ceil(64);
+        let mut closure = vec![vec![0u64; words]; n];
+        for i in topological(deps) {
+            for &d in &deps[i] {
+                let (low, high) = closure.split_at_mut(i.max(d));
+                let (row, from) = if i < d {
+                    (&mut low[i], &high[0])
+                } else {
+                    (&mut high[0], &low[d])
+                };
+                for (w, f) in row.iter_mut().zip(from) {
+                    *w |= f;
+                }
+                row[d / 64] |= 1 << (d % 64);
+            }
+        }
+        Self {
+            deps,
+            closure: Some(closure),
+        }
     }
 
-    (serialized, excludes)
+    /// Whether `to` runs after `from` (through any chain of edges).
+    fn ordered(&self, from: usize, to: usize) -> bool {
+        match &self.closure {
+            Some(closure) => closure[to][from / 64] & (1 << (from % 64)) != 0,
+            None => {
+                let mut seen = vec![false; self.deps.len()];
+                let mut stack = vec![to];
+                while let Some(i) = stack.pop() {
+                    for &d in &self.deps[i] {
+                        if d == from {
+                            return true;
+                        }
+                        if !seen[d] {
+                            seen[d] = true;
+                            stack.push(d);
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
 }
 
 /// Groups of tasks that can run at the same time: layers by the longest chain of `after` edges;
@@ -341,8 +424,9 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
         // Each task not yet in a group seeds one: the tasks of the layer compatible with all
         // of it, in plan order.
         let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut covered = vec![false; n];
         for &seed in &members {
-            if groups.iter().any(|g| g.contains(&seed)) {
+            if covered[seed] {
                 continue;
             }
             let mut group = vec![seed];
@@ -355,6 +439,9 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
                 }
             }
             group.sort_unstable();
+            for &i in &group {
+                covered[i] = true;
+            }
             groups.push(group);
         }
         together.extend(groups.into_iter().filter(|g| g.len() > 1));
@@ -509,8 +596,9 @@ fn simulate(sim: &Sim<'_>) -> u64 {
 
 /// The estimated time until the run of `preview` ends, from its `state` at `now`: running
 /// tasks need what is left of their estimate (nothing once over it), tasks not started their
-/// whole estimate, scheduled as [`preview`] simulates. `None` when a task still to finish has
-/// no estimate.
+/// whole estimate, scheduled as [`preview`] simulates (with the lock exclusions the preview
+/// lists: beyond [`MAX_LOCK_PAIRS`] of them the time is a little optimistic). `None` when a
+/// task still to finish has no estimate.
 pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Option<Duration> {
     let n = preview.tasks.len();
     let index: HashMap<&TaskId, usize> = preview
