@@ -219,7 +219,7 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
             .map(|i| plan.tasks[i].id.clone())
             .collect(),
         estimate_ms,
-        sequential_ms: known.then(|| weights.iter().sum()),
+        sequential_ms: known.then(|| weights.iter().fold(0u64, |a, &w| a.saturating_add(w))),
         tasks,
     }
 }
@@ -404,17 +404,29 @@ impl<'a> Reach<'a> {
     }
 }
 
-/// Groups of tasks that can run at the same time: layers by the longest chain of `after` edges;
-/// within a layer, tasks whose claims do not exclude each other.
+/// Most groups of tasks that can run together a preview lists.
+pub const MAX_GROUPS: usize = 200;
+
+/// Groups of tasks that can run at the same time (at most [`MAX_GROUPS`]): layers by the
+/// longest chain of `after` edges; within a layer, tasks whose claims do not exclude each other.
 fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = deps.len();
     let mut depth = vec![0usize; n];
     for &i in order {
         depth[i] = deps[i].iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
     }
+    let mut layers: Vec<Vec<usize>> =
+        vec![Vec::new(); depth.iter().copied().max().map_or(0, |d| d + 1)];
+    for (i, &d) in depth.iter().enumerate() {
+        layers[d].push(i);
+    }
     let mut together: Vec<Vec<usize>> = Vec::new();
-    for layer in 0..=depth.iter().copied().max().unwrap_or(0) {
-        let members: Vec<usize> = (0..n).filter(|&i| depth[i] == layer).collect();
+    let mut covered = vec![false; n];
+    let mut in_group = vec![false; n];
+    for members in layers {
+        if together.len() >= MAX_GROUPS {
+            break;
+        }
         if members.iter().all(|&i| excludes[i].is_empty()) {
             if members.len() > 1 {
                 together.push(members);
@@ -424,13 +436,11 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
         // Each task not yet in a group seeds one: the tasks of the layer compatible with all
         // of it, in plan order.
         let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut covered = vec![false; n];
         for &seed in &members {
             if covered[seed] {
                 continue;
             }
             let mut group = vec![seed];
-            let mut in_group = vec![false; n];
             in_group[seed] = true;
             for &j in &members {
                 if j != seed && !excludes[j].iter().any(|&x| in_group[x]) {
@@ -441,11 +451,13 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
             group.sort_unstable();
             for &i in &group {
                 covered[i] = true;
+                in_group[i] = false;
             }
             groups.push(group);
         }
         together.extend(groups.into_iter().filter(|g| g.len() > 1));
     }
+    together.truncate(MAX_GROUPS);
 
     together
 }
