@@ -12,117 +12,22 @@
 //! [`ExecutionManager`](crate::ExecutionManager) publishes after `run_started`, and what
 //! `forge check` prints. [`remaining`] turns it and a run's state into a live ETA.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use forge_events::{
-    ClaimRecord, EstimateSource, Overlap, PlanPreview, PreviewTask, RunId, RunState, SerialReason,
-    Serialized, TaskId, TaskPhase, Timestamp,
+    ClaimRecord, Overlap, PlanPreview, PreviewTask, RunState, SerialReason, Serialized, TaskId,
+    TaskPhase, Timestamp,
 };
 use forge_locks::{Claim, LockMode, OwnerId};
 
-use super::{Plan, Task};
+use super::Plan;
 
-/// How many of the most recent runs [`Estimates::from_runs`] reads.
-pub const HISTORY_RUNS: usize = 50;
+mod estimates;
+mod schedule;
 
-/// Durations learned from earlier runs: the median per task id and per agent, of tasks that
-/// succeeded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Estimates {
-    by_task: HashMap<String, u64>,
-    by_agent: HashMap<String, u64>,
-    runs: usize,
-}
-
-impl Estimates {
-    /// No history: only the plan's own `estimate` keys count.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// The medians over these runs' succeeded tasks.
-    pub fn from_states<'a>(states: impl IntoIterator<Item = &'a RunState>) -> Self {
-        let mut by_task: HashMap<String, Vec<u64>> = HashMap::new();
-        let mut by_agent: HashMap<String, Vec<u64>> = HashMap::new();
-        let mut runs = 0;
-        for state in states {
-            runs += 1;
-            for t in &state.tasks {
-                let (TaskPhase::Succeeded, Some(ms)) = (t.status, t.duration_ms) else {
-                    continue;
-                };
-                by_task
-                    .entry(t.id.as_str().to_owned())
-                    .or_default()
-                    .push(ms);
-                if let Some(agent) = &t.agent {
-                    by_agent.entry(agent.clone()).or_default().push(ms);
-                }
-            }
-        }
-        Self {
-            by_task: medians(by_task),
-            by_agent: medians(by_agent),
-            runs,
-        }
-    }
-
-    /// The medians over the most recent [`HISTORY_RUNS`] runs under `runs_dir` (a
-    /// `.forge/runs` directory), leaving out `except` (the run being previewed). A missing
-    /// directory is no history; a journal that cannot be read is left out (it says nothing
-    /// reliable about durations).
-    pub fn from_runs(runs_dir: &Path, except: Option<&RunId>) -> Result<Self, crate::ExecError> {
-        let runs = forge_events::list_runs(runs_dir)?;
-        let states: Vec<RunState> = runs
-            .iter()
-            .filter(|info| Some(&info.id) != except)
-            .take(HISTORY_RUNS)
-            .filter_map(|info| RunState::from_journal(&info.journal).ok())
-            .collect();
-        Ok(Self::from_states(&states))
-    }
-
-    /// How many runs the medians come from.
-    pub fn runs(&self) -> usize {
-        self.runs
-    }
-
-    /// The estimate of `task`: the plan's, else its id's median, else its agent's median.
-    pub fn for_task(&self, task: &Task) -> (Option<u64>, EstimateSource) {
-        if let Some(d) = task.estimate {
-            return (Some(millis(d)), EstimateSource::Plan);
-        }
-        if let Some(&ms) = self.by_task.get(task.id.as_str()) {
-            return (Some(ms), EstimateSource::TaskHistory);
-        }
-        if let Some(&ms) = self.by_agent.get(&task.agent) {
-            return (Some(ms), EstimateSource::AgentHistory);
-        }
-        (None, EstimateSource::Unknown)
-    }
-}
-
-fn medians(samples: HashMap<String, Vec<u64>>) -> HashMap<String, u64> {
-    samples
-        .into_iter()
-        .filter_map(|(key, mut values)| {
-            values.sort_unstable();
-            let n = values.len();
-            let median = match n {
-                0 => return None,
-                n if n % 2 == 1 => values[n / 2],
-                n => {
-                    let sum = u128::from(values[n / 2 - 1]) + u128::from(values[n / 2]);
-                    u64::try_from(sum / 2).unwrap_or(u64::MAX)
-                }
-            };
-            Some((key, median))
-        })
-        .collect()
-}
+pub use estimates::{Estimates, HISTORY_RUNS};
+use schedule::{Sim, critical_path, simulate, topological};
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -462,150 +367,6 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
     together
 }
 
-/// Kahn's order of a dependency list (tasks in a cycle, which a validated plan has not, are
-/// left out).
-fn topological(deps: &[Vec<usize>]) -> Vec<usize> {
-    let n = deps.len();
-    let mut missing: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
-    for (i, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d].push(i);
-        }
-    }
-    let mut order: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
-    let mut k = 0;
-    while k < order.len() {
-        let i = order[k];
-        k += 1;
-        for &j in &dependents[i] {
-            missing[j] -= 1;
-            if missing[j] == 0 {
-                order.push(j);
-            }
-        }
-    }
-    order
-}
-
-/// The chain with the largest total weight (then the most tasks), first task first.
-fn critical_path(order: &[usize], deps: &[Vec<usize>], weights: &[u64]) -> Vec<usize> {
-    let n = deps.len();
-    let mut best: Vec<(u64, usize)> = vec![(0, 0); n];
-    let mut prev: Vec<Option<usize>> = vec![None; n];
-    for &i in order {
-        let before = deps[i]
-            .iter()
-            .copied()
-            .max_by_key(|&d| (best[d], std::cmp::Reverse(d)));
-        let base = before.map_or((0, 0), |d| best[d]);
-        best[i] = (base.0.saturating_add(weights[i]), base.1 + 1);
-        prev[i] = before;
-    }
-    let Some(mut at) = order
-        .iter()
-        .copied()
-        .max_by_key(|&i| (best[i], std::cmp::Reverse(i)))
-    else {
-        return Vec::new();
-    };
-    let mut path = vec![at];
-    while let Some(p) = prev[at] {
-        path.push(p);
-        at = p;
-    }
-    path.reverse();
-    path
-}
-
-/// A scheduling problem: every task's duration, dependencies and lock exclusions, the
-/// concurrency, what is done and what runs (with the time it still needs).
-struct Sim<'a> {
-    durations: &'a [u64],
-    deps: &'a [Vec<usize>],
-    excludes: &'a [Vec<usize>],
-    concurrency: usize,
-    done: &'a [bool],
-    running: &'a [(usize, u64)],
-}
-
-/// The time until every task is done when ready tasks start as the scheduler starts them:
-/// longest remaining chain first, at most `concurrency` at once, never two that exclude each
-/// other.
-fn simulate(sim: &Sim<'_>) -> u64 {
-    let n = sim.durations.len();
-    // Priority: the longest chain from the task to the end.
-    let mut dependents = vec![Vec::new(); n];
-    for (i, ds) in sim.deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d].push(i);
-        }
-    }
-    let order = topological(sim.deps);
-    let mut rank = vec![0u64; n];
-    for &i in order.iter().rev() {
-        let tail = dependents[i].iter().map(|&j| rank[j]).max().unwrap_or(0);
-        rank[i] = sim.durations[i].saturating_add(tail);
-    }
-    let mut finished = sim.done.to_vec();
-    let mut started = sim.done.to_vec();
-    let mut missing: Vec<usize> = sim
-        .deps
-        .iter()
-        .map(|ds| ds.iter().filter(|&&d| !finished[d]).count())
-        .collect();
-    let mut running: Vec<(usize, u64)> = Vec::new();
-    for &(i, left) in sim.running {
-        if i < n && !started[i] {
-            started[i] = true;
-            running.push((i, left));
-        }
-    }
-    // Ready tasks, longest remaining chain first, then plan order.
-    let mut ready: BinaryHeap<(u64, Reverse<usize>)> = (0..n)
-        .filter(|&i| !started[i] && missing[i] == 0)
-        .map(|i| (rank[i], Reverse(i)))
-        .collect();
-    let mut now = 0u64;
-    loop {
-        let mut held = Vec::new();
-        while running.len() < sim.concurrency {
-            let Some((r, Reverse(i))) = ready.pop() else {
-                break;
-            };
-            if running.iter().any(|(x, _)| sim.excludes[i].contains(x)) {
-                held.push((r, Reverse(i)));
-                continue;
-            }
-            started[i] = true;
-            running.push((i, now.saturating_add(sim.durations[i])));
-        }
-        ready.extend(held);
-        let Some(next) = running.iter().map(|&(_, end)| end).min() else {
-            return now;
-        };
-        now = next;
-        let mut ended = Vec::new();
-        running.retain(|&(i, end)| {
-            if end <= now {
-                ended.push(i);
-                false
-            } else {
-                true
-            }
-        });
-        for i in ended {
-            finished[i] = true;
-            for &j in &dependents[i] {
-                missing[j] = missing[j].saturating_sub(1);
-                if missing[j] == 0 && !started[j] {
-                    ready.push((rank[j], Reverse(j)));
-                }
-            }
-        }
-    }
-}
-
 /// The estimated time until the run of `preview` ends, from its `state` at `now`: running
 /// tasks need what is left of their estimate (nothing once over it), tasks not started their
 /// whole estimate, scheduled as [`preview`] simulates (with the lock exclusions the preview
@@ -677,43 +438,4 @@ pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Opt
         done: &done,
         running: &running,
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        let m = medians(HashMap::from([
-            ("a".to_owned(), vec![5, 1, 3]),
-            ("b".to_owned(), vec![4, 1, 3, 2]),
-            ("c".to_owned(), vec![u64::MAX, u64::MAX]),
-        ]));
-        assert_eq!(m["a"], 3);
-        assert_eq!(m["b"], 2);
-        assert_eq!(m["c"], u64::MAX);
-    }
-
-    #[test]
-    fn the_simulation_respects_concurrency_dependencies_and_exclusions() {
-        let durations = [10, 10, 10, 5];
-        let deps = [vec![], vec![], vec![], vec![0]];
-        let none = vec![Vec::new(); 4];
-        let sim = |concurrency, excludes: &[Vec<usize>]| {
-            simulate(&Sim {
-                durations: &durations,
-                deps: &deps,
-                excludes,
-                concurrency,
-                done: &[false; 4],
-                running: &[],
-            })
-        };
-        assert_eq!(sim(4, &none), 15);
-        assert_eq!(sim(1, &none), 35);
-        // 1 and 2 exclude each other: one of them waits.
-        let excl = [vec![], vec![2], vec![1], vec![]];
-        assert_eq!(sim(4, &excl), 20);
-    }
 }
