@@ -1,5 +1,5 @@
 //! Shell completion: `forge completions <shell>` prints clap's script for the commands and
-//! flags, plus (bash and fish) a layer that asks `forge __complete <kind>` for what only the
+//! flags, plus (bash, zsh and fish) a layer that asks `forge __complete <kind>` for what only the
 //! repository knows: run ids (`status`, `logs`, `apply`, `resume`, `abort`), task ids (`logs`)
 //! and agent names (`--agent`, `--task-agent`).
 
@@ -24,6 +24,7 @@ pub(crate) fn script(shell: Shell) -> Exit {
     match shell {
         Shell::Bash => text.push_str(BASH),
         Shell::Fish => text.push_str(FISH),
+        Shell::Zsh => text = zsh(&text),
         _ => {}
     }
     out!("{text}");
@@ -77,6 +78,61 @@ fn tasks(ctx: &Context) -> Vec<String> {
     }
     ids.into_iter().collect()
 }
+
+/// Zsh: clap's `_arguments` specs for runs, tasks and agents call the helpers of [`ZSH`]
+/// instead of `_default`; the helpers are defined before the script's last lines call
+/// `_forge` (or `compdef`).
+fn zsh(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH.len());
+    for line in script.lines() {
+        let spec = line.trim_start();
+        let helper = if spec.starts_with("':run -- ") || spec.starts_with("'::run -- ") {
+            Some("_forge_runs")
+        } else if spec.starts_with("':task -- ") {
+            Some("_forge_tasks")
+        } else if spec.contains("]:AGENT:_default'") {
+            Some("_forge_agents")
+        } else {
+            None
+        };
+        match helper.and_then(|h| {
+            line.rsplit_once(":_default'")
+                .map(|(head, tail)| (h, head, tail))
+        }) {
+            Some((helper, head, tail)) => {
+                out.push_str(head);
+                out.push(':');
+                out.push_str(helper);
+                out.push('\'');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    match out.rfind("if [ \"$funcstack[1]\" = \"_forge\" ]") {
+        Some(at) => out.insert_str(at, ZSH),
+        None => out.push_str(ZSH),
+    }
+    out
+}
+
+/// Zsh helpers: candidates from `forge __complete`.
+const ZSH: &str = r#"# Run ids, task ids and agent names come from the repository at hand (`forge __complete`).
+_forge_candidates() {
+    local -a items repo
+    if [[ ${(t)opt_args} == association* && -n ${opt_args[--repo]} ]]; then
+        repo=(--repo ${opt_args[--repo]})
+    fi
+    # `words` is the subcommand's here; `service` is the command completed (`forge`).
+    items=(${(f)"$(command ${service:-forge} $repo __complete $1 2>/dev/null)"})
+    _describe -t $1 $2 items
+}
+_forge_runs() { _forge_candidates runs run }
+_forge_tasks() { _forge_candidates tasks task }
+_forge_agents() { _forge_candidates agents agent }
+
+"#;
 
 /// Bash: runs before clap's `_forge` and answers where the repository knows the candidates.
 const BASH: &str = r#"

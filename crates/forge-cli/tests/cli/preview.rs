@@ -668,3 +668,86 @@ fn a_plan_with_quadratically_many_lock_pairs_is_previewed_in_bounded_space() {
     // 11 `after` edges and 200 lock pairs.
     assert_eq!(preview["serialized"].as_array().unwrap().len(), 211);
 }
+
+/// zsh, or `None` (with a note) when it is not installed — a failure instead with
+/// `FORGE_REQUIRE_ZSH=1` (CI).
+#[allow(clippy::print_stderr)] // the note that the test was skipped
+fn zsh() -> Option<&'static str> {
+    let found = Command::new("zsh")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("zsh");
+    }
+    assert!(
+        std::env::var("FORGE_REQUIRE_ZSH").as_deref() != Ok("1"),
+        "FORGE_REQUIRE_ZSH=1 but `zsh` is not installed"
+    );
+    eprintln!("skipped: `zsh` is not installed (set FORGE_REQUIRE_ZSH=1 to make this a failure)");
+    None
+}
+
+#[test]
+fn zsh_completions_know_run_ids_task_ids_and_agent_names() {
+    let Some(zsh) = zsh() else { return };
+    let repo = Repo::new();
+    repo.write("forge.toml", "[agents.mine]\nprogram = \"true\"\n");
+    let plan = format!(
+        "name = \"comp\"\n{}",
+        task("alpha", "writes = [\"a/**\"]", "write a/x\nx\nend"),
+    );
+    let file = repo.plan("comp", &plan);
+    repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    let mut runs = repo.runs();
+    runs.sort();
+    let script = repo.forge(&["completions", "zsh"]).expect(0).stdout;
+    let script_path = repo.write("forge.zsh", &script);
+    let capture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/zsh-capture.zsh");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_forge"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |line: &str| -> Vec<String> {
+        let out = Command::new(zsh)
+            .arg("-f")
+            .arg(&capture)
+            .arg(&script_path)
+            .arg(line)
+            .env("PATH", &path)
+            .env("ZCOMPDUMP", repo.path().join(".zcompdump"))
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        got.sort();
+        got.dedup();
+        got
+    };
+    assert_eq!(complete("forge status "), runs);
+    assert_eq!(complete("forge apply "), runs);
+    assert_eq!(complete("forge logs "), ["alpha"]);
+    assert_eq!(complete("forge logs alpha "), runs);
+    let agents = complete("forge plan --agent ");
+    assert!(
+        agents.contains(&"mine".to_owned()) && agents.contains(&"sim".to_owned()),
+        "{agents:?}"
+    );
+    assert!(complete("forge sta").contains(&"status".to_owned()));
+}
