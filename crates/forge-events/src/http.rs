@@ -309,11 +309,17 @@ fn is_port(port: &str) -> bool {
 }
 
 async fn check_host(request: Request, next: Next) -> Response {
+    // An absolute-form request names its host in the target, which then counts over `Host`.
     let host = request
-        .headers()
-        .get(header::HOST)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        });
     match host {
         Some(host) if is_loopback_host(&host) => next.run(request).await,
         Some(host) => error_response(

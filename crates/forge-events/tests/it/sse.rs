@@ -567,6 +567,17 @@ async fn without_a_token_only_loopback_host_names_are_answered() {
             );
         }
     }
+    // An absolute-form target names the host that counts.
+    assert_eq!(
+        raw_status(
+            addr,
+            &format!(
+                "GET http://evil.example:{port}/api/runs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            )
+        )
+        .await,
+        403
+    );
     // No `Host` at all (HTTP/1.0) is refused too; the error says what to do.
     assert_eq!(
         raw_status(addr, "GET /api/runs HTTP/1.0\r\n\r\n").await,
