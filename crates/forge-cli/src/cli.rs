@@ -66,6 +66,9 @@ pub(crate) enum Command {
     /// Run a plan: every task in its own workspace, merged, gated, then applied.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
+    /// Validate a plan and print its preview (tasks, locks, critical path, estimate); start
+    /// nothing (same as `forge run <plan> --dry-run`).
+    Check(CheckArgs),
     /// Resume an interrupted run: finished tasks are kept, the rest run again.
     #[command(after_help = EXIT_CODES_HELP)]
     Resume(ResumeArgs),
@@ -99,6 +102,28 @@ pub(crate) enum Command {
     /// Run the simulated agent (what plans with `agent = "sim"` start).
     #[command(hide = true)]
     SimAgent(SimAgentArgs),
+    /// Print completion candidates the repository knows (used by the completion scripts).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
+}
+
+/// `forge __complete`.
+#[derive(Debug, Args)]
+pub(crate) struct CompleteArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub(crate) kind: CompleteKind,
+}
+
+/// What `forge __complete` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompleteKind {
+    /// Run ids, newest first.
+    Runs,
+    /// Task ids of the recent runs.
+    Tasks,
+    /// Agent profile names.
+    Agents,
 }
 
 /// What to do with the result when the run ends.
@@ -144,6 +169,26 @@ pub(crate) struct RunArgs {
     pub(crate) apply: ApplyFlags,
     #[command(flatten)]
     pub(crate) output: OutputFlags,
+    /// How many tasks run at once (overrides the plan's `concurrency`).
+    #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) jobs: Option<u32>,
+    /// Validate the plan and print its preview; start nothing, write nothing (`forge check`).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `forge check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The plan file (TOML, or JSON when it ends in `.json`).
+    #[arg(value_name = "PLAN")]
+    pub(crate) plan: PathBuf,
+    /// Preview with this many tasks at once (overrides the plan's `concurrency`).
+    #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) jobs: Option<u32>,
+    /// Print the preview as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `forge resume`.

@@ -47,12 +47,14 @@ macro_rules! err {
 
 mod agents;
 mod cli;
+mod complete;
 mod config;
 mod demo;
 mod error;
 mod init;
 mod plan_file;
 mod planner;
+mod preview;
 mod render;
 mod run;
 mod runs;
@@ -63,7 +65,7 @@ mod term;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use cli::{Cli, Command};
 use config::Context;
@@ -136,14 +138,10 @@ fn sim_agent(args: &[OsString]) -> ExitCode {
 fn dispatch(cli: &Cli) -> CliResult {
     let out_style = Style::for_stream(cli.color, term::stdout_is_tty());
     match &cli.command {
-        Command::Completions(args) => {
-            // Written whole at the end: clap_complete panics on a write error, and a reader that
-            // closed the pipe early (`forge completions bash | head`) is no error.
-            let mut cmd = Cli::command();
-            let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut cmd, "forge", &mut script);
-            render::write_stdout(&String::from_utf8_lossy(&script));
-            return Ok(Exit::Success);
+        Command::Completions(args) => return Ok(complete::script(args.shell)),
+        Command::Complete(args) => {
+            let ctx = Context::discover(cli.repo.as_deref()).ok();
+            return Ok(complete::candidates(ctx.as_ref(), args.kind));
         }
         Command::Demo(args) => {
             return runtime()?.block_on(demo::run(args, out_style));
@@ -155,9 +153,14 @@ fn dispatch(cli: &Cli) -> CliResult {
     // here is reported by `forge apply` (and `forge resume`), which recover before they act.
     let _ = forge_exec::recover_abandoned_applies(&ctx.repo);
     match &cli.command {
+        Command::Run(args) if args.dry_run => {
+            preview::check(&ctx, &args.plan, args.jobs, args.output.json, out_style)
+        }
+        Command::Check(args) => preview::check(&ctx, &args.plan, args.jobs, args.json, out_style),
         Command::Run(args) => runtime()?.block_on(run::run(
             &ctx,
             &args.plan,
+            args.jobs,
             &args.apply,
             &args.output,
             out_style,
@@ -179,7 +182,10 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
-        Command::Completions(_) | Command::SimAgent(_) | Command::Demo(_) => Ok(Exit::Success),
+        Command::Completions(_)
+        | Command::Complete(_)
+        | Command::SimAgent(_)
+        | Command::Demo(_) => Ok(Exit::Success),
     }
 }
 

@@ -87,17 +87,12 @@ pub(crate) fn exec_error(err: ExecError) -> CliError {
 pub(crate) async fn run(
     ctx: &Context,
     plan_path: &Path,
+    jobs: Option<u32>,
     flags: &ApplyFlags,
     output: &OutputFlags,
     style: Style,
 ) -> CliResult {
-    let mut plan = crate::plan_file::load(ctx, plan_path)?;
-    // A plan without a name is called after its file (`auth.toml` runs as `auth-…`).
-    if plan.name.trim().is_empty()
-        && let Some(stem) = plan_path.file_stem().and_then(|s| s.to_str())
-    {
-        plan.name = stem.to_owned();
-    }
+    let plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
     let profiles = crate::agents::profiles(ctx)?;
     execute(ctx, Start::New(plan), profiles, flags, output, style).await
 }
@@ -159,6 +154,7 @@ pub(crate) async fn execute(
     };
     let manager = builder.build().map_err(exec_error)?;
     let run = manager.run_id().clone();
+    let manager_name = manager.plan().name.clone();
     let info = crate::runs::table_info(manager.plan());
     let bus = manager.bus();
     let mut sub = bus.subscribe();
@@ -200,7 +196,7 @@ pub(crate) async fn execute(
                     while let Ok(Some(e)) = sub.try_recv() {
                         batch.push(e);
                     }
-                    live.events(batch.iter().map(|e| &**e));
+                    show(&mut live, mode, &manager_name, &batch, style);
                 }
                 Ok(None) | Err(_) => bus_open = false,
             },
@@ -210,7 +206,7 @@ pub(crate) async fn execute(
                 result = Some(joined);
                 if bus.is_closed() || crashed {
                     while let Ok(Some(e)) = sub.try_recv() {
-                        live.events(std::iter::once(&*e));
+                        show(&mut live, mode, &manager_name, &[e], style);
                     }
                     bus_open = false;
                 }
@@ -278,6 +274,29 @@ async fn wait_for_stop() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Shows events, and the plan preview where it comes (after the run's first line): above the
+/// table, or in the line output (`--json` has the event itself).
+fn show(
+    live: &mut Live,
+    mode: Mode,
+    name: &str,
+    events: &[Arc<forge_events::Event>],
+    style: Style,
+) {
+    for part in events.split_inclusive(|e| matches!(e.kind, EventKind::PlanPreview { .. })) {
+        live.events(part.iter().map(|e| &**e));
+        if let Some(EventKind::PlanPreview { preview }) = part.last().map(|e| &e.kind) {
+            let text =
+                crate::preview::render(name, preview, Some(crate::preview::RUN_LIMIT), style);
+            match mode {
+                Mode::Table => live.note(&text),
+                Mode::Lines => outln!("{text}"),
+                Mode::Json => {}
+            }
         }
     }
 }

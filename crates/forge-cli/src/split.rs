@@ -446,7 +446,12 @@ pub(crate) fn plan_text(
     command_line: &str,
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Written by `{command_line}`.");
+    // One comment line, whatever the prompt holds (a line break would end the comment).
+    let _ = writeln!(
+        out,
+        "# Written by `{}`.",
+        command_line.replace('\r', "\\r").replace('\n', "\\n")
+    );
     let _ = writeln!(
         out,
         "# Each task writes only its own directories, so all of them can run at once."
@@ -458,6 +463,8 @@ pub(crate) fn plan_text(
         let _ = writeln!(out, "\n[[task]]\nid = \"worker-{}\"", i + 1);
         let _ = writeln!(out, "prompt = {}", toml_string(&fill_template(template, w)));
         let _ = writeln!(out, "writes = {}", plan_file::toml_array(&w.claims()));
+        // Progress counts the files done as tasks finish.
+        let _ = writeln!(out, "files = {}", w.files.len());
     }
     out
 }

@@ -369,6 +369,9 @@
         s.finished_at = null;
         recountTotal(s);
         break;
+      case 'plan_preview':
+        s.preview = e.preview;
+        break;
       case 'run_finished':
         s.phase = e.status;
         s.finished_at = e.ts;
@@ -839,6 +842,7 @@
       if (this.stopped) return;
       const from = this.state.last_seq + 1;
       const params = new URLSearchParams({ from: String(from) });
+      // The server takes a query token into its cookie and redirects to this address without it.
       if (token()) params.set('token', token());
       const es = new EventSource(`api/runs/${enc(this.id)}/events?${params}`);
       this.es = es;
@@ -1038,6 +1042,8 @@
         ['Started', fmtTime(s.started_at)],
         [s.finished_at ? 'Duration' : 'Elapsed', fmtDuration(s.summary ? s.summary.duration_ms : elapsed)],
         ['Concurrency', s.plan ? String(s.plan.concurrency) : '–'],
+        ['Estimate', s.preview && s.preview.estimate_ms !== undefined && s.preview.estimate_ms !== null
+          ? `${fmtDuration(s.preview.estimate_ms)} (vs ${fmtDuration(s.preview.sequential_ms)} sequential)` : 'unknown'],
         ['Conflicts', String(s.conflicts.length)],
         ['Tokens', `${fmtTokens(tokensIn)} / ${fmtTokens(tokensOut)}`],
         ['Cost', cost === null ? '–' : fmtCost(cost)],

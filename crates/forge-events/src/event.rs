@@ -283,6 +283,12 @@ event_kinds! {
         /// The base the run starts from: `head` or `worktree`.
         base: String,
     },
+    /// What the run will do, before any task starts (a new run only, right after
+    /// `run_started`): tasks, agents, claims, lock analysis, critical path and estimates.
+    PlanPreview = "plan_preview" {
+        /// The preview.
+        preview: crate::PlanPreview,
+    },
     /// A task entered the queue (emitted for every task, in plan order).
     TaskQueued = "task_queued" {
         /// The tasks it runs after.

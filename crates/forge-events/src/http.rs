@@ -65,12 +65,23 @@
 //!
 //! The default address is [`DEFAULT_ADDR`] (`127.0.0.1:7317`, the port `forge serve` uses). [`Server::start`] binds loopback
 //! addresses freely; any other address needs a token, and then every API request must carry it
-//! or gets `401`: as `Authorization: Bearer <token>`, as a `token=<token>` query parameter (an
-//! `EventSource` cannot set headers), or as the `forge_token` cookie the server sets when a
-//! query token is accepted. Tokens are compared in constant time. The dashboard's page and
-//! assets hold no data and are served without a token: the page takes the token once (from
-//! `#token=` or `?token=` in its address, or a form), keeps it for the browser tab and sends it
-//! with every request. Request heads are limited to 8192 bytes.
+//! or gets `401`: as `Authorization: Bearer <token>`, as the `forge_token` cookie, or once as a
+//! `token=<token>` query parameter. A request that brings a valid query token is answered
+//! `303 See Other` to the same URL without the token, with the cookie set: the token does not
+//! stay in the browser's history or in the logs of what sits in between (an `EventSource`,
+//! which cannot set headers, follows the redirect with the cookie). Tokens are compared in
+//! constant time. The dashboard's page and assets hold no data and are served without a token:
+//! the page takes the token once (from `#token=` or `?token=` in its address, or a form), keeps
+//! it for the browser tab and sends it with every request.
+//!
+//! A server without a token answers only requests whose `Host` is a loopback name
+//! (`localhost`, `127.0.0.1` or another `127.x.y.z`, `[::1]`, with or without the port); any
+//! other `Host` gets `403`. A web page on another site whose name was re-bound to 127.0.0.1
+//! (DNS rebinding) therefore cannot read the runs. A token-protected server accepts any `Host`.
+//!
+//! Request heads are limited to 8192 bytes, and must arrive within
+//! [`ServeOptions::header_timeout`] of the connection (or of the end of its previous answer),
+//! else the connection is closed: clients that never finish their headers do not keep sockets.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -113,6 +124,9 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 /// The port of [`DEFAULT_ADDR`].
 pub const DEFAULT_PORT: u16 = 7317;
 
+/// [`ServeOptions::header_timeout`] unless set otherwise.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings of the SSE server.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -132,6 +146,9 @@ pub struct ServeOptions {
     pub ring: usize,
     /// Runs of this process, served from their bus (see [`ServeOptions::attach`]).
     pub buses: Vec<EventBus>,
+    /// How long a connection may take to send a complete request head, counted from the
+    /// connection (or the end of its previous answer) before it is closed (default 10 s).
+    pub header_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -144,6 +161,7 @@ impl Default for ServeOptions {
             capacity: 1024,
             ring: 4096,
             buses: Vec::new(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         }
     }
 }
@@ -157,6 +175,7 @@ impl fmt::Debug for ServeOptions {
             .field("poll_interval", &self.poll_interval)
             .field("capacity", &self.capacity)
             .field("ring", &self.ring)
+            .field("header_timeout", &self.header_timeout)
             .field(
                 "buses",
                 &self.buses.iter().map(EventBus::run).collect::<Vec<_>>(),
@@ -209,11 +228,29 @@ pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
         .route("/api/runs/{id}/events", get(events_handler))
         .route("/api/runs/{id}/tasks/{task}/log", get(log_handler))
         .with_state(app);
-    let api = match token {
-        Some(token) => require_token(api, &token),
-        None => api,
-    };
-    dashboard::routes().merge(api)
+    match token {
+        Some(token) => {
+            let token = Arc::new(Token::new(&token));
+            let api = api.layer(middleware::from_fn_with_state(
+                Guard {
+                    token: Arc::clone(&token),
+                    public: false,
+                },
+                check_token,
+            ));
+            // The page is public, but a token in its address is still taken into the cookie
+            // and dropped from the address.
+            let page = dashboard::routes().layer(middleware::from_fn_with_state(
+                Guard {
+                    token,
+                    public: true,
+                },
+                check_token,
+            ));
+            page.merge(api)
+        }
+        None => dashboard::routes().merge(api),
+    }
 }
 
 /// The cookie that carries the token after a `?token=` was accepted (hex-encoded, so any token
@@ -222,20 +259,98 @@ const TOKEN_COOKIE: &str = "forge_token";
 
 /// Wraps `router` so every request needs the token — as `Authorization: Bearer <token>`, a
 /// `token` query parameter or the `forge_token` cookie, compared in constant time; others get
-/// `401`. A request that brought the token as a query parameter gets the cookie set
-/// (`HttpOnly`, `SameSite=Strict`), so the requests a page makes next need not repeat it.
+/// `401`. A request that brought the token as a query parameter is answered with a redirect
+/// (`303`) to its URL without the token, with the cookie set (`HttpOnly`, `SameSite=Strict`):
+/// the token is given once and then kept out of addresses.
 pub fn require_token(router: Router, token: &str) -> Router {
-    let token = Arc::new(Token {
-        raw: token.as_bytes().into(),
-        hex: hex_encode(token.as_bytes()).into_bytes().into(),
-    });
-    router.layer(middleware::from_fn_with_state(token, check_token))
+    let guard = Guard {
+        token: Arc::new(Token::new(token)),
+        public: false,
+    };
+    router.layer(middleware::from_fn_with_state(guard, check_token))
+}
+
+/// Wraps `router` so it answers only requests whose `Host` names this machine's loopback
+/// interface (`localhost`, `127.x.y.z`, `[::1]`, any port); others get `403`. [`Server::start`]
+/// and [`Server::start_with`] apply it to every server without a token: a page on another
+/// site whose name was re-bound to 127.0.0.1 (DNS rebinding) sends its own name as `Host`.
+pub fn require_loopback_host(router: Router) -> Router {
+    router.layer(middleware::from_fn(check_host))
+}
+
+/// Whether a `Host` header value names the loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => {
+                return v6
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A port number as a `Host` header gives it (1 to 5 digits).
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+async fn check_host(request: Request, next: Next) -> Response {
+    // An absolute-form request names its host in the target, which then counts over `Host`.
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        });
+    match host {
+        Some(host) if is_loopback_host(&host) => next.run(request).await,
+        Some(host) => error_response(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "host `{}` is not served: without a token this server answers only loopback \
+                 names (localhost, 127.0.0.1, [::1]); open it as http://127.0.0.1:<port>/, or \
+                 start it with a token (forge serve --token <secret>)",
+                host.chars().take(128).collect::<String>()
+            ),
+        ),
+        None => error_response(
+            StatusCode::FORBIDDEN,
+            "a `Host` header is required: without a token this server answers only requests \
+             for localhost, 127.0.0.1 or [::1]",
+        ),
+    }
 }
 
 /// The expected token, and its cookie form.
 struct Token {
     raw: Box<[u8]>,
     hex: Box<[u8]>,
+}
+
+/// The token check's settings: the token, and whether requests without it still pass (the
+/// dashboard's page, which holds no data).
+#[derive(Clone)]
+struct Guard {
+    token: Arc<Token>,
+    public: bool,
 }
 
 /// How a request proved it has the token.
@@ -253,6 +368,13 @@ struct TokenQuery {
 }
 
 impl Token {
+    fn new(token: &str) -> Self {
+        Self {
+            raw: token.as_bytes().into(),
+            hex: hex_encode(token.as_bytes()).into_bytes().into(),
+        }
+    }
+
     fn proof(&self, request: &Request) -> Option<Proof> {
         let eq = constant_time_eq::constant_time_eq;
         let headers = request.headers();
@@ -288,10 +410,23 @@ fn hex_encode(bytes: &[u8]) -> String {
     })
 }
 
-async fn check_token(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+async fn check_token(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let token = &guard.token;
     match token.proof(&request) {
         Some(Proof::Query) => {
-            let mut response = next.run(request).await;
+            let location = without_token(request.uri());
+            let mut response = match HeaderValue::from_str(&location) {
+                Ok(location) => {
+                    let mut response = StatusCode::SEE_OTHER.into_response();
+                    response.headers_mut().insert(header::LOCATION, location);
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                // Cannot happen (the address came in as a valid URI); answer rather than loop.
+                Err(_) => next.run(request).await,
+            };
             let cookie = format!(
                 "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
                 String::from_utf8_lossy(&token.hex)
@@ -302,6 +437,7 @@ async fn check_token(State(token): State<Arc<Token>>, request: Request, next: Ne
             response
         }
         Some(Proof::Header | Proof::Cookie) => next.run(request).await,
+        None if guard.public => next.run(request).await,
         None => {
             let mut response = error_response(
                 StatusCode::UNAUTHORIZED,
@@ -313,6 +449,52 @@ async fn check_token(State(token): State<Arc<Token>>, request: Request, next: Ne
             response
         }
     }
+}
+
+/// The path and query of `uri` without its `token` parameters (the target of the redirect
+/// after a query token was taken).
+fn without_token(uri: &axum::http::Uri) -> String {
+    let kept: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| {
+            !pair.is_empty() && form_decode(pair.split('=').next().unwrap_or("")) != "token"
+        })
+        .collect();
+    if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    }
+}
+
+/// Decodes a form-encoded query key (`+` is a space, `%XX` a byte).
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The access rule: loopback addresses may be served without a token, others may not.
@@ -341,7 +523,15 @@ impl Server {
         opts: ServeOptions,
     ) -> Result<Self, EventsError> {
         check_exposure(addr, opts.token.as_deref())?;
-        Self::bind(addr, router(runs_dir, opts)).await
+        let header_timeout = opts.header_timeout;
+        let open = opts.token.as_deref().is_none_or(str::is_empty);
+        let app = router(runs_dir, opts);
+        let app = if open {
+            require_loopback_host(app)
+        } else {
+            app
+        };
+        Self::bind(addr, app, header_timeout).await
     }
 
     /// Serves any app (e.g. [`router`] merged with dashboard routes) on `addr` under the access
@@ -354,19 +544,23 @@ impl Server {
         check_exposure(addr, token)?;
         let app = match token.filter(|t| !t.is_empty()) {
             Some(token) => require_token(app, token),
-            None => app,
+            None => require_loopback_host(app),
         };
-        Self::bind(addr, app).await
+        Self::bind(addr, app, DEFAULT_HEADER_TIMEOUT).await
     }
 
-    async fn bind(addr: SocketAddr, app: Router) -> Result<Self, EventsError> {
+    async fn bind(
+        addr: SocketAddr,
+        app: Router,
+        header_timeout: Duration,
+    ) -> Result<Self, EventsError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| EventsError::Serve { addr, source })?;
         let local = listener
             .local_addr()
             .map_err(|source| EventsError::Serve { addr, source })?;
-        let task = tokio::spawn(accept_loop(listener, app));
+        let task = tokio::spawn(accept_loop(listener, app, header_timeout));
         Ok(Self { addr: local, task })
     }
 
@@ -402,10 +596,19 @@ impl Server {
 /// buffers. `TCP_NODELAY` is set: frames are small and their latency matters. The connection
 /// tasks belong to this loop's task set, so stopping the loop ([`Server::shutdown`]) drops
 /// every connection with it: clients see the server go away and reconnect.
-async fn accept_loop(listener: tokio::net::TcpListener, app: Router) -> io::Result<()> {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+) -> io::Result<()> {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     // Request heads larger than 8 KiB are refused (431); ours are a line and a few headers.
     http1.max_buf_size(MAX_REQUEST_HEAD);
+    // A client that never finishes its head is cut off (hyper counts from when it starts
+    // waiting for a head, so an idle keep-alive connection ends too; a streaming answer does not).
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {

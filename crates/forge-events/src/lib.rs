@@ -146,6 +146,7 @@ mod event;
 pub mod http;
 mod ids;
 mod journal;
+mod preview;
 mod runs;
 mod state;
 mod status;
@@ -162,6 +163,7 @@ pub use journal::{
     DEFAULT_BATCH_WINDOW, DEFAULT_POLL_INTERVAL, Follow, Journal, Replay, follow, read_journal,
     read_journal_bytes, replay,
 };
+pub use preview::{EstimateSource, Overlap, PlanPreview, PreviewTask, SerialReason, Serialized};
 pub use runs::{JOURNAL_FILE, RunInfo, journal_path, list_runs, run_info};
 pub use state::{
     ApplyRecord, ConflictRecord, DeadlockRecord, GateResult, PlanInfo, Progress, Retry, RunPhase,

@@ -458,6 +458,9 @@ pub struct RunState {
     pub run: Option<RunId>,
     /// The plan, from `run_started`.
     pub plan: Option<PlanInfo>,
+    /// The plan preview (tasks, lock analysis, estimates), from `plan_preview`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::PlanPreview>,
     /// Where the run is.
     pub phase: RunPhase,
     /// When the run first started.
@@ -503,6 +506,7 @@ impl PartialEq for RunState {
         // Everything but the lookup index, which is derived from `tasks`.
         self.run == other.run
             && self.plan == other.plan
+            && self.preview == other.preview
             && self.phase == other.phase
             && self.started_at == other.started_at
             && self.resumes == other.resumes
@@ -647,6 +651,7 @@ impl RunState {
                 self.finished_at = None;
                 self.recount_total();
             }
+            EventKind::PlanPreview { preview } => self.preview = Some(preview.clone()),
             EventKind::RunFinished { status, summary } => {
                 self.phase = (*status).into();
                 self.finished_at = Some(ts);

@@ -412,7 +412,11 @@ async fn the_token_is_accepted_as_header_query_or_cookie() {
     run.run(Run::started("p", 1));
     let server = serve(dir.path(), ServeOptions::default().token(TOKEN)).await;
     let runs = url(&server, "/api/runs");
-    let client = reqwest::Client::new();
+    // Redirects are looked at, not followed.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.unwrap().status().as_u16()
     };
@@ -426,12 +430,15 @@ async fn the_token_is_accepted_as_header_query_or_cookie() {
         status(client.get(format!("{runs}?token={}", &encoded[..encoded.len() - 1]))).await,
         401
     );
+    // A query token is taken once: the answer sets the cookie and sends the client to the
+    // same address without the token.
     let response = client
         .get(format!("{runs}?token={encoded}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 303);
+    assert_eq!(header(&response, "location"), "/api/runs");
     let cookie = header(&response, "set-cookie").to_owned();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
@@ -448,19 +455,48 @@ async fn the_token_is_accepted_as_header_query_or_cookie() {
         status(client.get(&runs).header("Cookie", "forge_token=00ff")).await,
         401
     );
-    // An EventSource passes the token in its URL.
+    // A browser follows the redirect with the cookie, and gets the answer there.
+    let follow = |response: reqwest::Response| {
+        let location = url(&server, header(&response, "location"));
+        let cookie = header(&response, "set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        client.get(location).header("Cookie", cookie).send()
+    };
+    let answer = follow(
+        client
+            .get(format!("{runs}?token={encoded}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().await.unwrap().contains("\"r1\""));
+    // An EventSource passes the token in its URL: the other parameters are kept, the token
+    // goes, and the stream answers the redirected request.
     let events = client
         .get(url(
             &server,
-            &format!("/api/runs/r1/events?token={encoded}"),
+            &format!("/api/runs/r1/events?from=1&token={encoded}&x=%20y"),
         ))
         .send()
         .await
         .unwrap();
+    assert_eq!(events.status(), 303);
+    assert_eq!(
+        header(&events, "location"),
+        "/api/runs/r1/events?from=1&x=%20y"
+    );
+    let events = follow(events).await.unwrap();
     assert_eq!(events.status(), 200);
     assert_eq!(header(&events, "content-type"), "text/event-stream");
     drop(events);
-    // Every API route is protected; the page is not.
+    // Every API route is protected; the page is not, but a token in its address is taken
+    // into the cookie and dropped from the address too.
     for path in [
         "/api/overview",
         "/api/runs/r1",
@@ -470,6 +506,15 @@ async fn the_token_is_accepted_as_header_query_or_cookie() {
         assert_eq!(status(client.get(url(&server, path))).await, 401, "{path}");
     }
     assert_eq!(status(client.get(url(&server, "/"))).await, 200);
+    assert_eq!(status(client.get(url(&server, "/?token=wrong"))).await, 200);
+    let page = client
+        .get(url(&server, &format!("/?run=r1&token={encoded}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(header(&page, "location"), "/?run=r1");
+    assert!(header(&page, "set-cookie").starts_with("forge_token="));
     server.shutdown();
 
     // A whole app protected with `start_with`: the page needs the token once in its address,
@@ -484,7 +529,8 @@ async fn the_token_is_accepted_as_header_query_or_cookie() {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 200);
+    assert_eq!(page.status(), 303);
+    assert_eq!(header(&page, "location"), "/");
     let pair = header(&page, "set-cookie")
         .split(';')
         .next()

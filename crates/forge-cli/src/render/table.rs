@@ -470,7 +470,7 @@ pub(crate) fn render(
             width - 1,
         )));
     }
-    lines.push(progress_bar(state, style));
+    lines.push(crate::preview::progress(state, now, style));
     for l in footer(state, now, style) {
         lines.push(fit(&l, width, style));
     }

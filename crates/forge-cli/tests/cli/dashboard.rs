@@ -106,9 +106,13 @@ async fn dashboard_follows_a_real_run_across_a_server_restart() {
     };
     let origin = format!("http://127.0.0.1:{port}");
     browser
-        .open(&format!("{origin}/?run={run_id}#token={TOKEN}"))
+        .open(&format!("{origin}/?run={run_id}&token={TOKEN}"))
         .await;
     let secs = Duration::from_secs;
+    // The token in the address was taken into the cookie and dropped from the address (the
+    // server redirected); the page and its event stream go on with the cookie.
+    let address: Value = browser.js("return location.href;").await;
+    assert_eq!(address, format!("{origin}/?run={run_id}"));
     // Rows appear and change state live.
     browser
         .wait_for(
@@ -119,6 +123,16 @@ async fn dashboard_follows_a_real_run_across_a_server_restart() {
     browser
         .wait_for("tr.task[data-task='backend'][data-state='queued']", secs(5))
         .await;
+    // The plan preview came with the run: its critical path, and no estimate to show yet
+    // (this repository has no earlier runs and the plan no `estimate` keys).
+    let path: Value = browser
+        .js("return window.forgeDashboard.state().preview.critical_path;")
+        .await;
+    assert_eq!(path, serde_json::json!(["models", "backend"]));
+    let estimate: Value = browser
+        .js("return document.querySelector(\"[data-stat='estimate'] .v\").textContent;")
+        .await;
+    assert_eq!(estimate, "unknown");
     browser
         .wait_for(
             "tr.task[data-task='models'][data-state='succeeded']",

@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod init;
 mod plan;
+mod preview;
 mod run;
 mod runs;
 mod silence;

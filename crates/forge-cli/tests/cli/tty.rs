@@ -206,3 +206,49 @@ fn the_live_table_is_redrawn_in_place_then_asks_before_applying() {
     );
     assert_eq!(repo.read("ui/list.js"), "list();\n");
 }
+
+#[test]
+fn the_table_has_the_preview_above_it_and_an_eta_while_the_run_goes() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "eta",
+        &format!(
+            "name = \"eta\"\n{}{}",
+            task(
+                "first",
+                "writes = [\"a/**\"]\nestimate = \"10m\"",
+                "say Working slowly\nsleep 1500ms\nwrite a/x\nx\nend"
+            ),
+            task(
+                "second",
+                "writes = [\"b/**\"]\nafter = [\"first\"]\nestimate = \"10m\"",
+                "write b/x\nx\nend"
+            )
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(repo.path())
+        .args(["run", &file, "--no-apply"])
+        .env_remove("NO_COLOR")
+        .env_remove("COLUMNS");
+    let pty = Pty::spawn(cmd);
+    let live = pty.wait_for(20, |s| s.contains("Working slowly"));
+    assert!(
+        live.contains("Execution plan eta: 2 tasks, up to 4 at once"),
+        "{live}"
+    );
+    assert!(
+        live.contains("Estimated time: 20m00s (vs 20m00s sequential)"),
+        "{live}"
+    );
+    // The progress line: tasks, then what is left of the estimates.
+    let bar = live
+        .lines()
+        .find(|l| l.contains("% (") && l.contains(" tasks)"))
+        .unwrap_or_else(|| panic!("no progress line:\n{live}"));
+    assert!(bar.contains("ETA "), "{live}");
+    // Finished: no ETA any more.
+    let end = pty.wait_for(30, |s| s.contains("The result is kept"));
+    assert!(end.contains("100% (2/2 tasks)"), "{end}");
+    assert!(!end.contains("ETA "), "{end}");
+}

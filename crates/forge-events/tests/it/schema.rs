@@ -68,6 +68,7 @@ fn every_known_type_is_listed_and_transitions_are_the_documented_ones() {
         types,
         [
             "run_started",
+            "plan_preview",
             "task_queued",
             "task_waiting_locks",
             "task_started",

@@ -487,3 +487,198 @@ async fn a_custom_app_served_with_a_token_is_protected_whole() {
     assert_eq!(ok.text().await.unwrap(), "hi");
     server.shutdown();
 }
+
+/// Sends `head` on a fresh connection (raw TCP: the `Host` is whatever the test says) and
+/// returns the status code of the answer.
+async fn raw_status(addr: SocketAddr, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+fn get_with_host(path: &str, host: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_host_names_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join(".forge/runs");
+    let bus = EventBus::open(
+        run_id(),
+        runs.join("run-1/events.jsonl"),
+        &BusOptions::default(),
+    )
+    .unwrap();
+    bus.publish(Some(task("a")), progress("x")).unwrap();
+    bus.flush().unwrap();
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        runs.clone(),
+        ServeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let port = addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        "localhost".to_owned(),
+        format!("[::1]:{port}"),
+        "[::1]".to_owned(),
+        format!("127.1.2.3:{port}"),
+    ] {
+        for path in ["/api/runs", "/api/runs/run-1", "/"] {
+            assert_eq!(
+                raw_status(addr, &get_with_host(path, &host)).await,
+                200,
+                "{host} {path}"
+            );
+        }
+    }
+    // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding) sends its
+    // own name: refused, on every route.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("[::2]:{port}"),
+        format!("10.0.0.1:{port}"),
+        format!("localhost:{port}x"),
+        format!("localhost:{port}@evil.example"),
+    ] {
+        for path in ["/api/runs", "/api/overview", "/api/runs/run-1/events", "/"] {
+            assert_eq!(
+                raw_status(addr, &get_with_host(path, &host)).await,
+                403,
+                "{host} {path}"
+            );
+        }
+    }
+    // An absolute-form target names the host that counts.
+    assert_eq!(
+        raw_status(
+            addr,
+            &format!(
+                "GET http://evil.example:{port}/api/runs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            )
+        )
+        .await,
+        403
+    );
+    // No `Host` at all (HTTP/1.0) is refused too; the error says what to do.
+    assert_eq!(
+        raw_status(addr, "GET /api/runs HTTP/1.0\r\n\r\n").await,
+        403
+    );
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/api/runs"))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("evil.example") && body.contains("--token"),
+        "{body}"
+    );
+    server.shutdown();
+
+    // With a token, any name may be used (the token is the protection).
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        runs,
+        ServeOptions::default().token("t"),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(
+        raw_status(
+            addr,
+            "GET /api/runs HTTP/1.1\r\nHost: forge.example\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n"
+        )
+        .await,
+        200
+    );
+    server.shutdown();
+
+    // An app served with `start_with` and no token gets the same rule.
+    let app = forge_events::http::router(dir.path().to_path_buf(), ServeOptions::default());
+    let server = Server::start_with("127.0.0.1:0".parse().unwrap(), app, None)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(
+        raw_status(addr, &get_with_host("/api/runs", "evil.example")).await,
+        403
+    );
+    assert_eq!(
+        raw_status(addr, &get_with_host("/api/runs", "localhost")).await,
+        200
+    );
+    server.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_finish_their_headers_are_cut_off_but_streams_stay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup::new(
+        true,
+        &BusOptions::default(),
+        ServeOptions {
+            header_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let addr = setup.server.local_addr();
+    // An event stream opened before: its head was complete, so it is not cut off.
+    setup.publish(1);
+    let mut sse = Sse::connect(&setup.events_url(), None).await;
+    assert_eq!(sse.event().await.seq, 1);
+
+    // Many slow clients: a request line and part of the headers, then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // The server closes each (the bound only keeps a broken server from hanging the test).
+    for mut stream in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_mins(1), stream.read_to_end(&mut buf))
+            .await
+            .expect("the server kept a connection whose headers never ended");
+        // Closed: an end of file (perhaps after a 408 answer) or a reset.
+        if let Ok(n) = read {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+    }
+    // The stream outlived the header timeout and still delivers.
+    setup.publish(1);
+    assert_eq!(sse.event().await.seq, 2);
+    // And the server still answers complete requests.
+    assert_eq!(
+        raw_status(addr, &get_with_host("/api/runs", "127.0.0.1")).await,
+        200
+    );
+}

@@ -3,7 +3,9 @@
 //! ```text
 //! build(): load or reload the plan, check every agent is installed, open the run store and
 //!          its journal (the EventBus: subscribe to it before run() for a live view)
-//! run():   capture the base snapshot once
+//! run():   run_started; for a new run, plan_preview (the plan's lock analysis and time
+//!          estimate, [`crate::plan::preview`], with durations from the repository's earlier runs)
+//!          capture the base snapshot once
 //!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt:
 //!            1 locks    acquire the task's claims (all or nothing; `task_waiting_locks` names
 //!                       who is in the way)
@@ -550,6 +552,18 @@ impl ExecutionManager {
                 concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
                 base: plan.base.to_string(),
             })?;
+            // What the run will do (estimates from earlier runs), worked out while the base is
+            // captured and published before any task is queued. History that cannot be read
+            // leaves the estimates unknown, as the preview then says; it does not stop the run.
+            let preview = (!resumed).then(|| {
+                let (runs_dir, run2, plan2) = (store.runs_dir(), run.clone(), plan.clone());
+                tokio::task::spawn_blocking(move || {
+                    let estimates =
+                        crate::plan::preview::Estimates::from_runs(&runs_dir, Some(&run2))
+                            .unwrap_or_default();
+                    crate::plan::preview::preview(&plan2, &estimates)
+                })
+            });
 
             // The base, once per run.
             let blobs = BlobStore::open(store.objects_dir())?;
@@ -613,6 +627,12 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
             });
+            if let Some(preview) = preview {
+                let preview = preview
+                    .await
+                    .map_err(|e| ExecError::Store(format!("the plan preview failed: {e}")))?;
+                events.publish_run(EventKind::PlanPreview { preview })?;
+            }
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let sink: Arc<dyn EventSink> = events.clone();
             let sched = Scheduler::new(&plan, &runner, sink, scheduler)

@@ -7,6 +7,7 @@
 //! collide. All problems are reported together, each with `file:line:col` and a caret snippet.
 
 mod parse;
+pub mod preview;
 mod problem;
 mod tree;
 mod validate;
@@ -92,6 +93,9 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// Concurrency pool (see [`Plan::pools`]).
     pub pool: Option<String>,
+    /// How many files the task works on (`files`, written by `forge split`): progress counts
+    /// them as tasks finish.
+    pub files: Option<u64>,
 }
 
 impl Task {
@@ -113,6 +117,7 @@ impl Task {
             estimate: None,
             env: BTreeMap::new(),
             pool: None,
+            files: None,
         }
     }
 

@@ -68,6 +68,7 @@ const TASK_KEYS: &[&str] = &[
     "estimate",
     "env",
     "pool",
+    "files",
 ];
 const GATE_KEYS: &[&str] = &["commands", "timeout"];
 
@@ -468,6 +469,7 @@ impl<'a> Walker<'a> {
             estimate: defaults.estimate,
             env: defaults.env.clone(),
             pool: defaults.pool.as_ref().map(|(p, _)| p.clone()),
+            files: None,
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -528,6 +530,11 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "estimate" => task.estimate = self.duration(&field, value).or(task.estimate),
+                "files" => {
+                    if let Some(n) = self.uint(&field, value, 0, i64::MAX) {
+                        task.files = u64::try_from(n).ok();
+                    }
+                }
                 "env" => task.env.extend(self.env(&field, value)),
                 "pool" => {
                     task.pool = self.string(&field, value);

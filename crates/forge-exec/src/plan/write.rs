@@ -72,6 +72,12 @@ fn task_table(task: &Task) -> Table {
     if let Some(d) = task.estimate {
         t.insert("estimate".into(), duration(d));
     }
+    if let Some(n) = task.files {
+        t.insert(
+            "files".into(),
+            Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+    }
     if !task.env.is_empty() {
         t.insert(
             "env".into(),

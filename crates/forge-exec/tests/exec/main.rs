@@ -4,6 +4,7 @@
 
 mod agents;
 mod manager;
+mod preview;
 mod process;
 mod sched;
 mod sim;
