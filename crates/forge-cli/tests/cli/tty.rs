@@ -252,3 +252,44 @@ fn the_table_has_the_preview_above_it_and_an_eta_while_the_run_goes() {
     assert!(end.contains("100% (2/2 tasks)"), "{end}");
     assert!(!end.contains("ETA "), "{end}");
 }
+
+/// The live table exits with the documented codes, as line and JSON mode do: 1 when a task
+/// failed, 3 when the apply left a path where the user's edit clashes with the run's.
+#[test]
+fn the_table_exits_with_the_documented_codes() {
+    let run_on_pty = |repo: &Repo, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+        cmd.current_dir(repo.path())
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("COLUMNS");
+        let mut pty = Pty::spawn(cmd);
+        let status = pty.child.wait().unwrap();
+        (status.code(), pty)
+    };
+
+    let repo = Repo::new();
+    let file = repo.plan(
+        "failing",
+        &task("broken", "retries = 0", "say Trying\nfail 7"),
+    );
+    let (code, pty) = run_on_pty(&repo, &["run", &file, "--no-apply"]);
+    let screen = pty.wait_for(10, |s| s.contains("1 of 1 task"));
+    assert_eq!(code, Some(1), "{screen}");
+
+    let repo = Repo::new();
+    repo.write("notes.txt", "start\n");
+    let file = repo.plan(
+        "mine",
+        &task(
+            "a",
+            "writes = [\"notes.txt\"]",
+            "write notes.txt\nfrom the run\nend",
+        ),
+    );
+    repo.write("notes.txt", "from the user\n");
+    let (code, pty) = run_on_pty(&repo, &["run", &file, "--yes"]);
+    let screen = pty.wait_for(10, |s| s.contains("Applied only in part"));
+    assert_eq!(code, Some(3), "{screen}");
+    assert_eq!(repo.read("notes.txt"), "from the user\n");
+}
