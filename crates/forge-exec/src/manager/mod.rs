@@ -157,7 +157,11 @@ impl Default for ExecutionManagerBuilder {
             events: Vec::new(),
             apply: ApplyMode::None,
             scheduler: SchedulerOptions::default(),
-            process: ProcessOptions::default(),
+            // Agents run contained: everything an attempt starts ends with it.
+            process: ProcessOptions {
+                pid_namespace: true,
+                ..ProcessOptions::default()
+            },
             bus: BusOptions::default(),
         }
     }
@@ -245,7 +249,9 @@ impl ExecutionManagerBuilder {
         self
     }
 
-    /// Process settings (grace periods, line and log limits).
+    /// Process settings (grace periods, line and log limits, containment). The default runs
+    /// each attempt in its own PID namespace (`pid_namespace`); per-task `memory`/`cpus` and
+    /// the plan's `[isolation] require` are added to these for each attempt.
     #[must_use]
     pub fn process_options(mut self, options: ProcessOptions) -> Self {
         self.process = options;
@@ -466,6 +472,8 @@ pub(crate) struct Shared {
     /// most one per CPU at once, so a burst of tasks starting together does not starve the
     /// threads that relay agents' output as events.
     pub(crate) heavy: tokio::sync::Semaphore,
+    /// Whether the run already said that its attempts run without a PID namespace.
+    pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -612,6 +620,7 @@ impl ExecutionManager {
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
+                warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
             });
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let sink: Arc<dyn EventSink> = events.clone();

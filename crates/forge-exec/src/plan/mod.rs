@@ -92,6 +92,10 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// Concurrency pool (see [`Plan::pools`]).
     pub pool: Option<String>,
+    /// Most memory (bytes) an attempt's processes may use together (`memory = "2G"`).
+    pub memory: Option<u64>,
+    /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
+    pub cpus: Option<f64>,
 }
 
 impl Task {
@@ -113,6 +117,8 @@ impl Task {
             estimate: None,
             env: BTreeMap::new(),
             pool: None,
+            memory: None,
+            cpus: None,
         }
     }
 
@@ -120,6 +126,14 @@ impl Task {
     pub fn claims(&self) -> impl Iterator<Item = &Claim> {
         self.reads.iter().chain(&self.writes).chain(&self.appends)
     }
+}
+
+/// `[isolation]`: how far attempts must be contained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Isolation {
+    /// Refuse to run attempts where the host gives no PID namespace, instead of running them
+    /// in their process group only (and saying so once per run).
+    pub require: bool,
 }
 
 /// A `[merge]` rule: conflicts on paths matching `pattern` are settled by `strategy`.
@@ -165,6 +179,8 @@ pub struct Plan {
     pub on_violation: AuditPolicy,
     /// Checks before applying.
     pub gate: Gate,
+    /// How attempts are contained (`[isolation]`).
+    pub isolation: Isolation,
     /// Where the plan came from.
     pub source: Option<PlanSource>,
 }

@@ -411,7 +411,7 @@ impl AttemptCgroup {
             memory: None,
         };
         if let Some(bytes) = limits.memory {
-            let what = format!("memory = {bytes} bytes");
+            let what = format!("memory = {}", format_memory(bytes));
             let fail = |reason: String| CgroupError {
                 what: what.clone(),
                 reason,
@@ -585,6 +585,27 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|e| format!("cannot write `{value}` to {}: {e}", path.display()))
+}
+
+/// A memory size as people write it: `2G`, `512M`, `1.5G`, or bytes.
+pub fn format_memory(bytes: u64) -> String {
+    for (unit, scale) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= scale {
+            #[allow(clippy::cast_precision_loss)] // a readable figure
+            let value = bytes as f64 / scale as f64;
+            return if bytes % scale == 0 {
+                format!("{}{unit}", bytes / scale)
+            } else {
+                format!("{value:.1}{unit}")
+            };
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// Parses a memory size: bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024,

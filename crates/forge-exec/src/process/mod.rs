@@ -43,7 +43,8 @@ mod ports;
 mod spawn;
 
 pub use contain::{
-    AttemptCgroup, CgroupError, Limits, PidNamespaceSupport, parse_memory, pid_namespace_support,
+    AttemptCgroup, CgroupError, Limits, PidNamespaceSupport, format_memory, parse_memory,
+    pid_namespace_support,
 };
 pub use ports::{FIRST_PORT, LAST_PORT, PORTS_PER_ATTEMPT, PortRange};
 
