@@ -140,9 +140,18 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
         c"/proc/self/uid_map",
         c"/proc/self/gid_map",
     );
+    // SAFETY: `getpid` has no preconditions.
+    let forge = unsafe { libc::getpid() };
     let hook = move || -> std::io::Result<()> {
         // SAFETY: see the comment above the function; every call is async-signal-safe.
         unsafe {
+            // Should Forge die (a crash, SIGKILL), the leader dies with it, and the init with
+            // the leader: nothing of the attempt outlives the run. (The signal follows the
+            // thread that spawned: a runtime worker, which lives as long as the runtime.)
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+            if libc::getppid() != forge {
+                libc::_exit(137);
+            }
             match &route {
                 NsRoute::Direct => check(libc::unshare(libc::CLONE_NEWPID))?,
                 NsRoute::WithUser(maps) => {
@@ -159,9 +168,12 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
                 -1 => Err(std::io::Error::last_os_error()),
                 0 => {
                     // PID 1 of the namespace.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     let agent = libc::fork();
                     if agent == 0 {
-                        // The agent: on to `exec` (the pipe is close-on-exec).
+                        // The agent: on to `exec` (the pipe is close-on-exec). It keeps no
+                        // death signal: the init's end kills it anyway.
+                        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
                         return Ok(());
                     }
                     if agent < 0 {
