@@ -9,8 +9,15 @@
 //!
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
-//! that ignore signals do not outlive their task. (A process that leaves the group with
-//! `setsid` escapes this; agents run inside a workspace namespace can be contained further.)
+//! that ignore signals do not outlive their task. A process that leaves the group with `setsid`
+//! escapes this; with [`ProcessOptions::pid_namespace`] (the manager's default) the attempt runs
+//! in its own PID namespace, which ends with the agent and takes every such process along (see
+//! `contain.rs`, which also sets up the cgroup for [`Limits`]). Either way, output still held
+//! open after the agent's exit is read for [`ProcessOptions::drain_after_exit`] at most, so an
+//! attempt never waits on a pipe held by a leftover process.
+//!
+//! Every spawn gets `PWD` and `OLDPWD` (the workspace) and a port range of its own
+//! (`FORGE_PORT_BASE`, `FORGE_PORT_COUNT`, see [`PortRange`]).
 //!
 //! An attempt costs little more than the `posix_spawn` itself when its command is short: the
 //! child's stdin is one `/dev/null` kept open for the process; its stdout and stderr pipes are
