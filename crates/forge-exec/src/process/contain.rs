@@ -72,7 +72,7 @@ pub fn pid_namespace_support() -> &'static PidNamespaceSupport {
         };
         match probe(NsRoute::Direct) {
             Ok(s) if s.success() => PidNamespaceSupport::Direct,
-            first => match probe(NsRoute::WithUser(UserMaps::current())) {
+            first => match probe(NsRoute::WithUser) {
                 Ok(s) if s.success() => PidNamespaceSupport::WithUserNamespace,
                 second => PidNamespaceSupport::Unavailable(format!(
                     "a new PID namespace was refused ({}), also with a user namespace ({})",
@@ -92,10 +92,12 @@ fn describe(r: &std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 /// How the leader enters its PID namespace.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum NsRoute {
+    /// `unshare(CLONE_NEWPID)` only.
     Direct,
-    WithUser(UserMaps),
+    /// That, or with a new user namespace where it alone is refused.
+    WithUser,
 }
 
 impl NsRoute {
@@ -103,26 +105,8 @@ impl NsRoute {
     pub(crate) fn supported() -> Result<Self, String> {
         match pid_namespace_support() {
             PidNamespaceSupport::Direct => Ok(Self::Direct),
-            PidNamespaceSupport::WithUserNamespace => Ok(Self::WithUser(UserMaps::current())),
+            PidNamespaceSupport::WithUserNamespace => Ok(Self::WithUser),
             PidNamespaceSupport::Unavailable(why) => Err(why.clone()),
-        }
-    }
-}
-
-/// The contents of `/proc/self/{uid_map,gid_map}` mapping the user to itself.
-#[derive(Debug, Clone)]
-pub(crate) struct UserMaps {
-    uid: Vec<u8>,
-    gid: Vec<u8>,
-}
-
-impl UserMaps {
-    fn current() -> Self {
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        Self {
-            uid: format!("{uid} {uid} 1").into_bytes(),
-            gid: format!("{gid} {gid} 1").into_bytes(),
         }
     }
 }
@@ -152,14 +136,20 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
             if libc::getppid() != forge {
                 libc::_exit(137);
             }
-            match &route {
-                NsRoute::Direct => check(libc::unshare(libc::CLONE_NEWPID))?,
-                NsRoute::WithUser(maps) => {
-                    check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID))?;
-                    write_file(paths.0.as_ptr(), b"deny")?;
-                    write_file(paths.1.as_ptr(), &maps.uid)?;
-                    write_file(paths.2.as_ptr(), &maps.gid)?;
+            // A hook before this one may have entered a user namespace where this process is
+            // privileged (a workspace's): then the PID namespace needs no user namespace of its
+            // own. Otherwise, unprivileged, one maps the user (as seen here) to itself.
+            let direct = libc::unshare(libc::CLONE_NEWPID);
+            if direct < 0 {
+                if matches!(route, NsRoute::Direct) {
+                    return Err(std::io::Error::last_os_error());
                 }
+                let (uid, gid) = (libc::getuid(), libc::getgid());
+                check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID))?;
+                let mut buf = [0u8; 40];
+                write_file(paths.0.as_ptr(), b"deny")?;
+                write_file(paths.1.as_ptr(), id_map(&mut buf, uid))?;
+                write_file(paths.2.as_ptr(), id_map(&mut buf, gid))?;
             }
             let mut fds = [0 as libc::c_int; 2];
             check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
@@ -219,6 +209,34 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// `"<id> <id> 1"` (a map of one id to itself) in `buf`, without allocating.
+fn id_map(buf: &mut [u8; 40], id: u32) -> &[u8] {
+    let mut digits = [0u8; 10];
+    let mut n = id;
+    let mut len = 0;
+    loop {
+        #[allow(clippy::cast_possible_truncation)] // a digit
+        let digit = (n % 10) as u8;
+        digits[len] = b'0' + digit;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = 0;
+    for _ in 0..2 {
+        for i in (0..len).rev() {
+            buf[at] = digits[i];
+            at += 1;
+        }
+        buf[at] = b' ';
+        at += 1;
+    }
+    buf[at] = b'1';
+    &buf[..=at]
 }
 
 /// Waits, as a namespace's init, for `agent` while reaping every orphan handed to it.
@@ -656,4 +674,30 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
     Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_maps_and_memory_sizes() {
+        let mut buf = [0u8; 40];
+        assert_eq!(id_map(&mut buf, 0), b"0 0 1");
+        assert_eq!(id_map(&mut buf, 65534), b"65534 65534 1");
+        assert_eq!(
+            id_map(&mut buf, u32::MAX),
+            b"4294967295 4294967295 1".as_slice()
+        );
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_memory("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+        assert!(parse_memory("2X").unwrap_err().contains("unknown unit `x`"));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("10K").unwrap_err().contains("smallest"));
+        assert_eq!(format_memory(2 << 30), "2G");
+        assert_eq!(format_memory(64 << 20), "64M");
+        assert_eq!(format_memory(3 << 29), "1.5G");
+    }
 }

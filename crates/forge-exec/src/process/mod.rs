@@ -340,7 +340,7 @@ impl Child {
         }
         // Last: hooks added after it would run in the agent only, not in the leader.
         if let Some(route) = &contain.namespace {
-            contain::enter_pid_namespace(&mut command, route.clone());
+            contain::enter_pid_namespace(&mut command, *route);
         }
         command
             .stdin(Stdio::from(dev_null()?))
