@@ -312,3 +312,90 @@ fn unprivileged_routes_contain_attempts_and_refuse_unenforceable_limits() {
         assert_eq!(marked(&mark), Vec::<i32>::new(), "{route}");
     }
 }
+
+/// Where no PID namespace can be had (here: an unprivileged user in a user namespace that maps
+/// no one, so it may create no other), attempts run in their process group, the run says so
+/// once, and `[isolation] require = true` refuses to start.
+#[test]
+fn without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required() {
+    let test = "without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required";
+    let prefix = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+        "unshare",
+        "-U",
+        "--",
+    ];
+    let works = std::process::Command::new(prefix[0])
+        .args(&prefix[1..])
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        skip(
+            test,
+            "cannot run as an unprivileged user in an unmapped user namespace",
+        );
+        return;
+    }
+    let repo = Repo::new();
+    let two = "[[task]]\nid = \"a\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\nprompt = \"echo a > a.txt\"\n\n\
+               [[task]]\nid = \"b\"\nagent = \"shell\"\nwrites = [\"b.txt\"]\nprompt = \"echo b > b.txt\"\n";
+    let open = repo.plan("open", two);
+    let strict = repo.plan("strict", &format!("[isolation]\nrequire = true\n\n{two}"));
+    let home = tempfile::tempdir().unwrap();
+    for dir in [repo.path(), home.path()] {
+        assert!(
+            std::process::Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let forge = |plan: &str| {
+        let mut cmd = std::process::Command::new(prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(env!("CARGO_BIN_EXE_forge"))
+            .args(["run", plan, "--no-apply"])
+            .current_dir(repo.path())
+            .env("HOME", home.path())
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*")
+            .stdin(Stdio::null());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FORGE_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = forge(&open);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout
+            .matches("warning: attempts run without their own PID namespace")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = forge(&strict);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the plan requires isolation (`[isolation] require = true`)"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("started attempt"), "{stdout}");
+}

@@ -317,9 +317,11 @@ impl ExecutionManagerBuilder {
                         reason: "the run's plan copy is missing".into(),
                     },
                 })?;
+                check_isolation(&plan, &self.process)?;
                 (run, plan)
             }
             (None, Some(plan)) => {
+                check_isolation(&plan, &self.process)?;
                 let run = store.new_run(&plan.name)?;
                 crate::store::write_atomically(&store.plan_copy(&run), plan.to_toml().as_bytes())?;
                 (run, plan)
@@ -428,6 +430,19 @@ impl std::fmt::Debug for ExecutionManager {
             .field("tasks", &self.plan.tasks.len())
             .field("resume", &self.history.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// `[isolation] require = true` on a host without PID namespaces: refused before anything runs.
+fn check_isolation(plan: &Plan, process: &ProcessOptions) -> Result<(), ExecError> {
+    if !(plan.isolation.require || process.require_isolation) {
+        return Ok(());
+    }
+    match crate::process::pid_namespace_support() {
+        crate::process::PidNamespaceSupport::Unavailable(why) => Err(ExecError::Config(format!(
+            "the plan requires isolation (`[isolation] require = true`) but this host gives attempts no PID namespace: {why}; run as root or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or remove the requirement to run attempts in their process group only"
+        ))),
+        _ => Ok(()),
     }
 }
 
