@@ -359,8 +359,9 @@ pub struct AttemptCgroup {
     memory: Option<usize>,
 }
 
-/// Where a controller lives for this process: `(directory of our own cgroup, is v2)`.
-fn own_cgroup(controller: Controller) -> Result<(PathBuf, bool), String> {
+/// Where a controller lives for this process: `(directory of our own cgroup, is v2)`, v2
+/// first, then the v1 hierarchy mounting it; or what was looked at.
+fn own_cgroups(controller: Controller) -> Result<Vec<(PathBuf, bool)>, String> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
@@ -390,6 +391,7 @@ fn own_cgroup(controller: Controller) -> Result<(PathBuf, bool), String> {
         Path::new(mount).join(rel)
     };
     let mut tried = Vec::new();
+    let mut found = Vec::new();
     // v2 first: the controller must be available to our cgroup's children.
     if let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::"))
         && let Some((mount, root, ..)) = mounts.iter().find(|m| m.2 == "cgroup2")
@@ -397,13 +399,14 @@ fn own_cgroup(controller: Controller) -> Result<(PathBuf, bool), String> {
         let dir = join(mount, root, path);
         let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         if available.split_whitespace().any(|c| c == controller.name()) {
-            return Ok((dir, true));
+            found.push((dir, true));
+        } else {
+            tried.push(format!(
+                "cgroup v2 at {} does not offer `{}`",
+                dir.display(),
+                controller.name()
+            ));
         }
-        tried.push(format!(
-            "cgroup v2 at {} does not offer `{}`",
-            dir.display(),
-            controller.name()
-        ));
     }
     for line in cgroups.lines() {
         let mut parts = line.splitn(3, ':');
@@ -417,9 +420,13 @@ fn own_cgroup(controller: Controller) -> Result<(PathBuf, bool), String> {
             .iter()
             .find(|m| m.2 == "cgroup" && m.3.split(',').any(|o| o == controller.name()))
         {
-            return Ok((join(mount, root, path), false));
+            found.push((join(mount, root, path), false));
+        } else {
+            tried.push(format!("no v1 mount of `{}`", controller.name()));
         }
-        tried.push(format!("no v1 mount of `{}`", controller.name()));
+    }
+    if !found.is_empty() {
+        return Ok(found);
     }
     if tried.is_empty() {
         tried.push(format!("no hierarchy offers `{}`", controller.name()));
@@ -488,23 +495,33 @@ impl AttemptCgroup {
 
     /// The index of the attempt's directory holding `controller`, created if needed.
     fn dir_for(&mut self, controller: Controller, leaf: &str) -> Result<usize, String> {
-        let (own, v2) = own_cgroup(controller)?;
-        let path = own.join(leaf);
-        if let Some(i) = self.dirs.iter().position(|d| d.path == path) {
-            return Ok(i);
-        }
-        if v2 {
-            // A v2 controller reaches a child only when enabled in the parent's subtree.
-            let subtree = own.join("cgroup.subtree_control");
-            let enabled = std::fs::read_to_string(&subtree).unwrap_or_default();
-            if !enabled.split_whitespace().any(|c| c == controller.name()) {
-                write(&subtree, &format!("+{}", controller.name()))?;
+        let mut failures = Vec::new();
+        for (own, v2) in own_cgroups(controller)? {
+            let path = own.join(leaf);
+            if let Some(i) = self.dirs.iter().position(|d| d.path == path) {
+                return Ok(i);
+            }
+            if v2 {
+                // A v2 controller reaches a child only when enabled in the parent's subtree
+                // (refused while the parent holds processes itself, unless it is the root).
+                let subtree = own.join("cgroup.subtree_control");
+                let enabled = std::fs::read_to_string(&subtree).unwrap_or_default();
+                if !enabled.split_whitespace().any(|c| c == controller.name())
+                    && let Err(e) = write(&subtree, &format!("+{}", controller.name()))
+                {
+                    failures.push(e);
+                    continue;
+                }
+            }
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    self.dirs.push(Dir { path, v2 });
+                    return Ok(self.dirs.len() - 1);
+                }
+                Err(e) => failures.push(format!("cannot create cgroup {}: {e}", path.display())),
             }
         }
-        std::fs::create_dir(&path)
-            .map_err(|e| format!("cannot create cgroup {}: {e}", path.display()))?;
-        self.dirs.push(Dir { path, v2 });
-        Ok(self.dirs.len() - 1)
+        Err(failures.join("; "))
     }
 
     /// Opens each directory's `cgroup.procs` for the leader to join (see [`join_cgroups`]).
