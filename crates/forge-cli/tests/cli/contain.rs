@@ -6,7 +6,7 @@
 //! Tests needing a PID namespace (or a cgroup, or `unshare`) skip with the reason where the host
 //! has none, and fail instead when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::process::Stdio;
 
 use crate::util::{Repo, interrupt, wait_until};
@@ -16,7 +16,7 @@ fn skip(test: &str, why: &str) {
         std::env::var_os("FORGE_REQUIRE_CONTAINMENT").is_none_or(|v| v != "1"),
         "{test}: containment is required (FORGE_REQUIRE_CONTAINMENT=1) but unavailable: {why}"
     );
-    eprintln!("{test}: skipped: {why}");
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
 }
 
 /// Whether `unshare -p -f` works here (the binary decides the same way, by trying).

@@ -291,7 +291,7 @@ impl<'a> Walker<'a> {
                 return None;
             }
         };
-        if n.is_finite() && n >= 0.01 && n <= 4096.0 {
+        if (0.01..=4096.0).contains(&n) {
             Some(n)
         } else {
             self.push(

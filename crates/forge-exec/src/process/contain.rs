@@ -645,7 +645,7 @@ pub fn format_memory(bytes: u64) -> String {
         if bytes >= scale {
             #[allow(clippy::cast_precision_loss)] // a readable figure
             let value = bytes as f64 / scale as f64;
-            return if bytes % scale == 0 {
+            return if bytes.is_multiple_of(scale) {
                 format!("{}{unit}", bytes / scale)
             } else {
                 format!("{value:.1}{unit}")

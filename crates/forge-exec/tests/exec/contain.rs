@@ -5,6 +5,7 @@
 //! Tests that need a PID namespace or a writable cgroup skip with the reason where the host has
 //! none, and fail instead when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn skip(test: &str, why: &str) -> bool {
         std::env::var_os("FORGE_REQUIRE_CONTAINMENT").is_none_or(|v| v != "1"),
         "{test}: containment is required (FORGE_REQUIRE_CONTAINMENT=1) but unavailable: {why}"
     );
-    eprintln!("{test}: skipped: {why}");
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
     false
 }
 
