@@ -3,8 +3,9 @@
 //!
 //! `cargo run --release -p forge-benches --bin bench-sched -- [--quick]`
 //! Rows: `dag10k_true_vs_ninja`, `dag10k_true_vs_make`, `sched_overhead_noop`,
-//! `plan_100k_validate`, `attempt_setup_ms` (cost of an attempt's PID namespace and cgroup). Needs `ninja` and `make` on `PATH` (Debian: `apt-get install
-//! ninja-build make`); the bench stops with that instruction when one is missing.
+//! `plan_100k_validate`, `attempt_setup_ms` (cost of an attempt's PID namespace and cgroup).
+//! Needs `ninja` and `make` on `PATH` (Debian: `apt-get install ninja-build make`); the bench
+//! stops with that instruction when one is missing.
 //! `--forge-only [reps]` runs only Forge's side of `dag10k` and writes no report: a hook for
 //! `strace -c` / `perf record` on the process runner.
 
