@@ -269,26 +269,8 @@ async fn a_memory_hog_fails_with_the_memory_limit_as_reason() {
     assert_eq!(marked_processes(&mark), Vec::<i32>::new());
 }
 
-#[tokio::test]
-async fn limits_that_cannot_be_enforced_are_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = ProcessOptions {
-        limits: Limits {
-            memory: Some(1 << 62),
-            cpus: None,
-        },
-        ..ProcessOptions::default()
-    };
-    // An absurd limit: either no cgroup can be had, or writing it fails; both say what and why.
-    match run(dir.path(), &mark("limit"), "true", &options, |_, _| {}).await {
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(msg.contains("cannot enforce memory"), "{msg}");
-        }
-        // The kernel took it (it caps the value): the attempt ran under it.
-        Ok(ran) => assert_eq!(ran.exit.code, Some(0)),
-    }
-}
+// Limits that cannot be enforced (no writable cgroup) are a clear error: proven through the
+// binary as an unprivileged user (forge-cli's `contain` tests), where that is certain.
 
 #[tokio::test]
 async fn every_spawn_route_sets_pwd_and_a_port_range() {
