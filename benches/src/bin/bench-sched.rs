@@ -3,8 +3,9 @@
 //!
 //! `cargo run --release -p forge-benches --bin bench-sched -- [--quick]`
 //! Rows: `dag10k_true_vs_ninja`, `dag10k_true_vs_make`, `sched_overhead_noop`,
-//! `plan_100k_validate`. Needs `ninja` and `make` on `PATH` (Debian: `apt-get install
-//! ninja-build make`); the bench stops with that instruction when one is missing.
+//! `plan_100k_validate`, `attempt_setup_ms` (cost of an attempt's PID namespace and cgroup).
+//! Needs `ninja` and `make` on `PATH` (Debian: `apt-get install ninja-build make`); the bench
+//! stops with that instruction when one is missing.
 //! `--forge-only [reps]` runs only Forge's side of `dag10k` and writes no report: a hook for
 //! `strace -c` / `perf record` on the process runner.
 
@@ -327,6 +328,100 @@ fn overhead(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
     );
 }
 
+/// Mean wall time (ms) of one attempt running `true` under `options`, over `n` attempts.
+fn attempt_ms(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    n: usize,
+    options: &forge_exec::ProcessOptions,
+) -> f64 {
+    use forge_exec::process::{AttemptEnv, run_process};
+    let run = RunId::new("bench").unwrap();
+    let spec = CommandSpec {
+        program: "/bin/true".into(),
+        args: Vec::new(),
+        cwd: dir.to_path_buf(),
+        env: Vec::new(),
+    };
+    let log = dir.join("out.log");
+    let (cancel, kill) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let start = Instant::now();
+    for attempt in 0..n {
+        let env = AttemptEnv {
+            run: &run,
+            task: "t",
+            attempt: u32::try_from(attempt).unwrap(),
+        };
+        let exit = rt
+            .block_on(run_process(
+                &spec,
+                &env,
+                &log,
+                &mut |_, _| {},
+                &cancel,
+                &kill,
+                options,
+            ))
+            .unwrap();
+        assert_eq!(exit.code, Some(0));
+    }
+    start.elapsed().as_secs_f64() * 1e3 / n as f64
+}
+
+/// What containing an attempt costs: the same attempt (`/bin/true`) on the `posix_spawn` fast
+/// path, in its own PID namespace, and in a PID namespace plus a memory/CPU cgroup, alternating.
+fn attempt_setup(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
+    let reps = if quick { 3 } else { 5 };
+    let n = if quick { 100 } else { 500 };
+    let dir = tempfile::tempdir().unwrap();
+    let plain = forge_exec::ProcessOptions::default();
+    let namespace = forge_exec::ProcessOptions {
+        pid_namespace: true,
+        ..forge_exec::ProcessOptions::default()
+    };
+    let limited = forge_exec::ProcessOptions {
+        limits: forge_exec::process::Limits {
+            memory: Some(1 << 30),
+            cpus: Some(1.0),
+        },
+        ..namespace.clone()
+    };
+    // Whether limits can be set here at all (a cgroup may be out of reach).
+    let cgroups = forge_exec::process::AttemptCgroup::create("probe", &limited.limits).is_ok();
+    let (mut p, mut ns, mut cg) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        p.push(attempt_ms(rt, dir.path(), n, &plain));
+        ns.push(attempt_ms(rt, dir.path(), n, &namespace));
+        if cgroups {
+            cg.push(attempt_ms(rt, dir.path(), n, &limited));
+        }
+    }
+    let (p, ns) = (median(&p), median(&ns));
+    let mut row = Row::new("attempt_setup_ms", ns - p, "ms", Better::Lower, reps)
+        .goal("< 10")
+        .extra("attempts", n)
+        .extra(
+            "parent_rss",
+            forge_benches::current_rss_bytes().unwrap_or(0),
+        )
+        .extra("plain_attempt_ms", p)
+        .extra("pid_namespace_attempt_ms", ns)
+        .extra(
+            "route",
+            format!("{:?}", forge_exec::process::pid_namespace_support()),
+        );
+    if cgroups {
+        let cg = median(&cg);
+        row = row
+            .extra("with_cgroup_attempt_ms", cg)
+            .extra("cgroup_setup_ms", cg - ns);
+    }
+    report.push(row);
+}
+
 fn plan_text(tasks: usize) -> String {
     let dag = layered_dag(tasks, 1000, 11);
     let mut out = String::from(
@@ -397,7 +492,12 @@ fn main() {
         return;
     }
     let mut report = Report::new("sched", quick);
-    // The plan row first: its peak RSS is the process's peak.
+    // Before anything grows the process: the namespace route forks the spawning process
+    // (three times), so its cost grows with the parent's page tables (reported as parent_rss).
+    if run("attempt_setup") {
+        attempt_setup(&mut report, &rt, quick);
+    }
+    // The plan row next: its peak RSS is the process's peak.
     if run("plan_100k_validate") {
         plan_validate(&mut report, quick);
     }

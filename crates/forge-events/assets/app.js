@@ -17,7 +17,7 @@
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
     'task_output', 'task_usage', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
-    'apply_finished', 'run_finished', 'unknown',
+    'apply_finished', 'run_warning', 'run_finished', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -435,6 +435,10 @@
           t.integrated_files = (e.files || []).slice();
           s.integrated.push(e.task);
         }
+        break;
+      case 'run_warning':
+        // Known, and like RunState it changes no state: the warning is in the journal and
+        // the CLI's lines.
         break;
       default:
         s.unknown_events += 1;

@@ -441,6 +441,12 @@ event_kinds! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
     },
+    /// Something about the run the user should know that does not stop it, such as attempts
+    /// running without their own PID namespace on this host (said once per run).
+    RunWarning = "run_warning" {
+        /// What, and what to do about it.
+        message: String,
+    },
     /// The run ended (always the last event of a run).
     RunFinished = "run_finished" {
         /// How it ended.

@@ -135,6 +135,7 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
             )
         }
         EventKind::GateStarted { command } => format!("gate: {command} started"),
+        EventKind::RunWarning { message } => format!("warning: {message}"),
         EventKind::GateFinished {
             command,
             passed,

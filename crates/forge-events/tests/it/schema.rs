@@ -84,6 +84,7 @@ fn every_known_type_is_listed_and_transitions_are_the_documented_ones() {
             "gate_started",
             "gate_finished",
             "apply_finished",
+            "run_warning",
             "run_finished",
         ]
     );

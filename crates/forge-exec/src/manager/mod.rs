@@ -159,7 +159,11 @@ impl Default for ExecutionManagerBuilder {
             events: Vec::new(),
             apply: ApplyMode::None,
             scheduler: SchedulerOptions::default(),
-            process: ProcessOptions::default(),
+            // Agents run contained: everything an attempt starts ends with it.
+            process: ProcessOptions {
+                pid_namespace: true,
+                ..ProcessOptions::default()
+            },
             bus: BusOptions::default(),
         }
     }
@@ -247,7 +251,9 @@ impl ExecutionManagerBuilder {
         self
     }
 
-    /// Process settings (grace periods, line and log limits).
+    /// Process settings (grace periods, line and log limits, containment). The default runs
+    /// each attempt in its own PID namespace (`pid_namespace`); per-task `memory`/`cpus` and
+    /// the plan's `[isolation] require` are added to these for each attempt.
     #[must_use]
     pub fn process_options(mut self, options: ProcessOptions) -> Self {
         self.process = options;
@@ -313,9 +319,11 @@ impl ExecutionManagerBuilder {
                         reason: "the run's plan copy is missing".into(),
                     },
                 })?;
+                check_isolation(&plan, &self.process)?;
                 (run, plan)
             }
             (None, Some(plan)) => {
+                check_isolation(&plan, &self.process)?;
                 let run = store.new_run(&plan.name)?;
                 crate::store::write_atomically(&store.plan_copy(&run), plan.to_toml().as_bytes())?;
                 (run, plan)
@@ -427,6 +435,19 @@ impl std::fmt::Debug for ExecutionManager {
     }
 }
 
+/// `[isolation] require = true` on a host without PID namespaces: refused before anything runs.
+fn check_isolation(plan: &Plan, process: &ProcessOptions) -> Result<(), ExecError> {
+    if !(plan.isolation.require || process.require_isolation) {
+        return Ok(());
+    }
+    match crate::process::pid_namespace_support() {
+        crate::process::PidNamespaceSupport::Unavailable(why) => Err(ExecError::Config(format!(
+            "the plan requires isolation (`[isolation] require = true`) but this host gives attempts no PID namespace: {why}; run as root or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or remove the requirement to run attempts in their process group only"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Publishes to the run's bus (the journal) and to every extra sink.
 pub(crate) struct Fanout {
     pub(crate) bus: EventBus,
@@ -468,6 +489,8 @@ pub(crate) struct Shared {
     /// most one per CPU at once, so a burst of tasks starting together does not starve the
     /// threads that relay agents' output as events.
     pub(crate) heavy: tokio::sync::Semaphore,
+    /// Whether the run already said that its attempts run without a PID namespace.
+    pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -626,6 +649,7 @@ impl ExecutionManager {
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
+                warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
             });
             if let Some(preview) = preview {
                 let preview = preview

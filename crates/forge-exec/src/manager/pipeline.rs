@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use forge_events::{ClaimRecord, EventKind, EventSink as _, OutputStream, TaskId, TaskStatus};
@@ -15,7 +16,7 @@ use super::{Shared, blocking};
 use crate::ExecError;
 use crate::agent::{AgentEvent, OutputFormat, OutputParser, PromptVars};
 use crate::plan::Task;
-use crate::process::{AttemptEnv, run_process_in};
+use crate::process::{AttemptEnv, Limits, ProcessOptions, run_process_in};
 use crate::sched::{AttemptContext, CancelHandle, TaskOutcome, TaskRunner};
 use crate::store::write_json;
 
@@ -219,6 +220,20 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
     shared.integrated.lock().push((task.id.clone(), attempt));
 }
 
+/// The run's process options with the task's limits and the plan's isolation requirement.
+fn attempt_options(shared: &Shared, task: &Task) -> ProcessOptions {
+    let mut options = shared.process.clone();
+    options.limits = Limits {
+        memory: task.memory,
+        cpus: task.cpus,
+    };
+    if shared.plan.isolation.require {
+        options.pid_namespace = true;
+        options.require_isolation = true;
+    }
+    options
+}
+
 fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool) {
     shared.publish(
         task,
@@ -400,6 +415,7 @@ async fn attempt_task(
             task: task.id.as_str(),
             attempt,
         };
+        let options = attempt_options(shared, task);
         let exit = run_process_in(
             &spec,
             &env,
@@ -407,7 +423,7 @@ async fn attempt_task(
             &mut |stream, line| output.line(stream, line),
             &ctx.cancel,
             &ctx.kill,
-            &shared.process,
+            &options,
             Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
@@ -424,6 +440,18 @@ async fn attempt_task(
                 )));
             }
         };
+        if let Some(why) = &exit.no_namespace
+            && !shared.warned_no_namespace.swap(true, Ordering::Relaxed)
+        {
+            let _ = shared.events.publish(
+                None,
+                EventKind::RunWarning {
+                    message: format!(
+                        "attempts run without their own PID namespace ({why}): a process an agent detaches with `setsid` can outlive its attempt; run as root or allow unprivileged user namespaces, or set `[isolation] require = true` to refuse"
+                    ),
+                },
+            );
+        }
         if exit.stopped || ctx.cancel.is_cancelled() {
             dispose(ws).await;
             return Ok(TaskOutcome {
@@ -437,6 +465,11 @@ async fn attempt_task(
         if exit.code != Some(0) {
             dispose(ws).await;
             let what = match (exit.code, exit.signal) {
+                _ if exit.memory_limit_hit => format!(
+                    "killed by its memory limit ({}); raise `memory` for this task",
+                    task.memory
+                        .map_or_else(String::new, crate::process::format_memory)
+                ),
                 (_, Some(sig)) => format!("killed by signal {sig}"),
                 (Some(code), _) => format!("exited with code {code}"),
                 (None, None) => "ended without a status".to_owned(),

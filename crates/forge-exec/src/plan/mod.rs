@@ -96,6 +96,10 @@ pub struct Task {
     /// How many files the task works on (`files`, written by `forge split`): progress counts
     /// them as tasks finish.
     pub files: Option<u64>,
+    /// Most memory (bytes) an attempt's processes may use together (`memory = "2G"`).
+    pub memory: Option<u64>,
+    /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
+    pub cpus: Option<f64>,
 }
 
 impl Task {
@@ -118,6 +122,8 @@ impl Task {
             env: BTreeMap::new(),
             pool: None,
             files: None,
+            memory: None,
+            cpus: None,
         }
     }
 
@@ -125,6 +131,14 @@ impl Task {
     pub fn claims(&self) -> impl Iterator<Item = &Claim> {
         self.reads.iter().chain(&self.writes).chain(&self.appends)
     }
+}
+
+/// `[isolation]`: how far attempts must be contained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Isolation {
+    /// Refuse to run attempts where the host gives no PID namespace, instead of running them
+    /// in their process group only (and saying so once per run).
+    pub require: bool,
 }
 
 /// A `[merge]` rule: conflicts on paths matching `pattern` are settled by `strategy`.
@@ -170,6 +184,8 @@ pub struct Plan {
     pub on_violation: AuditPolicy,
     /// Checks before applying.
     pub gate: Gate,
+    /// How attempts are contained (`[isolation]`).
+    pub isolation: Isolation,
     /// Where the plan came from.
     pub source: Option<PlanSource>,
 }

@@ -14,7 +14,7 @@ use forge_staging::BaseMode;
 
 use super::problem::Problem;
 use super::tree::{Key, Kind, Node};
-use super::{Gate, MergeRule, OnFailure, Plan, RetryOn, Task};
+use super::{Gate, Isolation, MergeRule, OnFailure, Plan, RetryOn, Task};
 use crate::HumanDuration;
 
 /// Where each part of a task was written, for messages.
@@ -48,9 +48,10 @@ const TOP_KEYS: &[&str] = &[
     "pools",
     "merge",
     "gate",
+    "isolation",
 ];
 const DEFAULT_KEYS: &[&str] = &[
-    "agent", "model", "timeout", "retries", "retry_on", "estimate", "env", "pool",
+    "agent", "model", "timeout", "retries", "retry_on", "estimate", "env", "pool", "memory", "cpus",
 ];
 const TASK_KEYS: &[&str] = &[
     "id",
@@ -69,6 +70,8 @@ const TASK_KEYS: &[&str] = &[
     "env",
     "pool",
     "files",
+    "memory",
+    "cpus",
 ];
 const GATE_KEYS: &[&str] = &["commands", "timeout"];
 
@@ -124,6 +127,8 @@ struct Defaults {
     estimate: Option<Duration>,
     env: BTreeMap<String, String>,
     pool: Option<(String, Range<usize>)>,
+    memory: Option<u64>,
+    cpus: Option<f64>,
 }
 
 pub(crate) struct Walker<'a> {
@@ -276,6 +281,74 @@ impl<'a> Walker<'a> {
         Some(d)
     }
 
+    /// A memory limit: a size such as `"512M"` or `"2G"`, or a number of bytes.
+    fn memory(&mut self, what: &dyn fmt::Display, node: &Node) -> Option<u64> {
+        let parsed = match &node.kind {
+            Kind::Str(s) => crate::process::parse_memory(s),
+            Kind::Int(i) => u64::try_from(*i)
+                .map_err(|_| format!("{i} is not a size"))
+                .and_then(|b| crate::process::parse_memory(&b.to_string())),
+            _ => {
+                self.type_error(what, "a size such as \"2G\"", node);
+                return None;
+            }
+        };
+        match parsed {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.push(
+                    Problem::at(format!("`{what}`: {e}"), &node.span)
+                        .label("not a memory size")
+                        .help("give a size such as \"512M\" or \"2G\" (K, M, G, T are powers of 1024)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A CPU limit: a number of CPUs above zero, such as `1` or `1.5`.
+    fn cpus(&mut self, what: &dyn fmt::Display, node: &Node) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)] // small counts
+        let n = match node.kind {
+            Kind::Int(i) => i as f64,
+            Kind::Float(f) => f,
+            _ => {
+                self.type_error(what, "a number of CPUs such as 1.5", node);
+                return None;
+            }
+        };
+        if (0.01..=4096.0).contains(&n) {
+            Some(n)
+        } else {
+            self.push(
+                Problem::at(
+                    format!("`{what}` must be between 0.01 and 4096, not {n}"),
+                    &node.span,
+                )
+                .label("out of range")
+                .help("give the CPUs an attempt may use, such as 1 or 1.5"),
+            );
+            None
+        }
+    }
+
+    fn isolation(&mut self, node: &Node) -> Isolation {
+        let mut isolation = Isolation::default();
+        let Some(entries) = self.table(&"isolation", node) else {
+            return isolation;
+        };
+        self.check_keys(&"[isolation]", entries, &["require"]);
+        for (key, value) in entries {
+            if key.name == "require" {
+                match value.kind {
+                    Kind::Bool(b) => isolation.require = b,
+                    _ => self.type_error(&"isolation.require", "true or false", value),
+                }
+            }
+        }
+        isolation
+    }
+
     fn env(&mut self, what: &dyn fmt::Display, node: &Node) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let Some(entries) = self.table(what, node) else {
@@ -384,6 +457,8 @@ impl<'a> Walker<'a> {
                 "retry_on" => d.retry_on = self.retry_on(&"defaults.retry_on", value),
                 "estimate" => d.estimate = self.duration(&"defaults.estimate", value),
                 "env" => d.env = self.env(&"defaults.env", value),
+                "memory" => d.memory = self.memory(&"defaults.memory", value),
+                "cpus" => d.cpus = self.cpus(&"defaults.cpus", value),
                 "pool" => {
                     d.pool = self
                         .string(&"defaults.pool", value)
@@ -470,6 +545,8 @@ impl<'a> Walker<'a> {
             env: defaults.env.clone(),
             pool: defaults.pool.as_ref().map(|(p, _)| p.clone()),
             files: None,
+            memory: defaults.memory,
+            cpus: defaults.cpus,
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -536,6 +613,8 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "env" => task.env.extend(self.env(&field, value)),
+                "memory" => task.memory = self.memory(&field, value).or(task.memory),
+                "cpus" => task.cpus = self.cpus(&field, value).or(task.cpus),
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());
@@ -715,6 +794,7 @@ impl<'a> Walker<'a> {
             merge_reruns: 1,
             on_violation: AuditPolicy::Reject,
             gate: Gate::default(),
+            isolation: Isolation::default(),
             source: None,
         };
         let mut spans = Spans::default();
@@ -763,6 +843,9 @@ impl<'a> Walker<'a> {
         }
         if let Some(v) = get("gate") {
             plan.gate = self.gate(v);
+        }
+        if let Some(v) = get("isolation") {
+            plan.isolation = self.isolation(v);
         }
         match get("task") {
             Some(Node {

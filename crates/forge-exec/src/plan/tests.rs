@@ -650,3 +650,82 @@ fn a_plan_that_is_not_utf8_is_located_at_its_first_bad_byte() {
     );
     assert!(err.render().contains("save the plan file as UTF-8"));
 }
+
+#[test]
+fn limits_and_isolation_load_and_round_trip() {
+    let text = r#"
+[isolation]
+require = true
+
+[defaults]
+agent = "shell"
+memory = "2G"
+cpus = 1.5
+
+[[task]]
+id = "a"
+prompt = "true"
+
+[[task]]
+id = "b"
+prompt = "true"
+memory = "512M"
+cpus = 2
+"#;
+    let plan = parse(text).unwrap();
+    assert!(plan.isolation.require);
+    assert_eq!(plan.tasks[0].memory, Some(2 << 30));
+    assert_eq!(plan.tasks[0].cpus, Some(1.5));
+    assert_eq!(plan.tasks[1].memory, Some(512 << 20));
+    assert_eq!(plan.tasks[1].cpus, Some(2.0));
+    let again = parse(&plan.to_toml()).unwrap();
+    assert_eq!(again.tasks, plan.tasks);
+    assert_eq!(again.isolation, plan.isolation);
+    // JSON plans take the same keys.
+    let json = r#"{"isolation": {"require": false}, "task": [{"id": "a", "agent": "shell", "prompt": "x", "memory": 1073741824, "cpus": 0.5}]}"#;
+    let plan = Plan::parse(
+        json,
+        Path::new("plan.json"),
+        PlanFormat::Json,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.tasks[0].memory, Some(1 << 30));
+    assert_eq!(plan.tasks[0].cpus, Some(0.5));
+}
+
+#[test]
+fn bad_limits_are_reported_with_their_position() {
+    let text = r#"
+[isolation]
+require = "yes"
+strict = true
+
+[[task]]
+id = "a"
+agent = "shell"
+prompt = "true"
+memory = "2 gigs"
+cpus = 0
+
+[[task]]
+id = "b"
+agent = "shell"
+prompt = "true"
+memory = "100K"
+cpus = "two"
+"#;
+    let rendered = parse(text).unwrap_err().render();
+    for expected in [
+        "`isolation.require`",
+        "unknown key `strict`",
+        "task `a`.memory",
+        "unknown unit `gigs`",
+        "must be between 0.01 and 4096, not 0",
+        "below the smallest memory limit, 1M",
+        "a number of CPUs such as 1.5",
+        "--> plan.toml:10:10",
+    ] {
+        assert!(rendered.contains(expected), "{expected}: {rendered}");
+    }
+}

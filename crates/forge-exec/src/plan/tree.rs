@@ -17,8 +17,8 @@ pub(crate) struct Node<'a> {
 pub(crate) enum Kind<'a> {
     Str(Cow<'a, str>),
     Int(i64),
-    Float,
-    Bool,
+    Float(f64),
+    Bool(bool),
     /// A value of a type the schema never accepts (a datetime, `null`), named for messages.
     Other(&'static str),
     Array(Vec<Node<'a>>),
@@ -38,8 +38,8 @@ impl Node<'_> {
         match &self.kind {
             Kind::Str(_) => "a string",
             Kind::Int(_) => "an integer",
-            Kind::Float => "a float",
-            Kind::Bool => "a boolean",
+            Kind::Float(_) => "a float",
+            Kind::Bool(_) => "a boolean",
             Kind::Other(name) => name,
             Kind::Array(_) => "an array",
             Kind::Table(_) => "a table",
@@ -196,8 +196,8 @@ fn owned_node<'a>(node: Node<'_>) -> Node<'a> {
     let kind = match node.kind {
         Kind::Str(s) => Kind::Str(Cow::Owned(s.into_owned())),
         Kind::Int(i) => Kind::Int(i),
-        Kind::Float => Kind::Float,
-        Kind::Bool => Kind::Bool,
+        Kind::Float(f) => Kind::Float(f),
+        Kind::Bool(b) => Kind::Bool(b),
         Kind::Other(name) => Kind::Other(name),
         Kind::Array(items) => Kind::Array(items.into_iter().map(owned_node).collect()),
         Kind::Table(entries) => Kind::Table(entries.into_iter().map(owned_entry).collect()),
@@ -348,8 +348,12 @@ fn toml_value<'a>(
         DeValue::String(s) => Kind::Str(s.clone()),
         DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix())
             .map_or(Kind::Other("an integer out of range"), Kind::Int),
-        DeValue::Float(_) => Kind::Float,
-        DeValue::Boolean(_) => Kind::Bool,
+        DeValue::Float(f) => f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .map_or(Kind::Other("a float out of range"), Kind::Float),
+        DeValue::Boolean(b) => Kind::Bool(*b),
         DeValue::Datetime(_) => Kind::Other("a datetime"),
         DeValue::Array(items) => Kind::Array(items.iter().map(|v| toml_value(v, offset)).collect()),
         DeValue::Table(t) => toml_table(t, offset),
@@ -447,9 +451,16 @@ fn json_value<'a>(value: &jsonc_parser::ast::Value<'a>) -> Node<'a> {
         Value::StringLit(s) => (s.range, Kind::Str(s.value.clone())),
         Value::NumberLit(n) => (
             n.range,
-            n.value.parse::<i64>().map_or(Kind::Float, Kind::Int),
+            n.value.parse::<i64>().map_or_else(
+                |_| {
+                    n.value
+                        .parse::<f64>()
+                        .map_or(Kind::Other("a number out of range"), Kind::Float)
+                },
+                Kind::Int,
+            ),
         ),
-        Value::BooleanLit(b) => (b.range, Kind::Bool),
+        Value::BooleanLit(b) => (b.range, Kind::Bool(b.value)),
         Value::NullKeyword(n) => (n.range, Kind::Other("null")),
         Value::Array(a) => (
             a.range,

@@ -92,6 +92,15 @@ fn task_table(task: &Task) -> Table {
     if let Some(pool) = &task.pool {
         t.insert("pool".into(), Value::String(pool.clone()));
     }
+    if let Some(bytes) = task.memory {
+        t.insert(
+            "memory".into(),
+            Value::Integer(i64::try_from(bytes).unwrap_or(i64::MAX)),
+        );
+    }
+    if let Some(cpus) = task.cpus {
+        t.insert("cpus".into(), Value::Float(cpus));
+    }
     t
 }
 
@@ -176,6 +185,11 @@ impl Plan {
                 gate.insert("timeout".into(), duration(d));
             }
             doc.insert("gate".into(), Value::Table(gate));
+        }
+        if self.isolation.require {
+            let mut isolation = Table::new();
+            isolation.insert("require".into(), Value::Boolean(true));
+            doc.insert("isolation".into(), Value::Table(isolation));
         }
         doc.insert(
             "task".into(),

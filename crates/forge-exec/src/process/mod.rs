@@ -9,8 +9,15 @@
 //!
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
-//! that ignore signals do not outlive their task. (A process that leaves the group with
-//! `setsid` escapes this; agents run inside a workspace namespace can be contained further.)
+//! that ignore signals do not outlive their task. A process that leaves the group with `setsid`
+//! escapes this; with [`ProcessOptions::pid_namespace`] (the manager's default) the attempt runs
+//! in its own PID namespace, which ends with the agent and takes every such process along (see
+//! `contain.rs`, which also sets up the cgroup for [`Limits`]). Either way, output still held
+//! open after the agent's exit is read for [`ProcessOptions::drain_after_exit`] at most, so an
+//! attempt never waits on a pipe held by a leftover process.
+//!
+//! Every spawn gets `PWD` and `OLDPWD` (the workspace) and a port range of its own
+//! (`FORGE_PORT_BASE`, `FORGE_PORT_COUNT`, see [`PortRange`]).
 //!
 //! An attempt costs little more than the `posix_spawn` itself when its command is short: the
 //! child's stdin is one `/dev/null` kept open for the process; its stdout and stderr pipes are
@@ -38,7 +45,15 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::Task;
 use crate::sched::{AttemptContext, TaskOutcome, TaskRunner};
 
+mod contain;
+mod ports;
 mod spawn;
+
+pub use contain::{
+    AttemptCgroup, CgroupError, Limits, PidNamespaceSupport, format_memory, parse_memory,
+    pid_namespace_support,
+};
+pub use ports::{FIRST_PORT, LAST_PORT, PORTS_PER_ATTEMPT, PortRange};
 
 /// What to spawn for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +112,17 @@ pub struct ProcessOptions {
     pub max_line: usize,
     /// The log file stops growing here (a final line says so); output is still parsed.
     pub max_log_bytes: u64,
+    /// Run each attempt in its own PID namespace (see `contain.rs`), so everything it
+    /// started ends with it. Costs a `fork`-based spawn instead of the `posix_spawn` fast path.
+    pub pid_namespace: bool,
+    /// With `pid_namespace`, refuse to run (an error) where no PID namespace can be had,
+    /// instead of falling back to the process group.
+    pub require_isolation: bool,
+    /// Resource limits, enforced by a cgroup per attempt.
+    pub limits: Limits,
+    /// After the agent exits, how long output still held open by processes it left behind
+    /// is read before they are killed and their pipes closed.
+    pub drain_after_exit: Duration,
 }
 
 impl Default for ProcessOptions {
@@ -106,12 +132,16 @@ impl Default for ProcessOptions {
             terminate_grace: Duration::from_secs(5),
             max_line: 64 * 1024,
             max_log_bytes: 256 * 1024 * 1024,
+            pid_namespace: false,
+            require_isolation: false,
+            limits: Limits::default(),
+            drain_after_exit: Duration::from_secs(2),
         }
     }
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessExit {
     /// Exit code, if it exited.
     pub code: Option<i32>,
@@ -119,6 +149,11 @@ pub struct ProcessExit {
     pub signal: Option<i32>,
     /// Whether Forge stopped it (timeout or cancel).
     pub stopped: bool,
+    /// Whether the kernel killed a process of the attempt for its memory limit.
+    pub memory_limit_hit: bool,
+    /// Whether it ran in its own PID namespace (`None` when none was asked for; `Some(why)`
+    /// when one was asked for but the host allows none and it ran in its process group).
+    pub no_namespace: Option<String>,
 }
 
 /// The identity of an attempt, given to the process as `FORGE_*` variables.
@@ -163,6 +198,53 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 /// Size of the buffers pipes are read into.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// What contains one attempt besides its process group.
+struct Containment {
+    /// How the leader enters its own PID namespace, when it does.
+    namespace: Option<contain::NsRoute>,
+    /// Why it does not although asked to (the host allows none).
+    no_namespace: Option<String>,
+    /// Its cgroup, when limits were asked for.
+    cgroup: Option<AttemptCgroup>,
+    /// Its port range.
+    ports: Option<PortRange>,
+}
+
+impl Containment {
+    fn new(options: &ProcessOptions, env: &AttemptEnv<'_>) -> std::io::Result<Self> {
+        let (namespace, no_namespace) = if options.pid_namespace {
+            match contain::NsRoute::supported() {
+                Ok(route) => (Some(route), None),
+                Err(why) if options.require_isolation => {
+                    return Err(std::io::Error::other(format!(
+                        "isolation is required (`[isolation] require = true`) but this host gives no PID namespace: {why}; run as root or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1), or drop the requirement"
+                    )));
+                }
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
+        let cgroup = if options.limits.any() {
+            let name = format!("{}-{}", env.task, env.attempt);
+            Some(AttemptCgroup::create(&name, &options.limits).map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            namespace,
+            no_namespace,
+            cgroup,
+            ports: PortRange::take(),
+        })
+    }
+
+    /// Whether nothing but the process group contains it (the `posix_spawn` fast path applies).
+    fn is_plain(&self) -> bool {
+        self.namespace.is_none() && self.cgroup.is_none()
+    }
+}
+
 /// A spawned attempt's leader process.
 enum Child {
     Direct(spawn::DirectChild),
@@ -177,10 +259,11 @@ impl Child {
         spec: &CommandSpec,
         env: &AttemptEnv<'_>,
         prepare: Option<&PrepareCommand<'_>>,
+        contain: &Containment,
         stdout: std::io::PipeWriter,
         stderr: std::io::PipeWriter,
     ) -> std::io::Result<Self> {
-        Self::spawn_inner(spec, env, prepare, stdout, stderr).map_err(|e| {
+        Self::spawn_inner(spec, env, prepare, contain, stdout, stderr).map_err(|e| {
             // `ENOENT` from a spawn reads as a missing program; say when it is the directory.
             if e.kind() == std::io::ErrorKind::NotFound && !spec.cwd.is_dir() {
                 std::io::Error::new(
@@ -197,17 +280,35 @@ impl Child {
         spec: &CommandSpec,
         env: &AttemptEnv<'_>,
         prepare: Option<&PrepareCommand<'_>>,
+        contain: &Containment,
         stdout: std::io::PipeWriter,
         stderr: std::io::PipeWriter,
     ) -> std::io::Result<Self> {
         let attempt = env.attempt.to_string();
-        let vars: [(&OsStr, &OsStr); 4] = [
+        let port_base = contain
+            .ports
+            .as_ref()
+            .map_or_else(String::new, |p| p.base().to_string());
+        let port_count = if contain.ports.is_some() {
+            PORTS_PER_ATTEMPT.to_string()
+        } else {
+            String::new()
+        };
+        let mut vars: Vec<(&OsStr, &OsStr)> = vec![
             ("FORGE_RUN_ID".as_ref(), env.run.as_str().as_ref()),
             ("FORGE_TASK_ID".as_ref(), env.task.as_ref()),
             ("FORGE_ATTEMPT".as_ref(), attempt.as_ref()),
             ("FORGE_WORKSPACE".as_ref(), spec.cwd.as_os_str()),
+            // A shell trusts an inherited `PWD` naming its directory; tools that read `PWD`
+            // (rather than `getcwd`) must find the workspace, never Forge's own directory.
+            ("PWD".as_ref(), spec.cwd.as_os_str()),
+            ("OLDPWD".as_ref(), spec.cwd.as_os_str()),
         ];
-        if prepare.is_none() {
+        if contain.ports.is_some() {
+            vars.push(("FORGE_PORT_BASE".as_ref(), port_base.as_ref()));
+            vars.push(("FORGE_PORT_COUNT".as_ref(), port_count.as_ref()));
+        }
+        if prepare.is_none() && contain.is_plain() {
             // The child's stdin is `dup2`ed from the shared `/dev/null` itself.
             let own;
             let stdin = match shared_dev_null() {
@@ -231,8 +332,15 @@ impl Child {
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .envs(vars);
+        if let Some(cgroup) = &contain.cgroup {
+            contain::join_cgroups(&mut command, cgroup.procs_files()?);
+        }
         if let Some(prepare) = prepare {
             prepare(&mut command)?;
+        }
+        // Last: hooks added after it would run in the agent only, not in the leader.
+        if let Some(route) = &contain.namespace {
+            contain::enter_pid_namespace(&mut command, *route);
         }
         command
             .stdin(Stdio::from(dev_null()?))
@@ -303,7 +411,8 @@ pub async fn run_process_in(
     let (err_pipe, err_child) = std::io::pipe()?;
     let mut out = Stream::new(OutputStream::Stdout, out_pipe, options.max_line);
     let mut err = Stream::new(OutputStream::Stderr, err_pipe, options.max_line);
-    let mut child = Child::spawn(spec, env, prepare, out_child, err_child)?;
+    let contain = Containment::new(options, env)?;
+    let mut child = Child::spawn(spec, env, prepare, &contain, out_child, err_child)?;
     let pgid = child.pgid();
     let mut sink = Sink {
         log: LogFile::new(log_path, options.max_log_bytes),
@@ -319,6 +428,8 @@ pub async fn run_process_in(
     let go_live = tokio::time::sleep(LIVE_AFTER);
     tokio::pin!(go_live);
     let mut live = false;
+    // When output is still held open after the agent's exit: the end of the wait for it.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     while status.is_none() || out.is_open() || err.is_open() {
         let next_signal_at = escalation.map(|(_, at)| at);
         tokio::select! {
@@ -338,7 +449,18 @@ pub async fn run_process_in(
                     out.go_live(&mut sink);
                     err.go_live(&mut sink);
                     live = true;
+                    // Held by a process that left the group (`setsid`): read it a little
+                    // longer, then it is killed and its pipes are closed.
+                    drain_until = Some(tokio::time::Instant::now() + options.drain_after_exit);
                 }
+            },
+            () = async { if let Some(at) = drain_until { tokio::time::sleep_until(at).await } }, if drain_until.is_some() => {
+                drain_until = None;
+                if let Some(cgroup) = &contain.cgroup {
+                    cgroup.kill_all();
+                }
+                out.close(&mut sink);
+                err.close(&mut sink);
             },
             n = out.read_live(), if out.is_live() => out.on_read(n, &mut sink),
             n = err.read_live(), if err.is_live() => err.on_read(n, &mut sink),
@@ -377,12 +499,18 @@ pub async fn run_process_in(
     {
         end_group(pgid, Duration::ZERO).await;
     }
+    let memory_limit_hit = contain.cgroup.as_ref().is_some_and(|cgroup| {
+        cgroup.kill_all();
+        cgroup.memory_limit_hit()
+    });
     sink.log.finish()?;
     let status = status.ok_or_else(|| std::io::Error::other("process status lost"))?;
     Ok(ProcessExit {
         code: status.code,
         signal: status.signal,
         stopped,
+        memory_limit_hit,
+        no_namespace: contain.no_namespace.clone(),
     })
 }
 

@@ -1,0 +1,401 @@
+//! Contained attempts through the real binary: a hostile `shell` agent that escapes its process
+//! group (`setsid` holding stdout, a double-forked daemon) leaves nothing alive after success,
+//! a timeout, the second Ctrl-C, Forge being killed, and under an unprivileged user namespace;
+//! a memory hog under `memory` fails with that reason.
+//!
+//! Tests needing a PID namespace (or a cgroup, or `unshare`) skip with the reason where the host
+//! has none, and fail instead when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::Stdio;
+
+use crate::util::{Repo, interrupt, wait_until};
+
+fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("FORGE_REQUIRE_CONTAINMENT").is_none_or(|v| v != "1"),
+        "{test}: containment is required (FORGE_REQUIRE_CONTAINMENT=1) but unavailable: {why}"
+    );
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
+}
+
+/// Whether `unshare -p -f` works here (the binary decides the same way, by trying).
+fn namespaces(test: &str) -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(["-p", "-f", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+        || std::process::Command::new("unshare")
+            .args(["-U", "-r", "-p", "-f", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        skip(
+            test,
+            "no PID namespace can be had here (unshare -p / -Urp refused)",
+        );
+    }
+    ok
+}
+
+/// Live (non-zombie) processes whose environment holds `FORGE_TEST_MARK=<mark>`.
+fn marked(mark: &str) -> Vec<i32> {
+    let needle = format!("FORGE_TEST_MARK={mark}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next())
+                .is_some_and(|st| st == "Z" || st == "X")
+        });
+        if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn mark(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// A `shell` task whose script leaves a `setsid` child holding stdout and a double-forked
+/// daemon, prints `escaped`, then runs `then`.
+fn hostile_task(id: &str, mark: &str, extra: &str, then: &str) -> String {
+    let script = format!(
+        "setsid sh -c 'echo held; touch held; exec sleep 1000' & \
+         ( ( setsid sh -c 'touch daemon; exec sleep 1000' </dev/null >/dev/null 2>&1 & ) & ); \
+         while [ ! -e held ] || [ ! -e daemon ]; do sleep 0.01; done; echo escaped; {then}"
+    );
+    format!(
+        "[[task]]\nid = \"{id}\"\nagent = \"shell\"\nwrites = [\"**\"]\n{extra}\nenv = {{ FORGE_TEST_MARK = \"{mark}\" }}\nprompt = '''{script}'''\n\n"
+    )
+}
+
+#[test]
+fn escaped_processes_end_with_a_successful_attempt() {
+    if !namespaces("escaped_processes_end_with_a_successful_attempt") {
+        return;
+    }
+    let repo = Repo::new();
+    let mark = mark("ok");
+    let file = repo.plan("ok", &hostile_task("t", &mark, "", "echo done > out.txt"));
+    let run = repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    assert!(run.stdout.contains("t: succeeded"), "{}", run.stdout);
+    assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+    assert_eq!(
+        marked(&mark),
+        Vec::<i32>::new(),
+        "processes of the attempt are alive"
+    );
+}
+
+#[test]
+fn escaped_processes_end_with_a_timed_out_attempt() {
+    if !namespaces("escaped_processes_end_with_a_timed_out_attempt") {
+        return;
+    }
+    let repo = Repo::new();
+    let mark = mark("timeout");
+    let file = repo.plan(
+        "slow",
+        &hostile_task(
+            "t",
+            &mark,
+            "timeout = \"1s\"",
+            "trap '' INT TERM; sleep 1000",
+        ),
+    );
+    let run = repo.forge(&["run", &file, "--no-apply"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("t: timed out"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(marked(&mark), Vec::<i32>::new());
+}
+
+#[test]
+fn the_second_ctrl_c_ends_every_attempt_at_once() {
+    if !namespaces("the_second_ctrl_c_ends_every_attempt_at_once") {
+        return;
+    }
+    let repo = Repo::new();
+    let mark = mark("ctrlc");
+    // Both attempts ignore the polite signals: only the second Ctrl-C (a kill) ends them.
+    let stubborn = "trap '' INT TERM; sleep 1000";
+    let plan = format!(
+        "concurrency = 2\n{}{}",
+        hostile_task("a", &mark, "", stubborn).replace("writes = [\"**\"]", "writes = [\"a/**\"]"),
+        hostile_task("b", &mark, "", stubborn).replace("writes = [\"**\"]", "writes = [\"b/**\"]"),
+    );
+    let file = repo.plan("stubborn", &plan);
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut escaped = 0;
+    while escaped < 2 && stdout.read_line(&mut line).unwrap() > 0 {
+        if line.contains("\"line\":\"escaped\"") {
+            escaped += 1;
+        }
+        line.clear();
+    }
+    assert_eq!(escaped, 2, "both attempts started their escapees");
+    interrupt(child.id());
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(marked(&mark), Vec::<i32>::new());
+}
+
+#[test]
+fn a_killed_forge_takes_its_attempts_along() {
+    if !namespaces("a_killed_forge_takes_its_attempts_along") {
+        return;
+    }
+    let repo = Repo::new();
+    let mark = mark("crash");
+    let file = repo.plan("crash", &hostile_task("t", &mark, "", "sleep 1000"));
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 && !line.contains("\"line\":\"escaped\"") {
+        line.clear();
+    }
+    assert!(!marked(&mark).is_empty(), "the attempt runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel delivers the death signals; wait for it (a hang guard, not a timing check).
+    wait_until(30, "the attempt's processes to end", || {
+        marked(&mark).is_empty()
+    });
+}
+
+#[test]
+fn a_memory_hog_fails_with_the_memory_limit_as_reason() {
+    let test = "a_memory_hog_fails_with_the_memory_limit_as_reason";
+    if !namespaces(test) {
+        return;
+    }
+    let repo = Repo::new();
+    let mark = mark("hog");
+    let file = repo.plan(
+        "hog",
+        &hostile_task(
+            "hog",
+            &mark,
+            "memory = \"64M\"\ncpus = 1.5",
+            "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived",
+        ),
+    );
+    let run = repo.forge(&["run", &file, "--no-apply"]);
+    if run.stdout.contains("cannot enforce memory") {
+        skip(test, "no writable cgroup here");
+        return;
+    }
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stdout.contains("hog: failed")
+            && run.stdout.contains("killed by its memory limit (64M)"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(marked(&mark), Vec::<i32>::new());
+}
+
+/// Without root: as an unprivileged user (Forge takes a user namespace for the PID namespace
+/// itself) and under `unshare -Ur` (root in a user namespace, not on the host), the attempt is
+/// still contained, and a limit that needs the host's cgroups is refused with a clear error
+/// instead of being dropped.
+#[test]
+fn unprivileged_routes_contain_attempts_and_refuse_unenforceable_limits() {
+    let test = "unprivileged_routes_contain_attempts_and_refuse_unenforceable_limits";
+    let works = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let nobody = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
+    let mut routes: Vec<(&str, Vec<&str>)> = Vec::new();
+    if works(&[&nobody[..], &["unshare", "-U", "-r", "-p", "-f", "true"]].concat()) {
+        routes.push(("unprivileged user", nobody.to_vec()));
+    } else {
+        skip(
+            test,
+            "an unprivileged user cannot have a user namespace here",
+        );
+    }
+    if works(&[&nobody[..], &["unshare", "-U", "-r", "true"]].concat()) {
+        routes.push((
+            "unshare -Ur",
+            [&nobody[..], &["unshare", "-U", "-r", "--"]].concat(),
+        ));
+    }
+    for (route, prefix) in routes {
+        let repo = Repo::new();
+        let home = tempfile::tempdir().unwrap();
+        for dir in [repo.path(), home.path()] {
+            assert!(works(&["chmod", "-R", "a+rwX", dir.to_str().unwrap()]));
+        }
+        let mark = mark(&route.replace(' ', "-"));
+        let file = repo.plan(
+            "userns",
+            &format!(
+                "{}{}",
+                hostile_task("t", &mark, "", "echo done > t.txt").replace(
+                    "writes = [\"**\"]",
+                    "writes = [\"t.txt\", \"held\", \"daemon\"]"
+                ),
+                "[[task]]\nid = \"limited\"\nagent = \"shell\"\nwrites = [\"l\"]\nmemory = \"1G\"\nprompt = \"true\"\n",
+            ),
+        );
+        let mut cmd = std::process::Command::new(prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(env!("CARGO_BIN_EXE_forge"))
+            .args(["run", &file, "--no-apply"])
+            .current_dir(repo.path())
+            .env("HOME", home.path())
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*")
+            .stdin(Stdio::null());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FORGE_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("t: succeeded"),
+            "{route}: {stdout}\n{stderr}"
+        );
+        assert!(!stdout.contains("warning:"), "{route}: {stdout}");
+        assert!(
+            stdout.contains("limited: failed") && stdout.contains("cannot enforce memory = 1G"),
+            "{route}: {stdout}\n{stderr}"
+        );
+        assert_eq!(marked(&mark), Vec::<i32>::new(), "{route}");
+    }
+}
+
+/// Where no PID namespace can be had (here: an unprivileged user in a user namespace that maps
+/// no one, so it may create no other), attempts run in their process group, the run says so
+/// once, and `[isolation] require = true` refuses to start.
+#[test]
+fn without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required() {
+    let test = "without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required";
+    let prefix = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+        "unshare",
+        "-U",
+        "--",
+    ];
+    let works = std::process::Command::new(prefix[0])
+        .args(&prefix[1..])
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        skip(
+            test,
+            "cannot run as an unprivileged user in an unmapped user namespace",
+        );
+        return;
+    }
+    let repo = Repo::new();
+    let two = "[[task]]\nid = \"a\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\nprompt = \"echo a > a.txt\"\n\n\
+               [[task]]\nid = \"b\"\nagent = \"shell\"\nwrites = [\"b.txt\"]\nprompt = \"echo b > b.txt\"\n";
+    let open = repo.plan("open", two);
+    let strict = repo.plan("strict", &format!("[isolation]\nrequire = true\n\n{two}"));
+    let home = tempfile::tempdir().unwrap();
+    for dir in [repo.path(), home.path()] {
+        assert!(
+            std::process::Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let forge = |plan: &str| {
+        let mut cmd = std::process::Command::new(prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(env!("CARGO_BIN_EXE_forge"))
+            .args(["run", plan, "--no-apply"])
+            .current_dir(repo.path())
+            .env("HOME", home.path())
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*")
+            .stdin(Stdio::null());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FORGE_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = forge(&open);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout
+            .matches("warning: attempts run without their own PID namespace")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = forge(&strict);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the plan requires isolation (`[isolation] require = true`)"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("started attempt"), "{stdout}");
+}

@@ -1,0 +1,720 @@
+//! Containing an attempt's process tree: its own PID namespace, its own cgroup, limits.
+//!
+//! **PID namespace.** The attempt's leader (the process Forge spawns and waits on) enters a new
+//! PID namespace and forks a tiny init (PID 1 there), which forks the agent itself. The init
+//! waits for the agent only; when the agent is gone the init exits, and the kernel kills every
+//! other process of the namespace (`setsid` children, double-forked daemons) before the
+//! leader sees the init's end. So when Forge sees its child exit, nothing of the attempt is
+//! alive and no pipe is held open. The agent keeps the attempt's process group, so Forge's
+//! SIGINT → SIGTERM → SIGKILL escalation reaches it as before; the leader ignores the soft
+//! signals (it only relays the agent's status) and SIGKILL ends the init with all of it.
+//!
+//! Without root the namespace comes with a user namespace mapping the user to itself. Where
+//! neither is allowed, the attempt runs in its process group only (see [`pid_namespace_support`]).
+//!
+//! **Cgroups.** When a task asks for `memory` or `cpus`, the attempt gets a cgroup per needed
+//! controller, on whichever hierarchy offers it: cgroup v2 where the controller can be enabled
+//! below Forge's own cgroup, else the v1 hierarchy that mounts it (hosts with a hybrid layout
+//! have both). The leader joins it before anything else, so the whole tree is in it; the cgroup
+//! is swept (every member killed) and removed when the attempt ends.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Resource limits of one attempt, enforced by a cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Most memory (bytes) the attempt's processes may use together; beyond it the kernel's
+    /// OOM killer ends one of them and the attempt fails with that reason.
+    pub memory: Option<u64>,
+    /// CPU time as a number of CPUs (`1.5` = one and a half cores' worth per period).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some()
+    }
+}
+
+/// What this process may do to put an attempt in its own PID namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidNamespaceSupport {
+    /// `unshare(CLONE_NEWPID)` works as is (root, or already in a user namespace we own).
+    Direct,
+    /// Only together with a new user namespace (unprivileged).
+    WithUserNamespace,
+    /// Neither: attempts run in their process group only. Says why.
+    Unavailable(String),
+}
+
+/// Probes once per process (by spawning `sh -c :` the way an attempt would be) whether PID
+/// namespaces can be had, and how.
+pub fn pid_namespace_support() -> &'static PidNamespaceSupport {
+    static SUPPORT: OnceLock<PidNamespaceSupport> = OnceLock::new();
+    SUPPORT.get_or_init(|| {
+        let probe = |route: NsRoute| {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", ":"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            enter_pid_namespace(&mut cmd, route);
+            cmd.status()
+        };
+        match probe(NsRoute::Direct) {
+            Ok(s) if s.success() => PidNamespaceSupport::Direct,
+            first => match probe(NsRoute::WithUser) {
+                Ok(s) if s.success() => PidNamespaceSupport::WithUserNamespace,
+                second => PidNamespaceSupport::Unavailable(format!(
+                    "a new PID namespace was refused ({}), also with a user namespace ({})",
+                    describe(&first),
+                    describe(&second)
+                )),
+            },
+        }
+    })
+}
+
+fn describe(r: &std::io::Result<std::process::ExitStatus>) -> String {
+    match r {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// How the leader enters its PID namespace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NsRoute {
+    /// `unshare(CLONE_NEWPID)` only.
+    Direct,
+    /// That, or with a new user namespace where it alone is refused.
+    WithUser,
+}
+
+impl NsRoute {
+    /// The route [`pid_namespace_support`] found, if any.
+    pub(crate) fn supported() -> Result<Self, String> {
+        match pid_namespace_support() {
+            PidNamespaceSupport::Direct => Ok(Self::Direct),
+            PidNamespaceSupport::WithUserNamespace => Ok(Self::WithUser),
+            PidNamespaceSupport::Unavailable(why) => Err(why.clone()),
+        }
+    }
+}
+
+/// Makes `cmd` run in a new PID namespace under a minimal init (see the module docs). Call it
+/// after every other `pre_exec` hook that must run in the leader (joining a cgroup, entering
+/// a workspace's namespaces): hooks added later run in the agent's process only.
+//
+// `pre_exec` runs between `fork` and `exec`, where only async-signal-safe work is allowed:
+// this closure calls `unshare`, `fork`, `waitpid`, `read`/`write`/`open`/`close`, `signal`,
+// `kill` and `_exit` on values prepared before the fork; it allocates nothing and takes no lock.
+pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
+    let paths = (
+        c"/proc/self/setgroups",
+        c"/proc/self/uid_map",
+        c"/proc/self/gid_map",
+    );
+    // SAFETY: `getpid` has no preconditions.
+    let forge = unsafe { libc::getpid() };
+    let hook = move || -> std::io::Result<()> {
+        // SAFETY: see the comment above the function; every call is async-signal-safe.
+        unsafe {
+            // Should Forge die (a crash, SIGKILL), the leader dies with it, and the init with
+            // the leader: nothing of the attempt outlives the run. (The signal follows the
+            // thread that spawned: a runtime worker, which lives as long as the runtime.)
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+            if libc::getppid() != forge {
+                libc::_exit(137);
+            }
+            // A hook before this one may have entered a user namespace where this process is
+            // privileged (a workspace's): then the PID namespace needs no user namespace of its
+            // own. Otherwise, unprivileged, one maps the user (as seen here) to itself.
+            let direct = libc::unshare(libc::CLONE_NEWPID);
+            if direct < 0 {
+                if matches!(route, NsRoute::Direct) {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let (uid, gid) = (libc::getuid(), libc::getgid());
+                check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID))?;
+                let mut buf = [0u8; 40];
+                write_file(paths.0.as_ptr(), b"deny")?;
+                write_file(paths.1.as_ptr(), id_map(&mut buf, uid))?;
+                write_file(paths.2.as_ptr(), id_map(&mut buf, gid))?;
+            }
+            let mut fds = [0 as libc::c_int; 2];
+            check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+            let [read_end, write_end] = fds;
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => {
+                    // PID 1 of the namespace.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    let agent = libc::fork();
+                    if agent == 0 {
+                        // The agent: on to `exec` (the pipe is close-on-exec). It keeps no
+                        // death signal: the init's end kills it anyway.
+                        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+                        return Ok(());
+                    }
+                    if agent < 0 {
+                        libc::_exit(127);
+                    }
+                    close_all_but(write_end);
+                    let status = reap_until(agent);
+                    let bytes = status.to_ne_bytes();
+                    libc::write(write_end, bytes.as_ptr().cast(), bytes.len());
+                    // Leaving ends the namespace: the kernel kills what is left in it.
+                    libc::_exit(0)
+                }
+                init => {
+                    // The leader: relays the agent's status, holds nothing else open (std's
+                    // exec-error pipe included, so the spawn returns at once).
+                    close_all_but(read_end);
+                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                        libc::signal(sig, libc::SIG_IGN);
+                    }
+                    let mut status = 0;
+                    while libc::waitpid(init, &raw mut status, 0) < 0
+                        && *libc::__errno_location() == libc::EINTR
+                    {}
+                    let mut bytes = [0u8; 4];
+                    let n = libc::read(read_end, bytes.as_mut_ptr().cast(), bytes.len());
+                    if n != 4 {
+                        // The init was killed (SIGKILL to the group): so is the attempt.
+                        if libc::WIFSIGNALED(status) {
+                            reraise(libc::WTERMSIG(status));
+                        }
+                        libc::_exit(127);
+                    }
+                    let agent = libc::c_int::from_ne_bytes(bytes);
+                    if libc::WIFSIGNALED(agent) {
+                        reraise(libc::WTERMSIG(agent));
+                    }
+                    libc::_exit(libc::WEXITSTATUS(agent))
+                }
+            }
+        }
+    };
+    // SAFETY: see the comment above the function.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// `"<id> <id> 1"` (a map of one id to itself) in `buf`, without allocating.
+fn id_map(buf: &mut [u8; 40], id: u32) -> &[u8] {
+    let mut digits = [0u8; 10];
+    let mut n = id;
+    let mut len = 0;
+    loop {
+        #[allow(clippy::cast_possible_truncation)] // a digit
+        let digit = (n % 10) as u8;
+        digits[len] = b'0' + digit;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = 0;
+    for _ in 0..2 {
+        for i in (0..len).rev() {
+            buf[at] = digits[i];
+            at += 1;
+        }
+        buf[at] = b' ';
+        at += 1;
+    }
+    buf[at] = b'1';
+    &buf[..=at]
+}
+
+/// Waits, as a namespace's init, for `agent` while reaping every orphan handed to it.
+unsafe fn reap_until(agent: libc::pid_t) -> libc::c_int {
+    loop {
+        let mut status = 0;
+        // SAFETY: `waitpid` is async-signal-safe and writes only `status`.
+        let pid = unsafe { libc::waitpid(-1, &raw mut status, 0) };
+        if pid == agent {
+            return status;
+        }
+        // SAFETY: reading this thread's errno.
+        if pid < 0 && unsafe { *libc::__errno_location() } != libc::EINTR {
+            return 127 << 8;
+        }
+    }
+}
+
+/// Ends this process with `sig` as the agent ended, so Forge sees the same signal.
+unsafe fn reraise(sig: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig)
+    }
+}
+
+/// Closes every descriptor of this process except `keep`.
+unsafe fn close_all_but(keep: RawFd) {
+    // SAFETY: `close_range` only closes descriptors; where it is missing, `close` each.
+    unsafe {
+        let ranges = [(0, keep - 1), (keep + 1, libc::c_int::MAX)];
+        for (first, last) in ranges {
+            if first > last {
+                continue;
+            }
+            #[allow(clippy::cast_sign_loss)] // both are non-negative here
+            let done = libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0 as libc::c_uint,
+            ) == 0;
+            if !done {
+                for fd in first..last.min(4096) {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to the file at `path` (async-signal-safe).
+unsafe fn write_file(path: *const libc::c_char, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: `path` is a NUL-terminated string; the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if usize::try_from(n).ok() == Some(bytes.len()) {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
+fn check(code: libc::c_int) -> std::io::Result<()> {
+    if code < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Why an attempt's cgroup could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot enforce {what}: {reason} (limits need a writable cgroup v2 with the controller enabled, or a v1 hierarchy mounting it; remove `memory`/`cpus` from the plan to run without limits)"
+)]
+pub struct CgroupError {
+    /// The limit that needed it (`memory = 2G`, …).
+    pub what: String,
+    /// What was tried and how it failed.
+    pub reason: String,
+}
+
+/// A controller Forge can limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controller {
+    Memory,
+    Cpu,
+}
+
+impl Controller {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
+/// One cgroup directory of an attempt (one per hierarchy used).
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    v2: bool,
+}
+
+/// The cgroup(s) of one attempt; swept and removed when dropped.
+#[derive(Debug)]
+pub struct AttemptCgroup {
+    dirs: Vec<Dir>,
+    memory: Option<usize>,
+}
+
+/// Where a controller lives for this process: `(directory of our own cgroup, is v2)`, v2
+/// first, then the v1 hierarchy mounting it; or what was looked at.
+fn own_cgroups(controller: Controller) -> Result<Vec<(PathBuf, bool)>, String> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    // (mount point, mount root, fstype, super options)
+    let mounts: Vec<(&str, &str, &str, &str)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let _source = post.next()?;
+            Some((
+                *pre.get(4)?,
+                *pre.get(3)?,
+                fstype,
+                post.next().unwrap_or(""),
+            ))
+        })
+        .collect();
+    let join = |mount: &str, root: &str, path: &str| {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        Path::new(mount).join(rel)
+    };
+    let mut tried = Vec::new();
+    let mut found = Vec::new();
+    // v2 first: the controller must be available to our cgroup's children.
+    if let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::"))
+        && let Some((mount, root, ..)) = mounts.iter().find(|m| m.2 == "cgroup2")
+    {
+        let dir = join(mount, root, path);
+        let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        if available.split_whitespace().any(|c| c == controller.name()) {
+            found.push((dir, true));
+        } else {
+            tried.push(format!(
+                "cgroup v2 at {} does not offer `{}`",
+                dir.display(),
+                controller.name()
+            ));
+        }
+    }
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if !names.split(',').any(|n| n == controller.name()) {
+            continue;
+        }
+        if let Some((mount, root, ..)) = mounts
+            .iter()
+            .find(|m| m.2 == "cgroup" && m.3.split(',').any(|o| o == controller.name()))
+        {
+            found.push((join(mount, root, path), false));
+        } else {
+            tried.push(format!("no v1 mount of `{}`", controller.name()));
+        }
+    }
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    if tried.is_empty() {
+        tried.push(format!("no hierarchy offers `{}`", controller.name()));
+    }
+    Err(tried.join("; "))
+}
+
+impl AttemptCgroup {
+    /// Creates the attempt's cgroup(s) named `name` for the limits asked for, and sets them.
+    pub fn create(name: &str, limits: &Limits) -> Result<Self, CgroupError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let leaf = format!(
+            "forge-{}-{}-{name}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut group = Self {
+            dirs: Vec::new(),
+            memory: None,
+        };
+        if let Some(bytes) = limits.memory {
+            let what = format!("memory = {}", format_memory(bytes));
+            let fail = |reason: String| CgroupError {
+                what: what.clone(),
+                reason,
+            };
+            let index = group.dir_for(Controller::Memory, &leaf).map_err(fail)?;
+            let dir = &group.dirs[index];
+            let set = if dir.v2 {
+                write(&dir.path.join("memory.max"), &bytes.to_string()).map(|()| {
+                    // No swapping around the limit (absent without swap accounting).
+                    let _ = write(&dir.path.join("memory.swap.max"), "0");
+                })
+            } else {
+                write(&dir.path.join("memory.limit_in_bytes"), &bytes.to_string()).map(|()| {
+                    let _ = write(
+                        &dir.path.join("memory.memsw.limit_in_bytes"),
+                        &bytes.to_string(),
+                    );
+                })
+            };
+            set.map_err(fail)?;
+            group.memory = Some(index);
+        }
+        if let Some(cpus) = limits.cpus {
+            let what = format!("cpus = {cpus}");
+            let fail = |reason: String| CgroupError {
+                what: what.clone(),
+                reason,
+            };
+            let period: u64 = 100_000;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // validated > 0
+            let quota = ((cpus * 100_000.0).round() as u64).max(1_000);
+            let index = group.dir_for(Controller::Cpu, &leaf).map_err(fail)?;
+            let dir = &group.dirs[index];
+            let set = if dir.v2 {
+                write(&dir.path.join("cpu.max"), &format!("{quota} {period}"))
+            } else {
+                write(&dir.path.join("cpu.cfs_period_us"), &period.to_string())
+                    .and_then(|()| write(&dir.path.join("cpu.cfs_quota_us"), &quota.to_string()))
+            };
+            set.map_err(fail)?;
+        }
+        Ok(group)
+    }
+
+    /// The index of the attempt's directory holding `controller`, created if needed.
+    fn dir_for(&mut self, controller: Controller, leaf: &str) -> Result<usize, String> {
+        let mut failures = Vec::new();
+        for (own, v2) in own_cgroups(controller)? {
+            let path = own.join(leaf);
+            if let Some(i) = self.dirs.iter().position(|d| d.path == path) {
+                return Ok(i);
+            }
+            if v2 {
+                // A v2 controller reaches a child only when enabled in the parent's subtree
+                // (refused while the parent holds processes itself, unless it is the root).
+                let subtree = own.join("cgroup.subtree_control");
+                let enabled = std::fs::read_to_string(&subtree).unwrap_or_default();
+                if !enabled.split_whitespace().any(|c| c == controller.name())
+                    && let Err(e) = write(&subtree, &format!("+{}", controller.name()))
+                {
+                    failures.push(e);
+                    continue;
+                }
+            }
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    self.dirs.push(Dir { path, v2 });
+                    return Ok(self.dirs.len() - 1);
+                }
+                Err(e) => failures.push(format!("cannot create cgroup {}: {e}", path.display())),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    /// Opens each directory's `cgroup.procs` for the leader to join (see [`join_cgroups`]).
+    pub(crate) fn procs_files(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.path.join("cgroup.procs"))
+                    .map(OwnedFd::from)
+            })
+            .collect()
+    }
+
+    /// Whether the kernel's OOM killer ended a process of the attempt for its memory limit.
+    pub fn memory_limit_hit(&self) -> bool {
+        let Some(dir) = self.memory.and_then(|i| self.dirs.get(i)) else {
+            return false;
+        };
+        let (file, key) = if dir.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        let count = |text: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+            })
+        };
+        match std::fs::read_to_string(dir.path.join(file))
+            .ok()
+            .as_deref()
+            .and_then(count)
+        {
+            Some(n) => n > 0,
+            // Older v1 kernels count no kills: hitting the limit at all is the sign.
+            None => std::fs::read_to_string(dir.path.join("memory.failcnt"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+        }
+    }
+
+    /// Kills every process in the cgroup(s) until none is left. Returns whether they are empty.
+    pub fn kill_all(&self) -> bool {
+        let mut empty = true;
+        for dir in &self.dirs {
+            if dir.v2 && write(&dir.path.join("cgroup.kill"), "1").is_ok() {
+                // Asynchronous: wait below like v1.
+            }
+            let mut gone = false;
+            for _ in 0..500 {
+                let procs =
+                    std::fs::read_to_string(dir.path.join("cgroup.procs")).unwrap_or_default();
+                let pids: Vec<i32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+                if pids.is_empty() {
+                    gone = true;
+                    break;
+                }
+                for pid in pids {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            empty &= gone;
+        }
+        empty
+    }
+}
+
+impl Drop for AttemptCgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir(&dir.path);
+        }
+    }
+}
+
+/// Makes the leader join the attempt's cgroups first thing after the fork (writing `0` to a
+/// `cgroup.procs` moves the writer), so every process it starts is in them.
+//
+// The closure only `write`s to descriptors opened before the fork: async-signal-safe.
+pub(crate) fn join_cgroups(cmd: &mut Command, files: Vec<OwnedFd>) {
+    let hook = move || -> std::io::Result<()> {
+        for file in &files {
+            // SAFETY: `write` on an open descriptor from a buffer that outlives the call.
+            let n = unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if n != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: see the comment above the function.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| format!("cannot write `{value}` to {}: {e}", path.display()))
+}
+
+/// A memory size as people write it: `2G`, `512M`, `1.5G`, or bytes.
+pub fn format_memory(bytes: u64) -> String {
+    for (unit, scale) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= scale {
+            #[allow(clippy::cast_precision_loss)] // a readable figure
+            let value = bytes as f64 / scale as f64;
+            return if bytes.is_multiple_of(scale) {
+                format!("{}{unit}", bytes / scale)
+            } else {
+                format!("{value:.1}{unit}")
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// Parses a memory size: bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024,
+/// an optional `B`/`iB`): `"512M"`, `"2G"`, `"1.5G"`.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (number, unit) = match body.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => body.split_at(i),
+        None => (body, ""),
+    };
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (use K, M, G or T)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (such as \"512M\" or \"2G\")"))?;
+    #[allow(clippy::cast_precision_loss)] // sizes far below 2^53 bytes
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < f64::from(1u32 << 20) {
+        return Err(format!("`{text}` is below the smallest memory limit, 1M"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_maps_and_memory_sizes() {
+        let mut buf = [0u8; 40];
+        assert_eq!(id_map(&mut buf, 0), b"0 0 1");
+        assert_eq!(id_map(&mut buf, 65534), b"65534 65534 1");
+        assert_eq!(
+            id_map(&mut buf, u32::MAX),
+            b"4294967295 4294967295 1".as_slice()
+        );
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_memory("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+        assert!(parse_memory("2X").unwrap_err().contains("unknown unit `x`"));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("10K").unwrap_err().contains("smallest"));
+        assert_eq!(format_memory(2 << 30), "2G");
+        assert_eq!(format_memory(64 << 20), "64M");
+        assert_eq!(format_memory(3 << 29), "1.5G");
+    }
+}
