@@ -719,7 +719,7 @@ cpus = "two"
     for expected in [
         "`isolation.require`",
         "unknown key `strict`",
-        "task `a`.memory",
+        "`memory` of task `a`",
         "unknown unit `gigs`",
         "must be between 0.01 and 4096, not 0",
         "below the smallest memory limit, 1M",
