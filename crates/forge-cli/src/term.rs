@@ -110,12 +110,16 @@ pub(crate) fn display_width(text: &str) -> usize {
     UnicodeWidthStr::width(text)
 }
 
+/// `text` with control characters as spaces: a cell must not move the cursor.
+fn without_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// `text` cut to at most `max` columns, with `…` when cut; control characters become spaces.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = without_controls(text);
     if display_width(&clean) <= max {
         return clean;
     }
@@ -139,10 +143,7 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 /// `text` cut to at most `max` columns by replacing its middle with `…`: both ends stay, so
 /// names that differ only at the end (`task-with-a-longish-name-07`) stay apart.
 pub(crate) fn elide_middle(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = without_controls(text);
     if display_width(&clean) <= max {
         return clean;
     }
