@@ -395,22 +395,11 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
     pub async fn run(&self, cancel: &CancelHandle) -> ScheduleReport {
         let plan = self.plan;
         let n = plan.tasks.len();
-        let index: HashMap<&TaskId, usize> = plan
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (&t.id, i))
-            .collect();
-        let deps: Vec<Vec<usize>> = plan
-            .tasks
-            .iter()
-            .map(|t| {
-                t.after
-                    .iter()
-                    .filter_map(|d| index.get(d).copied())
-                    .collect()
-            })
-            .collect();
+        let index = crate::plan::positions(plan.tasks.iter().map(|t| &t.id));
+        let deps = crate::plan::dependency_positions(
+            plan.tasks.iter().map(|t| t.after.as_slice()),
+            &index,
+        );
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (t, ds) in deps.iter().enumerate() {
             for &d in ds {

@@ -130,12 +130,7 @@ pub(crate) fn rebuild(
 ) -> Result<(Integration, (Vec<Conflict>, usize)), ExecError> {
     let mut unresolved = Vec::new();
     let mut resolved = 0usize;
-    let index: HashMap<&TaskId, usize> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.id, i))
-        .collect();
+    let index = crate::plan::positions(plan.tasks.iter().map(|t| &t.id));
     for (task_id, attempt) in order {
         let Some(&i) = index.get(task_id) else {
             continue;

@@ -258,6 +258,29 @@ pub struct AddedEdge {
     pub after: TaskId,
 }
 
+/// Each task's position in a plan's task list, by id.
+pub(crate) fn positions<'a>(ids: impl Iterator<Item = &'a TaskId>) -> HashMap<&'a TaskId, usize> {
+    ids.enumerate().map(|(i, id)| (id, i)).collect()
+}
+
+/// For each task (given by its `after` list, in plan order), the positions of the tasks it runs
+/// after; unknown ids and a task's edge to itself are left out.
+pub(crate) fn dependency_positions<'a>(
+    afters: impl Iterator<Item = &'a [TaskId]>,
+    positions: &HashMap<&TaskId, usize>,
+) -> Vec<Vec<usize>> {
+    afters
+        .enumerate()
+        .map(|(i, after)| {
+            after
+                .iter()
+                .filter_map(|d| positions.get(d).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect()
+}
+
 impl Plan {
     /// Reads and validates a plan file: JSON if its name ends in `.json`, TOML otherwise.
     /// `prompt_file`s are read relative to the plan's directory.

@@ -57,12 +57,7 @@ fn claim_record(claim: &Claim) -> ClaimRecord {
 /// without an `estimate` key.
 pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
     let n = plan.tasks.len();
-    let index: HashMap<&TaskId, usize> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.id, i))
-        .collect();
+    let index = super::positions(plan.tasks.iter().map(|t| &t.id));
     let tasks: Vec<PreviewTask> = plan
         .tasks
         .iter()
@@ -80,18 +75,7 @@ pub fn preview(plan: &Plan, estimates: &Estimates) -> PlanPreview {
         })
         .collect();
 
-    let deps: Vec<Vec<usize>> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.after
-                .iter()
-                .filter_map(|d| index.get(d).copied())
-                .filter(|&d| d != i)
-                .collect()
-        })
-        .collect();
+    let deps = super::dependency_positions(plan.tasks.iter().map(|t| t.after.as_slice()), &index);
     let (serialized, more_serialized, excludes) = serialized(plan, &index, &deps, overlaps(plan));
 
     let order = topological(&deps);
@@ -374,12 +358,7 @@ fn together(order: &[usize], deps: &[Vec<usize>], excludes: &[Vec<usize>]) -> Ve
 /// task still to finish has no estimate.
 pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Option<Duration> {
     let n = preview.tasks.len();
-    let index: HashMap<&TaskId, usize> = preview
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.id, i))
-        .collect();
+    let index = super::positions(preview.tasks.iter().map(|t| &t.id));
     let mut durations = vec![0u64; n];
     let mut done = vec![false; n];
     let mut running = Vec::new();
@@ -409,18 +388,8 @@ pub fn remaining(preview: &PlanPreview, state: &RunState, now: Timestamp) -> Opt
             }
         }
     }
-    let deps: Vec<Vec<usize>> = preview
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.after
-                .iter()
-                .filter_map(|d| index.get(d).copied())
-                .filter(|&d| d != i)
-                .collect()
-        })
-        .collect();
+    let deps =
+        super::dependency_positions(preview.tasks.iter().map(|t| t.after.as_slice()), &index);
     let mut excludes = vec![Vec::new(); n];
     for s in &preview.serialized {
         if let (SerialReason::Locks, Some(&a), Some(&b)) =
