@@ -250,6 +250,9 @@ pub struct TaskState {
     /// Whether its changes were integrated.
     #[serde(default)]
     pub integrated: bool,
+    /// The agent's session id of each attempt that reported one: (attempt, session).
+    #[serde(default)]
+    pub sessions: Vec<(u32, String)>,
 }
 
 impl TaskState {
@@ -282,6 +285,7 @@ impl TaskState {
             retry: None,
             violations: Vec::new(),
             integrated: false,
+            sessions: Vec::new(),
         }
     }
 }
@@ -536,6 +540,7 @@ impl RunState {
             | EventKind::TaskProgress { .. }
             | EventKind::TaskOutput { .. }
             | EventKind::TaskUsage { .. }
+            | EventKind::TaskSession { .. }
             | EventKind::TaskRetrying { .. }
             | EventKind::TaskFinished { .. } => {
                 if let Some(task) = &event.task {
@@ -745,6 +750,10 @@ impl RunState {
                 tokens_out,
                 cost_usd,
             } => t.usage.add(*tokens_in, *tokens_out, *cost_usd),
+            EventKind::TaskSession { attempt, session } => {
+                t.sessions.retain(|(a, _)| a != attempt);
+                t.sessions.push((*attempt, session.clone()));
+            }
             EventKind::TaskRetrying {
                 attempt,
                 delay_ms,

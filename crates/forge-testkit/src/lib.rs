@@ -76,6 +76,8 @@ pub struct Recorded {
     pub answered: usize,
     /// The HTTP status the server answered with.
     pub status: u16,
+    /// The token usage the answer reported (input, output); zero for errors and side APIs.
+    pub usage: (u64, u64),
 }
 
 impl Recorded {
@@ -303,6 +305,7 @@ fn handle(
         tools: conv.tools,
         answered: conv.answered,
         status: response.status,
+        usage: response.usage,
     });
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (

@@ -226,6 +226,8 @@ impl Conversation {
 /// One HTTP response: status, content type, body.
 pub(crate) struct Response {
     pub(crate) status: u16,
+    /// The tokens reported (input, output).
+    pub(crate) usage: (u64, u64),
     pub(crate) content_type: &'static str,
     pub(crate) body: String,
 }
@@ -234,6 +236,7 @@ impl Response {
     fn json(status: u16, body: &Value) -> Self {
         Self {
             status,
+            usage: (0, 0),
             content_type: "application/json",
             body: body.to_string(),
         }
@@ -259,6 +262,7 @@ impl Sse {
     fn done(self) -> Response {
         Response {
             status: 200,
+            usage: (0, 0),
             content_type: "text/event-stream",
             body: self.0,
         }
@@ -295,6 +299,35 @@ pub(crate) fn respond(
         other => other.clone(),
     };
     let turn = Turn { reply, ..turn };
+    let mut response = model_response(
+        api,
+        body,
+        conv,
+        &turn,
+        seq,
+        model_from_path,
+        stream_from_path,
+    );
+    if response.status == 200
+        && matches!(
+            api,
+            Api::Anthropic | Api::Responses | Api::Chat | Api::Gemini
+        )
+    {
+        response.usage = (turn.input_tokens, turn.output_tokens);
+    }
+    response
+}
+
+fn model_response(
+    api: Api,
+    body: &Value,
+    conv: &Conversation,
+    turn: &Turn,
+    seq: u64,
+    model_from_path: Option<&str>,
+    stream_from_path: bool,
+) -> Response {
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     let model = body
         .get("model")
@@ -303,11 +336,11 @@ pub(crate) fn respond(
         .unwrap_or("scripted-model")
         .to_owned();
     match api {
-        Api::Anthropic => anthropic(&turn, &model, seq, stream),
+        Api::Anthropic => anthropic(turn, &model, seq, stream),
         Api::AnthropicCountTokens => Response::json(200, &json!({"input_tokens": 100})),
-        Api::Responses => responses(&turn, &model, seq, conv),
-        Api::Chat => chat(&turn, &model, seq, stream),
-        Api::Gemini => gemini(&turn, &model, seq, stream_from_path),
+        Api::Responses => responses(turn, &model, seq, conv),
+        Api::Chat => chat(turn, &model, seq, stream),
+        Api::Gemini => gemini(turn, &model, seq, stream_from_path),
         Api::GeminiCountTokens => Response::json(200, &json!({"totalTokens": 100})),
         Api::Models => Response::json(
             200,

@@ -30,6 +30,11 @@ const MAX_MESSAGE: usize = 4000;
 const MAX_TEXT_RESULT: usize = 64 * 1024;
 /// Tool calls remembered to name their results.
 const MAX_PENDING_TOOLS: usize = 256;
+/// Failed model calls in a row (retries the agent reported) after which the attempt is given
+/// up: a model that is down or refuses fails the task in seconds, not at its timeout. Agents
+/// that bound their own retries lower (Forge runs Claude Code with `CLAUDE_CODE_MAX_RETRIES=3`)
+/// stop first, with their own message.
+pub const MAX_FAILED_MODEL_CALLS: u32 = 6;
 
 /// Parses one attempt's output. Feed it every line of both streams with [`OutputParser::line`],
 /// then call [`OutputParser::finish`] once the process has exited.
@@ -50,6 +55,14 @@ pub struct OutputParser {
     /// A text agent's standard output (its tail).
     stdout_text: String,
     finished: bool,
+    /// The session id the agent reported.
+    session: Option<String>,
+    /// Failed model calls in a row, and whether the attempt was given up.
+    failed_calls: u32,
+    gave_up: bool,
+    /// The last line a structured agent wrote to standard error (not progress: often chatter,
+    /// sometimes the only reason it gives for failing).
+    last_stderr: Option<String>,
 }
 
 fn text_of(v: &Value, key: &str) -> Option<String> {
@@ -204,6 +217,10 @@ impl OutputParser {
             tools: VecDeque::new(),
             stdout_text: String::new(),
             finished: false,
+            session: None,
+            failed_calls: 0,
+            gave_up: false,
+            last_stderr: None,
         }
     }
 
@@ -250,6 +267,18 @@ impl OutputParser {
         self.usage
     }
 
+    /// The session id the agent reported, if it did.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The last line a structured agent wrote to standard error. Such lines are kept out of
+    /// progress (they are mostly chatter: "Reading additional input from stdin…"), but when the
+    /// agent fails without an error event this is usually its reason.
+    pub fn last_stderr(&self) -> Option<&str> {
+        self.last_stderr.as_deref()
+    }
+
     /// Parses one line of output (without its newline).
     pub fn line(&mut self, stream: OutputStream, line: &str, out: &mut Vec<AgentEvent>) {
         if self.format == OutputFormat::Text {
@@ -266,7 +295,14 @@ impl OutputParser {
             self.json(&value, out);
             return;
         }
-        progress(cap(strip_ansi(trimmed).trim()), None, Vec::new(), out);
+        let text = cap(strip_ansi(trimmed).trim());
+        if stream == OutputStream::Stderr {
+            if !text.is_empty() {
+                self.last_stderr = Some(text);
+            }
+            return;
+        }
+        progress(text, None, Vec::new(), out);
     }
 
     /// Ends the attempt: emits what is still buffered and, for agents whose output has no
@@ -320,6 +356,20 @@ impl OutputParser {
     }
 
     fn json(&mut self, v: &Value, out: &mut Vec<AgentEvent>) {
+        if self.session.is_none() {
+            let session = str_of(v, "session_id")
+                .or_else(|| str_of(v, "sessionID"))
+                .or_else(|| {
+                    (str_of(v, "type") == Some("thread.started"))
+                        .then(|| str_of(v, "thread_id"))
+                        .flatten()
+                })
+                .filter(|s| !s.is_empty());
+            if let Some(session) = session {
+                self.session = Some(session.to_owned());
+                out.push(AgentEvent::Session(session.to_owned()));
+            }
+        }
         let Some(kind) = str_of(v, "type") else {
             // A structured log line (`{"level":"error","error":{"message":…}}`).
             if matches!(str_of(v, "level"), Some("error" | "fatal")) {
@@ -460,6 +510,26 @@ impl OutputParser {
         );
     }
 
+    /// A model call failed and the agent retries: progress, and once too many failed in a
+    /// row, [`AgentEvent::GiveUp`] with `detail`.
+    fn model_call_failed(&mut self, detail: &str, retry: &str, out: &mut Vec<AgentEvent>) {
+        self.failed_calls += 1;
+        let detail = one_line(detail);
+        progress(
+            cap(&format!("Model call failed: {detail}{retry}")),
+            None,
+            Vec::new(),
+            out,
+        );
+        if self.failed_calls >= MAX_FAILED_MODEL_CALLS && !self.gave_up {
+            self.gave_up = true;
+            out.push(AgentEvent::GiveUp(format!(
+                "{detail} ({} failed model calls in a row)",
+                self.failed_calls
+            )));
+        }
+    }
+
     fn set_result(&mut self, text: String, is_error: bool, out: &mut Vec<AgentEvent>) {
         self.result = Some((text.clone(), is_error));
         out.push(AgentEvent::Result { text, is_error });
@@ -521,11 +591,42 @@ impl OutputParser {
     /// Claude Code `--output-format stream-json --verbose` (and Amp's compatible stream).
     fn claude(&mut self, kind: &str, v: &Value, out: &mut Vec<AgentEvent>) {
         match kind {
+            "system" if str_of(v, "subtype") == Some("api_retry") => {
+                let detail = match (
+                    v.get("error_status").and_then(Value::as_u64),
+                    str_of(v, "error"),
+                ) {
+                    (Some(status), Some(e)) if e != "unknown" => format!("HTTP {status}: {e}"),
+                    (Some(status), _) => format!("HTTP {status}"),
+                    (None, Some(e)) if e != "unknown" => e.to_owned(),
+                    (None, _) => "no response".to_owned(),
+                };
+                let retry = match (
+                    v.get("attempt").and_then(Value::as_u64),
+                    v.get("max_retries").and_then(Value::as_u64),
+                ) {
+                    (Some(a), Some(m)) => format!("; retry {a} of {m}"),
+                    _ => String::new(),
+                };
+                self.model_call_failed(&detail, &retry, out);
+            }
             "assistant" => {
                 let message = v.get("message").unwrap_or(&Value::Null);
                 if let Some(err) = str_of(v, "error") {
-                    out.push(AgentEvent::Error(format!("the agent reported `{err}`")));
+                    // A synthetic message whose text is the API error, in the agent's words.
+                    let text = match message.get("content") {
+                        Some(content) => content_text(Some(content)),
+                        None => String::new(),
+                    };
+                    let text = if text.trim().is_empty() {
+                        format!("the agent reported `{err}`")
+                    } else {
+                        text.trim().to_owned()
+                    };
+                    out.push(AgentEvent::Error(cap(&text)));
+                    return;
                 }
+                self.failed_calls = 0;
                 if let Some(u) = message.get("usage") {
                     self.claude_message_usage(str_of(message, "id"), u, out);
                 }
