@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// The model name the CLIs are configured with.
 pub const MODEL: &str = "scripted-model";
 
+/// The model Codex is configured with: one it knows (with an unknown one it warns on every run
+/// and offers no `apply_patch` tool).
+pub const CODEX_MODEL: &str = "gpt-5.5";
+
 /// The API key the CLIs are given (the server accepts any).
 pub const API_KEY: &str = "forge-test-key";
 
@@ -115,7 +119,7 @@ pub fn setup(agent: &str, url: &str, home: &Path) -> std::io::Result<Setup> {
                 home,
                 ".codex/config.toml",
                 &format!(
-                    "model = \"{MODEL}\"\nmodel_provider = \"forge\"\n\n[model_providers.forge]\n\
+                    "model = \"{CODEX_MODEL}\"\nmodel_provider = \"forge\"\n\n[model_providers.forge]\n\
                      name = \"Forge scripted model\"\nbase_url = \"{url}/v1\"\nwire_api = \"responses\"\n\
                      env_key = \"FORGE_TEST_OPENAI_KEY\"\n"
                 ),

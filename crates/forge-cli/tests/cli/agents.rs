@@ -457,6 +457,7 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
             "{id}: `forge status --json` lacks the reason: {}",
             status.stdout
         );
+        eprintln!("{name} {id}: {reason}");
         reasons.insert(*id, reason);
     }
     assert_eq!(reasons.len(), 3);
@@ -522,4 +523,121 @@ fn claude_model_down_or_refusing() {
 #[test]
 fn claude_runs_commands() {
     runs_commands("claude");
+}
+
+const CODEX_WORDS: [(&str, &[&str]); 3] = [
+    (
+        "down",
+        &[
+            "error sending request",
+            "Connection refused",
+            "stream disconnected",
+        ],
+    ),
+    ("refused", &["invalid x-api-key", "401", "Unauthorized"]),
+    ("broken", &["scripted internal error", "500", "high demand"]),
+];
+
+#[test]
+fn codex_three_tasks() {
+    three_tasks("codex");
+}
+
+#[test]
+fn codex_write_outside_claims() {
+    write_outside_claims("codex");
+}
+
+#[test]
+fn codex_model_down_or_refusing() {
+    model_down_or_refusing("codex", &CODEX_WORDS);
+}
+
+#[test]
+fn codex_runs_commands() {
+    runs_commands("codex");
+}
+
+const GEMINI_WORDS: [(&str, &[&str]); 3] = [
+    (
+        "down",
+        &["fetch failed", "ECONNREFUSED", "Connection refused"],
+    ),
+    ("refused", &["invalid x-api-key", "API key"]),
+    ("broken", &["scripted internal error", "500"]),
+];
+
+#[test]
+fn gemini_three_tasks() {
+    three_tasks("gemini");
+}
+
+#[test]
+fn gemini_write_outside_claims() {
+    write_outside_claims("gemini");
+}
+
+#[test]
+fn gemini_model_down_or_refusing() {
+    model_down_or_refusing("gemini", &GEMINI_WORDS);
+}
+
+#[test]
+fn gemini_runs_commands() {
+    runs_commands("gemini");
+}
+
+const OPENCODE_WORDS: [(&str, &[&str]); 3] = [
+    (
+        "down",
+        &["Unable to connect", "ECONNREFUSED", "Connection refused"],
+    ),
+    ("refused", &["invalid x-api-key", "API key"]),
+    ("broken", &["scripted internal error", "500"]),
+];
+
+#[test]
+fn opencode_three_tasks() {
+    three_tasks("opencode");
+}
+
+#[test]
+fn opencode_write_outside_claims() {
+    write_outside_claims("opencode");
+}
+
+#[test]
+fn opencode_model_down_or_refusing() {
+    model_down_or_refusing("opencode", &OPENCODE_WORDS);
+}
+
+#[test]
+fn opencode_runs_commands() {
+    runs_commands("opencode");
+}
+
+const DROID_WORDS: [(&str, &[&str]); 3] = [
+    ("down", &["Connection", "ECONNREFUSED", "fetch failed"]),
+    ("refused", &["invalid x-api-key", "API key", "401"]),
+    ("broken", &["scripted internal error", "500"]),
+];
+
+#[test]
+fn droid_three_tasks() {
+    three_tasks("droid");
+}
+
+#[test]
+fn droid_write_outside_claims() {
+    write_outside_claims("droid");
+}
+
+#[test]
+fn droid_model_down_or_refusing() {
+    model_down_or_refusing("droid", &DROID_WORDS);
+}
+
+#[test]
+fn droid_runs_commands() {
+    runs_commands("droid");
 }

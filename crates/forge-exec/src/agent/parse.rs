@@ -33,7 +33,8 @@ const MAX_PENDING_TOOLS: usize = 256;
 /// Failed model calls in a row (retries the agent reported) after which the attempt is given
 /// up: a model that is down or refuses fails the task in seconds, not at its timeout. Agents
 /// that bound their own retries lower (Forge runs Claude Code with `CLAUDE_CODE_MAX_RETRIES=3`)
-/// stop first, with their own message.
+/// stop first, with their own message; Codex, whose retries back off to minutes, is given up
+/// after three.
 pub const MAX_FAILED_MODEL_CALLS: u32 = 6;
 
 /// Parses one attempt's output. Feed it every line of both streams with [`OutputParser::line`],
@@ -510,6 +511,15 @@ impl OutputParser {
         );
     }
 
+    /// How many failed model calls in a row end the attempt: Codex backs off to minutes
+    /// between calls (4 s, 8 s, 13 s, …), so three; others [`MAX_FAILED_MODEL_CALLS`].
+    fn max_failed_calls(&self) -> u32 {
+        match self.format {
+            OutputFormat::Codex => 3,
+            _ => MAX_FAILED_MODEL_CALLS,
+        }
+    }
+
     /// A model call failed and the agent retries: progress, and once too many failed in a
     /// row, [`AgentEvent::GiveUp`] with `detail`.
     fn model_call_failed(&mut self, detail: &str, retry: &str, out: &mut Vec<AgentEvent>) {
@@ -521,7 +531,7 @@ impl OutputParser {
             Vec::new(),
             out,
         );
-        if self.failed_calls >= MAX_FAILED_MODEL_CALLS && !self.gave_up {
+        if self.failed_calls >= self.max_failed_calls() && !self.gave_up {
             self.gave_up = true;
             out.push(AgentEvent::GiveUp(format!(
                 "{detail} ({} failed model calls in a row)",
@@ -723,6 +733,7 @@ impl OutputParser {
                 }
             }
             "item.completed" => {
+                self.failed_calls = 0;
                 if let Some(item) = v.get("item") {
                     self.codex_item(item, true, out);
                 }
@@ -751,7 +762,19 @@ impl OutputParser {
             }
             "error" => {
                 if let Some(m) = str_of(v, "message") {
-                    out.push(AgentEvent::Error(cap(m.trim())));
+                    // `Reconnecting... 2/5 (stream disconnected …)`, `Reconnecting... waiting
+                    // for network (Connection failed: …)`: a failed model call it retries.
+                    match m.trim().strip_prefix("Reconnecting...") {
+                        Some(rest) => {
+                            let rest = rest.trim();
+                            let detail = match (rest.find('('), rest.rfind(')')) {
+                                (Some(a), Some(b)) if a < b => &rest[a + 1..b],
+                                _ => rest,
+                            };
+                            self.model_call_failed(detail, "; retrying", out);
+                        }
+                        None => out.push(AgentEvent::Error(cap(m.trim()))),
+                    }
                 }
             }
             _ => {}
