@@ -356,6 +356,9 @@ async fn converse(
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // Agents that trust `$PWD` over `getcwd` (opencode) must see the workspace.
+        .env("PWD", ws.path())
+        .env("OLDPWD", ws.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

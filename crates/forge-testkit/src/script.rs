@@ -96,7 +96,8 @@ struct Rule {
 /// gets is the number of model answers already in the request's history, so several agents can
 /// run at once (each conversation is told apart by its prompt) and the server keeps no state
 /// between requests. Requests without tools (a CLI's side requests: titles, summaries, topic
-/// checks) get [`Script::side_text`] unless their rule always fails. A request that no rule
+/// checks) get [`Script::side_text`] (or, when the request asks for JSON of a schema, a value
+/// of that schema), with no token usage, unless their rule always fails. A request that no rule
 /// matches gets [`Script::done_text`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {

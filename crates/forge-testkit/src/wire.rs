@@ -282,8 +282,8 @@ pub(crate) fn respond(
     let turn = match answer {
         Answer::Turn(t) => t,
         Answer::Side(text) => match response_schema(body) {
-            Some(schema) => Turn::text(sample(schema).to_string()).usage(10, 2),
-            None => Turn::text(text).usage(10, 2),
+            Some(schema) => Turn::text(sample(schema).to_string()).usage(0, 0),
+            None => Turn::text(text).usage(0, 0),
         },
     };
     if let Reply::Fail { status, message } = &turn.reply {

@@ -67,6 +67,9 @@ impl Agent {
         let mut dirs = vec![self.bin.clone()];
         dirs.extend(std::env::split_paths(&path));
         cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+        // As a shell started in the repository sets it: agents that trust `$PWD` (opencode)
+        // must still work in their workspace, never here.
+        cmd.env("PWD", self.repo.path());
         for (k, v) in &self.setup.env {
             cmd.env(k, v);
         }
@@ -101,6 +104,22 @@ impl Agent {
             .into_iter()
             .filter(|r| r.user_text.contains(needle))
             .collect()
+    }
+
+    /// A task's own `env` line where the agent needs one to run beside others: opencode keeps
+    /// its sessions in one SQLite database per home, and parallel `opencode run`s sharing it
+    /// fail with "database is locked" (a defect of sharing agent state between attempts, left
+    /// to per-attempt agent homes; a user works around it the same way).
+    fn own_state(&self, task: &str) -> String {
+        if self.name == "opencode" {
+            let db = self.home.path().join(format!("{task}.db"));
+            format!(
+                "env = {{ OPENCODE_DB = {} }}\n",
+                toml_string(&db.display().to_string())
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// An environment for a task (`env = {…}` in the plan) that points this agent at `url`
@@ -239,10 +258,13 @@ fn three_tasks(name: &'static str) {
     let gamma_prompt = "- TASK-GAMMA: create docs/c.md\n- nothing else";
     let plan = format!(
         "name = \"real-{name}\"\n{}\
-         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n\n\
-         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
-         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n",
-        agent.defaults()
+         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\
+         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
+         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n{}",
+        agent.defaults(),
+        agent.own_state("alpha"),
+        agent.own_state("beta"),
+        agent.own_state("gamma"),
     );
     let file = agent.repo.plan("three", &plan);
     let out = agent
@@ -417,10 +439,12 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
     let plan = format!(
         "name = \"down-{name}\"\n{}\
          [[task]]\nid = \"down\"\nprompt = \"TASK-DOWN: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\n\
-         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
-         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n",
+         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
+         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n{}",
         agent.defaults(),
-        agent.task_env(&dead, "dead")
+        agent.task_env(&dead, "dead"),
+        agent.own_state("refused"),
+        agent.own_state("broken"),
     );
     let file = agent.repo.plan("down", &plan);
     let out = agent.forge(&["run", &file]).expect(1);

@@ -201,11 +201,16 @@ impl Child {
         stderr: std::io::PipeWriter,
     ) -> std::io::Result<Self> {
         let attempt = env.attempt.to_string();
-        let vars: [(&OsStr, &OsStr); 4] = [
+        // `PWD` and `OLDPWD` name the workspace too: programs that trust `$PWD` over
+        // `getcwd` (opencode does) would otherwise work in the directory Forge was started
+        // from, the user's repository.
+        let vars: [(&OsStr, &OsStr); 6] = [
             ("FORGE_RUN_ID".as_ref(), env.run.as_str().as_ref()),
             ("FORGE_TASK_ID".as_ref(), env.task.as_ref()),
             ("FORGE_ATTEMPT".as_ref(), attempt.as_ref()),
             ("FORGE_WORKSPACE".as_ref(), spec.cwd.as_os_str()),
+            ("PWD".as_ref(), spec.cwd.as_os_str()),
+            ("OLDPWD".as_ref(), spec.cwd.as_os_str()),
         ];
         if prepare.is_none() {
             // The child's stdin is `dup2`ed from the shared `/dev/null` itself.
