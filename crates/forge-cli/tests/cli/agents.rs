@@ -184,7 +184,10 @@ fn run_turn(agent: &str, command: &str) -> Turn {
             "bash",
             json!({"command": command, "description": "Run the command"}),
         ),
-        "droid" => Turn::tool("Execute", json!({"command": command})),
+        "droid" => Turn::tool(
+            "Execute",
+            json!({"command": command, "riskLevelReason": "It writes a build output in the workspace.", "riskLevel": "low"}),
+        ),
         other => panic!("no shell tool known for {other}"),
     }
 }
@@ -481,7 +484,10 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
             "{id}: `forge status --json` lacks the reason: {}",
             status.stdout
         );
-        eprintln!("{name} {id}: {reason}");
+        eprintln!(
+            "{name} {id}: failed after {} ms: {reason}",
+            finished[0]["duration_ms"]
+        );
         reasons.insert(*id, reason);
     }
     assert_eq!(reasons.len(), 3);
@@ -505,14 +511,17 @@ fn runs_commands(name: &'static str) {
         agent.defaults()
     );
     let file = agent.repo.plan("build", &plan);
-    let out = agent.forge(&["run", &file, "--yes"]).expect(0);
+    let out = agent.forge(&["run", &file, "--yes"]);
+    let run = agent.repo.runs()[0].clone();
+    let log = agent.log(&run, "build");
+    let out = out.expect(0);
+    let built = std::fs::read_to_string(agent.repo.path().join("out/built.txt"));
     assert_eq!(
-        agent.repo.read("out/built.txt"),
-        "Linux\n",
-        "{}",
+        built.ok().as_deref(),
+        Some("Linux\n"),
+        "{}\n{log}",
         out.stdout
     );
-    let run = agent.repo.runs()[0].clone();
     let journal = agent.events(&run);
     let progress = of_task(&journal, "build", "task_progress");
     assert!(

@@ -64,6 +64,8 @@ pub struct OutputParser {
     /// The last line a structured agent wrote to standard error (not progress: often chatter,
     /// sometimes the only reason it gives for failing).
     last_stderr: Option<String>,
+    /// Droid: whether an error came before the CLI's closing one.
+    droid_error_seen: bool,
 }
 
 fn text_of(v: &Value, key: &str) -> Option<String> {
@@ -222,6 +224,7 @@ impl OutputParser {
             failed_calls: 0,
             gave_up: false,
             last_stderr: None,
+            droid_error_seen: false,
         }
     }
 
@@ -578,7 +581,14 @@ impl OutputParser {
             }
             "error" => {
                 if let Some(m) = str_of(v, "message") {
-                    out.push(AgentEvent::Error(cap(m.trim())));
+                    // The CLI's own closing `Exec failed` follows the agent loop's reason
+                    // (`Connection error.`): that reason stays the error.
+                    if str_of(v, "source") == Some("cli") && self.droid_error_seen {
+                        progress(cap(&format!("error: {}", m.trim())), None, Vec::new(), out);
+                    } else {
+                        self.droid_error_seen = true;
+                        out.push(AgentEvent::Error(cap(m.trim())));
+                    }
                 }
             }
             "completion" => {
