@@ -12,10 +12,19 @@ fn main() {
         || json!({"file_path": "{cwd}/a.txt", "content": "hello\n"}),
         |s| serde_json::from_str(s).expect("input JSON"),
     );
-    let script = Script::new().when(
-        "PROBE",
-        vec![Turn::tool(tool, input), Turn::text("All done.")],
-    );
+    // `fail<status>`: every request fails with that status.
+    let script = if let Some(status) = tool.strip_prefix("fail") {
+        let status = status.parse().expect("an HTTP status after `fail`");
+        Script::new().always(
+            "",
+            Turn::fail(status, "invalid x-api-key (scripted refusal)"),
+        )
+    } else {
+        Script::new().when(
+            "PROBE",
+            vec![Turn::tool(tool, input), Turn::text("All done.")],
+        )
+    };
     let server = ModelServer::start(script).expect("start");
     println!("{}", server.url());
     let mut seen = 0;
