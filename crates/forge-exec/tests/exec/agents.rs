@@ -67,6 +67,7 @@ fn summarize(events: Vec<AgentEvent>, parser: &OutputParser) -> Parsed {
             }
             AgentEvent::Error(m) => errors.push(m.clone()),
             AgentEvent::Result { text, is_error } => results.push((text.clone(), *is_error)),
+            AgentEvent::Session(_) | AgentEvent::GiveUp(_) => {}
         }
     }
     assert_eq!(

@@ -5,5 +5,6 @@
 mod agents;
 mod manager;
 mod process;
+mod real_outputs;
 mod sched;
 mod sim;
