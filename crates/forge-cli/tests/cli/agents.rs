@@ -674,3 +674,106 @@ fn droid_model_down_or_refusing() {
 fn droid_runs_commands() {
     runs_commands("droid");
 }
+
+const VALID_PLAN: &str = r#"```json
+{"name": "greet", "task": [
+  {"id": "hello", "prompt": "Create hello.txt saying hello", "writes": ["hello.txt"]},
+  {"id": "docs", "prompt": "Mention hello.txt in README.md", "writes": ["README.md"], "after": ["hello"]}
+]}
+```"#;
+
+const CYCLIC_PLAN: &str = r#"```json
+{"name": "greet", "task": [
+  {"id": "a", "prompt": "x", "writes": ["a.txt"], "after": ["b"]},
+  {"id": "b", "prompt": "y", "writes": ["b.txt"], "after": ["a"]}
+]}
+```"#;
+
+/// `forge plan "<request>" --agent <name>`: a plan answered → a valid plan file; an invalid
+/// one → the problems go back to the planner for one repair round; invalid twice → a clear
+/// error and nothing written.
+fn planner(name: &'static str) {
+    let script = Script::new()
+        .when("PLAN-OK", vec![Turn::text(VALID_PLAN)])
+        // The repair prompt repeats the request: its own rule comes first.
+        .when("What is wrong with it", vec![Turn::text(VALID_PLAN)])
+        .when("PLAN-REPAIR", vec![Turn::text(CYCLIC_PLAN)])
+        .when("PLAN-BAD", vec![Turn::text(CYCLIC_PLAN)]);
+    let Some(agent) = Agent::start(name, script) else {
+        return;
+    };
+    let out = agent
+        .forge(&[
+            "plan",
+            "PLAN-OK: greet the user",
+            "--agent",
+            name,
+            "-o",
+            "ok.toml",
+        ])
+        .expect(0);
+    let written = agent.repo.read("ok.toml");
+    assert!(
+        written.contains("id = \"hello\""),
+        "{written}\n{}",
+        out.stdout
+    );
+
+    // Repaired: the second call was shown its answer and the cycle.
+    agent.server.set_script(
+        Script::new()
+            .when("What is wrong with it", vec![Turn::text(VALID_PLAN)])
+            .when("PLAN-REPAIR", vec![Turn::text(CYCLIC_PLAN)]),
+    );
+    let out = agent
+        .forge(&[
+            "plan",
+            "PLAN-REPAIR: greet the user",
+            "--agent",
+            name,
+            "-o",
+            "repaired.toml",
+        ])
+        .expect(0);
+    assert!(
+        out.stdout.contains("asking it to repair it"),
+        "{}",
+        out.stdout
+    );
+    assert!(agent.repo.read("repaired.toml").contains("id = \"docs\""));
+    let repair = agent
+        .server
+        .model_calls()
+        .into_iter()
+        .find(|r| r.user_text.contains("What is wrong with it"))
+        .expect("a repair round");
+    assert!(repair.user_text.contains("cycle"), "{}", repair.user_text);
+
+    // Invalid twice: a clear error, nothing written.
+    agent
+        .server
+        .set_script(Script::new().when("PLAN-BAD", vec![Turn::text(CYCLIC_PLAN)]));
+    let out = agent
+        .forge(&[
+            "plan",
+            "PLAN-BAD: greet the user",
+            "--agent",
+            name,
+            "-o",
+            "bad.toml",
+        ])
+        .expect(2);
+    assert!(out.stderr.contains("twice"), "{}", out.stderr);
+    assert!(out.stderr.contains("cycle"), "{}", out.stderr);
+    assert!(!agent.repo.path().join("bad.toml").exists());
+}
+
+#[test]
+fn claude_planner() {
+    planner("claude");
+}
+
+#[test]
+fn codex_planner() {
+    planner("codex");
+}
