@@ -50,8 +50,11 @@ pub fn find(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// The program of `program`, or `None` after printing why the test is skipped; panics when
-/// `FORGE_REQUIRE_AGENTS=1`.
+/// The program of `program`, or `None` after printing why the test is skipped.
+///
+/// # Panics
+///
+/// When the program is missing and `FORGE_REQUIRE_AGENTS=1` (CI): the test fails.
 #[allow(clippy::print_stderr)] // a skipped test says why, on the test's stderr
 pub fn require(program: &str) -> Option<PathBuf> {
     if let Some(p) = find(program) {

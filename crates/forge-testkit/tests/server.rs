@@ -96,6 +96,7 @@ async fn anthropic_turns_follow_the_conversation_and_fill_the_cwd() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one request per API, in a row
 async fn every_api_speaks_its_own_format_and_errors() {
     let server = ModelServer::start(script()).unwrap();
     let http = reqwest::Client::new();

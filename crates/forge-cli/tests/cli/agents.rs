@@ -8,6 +8,7 @@
 //! is down or refuses, and a command the model asks the agent to run.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use forge_testkit::{ModelServer, Recorded, Script, Turn, agents};
@@ -107,7 +108,7 @@ impl Agent {
     }
 
     /// A task's own `env` line where the agent needs one to run beside others: opencode keeps
-    /// its sessions in one SQLite database per home, and parallel `opencode run`s sharing it
+    /// its sessions in one `SQLite` database per home, and parallel `opencode run`s sharing it
     /// fail with "database is locked" (a defect of sharing agent state between attempts, left
     /// to per-attempt agent homes; a user works around it the same way).
     fn own_state(&self, task: &str) -> String {
@@ -150,7 +151,7 @@ fn write_turn(agent: &str, rel: &str, content: &str) -> Turn {
         "codex" => {
             let mut patch = format!("*** Begin Patch\n*** Add File: {rel}\n");
             for line in content.lines() {
-                patch.push_str(&format!("+{line}\n"));
+                let _ = writeln!(patch, "+{line}");
             }
             patch.push_str("*** End Patch\n");
             Turn::tool("apply_patch", Value::String(patch))
@@ -243,6 +244,7 @@ fn contains_string(values: &[Value], text: &str) -> bool {
 /// the agent reports it) are what the model server reported; the agent's real tool calls are
 /// the tasks' activity; stderr stays out of it; each attempt's session is in the journal;
 /// `--json` is the event stream; `forge logs` shows the agent's output.
+#[allow(clippy::too_many_lines)] // one scenario, checked fact by fact
 fn three_tasks(name: &'static str) {
     let mut script = Script::new();
     for (i, (_, needle, rel, content)) in TASKS.iter().enumerate() {
@@ -424,6 +426,7 @@ fn write_outside_claims(name: &'static str) {
 /// Point 4: a model that is down (nothing listening), refuses (HTTP 401) or fails (HTTP 500
 /// every time) fails the task long before its timeout, with the agent's own words as the
 /// reason in the summary, the journal and `forge status` (the dashboard's state).
+#[allow(clippy::print_stderr)] // the reasons and durations, for whoever reads the test's output
 fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
     let script = Script::new()
         .always(
