@@ -780,3 +780,94 @@ fn claude_planner() {
 fn codex_planner() {
     planner("codex");
 }
+
+/// `/forge-parallel` as `forge init` installs it, in the real Claude Code: the scripted model
+/// runs `forge plan` and `forge run` with its Bash tool (the planner and the tasks are Claude
+/// Code again, on the same scripted model), and the run's result reaches the agent.
+#[test]
+fn claude_forge_parallel_slash_command() {
+    let outer = "Do the following request with several agents working in parallel";
+    let command = "forge plan --agent claude -o .forge/plan.toml 'PARALLEL-REQ greet the user' \
+                   && forge run .forge/plan.toml --no-apply";
+    let script = Script::new()
+        .when(
+            outer,
+            vec![
+                run_turn("claude", command),
+                Turn::text("Forge planned and ran it; see above."),
+            ],
+        )
+        .when("You are the planner of Forge", vec![Turn::text(VALID_PLAN)])
+        .when(
+            "Create hello.txt saying hello",
+            vec![
+                write_turn("claude", "hello.txt", "hello\n"),
+                Turn::text("Created."),
+            ],
+        )
+        .when(
+            "Mention hello.txt in README.md",
+            vec![
+                write_turn("claude", "README.md", "# Test project\n\nSee hello.txt.\n"),
+                Turn::text("Mentioned."),
+            ],
+        );
+    let Some(agent) = Agent::start("claude", script) else {
+        return;
+    };
+    agent.forge(&["init", "--claude"]).expect(0);
+    let forge_dir = PathBuf::from(env!("CARGO_BIN_EXE_forge"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![forge_dir, agent.bin.clone()];
+    dirs.extend(std::env::split_paths(&path));
+    let mut claude = std::process::Command::new(agent.bin.join("claude"));
+    claude
+        .current_dir(agent.repo.path())
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("PWD", agent.repo.path())
+        .args([
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--",
+            "/forge-parallel PARALLEL-REQ greet the user",
+        ])
+        .stdin(std::process::Stdio::null());
+    for (k, v) in &agent.setup.env {
+        claude.env(k, v);
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FORGE_") {
+            claude.env_remove(&key);
+        }
+    }
+    let out = claude.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run happened: planned by the planner, both tasks run, kept for review.
+    let runs = agent.repo.runs();
+    assert_eq!(runs.len(), 1, "{stdout}");
+    let journal = agent.events(&runs[0]);
+    assert_eq!(journal.last().unwrap()["status"], "succeeded", "{stdout}");
+    assert!(!agent.repo.path().join("hello.txt").exists());
+    // Its result went back to the agent: the model call after the Bash call holds it.
+    let outer_calls = agent.calls(outer);
+    let after = outer_calls
+        .iter()
+        .find(|c| c.answered == 1)
+        .expect("a second outer call");
+    let history = after.body["messages"].to_string();
+    assert!(
+        history.contains(&format!("run {} succeeded", runs[0])),
+        "the run's result did not reach the agent: {history}"
+    );
+    assert!(stdout.contains("Forge planned and ran it"), "{stdout}");
+}
