@@ -62,12 +62,12 @@ pub fn require(program: &str) -> Option<PathBuf> {
     }
     assert!(
         !required(),
-        "FORGE_REQUIRE_AGENTS=1 but `{program}` is not installed: run .ci/run, or `npm ci` in \
-         target/agents after copying .ci/agents/package*.json there"
+        "FORGE_REQUIRE_AGENTS=1 but `{program}` is not installed: run .ci/run, or \
+         `npm install --no-save` in target/agents after copying .ci/agents/package*.json there"
     );
     eprintln!(
-        "skipped: `{program}` is not installed (npm ci in target/agents with .ci/agents/package*.json, \
-         or put it on PATH)"
+        "skipped: `{program}` is not installed (`npm install --no-save` in target/agents with \
+         .ci/agents/package*.json, or put it on PATH)"
     );
     None
 }
