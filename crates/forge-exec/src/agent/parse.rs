@@ -301,6 +301,11 @@ impl OutputParser {
         }
         let text = cap(strip_ansi(trimmed).trim());
         if stream == OutputStream::Stderr {
+            if self.format == OutputFormat::Gemini
+                && let Some(detail) = gemini_retry(&text)
+            {
+                self.model_call_failed(&detail, "; retrying", out);
+            }
             if !text.is_empty() {
                 self.last_stderr = Some(text);
             }
@@ -514,11 +519,11 @@ impl OutputParser {
         );
     }
 
-    /// How many failed model calls in a row end the attempt: Codex backs off to minutes
-    /// between calls (4 s, 8 s, 13 s, …), so three; others [`MAX_FAILED_MODEL_CALLS`].
+    /// How many failed model calls in a row end the attempt: Codex and Gemini CLI back off to
+    /// minutes between calls (4 s, 8 s, 13 s, …), so three; others [`MAX_FAILED_MODEL_CALLS`].
     fn max_failed_calls(&self) -> u32 {
         match self.format {
-            OutputFormat::Codex => 3,
+            OutputFormat::Codex | OutputFormat::Gemini => 3,
             _ => MAX_FAILED_MODEL_CALLS,
         }
     }
@@ -1014,6 +1019,37 @@ impl OutputParser {
     }
 }
 
+/// Gemini CLI's retry line on standard error, `Attempt 2 failed with status 500. Retrying with
+/// backoff... _ApiError: {"error":{"code":500,"message":"…"}}`: the reason, the API's message
+/// when it gives one.
+fn gemini_retry(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("Attempt ")?;
+    let (_, after) = rest.split_once(" failed")?;
+    if let Some(i) = after.find("\"message\":\"") {
+        let message = &after[i + "\"message\":\"".len()..];
+        let end = message.find('"').unwrap_or(message.len());
+        let status = after
+            .strip_prefix(" with status ")
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .filter(|s| !s.is_empty());
+        return Some(match status {
+            Some(status) => format!("HTTP {status}: {}", &message[..end]),
+            None => message[..end].to_owned(),
+        });
+    }
+    let reason = after
+        .split(". Retrying")
+        .next()
+        .unwrap_or(after)
+        .trim_start_matches([':', ' '])
+        .trim();
+    Some(if reason.is_empty() {
+        "the model call failed".to_owned()
+    } else {
+        reason.to_owned()
+    })
+}
+
 /// aider's usage line: `Tokens: 2.3k sent, 1.1k cache write, 5.0k cache hit, 301 received.
 /// Cost: $0.01 message, $0.02 session.` (cost per message; counts are rounded by aider).
 fn aider_usage(line: &str) -> Option<(u64, u64, Option<f64>)> {
@@ -1190,6 +1226,40 @@ mod tests {
             }
         );
         assert_eq!(p.result(), Some("Hello."));
+    }
+
+    #[test]
+    fn gemini_retry_lines() {
+        assert_eq!(
+            gemini_retry(
+                r#"Attempt 2 failed with status 500. Retrying with backoff... _ApiError: {"error":{"code":500,"message":"scripted internal error","status":"INTERNAL"}}"#
+            )
+            .as_deref(),
+            Some("HTTP 500: scripted internal error")
+        );
+        assert_eq!(
+            gemini_retry(
+                "Attempt 1 failed: fetch failed sending request. Retrying with backoff..."
+            )
+            .as_deref(),
+            Some("fetch failed sending request")
+        );
+        assert_eq!(gemini_retry("Ripgrep is not available."), None);
+        let mut p = OutputParser::new(OutputFormat::Gemini);
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            p.line(
+                OutputStream::Stderr,
+                &format!("Attempt {n} failed with status 503. Retrying with backoff... {{\"message\":\"overloaded\"}}"),
+                &mut out,
+            );
+        }
+        assert_eq!(
+            out.last(),
+            Some(&AgentEvent::GiveUp(
+                "HTTP 503: overloaded (3 failed model calls in a row)".into()
+            ))
+        );
     }
 
     #[test]

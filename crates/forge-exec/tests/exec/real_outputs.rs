@@ -243,3 +243,17 @@ fn droid_success_and_down() {
     let p = parse(OutputFormat::Droid, "droid-down");
     assert_eq!(p.errors(), ["Connection error."]);
 }
+
+#[test]
+fn gemini_failing_model_is_given_up_after_three_attempts() {
+    let p = parse(OutputFormat::Gemini, "gemini-500");
+    assert_eq!(
+        p.gave_up(),
+        ["HTTP 500: invalid x-api-key (scripted refusal) (3 failed model calls in a row)"]
+    );
+    assert!(
+        !p.progress()
+            .iter()
+            .any(|(m, _, _)| m.starts_with("Attempt "))
+    );
+}
