@@ -1037,12 +1037,21 @@ fn gemini_retry(line: &str) -> Option<String> {
             None => message[..end].to_owned(),
         });
     }
-    let reason = after
-        .split(". Retrying")
-        .next()
-        .unwrap_or(after)
-        .trim_start_matches([':', ' '])
-        .trim();
+    // `Attempt 1 failed. Retrying with backoff... Error: exception TypeError: fetch failed
+    // sending request`: the error after the backoff note, else what precedes it.
+    let (before, error) = match after.split_once("Retrying with backoff...") {
+        Some((before, error)) => (before, error.trim()),
+        None => (after, ""),
+    };
+    let error = error.strip_prefix("Error:").unwrap_or(error).trim();
+    let error = error.strip_prefix("exception").unwrap_or(error).trim();
+    let reason = if error.is_empty() {
+        before
+            .trim_start_matches([':', ' '])
+            .trim_end_matches(['.', ' '])
+    } else {
+        error
+    };
     Some(if reason.is_empty() {
         "the model call failed".to_owned()
     } else {
@@ -1239,10 +1248,14 @@ mod tests {
         );
         assert_eq!(
             gemini_retry(
-                "Attempt 1 failed: fetch failed sending request. Retrying with backoff..."
+                "Attempt 1 failed. Retrying with backoff... Error: exception TypeError: fetch failed sending request"
             )
             .as_deref(),
-            Some("fetch failed sending request")
+            Some("TypeError: fetch failed sending request")
+        );
+        assert_eq!(
+            gemini_retry("Attempt 1 failed: socket hang up. Retrying with backoff...").as_deref(),
+            Some("socket hang up")
         );
         assert_eq!(gemini_retry("Ripgrep is not available."), None);
         let mut p = OutputParser::new(OutputFormat::Gemini);
