@@ -871,3 +871,43 @@ fn claude_forge_parallel_slash_command() {
     );
     assert!(stdout.contains("Forge planned and ran it"), "{stdout}");
 }
+
+/// The planner cannot change the user's files: a real Claude Code told (by the script) to write
+/// one while planning writes into its throwaway workspace only, and Forge says it discarded it.
+#[test]
+fn claude_planner_that_writes_is_contained_and_reported() {
+    let script = Script::new().when(
+        "PLAN-WRITER",
+        vec![
+            write_turn("claude", "README.md", "overwritten by the planner\n"),
+            Turn::text(VALID_PLAN),
+        ],
+    );
+    let Some(agent) = Agent::start("claude", script) else {
+        return;
+    };
+    let out = agent
+        .forge(&[
+            "plan",
+            "PLAN-WRITER: greet the user",
+            "--agent",
+            "claude",
+            "-o",
+            "p.toml",
+        ])
+        .expect(0);
+    assert!(
+        out.stdout
+            .contains("The planner changed 1 file in its sandbox; they were discarded."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(agent.repo.read("README.md"), "# Test project\n");
+    assert!(
+        agent
+            .repo
+            .git(&["status", "--porcelain"])
+            .lines()
+            .all(|l| l.ends_with("p.toml"))
+    );
+}
