@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use forge_events::OutputStream;
 use forge_exec::agent::{AgentEvent, OutputParser, Profile, Profiles, PromptVars};
-use forge_exec::plan::{ConflictPolicy, Plan, PlanFormat};
+use forge_exec::plan::{ConflictPolicy, Plan, PlanFormat, PlanOptions};
 use forge_exec::store::RunStore;
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, StagerConfig, StagerKind, Workspace,
@@ -65,25 +65,37 @@ pub(crate) async fn run(ctx: &Context, args: &PlanArgs, style: Style) -> CliResu
 
     let mut opts = plan_file::plan_options(ctx)?;
     opts.conflicts = ConflictPolicy::Serialize;
-    let shown = || truncate_block(&answer.text);
-    let Some(json) = extract_json(&answer.text) else {
-        return Err(CliError::usage(format!(
-            "the planner ({agent}) did not answer with a JSON plan; nothing was written"
-        ))
-        .report(format!("It answered:\n{}", shown()))
-        .hint("run it again, or make the request more specific"));
-    };
-    let json = normalize(&json, &task_agent);
-    let source = Path::new("planner-answer.json");
-    let mut plan = match Plan::parse(&json, source, PlanFormat::Json, &opts) {
-        Ok(plan) => plan,
-        Err(err) => {
-            return Err(CliError::usage(format!(
-                "the planner ({agent}) answered with an invalid plan ({}); nothing was written",
-                format::plural(err.problems.len() as u64, "problem")
-            ))
-            .report(format!("{}\n\nIt answered:\n{}", err.render(), shown()))
-            .hint("run it again, or write the plan yourself (`forge split` makes simple ones)"));
+    let (json, mut plan, answer) = match check_answer(&answer.text, &task_agent, &opts) {
+        Ok((json, plan)) => (json, plan, answer),
+        Err(invalid) => {
+            // One repair round: the planner sees its answer and what is wrong with it.
+            outln!(
+                "{}",
+                style.dim(&format!(
+                    "The planner's answer was not a valid plan ({}); asking it to repair it.",
+                    invalid.what
+                ))
+            );
+            let repair = repair_prompt(&prompt, &answer.text, &invalid.details);
+            let second = ask_planner(ctx, &profiles, &agent, &repair, style).await?;
+            match check_answer(&second.text, &task_agent, &opts) {
+                Ok((json, plan)) => (json, plan, second),
+                Err(again) => {
+                    return Err(CliError::usage(format!(
+                        "the planner ({agent}) answered with {} twice, the second time after \
+                         being shown the problems; nothing was written",
+                        again.what
+                    ))
+                    .report(format!(
+                        "{}\n\nIt answered:\n{}",
+                        again.details,
+                        truncate_block(&second.text)
+                    ))
+                    .hint(
+                        "run it again, or write the plan yourself (`forge split` makes simple ones)",
+                    ));
+                }
+            }
         }
     };
     let added = added_edges(&json, &plan);
@@ -141,6 +153,51 @@ fn missing_agent_hint(profiles: &Profiles, wanted: &str) -> String {
         None => "no agent CLI is installed here; install one, or write the plan yourself (`forge split` writes one for uniform work)".to_owned(),
     }
 }
+
+/// Why a planner's answer is not a plan.
+struct Invalid {
+    /// `no JSON plan`, `an invalid plan (2 problems)`.
+    what: String,
+    /// The problems, rendered as plan errors are.
+    details: String,
+}
+
+/// The plan in a planner's answer, validated (overlapping writes put in order).
+fn check_answer(
+    text: &str,
+    task_agent: &str,
+    opts: &PlanOptions,
+) -> Result<(String, Plan), Invalid> {
+    let Some(json) = extract_json(text) else {
+        return Err(Invalid {
+            what: "no JSON plan".to_owned(),
+            details: "The answer holds no JSON object (expected one in a ```json block)."
+                .to_owned(),
+        });
+    };
+    let json = normalize(&json, task_agent);
+    let source = Path::new("planner-answer.json");
+    match Plan::parse(&json, source, PlanFormat::Json, opts) {
+        Ok(plan) => Ok((json, plan)),
+        Err(err) => Err(Invalid {
+            what: format!(
+                "an invalid plan ({})",
+                format::plural(err.problems.len() as u64, "problem")
+            ),
+            details: err.render(),
+        }),
+    }
+}
+
+/// The prompt of the repair round: the first prompt, the answer, and what is wrong with it.
+fn repair_prompt(prompt: &str, answer: &str, problems: &str) -> String {
+    format!(
+        "{prompt}\n## Your previous answer\n\n{}\n\n## What is wrong with it\n\n{problems}\n\n\
+         Answer again with the whole corrected plan, one JSON object in a ```json block.\n",
+        truncate_block(answer)
+    )
+}
+
 /// A TOML comment of `text`, one `# ` per line.
 fn comment_block(text: &str) -> String {
     text.lines()
@@ -370,6 +427,9 @@ async fn converse(
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // Agents that trust `$PWD` over `getcwd` (opencode) must see the workspace.
+        .env("PWD", ws.path())
+        .env("OLDPWD", ws.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -15,7 +15,7 @@
   // in RunState.
   const EVENT_TYPES = [
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
-    'task_output', 'task_usage', 'task_retrying', 'task_finished', 'claim_violation',
+    'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
     'apply_finished', 'run_warning', 'run_finished', 'unknown',
   ];

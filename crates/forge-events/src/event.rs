@@ -344,6 +344,14 @@ event_kinds! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
     },
+    /// The agent named its own session (Claude's `session_id`, Codex's `thread_id`, Gemini's,
+    /// opencode's and droid's session ids), so a later attempt can continue it.
+    TaskSession = "task_session" {
+        /// The attempt the session belongs to.
+        attempt: u32,
+        /// The session id, as the agent's CLI names it.
+        session: String,
+    },
     /// An attempt failed and the task will be tried again.
     TaskRetrying = "task_retrying" {
         /// The attempt that will run next.

@@ -260,6 +260,9 @@ pub struct TaskState {
     /// conflict dropped some).
     #[serde(default)]
     pub integrated_files: Vec<String>,
+    /// The agent's session id of each attempt that reported one: (attempt, session).
+    #[serde(default)]
+    pub sessions: Vec<(u32, String)>,
 }
 
 impl TaskState {
@@ -309,6 +312,7 @@ impl TaskState {
             violations: Vec::new(),
             integrated: false,
             integrated_files: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 }
@@ -612,6 +616,7 @@ impl RunState {
             | EventKind::TaskProgress { .. }
             | EventKind::TaskOutput { .. }
             | EventKind::TaskUsage { .. }
+            | EventKind::TaskSession { .. }
             | EventKind::TaskRetrying { .. }
             | EventKind::TaskFinished { .. } => {
                 if let Some(task) = &event.task {
@@ -828,6 +833,10 @@ impl RunState {
                 tokens_out,
                 cost_usd,
             } => t.usage.add(*tokens_in, *tokens_out, *cost_usd),
+            EventKind::TaskSession { attempt, session } => {
+                t.sessions.retain(|(a, _)| a != attempt);
+                t.sessions.push((*attempt, session.clone()));
+            }
             EventKind::TaskRetrying {
                 attempt,
                 delay_ms,

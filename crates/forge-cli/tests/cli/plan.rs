@@ -87,7 +87,7 @@ fn an_invalid_answer_is_shown_and_nothing_is_written() {
         ])
         .expect(2);
     assert!(
-        out.stderr.contains("did not answer with a JSON plan"),
+        out.stderr.contains("answered with no JSON plan twice"),
         "{}",
         out.stderr
     );

@@ -75,6 +75,7 @@ fn every_known_type_is_listed_and_transitions_are_the_documented_ones() {
             "task_progress",
             "task_output",
             "task_usage",
+            "task_session",
             "task_retrying",
             "task_finished",
             "claim_violation",

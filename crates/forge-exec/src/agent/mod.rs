@@ -84,7 +84,7 @@ use std::str::FromStr;
 use forge_events::EventKind;
 use serde::{Deserialize, Serialize};
 
-pub use parse::{OutputParser, relative_path};
+pub use parse::{MAX_FAILED_MODEL_CALLS, OutputParser, relative_path};
 pub use profile::{Profile, Profiles, PromptVars};
 
 /// The output format of an agent CLI, which selects its parser.
@@ -195,6 +195,12 @@ pub enum AgentEvent {
     /// An error the agent reported (an API failure, a fatal stream error). Whether the attempt
     /// failed is decided by the exit code, not by this.
     Error(String),
+    /// The agent named its session (reported once per attempt), so a later attempt can
+    /// continue it.
+    Session(String),
+    /// The agent keeps failing to reach its model (a bounded number of failed model calls in a
+    /// row): the attempt should be stopped and failed with this reason, the agent's own words.
+    GiveUp(String),
     /// The agent's final answer.
     Result {
         /// The result text (for a planner, e.g. a JSON plan).
@@ -227,7 +233,7 @@ impl AgentEvent {
                 tokens_out: *tokens_out,
                 cost_usd: *cost_usd,
             }),
-            Self::Error(_) | Self::Result { .. } => None,
+            Self::Error(_) | Self::Session(_) | Self::GiveUp(_) | Self::Result { .. } => None,
         }
     }
 }

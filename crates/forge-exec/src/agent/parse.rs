@@ -30,6 +30,12 @@ const MAX_MESSAGE: usize = 4000;
 const MAX_TEXT_RESULT: usize = 64 * 1024;
 /// Tool calls remembered to name their results.
 const MAX_PENDING_TOOLS: usize = 256;
+/// Failed model calls in a row (retries the agent reported) after which the attempt is given
+/// up: a model that is down or refuses fails the task in seconds, not at its timeout. Agents
+/// that bound their own retries lower (Forge runs Claude Code with `CLAUDE_CODE_MAX_RETRIES=3`)
+/// stop first, with their own message; Codex, whose retries back off to minutes, is given up
+/// after three.
+pub const MAX_FAILED_MODEL_CALLS: u32 = 6;
 
 /// Parses one attempt's output. Feed it every line of both streams with [`OutputParser::line`],
 /// then call [`OutputParser::finish`] once the process has exited.
@@ -50,6 +56,16 @@ pub struct OutputParser {
     /// A text agent's standard output (its tail).
     stdout_text: String,
     finished: bool,
+    /// The session id the agent reported.
+    session: Option<String>,
+    /// Failed model calls in a row, and whether the attempt was given up.
+    failed_calls: u32,
+    gave_up: bool,
+    /// The last line a structured agent wrote to standard error (not progress: often chatter,
+    /// sometimes the only reason it gives for failing).
+    last_stderr: Option<String>,
+    /// Droid: whether an error came before the CLI's closing one.
+    droid_error_seen: bool,
 }
 
 fn text_of(v: &Value, key: &str) -> Option<String> {
@@ -204,6 +220,11 @@ impl OutputParser {
             tools: VecDeque::new(),
             stdout_text: String::new(),
             finished: false,
+            session: None,
+            failed_calls: 0,
+            gave_up: false,
+            last_stderr: None,
+            droid_error_seen: false,
         }
     }
 
@@ -250,6 +271,18 @@ impl OutputParser {
         self.usage
     }
 
+    /// The session id the agent reported, if it did.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The last line a structured agent wrote to standard error. Such lines are kept out of
+    /// progress (they are mostly chatter: "Reading additional input from stdin…"), but when the
+    /// agent fails without an error event this is usually its reason.
+    pub fn last_stderr(&self) -> Option<&str> {
+        self.last_stderr.as_deref()
+    }
+
     /// Parses one line of output (without its newline).
     pub fn line(&mut self, stream: OutputStream, line: &str, out: &mut Vec<AgentEvent>) {
         if self.format == OutputFormat::Text {
@@ -266,7 +299,19 @@ impl OutputParser {
             self.json(&value, out);
             return;
         }
-        progress(cap(strip_ansi(trimmed).trim()), None, Vec::new(), out);
+        let text = cap(strip_ansi(trimmed).trim());
+        if stream == OutputStream::Stderr {
+            if self.format == OutputFormat::Gemini
+                && let Some(detail) = gemini_retry(&text)
+            {
+                self.model_call_failed(&detail, "; retrying", out);
+            }
+            if !text.is_empty() {
+                self.last_stderr = Some(text);
+            }
+            return;
+        }
+        progress(text, None, Vec::new(), out);
     }
 
     /// Ends the attempt: emits what is still buffered and, for agents whose output has no
@@ -320,6 +365,20 @@ impl OutputParser {
     }
 
     fn json(&mut self, v: &Value, out: &mut Vec<AgentEvent>) {
+        if self.session.is_none() {
+            let session = str_of(v, "session_id")
+                .or_else(|| str_of(v, "sessionID"))
+                .or_else(|| {
+                    (str_of(v, "type") == Some("thread.started"))
+                        .then(|| str_of(v, "thread_id"))
+                        .flatten()
+                })
+                .filter(|s| !s.is_empty());
+            if let Some(session) = session {
+                self.session = Some(session.to_owned());
+                out.push(AgentEvent::Session(session.to_owned()));
+            }
+        }
         let Some(kind) = str_of(v, "type") else {
             // A structured log line (`{"level":"error","error":{"message":…}}`).
             if matches!(str_of(v, "level"), Some("error" | "fatal")) {
@@ -460,6 +519,35 @@ impl OutputParser {
         );
     }
 
+    /// How many failed model calls in a row end the attempt: Codex and Gemini CLI back off to
+    /// minutes between calls (4 s, 8 s, 13 s, …), so three; others [`MAX_FAILED_MODEL_CALLS`].
+    fn max_failed_calls(&self) -> u32 {
+        match self.format {
+            OutputFormat::Codex | OutputFormat::Gemini => 3,
+            _ => MAX_FAILED_MODEL_CALLS,
+        }
+    }
+
+    /// A model call failed and the agent retries: progress, and once too many failed in a
+    /// row, [`AgentEvent::GiveUp`] with `detail`.
+    fn model_call_failed(&mut self, detail: &str, retry: &str, out: &mut Vec<AgentEvent>) {
+        self.failed_calls += 1;
+        let detail = one_line(detail);
+        progress(
+            cap(&format!("Model call failed: {detail}{retry}")),
+            None,
+            Vec::new(),
+            out,
+        );
+        if self.failed_calls >= self.max_failed_calls() && !self.gave_up {
+            self.gave_up = true;
+            out.push(AgentEvent::GiveUp(format!(
+                "{detail} ({} failed model calls in a row)",
+                self.failed_calls
+            )));
+        }
+    }
+
     fn set_result(&mut self, text: String, is_error: bool, out: &mut Vec<AgentEvent>) {
         self.result = Some((text.clone(), is_error));
         out.push(AgentEvent::Result { text, is_error });
@@ -498,7 +586,14 @@ impl OutputParser {
             }
             "error" => {
                 if let Some(m) = str_of(v, "message") {
-                    out.push(AgentEvent::Error(cap(m.trim())));
+                    // The CLI's own closing `Exec failed` follows the agent loop's reason
+                    // (`Connection error.`): that reason stays the error.
+                    if str_of(v, "source") == Some("cli") && self.droid_error_seen {
+                        progress(cap(&format!("error: {}", m.trim())), None, Vec::new(), out);
+                    } else {
+                        self.droid_error_seen = true;
+                        out.push(AgentEvent::Error(cap(m.trim())));
+                    }
                 }
             }
             "completion" => {
@@ -521,11 +616,42 @@ impl OutputParser {
     /// Claude Code `--output-format stream-json --verbose` (and Amp's compatible stream).
     fn claude(&mut self, kind: &str, v: &Value, out: &mut Vec<AgentEvent>) {
         match kind {
+            "system" if str_of(v, "subtype") == Some("api_retry") => {
+                let detail = match (
+                    v.get("error_status").and_then(Value::as_u64),
+                    str_of(v, "error"),
+                ) {
+                    (Some(status), Some(e)) if e != "unknown" => format!("HTTP {status}: {e}"),
+                    (Some(status), _) => format!("HTTP {status}"),
+                    (None, Some(e)) if e != "unknown" => e.to_owned(),
+                    (None, _) => "no response".to_owned(),
+                };
+                let retry = match (
+                    v.get("attempt").and_then(Value::as_u64),
+                    v.get("max_retries").and_then(Value::as_u64),
+                ) {
+                    (Some(a), Some(m)) => format!("; retry {a} of {m}"),
+                    _ => String::new(),
+                };
+                self.model_call_failed(&detail, &retry, out);
+            }
             "assistant" => {
                 let message = v.get("message").unwrap_or(&Value::Null);
                 if let Some(err) = str_of(v, "error") {
-                    out.push(AgentEvent::Error(format!("the agent reported `{err}`")));
+                    // A synthetic message whose text is the API error, in the agent's words.
+                    let text = match message.get("content") {
+                        Some(content) => content_text(Some(content)),
+                        None => String::new(),
+                    };
+                    let text = if text.trim().is_empty() {
+                        format!("the agent reported `{err}`")
+                    } else {
+                        text.trim().to_owned()
+                    };
+                    out.push(AgentEvent::Error(cap(&text)));
+                    return;
                 }
+                self.failed_calls = 0;
                 if let Some(u) = message.get("usage") {
                     self.claude_message_usage(str_of(message, "id"), u, out);
                 }
@@ -622,6 +748,7 @@ impl OutputParser {
                 }
             }
             "item.completed" => {
+                self.failed_calls = 0;
                 if let Some(item) = v.get("item") {
                     self.codex_item(item, true, out);
                 }
@@ -650,7 +777,19 @@ impl OutputParser {
             }
             "error" => {
                 if let Some(m) = str_of(v, "message") {
-                    out.push(AgentEvent::Error(cap(m.trim())));
+                    // `Reconnecting... 2/5 (stream disconnected …)`, `Reconnecting... waiting
+                    // for network (Connection failed: …)`: a failed model call it retries.
+                    match m.trim().strip_prefix("Reconnecting...") {
+                        Some(rest) => {
+                            let rest = rest.trim();
+                            let detail = match (rest.find('('), rest.rfind(')')) {
+                                (Some(a), Some(b)) if a < b => &rest[a + 1..b],
+                                _ => rest,
+                            };
+                            self.model_call_failed(detail, "; retrying", out);
+                        }
+                        None => out.push(AgentEvent::Error(cap(m.trim()))),
+                    }
                 }
             }
             _ => {}
@@ -880,6 +1019,46 @@ impl OutputParser {
     }
 }
 
+/// Gemini CLI's retry line on standard error, `Attempt 2 failed with status 500. Retrying with
+/// backoff... _ApiError: {"error":{"code":500,"message":"…"}}`: the reason, the API's message
+/// when it gives one.
+fn gemini_retry(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("Attempt ")?;
+    let (_, after) = rest.split_once(" failed")?;
+    if let Some(i) = after.find("\"message\":\"") {
+        let message = &after[i + "\"message\":\"".len()..];
+        let end = message.find('"').unwrap_or(message.len());
+        let status = after
+            .strip_prefix(" with status ")
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .filter(|s| !s.is_empty());
+        return Some(match status {
+            Some(status) => format!("HTTP {status}: {}", &message[..end]),
+            None => message[..end].to_owned(),
+        });
+    }
+    // `Attempt 1 failed. Retrying with backoff... Error: exception TypeError: fetch failed
+    // sending request`: the error after the backoff note, else what precedes it.
+    let (before, error) = match after.split_once("Retrying with backoff...") {
+        Some((before, error)) => (before, error.trim()),
+        None => (after, ""),
+    };
+    let error = error.strip_prefix("Error:").unwrap_or(error).trim();
+    let error = error.strip_prefix("exception").unwrap_or(error).trim();
+    let reason = if error.is_empty() {
+        before
+            .trim_start_matches([':', ' '])
+            .trim_end_matches(['.', ' '])
+    } else {
+        error
+    };
+    Some(if reason.is_empty() {
+        "the model call failed".to_owned()
+    } else {
+        reason.to_owned()
+    })
+}
+
 /// aider's usage line: `Tokens: 2.3k sent, 1.1k cache write, 5.0k cache hit, 301 received.
 /// Cost: $0.01 message, $0.02 session.` (cost per message; counts are rounded by aider).
 fn aider_usage(line: &str) -> Option<(u64, u64, Option<f64>)> {
@@ -1056,6 +1235,44 @@ mod tests {
             }
         );
         assert_eq!(p.result(), Some("Hello."));
+    }
+
+    #[test]
+    fn gemini_retry_lines() {
+        assert_eq!(
+            gemini_retry(
+                r#"Attempt 2 failed with status 500. Retrying with backoff... _ApiError: {"error":{"code":500,"message":"scripted internal error","status":"INTERNAL"}}"#
+            )
+            .as_deref(),
+            Some("HTTP 500: scripted internal error")
+        );
+        assert_eq!(
+            gemini_retry(
+                "Attempt 1 failed. Retrying with backoff... Error: exception TypeError: fetch failed sending request"
+            )
+            .as_deref(),
+            Some("TypeError: fetch failed sending request")
+        );
+        assert_eq!(
+            gemini_retry("Attempt 1 failed: socket hang up. Retrying with backoff...").as_deref(),
+            Some("socket hang up")
+        );
+        assert_eq!(gemini_retry("Ripgrep is not available."), None);
+        let mut p = OutputParser::new(OutputFormat::Gemini);
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            p.line(
+                OutputStream::Stderr,
+                &format!("Attempt {n} failed with status 503. Retrying with backoff... {{\"message\":\"overloaded\"}}"),
+                &mut out,
+            );
+        }
+        assert_eq!(
+            out.last(),
+            Some(&AgentEvent::GiveUp(
+                "HTTP 503: overloaded (3 failed model calls in a row)".into()
+            ))
+        );
     }
 
     #[test]

@@ -244,6 +244,16 @@ impl Default for Profiles {
 impl Profiles {
     /// The built-in profiles: `droid`, `claude`, `codex`, `gemini`, `opencode`, `amp`, `aider`,
     /// `shell` and `sim` (the simulated agent, run as `forge sim-agent`).
+    ///
+    /// An agent runs unattended in its own workspace, which is its sandbox: it may edit files
+    /// and run the project's commands (build, tests) there without asking. Claude Code runs
+    /// with `--permission-mode acceptEdits --allowedTools Bash` (its `bypassPermissions` is
+    /// refused as root), Codex with `--sandbox workspace-write` (its own sandbox: commands run,
+    /// writes stay in the workspace, no network), Gemini CLI with `--approval-mode yolo` and
+    /// `--skip-trust` (Forge's workspaces are folders it has never seen), droid with
+    /// `--auto medium` (edits, builds and tests; no irreversible commands), opencode with its
+    /// defaults (everything allowed). No prompt can be read as an option: it follows `--`, is
+    /// glued to its option (`--prompt=…`), or is passed as a file.
     #[allow(clippy::too_many_lines)] // the table of built-in agents
     pub fn builtin() -> Self {
         use OutputFormat::{Amp, Claude, Codex, Droid, Gemini, Opencode, Text};
@@ -270,14 +280,17 @@ impl Profiles {
                 "claude",
                 &[
                     "-p",
-                    "{prompt}",
                     "--output-format",
                     "stream-json",
                     "--verbose",
                     "--permission-mode",
                     "acceptEdits",
+                    "--allowedTools",
+                    "Bash",
                     "--model",
                     "{model}",
+                    "--",
+                    "{prompt}",
                 ],
                 Claude,
                 "install Claude Code (`npm install -g @anthropic-ai/claude-code`)",
@@ -293,6 +306,7 @@ impl Profiles {
                     "--skip-git-repo-check",
                     "--model",
                     "{model}",
+                    "--",
                     "{prompt}",
                 ],
                 Codex,
@@ -302,12 +316,12 @@ impl Profiles {
                 "gemini",
                 "gemini",
                 &[
-                    "-p",
-                    "{prompt}",
+                    "--skip-trust",
+                    "--prompt={prompt}",
                     "-o",
                     "stream-json",
                     "--approval-mode",
-                    "auto_edit",
+                    "yolo",
                     "--model",
                     "{model}",
                 ],
@@ -317,14 +331,16 @@ impl Profiles {
             Profile::new(
                 "opencode",
                 "opencode",
-                &["run", "--format", "json", "--model", "{model}", "{prompt}"],
+                &[
+                    "run", "--format", "json", "--model", "{model}", "--", "{prompt}",
+                ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
             ),
             Profile::new(
                 "amp",
                 "amp",
-                &["-x", "{prompt}", "--stream-json"],
+                &["--stream-json", "--execute={prompt}"],
                 Amp,
                 "install Amp (`npm install -g @sourcegraph/amp`)",
             ),
@@ -346,15 +362,22 @@ impl Profiles {
             Profile::new(
                 "shell",
                 "sh",
-                &["-c", "{prompt}"],
+                &["-c", "--", "{prompt}"],
                 Text,
                 "install a POSIX shell as `sh`",
             ),
             Profile::sim("sim", "forge", vec!["sim-agent".to_owned()], Droid),
         ];
-        Self {
-            profiles: all.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        let mut profiles: BTreeMap<String, Profile> =
+            all.into_iter().map(|p| (p.name.clone(), p)).collect();
+        // Claude Code retries a failing model call ten times with backoff (minutes); three
+        // retries say "the model is down" in seconds, in its own words.
+        if let Some(claude) = profiles.get_mut("claude") {
+            claude
+                .env
+                .insert("CLAUDE_CODE_MAX_RETRIES".to_owned(), "3".to_owned());
         }
+        Self { profiles }
     }
 
     /// The profile called `name`.
@@ -474,7 +497,8 @@ mod tests {
             p.validate().unwrap();
             let a = args(p, None);
             assert!(
-                a.iter().any(|x| x == "do it" || x == "/tmp/prompt.md"),
+                a.iter()
+                    .any(|x| x.ends_with("do it") || x == "/tmp/prompt.md"),
                 "{}: {a:?}",
                 p.name
             );
@@ -503,15 +527,18 @@ mod tests {
             args(p.get("claude").unwrap(), None),
             [
                 "-p",
-                "do it",
                 "--output-format",
                 "stream-json",
                 "--verbose",
                 "--permission-mode",
-                "acceptEdits"
+                "acceptEdits",
+                "--allowedTools",
+                "Bash",
+                "--",
+                "do it"
             ]
         );
-        assert_eq!(args(p.get("shell").unwrap(), None), ["-c", "do it"]);
+        assert_eq!(args(p.get("shell").unwrap(), None), ["-c", "--", "do it"]);
         assert_eq!(
             args(p.get("sim").unwrap(), None),
             ["sim-agent", "--format", "droid", "-f", "/tmp/prompt.md"]
@@ -519,6 +546,35 @@ mod tests {
         let spec = p.get("shell").unwrap().command(&vars(None)).unwrap();
         assert_eq!(spec.program, "sh");
         assert_eq!(spec.cwd, PathBuf::new());
+    }
+
+    /// A prompt that starts with `-` (a markdown list) is never an option: every built-in
+    /// profile passes it after `--`, glued to its option (`--prompt=…`), or in a file. The real
+    /// CLIs are driven with such a prompt in forge-cli's agent tests.
+    #[test]
+    fn a_prompt_starting_with_a_dash_is_never_an_option() {
+        let profiles = Profiles::builtin();
+        let v = PromptVars {
+            prompt: "- add tests\n- keep it short",
+            prompt_file: Path::new("/tmp/prompt.md"),
+            model: Some("m"),
+        };
+        for p in profiles.iter() {
+            let a: Vec<String> = p
+                .command(&v)
+                .unwrap()
+                .args
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect();
+            let safe = match a.iter().position(|x| x == v.prompt) {
+                Some(i) => a[..i].iter().any(|x| x == "--"),
+                None => a
+                    .iter()
+                    .any(|x| x == "/tmp/prompt.md" || x.ends_with(&format!("={}", v.prompt))),
+            };
+            assert!(safe, "{}: {a:?}", p.name);
+        }
     }
 
     #[test]

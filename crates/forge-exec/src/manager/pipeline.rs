@@ -260,6 +260,11 @@ struct OutputEvents<'a> {
     window: Instant,
     in_window: u32,
     last_error: Option<String>,
+    attempt: u32,
+    /// Cancelled to stop the agent when its parser gives up on it.
+    stop: tokio_util::sync::CancellationToken,
+    /// Why the agent was stopped: it kept failing to reach its model.
+    gave_up: Option<String>,
 }
 
 impl OutputEvents<'_> {
@@ -325,6 +330,20 @@ impl OutputEvents<'_> {
                         self.last_error = Some(text.clone());
                     }
                     continue;
+                }
+                AgentEvent::Session(session) => EventKind::TaskSession {
+                    attempt: self.attempt,
+                    session,
+                },
+                AgentEvent::GiveUp(reason) => {
+                    self.stop.cancel();
+                    let message = format!("giving up: {reason}");
+                    self.gave_up = Some(reason);
+                    EventKind::TaskProgress {
+                        message,
+                        tool: None,
+                        files: Vec::new(),
+                    }
                 }
             };
             self.shared.publish(self.task, kind);
@@ -409,7 +428,11 @@ async fn attempt_task(
             window: Instant::now(),
             in_window: 0,
             last_error: None,
+            attempt,
+            stop: ctx.cancel.child_token(),
+            gave_up: None,
         };
+        let stop = output.stop.clone();
         let env = AttemptEnv {
             run: &shared.run,
             task: task.id.as_str(),
@@ -421,14 +444,18 @@ async fn attempt_task(
             &env,
             &log_path,
             &mut |stream, line| output.line(stream, line),
-            &ctx.cancel,
+            &stop,
             &ctx.kill,
             &options,
             Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
         output.finish();
-        let last_error = output.last_error.take();
+        let last_error = output
+            .last_error
+            .take()
+            .or_else(|| output.parser.last_stderr().map(str::to_owned));
+        let gave_up = output.gave_up.take();
         let exit = match exit {
             Ok(exit) => exit,
             Err(e) => {
@@ -451,6 +478,18 @@ async fn attempt_task(
                     ),
                 },
             );
+        }
+        if let Some(reason) = gave_up
+            && !ctx.cancel.is_cancelled()
+        {
+            dispose(ws).await;
+            return Ok(TaskOutcome {
+                status: TaskStatus::Failed,
+                exit_code: exit.code,
+                signal: exit.signal,
+                files_changed: Vec::new(),
+                message: Some(format!("the agent could not reach its model: {reason}")),
+            });
         }
         if exit.stopped || ctx.cancel.is_cancelled() {
             dispose(ws).await;

@@ -7,5 +7,6 @@ mod contain;
 mod manager;
 mod preview;
 mod process;
+mod real_outputs;
 mod sched;
 mod sim;

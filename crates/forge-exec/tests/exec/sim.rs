@@ -89,7 +89,7 @@ fn parse(format: OutputFormat, out: &Output, workspace: &Path) -> Parsed {
             } => parsed.progress.push((message, tool, files)),
             AgentEvent::Error(m) => parsed.errors.push(m),
             AgentEvent::Result { text, is_error } => parsed.results.push((text, is_error)),
-            AgentEvent::Usage { .. } => {}
+            AgentEvent::Usage { .. } | AgentEvent::Session(_) | AgentEvent::GiveUp(_) => {}
         }
     }
     parsed
