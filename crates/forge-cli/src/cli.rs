@@ -79,6 +79,8 @@ pub(crate) enum Command {
     Runs(RunsArgs),
     /// Interrupt a running run: its tasks are cancelled cleanly and it stays resumable.
     Abort(AbortArgs),
+    /// Show what a run (or some of its tasks) changed, as `git diff` does.
+    Diff(DiffArgs),
     /// Apply the result of a finished run to the working tree (or a branch).
     #[command(after_help = EXIT_CODES_HELP)]
     Apply(ApplyArgs),
@@ -220,6 +222,27 @@ pub(crate) struct ApplyArgs {
     /// Apply again a run that was applied to the working tree before (after you discarded it).
     #[arg(long)]
     pub(crate) again: bool,
+}
+
+/// `forge diff`.
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// `[RUN] [TASK…]`: the run (default: the latest) and the tasks whose own changes to show
+    /// (default: the whole run's integrated change against its base).
+    #[arg(value_name = "RUN|TASK")]
+    pub(crate) words: Vec<String>,
+    /// Only the changed paths, with counts of added and removed lines.
+    #[arg(long, conflicts_with_all = ["name_only", "json"])]
+    pub(crate) stat: bool,
+    /// Only the names of the changed paths.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) name_only: bool,
+    /// The files and their hunks as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Only these paths (repo-relative files or directories), after `--`.
+    #[arg(last = true, value_name = "PATH")]
+    pub(crate) paths: Vec<String>,
 }
 
 /// `forge gc`.

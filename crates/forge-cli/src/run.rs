@@ -73,7 +73,9 @@ pub(crate) fn exec_error(err: ExecError) -> CliError {
         ExecError::Plan(plan) => CliError::from(plan),
         ExecError::Agent(msg) => CliError::usage(msg)
             .hint("install the agent, choose another with `agent = \"…\"` in the plan, or try `agent = \"sim\"`"),
-        ExecError::RunNotFound { .. } | ExecError::Config(_) => CliError::usage(err.to_string()),
+        ExecError::RunNotFound { .. } | ExecError::Config(_) | ExecError::TaskNotInRun { .. } => {
+            CliError::usage(err.to_string())
+        }
         ExecError::RunBusy { .. } => CliError::failed(err.to_string()),
         ExecError::NotApplicable { ref run, .. } => {
             let hint = format!("`forge status {run}` shows what went wrong");
@@ -605,7 +607,7 @@ async fn prompt(question: &str) -> Option<String> {
 }
 
 /// Shows `text` in `$PAGER`, else `less -R`, else prints it.
-fn page(text: &str) {
+pub(crate) fn page(text: &str) {
     if text.trim().is_empty() {
         outln!("(the run changes nothing)");
         return;

@@ -94,8 +94,8 @@ pub mod store;
 pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
-    ApplyMode, ApplySummary, ExecutionManager, ExecutionManagerBuilder, RunReport, apply_run,
-    integrated_diff, recover_abandoned_applies,
+    ApplyMode, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder, RunReport,
+    apply_run, integrated_diff, recover_abandoned_applies, run_diff,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};

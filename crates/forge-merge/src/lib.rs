@@ -96,6 +96,7 @@ mod merge;
 mod process;
 mod strategy;
 mod text;
+mod unified;
 
 pub use apply::{
     ApplyOptions, ApplyReport, CrashPoint, Recovery, Refusal, WORKING_TREE, apply_to_worktree,
@@ -114,4 +115,8 @@ pub use strategy::{MergeRules, MergeStrategy, StrategyFor};
 pub use text::{
     ConflictRegion, ConflictStyle, DEFAULT_MARKER_SIZE, Favor, TextMerge, TextMergeOptions,
     is_binary, merge_text,
+};
+pub use unified::{
+    CONTEXT_LINES, DiffHunk, DiffLine, FileDiff, FileStatus, LineKind, diff_change_set, diff_file,
+    render_stat,
 };

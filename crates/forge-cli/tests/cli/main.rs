@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod init;
 mod plan;
+mod review;
 mod run;
 mod runs;
 mod silence;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use forge_events::{BusOptions, EventBus, EventKind, EventSink, RunId};
 use forge_merge::{
-    ApplyOptions, ApplyReport, BranchOptions, BranchReport, GateReport, Integration,
-    apply_to_branch, apply_to_worktree,
+    ApplyOptions, ApplyReport, BranchOptions, BranchReport, FileDiff, GateReport, Integration,
+    apply_to_branch, apply_to_worktree, diff_change_set,
 };
-use forge_staging::{BaseSnapshot, BlobStore, Entry};
+use forge_staging::{BaseSnapshot, BlobStore, ChangeSet};
 
 use super::{blocking, read_result};
 use crate::ExecError;
@@ -278,54 +278,105 @@ pub(crate) async fn apply_with(
     Ok(summary)
 }
 
+/// One part of what `forge diff` shows: the whole run's integrated change, or one task's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiffSection {
+    /// The task, or `None` for the whole run's integrated change against the base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The task's attempt whose changes were integrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The changed paths.
+    pub files: Vec<FileDiff>,
+}
+
+/// The change of run `run` for review: with no `tasks`, the integrated tree against the run's
+/// base (where the user's own edits clash with it, this is the run's version); otherwise each
+/// named task's persisted `ChangeSet` (the attempt that was integrated), in the order given.
+pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSection>, ExecError> {
+    let store = RunStore::new(repo);
+    if !store.exists(run) {
+        return Err(ExecError::RunNotFound {
+            run: run.to_string(),
+            dir: store.runs_dir(),
+        });
+    }
+    if tasks.is_empty() {
+        let integration = open_integration(&store, run)?;
+        let files = diff_change_set(&integration.delta(), integration.store())?;
+        return Ok(vec![DiffSection {
+            task: None,
+            attempt: None,
+            files,
+        }]);
+    }
+    let attempts = integrated_attempts(&store, run, tasks)?;
+    let blobs = BlobStore::open(store.objects_dir())?;
+    let mut sections = Vec::with_capacity(tasks.len());
+    for (task, attempt) in attempts {
+        let changes: ChangeSet = crate::store::read_json(&store.changes_path(run, &task, attempt))?;
+        sections.push(DiffSection {
+            files: diff_change_set(&changes, &blobs)?,
+            task: Some(task),
+            attempt: Some(attempt),
+        });
+    }
+    Ok(sections)
+}
+
+/// The integrated attempt of each of `tasks`, or an error naming a task that has none.
+fn integrated_attempts(
+    store: &RunStore,
+    run: &RunId,
+    tasks: &[String],
+) -> Result<Vec<(String, u32)>, ExecError> {
+    let result = match read_result(store, run) {
+        Ok(r) => r,
+        Err(ExecError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ExecError::NotApplicable {
+                run: run.to_string(),
+                reason: format!(
+                    "it has not finished; resume it with `forge resume {run}` (or look at the \
+                     whole run's change so far with `forge diff {run}`)"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    tasks
+        .iter()
+        .map(|task| {
+            if let Some((_, attempt)) = result.integrated.iter().find(|(t, _)| t.as_str() == task) {
+                return Ok((task.clone(), *attempt));
+            }
+            let reason = if result.failed.iter().any(|t| t.as_str() == task) {
+                format!("it did not succeed, so it has no changes in the result; `forge logs {task} {run}` shows what it did")
+            } else {
+                let known: Vec<&str> = result
+                    .integrated
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .chain(result.failed.iter().map(forge_events::TaskId::as_str))
+                    .collect();
+                format!("the run has no such task (its tasks: {})", known.join(", "))
+            };
+            Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: task.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// The integrated result of run `run` as a unified diff against its base (`git diff` format,
 /// for review before applying).
 pub fn integrated_diff(repo: &Path, run: &RunId, color: bool) -> Result<String, ExecError> {
-    let store = RunStore::new(repo);
-    let integration = open_integration(&store, run)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("forge-diff-")
-        .tempdir()
-        .map_err(|e| ExecError::io("create", &std::env::temp_dir(), e))?;
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for (path, change) in &integration.delta() {
-        for (side, entry) in [(&a, change.before()), (&b, change.after())] {
-            let Some(entry) = entry else { continue };
-            let dest = side.join(path.as_str());
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
-            }
-            match entry {
-                Entry::File { hash, .. } => {
-                    let bytes = integration.store().read(hash)?;
-                    std::fs::write(&dest, bytes).map_err(|e| ExecError::io("write", &dest, e))?;
-                }
-                Entry::Symlink { target, .. } => {
-                    std::fs::write(&dest, format!("symlink -> {target}\n"))
-                        .map_err(|e| ExecError::io("write", &dest, e))?;
-                }
-            }
-        }
-    }
-    std::fs::create_dir_all(&a).map_err(|e| ExecError::io("create", &a, e))?;
-    std::fs::create_dir_all(&b).map_err(|e| ExecError::io("create", &b, e))?;
-    let out = std::process::Command::new("git")
-        .current_dir(tmp.path())
-        .args(["diff", "--no-index", "--no-prefix"])
-        .arg(if color {
-            "--color=always"
-        } else {
-            "--color=never"
-        })
-        .args(["a", "b"])
-        .output()
-        .map_err(|e| ExecError::io("run git diff in", tmp.path(), e))?;
-    // Exit 1 means "differences found".
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        return Err(ExecError::Store(format!(
-            "git diff failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let sections = run_diff(repo, run, &[])?;
+    Ok(sections
+        .iter()
+        .flat_map(|s| &s.files)
+        .map(|f| f.render(color))
+        .collect())
 }

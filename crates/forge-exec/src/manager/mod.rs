@@ -49,7 +49,10 @@ use forge_staging::{
 };
 use parking_lot::Mutex;
 
-pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff, recover_abandoned_applies};
+pub use apply::{
+    ApplyMode, ApplySummary, DiffSection, apply_run, integrated_diff, recover_abandoned_applies,
+    run_diff,
+};
 pub use resume::cleanup_leftovers;
 
 use crate::ExecError;
