@@ -222,6 +222,10 @@ pub(crate) struct ApplyArgs {
     /// Apply again a run that was applied to the working tree before (after you discarded it).
     #[arg(long)]
     pub(crate) again: bool,
+    /// Apply only the result of these tasks (comma-separated) and of the tasks they depend on,
+    /// also when other tasks failed.
+    #[arg(long, value_name = "TASK,…", value_delimiter = ',', num_args = 1..)]
+    pub(crate) tasks: Vec<String>,
 }
 
 /// `forge diff`.

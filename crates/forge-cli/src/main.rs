@@ -52,6 +52,7 @@ mod demo;
 mod diff;
 mod error;
 mod init;
+mod partial;
 mod plan_file;
 mod planner;
 mod render;

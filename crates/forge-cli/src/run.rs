@@ -398,6 +398,12 @@ async fn conclude(
         return Ok(exit);
     }
     if !report.applicable() {
+        if matches!(decision, Decision::Ask)
+            && !report.cancelled
+            && let Some(done) = crate::partial::offer_succeeded(ctx, run, style, exit).await
+        {
+            return done;
+        }
         outln!(
             "\nNothing was applied. `forge status {run}` shows the run; `forge logs <task> {run}` a task's output."
         );
@@ -483,7 +489,7 @@ fn print_failures(report: &RunReport, style: Style) {
     }
 }
 
-fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
+pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
     match (&applied.worktree, &applied.branch) {
         (Some(w), _) => {
             let mut what = format!("{} written", format::plural(w.written.len() as u64, "file"));
@@ -545,7 +551,7 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
 }
 
 /// Exit 3 when the apply left paths in conflict with the user's own edits (or refused some).
-fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
+pub(crate) fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
     match &applied.worktree {
         Some(w) if !w.is_complete() => Exit::Conflicts,
         _ => exit,
@@ -590,7 +596,7 @@ async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> 
 }
 
 /// Reads one line from the terminal; `None` on end of input or Ctrl-C.
-async fn prompt(question: &str) -> Option<String> {
+pub(crate) async fn prompt(question: &str) -> Option<String> {
     out!("{question}");
     let _ = std::io::stdout().flush();
     let read = tokio::task::spawn_blocking(|| {
@@ -642,6 +648,10 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
     } else {
         ApplyMode::WorkingTree
     };
+    if !args.tasks.is_empty() {
+        return crate::partial::apply_tasks(ctx, &run, &args.tasks, mode, style, Exit::Success)
+            .await;
+    }
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));
         return Ok(Exit::Success);
@@ -666,6 +676,12 @@ fn already_applied(
         matches!(&e.kind, EventKind::ApplyFinished { branch, .. }
             if branch.is_some() == (mode == ApplyMode::Branch))
     });
+    // After a partial apply (`--tasks`), the whole run is not applied yet.
+    if latest.is_some_and(
+        |e| matches!(&e.kind, EventKind::ApplyFinished { tasks, .. } if !tasks.is_empty()),
+    ) {
+        return Ok(None);
+    }
     let Some(event) = latest else {
         return Ok(None);
     };

@@ -434,6 +434,10 @@ event_kinds! {
         /// The commit made, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
+        /// The tasks whose result was applied, when not all of them were (a partial apply,
+        /// `forge apply --tasks`); empty for the whole run.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<String>,
     },
     /// The run ended (always the last event of a run).
     RunFinished = "run_finished" {

@@ -385,6 +385,9 @@ pub struct ApplyRecord {
     pub branch: Option<String>,
     /// Commit made.
     pub commit: Option<String>,
+    /// The tasks applied, when not all were (`forge apply --tasks`); empty for the whole run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
     /// When it finished.
     pub at: Timestamp,
 }
@@ -692,6 +695,7 @@ impl RunState {
                 conflicts,
                 branch,
                 commit,
+                tasks,
             } => {
                 self.apply = Some(ApplyRecord {
                     target: target.clone(),
@@ -699,6 +703,7 @@ impl RunState {
                     conflicts: conflicts.clone(),
                     branch: branch.clone(),
                     commit: commit.clone(),
+                    tasks: tasks.clone(),
                     at: ts,
                 });
             }

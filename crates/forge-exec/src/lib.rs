@@ -95,7 +95,8 @@ pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
     ApplyMode, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder, RunReport,
-    apply_run, integrated_diff, recover_abandoned_applies, run_diff,
+    TaskSelection, apply_run, apply_run_tasks, integrated_diff, recover_abandoned_applies,
+    run_diff,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};

@@ -7,6 +7,7 @@ mod basics;
 mod dashboard;
 mod demo;
 mod init;
+mod partial;
 mod plan;
 mod review;
 mod run;

@@ -13,6 +13,7 @@ use forge_staging::{BaseSnapshot, BlobStore, ChangeSet};
 
 use super::{blocking, read_result};
 use crate::ExecError;
+use crate::plan::{Plan, PlanOptions};
 use crate::store::RunStore;
 
 /// Where a run's result goes.
@@ -39,6 +40,11 @@ pub struct ApplySummary {
     /// Whether an apply that was interrupted past its commit point was finished first: the
     /// files it wrote are counted in `worktree.written`.
     pub recovered: bool,
+    /// For a partial apply: the tasks whose result was applied, in integration order (those
+    /// asked for and those they depend on). Empty when the whole run was applied.
+    pub tasks: Vec<String>,
+    /// For a partial apply: the tasks Forge added because a task asked for depends on them.
+    pub added: Vec<String>,
 }
 
 impl ApplySummary {
@@ -125,6 +131,39 @@ pub async fn apply_run(
     run: &RunId,
     mode: ApplyMode,
 ) -> Result<ApplySummary, ExecError> {
+    apply_run_scoped(repo, run, mode, None).await
+}
+
+/// Which tasks a partial apply takes.
+#[derive(Debug, Clone)]
+pub struct TaskSelection {
+    /// The tasks asked for; the tasks they depend on (`after`, transitively) are added.
+    pub tasks: Vec<String>,
+    /// How to read the run's plan copy (the agent profiles that exist).
+    pub plan_options: PlanOptions,
+}
+
+/// Applies the result of only some tasks of run `run`: those of `selection` and the tasks they
+/// depend on, integrated again from the run's base in the run's integration order. Other tasks
+/// may have failed; the chosen ones (and what they depend on) must have succeeded, and their
+/// result must integrate without an unresolved conflict. The gate is not run again: a gate that
+/// failed on the whole run refuses the apply. Applying more tasks later (or the whole run)
+/// writes only what is not there yet: paths already holding the result count as unchanged.
+pub async fn apply_run_tasks(
+    repo: &Path,
+    run: &RunId,
+    mode: ApplyMode,
+    selection: &TaskSelection,
+) -> Result<ApplySummary, ExecError> {
+    apply_run_scoped(repo, run, mode, Some(selection)).await
+}
+
+async fn apply_run_scoped(
+    repo: &Path,
+    run: &RunId,
+    mode: ApplyMode,
+    scope: Option<&TaskSelection>,
+) -> Result<ApplySummary, ExecError> {
     let store = RunStore::new(repo);
     if !store.exists(run) {
         return Err(ExecError::RunNotFound {
@@ -141,19 +180,111 @@ pub async fn apply_run(
         });
     }
     let bus = EventBus::open(run.clone(), store.journal(run), &BusOptions::default())?;
-    let result = apply_with(&store, run, mode, Some(&bus)).await;
+    let result = apply_scoped(&store, run, mode, Some(&bus), scope).await;
     let closed = bus.close();
     let summary = result?;
     closed?;
     Ok(summary)
 }
 
-#[allow(clippy::too_many_lines)] // refusal reasons, the apply, its event
 pub(crate) async fn apply_with(
     store: &RunStore,
     run: &RunId,
     mode: ApplyMode,
     events: Option<&dyn EventSink>,
+) -> Result<ApplySummary, ExecError> {
+    apply_scoped(store, run, mode, events, None).await
+}
+
+/// The tasks of a partial apply in integration order with their attempts, and those added as
+/// dependencies; or why the selection cannot be applied.
+fn select_tasks(
+    store: &RunStore,
+    run: &RunId,
+    result: &crate::store::RunResult,
+    selection: &TaskSelection,
+) -> Result<(Plan, Vec<(forge_events::TaskId, u32)>, Vec<String>), ExecError> {
+    let copy = store.plan_copy(run);
+    let plan = Plan::load(&copy, &selection.plan_options)?;
+    let by_id: std::collections::HashMap<&str, &crate::plan::Task> =
+        plan.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut stack: Vec<&str> = Vec::new();
+    for task in &selection.tasks {
+        if !by_id.contains_key(task.as_str()) {
+            let known: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+            return Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: task.clone(),
+                reason: format!("the run has no such task (its tasks: {})", known.join(", ")),
+            });
+        }
+        stack.push(task.as_str());
+    }
+    while let Some(id) = stack.pop() {
+        if chosen.insert(id.to_owned())
+            && let Some(task) = by_id.get(id)
+        {
+            stack.extend(task.after.iter().map(forge_events::TaskId::as_str));
+        }
+    }
+    for id in &chosen {
+        if result.integrated.iter().any(|(t, _)| t.as_str() == id) {
+            continue;
+        }
+        let asked = selection.tasks.iter().any(|t| t == id);
+        let why = if result.failed.iter().any(|t| t.as_str() == id) {
+            "it did not succeed"
+        } else {
+            "it did not finish"
+        };
+        let reason = if asked {
+            format!("{why}, so it has no result to apply; retry it, or leave it out of --tasks")
+        } else {
+            let dependents: Vec<&str> = selection
+                .tasks
+                .iter()
+                .map(String::as_str)
+                .filter(|t| {
+                    by_id
+                        .get(t)
+                        .is_some_and(|task| task.after.iter().any(|a| a.as_str() == id))
+                })
+                .collect();
+            let on = if dependents.is_empty() {
+                "a task you chose depends on it".to_owned()
+            } else {
+                format!("{} depends on it", dependents.join(", "))
+            };
+            format!("{why}, and {on}; its dependents cannot be applied without it")
+        };
+        return Err(ExecError::TaskNotInRun {
+            run: run.to_string(),
+            task: id.clone(),
+            reason,
+        });
+    }
+    let order: Vec<(forge_events::TaskId, u32)> = result
+        .integrated
+        .iter()
+        .filter(|(t, _)| chosen.contains(t.as_str()))
+        .cloned()
+        .collect();
+    let added = order
+        .iter()
+        .map(|(t, _)| t.as_str().to_owned())
+        .filter(|t| !selection.tasks.contains(t))
+        .collect();
+    Ok((plan, order, added))
+}
+
+#[allow(clippy::too_many_lines)] // refusal reasons, the apply, its event
+async fn apply_scoped(
+    store: &RunStore,
+    run: &RunId,
+    mode: ApplyMode,
+    events: Option<&dyn EventSink>,
+    scope: Option<&TaskSelection>,
 ) -> Result<ApplySummary, ExecError> {
     let not = |reason: String| ExecError::NotApplicable {
         run: run.to_string(),
@@ -165,6 +296,8 @@ pub(crate) async fn apply_with(
             worktree: None,
             branch: None,
             recovered: false,
+            tasks: Vec::new(),
+            added: Vec::new(),
         });
     }
     let result = match read_result(store, run) {
@@ -176,7 +309,20 @@ pub(crate) async fn apply_with(
         }
         Err(e) => return Err(e),
     };
-    if !result.applicable {
+    let selected = match scope {
+        Some(selection) => Some(select_tasks(store, run, &result, selection)?),
+        None => None,
+    };
+    if let Some(gate) = result.gate.as_ref().filter(|g| !g.passed())
+        && selected.is_some()
+    {
+        return Err(not(format!(
+            "the gate failed on the whole run ({}), so no part of it is applied; fix and retry \
+             the task that broke it",
+            gate.summary()
+        )));
+    }
+    if !result.applicable && selected.is_none() {
         let reason = if !result.failed.is_empty() {
             format!(
                 "tasks did not succeed: {}",
@@ -204,11 +350,47 @@ pub(crate) async fn apply_with(
         };
         return Err(not(reason));
     }
-    let gate = result.gate.clone().unwrap_or_else(GateReport::not_run);
+    let gate = result
+        .gate
+        .clone()
+        .filter(GateReport::passed)
+        .unwrap_or_else(GateReport::not_run);
     let (store2, run2) = (store.clone(), run.clone());
-    let summary = blocking(move || -> Result<ApplySummary, ExecError> {
+    let (tasks, added) = match &selected {
+        Some((_, order, added)) => (
+            order.iter().map(|(t, _)| t.as_str().to_owned()).collect(),
+            added.clone(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut summary = blocking(move || -> Result<ApplySummary, ExecError> {
         let run_dir = store2.run_dir(&run2);
-        let integration = open_integration(&store2, &run2)?;
+        let integration = match selected {
+            None => open_integration(&store2, &run2)?,
+            Some((plan, order, _)) => {
+                let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
+                let blobs = BlobStore::open(store2.objects_dir())?;
+                let fresh = Integration::new(Arc::new(base), blobs)
+                    .with_strategies(super::merge_rules(&plan)?)
+                    .with_audit_policy(plan.on_violation);
+                let (integration, (unresolved, _)) =
+                    super::resume::rebuild(fresh, &store2, &run2, &plan, &order)?;
+                if !unresolved.is_empty() {
+                    return Err(ExecError::NotApplicable {
+                        run: run2.to_string(),
+                        reason: format!(
+                            "without the other tasks, merge conflicts are unresolved on {}",
+                            unresolved
+                                .iter()
+                                .map(|c| c.path.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+                integration
+            }
+        };
         same_repository(&store2, &run2, integration.base().repo())?;
         let recovered = matches!(
             forge_merge::recover(&run_dir)?,
@@ -230,6 +412,8 @@ pub(crate) async fn apply_with(
                     worktree: Some(report),
                     branch: None,
                     recovered,
+                    tasks: Vec::new(),
+                    added: Vec::new(),
                 }
             }
             ApplyMode::Branch => ApplySummary {
@@ -241,16 +425,22 @@ pub(crate) async fn apply_with(
                     &gate,
                 )?),
                 recovered,
+                tasks: Vec::new(),
+                added: Vec::new(),
             },
             ApplyMode::None => ApplySummary {
                 mode,
                 worktree: None,
                 branch: None,
                 recovered,
+                tasks: Vec::new(),
+                added: Vec::new(),
             },
         })
     })
     .await??;
+    summary.tasks = tasks;
+    summary.added = added;
     if let Some(events) = events {
         let kind = match (&summary.worktree, &summary.branch) {
             (Some(w), _) => EventKind::ApplyFinished {
@@ -263,6 +453,7 @@ pub(crate) async fn apply_with(
                     .collect(),
                 branch: None,
                 commit: None,
+                tasks: summary.tasks.clone(),
             },
             (None, Some(b)) => EventKind::ApplyFinished {
                 target: "branch".into(),
@@ -270,6 +461,7 @@ pub(crate) async fn apply_with(
                 conflicts: Vec::new(),
                 branch: Some(b.branch.clone()),
                 commit: Some(b.head.clone()),
+                tasks: summary.tasks.clone(),
             },
             (None, None) => return Ok(summary),
         };

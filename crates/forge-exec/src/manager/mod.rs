@@ -50,8 +50,8 @@ use forge_staging::{
 use parking_lot::Mutex;
 
 pub use apply::{
-    ApplyMode, ApplySummary, DiffSection, apply_run, integrated_diff, recover_abandoned_applies,
-    run_diff,
+    ApplyMode, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_tasks,
+    integrated_diff, recover_abandoned_applies, run_diff,
 };
 pub use resume::cleanup_leftovers;
 

@@ -1,0 +1,119 @@
+//! Partial apply: `forge apply --tasks a,b`, and the offer to apply the succeeded tasks after a
+//! run where some failed.
+
+use forge_events::RunId;
+use forge_exec::store::{RunResult, RunStore};
+use forge_exec::{ApplyMode, TaskSelection, apply_run_tasks};
+
+use crate::config::Context;
+use crate::error::{CliResult, Exit};
+use crate::render::format;
+use crate::run::{applied_exit, exec_error, page, print_applied, prompt};
+use crate::term::Style;
+
+/// Applies the result of `tasks` of `run` (and the tasks they depend on, which it names).
+pub(crate) async fn apply_tasks(
+    ctx: &Context,
+    run: &RunId,
+    tasks: &[String],
+    mode: ApplyMode,
+    style: Style,
+    exit: Exit,
+) -> CliResult {
+    let selection = TaskSelection {
+        tasks: tasks.to_vec(),
+        plan_options: crate::plan_file::plan_options(ctx)?,
+    };
+    let summary = apply_run_tasks(&ctx.repo, run, mode, &selection)
+        .await
+        .map_err(exec_error)?;
+    if !summary.added.is_empty() {
+        outln!(
+            "Also applying {}: {} {} on {}.",
+            summary.added.join(", "),
+            format::list(tasks, 3),
+            if tasks.len() == 1 {
+                "depends"
+            } else {
+                "depend"
+            },
+            if summary.added.len() == 1 {
+                "it"
+            } else {
+                "them"
+            }
+        );
+    }
+    outln!(
+        "Applying the result of {}: {}.",
+        format::plural(summary.tasks.len() as u64, "task"),
+        summary.tasks.join(", ")
+    );
+    print_applied(&summary, run, style);
+    Ok(applied_exit(&summary, exit))
+}
+
+/// The tasks of `run` whose result was integrated, in integration order (empty if unknown).
+fn succeeded(ctx: &Context, run: &RunId) -> Vec<String> {
+    let path = RunStore::new(&ctx.repo).result_path(run);
+    std::fs::read(&path)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<RunResult>(&text).ok())
+        .map(|r| {
+            r.integrated
+                .iter()
+                .map(|(t, _)| t.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// After a run where some tasks failed: offers to apply the ones that succeeded. Returns
+/// `None` when there is nothing to offer.
+pub(crate) async fn offer_succeeded(
+    ctx: &Context,
+    run: &RunId,
+    style: Style,
+    exit: Exit,
+) -> Option<CliResult> {
+    let tasks = succeeded(ctx, run);
+    if tasks.is_empty() {
+        return None;
+    }
+    let n = tasks.len();
+    loop {
+        let answer = prompt(&format!(
+            "\n{} 1) Yes  2) Review changes  3) Keep for later  [1-3]: ",
+            style.bold(&format!(
+                "Apply the {n} succeeded {}?",
+                if n == 1 { "task" } else { "tasks" }
+            ))
+        ))
+        .await;
+        match answer.as_deref().map(|a| a.trim().to_ascii_lowercase()) {
+            Some(a) if matches!(a.as_str(), "1" | "y" | "yes") => {
+                return Some(
+                    apply_tasks(ctx, run, &tasks, ApplyMode::WorkingTree, style, exit).await,
+                );
+            }
+            Some(a) if matches!(a.as_str(), "2" | "r" | "review") => {
+                match forge_exec::integrated_diff(&ctx.repo, run, style.is_color()) {
+                    Ok(diff) => page(&diff),
+                    Err(e) => return Some(Err(exec_error(e))),
+                }
+            }
+            Some(a)
+                if matches!(a.as_str(), "3" | "k" | "keep" | "n" | "no" | "q") || a.is_empty() =>
+            {
+                break;
+            }
+            None => break,
+            Some(_) => outln!("Please answer 1, 2 or 3."),
+        }
+    }
+    outln!(
+        "\nNot applied. `forge apply {run} --tasks {}` applies them later.",
+        tasks.join(",")
+    );
+    Some(Ok(exit))
+}
