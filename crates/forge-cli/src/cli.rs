@@ -226,6 +226,11 @@ pub(crate) struct ApplyArgs {
     /// also when other tasks failed.
     #[arg(long, value_name = "TASK,…", value_delimiter = ',', num_args = 1..)]
     pub(crate) tasks: Vec<String>,
+    /// Where your own edits clash with the run's: `keep` (your file, the default), `markers`
+    /// (diff3 conflict markers to resolve), `ours` or `theirs` (clashing hunks take your lines
+    /// or the run's, like `git merge -X`); `<how>=<path>` for one path (repeatable).
+    #[arg(long, value_name = "HOW[=PATH]", conflicts_with = "branch")]
+    pub(crate) conflicts: Vec<String>,
 }
 
 /// `forge diff`.

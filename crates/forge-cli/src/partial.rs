@@ -1,30 +1,67 @@
-//! Partial apply: `forge apply --tasks a,b`, and the offer to apply the succeeded tasks after a
-//! run where some failed.
+//! `forge apply --tasks a,b` (partial apply) and `--conflicts` (how clashes with the user's own
+//! edits are settled), and the offer to apply the succeeded tasks after a run where some failed.
 
 use forge_events::RunId;
 use forge_exec::store::{RunResult, RunStore};
-use forge_exec::{ApplyMode, TaskSelection, apply_run_tasks};
+use forge_exec::{ApplyMode, ApplyRequest, TaskSelection, apply_run_with};
+use forge_merge::{ConflictChoices, OnConflict};
+use forge_staging::RepoPath;
 
 use crate::config::Context;
-use crate::error::{CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit};
 use crate::render::format;
 use crate::run::{applied_exit, exec_error, page, print_applied, prompt};
 use crate::term::Style;
 
-/// Applies the result of `tasks` of `run` (and the tasks they depend on, which it names).
+/// The `--conflicts` values: `<how>` for every clashing path, `<how>=<path>` for one.
+pub(crate) fn conflict_choices(values: &[String]) -> CliResult<ConflictChoices> {
+    let mut choices = ConflictChoices::default();
+    for value in values {
+        let (how, path) = match value.split_once('=') {
+            Some((how, path)) => (how, Some(path)),
+            None => (value.as_str(), None),
+        };
+        let how: OnConflict = how.parse().map_err(|e: String| {
+            CliError::usage(format!("--conflicts {value}: {e}"))
+                .hint("write `--conflicts markers` for every path, or `--conflicts theirs=src/lib.rs` for one")
+        })?;
+        match path {
+            None => choices.all = how,
+            Some(path) => {
+                let path = RepoPath::new(path.trim_start_matches("./")).map_err(|e| {
+                    CliError::usage(format!("--conflicts {value}: {e}"))
+                        .hint("give the path relative to the repository's root")
+                })?;
+                choices.paths.insert(path, how);
+            }
+        }
+    }
+    Ok(choices)
+}
+
+/// Applies `run` with the tasks and conflict choices given: `tasks` (and the tasks they depend
+/// on, which it names), or the whole run when empty.
 pub(crate) async fn apply_tasks(
     ctx: &Context,
     run: &RunId,
     tasks: &[String],
+    conflicts: ConflictChoices,
     mode: ApplyMode,
     style: Style,
     exit: Exit,
 ) -> CliResult {
-    let selection = TaskSelection {
-        tasks: tasks.to_vec(),
-        plan_options: crate::plan_file::plan_options(ctx)?,
+    let request = ApplyRequest {
+        tasks: if tasks.is_empty() {
+            None
+        } else {
+            Some(TaskSelection {
+                tasks: tasks.to_vec(),
+                plan_options: crate::plan_file::plan_options(ctx)?,
+            })
+        },
+        conflicts,
     };
-    let summary = apply_run_tasks(&ctx.repo, run, mode, &selection)
+    let summary = apply_run_with(&ctx.repo, run, mode, &request)
         .await
         .map_err(exec_error)?;
     if !summary.added.is_empty() {
@@ -44,11 +81,13 @@ pub(crate) async fn apply_tasks(
             }
         );
     }
-    outln!(
-        "Applying the result of {}: {}.",
-        format::plural(summary.tasks.len() as u64, "task"),
-        summary.tasks.join(", ")
-    );
+    if !summary.tasks.is_empty() {
+        outln!(
+            "Applying the result of {}: {}.",
+            format::plural(summary.tasks.len() as u64, "task"),
+            summary.tasks.join(", ")
+        );
+    }
     print_applied(&summary, run, style);
     Ok(applied_exit(&summary, exit))
 }
@@ -93,7 +132,16 @@ pub(crate) async fn offer_succeeded(
         match answer.as_deref().map(|a| a.trim().to_ascii_lowercase()) {
             Some(a) if matches!(a.as_str(), "1" | "y" | "yes") => {
                 return Some(
-                    apply_tasks(ctx, run, &tasks, ApplyMode::WorkingTree, style, exit).await,
+                    apply_tasks(
+                        ctx,
+                        run,
+                        &tasks,
+                        ConflictChoices::default(),
+                        ApplyMode::WorkingTree,
+                        style,
+                        exit,
+                    )
+                    .await,
                 );
             }
             Some(a) if matches!(a.as_str(), "2" | "r" | "review") => {

@@ -520,7 +520,14 @@ pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
                     format::plural(left as u64, "path")
                 );
             }
-            for c in &w.conflicts {
+            for c in w.conflicts.iter().filter(|c| w.marked.contains(&c.path)) {
+                outln!(
+                    "  {} {}: conflict markers written (yours, the base's, the run's lines); resolve them",
+                    style.red("✗"),
+                    c.path.as_str()
+                );
+            }
+            for c in w.conflicts.iter().filter(|c| !w.marked.contains(&c.path)) {
                 outln!(
                     "  {} {}: your edits clash with the run's; left as you have them",
                     style.red("✗"),
@@ -532,7 +539,7 @@ pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
             }
             if !w.conflicts.is_empty() {
                 outln!(
-                    "  Resolve them by hand (`forge apply {run} --branch` puts the run's side on a branch to compare)."
+                    "  `forge diff {run} -- <path>` shows the run's side; `forge apply {run} --conflicts markers` (or `ours`, `theirs`, `<how>=<path>`) settles them."
                 );
             }
         }
@@ -648,9 +655,18 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
     } else {
         ApplyMode::WorkingTree
     };
-    if !args.tasks.is_empty() {
-        return crate::partial::apply_tasks(ctx, &run, &args.tasks, mode, style, Exit::Success)
-            .await;
+    let conflicts = crate::partial::conflict_choices(&args.conflicts)?;
+    if !args.tasks.is_empty() || conflicts != forge_merge::ConflictChoices::default() {
+        return crate::partial::apply_tasks(
+            ctx,
+            &run,
+            &args.tasks,
+            conflicts,
+            mode,
+            style,
+            Exit::Success,
+        )
+        .await;
     }
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));

@@ -94,9 +94,9 @@ pub mod store;
 pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
-    ApplyMode, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder, RunReport,
-    TaskSelection, apply_run, apply_run_tasks, integrated_diff, recover_abandoned_applies,
-    run_diff,
+    ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
+    RunReport, TaskSelection, apply_run, apply_run_with, integrated_diff,
+    recover_abandoned_applies, run_diff,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};

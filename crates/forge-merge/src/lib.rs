@@ -99,8 +99,8 @@ mod text;
 mod unified;
 
 pub use apply::{
-    ApplyOptions, ApplyReport, CrashPoint, Recovery, Refusal, WORKING_TREE, apply_to_worktree,
-    recover, recover_abandoned,
+    ApplyOptions, ApplyReport, ConflictChoices, CrashPoint, OnConflict, Recovery, Refusal,
+    WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
 };
 pub use audit::{AuditPolicy, ChangeKind, Violation, audit, only_additions};
 pub use branch::{BranchCommit, BranchOptions, BranchReport, apply_to_branch};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use forge_events::{BusOptions, EventBus, EventKind, EventSink, RunId};
 use forge_merge::{
-    ApplyOptions, ApplyReport, BranchOptions, BranchReport, FileDiff, GateReport, Integration,
-    apply_to_branch, apply_to_worktree, diff_change_set,
+    ApplyOptions, ApplyReport, BranchOptions, BranchReport, ConflictChoices, FileDiff, GateReport,
+    Integration, apply_to_branch, apply_to_worktree, diff_change_set,
 };
 use forge_staging::{BaseSnapshot, BlobStore, ChangeSet};
 
@@ -143,26 +143,36 @@ pub struct TaskSelection {
     pub plan_options: PlanOptions,
 }
 
-/// Applies the result of only some tasks of run `run`: those of `selection` and the tasks they
-/// depend on, integrated again from the run's base in the run's integration order. Other tasks
-/// may have failed; the chosen ones (and what they depend on) must have succeeded, and their
-/// result must integrate without an unresolved conflict. The gate is not run again: a gate that
-/// failed on the whole run refuses the apply. Applying more tasks later (or the whole run)
-/// writes only what is not there yet: paths already holding the result count as unchanged.
-pub async fn apply_run_tasks(
+/// What an apply takes and how it settles clashes with the user's own edits.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyRequest {
+    /// Only these tasks (and those they depend on); `None`: the whole run.
+    ///
+    /// A partial apply integrates the chosen tasks' results again from the run's base, in the
+    /// run's integration order. Other tasks may have failed; the chosen ones (and what they
+    /// depend on) must have succeeded, and their result must integrate without an unresolved
+    /// conflict. The gate is not run again: a gate that failed on the whole run refuses it.
+    /// Applying more tasks later (or the whole run) writes only what is not there yet.
+    pub tasks: Option<TaskSelection>,
+    /// How paths where the user's edits clash with the run's are settled (working tree only).
+    pub conflicts: ConflictChoices,
+}
+
+/// Applies run `run` as `request` says (see [`apply_run`] and [`ApplyRequest`]).
+pub async fn apply_run_with(
     repo: &Path,
     run: &RunId,
     mode: ApplyMode,
-    selection: &TaskSelection,
+    request: &ApplyRequest,
 ) -> Result<ApplySummary, ExecError> {
-    apply_run_scoped(repo, run, mode, Some(selection)).await
+    apply_run_scoped(repo, run, mode, Some(request)).await
 }
 
 async fn apply_run_scoped(
     repo: &Path,
     run: &RunId,
     mode: ApplyMode,
-    scope: Option<&TaskSelection>,
+    scope: Option<&ApplyRequest>,
 ) -> Result<ApplySummary, ExecError> {
     let store = RunStore::new(repo);
     if !store.exists(run) {
@@ -284,7 +294,7 @@ async fn apply_scoped(
     run: &RunId,
     mode: ApplyMode,
     events: Option<&dyn EventSink>,
-    scope: Option<&TaskSelection>,
+    scope: Option<&ApplyRequest>,
 ) -> Result<ApplySummary, ExecError> {
     let not = |reason: String| ExecError::NotApplicable {
         run: run.to_string(),
@@ -309,10 +319,14 @@ async fn apply_scoped(
         }
         Err(e) => return Err(e),
     };
-    let selected = match scope {
+    let selected = match scope.and_then(|s| s.tasks.as_ref()) {
         Some(selection) => Some(select_tasks(store, run, &result, selection)?),
         None => None,
     };
+    let mut apply_options = ApplyOptions::new(store.run_dir(run));
+    if let Some(scope) = scope {
+        apply_options.conflicts = scope.conflicts.clone();
+    }
     if let Some(gate) = result.gate.as_ref().filter(|g| !g.passed())
         && selected.is_some()
     {
@@ -398,8 +412,7 @@ async fn apply_scoped(
         );
         Ok(match mode {
             ApplyMode::WorkingTree => {
-                let mut report =
-                    apply_to_worktree(&integration, &ApplyOptions::new(&run_dir), &gate)?;
+                let mut report = apply_to_worktree(&integration, &apply_options, &gate)?;
                 if recovered {
                     // The interrupted apply wrote what now holds the result: report it as this
                     // apply's, not as "0 files written".

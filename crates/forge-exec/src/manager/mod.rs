@@ -50,7 +50,7 @@ use forge_staging::{
 use parking_lot::Mutex;
 
 pub use apply::{
-    ApplyMode, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_tasks,
+    ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
     integrated_diff, recover_abandoned_applies, run_diff,
 };
 pub use resume::cleanup_leftovers;
