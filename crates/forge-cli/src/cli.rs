@@ -231,6 +231,18 @@ pub(crate) struct ApplyArgs {
     /// or the run's, like `git merge -X`); `<how>=<path>` for one path (repeatable).
     #[arg(long, value_name = "HOW[=PATH]", conflicts_with = "branch")]
     pub(crate) conflicts: Vec<String>,
+    /// With --branch: push `forge/<run>` to REMOTE (default: origin).
+    #[arg(
+        long,
+        value_name = "REMOTE",
+        num_args = 0..=1,
+        default_missing_value = "origin",
+        requires = "branch"
+    )]
+    pub(crate) push: Option<String>,
+    /// With --push: open a pull request with `gh` (GitHub's CLI), the run's summary as its body.
+    #[arg(long, requires = "push")]
+    pub(crate) pr: bool,
 }
 
 /// `forge diff`.

@@ -165,3 +165,31 @@ pub(crate) async fn offer_succeeded(
     );
     Some(Ok(exit))
 }
+
+/// `--push [remote]` and `--pr` after the run was committed to its branch.
+pub(crate) fn push(
+    ctx: &Context,
+    run: &RunId,
+    args: &crate::cli::ApplyArgs,
+    style: Style,
+) -> CliResult {
+    let Some(remote) = &args.push else {
+        return Ok(Exit::Success);
+    };
+    let branch = format!("forge/{run}");
+    forge_merge::push_branch(&ctx.repo, &branch, remote).map_err(|e| {
+        CliError::failed(format!("pushing {branch} to {remote} failed: {e}"))
+            .hint("check the remote's name (`git remote -v`) and your access to it")
+    })?;
+    outln!("{} Pushed {branch} to {remote}.", style.green("✓"));
+    if args.pr {
+        let body = forge_exec::run_summary(&ctx.repo, run).map_err(exec_error)?;
+        let url = forge_merge::open_pull_request(&ctx.repo, &branch, &format!("Forge run {run}"), &body)
+            .map_err(|e| {
+                CliError::failed(format!("opening a pull request for {branch} failed: {e}"))
+                    .hint("install GitHub's CLI `gh` and sign in with `gh auth login`; the branch is pushed already")
+            })?;
+        outln!("{} Pull request: {url}", style.green("✓"));
+    }
+    Ok(Exit::Success)
+}

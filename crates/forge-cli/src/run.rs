@@ -670,11 +670,15 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
     }
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));
-        return Ok(Exit::Success);
+        return crate::partial::push(ctx, &run, args, style);
     }
     let summary = apply_run(&ctx.repo, &run, mode).await.map_err(exec_error)?;
     print_applied(&summary, &run, style);
-    Ok(applied_exit(&summary, Exit::Success))
+    let exit = applied_exit(&summary, Exit::Success);
+    if summary.branch.is_some() {
+        crate::partial::push(ctx, &run, args, style)?;
+    }
+    Ok(exit)
 }
 
 /// What to say when the run's result is already where `mode` would put it: applied to the

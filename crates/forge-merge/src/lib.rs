@@ -103,7 +103,9 @@ pub use apply::{
     WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
 };
 pub use audit::{AuditPolicy, ChangeKind, Violation, audit, only_additions};
-pub use branch::{BranchCommit, BranchOptions, BranchReport, apply_to_branch};
+pub use branch::{
+    BranchCommit, BranchOptions, BranchReport, apply_to_branch, open_pull_request, push_branch,
+};
 pub use conflict::{Conflict, ConflictHunk, ConflictKind};
 pub use error::MergeError;
 pub use gate::{

@@ -10,6 +10,7 @@ mod demo;
 mod init;
 mod partial;
 mod plan;
+mod push;
 mod review;
 mod run;
 mod runs;

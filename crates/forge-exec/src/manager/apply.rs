@@ -585,3 +585,34 @@ pub fn integrated_diff(repo: &Path, run: &RunId, color: bool) -> Result<String, 
         .map(|f| f.render(color))
         .collect())
 }
+
+/// A Markdown summary of run `run`, for a pull request's body: its tasks (integrated, and those
+/// that did not succeed), the gate's verdict and the paths it changes.
+pub fn run_summary(repo: &Path, run: &RunId) -> Result<String, ExecError> {
+    use std::fmt::Write as _;
+    let store = RunStore::new(repo);
+    let result = read_result(&store, run)?;
+    let integration = open_integration(&store, run)?;
+    let mut s = format!("Made by Forge, run `{run}`.\n\n### Tasks\n\n");
+    for (task, attempt) in &result.integrated {
+        let _ = writeln!(s, "- `{task}` (attempt {attempt})");
+    }
+    for task in &result.failed {
+        let _ = writeln!(s, "- `{task}`: did not succeed, not included");
+    }
+    let gate = match &result.gate {
+        Some(g) if g.passed() => format!("passed: {}", g.summary()),
+        Some(g) => format!("failed: {}", g.summary()),
+        None => "not run".to_owned(),
+    };
+    let _ = writeln!(s, "\n### Gate\n\n{gate}\n\n### Files\n");
+    for (path, change) in integration.delta().iter() {
+        let what = match (change.before(), change.after()) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            _ => "modified",
+        };
+        let _ = writeln!(s, "- `{path}` ({what})");
+    }
+    Ok(s)
+}

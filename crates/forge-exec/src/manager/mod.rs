@@ -51,7 +51,7 @@ use parking_lot::Mutex;
 
 pub use apply::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
-    integrated_diff, recover_abandoned_applies, run_diff,
+    integrated_diff, recover_abandoned_applies, run_diff, run_summary,
 };
 pub use resume::cleanup_leftovers;
 
