@@ -240,7 +240,7 @@ pub(crate) struct ApplyArgs {
         requires = "branch"
     )]
     pub(crate) push: Option<String>,
-    /// With --push: open a pull request with `gh` (GitHub's CLI), the run's summary as its body.
+    /// With --push: open a pull request with the `gh` tool, the run's summary as its body.
     #[arg(long, requires = "push")]
     pub(crate) pr: bool,
 }

@@ -392,6 +392,32 @@ pub struct ApplyRecord {
     pub at: Timestamp,
 }
 
+impl ApplyRecord {
+    /// The record of an `apply_finished` event (`None` for other kinds).
+    fn of(kind: &EventKind, at: Timestamp) -> Option<Self> {
+        let EventKind::ApplyFinished {
+            target,
+            files,
+            conflicts,
+            branch,
+            commit,
+            tasks,
+        } = kind
+        else {
+            return None;
+        };
+        Some(Self {
+            target: target.clone(),
+            files: files.clone(),
+            conflicts: conflicts.clone(),
+            branch: branch.clone(),
+            commit: commit.clone(),
+            tasks: tasks.clone(),
+            at,
+        })
+    }
+}
+
 /// How many tasks are in each phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounts {
@@ -689,24 +715,7 @@ impl RunState {
                 });
             }
             EventKind::GateFinished { .. } => self.apply_gate_finished(&event.kind),
-            EventKind::ApplyFinished {
-                target,
-                files,
-                conflicts,
-                branch,
-                commit,
-                tasks,
-            } => {
-                self.apply = Some(ApplyRecord {
-                    target: target.clone(),
-                    files: files.clone(),
-                    conflicts: conflicts.clone(),
-                    branch: branch.clone(),
-                    commit: commit.clone(),
-                    tasks: tasks.clone(),
-                    at: ts,
-                });
-            }
+            EventKind::ApplyFinished { .. } => self.apply = ApplyRecord::of(&event.kind, ts),
             EventKind::ClaimViolation { paths, policy } => {
                 self.violations.push(ViolationRecord {
                     task: event.task.clone(),

@@ -464,7 +464,7 @@ pub fn push_branch(repo: &Path, branch: &str, remote: &str) -> Result<(), MergeE
     Ok(())
 }
 
-/// Opens a pull request for the pushed branch `branch` with GitHub's `gh` CLI (`gh pr create`
+/// Opens a pull request for the pushed branch `branch` with the `gh` command-line tool (`gh pr create`
 /// in `repo`, against the repository's default branch), titled `title`, with `body` as its
 /// description. Returns what `gh` printed (the pull request's address).
 pub fn open_pull_request(

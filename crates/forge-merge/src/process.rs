@@ -205,7 +205,7 @@ mod tests {
         })
     }
 
-    /// Whether no live process is left in group `pgid`. A SIGKILLed process may need a moment to
+    /// Whether no live process is left in group `pgid`. A process killed with SIGKILL may need a moment to
     /// die, so this waits for it, but a group that is not killed stays (its `sleep 30`).
     fn group_is_gone(pgid: i32) -> bool {
         for _ in 0..200 {

@@ -1,5 +1,5 @@
 //! `forge apply --branch --push [remote] [--pr]`: the branch goes to a real (local, bare)
-//! repository; `--pr` needs GitHub's `gh`.
+//! repository; `--pr` needs the `gh` command-line tool.
 
 use std::process::Command;
 

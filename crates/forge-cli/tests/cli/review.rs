@@ -1,5 +1,5 @@
 //! `forge diff`: the run's integrated change and each task's own, checked against the run
-//! store's persisted ChangeSets and against real git (`git apply` of the printed diff).
+//! store's persisted `ChangeSet`s and against real git (`git apply` of the printed diff).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,11 @@ use crate::util::{Repo, task};
 
 /// Twenty lines, so a change in the middle has context on both sides.
 fn numbered() -> String {
-    (1..=20).map(|i| format!("line {i}\n")).collect()
+    (1..=20)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// Three tasks: `edit` modifies and deletes, `add` creates (one file executable), `docs` after
@@ -38,7 +42,7 @@ fn review_plan(repo: &Repo) -> String {
     )
 }
 
-/// The paths of a task's persisted ChangeSet and each one's op.
+/// The paths of a task's persisted `ChangeSet` and each one's op.
 fn persisted(repo: &Repo, run: &str, task: &str) -> BTreeMap<String, String> {
     let path = repo
         .path()

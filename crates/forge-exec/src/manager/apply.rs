@@ -206,14 +206,23 @@ pub(crate) async fn apply_with(
     apply_scoped(store, run, mode, events, None).await
 }
 
-/// The tasks of a partial apply in integration order with their attempts, and those added as
-/// dependencies; or why the selection cannot be applied.
+/// What a partial apply takes.
+struct Selected {
+    /// The run's plan (dependencies, merge strategies).
+    plan: Plan,
+    /// The tasks and their integrated attempts, in integration order.
+    order: Vec<(forge_events::TaskId, u32)>,
+    /// The tasks added because a chosen one depends on them.
+    added: Vec<String>,
+}
+
+/// The tasks of a partial apply, or why the selection cannot be applied.
 fn select_tasks(
     store: &RunStore,
     run: &RunId,
     result: &crate::store::RunResult,
     selection: &TaskSelection,
-) -> Result<(Plan, Vec<(forge_events::TaskId, u32)>, Vec<String>), ExecError> {
+) -> Result<Selected, ExecError> {
     let copy = store.plan_copy(run);
     let plan = Plan::load(&copy, &selection.plan_options)?;
     let by_id: std::collections::HashMap<&str, &crate::plan::Task> =
@@ -285,7 +294,7 @@ fn select_tasks(
         .map(|(t, _)| t.as_str().to_owned())
         .filter(|t| !selection.tasks.contains(t))
         .collect();
-    Ok((plan, order, added))
+    Ok(Selected { plan, order, added })
 }
 
 #[allow(clippy::too_many_lines)] // refusal reasons, the apply, its event
@@ -371,9 +380,9 @@ async fn apply_scoped(
         .unwrap_or_else(GateReport::not_run);
     let (store2, run2) = (store.clone(), run.clone());
     let (tasks, added) = match &selected {
-        Some((_, order, added)) => (
-            order.iter().map(|(t, _)| t.as_str().to_owned()).collect(),
-            added.clone(),
+        Some(s) => (
+            s.order.iter().map(|(t, _)| t.as_str().to_owned()).collect(),
+            s.added.clone(),
         ),
         None => (Vec::new(), Vec::new()),
     };
@@ -381,7 +390,7 @@ async fn apply_scoped(
         let run_dir = store2.run_dir(&run2);
         let integration = match selected {
             None => open_integration(&store2, &run2)?,
-            Some((plan, order, _)) => {
+            Some(Selected { plan, order, .. }) => {
                 let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
                 let blobs = BlobStore::open(store2.objects_dir())?;
                 let fresh = Integration::new(Arc::new(base), blobs)

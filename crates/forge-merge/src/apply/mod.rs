@@ -403,7 +403,6 @@ type NewContent = (Entry, Vec<u8>, u32);
 type Plan = (Vec<Op>, Vec<Option<NewContent>>, ApplyReport);
 
 /// Decides, path by path, what the working tree needs.
-#[allow(clippy::too_many_lines)]
 #[allow(clippy::too_many_lines)] // one match per state the path is found in
 fn plan(
     integration: &Integration,
@@ -571,7 +570,7 @@ fn plan(
                         OnConflict::Markers,
                         Some(hash),
                         Some(Entry::File { executable, .. }),
-                    ) = (choice, conflict.marked.clone(), on_disk)
+                    ) = (choice, conflict.marked, on_disk)
                     {
                         let size = store.read(&hash)?.len() as u64;
                         report.marked.push(path.clone());

@@ -96,7 +96,7 @@ fn a_failure_stops_the_sequence_and_time_limits_hold() {
 }
 
 /// Whether no live (not zombie) process is left in group `pgid` (read from `/proc`), waiting a
-/// moment for SIGKILLed processes to die.
+/// moment for processes killed with SIGKILL to die.
 fn group_is_gone(pgid: i32) -> bool {
     let live = || {
         std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
