@@ -28,13 +28,12 @@ fn text(words: &[usize], final_newline: bool) -> Vec<u8> {
 fn hunks(diff: &str) -> String {
     diff.lines()
         .skip_while(|l| !l.starts_with("@@"))
-        .map(|l| {
-            if l.starts_with("@@") {
-                let end = l[2..].find("@@").map_or(l.len(), |i| i + 4);
+        .map(|l| match l.strip_prefix("@@") {
+            Some(rest) => {
+                let end = rest.find("@@").map_or(l.len(), |i| i + 4);
                 format!("{}\n", &l[..end])
-            } else {
-                format!("{l}\n")
             }
+            None => format!("{l}\n"),
         })
         .collect()
 }
