@@ -378,13 +378,19 @@ pub fn render_stat(files: &[FileDiff], color: bool) -> String {
             format!("{n} {many}")
         }
     };
-    let _ = writeln!(
+    // Like git, a count of zero is left out (unless nothing changed at all).
+    let _ = write!(
         s,
-        " {}, {}, {}",
-        plural(files.len(), "file changed", "files changed"),
-        plural(add, "insertion(+)", "insertions(+)"),
-        plural(del, "deletion(-)", "deletions(-)")
+        " {}",
+        plural(files.len(), "file changed", "files changed")
     );
+    if add > 0 || del == 0 {
+        let _ = write!(s, ", {}", plural(add, "insertion(+)", "insertions(+)"));
+    }
+    if del > 0 || add == 0 {
+        let _ = write!(s, ", {}", plural(del, "deletion(-)", "deletions(-)"));
+    }
+    s.push('\n');
     s
 }
 
@@ -403,6 +409,18 @@ mod tests {
         assert_eq!((h[1].old_start, h[1].old_lines), (16, 5));
         let near = b"1\nTWO\n3\n4\n5\n6\n7\n8\nNINE\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\n";
         assert_eq!(hunks(old, near, 3).len(), 1);
+    }
+
+    #[test]
+    fn stat_leaves_out_a_zero_count_as_git_does() {
+        let entry =
+            |c: &[u8]| Entry::file(forge_staging::ContentHash::of(c), c.len() as u64, false);
+        let new = b"a\nb\n";
+        let added = diff_file("n.txt", None, Some((&entry(new), &new[..])));
+        assert_eq!(
+            render_stat(&[added], false),
+            " n.txt | 2 ++\n 1 file changed, 2 insertions(+)\n"
+        );
     }
 
     #[test]
