@@ -256,3 +256,34 @@ fn unknown_or_failed_tasks_and_bad_paths_are_named() {
         "x"
     );
 }
+
+#[test]
+fn a_run_without_a_result_yet_says_so() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "slow",
+        &task("wait", "writes = [\"s/**\"]", "say Started\nsleep 30s"),
+    );
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_until(30, "the run to start its task", || {
+        let out = repo.forge(&["status", "--json"]);
+        out.stdout.contains("\"running\"")
+    });
+    // The whole run, and one task (`wait` names no run, so it is a task of the latest run).
+    for args in [&["diff"][..], &["diff", "wait"][..]] {
+        let out = repo.forge(args).expect(1);
+        assert!(
+            out.stderr
+                .contains("has no result to show yet: it is still running"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    crate::util::interrupt(child.id());
+    child.wait().unwrap();
+}

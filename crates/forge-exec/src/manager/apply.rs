@@ -516,7 +516,16 @@ pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSe
             dir: store.runs_dir(),
         });
     }
+    let not_yet = || {
+        ExecError::Store(format!(
+            "run `{run}` has no result to show yet: it is still running, or it stopped before it \
+             ended (`forge status {run}` shows it; `forge resume {run}` finishes an interrupted run)"
+        ))
+    };
     if tasks.is_empty() {
+        if !store.run_dir(run).join("integration.json").is_file() {
+            return Err(not_yet());
+        }
         let integration = open_integration(&store, run)?;
         let files = diff_change_set(&integration.delta(), integration.store())?;
         return Ok(vec![DiffSection {
@@ -524,6 +533,9 @@ pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSe
             attempt: None,
             files,
         }]);
+    }
+    if !store.result_path(run).is_file() {
+        return Err(not_yet());
     }
     let attempts = integrated_attempts(&store, run, tasks)?;
     let blobs = BlobStore::open(store.objects_dir())?;
