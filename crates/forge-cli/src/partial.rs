@@ -3,8 +3,8 @@
 
 use forge_events::RunId;
 use forge_exec::store::{RunResult, RunStore};
-use forge_exec::{ApplyMode, ApplyRequest, TaskSelection, apply_run_with};
-use forge_merge::{ConflictChoices, OnConflict};
+use forge_exec::{ApplyMode, ApplyRequest, RunReport, TaskSelection, apply_run_with};
+use forge_merge::{ConflictChoices, GateReport, OnConflict};
 use forge_staging::RepoPath;
 
 use crate::config::Context;
@@ -108,13 +108,21 @@ fn succeeded(ctx: &Context, run: &RunId) -> Vec<String> {
 }
 
 /// After a run where some tasks failed: offers to apply the ones that succeeded. Returns
-/// `None` when there is nothing to offer.
+/// `None` when there is nothing to offer, or when more than failed tasks stand in the way
+/// (cancelled, unresolved conflicts, a failed gate).
 pub(crate) async fn offer_succeeded(
     ctx: &Context,
-    run: &RunId,
+    report: &RunReport,
     style: Style,
     exit: Exit,
 ) -> Option<CliResult> {
+    if report.cancelled
+        || !report.conflicts.is_empty()
+        || !report.gate.as_ref().is_none_or(GateReport::passed)
+    {
+        return None;
+    }
+    let run = &report.run;
     let tasks = succeeded(ctx, run);
     if tasks.is_empty() {
         return None;

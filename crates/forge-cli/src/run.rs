@@ -399,8 +399,7 @@ async fn conclude(
     }
     if !report.applicable() {
         if matches!(decision, Decision::Ask)
-            && !report.cancelled
-            && let Some(done) = crate::partial::offer_succeeded(ctx, run, style, exit).await
+            && let Some(done) = crate::partial::offer_succeeded(ctx, report, style, exit).await
         {
             return done;
         }
