@@ -82,6 +82,8 @@ pub(crate) enum Command {
     Runs(RunsArgs),
     /// Interrupt a running run: its tasks are cancelled cleanly and it stays resumable.
     Abort(AbortArgs),
+    /// Show what a run (or some of its tasks) changed, as `git diff` does.
+    Diff(DiffArgs),
     /// Apply the result of a finished run to the working tree (or a branch).
     #[command(after_help = EXIT_CODES_HELP)]
     Apply(ApplyArgs),
@@ -265,6 +267,48 @@ pub(crate) struct ApplyArgs {
     /// Apply again a run that was applied to the working tree before (after you discarded it).
     #[arg(long)]
     pub(crate) again: bool,
+    /// Apply only the result of these tasks (comma-separated) and of the tasks they depend on,
+    /// also when other tasks failed.
+    #[arg(long, value_name = "TASK,…", value_delimiter = ',', num_args = 1..)]
+    pub(crate) tasks: Vec<String>,
+    /// Where your own edits clash with the run's: `keep` (your file, the default), `markers`
+    /// (diff3 conflict markers to resolve), `ours` or `theirs` (clashing hunks take your lines
+    /// or the run's, like `git merge -X`); `<how>=<path>` for one path (repeatable).
+    #[arg(long, value_name = "HOW[=PATH]", conflicts_with = "branch")]
+    pub(crate) conflicts: Vec<String>,
+    /// With --branch: push `forge/<run>` to REMOTE (default: origin).
+    #[arg(
+        long,
+        value_name = "REMOTE",
+        num_args = 0..=1,
+        default_missing_value = "origin",
+        requires = "branch"
+    )]
+    pub(crate) push: Option<String>,
+    /// With --push: open a pull request with the `gh` tool, the run's summary as its body.
+    #[arg(long, requires = "push")]
+    pub(crate) pr: bool,
+}
+
+/// `forge diff`.
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// `[RUN] [TASK…]`: the run (default: the latest) and the tasks whose own changes to show
+    /// (default: the whole run's integrated change against its base).
+    #[arg(value_name = "RUN|TASK")]
+    pub(crate) words: Vec<String>,
+    /// Only the changed paths, with counts of added and removed lines.
+    #[arg(long, conflicts_with_all = ["name_only", "json"])]
+    pub(crate) stat: bool,
+    /// Only the names of the changed paths.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) name_only: bool,
+    /// The files and their hunks as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Only these paths (repo-relative files or directories), after `--`.
+    #[arg(last = true, value_name = "PATH")]
+    pub(crate) paths: Vec<String>,
 }
 
 /// `forge gc`.

@@ -50,8 +50,10 @@ mod cli;
 mod complete;
 mod config;
 mod demo;
+mod diff;
 mod error;
 mod init;
+mod partial;
 mod plan_file;
 mod planner;
 mod preview;
@@ -176,6 +178,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Logs(args) => runtime()?.block_on(runs::logs(&ctx, args)),
         Command::Runs(args) => runs::runs(&ctx, args, out_style),
         Command::Abort(args) => runtime()?.block_on(runs::abort(&ctx, args, out_style)),
+        Command::Diff(args) => diff::run(&ctx, args, out_style),
         Command::Apply(args) => runtime()?.block_on(run::apply(&ctx, args, out_style)),
         Command::Gc(args) => runs::gc(&ctx, args, out_style),
         Command::Plan(args) => runtime()?.block_on(planner::run(&ctx, args, out_style)),

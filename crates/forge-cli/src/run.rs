@@ -73,7 +73,9 @@ pub(crate) fn exec_error(err: ExecError) -> CliError {
         ExecError::Plan(plan) => CliError::from(plan),
         ExecError::Agent(msg) => CliError::usage(msg)
             .hint("install the agent, choose another with `agent = \"…\"` in the plan, or try `agent = \"sim\"`"),
-        ExecError::RunNotFound { .. } | ExecError::Config(_) => CliError::usage(err.to_string()),
+        ExecError::RunNotFound { .. } | ExecError::Config(_) | ExecError::TaskNotInRun { .. } => {
+            CliError::usage(err.to_string())
+        }
         ExecError::RunBusy { .. } => CliError::failed(err.to_string()),
         ExecError::NotApplicable { ref run, .. } => {
             let hint = format!("`forge status {run}` shows what went wrong");
@@ -415,6 +417,11 @@ async fn conclude(
         return Ok(exit);
     }
     if !report.applicable() {
+        if matches!(decision, Decision::Ask)
+            && let Some(done) = crate::partial::offer_succeeded(ctx, report, style, exit).await
+        {
+            return done;
+        }
         outln!(
             "\nNothing was applied. `forge status {run}` shows the run; `forge logs <task> {run}` a task's output."
         );
@@ -500,7 +507,7 @@ fn print_failures(report: &RunReport, style: Style) {
     }
 }
 
-fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
+pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
     match (&applied.worktree, &applied.branch) {
         (Some(w), _) => {
             let mut what = format!("{} written", format::plural(w.written.len() as u64, "file"));
@@ -531,7 +538,14 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
                     format::plural(left as u64, "path")
                 );
             }
-            for c in &w.conflicts {
+            for c in w.conflicts.iter().filter(|c| w.marked.contains(&c.path)) {
+                outln!(
+                    "  {} {}: conflict markers written (yours, the base's, the run's lines); resolve them",
+                    style.red("✗"),
+                    c.path.as_str()
+                );
+            }
+            for c in w.conflicts.iter().filter(|c| !w.marked.contains(&c.path)) {
                 outln!(
                     "  {} {}: your edits clash with the run's; left as you have them",
                     style.red("✗"),
@@ -543,7 +557,7 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
             }
             if !w.conflicts.is_empty() {
                 outln!(
-                    "  Resolve them by hand (`forge apply {run} --branch` puts the run's side on a branch to compare)."
+                    "  `forge diff {run} -- <path>` shows the run's side; `forge apply {run} --conflicts markers` (or `ours`, `theirs`, `<how>=<path>`) settles them."
                 );
             }
         }
@@ -562,7 +576,7 @@ fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
 }
 
 /// Exit 3 when the apply left paths in conflict with the user's own edits (or refused some).
-fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
+pub(crate) fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
     match &applied.worktree {
         Some(w) if !w.is_complete() => Exit::Conflicts,
         _ => exit,
@@ -607,7 +621,7 @@ async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> 
 }
 
 /// Reads one line from the terminal; `None` on end of input or Ctrl-C.
-async fn prompt(question: &str) -> Option<String> {
+pub(crate) async fn prompt(question: &str) -> Option<String> {
     out!("{question}");
     let _ = std::io::stdout().flush();
     let read = tokio::task::spawn_blocking(|| {
@@ -624,7 +638,7 @@ async fn prompt(question: &str) -> Option<String> {
 }
 
 /// Shows `text` in `$PAGER`, else `less -R`, else prints it.
-fn page(text: &str) {
+pub(crate) fn page(text: &str) {
     if text.trim().is_empty() {
         outln!("(the run changes nothing)");
         return;
@@ -659,13 +673,30 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
     } else {
         ApplyMode::WorkingTree
     };
+    let conflicts = crate::partial::conflict_choices(&args.conflicts)?;
+    if !args.tasks.is_empty() || conflicts != forge_merge::ConflictChoices::default() {
+        return crate::partial::apply_tasks(
+            ctx,
+            &run,
+            &args.tasks,
+            conflicts,
+            mode,
+            style,
+            Exit::Success,
+        )
+        .await;
+    }
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));
-        return Ok(Exit::Success);
+        return crate::partial::push(ctx, &run, args, style);
     }
     let summary = apply_run(&ctx.repo, &run, mode).await.map_err(exec_error)?;
     print_applied(&summary, &run, style);
-    Ok(applied_exit(&summary, Exit::Success))
+    let exit = applied_exit(&summary, Exit::Success);
+    if summary.branch.is_some() {
+        crate::partial::push(ctx, &run, args, style)?;
+    }
+    Ok(exit)
 }
 
 /// What to say when the run's result is already where `mode` would put it: applied to the
@@ -683,6 +714,12 @@ fn already_applied(
         matches!(&e.kind, EventKind::ApplyFinished { branch, .. }
             if branch.is_some() == (mode == ApplyMode::Branch))
     });
+    // After a partial apply (`--tasks`), the whole run is not applied yet.
+    if latest.is_some_and(
+        |e| matches!(&e.kind, EventKind::ApplyFinished { tasks, .. } if !tasks.is_empty()),
+    ) {
+        return Ok(None);
+    }
     let Some(event) = latest else {
         return Ok(None);
     };

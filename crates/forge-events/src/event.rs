@@ -448,6 +448,10 @@ event_kinds! {
         /// The commit made, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
+        /// The tasks whose result was applied, when not all of them were (a partial apply,
+        /// `forge apply --tasks`); empty for the whole run.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<String>,
     },
     /// Something about the run the user should know that does not stop it, such as attempts
     /// running without their own PID namespace on this host (said once per run).

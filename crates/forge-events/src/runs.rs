@@ -197,6 +197,7 @@ mod tests {
                 conflicts: vec![],
                 branch: None,
                 commit: None,
+                tasks: vec![],
             },
         ));
         std::fs::write(&path, &text).unwrap();

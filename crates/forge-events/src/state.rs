@@ -389,8 +389,37 @@ pub struct ApplyRecord {
     pub branch: Option<String>,
     /// Commit made.
     pub commit: Option<String>,
+    /// The tasks applied, when not all were (`forge apply --tasks`); empty for the whole run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
     /// When it finished.
     pub at: Timestamp,
+}
+
+impl ApplyRecord {
+    /// The record of an `apply_finished` event (`None` for other kinds).
+    fn of(kind: &EventKind, at: Timestamp) -> Option<Self> {
+        let EventKind::ApplyFinished {
+            target,
+            files,
+            conflicts,
+            branch,
+            commit,
+            tasks,
+        } = kind
+        else {
+            return None;
+        };
+        Some(Self {
+            target: target.clone(),
+            files: files.clone(),
+            conflicts: conflicts.clone(),
+            branch: branch.clone(),
+            commit: commit.clone(),
+            tasks: tasks.clone(),
+            at,
+        })
+    }
 }
 
 /// How many tasks are in each phase.
@@ -696,22 +725,7 @@ impl RunState {
                 });
             }
             EventKind::GateFinished { .. } => self.apply_gate_finished(&event.kind),
-            EventKind::ApplyFinished {
-                target,
-                files,
-                conflicts,
-                branch,
-                commit,
-            } => {
-                self.apply = Some(ApplyRecord {
-                    target: target.clone(),
-                    files: files.clone(),
-                    conflicts: conflicts.clone(),
-                    branch: branch.clone(),
-                    commit: commit.clone(),
-                    at: ts,
-                });
-            }
+            EventKind::ApplyFinished { .. } => self.apply = ApplyRecord::of(&event.kind, ts),
             EventKind::ClaimViolation { paths, policy } => {
                 self.violations.push(ViolationRecord {
                     task: event.task.clone(),

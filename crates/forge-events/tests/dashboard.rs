@@ -1160,6 +1160,7 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
         conflicts: vec![],
         branch: Some("forge/run-live".into()),
         commit: Some("0123456789abcdef0123".into()),
+        tasks: vec![],
     });
     run.run(Run::run_finished(RunStatus::Succeeded, 6, 0, 2));
     browser

@@ -68,6 +68,16 @@ pub enum ExecError {
         /// Why.
         reason: String,
     },
+    /// A task named on the command line has nothing to show or apply in the run.
+    #[error("task `{task}` of run `{run}`: {reason}")]
+    TaskNotInRun {
+        /// The run.
+        run: String,
+        /// The task asked for.
+        task: String,
+        /// Why (not in the run, did not succeed), and what to do.
+        reason: String,
+    },
     /// Staging (snapshot, workspaces, blobs) failed.
     #[error(transparent)]
     Staging(#[from] forge_staging::StagingError),

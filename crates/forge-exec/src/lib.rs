@@ -94,8 +94,9 @@ pub mod store;
 pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
-    ApplyMode, ApplySummary, ExecutionManager, ExecutionManagerBuilder, RunReport, apply_run,
-    integrated_diff, recover_abandoned_applies,
+    ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
+    RunReport, TaskSelection, apply_run, apply_run_with, integrated_diff,
+    recover_abandoned_applies, run_diff, run_summary,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};

@@ -443,3 +443,46 @@ fn stage_changes(
     let _ = fs::remove_dir_all(&scratch);
     result
 }
+
+/// Pushes branch `branch` of the repository at `repo` to `remote` (a remote's name, a URL or a
+/// path), creating it there or fast-forwarding it; nothing is forced. Git never prompts for
+/// credentials here (`GIT_TERMINAL_PROMPT=0`): a push that needs them fails with git's message.
+pub fn push_branch(repo: &Path, branch: &str, remote: &str) -> Result<(), MergeError> {
+    if remote.is_empty() || remote.starts_with('-') {
+        return Err(MergeError::Command {
+            command: format!("git push {remote}"),
+            message: format!("`{remote}` is not a remote (give a remote's name, a URL or a path)"),
+        });
+    }
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    run(
+        git(repo)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .args(["push", "--quiet", remote, &refspec]),
+        None,
+    )?;
+    Ok(())
+}
+
+/// Opens a pull request for the pushed branch `branch` with the `gh` command-line tool (`gh pr create`
+/// in `repo`, against the repository's default branch), titled `title`, with `body` as its
+/// description. Returns what `gh` printed (the pull request's address).
+pub fn open_pull_request(
+    repo: &Path,
+    branch: &str,
+    title: &str,
+    body: &str,
+) -> Result<String, MergeError> {
+    let mut cmd = Command::new("gh");
+    cmd.current_dir(repo).env("GH_PROMPT_DISABLED", "1").args([
+        "pr",
+        "create",
+        "--head",
+        branch,
+        "--title",
+        title,
+        "--body-file",
+        "-",
+    ]);
+    Ok(text(&run(&mut cmd, Some(body.as_bytes()))?))
+}

@@ -96,13 +96,16 @@ mod merge;
 mod process;
 mod strategy;
 mod text;
+mod unified;
 
 pub use apply::{
-    ApplyOptions, ApplyReport, CrashPoint, Recovery, Refusal, WORKING_TREE, apply_to_worktree,
-    recover, recover_abandoned,
+    ApplyOptions, ApplyReport, ConflictChoices, CrashPoint, OnConflict, Recovery, Refusal,
+    WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
 };
 pub use audit::{AuditPolicy, ChangeKind, Violation, audit, only_additions};
-pub use branch::{BranchCommit, BranchOptions, BranchReport, apply_to_branch};
+pub use branch::{
+    BranchCommit, BranchOptions, BranchReport, apply_to_branch, open_pull_request, push_branch,
+};
 pub use conflict::{Conflict, ConflictHunk, ConflictKind};
 pub use error::MergeError;
 pub use gate::{
@@ -114,4 +117,8 @@ pub use strategy::{MergeRules, MergeStrategy, StrategyFor};
 pub use text::{
     ConflictRegion, ConflictStyle, DEFAULT_MARKER_SIZE, Favor, TextMerge, TextMergeOptions,
     is_binary, merge_text,
+};
+pub use unified::{
+    CONTEXT_LINES, DiffHunk, DiffLine, FileDiff, FileStatus, LineKind, diff_change_set, diff_file,
+    render_stat,
 };

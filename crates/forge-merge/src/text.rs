@@ -195,18 +195,18 @@ fn to_range(start: isize, len: isize) -> Range<usize> {
 
 /// Gives every distinct line a small number, so lines compare as integers.
 #[derive(Default)]
-struct Interner<'a> {
+pub(crate) struct Interner<'a> {
     ids: FxHashMap<&'a [u8], u32>,
 }
 
 /// A file split into lines (each with its line terminator), and each line's number.
-struct File<'a> {
-    lines: Vec<&'a [u8]>,
-    tokens: Vec<u32>,
+pub(crate) struct File<'a> {
+    pub(crate) lines: Vec<&'a [u8]>,
+    pub(crate) tokens: Vec<u32>,
 }
 
 impl<'a> Interner<'a> {
-    fn file(&mut self, content: &'a [u8]) -> File<'a> {
+    pub(crate) fn file(&mut self, content: &'a [u8]) -> File<'a> {
         let lines = split_lines(content);
         let tokens = lines
             .iter()

@@ -165,6 +165,7 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
             conflicts,
             branch,
             commit,
+            ..
         } => {
             let n = format::plural(files.len() as u64, "file");
             let mut text = match (branch, commit) {

@@ -5,12 +5,16 @@
 
 mod agents;
 mod basics;
+mod conflicts;
 mod contain;
 mod dashboard;
 mod demo;
 mod init;
+mod partial;
 mod plan;
 mod preview;
+mod push;
+mod review;
 mod run;
 mod runs;
 mod silence;

@@ -293,3 +293,36 @@ fn the_table_exits_with_the_documented_codes() {
     assert_eq!(code, Some(3), "{screen}");
     assert_eq!(repo.read("notes.txt"), "from the user\n");
 }
+
+#[test]
+fn after_failures_the_prompt_offers_the_succeeded_tasks() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "some-fail",
+        &format!(
+            "{}{}{}",
+            task("one", "writes = [\"one/**\"]", "write one/x\n1\nend"),
+            task("two", "writes = [\"two/**\"]", "write two/x\n2\nend"),
+            task("bad", "writes = [\"bad/**\"]", "fail 3")
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(repo.path())
+        .args(["run", &file])
+        .env("PAGER", "cat")
+        .env_remove("NO_COLOR")
+        .env_remove("COLUMNS");
+    let mut pty = Pty::spawn(cmd);
+    pty.wait_for(30, |s| {
+        s.contains("Apply the 2 succeeded tasks? 1) Yes  2) Review changes  3) Keep for later")
+    });
+    assert!(!repo.path().join("one/x").exists());
+    pty.type_line("1");
+    let done = pty.wait_for(20, |s| s.contains("Applied to the working tree"));
+    assert!(done.contains("2 files written"), "{done}");
+    let status = pty.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the run's own code: a task failed");
+    assert_eq!(repo.read("one/x"), "1\n");
+    assert_eq!(repo.read("two/x"), "2\n");
+    assert!(!repo.path().join("bad").exists());
+}

@@ -215,7 +215,8 @@ pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
                 files,
                 conflicts,
                 branch,
-                commit
+                commit,
+                tasks: Vec::new(),
             }
         ),
         (

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use forge_events::{BusOptions, EventBus, EventKind, EventSink, RunId};
 use forge_merge::{
-    ApplyOptions, ApplyReport, BranchOptions, BranchReport, GateReport, Integration,
-    apply_to_branch, apply_to_worktree,
+    ApplyOptions, ApplyReport, BranchOptions, BranchReport, ConflictChoices, FileDiff, GateReport,
+    Integration, apply_to_branch, apply_to_worktree, diff_change_set,
 };
-use forge_staging::{BaseSnapshot, BlobStore, Entry};
+use forge_staging::{BaseSnapshot, BlobStore, ChangeSet};
 
 use super::{blocking, read_result};
 use crate::ExecError;
+use crate::plan::{Plan, PlanOptions};
 use crate::store::RunStore;
 
 /// Where a run's result goes.
@@ -39,6 +40,11 @@ pub struct ApplySummary {
     /// Whether an apply that was interrupted past its commit point was finished first: the
     /// files it wrote are counted in `worktree.written`.
     pub recovered: bool,
+    /// For a partial apply: the tasks whose result was applied, in integration order (those
+    /// asked for and those they depend on). Empty when the whole run was applied.
+    pub tasks: Vec<String>,
+    /// For a partial apply: the tasks Forge added because a task asked for depends on them.
+    pub added: Vec<String>,
 }
 
 impl ApplySummary {
@@ -125,6 +131,49 @@ pub async fn apply_run(
     run: &RunId,
     mode: ApplyMode,
 ) -> Result<ApplySummary, ExecError> {
+    apply_run_scoped(repo, run, mode, None).await
+}
+
+/// Which tasks a partial apply takes.
+#[derive(Debug, Clone)]
+pub struct TaskSelection {
+    /// The tasks asked for; the tasks they depend on (`after`, transitively) are added.
+    pub tasks: Vec<String>,
+    /// How to read the run's plan copy (the agent profiles that exist).
+    pub plan_options: PlanOptions,
+}
+
+/// What an apply takes and how it settles clashes with the user's own edits.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyRequest {
+    /// Only these tasks (and those they depend on); `None`: the whole run.
+    ///
+    /// A partial apply integrates the chosen tasks' results again from the run's base, in the
+    /// run's integration order. Other tasks may have failed; the chosen ones (and what they
+    /// depend on) must have succeeded, and their result must integrate without an unresolved
+    /// conflict. The gate is not run again: a gate that failed on the whole run refuses it.
+    /// Applying more tasks later (or the whole run) writes only what is not there yet.
+    pub tasks: Option<TaskSelection>,
+    /// How paths where the user's edits clash with the run's are settled (working tree only).
+    pub conflicts: ConflictChoices,
+}
+
+/// Applies run `run` as `request` says (see [`apply_run`] and [`ApplyRequest`]).
+pub async fn apply_run_with(
+    repo: &Path,
+    run: &RunId,
+    mode: ApplyMode,
+    request: &ApplyRequest,
+) -> Result<ApplySummary, ExecError> {
+    apply_run_scoped(repo, run, mode, Some(request)).await
+}
+
+async fn apply_run_scoped(
+    repo: &Path,
+    run: &RunId,
+    mode: ApplyMode,
+    scope: Option<&ApplyRequest>,
+) -> Result<ApplySummary, ExecError> {
     let store = RunStore::new(repo);
     if !store.exists(run) {
         return Err(ExecError::RunNotFound {
@@ -141,19 +190,120 @@ pub async fn apply_run(
         });
     }
     let bus = EventBus::open(run.clone(), store.journal(run), &BusOptions::default())?;
-    let result = apply_with(&store, run, mode, Some(&bus)).await;
+    let result = apply_scoped(&store, run, mode, Some(&bus), scope).await;
     let closed = bus.close();
     let summary = result?;
     closed?;
     Ok(summary)
 }
 
-#[allow(clippy::too_many_lines)] // refusal reasons, the apply, its event
 pub(crate) async fn apply_with(
     store: &RunStore,
     run: &RunId,
     mode: ApplyMode,
     events: Option<&dyn EventSink>,
+) -> Result<ApplySummary, ExecError> {
+    apply_scoped(store, run, mode, events, None).await
+}
+
+/// What a partial apply takes.
+struct Selected {
+    /// The run's plan (dependencies, merge strategies).
+    plan: Plan,
+    /// The tasks and their integrated attempts, in integration order.
+    order: Vec<(forge_events::TaskId, u32)>,
+    /// The tasks added because a chosen one depends on them.
+    added: Vec<String>,
+}
+
+/// The tasks of a partial apply, or why the selection cannot be applied.
+fn select_tasks(
+    store: &RunStore,
+    run: &RunId,
+    result: &crate::store::RunResult,
+    selection: &TaskSelection,
+) -> Result<Selected, ExecError> {
+    let copy = store.plan_copy(run);
+    let plan = Plan::load(&copy, &selection.plan_options)?;
+    let by_id: std::collections::HashMap<&str, &crate::plan::Task> =
+        plan.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut stack: Vec<&str> = Vec::new();
+    for task in &selection.tasks {
+        if !by_id.contains_key(task.as_str()) {
+            let known: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+            return Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: task.clone(),
+                reason: format!("the run has no such task (its tasks: {})", known.join(", ")),
+            });
+        }
+        stack.push(task.as_str());
+    }
+    while let Some(id) = stack.pop() {
+        if chosen.insert(id.to_owned())
+            && let Some(task) = by_id.get(id)
+        {
+            stack.extend(task.after.iter().map(forge_events::TaskId::as_str));
+        }
+    }
+    for id in &chosen {
+        if result.integrated.iter().any(|(t, _)| t.as_str() == id) {
+            continue;
+        }
+        let asked = selection.tasks.iter().any(|t| t == id);
+        let why = if result.failed.iter().any(|t| t.as_str() == id) {
+            "it did not succeed"
+        } else {
+            "it did not finish"
+        };
+        let reason = if asked {
+            format!("{why}, so it has no result to apply; retry it, or leave it out of --tasks")
+        } else {
+            let dependents: Vec<&str> = selection
+                .tasks
+                .iter()
+                .map(String::as_str)
+                .filter(|t| {
+                    by_id
+                        .get(t)
+                        .is_some_and(|task| task.after.iter().any(|a| a.as_str() == id))
+                })
+                .collect();
+            let on = if dependents.is_empty() {
+                "a task you chose depends on it".to_owned()
+            } else {
+                format!("{} depends on it", dependents.join(", "))
+            };
+            format!("{why}, and {on}; its dependents cannot be applied without it")
+        };
+        return Err(ExecError::TaskNotInRun {
+            run: run.to_string(),
+            task: id.clone(),
+            reason,
+        });
+    }
+    let order: Vec<(forge_events::TaskId, u32)> = result
+        .integrated
+        .iter()
+        .filter(|(t, _)| chosen.contains(t.as_str()))
+        .cloned()
+        .collect();
+    let added = order
+        .iter()
+        .map(|(t, _)| t.as_str().to_owned())
+        .filter(|t| !selection.tasks.contains(t))
+        .collect();
+    Ok(Selected { plan, order, added })
+}
+
+#[allow(clippy::too_many_lines)] // refusal reasons, the apply, its event
+async fn apply_scoped(
+    store: &RunStore,
+    run: &RunId,
+    mode: ApplyMode,
+    events: Option<&dyn EventSink>,
+    scope: Option<&ApplyRequest>,
 ) -> Result<ApplySummary, ExecError> {
     let not = |reason: String| ExecError::NotApplicable {
         run: run.to_string(),
@@ -165,6 +315,8 @@ pub(crate) async fn apply_with(
             worktree: None,
             branch: None,
             recovered: false,
+            tasks: Vec::new(),
+            added: Vec::new(),
         });
     }
     let result = match read_result(store, run) {
@@ -176,7 +328,24 @@ pub(crate) async fn apply_with(
         }
         Err(e) => return Err(e),
     };
-    if !result.applicable {
+    let selected = match scope.and_then(|s| s.tasks.as_ref()) {
+        Some(selection) => Some(select_tasks(store, run, &result, selection)?),
+        None => None,
+    };
+    let mut apply_options = ApplyOptions::new(store.run_dir(run));
+    if let Some(scope) = scope {
+        apply_options.conflicts = scope.conflicts.clone();
+    }
+    if let Some(gate) = result.gate.as_ref().filter(|g| !g.passed())
+        && selected.is_some()
+    {
+        return Err(not(format!(
+            "the gate failed on the whole run ({}), so no part of it is applied; fix and retry \
+             the task that broke it",
+            gate.summary()
+        )));
+    }
+    if !result.applicable && selected.is_none() {
         let reason = if !result.failed.is_empty() {
             format!(
                 "tasks did not succeed: {}",
@@ -204,11 +373,47 @@ pub(crate) async fn apply_with(
         };
         return Err(not(reason));
     }
-    let gate = result.gate.clone().unwrap_or_else(GateReport::not_run);
+    let gate = result
+        .gate
+        .clone()
+        .filter(GateReport::passed)
+        .unwrap_or_else(GateReport::not_run);
     let (store2, run2) = (store.clone(), run.clone());
-    let summary = blocking(move || -> Result<ApplySummary, ExecError> {
+    let (tasks, added) = match &selected {
+        Some(s) => (
+            s.order.iter().map(|(t, _)| t.as_str().to_owned()).collect(),
+            s.added.clone(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut summary = blocking(move || -> Result<ApplySummary, ExecError> {
         let run_dir = store2.run_dir(&run2);
-        let integration = open_integration(&store2, &run2)?;
+        let integration = match selected {
+            None => open_integration(&store2, &run2)?,
+            Some(Selected { plan, order, .. }) => {
+                let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
+                let blobs = BlobStore::open(store2.objects_dir())?;
+                let fresh = Integration::new(Arc::new(base), blobs)
+                    .with_strategies(super::merge_rules(&plan)?)
+                    .with_audit_policy(plan.on_violation);
+                let (integration, (unresolved, _)) =
+                    super::resume::rebuild(fresh, &store2, &run2, &plan, &order)?;
+                if !unresolved.is_empty() {
+                    return Err(ExecError::NotApplicable {
+                        run: run2.to_string(),
+                        reason: format!(
+                            "without the other tasks, merge conflicts are unresolved on {}",
+                            unresolved
+                                .iter()
+                                .map(|c| c.path.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+                integration
+            }
+        };
         same_repository(&store2, &run2, integration.base().repo())?;
         let recovered = matches!(
             forge_merge::recover(&run_dir)?,
@@ -216,8 +421,7 @@ pub(crate) async fn apply_with(
         );
         Ok(match mode {
             ApplyMode::WorkingTree => {
-                let mut report =
-                    apply_to_worktree(&integration, &ApplyOptions::new(&run_dir), &gate)?;
+                let mut report = apply_to_worktree(&integration, &apply_options, &gate)?;
                 if recovered {
                     // The interrupted apply wrote what now holds the result: report it as this
                     // apply's, not as "0 files written".
@@ -230,6 +434,8 @@ pub(crate) async fn apply_with(
                     worktree: Some(report),
                     branch: None,
                     recovered,
+                    tasks: Vec::new(),
+                    added: Vec::new(),
                 }
             }
             ApplyMode::Branch => ApplySummary {
@@ -241,16 +447,22 @@ pub(crate) async fn apply_with(
                     &gate,
                 )?),
                 recovered,
+                tasks: Vec::new(),
+                added: Vec::new(),
             },
             ApplyMode::None => ApplySummary {
                 mode,
                 worktree: None,
                 branch: None,
                 recovered,
+                tasks: Vec::new(),
+                added: Vec::new(),
             },
         })
     })
     .await??;
+    summary.tasks = tasks;
+    summary.added = added;
     if let Some(events) = events {
         let kind = match (&summary.worktree, &summary.branch) {
             (Some(w), _) => EventKind::ApplyFinished {
@@ -263,6 +475,7 @@ pub(crate) async fn apply_with(
                     .collect(),
                 branch: None,
                 commit: None,
+                tasks: summary.tasks.clone(),
             },
             (None, Some(b)) => EventKind::ApplyFinished {
                 target: "branch".into(),
@@ -270,6 +483,7 @@ pub(crate) async fn apply_with(
                 conflicts: Vec::new(),
                 branch: Some(b.branch.clone()),
                 commit: Some(b.head.clone()),
+                tasks: summary.tasks.clone(),
             },
             (None, None) => return Ok(summary),
         };
@@ -278,54 +492,148 @@ pub(crate) async fn apply_with(
     Ok(summary)
 }
 
+/// One part of what `forge diff` shows: the whole run's integrated change, or one task's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiffSection {
+    /// The task, or `None` for the whole run's integrated change against the base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The task's attempt whose changes were integrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The changed paths.
+    pub files: Vec<FileDiff>,
+}
+
+/// The change of run `run` for review: with no `tasks`, the integrated tree against the run's
+/// base (where the user's own edits clash with it, this is the run's version); otherwise each
+/// named task's persisted `ChangeSet` (the attempt that was integrated), in the order given.
+pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSection>, ExecError> {
+    let store = RunStore::new(repo);
+    if !store.exists(run) {
+        return Err(ExecError::RunNotFound {
+            run: run.to_string(),
+            dir: store.runs_dir(),
+        });
+    }
+    let not_yet = || {
+        ExecError::Store(format!(
+            "run `{run}` has no result to show yet: it is still running, or it stopped before it \
+             ended (`forge status {run}` shows it; `forge resume {run}` finishes an interrupted run)"
+        ))
+    };
+    if tasks.is_empty() {
+        if !store.run_dir(run).join("integration.json").is_file() {
+            return Err(not_yet());
+        }
+        let integration = open_integration(&store, run)?;
+        let files = diff_change_set(&integration.delta(), integration.store())?;
+        return Ok(vec![DiffSection {
+            task: None,
+            attempt: None,
+            files,
+        }]);
+    }
+    if !store.result_path(run).is_file() {
+        return Err(not_yet());
+    }
+    let attempts = integrated_attempts(&store, run, tasks)?;
+    let blobs = BlobStore::open(store.objects_dir())?;
+    let mut sections = Vec::with_capacity(tasks.len());
+    for (task, attempt) in attempts {
+        let changes: ChangeSet = crate::store::read_json(&store.changes_path(run, &task, attempt))?;
+        sections.push(DiffSection {
+            files: diff_change_set(&changes, &blobs)?,
+            task: Some(task),
+            attempt: Some(attempt),
+        });
+    }
+    Ok(sections)
+}
+
+/// The integrated attempt of each of `tasks`, or an error naming a task that has none.
+fn integrated_attempts(
+    store: &RunStore,
+    run: &RunId,
+    tasks: &[String],
+) -> Result<Vec<(String, u32)>, ExecError> {
+    let result = match read_result(store, run) {
+        Ok(r) => r,
+        Err(ExecError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ExecError::NotApplicable {
+                run: run.to_string(),
+                reason: format!(
+                    "it has not finished; resume it with `forge resume {run}` (or look at the \
+                     whole run's change so far with `forge diff {run}`)"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    tasks
+        .iter()
+        .map(|task| {
+            if let Some((_, attempt)) = result.integrated.iter().find(|(t, _)| t.as_str() == task) {
+                return Ok((task.clone(), *attempt));
+            }
+            let reason = if result.failed.iter().any(|t| t.as_str() == task) {
+                format!("it did not succeed, so it has no changes in the result; `forge logs {task} {run}` shows what it did")
+            } else {
+                let known: Vec<&str> = result
+                    .integrated
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .chain(result.failed.iter().map(forge_events::TaskId::as_str))
+                    .collect();
+                format!("the run has no such task (its tasks: {})", known.join(", "))
+            };
+            Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: task.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// The integrated result of run `run` as a unified diff against its base (`git diff` format,
 /// for review before applying).
 pub fn integrated_diff(repo: &Path, run: &RunId, color: bool) -> Result<String, ExecError> {
+    let sections = run_diff(repo, run, &[])?;
+    Ok(sections
+        .iter()
+        .flat_map(|s| &s.files)
+        .map(|f| f.render(color))
+        .collect())
+}
+
+/// A Markdown summary of run `run`, for a pull request's body: its tasks (integrated, and those
+/// that did not succeed), the gate's verdict and the paths it changes.
+pub fn run_summary(repo: &Path, run: &RunId) -> Result<String, ExecError> {
+    use std::fmt::Write as _;
     let store = RunStore::new(repo);
+    let result = read_result(&store, run)?;
     let integration = open_integration(&store, run)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("forge-diff-")
-        .tempdir()
-        .map_err(|e| ExecError::io("create", &std::env::temp_dir(), e))?;
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for (path, change) in &integration.delta() {
-        for (side, entry) in [(&a, change.before()), (&b, change.after())] {
-            let Some(entry) = entry else { continue };
-            let dest = side.join(path.as_str());
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
-            }
-            match entry {
-                Entry::File { hash, .. } => {
-                    let bytes = integration.store().read(hash)?;
-                    std::fs::write(&dest, bytes).map_err(|e| ExecError::io("write", &dest, e))?;
-                }
-                Entry::Symlink { target, .. } => {
-                    std::fs::write(&dest, format!("symlink -> {target}\n"))
-                        .map_err(|e| ExecError::io("write", &dest, e))?;
-                }
-            }
-        }
+    let mut s = format!("Made by Forge, run `{run}`.\n\n### Tasks\n\n");
+    for (task, attempt) in &result.integrated {
+        let _ = writeln!(s, "- `{task}` (attempt {attempt})");
     }
-    std::fs::create_dir_all(&a).map_err(|e| ExecError::io("create", &a, e))?;
-    std::fs::create_dir_all(&b).map_err(|e| ExecError::io("create", &b, e))?;
-    let out = std::process::Command::new("git")
-        .current_dir(tmp.path())
-        .args(["diff", "--no-index", "--no-prefix"])
-        .arg(if color {
-            "--color=always"
-        } else {
-            "--color=never"
-        })
-        .args(["a", "b"])
-        .output()
-        .map_err(|e| ExecError::io("run git diff in", tmp.path(), e))?;
-    // Exit 1 means "differences found".
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        return Err(ExecError::Store(format!(
-            "git diff failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    for task in &result.failed {
+        let _ = writeln!(s, "- `{task}`: did not succeed, not included");
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let gate = match &result.gate {
+        Some(g) if g.passed() => format!("passed: {}", g.summary()),
+        Some(g) => format!("failed: {}", g.summary()),
+        None => "not run".to_owned(),
+    };
+    let _ = writeln!(s, "\n### Gate\n\n{gate}\n\n### Files\n");
+    for (path, change) in integration.delta().iter() {
+        let what = match (change.before(), change.after()) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            _ => "modified",
+        };
+        let _ = writeln!(s, "- `{path}` ({what})");
+    }
+    Ok(s)
 }

@@ -51,7 +51,10 @@ use forge_staging::{
 };
 use parking_lot::Mutex;
 
-pub use apply::{ApplyMode, ApplySummary, apply_run, integrated_diff, recover_abandoned_applies};
+pub use apply::{
+    ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
+    integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+};
 pub use resume::cleanup_leftovers;
 
 use crate::ExecError;

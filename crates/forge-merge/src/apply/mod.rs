@@ -33,6 +33,9 @@ pub struct ApplyOptions {
     /// The run's directory (`.forge/runs/<run>`): the journal `apply-journal.json` lives there
     /// while an apply is in progress. It must not be inside a directory the apply changes.
     pub run_dir: PathBuf,
+    /// What to do where the user's own edits clash with the run's (default: keep the user's
+    /// file and report the conflict).
+    pub conflicts: ConflictChoices,
     /// Test hook: stop dead at this point, as a crash would (nothing cleaned up).
     #[doc(hidden)]
     pub crash_at: Option<CrashPoint>,
@@ -43,8 +46,60 @@ impl ApplyOptions {
     pub fn new(run_dir: impl Into<PathBuf>) -> Self {
         Self {
             run_dir: run_dir.into(),
+            conflicts: ConflictChoices::default(),
             crash_at: None,
         }
+    }
+}
+
+/// What an apply does with a path where the user's own edits clash with the run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Leave the user's file exactly as it is and report the conflict.
+    #[default]
+    Keep,
+    /// Write the file with diff3-style conflict markers (the user's lines, the base's, the
+    /// run's), as `git merge-file --diff3` writes them, for the user to resolve. Binary files
+    /// are kept.
+    Markers,
+    /// Merge, and settle each clashing hunk with the user's lines (`git merge -X ours`); a
+    /// binary file stays the user's.
+    Ours,
+    /// Merge, and settle each clashing hunk with the run's lines (`git merge -X theirs`); a
+    /// binary file becomes the run's.
+    Theirs,
+}
+
+impl std::str::FromStr for OnConflict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "markers" => Ok(Self::Markers),
+            "ours" => Ok(Self::Ours),
+            "theirs" => Ok(Self::Theirs),
+            other => Err(format!(
+                "`{other}` is not a way to settle conflicts (keep, markers, ours, theirs)"
+            )),
+        }
+    }
+}
+
+/// How each clashing path is settled: one choice for all paths, overridden per path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictChoices {
+    /// The choice for paths not named in `paths`.
+    pub all: OnConflict,
+    /// Choices for single paths.
+    pub paths: std::collections::BTreeMap<RepoPath, OnConflict>,
+}
+
+impl ConflictChoices {
+    /// The choice for `path`.
+    pub fn for_path(&self, path: &RepoPath) -> OnConflict {
+        self.paths.get(path).copied().unwrap_or(self.all)
     }
 }
 
@@ -78,8 +133,13 @@ pub struct ApplyReport {
     pub merged: Vec<RepoPath>,
     /// Paths that already held the integrated result.
     pub unchanged: Vec<RepoPath>,
-    /// Paths where the user's edits clash with the run's: left exactly as the user has them.
+    /// Paths where the user's edits clash with the run's: left exactly as the user has them,
+    /// or (those also in `marked`) written with conflict markers.
     pub conflicts: Vec<Conflict>,
+    /// Of the written paths, those written with conflict markers for the user to resolve
+    /// ([`OnConflict::Markers`]); they are in `conflicts` too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marked: Vec<RepoPath>,
     /// Paths not touched for safety.
     pub refused: Vec<Refusal>,
 }
@@ -249,7 +309,7 @@ pub fn apply_to_worktree(
     }
     let repo = integration.base().repo().to_path_buf();
     let mut root = Root::open(&repo).ctx("open the repository", &repo)?;
-    let (mut ops, contents, mut report) = plan(integration, &mut root)?;
+    let (mut ops, contents, mut report) = plan(integration, &mut root, &options.conflicts)?;
     if ops.is_empty() {
         return Ok(report);
     }
@@ -343,8 +403,12 @@ type NewContent = (Entry, Vec<u8>, u32);
 type Plan = (Vec<Op>, Vec<Option<NewContent>>, ApplyReport);
 
 /// Decides, path by path, what the working tree needs.
-#[allow(clippy::too_many_lines)]
-fn plan(integration: &Integration, root: &mut Root) -> Result<Plan, MergeError> {
+#[allow(clippy::too_many_lines)] // one match per state the path is found in
+fn plan(
+    integration: &Integration,
+    root: &mut Root,
+    choices: &ConflictChoices,
+) -> Result<Plan, MergeError> {
     let store = integration.store();
     let base = integration.base().manifest();
     let repo = root.path().to_path_buf();
@@ -470,6 +534,12 @@ fn plan(integration: &Integration, root: &mut Root) -> Result<Plan, MergeError> 
             };
             let mut all = vec![WORKING_TREE.to_owned()];
             all.extend(tasks);
+            let choice = choices.for_path(path);
+            let strategy = match choice {
+                OnConflict::Ours => MergeStrategy::Ours,
+                OnConflict::Theirs => MergeStrategy::Theirs,
+                OnConflict::Keep | OnConflict::Markers => MergeStrategy::Fail,
+            };
             match merger.merge(
                 path,
                 base_entry,
@@ -481,7 +551,7 @@ fn plan(integration: &Integration, root: &mut Root) -> Result<Plan, MergeError> 
                     entry: desired,
                     label: &label,
                 },
-                &MergeStrategy::Fail,
+                &strategy,
                 all,
             )? {
                 PathResult::Clean(entry) => {
@@ -496,6 +566,20 @@ fn plan(integration: &Integration, root: &mut Root) -> Result<Plan, MergeError> 
                     if let Settle::Take(entry) = settle {
                         report.merged.push(path.clone());
                         entry
+                    } else if let (
+                        OnConflict::Markers,
+                        Some(hash),
+                        Some(Entry::File { executable, .. }),
+                    ) = (choice, conflict.marked, on_disk)
+                    {
+                        let size = store.read(&hash)?.len() as u64;
+                        report.marked.push(path.clone());
+                        report.conflicts.push(conflict);
+                        Some(Entry::File {
+                            hash,
+                            size,
+                            executable: *executable,
+                        })
                     } else {
                         report.conflicts.push(conflict);
                         continue;

@@ -17,3 +17,4 @@ mod common;
 mod gate;
 mod git_parity;
 mod integrate;
+mod unified;
