@@ -417,7 +417,7 @@ fn write_outside_claims(name: &'static str) {
         finished[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("outside its claims (src/outside.txt)"),
+            .contains("src/outside.txt was added outside the task's write claims"),
         "{finished:?}"
     );
     assert!(!agent.repo.path().join("src/outside.txt").exists());
@@ -456,7 +456,8 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
     let out = agent.forge(&["run", &file]).expect(1);
     let run = agent.repo.runs()[0].clone();
     let journal = agent.events(&run);
-    let status = agent.forge(&["status", &run, "--json"]).expect(0);
+    // `forge status` exits with the run's code: 1, a task failed.
+    let status = agent.forge(&["status", &run, "--json"]).expect(1);
     let status_json = vec![serde_json::from_str::<Value>(&status.stdout).unwrap()];
     let mut reasons = BTreeMap::new();
     for (id, expected) in words {

@@ -61,11 +61,13 @@
 //! ] {
 //!     parser.line(OutputStream::Stdout, line, &mut events);
 //! }
-//! assert_eq!(events[0], AgentEvent::Usage { tokens_in: 100, tokens_out: 20, cost_usd: None });
-//! assert_eq!(events[1], AgentEvent::Progress {
+//! // The agent's own session id, which a later attempt can continue.
+//! assert_eq!(events[0], AgentEvent::Session("s".into()));
+//! assert_eq!(events[1], AgentEvent::Usage { tokens_in: 100, tokens_out: 20, cost_usd: None });
+//! assert_eq!(events[2], AgentEvent::Progress {
 //!     message: "Edit src/lib.rs".into(), tool: Some("edit".into()), files: vec!["src/lib.rs".into()],
 //! });
-//! assert_eq!(events[2], AgentEvent::Progress {
+//! assert_eq!(events[3], AgentEvent::Progress {
 //!     message: "a line that is not JSON".into(), tool: None, files: vec![],
 //! });
 //! assert_eq!(parser.result(), Some("Fixed."));
