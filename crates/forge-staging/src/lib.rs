@@ -79,6 +79,7 @@ mod error;
 mod fsutil;
 mod gc;
 mod git;
+mod gitdir;
 mod manifest;
 mod overlay;
 mod path;
