@@ -14,3 +14,4 @@ mod silence;
 mod split;
 mod tty;
 mod util;
+mod workspace_git;
