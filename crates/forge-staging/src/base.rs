@@ -74,7 +74,7 @@ const RECORD_VERSION: u32 = 1;
 /// (hard-linked, so it costs no space), so any blob a changeset names can be read by hash.
 ///
 /// - [`BaseMode::Head`]: the tree of `HEAD`, checked out with git's own filters, as
-///   `git worktree add` would.
+///   `git worktree add` would (without touching the user's index or worktrees).
 /// - [`BaseMode::Worktree`]: the working tree as it is: tracked files plus untracked files that
 ///   are not ignored (`.gitignore` files, `.git/info/exclude` and the global excludes file, read
 ///   through the `ignore` crate). Works outside git too.

@@ -18,6 +18,13 @@
 //!   then lists only the agent's changes, and `git log` shows the user's history below it.
 //! - `index` is built once per snapshot with the stat data of the snapshot's files, so a fresh
 //!   workspace's `git status` hashes nothing.
+//! - An fsmonitor hook (`core.fsmonitor`, protocol 2) spares `git status` even the `lstat` of
+//!   every file, which on a fresh overlay mount costs an overlay inode per file: the index is
+//!   written with every entry marked valid under a fixed token, and in an overlay workspace the
+//!   hook reports as changed exactly what the upper directory holds (all the agent has written
+//!   or deleted since the snapshot). Anywhere else (another strategy, a moved workspace, an
+//!   unexpected token, fuse-overlayfs whiteouts) it reports everything as changed, so git
+//!   checks every file as usual: the hook can make git slower, never wrong.
 //!
 //! Overlay workspaces stack the git layer on top of the snapshot's layers (free per workspace);
 //! the other strategies copy it in ([`install`]), with their own `objects/` pointing at the
@@ -40,7 +47,7 @@ const WORKSPACE_CONFIG: &str = "\
 [core]
 \tcheckStat = minimal
 \ttrustctime = false
-\tfsmonitor = false
+\tfsmonitor = sh .git/forge-fsmonitor
 \tuntrackedCache = false
 \tsplitIndex = false
 [gc]
@@ -48,6 +55,22 @@ const WORKSPACE_CONFIG: &str = "\
 [maintenance]
 \tauto = false
 ";
+
+/// The fsmonitor hook (see the module documentation). git runs it from the top of the work
+/// tree; an overlay workspace is `<slot>/merged` beside `<slot>/upper` and `<slot>/work`.
+const FSMONITOR_HOOK: &str = r#"#!/bin/sh
+# git's fsmonitor hook (protocol 2) for a Forge workspace. In an overlay workspace everything
+# written or deleted since the snapshot is in the upper directory: those paths are reported.
+# Anywhere else, or if unsure, it reports everything ("/"), and git checks every file.
+token=forge-snapshot
+if [ "$1" != 2 ] || [ "$2" != "$token" ] || [ "${PWD##*/}" != merged ] || [ ! -d ../work ] \
+    || [ ! -d ../upper ] || ! cd ../upper || [ -n "$(find . -name '.wh.*' -print -quit)" ]; then
+    printf '%s\0/\0' "$token"
+    exit 0
+fi
+printf '%s\0' "$token"
+exec find . -mindepth 1 -path ./.git -prune -o -printf '%P\0%P/\0'
+"#;
 
 /// Settings for the commands Forge runs against the user's repository while building a layer:
 /// nothing may be written into the user's `.git` (a split index would be).
@@ -157,6 +180,8 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
     for dir in ["hooks", "info"] {
         fs::create_dir_all(dot.join(dir)).ctx("create directory", &dot.join(dir))?;
     }
+    let hook = dot.join("forge-fsmonitor");
+    fs::write(&hook, FSMONITOR_HOOK).ctx("write", &hook)?;
 
     let mut config = fs::read_to_string(dot.join("config")).ctx("read", &dot.join("config"))?;
     if let Some(repo) = spec.repo {
@@ -226,6 +251,7 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
         // Stat data for every entry read from the commit (this hashes each file once).
         run(private(&dot, spec.tree).args(["update-index", "-q", "--refresh"]))?;
     }
+    mark_valid(&dot, spec.tree)?;
 
     let head = match spec.commit {
         Some(commit) if spec.off_commit.is_empty() => commit.to_owned(),
@@ -252,6 +278,21 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
         }
     }
     Ok(())
+}
+
+/// Writes the index of `dot` with the fsmonitor extension, every entry whose stat data matches
+/// the file in `tree` marked valid under the hook's token (outside an overlay the hook reports
+/// everything, so every entry is checked here).
+fn mark_valid(dot: &Path, tree: &Path) -> Result<(), StagingError> {
+    let hook = std::path::absolute(dot.join("forge-fsmonitor")).ctx("resolve", dot)?;
+    let mut cmd = private(dot, tree);
+    cmd.arg("-c")
+        .arg(format!(
+            "core.fsmonitor=sh '{}'",
+            hook.to_string_lossy().replace('\'', r"'\''")
+        ))
+        .args(["update-index", "-q", "--refresh"]);
+    run(&mut cmd).map(drop)
 }
 
 /// Commits the index of `dot` on top of `parent` (if any) unless it holds `parent`'s tree;
@@ -314,6 +355,7 @@ pub(crate) fn build_delta(
             &written,
         )?;
     }
+    mark_valid(&dot, layer_tree)?;
     let parent = text(&run(private(&dot, layer_tree).args(["rev-parse", "HEAD"]))?);
     let head = commit_snapshot(
         &dot,
