@@ -10,7 +10,8 @@
 //! - `config` includes the user's repository configuration (filters, aliases, identity) and
 //!   then sets what a workspace needs: `core.checkStat=minimal` and `core.trustctime=false`,
 //!   because an overlay (or a copy) shows other inode, device and ctime values than the files
-//!   the index was built from; no fsmonitor, split index, untracked cache or automatic gc.
+//!   the index was built from; Forge's fsmonitor hook (below); no split index, untracked
+//!   cache or automatic gc.
 //! - `HEAD` is on the user's branch (a copy of the ref, private to the workspace) or detached,
 //!   at the base commit. When the snapshot holds more than that commit (a `worktree` base's
 //!   uncommitted work, or changes integrated earlier in the run), `HEAD` is one Forge commit on
@@ -18,6 +19,8 @@
 //!   then lists only the agent's changes, and `git log` shows the user's history below it.
 //! - `index` is built once per snapshot with the stat data of the snapshot's files, so a fresh
 //!   workspace's `git status` hashes nothing.
+//! - The user's `info/exclude` and `shallow` files and their branches, tags and remote refs
+//!   (as of the snapshot) are copied in; the user's hooks are not (`hooks/` starts empty).
 //! - An fsmonitor hook (`core.fsmonitor`, protocol 2) spares `git status` even the `lstat` of
 //!   every file, which on a fresh overlay mount costs an overlay inode per file: the index is
 //!   written with every entry marked valid under a fixed token, and in an overlay workspace the
@@ -25,6 +28,11 @@
 //!   or deleted since the snapshot). Anywhere else (another strategy, a moved workspace, an
 //!   unexpected token, fuse-overlayfs whiteouts) it reports everything as changed, so git
 //!   checks every file as usual: the hook can make git slower, never wrong.
+//!
+//! The commit-tree, update-index and checkout commands that build a layer run with the layer
+//! as `GIT_DIR`; against the user's repository Forge only reads (`rev-parse`, `for-each-ref`,
+//! and the base capture's checkout through a temporary index), so the user's `.git` is never
+//! written.
 //!
 //! Overlay workspaces stack the git layer on top of the snapshot's layers (free per workspace);
 //! the other strategies copy it in ([`install`]), with their own `objects/` pointing at the
@@ -185,37 +193,76 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
 
     let mut config = fs::read_to_string(dot.join("config")).ctx("read", &dot.join("config"))?;
     if let Some(repo) = spec.repo {
-        let user_config = user_git_path(repo, "config")?;
-        config.push_str(&format!(
-            "[include]\n\tpath = {}\n",
-            config_value(&user_config)
-        ));
-        let objects = user_git_path(repo, "objects")?;
-        let alternates = dot.join("objects/info/alternates");
-        fs::create_dir_all(dot.join("objects/info")).ctx("create directory", &dot)?;
-        fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)?;
-        for name in ["info/exclude", "shallow"] {
-            let from = user_git_path(repo, name)?;
-            if from.is_file() {
-                let to = dot.join(name);
-                fs::create_dir_all(to.parent().unwrap_or(&dot)).ctx("create directory", &to)?;
-                fs::copy(&from, &to).ctx("copy into", &to)?;
-            }
-        }
-        // The user's branches and tags, as they are now, private to the workspace.
-        let refs = run(git(repo).args([
-            "for-each-ref",
-            "--format=%(objectname) %(refname)",
-            "refs/heads",
-            "refs/tags",
-            "refs/remotes",
-        ]))?;
-        let packed = dot.join("packed-refs");
-        fs::write(&packed, refs).ctx("write", &packed)?;
+        link_user_repo(&dot, repo, &mut config)?;
     }
     config.push_str(WORKSPACE_CONFIG);
     fs::write(dot.join("config"), config).ctx("write", &dot.join("config"))?;
+    build_index(&dot, spec)?;
 
+    let head = match spec.commit {
+        Some(commit) if spec.off_commit.is_empty() => commit.to_owned(),
+        _ => commit_snapshot(
+            &dot,
+            spec.tree,
+            spec.commit,
+            "forge: the uncommitted work the run started from",
+        )?,
+    };
+    let branch = match spec.repo {
+        Some(repo) if spec.commit.is_some() => run(git(repo).args(["symbolic-ref", "-q", "HEAD"]))
+            .ok()
+            .map(|o| text(&o)),
+        _ => None,
+    };
+    match branch {
+        Some(branch) => {
+            run(private(&dot, spec.tree).args(["update-ref", &branch, &head]))?;
+            run(private(&dot, spec.tree).args(["symbolic-ref", "HEAD", &branch]))?;
+        }
+        None => {
+            run(private(&dot, spec.tree).args(["update-ref", "--no-deref", "HEAD", &head]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Points the repository `dot` at the user's repository `repo`: its objects (alternates), its
+/// configuration (included into `config`), its excludes, shallow boundary, branches and tags.
+fn link_user_repo(dot: &Path, repo: &Path, config: &mut String) -> Result<(), StagingError> {
+    let user_config = user_git_path(repo, "config")?;
+    config.push_str(&format!(
+        "[include]\n\tpath = {}\n",
+        config_value(&user_config)
+    ));
+    let objects = user_git_path(repo, "objects")?;
+    let alternates = dot.join("objects/info/alternates");
+    fs::create_dir_all(dot.join("objects/info")).ctx("create directory", dot)?;
+    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)?;
+    for name in ["info/exclude", "shallow"] {
+        let from = user_git_path(repo, name)?;
+        if from.is_file() {
+            let to = dot.join(name);
+            fs::create_dir_all(to.parent().unwrap_or(dot)).ctx("create directory", &to)?;
+            fs::copy(&from, &to).ctx("copy into", &to)?;
+        }
+    }
+    // The user's branches and tags, as they are now, private to the workspace.
+    let refs = run(git(repo).args([
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        "refs/heads",
+        "refs/tags",
+        "refs/remotes",
+    ]))?;
+    let packed = dot.join("packed-refs");
+    fs::write(&packed, refs).ctx("write", &packed)?;
+    Ok(())
+}
+
+/// The index of the snapshot in `dot`: the checkout's when there is one, else read from the
+/// commit; then the paths off the commit; then stat data and fsmonitor validity for all.
+fn build_index(dot: &Path, spec: &BaseSpec<'_>) -> Result<(), StagingError> {
+    let dot = dot.to_path_buf();
     let index = dot.join("index");
     match &spec.index {
         Some(ready) => fs::rename(ready, &index).ctx("move the index to", &index)?,
@@ -251,33 +298,7 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
         // Stat data for every entry read from the commit (this hashes each file once).
         run(private(&dot, spec.tree).args(["update-index", "-q", "--refresh"]))?;
     }
-    mark_valid(&dot, spec.tree)?;
-
-    let head = match spec.commit {
-        Some(commit) if spec.off_commit.is_empty() => commit.to_owned(),
-        _ => commit_snapshot(
-            &dot,
-            spec.tree,
-            spec.commit,
-            "forge: the uncommitted work the run started from",
-        )?,
-    };
-    let branch = match spec.repo {
-        Some(repo) if spec.commit.is_some() => run(git(repo).args(["symbolic-ref", "-q", "HEAD"]))
-            .ok()
-            .map(|o| text(&o)),
-        _ => None,
-    };
-    match branch {
-        Some(branch) => {
-            run(private(&dot, spec.tree).args(["update-ref", &branch, &head]))?;
-            run(private(&dot, spec.tree).args(["symbolic-ref", "HEAD", &branch]))?;
-        }
-        None => {
-            run(private(&dot, spec.tree).args(["update-ref", "--no-deref", "HEAD", &head]))?;
-        }
-    }
-    Ok(())
+    mark_valid(&dot, spec.tree)
 }
 
 /// Writes the index of `dot` with the fsmonitor extension, every entry whose stat data matches
