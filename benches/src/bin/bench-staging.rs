@@ -554,7 +554,7 @@ fn git_status_row(
     stager: &dyn Stager,
     name: &str,
     snapshot: &Snapshot,
-    repo: &Path,
+    clone: &Path,
     label: &str,
     reps: usize,
     report: &mut Report,
@@ -581,7 +581,7 @@ fn git_status_row(
         ws.prepare_command(&mut cmd)?;
         ours.push(status(&mut cmd)?);
         ws.dispose()?;
-        peer.push(status(Command::new("git").arg("-C").arg(repo))?);
+        peer.push(status(Command::new("git").arg("-C").arg(clone))?);
     }
     println!(
         "   git status: {:.2} ms in a fresh {name} workspace, {:.2} ms in the clean clone",

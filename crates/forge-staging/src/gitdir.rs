@@ -230,10 +230,9 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
 /// configuration (included into `config`), its excludes, shallow boundary, branches and tags.
 fn link_user_repo(dot: &Path, repo: &Path, config: &mut String) -> Result<(), StagingError> {
     let user_config = user_git_path(repo, "config")?;
-    config.push_str(&format!(
-        "[include]\n\tpath = {}\n",
-        config_value(&user_config)
-    ));
+    config.push_str("[include]\n\tpath = ");
+    config.push_str(&config_value(&user_config));
+    config.push('\n');
     let objects = user_git_path(repo, "objects")?;
     let alternates = dot.join("objects/info/alternates");
     fs::create_dir_all(dot.join("objects/info")).ctx("create directory", dot)?;

@@ -140,7 +140,10 @@ fn git_in_workspaces(strategy: Strategy) {
 
         // The capture holds the files, never `.git`.
         let changes = ws.changes().unwrap();
-        let paths: Vec<&str> = changes.paths().map(|p| p.as_str()).collect();
+        let paths: Vec<&str> = changes
+            .paths()
+            .map(forge_staging::RepoPath::as_str)
+            .collect();
         assert_eq!(
             paths,
             ["README.md", "dir/a/b/deep.txt", "new.txt", "src/main.rs"],
@@ -201,7 +204,10 @@ fn git_in_workspace_of_a_delta_snapshot() {
         agent(&ws, "echo mine > added.txt");
         assert_eq!(agent(&ws, STATUS), " M added.txt\n", "{strategy:?}");
         let changes = ws.changes().unwrap();
-        let paths: Vec<&str> = changes.paths().map(|p| p.as_str()).collect();
+        let paths: Vec<&str> = changes
+            .paths()
+            .map(forge_staging::RepoPath::as_str)
+            .collect();
         assert_eq!(paths, ["added.txt"]);
         ws.dispose().unwrap();
     }
