@@ -201,11 +201,17 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
 
     let head = match spec.commit {
         Some(commit) if spec.off_commit.is_empty() => commit.to_owned(),
-        _ => commit_snapshot(
+        Some(_) => commit_snapshot(
             &dot,
             spec.tree,
             spec.commit,
             "forge: the uncommitted work the run started from",
+        )?,
+        None => commit_snapshot(
+            &dot,
+            spec.tree,
+            None,
+            "forge: the directory the run started from",
         )?,
     };
     let branch = match spec.repo {

@@ -212,3 +212,43 @@ fn git_in_workspace_of_a_delta_snapshot() {
         ws.dispose().unwrap();
     }
 }
+
+#[test]
+fn git_in_workspace_of_a_directory_outside_git() {
+    for strategy in [Strategy::OverlayDirect, Strategy::Copy] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, run) = (tmp.path().join("plain"), tmp.path().join("run"));
+        crate::common::write(&dir, "notes/a.txt", b"a\n");
+        crate::common::write(&dir, "b.txt", b"b\n");
+        let store = forge_staging::BlobStore::open(run.join("objects")).unwrap();
+        let base = std::sync::Arc::new(
+            forge_staging::BaseSnapshot::capture(
+                &dir,
+                BaseMode::Worktree,
+                &run.join("base"),
+                &store,
+            )
+            .unwrap(),
+        );
+        let config = forge_staging::StagerConfig::new(&run, store.clone());
+        let stager = match stager(strategy, &config, &base) {
+            Ok(s) => s,
+            Err(reason) => {
+                skip("git in a workspace outside git", strategy, &reason);
+                continue;
+            }
+        };
+        let ws = stager
+            .stage(&Snapshot::from(base.clone()), "plain")
+            .unwrap();
+        assert_eq!(agent(&ws, STATUS), "", "{strategy:?}");
+        assert_eq!(
+            agent(&ws, "git log --format=%s"),
+            "forge: the directory the run started from\n"
+        );
+        agent(&ws, "echo c >> b.txt");
+        assert_eq!(agent(&ws, STATUS), " M b.txt\n", "{strategy:?}");
+        ws.dispose().unwrap();
+        assert!(!dir.join(".git").exists());
+    }
+}
