@@ -154,8 +154,9 @@ fn text(out: &[u8]) -> String {
 /// A path of the user's repository's git directory (`objects`, `config`, `shallow`, …),
 /// absolute.
 fn user_git_path(repo: &Path, name: &str) -> Result<PathBuf, StagingError> {
-    let out = run(git(repo).args(["rev-parse", "--path-format=absolute", "--git-path", name]))?;
-    Ok(PathBuf::from(text(&out)))
+    // Relative to `repo` unless absolute (`--path-format` needs git 2.31).
+    let out = run(git(repo).args(["rev-parse", "--git-path", name]))?;
+    Ok(repo.join(text(&out)))
 }
 
 /// A value for a git configuration file, quoted.
@@ -177,14 +178,18 @@ fn config_value(path: &Path) -> String {
 pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingError> {
     let dot = out.join(".git");
     fs::create_dir_all(out).ctx("create directory", out)?;
-    let format = match spec.repo {
-        Some(repo) => text(&run(git(repo).args(["rev-parse", "--show-object-format"]))?),
-        None => "sha1".to_owned(),
-    };
-    run(git(out)
-        .args(["init", "--quiet", "--template="])
-        .arg(format!("--object-format={format}"))
-        .arg(out))?;
+    // Only a SHA-256 repository needs saying so (and a git that knows about it).
+    let format = spec
+        .repo
+        .and_then(|repo| run(git(repo).args(["rev-parse", "--show-object-format"])).ok())
+        .map(|out| text(&out))
+        .filter(|f| f != "sha1");
+    let mut init = git(out);
+    init.args(["init", "--quiet", "--template="]);
+    if let Some(format) = format {
+        init.arg(format!("--object-format={format}"));
+    }
+    run(init.arg(out))?;
     for dir in ["hooks", "info"] {
         fs::create_dir_all(dot.join(dir)).ctx("create directory", &dot.join(dir))?;
     }
