@@ -80,6 +80,13 @@ printf '%s\0' "$token"
 exec find . -mindepth 1 -path ./.git -prune -o -printf '%P\0%P/\0'
 "#;
 
+/// The fsmonitor hook a delta layer's index is built with: the delta's paths (listed beside
+/// it) are all that may have changed since the base layer's index.
+const BUILD_HOOK: &str = r#"#!/bin/sh
+printf 'forge-snapshot\0'
+exec cat "${0%/*}/fsmonitor-build.list"
+"#;
+
 /// Settings for the commands Forge runs against the user's repository while building a layer:
 /// nothing may be written into the user's `.git` (a split index would be).
 pub(crate) const READ_ONLY_USER: [&str; 6] = [
@@ -308,22 +315,27 @@ fn build_index(dot: &Path, spec: &BaseSpec<'_>) -> Result<(), StagingError> {
         // Stat data for every entry read from the commit (this hashes each file once).
         run(private(&dot, spec.tree).args(["update-index", "-q", "--refresh"]))?;
     }
-    mark_valid(&dot, spec.tree)
+    mark_valid(&dot, spec.tree, &dot.join("forge-fsmonitor"))
 }
 
 /// Writes the index of `dot` with the fsmonitor extension, every entry whose stat data matches
-/// the file in `tree` marked valid under the hook's token (outside an overlay the hook reports
-/// everything, so every entry is checked here).
-fn mark_valid(dot: &Path, tree: &Path) -> Result<(), StagingError> {
-    let hook = std::path::absolute(dot.join("forge-fsmonitor")).ctx("resolve", dot)?;
+/// the file in `tree` marked valid under the token `forge-snapshot`, as the fsmonitor `hook`
+/// asks (the workspace hook, outside an overlay, asks for every entry to be checked).
+fn mark_valid(dot: &Path, tree: &Path, hook: &Path) -> Result<(), StagingError> {
     let mut cmd = private(dot, tree);
     cmd.arg("-c")
-        .arg(format!(
-            "core.fsmonitor=sh '{}'",
-            hook.to_string_lossy().replace('\'', r"'\''")
-        ))
+        .arg(fsmonitor_setting(hook)?)
         .args(["update-index", "-q", "--refresh"]);
     run(&mut cmd).map(drop)
+}
+
+/// `core.fsmonitor` running the hook script `hook`.
+fn fsmonitor_setting(hook: &Path) -> Result<String, StagingError> {
+    let hook = std::path::absolute(hook).ctx("resolve", hook)?;
+    Ok(format!(
+        "core.fsmonitor=sh '{}'",
+        hook.to_string_lossy().replace('\'', r"'\''")
+    ))
 }
 
 /// Commits the index of `dot` on top of `parent` (if any) unless it holds `parent`'s tree;
@@ -334,7 +346,15 @@ fn commit_snapshot(
     parent: Option<&str>,
     message: &str,
 ) -> Result<String, StagingError> {
-    let written = text(&run(private(dot, tree).arg("write-tree"))?);
+    // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
+    // fsmonitor off) would drop the validity `mark_valid` records.
+    let copy = dot.join("index.forge-write-tree");
+    fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
+    let written = run(private(dot, tree)
+        .env("GIT_INDEX_FILE", &copy)
+        .arg("write-tree"));
+    fs::remove_file(&copy).ctx("remove", &copy)?;
+    let written = text(&written?);
     if let Some(parent) = parent {
         let parent_tree = text(&run(
             private(dot, tree).args(["rev-parse", &format!("{parent}^{{tree}}")])
@@ -366,6 +386,25 @@ pub(crate) fn build_delta(
     let dot = out.join(".git");
     fs::create_dir_all(out).ctx("create directory", out)?;
     install(&base_layer.join(".git"), &dot)?;
+    // While the delta is written into the index, git is told (by a hook that lists them) that
+    // only the delta's paths may have changed: the base's entries keep their validity.
+    let (hook, changed) = (
+        out.with_file_name("fsmonitor-build.sh"),
+        out.with_file_name("fsmonitor-build.list"),
+    );
+    fs::write(&hook, BUILD_HOOK).ctx("write", &hook)?;
+    let listed: Vec<u8> = delta
+        .paths()
+        .flat_map(|p| {
+            p.as_str()
+                .bytes()
+                .chain([0])
+                .chain(p.as_str().bytes())
+                .chain(*b"/\0")
+        })
+        .collect();
+    fs::write(&changed, listed).ctx("write", &changed)?;
+    let setting = fsmonitor_setting(&hook)?;
     let list = |deleted: bool| -> Vec<u8> {
         delta
             .iter()
@@ -376,17 +415,30 @@ pub(crate) fn build_delta(
     let (gone, written) = (list(true), list(false));
     if !gone.is_empty() {
         run_with_input(
-            private(&dot, layer_tree).args(["update-index", "--force-remove", "-z", "--stdin"]),
+            private(&dot, layer_tree).arg("-c").arg(&setting).args([
+                "update-index",
+                "--force-remove",
+                "-z",
+                "--stdin",
+            ]),
             &gone,
         )?;
     }
     if !written.is_empty() {
         run_with_input(
-            private(&dot, layer_tree).args(["update-index", "--add", "--replace", "-z", "--stdin"]),
+            private(&dot, layer_tree).arg("-c").arg(&setting).args([
+                "update-index",
+                "--add",
+                "--replace",
+                "-z",
+                "--stdin",
+            ]),
             &written,
         )?;
     }
-    mark_valid(&dot, layer_tree)?;
+    mark_valid(&dot, layer_tree, &hook)?;
+    fs::remove_file(&hook).ctx("remove", &hook)?;
+    fs::remove_file(&changed).ctx("remove", &changed)?;
     let parent = text(&run(private(&dot, layer_tree).args(["rev-parse", "HEAD"]))?);
     let head = commit_snapshot(
         &dot,

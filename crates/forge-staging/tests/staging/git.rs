@@ -201,6 +201,13 @@ fn git_in_workspace_of_a_delta_snapshot() {
             "{log}"
         );
         assert_eq!(agent(&ws, "git show HEAD:src/lib.rs"), "integrated\n");
+        if ws.kind() == StagerKind::Overlay {
+            // The delta layer's index keeps the base's entries valid and adds its own.
+            assert_eq!(
+                agent(&ws, "git ls-files -f src/main.rs src/lib.rs added.txt"),
+                "h added.txt\nh src/lib.rs\nh src/main.rs\n"
+            );
+        }
         agent(&ws, "echo mine > added.txt");
         assert_eq!(agent(&ws, STATUS), " M added.txt\n", "{strategy:?}");
         let changes = ws.changes().unwrap();
