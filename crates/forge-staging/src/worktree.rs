@@ -160,8 +160,8 @@ fn lock_repo(repo: &Path) -> Result<fs::File, StagingError> {
 
 /// Removes the git worktree at `tree` from `repo` (forcibly, even if locked or dirty), then
 /// prunes worktree records whose directory is gone: for workspaces of older Forge versions,
-/// which were linked worktrees of the user's repository. Errors are ignored: the directory is removed by
-/// the caller either way, and `prune` forgets it.
+/// which were linked worktrees of the user's repository. Errors are ignored: the directory is
+/// removed by the caller either way, and `prune` forgets it.
 pub(crate) fn remove(repo: &Path, tree: &Path) {
     let _lock = lock_repo(repo);
     if tree.exists() {

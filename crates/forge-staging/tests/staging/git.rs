@@ -138,7 +138,9 @@ fn git_in_workspaces(strategy: Strategy) {
         assert_eq!(agent(&ws, STATUS), " M new.txt\n");
         assert_eq!(agent(&ws, "git log -1 --format=%s"), "agent work\n");
 
-        // The capture holds the files, never `.git`.
+        // The capture holds the files, never `.git`, and does not depend on it: a workspace
+        // whose repository the agent removed is captured the same.
+        agent(&ws, "rm -rf .git");
         let changes = ws.changes().unwrap();
         let paths: Vec<&str> = changes
             .paths()
