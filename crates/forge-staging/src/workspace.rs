@@ -19,8 +19,11 @@ use crate::{ChangeSet, Entry, RepoPath, SkipReason, Snapshot, StagerKind, Stagin
 /// Made by a [`crate::Stager`]. Reads and writes inside it never reach the base snapshot, the
 /// user's repository or another workspace. [`Workspace::changes`] reports what was done to it
 /// relative to its snapshot. [`Workspace::dispose`] removes it with everything it holds (mounts,
-/// git worktrees, files); dropping it does the same, ignoring errors; after a crash,
+/// its git repository, files); dropping it does the same, ignoring errors; after a crash,
 /// [`crate::gc`] does.
+///
+/// Every workspace is a git repository at its start state (see the crate documentation): its
+/// `.git` is the workspace's own and is never part of [`Workspace::changes`].
 ///
 /// While it exists, `<run_root>/workspaces/<name>/lock` is held locked, which tells `gc` the
 /// workspace is alive.
@@ -182,7 +185,7 @@ impl Workspace {
         Ok(set)
     }
 
-    /// Removes the workspace: unmounts, removes the git worktree, deletes its files.
+    /// Removes the workspace: unmounts, deletes its files (its git repository with them).
     pub fn dispose(mut self) -> Result<(), StagingError> {
         self.teardown()
     }
