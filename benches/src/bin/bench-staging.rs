@@ -8,6 +8,10 @@
 //! inodes and directories alike; without root (no loop image) they fall back to summing the
 //! workspace's allocated blocks, and the reflink rows are missing.
 //!
+//! `git_status_<size>_workspace` times `git status --porcelain` in a fresh workspace of the
+//! first strategy that runs here (the overlay, where it can) against the same command in the
+//! user's own clean clone.
+//!
 //! `--quick` runs the 10k size only.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -528,6 +532,73 @@ fn run_size(
             .peer("git worktree remove", p_remove),
         );
     }
+    if let Some((name, Ok(stager))) = strategies.first() {
+        git_status_row(
+            stager.as_ref(),
+            name,
+            &snapshot,
+            &repo_dir,
+            label,
+            reps,
+            report,
+        )?;
+    }
     fs::remove_dir_all(&size_dir)?;
+    Ok(())
+}
+
+/// `git status --porcelain` in a fresh workspace (each repetition stages a new one) beside the
+/// same command in the user's own clean clone, interleaved: the workspace repository's prebuilt
+/// index must spare git from reading the files.
+fn git_status_row(
+    stager: &dyn Stager,
+    name: &str,
+    snapshot: &Snapshot,
+    clone: &Path,
+    label: &str,
+    reps: usize,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let status = |cmd: &mut Command| -> Result<f64, Error> {
+        cmd.args(["status", "--porcelain"]).stdin(Stdio::null());
+        let t = Instant::now();
+        let out = cmd.output()?;
+        let took = ms(t);
+        if !out.status.success() || !out.stdout.is_empty() {
+            return Err(format!(
+                "{cmd:?} should list nothing: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(took)
+    };
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let ws = stager.stage(snapshot, &format!("status-{rep}"))?;
+        let mut cmd = Command::new("git");
+        ws.prepare_command(&mut cmd)?;
+        ours.push(status(&mut cmd)?);
+        ws.dispose()?;
+        peer.push(status(Command::new("git").arg("-C").arg(clone))?);
+    }
+    println!(
+        "   git status: {:.2} ms in a fresh {name} workspace, {:.2} ms in the clean clone",
+        med(&ours),
+        med(&peer)
+    );
+    report.push(
+        Row::new(
+            &format!("git_status_{label}_workspace"),
+            med(&ours),
+            "ms",
+            Better::Lower,
+            ours.len(),
+        )
+        .peer("git status in the user's clean clone", med(&peer))
+        .goal("ratio >= 0.5")
+        .extra("strategy", name),
+    );
     Ok(())
 }

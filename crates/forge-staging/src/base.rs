@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::IoContext;
 use crate::fsutil::{par_map, remove_tree};
 use crate::git::{git, nul_records, run, status_paths};
+use crate::gitdir::{self, BaseSpec, READ_ONLY_USER};
 use crate::rules::{Excluded, IgnoreRules};
 use crate::scan::child;
 use crate::store::{hash_file, open_nofollow};
@@ -73,7 +74,7 @@ const RECORD_VERSION: u32 = 1;
 /// (hard-linked, so it costs no space), so any blob a changeset names can be read by hash.
 ///
 /// - [`BaseMode::Head`]: the tree of `HEAD`, checked out with git's own filters, as
-///   `git worktree add` would.
+///   `git worktree add` would (without touching the user's index or worktrees).
 /// - [`BaseMode::Worktree`]: the working tree as it is: tracked files plus untracked files that
 ///   are not ignored (`.gitignore` files, `.git/info/exclude` and the global excludes file, read
 ///   through the `ignore` crate). Works outside git too.
@@ -157,6 +158,13 @@ impl BaseSnapshot {
             (manifest, dirty)
         };
         skipped.sort_by(|a: &Skipped, b| a.path.cmp(&b.path));
+        build_git_layer(
+            git_root.as_deref(),
+            commit.as_deref(),
+            &partial,
+            &manifest,
+            &dirty,
+        )?;
         let record = SnapshotRecord {
             version: RECORD_VERSION,
             mode,
@@ -218,6 +226,14 @@ impl BaseSnapshot {
         &self.dir
     }
 
+    /// The directory whose `.git` is the repository of workspaces staged from the base (see
+    /// the `gitdir` module), if the snapshot has one (snapshots taken by older versions, or
+    /// outside git where git is not installed, do not).
+    pub(crate) fn git_layer(&self) -> Option<PathBuf> {
+        let dir = self.dir.join(gitdir::LAYER);
+        dir.join(".git").is_dir().then_some(dir)
+    }
+
     /// The directory holding the snapshot's files. Nothing may write to it.
     pub fn tree_dir(&self) -> PathBuf {
         self.dir.join("tree")
@@ -258,6 +274,38 @@ impl BaseSnapshot {
     /// `Worktree` mode).
     pub(crate) fn dirty(&self) -> &[RepoPath] {
         &self.record.dirty
+    }
+}
+
+/// Builds the git layer of the snapshot being captured in `partial` (with its files in
+/// `partial/tree`, and for a `head` base the index `partial/index` of their checkout). Outside
+/// git, a snapshot without a git layer is still a snapshot: a failure only leaves it out.
+fn build_git_layer(
+    repo: Option<&Path>,
+    commit: Option<&str>,
+    partial: &Path,
+    manifest: &Manifest,
+    dirty: &[RepoPath],
+) -> Result<(), StagingError> {
+    let index = partial.join("index");
+    let tree = partial.join("tree");
+    let off_commit: Vec<&str> = if commit.is_some() {
+        dirty.iter().map(RepoPath::as_str).collect()
+    } else {
+        manifest.iter().map(|(p, _)| p.as_str()).collect()
+    };
+    let spec = BaseSpec {
+        repo,
+        commit,
+        tree: &tree,
+        index: index.is_file().then(|| index.clone()),
+        off_commit,
+    };
+    let out = partial.join(gitdir::LAYER);
+    match gitdir::build_base(&spec, &out) {
+        Ok(()) => Ok(()),
+        Err(_) if repo.is_none() => remove_tree(&out),
+        Err(e) => Err(e),
     }
 }
 
@@ -327,16 +375,20 @@ fn capture_head(
     let index = partial.join("index");
     run(git(root)
         .env("GIT_INDEX_FILE", &index)
+        .args(READ_ONLY_USER)
         .args(["read-tree", commit]))?;
+    // `--index` records the checked-out files' stat data: the index becomes the workspaces'
+    // prebuilt one (see `gitdir`).
     run(git(root)
         .env("GIT_INDEX_FILE", &index)
+        .args(READ_ONLY_USER)
         .arg("--work-tree")
         .arg(&tree)
-        .args(["checkout-index", "--all", "--force", "--quiet"]))?;
+        .args(["checkout-index", "--all", "--force", "--quiet", "--index"]))?;
     let listing = run(git(root)
         .env("GIT_INDEX_FILE", &index)
+        .args(READ_ONLY_USER)
         .args(["ls-files", "--stage", "-z"]))?;
-    fs::remove_file(&index).ctx("remove", &index)?;
     let mut items = Vec::new();
     for record in nul_records(&listing) {
         // `<mode> <object> <stage>\t<path>`

@@ -25,8 +25,9 @@ pub struct GcReport {
 }
 
 /// Removes every workspace under `run_root` that no live process holds (after a crash, a kill,
-/// or a dispose that failed): unmounts its overlay (or ends its namespace holder), removes its
-/// git worktree (`git worktree remove --force` and `prune`), deletes its directory; then
+/// or a dispose that failed): unmounts its overlay (or ends its namespace holder), removes the
+/// git worktree a workspace of an older Forge registered in the user's repository (`git
+/// worktree remove --force` and `prune`), deletes its directory; then
 /// unmounts anything else still mounted under `run_root`.
 ///
 /// Safe to run at any time: a workspace whose lock file is still locked by a live process (in

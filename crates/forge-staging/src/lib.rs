@@ -25,8 +25,8 @@
 //!      cost grows with what changed, not with the repository.
 //!   2. [`ReflinkStager`]: copy-on-write clones of every file (XFS, btrfs); changes by
 //!      comparing with the manifest (size and mtime first, hashing when in doubt).
-//!   3. [`WorktreeStager`]: `git worktree add --detach` at the base commit; changes from
-//!      `git status` and hashes; always removed with `git worktree remove --force` and `prune`.
+//!   3. [`WorktreeStager`]: a checkout made by git (`checkout-index`) from the workspace's own
+//!      repository (below); changes from `git status` against the start state, and hashes.
 //!   4. [`CopyStager`]: a plain copy; always works.
 //! - [`ChangeSet`]: what an agent did, path by path ([`Change::Added`], [`Change::Modified`],
 //!   [`Change::Deleted`]), in sorted order, serde round-trippable, with the new contents in the
@@ -34,6 +34,17 @@
 //!   in `.git/` and `.forge/`, shared directories, copied-in files and ignored files are never
 //!   in a changeset; files over the size limit, special files and bad names are reported in
 //!   [`ChangeSet::skipped`].
+//! - **A git repository in every workspace**, at the workspace's start state, on every
+//!   strategy: `git status` is clean at the start and then lists exactly the agent's changes,
+//!   `git diff` shows them, `git log` shows the user's history with `HEAD` at the base commit
+//!   on the user's branch. When the snapshot holds more than that commit (a `worktree` base's
+//!   uncommitted work, or changes integrated earlier in the run), `HEAD` is one Forge commit on
+//!   top of the base commit holding exactly the snapshot, so the start is still clean. Objects
+//!   are shared read-only with the user's repository (`alternates`); commits, branches,
+//!   stashes, config and hooks the agent makes stay in the workspace, and the workspace's
+//!   `.git` is never part of a changeset. Each snapshot carries one prebuilt index for it
+//!   (stat checks with `core.checkStat=minimal`, which ignores the inode, device and ctime
+//!   values an overlay or a copy changes), so a fresh workspace's `git status` reads no file.
 //! - [`gc`]: removes workspaces, mounts and worktrees left behind by a crashed or killed run.
 //!
 //! Every operation blocks: call them from `spawn_blocking` in async code.
@@ -79,6 +90,7 @@ mod error;
 mod fsutil;
 mod gc;
 mod git;
+mod gitdir;
 mod manifest;
 mod overlay;
 mod path;

@@ -126,6 +126,14 @@ impl Snapshot {
                 whiteouts = false;
             }
         }
+        if let Some(base_layer) = base.git_layer() {
+            crate::gitdir::build_delta(
+                &base_layer,
+                &tree,
+                delta,
+                &partial.join(crate::gitdir::LAYER),
+            )?;
+        }
         let record = DeltaRecord {
             version: 1,
             whiteouts,
@@ -227,9 +235,21 @@ impl Snapshot {
         }
     }
 
+    /// The directory whose `.git` is the repository workspaces staged from this snapshot get,
+    /// if it has one.
+    pub(crate) fn git_layer(&self) -> Option<PathBuf> {
+        match &self.delta {
+            Some(d) => {
+                let dir = d.dir.join(crate::gitdir::LAYER);
+                dir.join(".git").is_dir().then_some(dir)
+            }
+            None => self.base.git_layer(),
+        }
+    }
+
     /// The overlay lower directories, topmost first.
     pub(crate) fn lower_dirs(&self) -> Result<Vec<PathBuf>, StagingError> {
-        let mut dirs = Vec::new();
+        let mut dirs: Vec<PathBuf> = self.git_layer().into_iter().collect();
         if let Some(d) = &self.delta {
             if !d.whiteouts {
                 return Err(StagingError::Unsupported {

@@ -37,7 +37,7 @@ pub enum StagerKind {
     Overlay,
     /// Copy-on-write clones of every file (XFS, btrfs, APFS…): no data copied.
     Reflink,
-    /// `git worktree add --detach` at the base commit.
+    /// A checkout made by git itself (`git checkout-index`), with a repository of its own.
     Worktree,
     /// A plain recursive copy: always works.
     Copy,

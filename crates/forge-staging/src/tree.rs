@@ -137,6 +137,9 @@ fn stage_tree(
     let stamp = (|| {
         fs::create_dir(&tree).ctx("create directory", &tree)?;
         materialize(snapshot, &tree, clone)?;
+        if let Some(layer) = snapshot.git_layer() {
+            crate::gitdir::install(&layer.join(".git"), &tree.join(".git"))?;
+        }
         install_setup(shared, snapshot, &tree)?;
         // The file system's clock now: any file written after this has an mtime or ctime at
         // least as late.

@@ -19,8 +19,11 @@ use crate::{ChangeSet, Entry, RepoPath, SkipReason, Snapshot, StagerKind, Stagin
 /// Made by a [`crate::Stager`]. Reads and writes inside it never reach the base snapshot, the
 /// user's repository or another workspace. [`Workspace::changes`] reports what was done to it
 /// relative to its snapshot. [`Workspace::dispose`] removes it with everything it holds (mounts,
-/// git worktrees, files); dropping it does the same, ignoring errors; after a crash,
+/// its git repository, files); dropping it does the same, ignoring errors; after a crash,
 /// [`crate::gc`] does.
+///
+/// Every workspace is a git repository at its start state (see the crate documentation): its
+/// `.git` is the workspace's own and is never part of [`Workspace::changes`].
 ///
 /// While it exists, `<run_root>/workspaces/<name>/lock` is held locked, which tells `gc` the
 /// workspace is alive.
@@ -45,8 +48,13 @@ pub(crate) enum Backend {
     Tree {
         stamp: (i64, i64),
     },
+    /// A git checkout with a private repository: a plain tree, changes from `git status`
+    /// against the start state, whatever the agent did to the workspace's own repository.
     Worktree {
-        repo: PathBuf,
+        /// A copy of the workspace's index as staged, outside the workspace.
+        start_index: PathBuf,
+        /// The snapshot's repository (its git layer's `.git`), which the agent cannot reach.
+        start_git: PathBuf,
     },
     /// Already torn down.
     Gone,
@@ -60,7 +68,8 @@ pub(crate) struct WorkspaceRecord {
     pub(crate) strategy: StagerKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) route: Option<OverlayRoute>,
-    /// The repository of a git worktree.
+    /// The repository of a git worktree (workspaces made by Forge 0.x before workspaces had
+    /// their own repository: `gc` still removes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) repo: Option<PathBuf>,
     /// The git worktree's directory.
@@ -131,7 +140,10 @@ impl Workspace {
         let mut set = match &self.backend {
             Backend::Overlay(m) => overlay::changes(self, m),
             Backend::Tree { stamp } => crate::tree::changes(self, *stamp),
-            Backend::Worktree { repo } => crate::worktree::changes(self, repo),
+            Backend::Worktree {
+                start_index,
+                start_git,
+            } => crate::worktree::changes(self, start_git, start_index),
             Backend::Gone => Err(StagingError::io(
                 "read",
                 &self.path,
@@ -173,7 +185,7 @@ impl Workspace {
         Ok(set)
     }
 
-    /// Removes the workspace: unmounts, removes the git worktree, deletes its files.
+    /// Removes the workspace: unmounts, deletes its files (its git repository with them).
     pub fn dispose(mut self) -> Result<(), StagingError> {
         self.teardown()
     }
@@ -182,11 +194,7 @@ impl Workspace {
         let backend = std::mem::replace(&mut self.backend, Backend::Gone);
         let result = match backend {
             Backend::Overlay(m) => m.unmount(),
-            Backend::Worktree { repo } => {
-                crate::worktree::remove(&repo, &self.path);
-                Ok(())
-            }
-            Backend::Tree { .. } | Backend::Gone => Ok(()),
+            Backend::Tree { .. } | Backend::Worktree { .. } | Backend::Gone => Ok(()),
         };
         // Removing the directory never crosses into a file system still mounted below it, so
         // a failed unmount leaves the workspace's files alone (for `gc` to retry).
@@ -286,14 +294,21 @@ pub(crate) fn write_entry(
                 .mode(if *executable { 0o755 } else { 0o644 })
                 .open(&dest)
                 .ctx("create", &dest)?;
+            let modified = src
+                .metadata()
+                .and_then(|m| m.modified())
+                .ctx("stat", source)?;
             if clone {
-                reflink_copy::reflink_file(&src, &out).ctx("clone (reflink) into", &dest)
+                reflink_copy::reflink_file(&src, &out).ctx("clone (reflink) into", &dest)?;
             } else {
                 let mut src = src;
-                io::copy(&mut src, &mut out)
-                    .map(drop)
-                    .ctx("copy into", &dest)
+                io::copy(&mut src, &mut out).ctx("copy into", &dest)?;
             }
+            // The snapshot's modification time, which the workspace repository's prebuilt
+            // index records (see `gitdir`): `git status` then finds the file unchanged
+            // without reading it.
+            out.set_modified(modified)
+                .ctx("set the modification time of", &dest)
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The git worktree strategy: `git worktree add --detach` at the base commit, then the
-//! snapshot's differences from that commit (uncommitted work in `Worktree` mode, the delta)
-//! written over it. Changes come from `git status` plus those paths, hashed.
+//! The git worktree strategy: a checkout made by git itself, with a repository of the
+//! workspace's own (the snapshot's git layer copied in, objects shared through `alternates`, so
+//! nothing the agent does in git reaches the user's repository), then the snapshot's exact
+//! content written over the paths where it may differ from its commit (uncommitted work in
+//! `Worktree` mode, the delta). Changes come from `git status` plus those paths, hashed.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,7 +22,8 @@ use crate::{
     StagingError, Workspace,
 };
 
-/// Stages workspaces as detached git worktrees of the user's repository.
+/// Stages workspaces as git checkouts of the snapshot, each with its own repository whose
+/// objects are shared read-only with the user's (see the module documentation).
 #[derive(Debug)]
 pub struct WorktreeStager {
     shared: Arc<Shared>,
@@ -40,8 +43,8 @@ impl WorktreeStager {
                 base.repo().display()
             )));
         }
-        run(git(base.repo()).args(["worktree", "list"]))
-            .map_err(|e| unsupported(format!("git cannot list worktrees: {e}")))?;
+        run(git(base.repo()).args(["rev-parse", "--git-dir"]))
+            .map_err(|e| unsupported(format!("git cannot read the repository: {e}")))?;
         Ok(Self {
             shared: Shared::new(config)?,
         })
@@ -55,49 +58,44 @@ impl Stager for WorktreeStager {
 
     fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError> {
         let base = snapshot.base();
-        let Some(commit) = base.commit() else {
+        let Some(layer) = snapshot.git_layer() else {
             return Err(StagingError::Unsupported {
                 strategy: "worktree",
                 reason: format!(
-                    "the base snapshot of `{}` has no git commit",
-                    base.repo().display()
+                    "the base snapshot `{}` has no git layer (it was taken by an older Forge); \
+                     start a new run",
+                    base.dir().display()
                 ),
             });
         };
-        let repo = base.repo().to_path_buf();
-        // git names a worktree's record after the last component of its path: a unique one
-        // (the workspace's name) keeps records of concurrent workspaces apart.
         let slot_dir = self.shared.workspaces.join(name);
         let tree = slot_dir.join(name);
-        // The record names the repository and worktree before the worktree exists, so that
-        // `gc` can remove it whenever a crash happens.
         let record = WorkspaceRecord {
             strategy: StagerKind::Worktree,
-            repo: Some(repo.clone()),
-            worktree: Some(tree.clone()),
             ..WorkspaceRecord::default()
         };
         let slot = create_slot(&self.shared, name, &record)?;
+        let start_index = slot.dir.join("start-index");
         let result = (|| {
-            let _lock = lock_repo(&repo)?;
-            run(git(&repo)
-                .args([
-                    "-c",
-                    "core.hooksPath=/dev/null",
-                    "worktree",
-                    "add",
-                    "--detach",
-                    "--quiet",
-                ])
-                .arg(&tree)
-                .arg(commit))?;
+            fs::create_dir(&tree).ctx("create directory", &tree)?;
+            crate::gitdir::install(&layer.join(".git"), &tree.join(".git"))?;
+            crate::gitdir::checkout(&tree)?;
+            // git's checkout of a path may differ from the snapshot's bytes (filters, line
+            // endings) where the content did not come from the commit: those are written as
+            // the snapshot holds them.
+            let mut placed = false;
             for path in snapshot.paths_off_commit() {
                 place(snapshot, &tree, path)?;
+                placed = true;
             }
-            install_setup(&self.shared, snapshot, &tree)
+            if placed {
+                crate::gitdir::refresh(&tree)?;
+            }
+            install_setup(&self.shared, snapshot, &tree)?;
+            fs::copy(tree.join(".git/index"), &start_index).ctx("copy into", &start_index)?;
+            Ok(())
         })();
         if let Err(e) = result {
-            remove(&repo, &tree);
             let _ = remove_tree(&slot.dir);
             return Err(e);
         }
@@ -109,7 +107,10 @@ impl Stager for WorktreeStager {
             path: tree,
             snapshot: snapshot.clone(),
             shared: Arc::clone(&self.shared),
-            backend: Backend::Worktree { repo },
+            backend: Backend::Worktree {
+                start_index,
+                start_git: layer.join(".git"),
+            },
             lock: Some(slot.lock),
         })
     }
@@ -157,9 +158,10 @@ fn lock_repo(repo: &Path) -> Result<fs::File, StagingError> {
     Ok(dir)
 }
 
-/// Removes the worktree at `tree` from `repo` (forcibly, even if locked or dirty), then prunes
-/// worktree records whose directory is gone. Errors are ignored: the directory is removed by
-/// the caller either way, and `prune` forgets it.
+/// Removes the git worktree at `tree` from `repo` (forcibly, even if locked or dirty), then
+/// prunes worktree records whose directory is gone: for workspaces of older Forge versions,
+/// which were linked worktrees of the user's repository. Errors are ignored: the directory is
+/// removed by the caller either way, and `prune` forgets it.
 pub(crate) fn remove(repo: &Path, tree: &Path) {
     let _lock = lock_repo(repo);
     if tree.exists() {
@@ -173,10 +175,25 @@ pub(crate) fn remove(repo: &Path, tree: &Path) {
 
 /// Changes: the paths `git status` lists plus those where the snapshot differs from the commit,
 /// each compared with the snapshot.
-pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, StagingError> {
+pub(crate) fn changes(
+    ws: &Workspace,
+    start_git: &Path,
+    start_index: &Path,
+) -> Result<ChangeSet, StagingError> {
     let config = &ws.shared.config;
     let tree = &ws.path;
-    let out = run(git(tree).env("GIT_OPTIONAL_LOCKS", "0").args([
+    // git as it was when staged: the snapshot's repository and the index the workspace started
+    // with, so the agent's commits, resets or a removed `.git` change nothing here.
+    let status = || {
+        let mut cmd = git(tree);
+        cmd.env("GIT_DIR", start_git)
+            .env("GIT_WORK_TREE", tree)
+            .env("GIT_INDEX_FILE", start_index)
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .args(crate::gitdir::READ_ONLY_USER);
+        cmd
+    };
+    let out = run(status().args([
         "status",
         "--porcelain=v1",
         "-z",
@@ -206,7 +223,7 @@ pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, Staging
         .iter()
         .any(|c| c == ".gitignore" || c.ends_with("/.gitignore"))
     {
-        ignored_now(tree, &mut rules, &mut cap, &mut candidates)?;
+        ignored_now(status(), &mut rules, &mut cap, &mut candidates)?;
     }
     candidates.extend(
         ws.snapshot
@@ -271,12 +288,12 @@ pub(crate) fn changes(ws: &Workspace, _repo: &Path) -> Result<ChangeSet, Staging
 /// Adds every file git ignores now (after the task's `.gitignore` edits) to `candidates`; names
 /// that are not UTF-8 and that the start state does not ignore are reported as skipped.
 fn ignored_now(
-    tree: &Path,
+    mut status: std::process::Command,
     rules: &mut IgnoreRules<'_>,
     cap: &mut Capture<'_>,
     candidates: &mut BTreeSet<String>,
 ) -> Result<(), StagingError> {
-    let ignored = run(git(tree).env("GIT_OPTIONAL_LOCKS", "0").args([
+    let ignored = run(status.args([
         "status",
         "--porcelain=v1",
         "-z",

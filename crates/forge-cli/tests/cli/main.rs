@@ -22,3 +22,4 @@ mod split;
 mod truth;
 mod tty;
 mod util;
+mod workspace_git;

@@ -6,4 +6,5 @@ mod base;
 mod common;
 mod conformance;
 mod delta;
+mod git;
 mod lifecycle;

@@ -1,0 +1,503 @@
+//! The git repository every workspace holds, so that `git status`, `git diff` and `git log`
+//! work inside it and show the agent's own changes.
+//!
+//! Each snapshot (the base, and each delta layer) carries a small *git layer*: a directory
+//! whose only entry is a `.git` directory made for workspaces staged from that snapshot:
+//!
+//! - `objects/info/alternates` names the user's object directory (for a delta layer: the base
+//!   layer's, which names the user's), so history is shared read-only and nothing is copied.
+//!   Objects the agent writes (commits, stashes) land in the workspace's own `objects/`.
+//! - `config` includes the user's repository configuration (filters, aliases, identity) and
+//!   then sets what a workspace needs: `core.checkStat=minimal` and `core.trustctime=false`,
+//!   because an overlay (or a copy) shows other inode, device and ctime values than the files
+//!   the index was built from; Forge's fsmonitor hook (below); no split index, untracked
+//!   cache or automatic gc.
+//! - `HEAD` is on the user's branch (a copy of the ref, private to the workspace) or detached,
+//!   at the base commit. When the snapshot holds more than that commit (a `worktree` base's
+//!   uncommitted work, or changes integrated earlier in the run), `HEAD` is one Forge commit on
+//!   top of the base commit holding exactly the snapshot, so that `git status` starts clean and
+//!   then lists only the agent's changes, and `git log` shows the user's history below it.
+//! - `index` is built once per snapshot with the stat data of the snapshot's files, so a fresh
+//!   workspace's `git status` hashes nothing.
+//! - The user's `info/exclude` and `shallow` files and their branches, tags and remote refs
+//!   (as of the snapshot) are copied in; the user's hooks are not (`hooks/` starts empty).
+//! - An fsmonitor hook (`core.fsmonitor`, protocol 2) spares `git status` even the `lstat` of
+//!   every file, which on a fresh overlay mount costs an overlay inode per file: the index is
+//!   written with every entry marked valid under a fixed token, and in an overlay workspace the
+//!   hook reports as changed exactly what the upper directory holds (all the agent has written
+//!   or deleted since the snapshot). Anywhere else (another strategy, a moved workspace, an
+//!   unexpected token, fuse-overlayfs whiteouts) it reports everything as changed, so git
+//!   checks every file as usual: the hook can make git slower, never wrong.
+//!
+//! The commit-tree, update-index and checkout commands that build a layer run with the layer
+//! as `GIT_DIR`; against the user's repository Forge only reads (`rev-parse`, `for-each-ref`,
+//! and the base capture's checkout through a temporary index), so the user's `.git` is never
+//! written.
+//!
+//! Overlay workspaces stack the git layer on top of the snapshot's layers (free per workspace);
+//! the other strategies copy it in ([`install`]), with their own `objects/` pointing at the
+//! layer's.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::IoContext;
+use crate::git::{git, run};
+use crate::{ChangeSet, RepoPath, StagingError};
+
+/// The directory of a snapshot (or delta layer) that holds its git layer.
+pub(crate) const LAYER: &str = "git";
+
+/// Settings every workspace repository has, after the user's configuration.
+const WORKSPACE_CONFIG: &str = "\
+[core]
+\tcheckStat = minimal
+\ttrustctime = false
+\tfsmonitor = sh .git/forge-fsmonitor
+\tuntrackedCache = false
+\tsplitIndex = false
+[gc]
+\tauto = 0
+[maintenance]
+\tauto = false
+";
+
+/// The fsmonitor hook (see the module documentation). git runs it from the top of the work
+/// tree; an overlay workspace is `<slot>/merged` beside `<slot>/upper` and `<slot>/work`.
+const FSMONITOR_HOOK: &str = r#"#!/bin/sh
+# git's fsmonitor hook (protocol 2) for a Forge workspace. In an overlay workspace everything
+# written or deleted since the snapshot is in the upper directory: those paths are reported.
+# Anywhere else, or if unsure, it reports everything ("/"), and git checks every file.
+token=forge-snapshot
+if [ "$1" != 2 ] || [ "$2" != "$token" ] || [ "${PWD##*/}" != merged ] || [ ! -d ../work ] \
+    || [ ! -d ../upper ] || ! cd ../upper || [ -n "$(find . -name '.wh.*' -print -quit)" ]; then
+    printf '%s\0/\0' "$token"
+    exit 0
+fi
+printf '%s\0' "$token"
+exec find . -mindepth 1 -path ./.git -prune -o -printf '%P\0%P/\0'
+"#;
+
+/// The fsmonitor hook a delta layer's index is built with: the delta's paths (listed beside
+/// it) are all that may have changed since the base layer's index.
+const BUILD_HOOK: &str = r#"#!/bin/sh
+printf 'forge-snapshot\0'
+exec cat "${0%/*}/fsmonitor-build.list"
+"#;
+
+/// Settings for the commands Forge runs against the user's repository while building a layer:
+/// nothing may be written into the user's `.git` (a split index would be).
+pub(crate) const READ_ONLY_USER: [&str; 6] = [
+    "-c",
+    "core.splitIndex=false",
+    "-c",
+    "core.untrackedCache=false",
+    "-c",
+    "core.fsmonitor=false",
+];
+
+/// What the base snapshot's git layer is built from.
+pub(crate) struct BaseSpec<'a> {
+    /// The user's repository (top level), when the base is in git.
+    pub(crate) repo: Option<&'a Path>,
+    /// The base commit, when there is one.
+    pub(crate) commit: Option<&'a str>,
+    /// The snapshot's files.
+    pub(crate) tree: &'a Path,
+    /// An index of `commit` with the stat data of `tree`, when one was made while checking out.
+    pub(crate) index: Option<PathBuf>,
+    /// Paths where `tree` differs from `commit` (every path when there is no commit).
+    pub(crate) off_commit: Vec<&'a str>,
+}
+
+/// A `git` command on the repository `dot` (a `.git` directory), with `work_tree` as its
+/// working tree.
+fn private(dot: &Path, work_tree: &Path) -> Command {
+    let mut cmd = git(work_tree);
+    cmd.env("GIT_DIR", dot)
+        .env("GIT_WORK_TREE", work_tree)
+        .args(READ_ONLY_USER);
+    cmd
+}
+
+/// Runs `cmd` with `input` on its standard input.
+fn run_with_input(cmd: &mut Command, input: &[u8]) -> Result<Vec<u8>, StagingError> {
+    let command = crate::git::describe(cmd);
+    let failed = |message: String| StagingError::Command {
+        command: command.clone(),
+        message,
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .map_err(|e| failed(format!("cannot write its input: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(failed(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).trim_end().to_owned()
+}
+
+/// A path of the user's repository's git directory (`objects`, `config`, `shallow`, …),
+/// absolute.
+fn user_git_path(repo: &Path, name: &str) -> Result<PathBuf, StagingError> {
+    // Relative to `repo` unless absolute (`--path-format` needs git 2.31).
+    let out = run(git(repo).args(["rev-parse", "--git-path", name]))?;
+    Ok(repo.join(text(&out)))
+}
+
+/// A value for a git configuration file, quoted.
+fn config_value(path: &Path) -> String {
+    let mut out = String::from("\"");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Builds `<out>/.git` for the base snapshot (see the module documentation).
+pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingError> {
+    let dot = out.join(".git");
+    fs::create_dir_all(out).ctx("create directory", out)?;
+    // Only a SHA-256 repository needs saying so (and a git that knows about it).
+    let format = spec
+        .repo
+        .and_then(|repo| run(git(repo).args(["rev-parse", "--show-object-format"])).ok())
+        .map(|out| text(&out))
+        .filter(|f| f != "sha1");
+    let mut init = git(out);
+    init.args(["init", "--quiet", "--template="]);
+    if let Some(format) = format {
+        init.arg(format!("--object-format={format}"));
+    }
+    run(init.arg(out))?;
+    for dir in ["hooks", "info"] {
+        fs::create_dir_all(dot.join(dir)).ctx("create directory", &dot.join(dir))?;
+    }
+    let hook = dot.join("forge-fsmonitor");
+    fs::write(&hook, FSMONITOR_HOOK).ctx("write", &hook)?;
+
+    let mut config = fs::read_to_string(dot.join("config")).ctx("read", &dot.join("config"))?;
+    if let Some(repo) = spec.repo {
+        link_user_repo(&dot, repo, &mut config)?;
+    }
+    config.push_str(WORKSPACE_CONFIG);
+    fs::write(dot.join("config"), config).ctx("write", &dot.join("config"))?;
+    build_index(&dot, spec)?;
+
+    let head = match spec.commit {
+        Some(commit) if spec.off_commit.is_empty() => commit.to_owned(),
+        Some(_) => commit_snapshot(
+            &dot,
+            spec.tree,
+            spec.commit,
+            "forge: the uncommitted work the run started from",
+        )?,
+        None => commit_snapshot(
+            &dot,
+            spec.tree,
+            None,
+            "forge: the directory the run started from",
+        )?,
+    };
+    let branch = match spec.repo {
+        Some(repo) if spec.commit.is_some() => run(git(repo).args(["symbolic-ref", "-q", "HEAD"]))
+            .ok()
+            .map(|o| text(&o)),
+        _ => None,
+    };
+    match branch {
+        Some(branch) => {
+            run(private(&dot, spec.tree).args(["update-ref", &branch, &head]))?;
+            run(private(&dot, spec.tree).args(["symbolic-ref", "HEAD", &branch]))?;
+        }
+        None => {
+            run(private(&dot, spec.tree).args(["update-ref", "--no-deref", "HEAD", &head]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Points the repository `dot` at the user's repository `repo`: its objects (alternates), its
+/// configuration (included into `config`), its excludes, shallow boundary, branches and tags.
+fn link_user_repo(dot: &Path, repo: &Path, config: &mut String) -> Result<(), StagingError> {
+    let user_config = user_git_path(repo, "config")?;
+    config.push_str("[include]\n\tpath = ");
+    config.push_str(&config_value(&user_config));
+    config.push('\n');
+    let objects = user_git_path(repo, "objects")?;
+    let alternates = dot.join("objects/info/alternates");
+    fs::create_dir_all(dot.join("objects/info")).ctx("create directory", dot)?;
+    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)?;
+    for name in ["info/exclude", "shallow"] {
+        let from = user_git_path(repo, name)?;
+        if from.is_file() {
+            let to = dot.join(name);
+            fs::create_dir_all(to.parent().unwrap_or(dot)).ctx("create directory", &to)?;
+            fs::copy(&from, &to).ctx("copy into", &to)?;
+        }
+    }
+    // The user's branches and tags, as they are now, private to the workspace.
+    let refs = run(git(repo).args([
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        "refs/heads",
+        "refs/tags",
+        "refs/remotes",
+    ]))?;
+    let packed = dot.join("packed-refs");
+    fs::write(&packed, refs).ctx("write", &packed)?;
+    Ok(())
+}
+
+/// The index of the snapshot in `dot`: the checkout's when there is one, else read from the
+/// commit; then the paths off the commit; then stat data and fsmonitor validity for all.
+fn build_index(dot: &Path, spec: &BaseSpec<'_>) -> Result<(), StagingError> {
+    let dot = dot.to_path_buf();
+    let index = dot.join("index");
+    match &spec.index {
+        Some(ready) => fs::rename(ready, &index).ctx("move the index to", &index)?,
+        None => {
+            let mut read = private(&dot, spec.tree);
+            read.arg("read-tree");
+            match spec.commit {
+                Some(commit) => read.arg(commit),
+                None => read.arg("--empty"),
+            };
+            run(&mut read)?;
+        }
+    }
+    if !spec.off_commit.is_empty() {
+        let list: Vec<u8> = spec
+            .off_commit
+            .iter()
+            .flat_map(|p| p.bytes().chain([0]))
+            .collect();
+        run_with_input(
+            private(&dot, spec.tree).args([
+                "update-index",
+                "--add",
+                "--remove",
+                "--replace",
+                "-z",
+                "--stdin",
+            ]),
+            &list,
+        )?;
+    }
+    if spec.index.is_none() {
+        // Stat data for every entry read from the commit (this hashes each file once).
+        run(private(&dot, spec.tree).args(["update-index", "-q", "--refresh"]))?;
+    }
+    mark_valid(&dot, spec.tree, &dot.join("forge-fsmonitor"))
+}
+
+/// Writes the index of `dot` with the fsmonitor extension, every entry whose stat data matches
+/// the file in `tree` marked valid under the token `forge-snapshot`, as the fsmonitor `hook`
+/// asks (the workspace hook, outside an overlay, asks for every entry to be checked).
+fn mark_valid(dot: &Path, tree: &Path, hook: &Path) -> Result<(), StagingError> {
+    let mut cmd = private(dot, tree);
+    cmd.arg("-c")
+        .arg(fsmonitor_setting(hook)?)
+        .args(["update-index", "-q", "--refresh"]);
+    run(&mut cmd).map(drop)
+}
+
+/// `core.fsmonitor` running the hook script `hook`.
+fn fsmonitor_setting(hook: &Path) -> Result<String, StagingError> {
+    let hook = std::path::absolute(hook).ctx("resolve", hook)?;
+    Ok(format!(
+        "core.fsmonitor=sh '{}'",
+        hook.to_string_lossy().replace('\'', r"'\''")
+    ))
+}
+
+/// Commits the index of `dot` on top of `parent` (if any) unless it holds `parent`'s tree;
+/// returns the commit `HEAD` should be at.
+fn commit_snapshot(
+    dot: &Path,
+    tree: &Path,
+    parent: Option<&str>,
+    message: &str,
+) -> Result<String, StagingError> {
+    // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
+    // fsmonitor off) would drop the validity `mark_valid` records.
+    let copy = dot.join("index.forge-write-tree");
+    fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
+    let written = run(private(dot, tree)
+        .env("GIT_INDEX_FILE", &copy)
+        .arg("write-tree"));
+    fs::remove_file(&copy).ctx("remove", &copy)?;
+    let written = text(&written?);
+    if let Some(parent) = parent {
+        let parent_tree = text(&run(
+            private(dot, tree).args(["rev-parse", &format!("{parent}^{{tree}}")])
+        )?);
+        if parent_tree == written {
+            return Ok(parent.to_owned());
+        }
+    }
+    let mut cmd = private(dot, tree);
+    cmd.args(["commit-tree", "--no-gpg-sign", &written, "-m", message])
+        .env("GIT_AUTHOR_NAME", "Forge")
+        .env("GIT_AUTHOR_EMAIL", "forge@localhost")
+        .env("GIT_COMMITTER_NAME", "Forge")
+        .env("GIT_COMMITTER_EMAIL", "forge@localhost");
+    if let Some(parent) = parent {
+        cmd.args(["-p", parent]);
+    }
+    Ok(text(&run(&mut cmd)?))
+}
+
+/// Builds `<out>/.git` for a delta layer: the base layer's repository with the delta's changes
+/// (whose files are in `layer_tree`) committed on top.
+pub(crate) fn build_delta(
+    base_layer: &Path,
+    layer_tree: &Path,
+    delta: &ChangeSet,
+    out: &Path,
+) -> Result<(), StagingError> {
+    let dot = out.join(".git");
+    fs::create_dir_all(out).ctx("create directory", out)?;
+    install(&base_layer.join(".git"), &dot)?;
+    // While the delta is written into the index, git is told (by a hook that lists them) that
+    // only the delta's paths may have changed: the base's entries keep their validity.
+    let (hook, changed) = (
+        out.with_file_name("fsmonitor-build.sh"),
+        out.with_file_name("fsmonitor-build.list"),
+    );
+    fs::write(&hook, BUILD_HOOK).ctx("write", &hook)?;
+    let listed: Vec<u8> = delta
+        .paths()
+        .flat_map(|p| {
+            p.as_str()
+                .bytes()
+                .chain([0])
+                .chain(p.as_str().bytes())
+                .chain(*b"/\0")
+        })
+        .collect();
+    fs::write(&changed, listed).ctx("write", &changed)?;
+    let setting = fsmonitor_setting(&hook)?;
+    let list = |deleted: bool| -> Vec<u8> {
+        delta
+            .iter()
+            .filter(|(_, c)| c.after().is_none() == deleted)
+            .flat_map(|(p, _): (&RepoPath, _)| p.as_str().bytes().chain([0]))
+            .collect()
+    };
+    let (gone, written) = (list(true), list(false));
+    if !gone.is_empty() {
+        run_with_input(
+            private(&dot, layer_tree).arg("-c").arg(&setting).args([
+                "update-index",
+                "--force-remove",
+                "-z",
+                "--stdin",
+            ]),
+            &gone,
+        )?;
+    }
+    if !written.is_empty() {
+        run_with_input(
+            private(&dot, layer_tree).arg("-c").arg(&setting).args([
+                "update-index",
+                "--add",
+                "--replace",
+                "-z",
+                "--stdin",
+            ]),
+            &written,
+        )?;
+    }
+    mark_valid(&dot, layer_tree, &hook)?;
+    fs::remove_file(&hook).ctx("remove", &hook)?;
+    fs::remove_file(&changed).ctx("remove", &changed)?;
+    let parent = text(&run(private(&dot, layer_tree).args(["rev-parse", "HEAD"]))?);
+    let head = commit_snapshot(
+        &dot,
+        layer_tree,
+        Some(&parent),
+        &format!(
+            "forge: the changes integrated before this workspace ({} paths)",
+            delta.len()
+        ),
+    )?;
+    run(private(&dot, layer_tree).args(["update-ref", "HEAD", &head]))?;
+    Ok(())
+}
+
+/// Makes `dest` (a new `.git` directory) a copy of the repository `src` (a git layer's
+/// `.git`), sharing its objects through `alternates` instead of copying them.
+pub(crate) fn install(src: &Path, dest: &Path) -> Result<(), StagingError> {
+    copy_dir(src, dest, true)?;
+    let info = dest.join("objects/info");
+    fs::create_dir_all(&info).ctx("create directory", &info)?;
+    fs::create_dir_all(dest.join("objects/pack")).ctx("create directory", dest)?;
+    let alternates = info.join("alternates");
+    let objects = std::path::absolute(src.join("objects")).ctx("resolve", src)?;
+    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)
+}
+
+fn copy_dir(src: &Path, dest: &Path, top: bool) -> Result<(), StagingError> {
+    fs::create_dir(dest).ctx("create directory", dest)?;
+    for entry in fs::read_dir(src).ctx("list", src)? {
+        let entry = entry.ctx("list", src)?;
+        if top && entry.file_name() == "objects" {
+            continue;
+        }
+        let (from, to) = (entry.path(), dest.join(entry.file_name()));
+        let ft = entry.file_type().ctx("stat", &from)?;
+        if ft.is_dir() {
+            copy_dir(&from, &to, false)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to).ctx("copy into", &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes the stat data of the workspace repository's index after Forge wrote files in it.
+pub(crate) fn refresh(work_tree: &Path) -> Result<(), StagingError> {
+    run(private(&work_tree.join(".git"), work_tree).args(["update-index", "-q", "--refresh"]))
+        .map(drop)
+}
+
+/// Checks out every file of the workspace repository's index into `work_tree`, recording the
+/// files' stat data in the index.
+pub(crate) fn checkout(work_tree: &Path) -> Result<(), StagingError> {
+    run(private(&work_tree.join(".git"), work_tree).args([
+        "checkout-index",
+        "--all",
+        "--force",
+        "--quiet",
+        "--index",
+    ]))
+    .map(drop)
+}
