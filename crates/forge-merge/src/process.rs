@@ -153,6 +153,7 @@ pub(crate) fn describe(cmd: &Command) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use forge_testkit::procs::group_is_gone;
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");
@@ -186,35 +187,6 @@ mod tests {
             .parse()
             .unwrap();
         (f, pgid)
-    }
-
-    /// Whether a live (not zombie) process is in group `pgid`, from `/proc`.
-    fn group_has_live_process(pgid: i32) -> bool {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                return false;
-            };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
-            let Some((_, rest)) = stat.rsplit_once(") ") else {
-                return false;
-            };
-            let mut fields = rest.split(' ');
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
-        })
-    }
-
-    /// Whether no live process is left in group `pgid`. A process killed with SIGKILL may need a moment to
-    /// die, so this waits for it, but a group that is not killed stays (its `sleep 30`).
-    fn group_is_gone(pgid: i32) -> bool {
-        for _ in 0..200 {
-            if !group_has_live_process(pgid) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        false
     }
 
     #[test]

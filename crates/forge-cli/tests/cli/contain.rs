@@ -6,6 +6,7 @@
 //! Tests needing a PID namespace (or a cgroup, or `unshare`) skip with the reason where the host
 //! has none, and fail instead when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
 
+use forge_testkit::procs::marked_processes as marked;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::Stdio;
 
@@ -36,29 +37,6 @@ fn namespaces(test: &str) -> bool {
         );
     }
     ok
-}
-
-/// Live (non-zombie) processes whose environment holds `FORGE_TEST_MARK=<mark>`.
-fn marked(mark: &str) -> Vec<i32> {
-    let needle = format!("FORGE_TEST_MARK={mark}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
-            s.rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next())
-                .is_some_and(|st| st == "Z" || st == "X")
-        });
-        if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 fn mark(test: &str) -> String {

@@ -5,6 +5,7 @@
 //! Tests that need a PID namespace or a writable cgroup skip with the reason where the host has
 //! none, and fail instead when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
 
+use forge_testkit::procs::marked_processes;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -32,29 +33,6 @@ fn skip(test: &str, why: &str) -> bool {
     );
     let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
     false
-}
-
-/// Live (non-zombie) processes whose environment holds `FORGE_TEST_MARK=<mark>`.
-fn marked_processes(mark: &str) -> Vec<i32> {
-    let needle = format!("FORGE_TEST_MARK={mark}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
-            s.rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next())
-                .is_some_and(|st| st == "Z" || st == "X")
-        });
-        if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 /// A script that leaves, before it exits 0 (or waits to be stopped), a `setsid` child holding

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use forge_merge::{CommandStatus, Gate, GateCommand};
 use forge_staging::{StagerConfig, StagerKind};
+use forge_testkit::procs::group_is_gone;
 
 use crate::common::Fixture;
 
@@ -93,30 +94,4 @@ fn a_failure_stops_the_sequence_and_time_limits_hold() {
         "parallel: both ran"
     );
     assert_eq!(report.commands[1].output, "done\n");
-}
-
-/// Whether no live (not zombie) process is left in group `pgid` (read from `/proc`), waiting a
-/// moment for processes killed with SIGKILL to die.
-fn group_is_gone(pgid: i32) -> bool {
-    let live = || {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(") ") else {
-                return false;
-            };
-            let mut fields = rest.split(' ');
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
-        })
-    };
-    for _ in 0..200 {
-        if !live() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    false
 }
