@@ -379,7 +379,7 @@ impl Plan {
     /// Returns the edges added.
     pub fn serialize_conflicts(&mut self) -> Vec<AddedEdge> {
         let sets = validate::write_sets(self);
-        let conflicts = forge_locks::conflicts(&sets);
+        let conflicts = forge_locks::claim_overlaps(&sets);
         if conflicts.is_empty() {
             return Vec::new();
         }
