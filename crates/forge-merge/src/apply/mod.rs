@@ -16,11 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext as _;
 use crate::merge::{PathMerger, PathResult, Settle, Side};
-use crate::{Conflict, ConflictKind, GateReport, Integration, MergeError, MergeStrategy};
+use crate::{Conflict, ConflictKind, GateReport, Integration, MergeError, MergeStrategy, Party};
 use safe::{DirState, Identity, OnDisk, Root};
-
-/// The label of the user's side in conflicts found while applying.
-pub const WORKING_TREE: &str = "working tree";
 
 const JOURNAL: &str = "apply-journal.json";
 const JOURNAL_VERSION: u32 = 1;
@@ -532,8 +529,8 @@ fn plan(
             } else {
                 tasks.join(", ")
             };
-            let mut all = vec![WORKING_TREE.to_owned()];
-            all.extend(tasks);
+            let mut all = vec![Party::WorkingTree];
+            all.extend(tasks.into_iter().map(Party::Task));
             let choice = choices.for_path(path);
             let strategy = match choice {
                 OnConflict::Ours => MergeStrategy::Ours,
@@ -545,7 +542,7 @@ fn plan(
                 base_entry,
                 Side {
                     entry: on_disk,
-                    label: WORKING_TREE,
+                    label: Party::WORKING_TREE_LABEL,
                 },
                 Side {
                     entry: desired,
@@ -622,8 +619,13 @@ fn user_conflict(
     kind: ConflictKind,
     note: Option<String>,
 ) -> Conflict {
-    let mut tasks = vec![WORKING_TREE.to_owned()];
-    tasks.extend(integration.writers(path.as_str()));
+    let mut tasks = vec![Party::WorkingTree];
+    tasks.extend(
+        integration
+            .writers(path.as_str())
+            .into_iter()
+            .map(Party::Task),
+    );
     let mut c = Conflict::new(path.clone(), kind, tasks, MergeStrategy::Fail);
     c.note = note;
     c
