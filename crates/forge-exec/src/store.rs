@@ -18,7 +18,6 @@
 //! ```
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use forge_events::{RunId, TaskId};
@@ -225,22 +224,9 @@ fn process_start_time(pid: i32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
-/// Writes `path` atomically and durably: a synced temporary file renamed over it, then the
-/// directory synced.
+/// Writes `path` atomically and durably ([`forge_staging::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), ExecError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| ExecError::io("create", dir, e))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).map_err(|e| ExecError::io("create", &tmp, e))?;
-    file.write_all(content)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ExecError::io("write", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| ExecError::io("rename", path, e))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ExecError::io("sync", dir, e))
+    forge_staging::write_atomically(path, content).map_err(|e| ExecError::io("save", path, e))
 }
 
 /// Writes `value` as JSON, atomically and durably.

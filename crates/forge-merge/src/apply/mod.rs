@@ -5,7 +5,6 @@ mod safe;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,22 +255,10 @@ fn alive(pid: u32) -> bool {
     )
 }
 
-/// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix:
-/// a temporary file beside it, synced, renamed over it, and the directory synced.
+/// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix
+/// ([`forge_staging::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), MergeError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).ctx("create", &tmp)?;
-    file.write_all(content).ctx("write", &tmp)?;
-    file.sync_all().ctx("sync", &tmp)?;
-    fs::rename(&tmp, path).ctx("rename into place", path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .ctx("sync directory", dir)?;
-    }
-    Ok(())
+    forge_staging::write_atomically(path, content).ctx("save", path)
 }
 
 fn split(path: &RepoPath) -> (&str, &str) {
