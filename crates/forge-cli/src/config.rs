@@ -125,7 +125,7 @@ impl Context {
 
     /// The `.forge/runs` directory of the repository.
     pub(crate) fn runs_dir(&self) -> PathBuf {
-        self.repo.join(".forge").join("runs")
+        forge_events::layout::runs_dir(&self.repo)
     }
 }
 
