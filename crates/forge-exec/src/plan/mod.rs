@@ -9,6 +9,7 @@
 mod parse;
 pub mod preview;
 mod problem;
+pub mod split;
 mod tree;
 mod validate;
 mod write;
