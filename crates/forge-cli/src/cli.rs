@@ -107,7 +107,14 @@ pub(crate) enum Command {
     /// Print completion candidates the repository knows (used by the completion scripts).
     #[command(name = "__complete", hide = true)]
     Complete(CompleteArgs),
+    /// Serve Forge's tools to an agent host (Claude Code, droid) over MCP on stdin/stdout:
+    /// plan, validate, run, status, wait, logs, diff, apply, abort (`forge init` registers it).
+    Mcp(McpArgs),
 }
+
+/// `forge mcp`.
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {}
 
 /// `forge __complete`.
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ mod demo;
 mod diff;
 mod error;
 mod init;
+mod mcp;
 mod partial;
 mod plan_file;
 mod planner;
@@ -185,6 +186,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
+        Command::Mcp(_) => runtime()?.block_on(mcp::serve(&ctx)),
         Command::Completions(_)
         | Command::Complete(_)
         | Command::SimAgent(_)
