@@ -37,10 +37,10 @@ impl ToolError {
     /// Reads the report a `forge` command printed on stderr: everything before its last
     /// `error: ` line, that line, and the `hint: ` line after it. `None` when it has none.
     pub(crate) fn from_report(stderr: &str) -> Option<Self> {
-        let start = if stderr.starts_with("error: ") {
-            0
-        } else {
-            stderr.rfind("\nerror: ")? + 1
+        let start = match stderr.rfind("\nerror: ") {
+            Some(i) => i + 1,
+            None if stderr.starts_with("error: ") => 0,
+            None => return None,
         };
         let report = stderr[..start].trim_end();
         let rest = &stderr[start + "error: ".len()..];
