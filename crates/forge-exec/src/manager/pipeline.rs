@@ -377,7 +377,11 @@ async fn attempt_task(
         .store
         .attempt_dir(&shared.run, task.id.as_str(), attempt);
     std::fs::create_dir_all(&attempt_dir).map_err(|e| ExecError::io("create", &attempt_dir, e))?;
-    let mut prompt = task.prompt.clone();
+    // A retried task starts from its previous attempt: prompt, session, workspace state.
+    let start = super::retry::attempt_start(shared, task, profile);
+    let mut prompt = start.prompt;
+    let mut session = start.session;
+    let mut restore = start.restore;
     let mut pass = 0u32;
     loop {
         if ctx.cancel.is_cancelled() {
@@ -395,6 +399,10 @@ async fn attempt_task(
             let _turn = shared.heavy.acquire().await;
             blocking(move || stager.stage(&snapshot, &name)).await??
         };
+        if let Some(changes) = restore.take() {
+            let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
+            blocking(move || super::retry::restore_changes(&root, &changes, &blobs)).await??;
+        }
         if pass == 0 {
             shared.publish(
                 &task.id,
@@ -415,13 +423,21 @@ async fn attempt_task(
         let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
         std::fs::write(&prompt_file, &prompt)
             .map_err(|e| ExecError::io("write", &prompt_file, e))?;
-        let mut spec = profile
-            .command(&PromptVars {
-                prompt: &prompt,
-                prompt_file: &prompt_file,
-                model: task.model.as_deref(),
-            })
-            .map_err(|e| ExecError::Agent(e.to_string()))?;
+        let vars = PromptVars {
+            prompt: &prompt,
+            prompt_file: &prompt_file,
+            model: task.model.as_deref(),
+        };
+        let resumed = match &session {
+            Some(id) => profile.resume_command(&vars, id),
+            None => Ok(None),
+        };
+        let mut spec = match resumed {
+            Ok(Some(spec)) => Ok(spec),
+            Ok(None) => profile.command(&vars),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| ExecError::Agent(e.to_string()))?;
         ws.path().clone_into(&mut spec.cwd);
         spec.env
             .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
@@ -509,7 +525,8 @@ async fn attempt_task(
             });
         }
         if exit.code != Some(0) {
-            dispose(ws).await;
+            // What it did so far is where a retry of the task starts.
+            super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
             let what = match (exit.code, exit.signal) {
                 _ if exit.memory_limit_hit => format!(
                     "killed by its memory limit ({}); raise `memory` for this task",
@@ -660,6 +677,7 @@ async fn attempt_task(
                     task.prompt,
                     describe_conflicts(shared, task, &outcome)
                 );
+                session = None;
                 pass += 1;
             }
         }
