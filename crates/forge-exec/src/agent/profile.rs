@@ -311,6 +311,14 @@ impl Profiles {
     /// `--auto medium` (edits, builds and tests; no irreversible commands), opencode with its
     /// defaults (everything allowed). No prompt can be read as an option: it follows `--`, is
     /// glued to its option (`--prompt=…`), or is passed as a file.
+    ///
+    /// Claude Code (`--resume`), Codex (`exec resume`) and the simulated agent (`--resume`)
+    /// have `resume_args`: a retried attempt continues their session from a new workspace.
+    /// droid (`-s`), Gemini CLI (`--resume`) and opencode (`--session`) keep their sessions per
+    /// project directory, and every attempt has a workspace of its own: their sessions do not
+    /// resume there (droid exits 1, Gemini says "No previous sessions found for this project",
+    /// opencode fails with a server error), so they have none and a retried attempt gets the
+    /// previous one's final message and diff in its prompt.
     #[allow(clippy::too_many_lines)] // the table of built-in agents
     pub fn builtin() -> Self {
         use OutputFormat::{Amp, Claude, Codex, Droid, Gemini, Opencode, Text};
@@ -331,20 +339,7 @@ impl Profiles {
                 ],
                 Droid,
                 "install Factory's droid CLI (`curl -fsSL https://app.factory.ai/cli | sh`, see https://docs.factory.ai/cli)",
-            )
-            .with_resume_args(&[
-                "exec",
-                "--auto",
-                "medium",
-                "-o",
-                "stream-json",
-                "-s",
-                "{session}",
-                "--model",
-                "{model}",
-                "-f",
-                "{prompt_file}",
-            ]),
+            ),
             Profile::new(
                 "claude",
                 "claude",
@@ -426,19 +421,7 @@ impl Profiles {
                 ],
                 Gemini,
                 "install the Gemini CLI (`npm install -g @google/gemini-cli`)",
-            )
-            .with_resume_args(&[
-                "--skip-trust",
-                "--resume",
-                "{session}",
-                "--prompt={prompt}",
-                "-o",
-                "stream-json",
-                "--approval-mode",
-                "yolo",
-                "--model",
-                "{model}",
-            ]),
+            ),
             Profile::new(
                 "opencode",
                 "opencode",
@@ -447,18 +430,7 @@ impl Profiles {
                 ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
-            )
-            .with_resume_args(&[
-                "run",
-                "--format",
-                "json",
-                "--session",
-                "{session}",
-                "--model",
-                "{model}",
-                "--",
-                "{prompt}",
-            ]),
+            ),
             Profile::new(
                 "amp",
                 "amp",

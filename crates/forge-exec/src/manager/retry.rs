@@ -219,8 +219,9 @@ pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> 
     };
     if let Some(session) = retry.session.clone().filter(|_| profile.can_resume()) {
         let mut prompt = String::from(
-            "Forge: this task is being retried. The workspace holds what your previous attempt \
-             left, on top of the other tasks' finished work.\n\n",
+            "Forge: this task is being retried. Your working directory is a new workspace: it \
+             holds what your previous attempt left, on top of the other tasks' finished work. \
+             Work in the current directory (the previous attempt's directory is gone).\n\n",
         );
         prompt.push_str(&instructions);
         prompt.push('\n');
