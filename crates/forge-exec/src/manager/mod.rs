@@ -32,6 +32,7 @@
 
 mod apply;
 mod audit;
+mod check;
 mod pipeline;
 mod resume;
 mod retry;

@@ -272,6 +272,8 @@ struct OutputEvents<'a> {
     stop: tokio_util::sync::CancellationToken,
     /// Why the agent was stopped: it kept failing to reach its model.
     gave_up: Option<String>,
+    /// The session the agent named.
+    session: Option<String>,
 }
 
 impl OutputEvents<'_> {
@@ -340,7 +342,7 @@ impl OutputEvents<'_> {
                 }
                 AgentEvent::Session(session) => EventKind::TaskSession {
                     attempt: self.attempt,
-                    session,
+                    session: self.session.insert(session).clone(),
                 },
                 AgentEvent::GiveUp(reason) => {
                     self.stop.cancel();
@@ -383,17 +385,21 @@ async fn attempt_task(
     let mut session = start.session;
     let mut restore = start.restore;
     let mut pass = 0u32;
+    // Rounds of `check` feedback so far (the agent runs again in the same state).
+    let mut check_round = 0u32;
     loop {
         if ctx.cancel.is_cancelled() {
             return Ok(cancelled("cancelled before the agent started"));
         }
         // 2. A workspace from the integrated tree as it is now.
         let snapshot = current_snapshot(shared).await?;
-        let name = if pass == 0 {
-            format!("{}-{attempt}", task.id)
-        } else {
-            format!("{}-{attempt}-rerun{pass}", task.id)
+        let suffix = match (pass, check_round) {
+            (0, 0) => String::new(),
+            (0, n) => format!("-check{n}"),
+            (p, 0) => format!("-rerun{p}"),
+            (p, n) => format!("-rerun{p}-check{n}"),
         };
+        let name = format!("{}-{attempt}{suffix}", task.id);
         let stager = shared.stager.clone();
         let ws: Workspace = {
             let _turn = shared.heavy.acquire().await;
@@ -403,7 +409,7 @@ async fn attempt_task(
             let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
             blocking(move || super::retry::restore_changes(&root, &changes, &blobs)).await??;
         }
-        if pass == 0 {
+        if pass == 0 && check_round == 0 {
             shared.publish(
                 &task.id,
                 EventKind::TaskStarted {
@@ -415,11 +421,6 @@ async fn attempt_task(
             );
         }
         // 3. The agent.
-        let suffix = if pass == 0 {
-            String::new()
-        } else {
-            format!("-rerun{pass}")
-        };
         let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
         std::fs::write(&prompt_file, &prompt)
             .map_err(|e| ExecError::io("write", &prompt_file, e))?;
@@ -454,6 +455,7 @@ async fn attempt_task(
             attempt,
             stop: ctx.cancel.child_token(),
             gave_up: None,
+            session: None,
         };
         let stop = output.stop.clone();
         let env = AttemptEnv {
@@ -479,6 +481,7 @@ async fn attempt_task(
             .take()
             .or_else(|| output.parser.last_stderr().map(str::to_owned));
         let gave_up = output.gave_up.take();
+        let agent_session = output.session.take();
         let exit = match exit {
             Ok(exit) => exit,
             Err(e) => {
@@ -548,6 +551,60 @@ async fn attempt_task(
                 files_changed: Vec::new(),
                 message: Some(message),
             });
+        }
+        // Checks in the task's workspace; a failure goes back to the agent.
+        if !task.check.is_empty() {
+            check_round += 1;
+            match super::check::run_checks(shared, task, attempt, check_round, &ws, ctx).await? {
+                super::check::CheckOutcome::Passed => {}
+                super::check::CheckOutcome::Stopped => {
+                    dispose(ws).await;
+                    return Ok(cancelled("stopped while its check ran"));
+                }
+                super::check::CheckOutcome::Failed {
+                    command,
+                    how,
+                    output,
+                } => {
+                    if check_round > task.check_rounds {
+                        super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
+                        return Ok(TaskOutcome::failed(format!(
+                            "its check `{command}` failed ({how}){}",
+                            if task.check_rounds > 0 {
+                                format!(
+                                    " after {} round(s) of feedback to the agent",
+                                    task.check_rounds
+                                )
+                            } else {
+                                String::new()
+                            }
+                        )));
+                    }
+                    let text = super::check::feedback(&command, &how, &output);
+                    // The agent goes on from where it is: same session where it can, same files.
+                    let turn = shared.heavy.acquire().await;
+                    let (ws, changes) = blocking(move || {
+                        let changes = ws.changes();
+                        (ws, changes)
+                    })
+                    .await?;
+                    drop(turn);
+                    dispose(ws).await;
+                    restore = Some(changes?);
+                    let continued = agent_session
+                        .or_else(|| session.clone())
+                        .filter(|_| profile.can_resume());
+                    prompt = match &continued {
+                        Some(_) => text,
+                        None => format!(
+                            "{}\n\n---\nYour changes so far are in the workspace.\n{text}",
+                            task.prompt
+                        ),
+                    };
+                    session = continued;
+                    continue;
+                }
+            }
         }
         // 4. Capture, 5. persist: durable before anything is integrated or recorded.
         let turn = shared.heavy.acquire().await;
