@@ -5,6 +5,7 @@
 
 mod agents;
 mod basics;
+mod checks;
 mod conflicts;
 mod contain;
 mod dashboard;
@@ -15,6 +16,7 @@ mod partial;
 mod plan;
 mod preview;
 mod push;
+mod retry;
 mod review;
 mod run;
 mod runs;
