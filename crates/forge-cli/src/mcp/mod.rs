@@ -7,10 +7,10 @@
 //!   the run's journal in this process (they print nothing);
 //! - `forge_plan`, `forge_diff`, `forge_apply`, `forge_logs` and `forge_abort` run the `forge`
 //!   command as a child ([`child`] says why), and read its JSON or the run's journal after it;
-//! - `forge_run` starts `forge run --no-apply --json` detached (its own process group): an
-//!   ordinary journaled, resumable run that `forge status` and the dashboard show, and that
-//!   goes on when the host closes the server. It returns the run's id as soon as the run's
-//!   first event names it.
+//! - `forge_run` starts `forge run --no-apply --json` detached (its own process group), and
+//!   `forge_retry` `forge retry` likewise: an ordinary journaled, resumable run that
+//!   `forge status` and the dashboard show, and that goes on when the host closes the server.
+//!   They return the run's id as soon as the run's first event names it.
 //!
 //! A bad request (an unknown run, an invalid plan, a path outside the repository) is a tool
 //! error carrying Forge's message and hint ([`ToolError`]); the server goes on.
@@ -39,8 +39,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 pub(crate) use error::ToolError;
 use params::{
     AbortParams, AbortResult, ApplyParams, ApplyResult, DiffParams, DiffResult, LogsParams,
-    LogsResult, PlanParams, PlanResult, PlanTask, RunParams, RunStarted, StatusParams,
-    ValidateParams, ValidateResult, WaitParams, WaitResult,
+    LogsResult, PlanParams, PlanResult, PlanTask, RetryParams, RetryStarted, RunParams, RunStarted,
+    StatusParams, ValidateParams, ValidateResult, WaitParams, WaitResult,
 };
 use status::{Liveness, RunStatus};
 
@@ -70,7 +70,8 @@ tests and applies the result only when asked. Typical flow: forge_plan (a reques
 validated plan; or write one and check it with forge_validate), forge_run (returns the run id \
 at once), forge_wait (progress while it runs; the summary at the end), forge_diff to review, \
 then forge_apply (all tasks or some; or a branch). forge_status, forge_logs and forge_abort \
-look at or stop a run. Run ids may be shortened to a unique prefix; no run means the latest.";
+look at or stop a run; forge_retry runs a failed task again with feedback. Run ids may be \
+shortened to a unique prefix; no run means the latest.";
 
 /// `forge mcp`: serves the tools on stdin/stdout until the host closes the connection.
 pub(crate) async fn serve(ctx: &Context) -> CliResult {
@@ -486,6 +487,34 @@ impl ForgeServer {
             output: out.stdout.trim_end().to_owned(),
             applied: status.applied,
             summary: status.summary,
+        }))
+    }
+
+    /// Runs one task again with feedback.
+    #[tool(
+        name = "forge_retry",
+        description = "Run one task of a finished, failed or interrupted Forge run (default: \
+        the latest) again with feedback (`prompt`: instructions added to its prompt; its agent \
+        continues its session where it can), then the tasks depending on it; every other \
+        task's result is kept. Starts in the background and returns at once: follow it with \
+        forge_wait on the same run."
+    )]
+    async fn forge_retry(
+        &self,
+        Parameters(p): Parameters<RetryParams>,
+    ) -> Result<Json<RetryStarted>, ToolError> {
+        check_word("task", &p.task)?;
+        let run = self.resolve(p.run).await?;
+        let mut args = vec!["retry".to_owned(), p.task.clone(), run.to_string()];
+        if let Some(prompt) = &p.prompt {
+            args.push(format!("--prompt={prompt}"));
+        }
+        args.extend(["--no-apply".to_owned(), "--json".to_owned()]);
+        let (run, pid) = start_detached(self.repo(), &args).await?;
+        Ok(Json(RetryStarted {
+            run,
+            task: p.task,
+            pid,
         }))
     }
 

@@ -314,3 +314,27 @@ pub(crate) struct AbortResult {
     /// The run's state after it stopped.
     pub(crate) status: RunStatus,
 }
+
+/// `forge_retry`'s parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetryParams {
+    /// The task to run again.
+    pub(crate) task: String,
+    /// The run: its id or a unique prefix (default: the latest).
+    pub(crate) run: Option<String>,
+    /// Feedback: instructions added to the task's prompt (its agent continues its own
+    /// session where its CLI can).
+    pub(crate) prompt: Option<String>,
+}
+
+/// `forge_retry`'s result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RetryStarted {
+    /// The run (the same run, going on): give it to forge_wait.
+    pub(crate) run: String,
+    /// The task run again.
+    pub(crate) task: String,
+    /// The process id of `forge retry`, which goes on in the background.
+    pub(crate) pid: u32,
+}

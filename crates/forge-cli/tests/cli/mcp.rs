@@ -109,7 +109,7 @@ fn two_tasks(secs: u32) -> String {
     )
 }
 
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "forge_plan",
     "forge_validate",
     "forge_run",
@@ -119,6 +119,7 @@ const TOOLS: [&str; 9] = [
     "forge_diff",
     "forge_apply",
     "forge_abort",
+    "forge_retry",
 ];
 
 #[test]
@@ -570,6 +571,49 @@ fn abort_stops_a_run_which_stays_resumable() {
         )
         .await;
         assert_eq!(waited["finished"], true, "{waited}");
+        session.cancel().await.unwrap();
+    });
+}
+
+#[test]
+fn a_failed_task_is_retried_with_feedback_and_the_run_goes_on() {
+    let repo = Repo::new();
+    runtime().block_on(async {
+        let (session, _) = connect(&repo).await;
+        let plan = format!(
+            "name = \"fix\"\n\n{}{}",
+            task("broken", "writes = [\"b/**\"]", "write b/partial.txt\nhalf\nend\nfail 3"),
+            task(
+                "after",
+                "writes = [\"c/**\"]\nafter = [\"broken\"]",
+                "write c/x\nc\nend"
+            )
+        );
+        let run = call(&session, "forge_run", json!({"plan_text": plan})).await["run"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let failed = call(&session, "forge_wait", json!({"run": run})).await;
+        assert_eq!(failed["status"]["exit_code"], 1, "{failed}");
+        assert_eq!(failed["status"]["tasks"][0]["status"], "failed", "{failed}");
+
+        let e = call_err(&session, "forge_retry", json!({"run": run, "task": "brokn"})).await;
+        assert!(e.contains("did you mean `broken`?"), "{e}");
+        let feedback = "Finish the job.\n\n```forge-sim\nrun test -f b/partial.txt\nwrite b/done.txt\ndone\nend\n```\n";
+        let retried = call(
+            &session,
+            "forge_retry",
+            json!({"run": run, "task": "broken", "prompt": feedback}),
+        )
+        .await;
+        assert_eq!(retried["run"], run.as_str(), "{retried}");
+        let done = call(&session, "forge_wait", json!({"run": run})).await;
+        assert_eq!(done["status"]["phase"], "succeeded", "{done}");
+        assert_eq!(done["status"]["tasks"][0]["attempt"], 2, "{done}");
+        assert_eq!(done["status"]["tasks"][1]["status"], "succeeded", "{done}");
+        call(&session, "forge_apply", json!({"run": run})).await;
+        assert_eq!(repo.read("b/done.txt"), "done\n");
+        assert_eq!(repo.read("c/x"), "c\n");
         session.cancel().await.unwrap();
     });
 }
