@@ -12,6 +12,7 @@ mod dashboard;
 mod demo;
 mod init;
 mod mcp;
+mod mcp_agents;
 mod partial;
 mod plan;
 mod preview;
