@@ -76,8 +76,9 @@ fn host(program: &std::path::Path, repo: &Repo, setup: &agents::Setup, args: &[&
 }
 
 /// What every host's test checks once the host exited: the plan, one succeeded run, the
-/// files applied, the summary in the final answer and the tools offered to the model.
-fn check_outcome(repo: &Repo, server: &ModelServer, stdout: &str, prefix: &str) {
+/// files applied, the summary in the final answer and (`offered`: for a host that lists MCP
+/// tools up front rather than behind a tool search) the tools offered to the model.
+fn check_outcome(repo: &Repo, server: &ModelServer, stdout: &str, prefix: &str, offered: bool) {
     assert!(repo.path().join(".forge/plan.toml").is_file(), "{stdout}");
     let runs = repo.runs();
     assert_eq!(runs.len(), 1, "{stdout}");
@@ -94,7 +95,7 @@ fn check_outcome(repo: &Repo, server: &ModelServer, stdout: &str, prefix: &str) 
         .into_iter()
         .filter(|c| c.user_text.contains(OUTER))
         .collect();
-    let offered = &calls
+    let tools = &calls
         .first()
         .expect("no model call of the outer conversation")
         .tools;
@@ -105,7 +106,10 @@ fn check_outcome(repo: &Repo, server: &ModelServer, stdout: &str, prefix: &str) 
         "forge_apply",
         "forge_status",
     ] {
-        assert!(offered.contains(&format!("{prefix}{tool}")), "{offered:?}");
+        assert!(
+            !offered || tools.contains(&format!("{prefix}{tool}")),
+            "{tools:?}"
+        );
     }
     assert_eq!(calls.iter().map(|c| c.answered).max(), Some(4), "{stdout}");
     // The answer carries what forge_apply returned: the run, its summary, the files.
@@ -155,5 +159,53 @@ fn claude_plans_runs_waits_and_applies_through_forge_mcp() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    check_outcome(&repo, &server, &stdout, "mcp__forge__");
+    check_outcome(&repo, &server, &stdout, "mcp__forge__", true);
 }
+
+/// droid: `droid exec` in the repository, the servers of `.factory/mcp.json` as `forge init`
+/// wrote it.
+#[test]
+fn droid_plans_runs_waits_and_applies_through_forge_mcp() {
+    let Some(program) = agents::require("droid") else {
+        return;
+    };
+    let server = ModelServer::start(Script::new().when(OUTER, turns(DROID_PREFIX))).unwrap();
+    let home = tempfile::Builder::new()
+        .prefix("forge-agent-home-")
+        .tempdir()
+        .unwrap();
+    let setup = agents::setup("droid", &server.url(), home.path()).unwrap();
+    let repo = Repo::new();
+    repo.forge(&["init", "--droid"]).expect(0);
+    let model = setup.plan_model.clone().unwrap();
+    let prompt = format!("{OUTER}, with the forge MCP tools: MCP-REQ greet the user");
+    let out = host(
+        &program,
+        &repo,
+        &setup,
+        &[
+            "exec",
+            "--auto",
+            "high",
+            "-o",
+            "stream-json",
+            "--model",
+            &model,
+            &prompt,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // droid always keeps MCP tools behind its ToolSearch; that the calls by these names ran is
+    // what shows they are its names.
+    check_outcome(&repo, &server, &stdout, DROID_PREFIX, false);
+}
+
+/// How droid names an MCP server's tools for the model.
+const DROID_PREFIX: &str = "forge___";
