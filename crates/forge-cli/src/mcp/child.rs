@@ -8,6 +8,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process};
 
 use super::ToolError;
 
@@ -62,17 +65,40 @@ pub(crate) fn command(repo: &Path, args: &[String]) -> Result<tokio::process::Co
     Ok(cmd)
 }
 
-/// Runs `forge <args>` in `repo` to its end. The child is killed when the returned future is
-/// dropped (the tool call was cancelled).
-pub(crate) async fn run(repo: &Path, args: &[String]) -> Result<Output, ToolError> {
+/// How long a cancelled child has after its SIGINT to stop on its own before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `forge <args>` in `repo` to its end, or until `cancelled` completes (the tool call was
+/// cancelled): then the child gets SIGINT, as Ctrl-C (a planner stops its agent cleanly),
+/// and is killed if it is still there after [`GRACE`].
+pub(crate) async fn run(
+    repo: &Path,
+    args: &[String],
+    cancelled: impl Future<Output = ()>,
+) -> Result<Output, ToolError> {
     let mut cmd = command(repo, args)?;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| ToolError::new(format!("cannot start `forge {}`: {e}", args.join(" "))))?;
+    let what = args.first().map_or("", String::as_str);
+    let child = cmd
+        .spawn()
+        .map_err(|e| ToolError::new(format!("cannot start `forge {what}`: {e}")))?;
+    let pid = child.id();
+    let output = child.wait_with_output();
+    tokio::pin!(output);
+    let out = tokio::select! {
+        out = &mut output => out,
+        () = cancelled => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).and_then(Pid::from_raw) {
+                let _ = kill_process(pid, Signal::INT);
+            }
+            // Dropping the wait (after the grace) kills the child.
+            let _ = tokio::time::timeout(GRACE, &mut output).await;
+            return Err(ToolError::new(format!("`forge {what}` was cancelled and stopped")));
+        }
+    }
+    .map_err(|e| ToolError::new(format!("`forge {what}` could not be read: {e}")))?;
     Ok(Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -142,6 +142,7 @@ impl ForgeServer {
     async fn forge_plan(
         &self,
         Parameters(p): Parameters<PlanParams>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<PlanResult>, ToolError> {
         if p.request.trim().is_empty() {
             return Err(ToolError::new("the request is empty")
@@ -172,7 +173,7 @@ impl ForgeServer {
             }
         }
         args.extend(["--".to_owned(), p.request.clone()]);
-        let out = child::run(self.repo(), &args).await?;
+        let out = child::run(self.repo(), &args, ctx.ct.cancelled()).await?;
         if out.code != 0 {
             return Err(out.error("plan"));
         }
@@ -372,6 +373,7 @@ impl ForgeServer {
     async fn forge_logs(
         &self,
         Parameters(p): Parameters<LogsParams>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<LogsResult>, ToolError> {
         check_word("task", &p.task)?;
         let run = self.resolve(p.run).await?;
@@ -379,7 +381,7 @@ impl ForgeServer {
         if let Some(n) = p.attempt {
             args.extend(["--attempt".to_owned(), n.to_string()]);
         }
-        let out = child::run(self.repo(), &args).await?;
+        let out = child::run(self.repo(), &args, ctx.ct.cancelled()).await?;
         if out.code != 0 {
             return Err(out.error("logs"));
         }
@@ -405,6 +407,7 @@ impl ForgeServer {
     async fn forge_diff(
         &self,
         Parameters(p): Parameters<DiffParams>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<DiffResult>, ToolError> {
         let run = self.resolve(p.run).await?;
         let mut words = vec![run.to_string()];
@@ -427,7 +430,7 @@ impl ForgeServer {
             patch_args.push("--".to_owned());
             patch_args.extend(paths);
         }
-        let out = child::run(self.repo(), &json_args).await?;
+        let out = child::run(self.repo(), &json_args, ctx.ct.cancelled()).await?;
         if out.code != 0 {
             return Err(out.error("diff"));
         }
@@ -436,7 +439,7 @@ impl ForgeServer {
                 "`forge diff --json` printed something else than JSON: {e}"
             ))
         })?;
-        let patch = child::run(self.repo(), &patch_args).await?;
+        let patch = child::run(self.repo(), &patch_args, ctx.ct.cancelled()).await?;
         if patch.code != 0 {
             return Err(patch.error("diff"));
         }
@@ -475,7 +478,8 @@ impl ForgeServer {
             check_word("conflicts", c)?;
             args.push(format!("--conflicts={c}"));
         }
-        let out = child::run(self.repo(), &args).await?;
+        // An apply runs to its end (it is short, and journaled to be finished or undone).
+        let out = child::run(self.repo(), &args, std::future::pending()).await?;
         // 3: applied, with clashes left as the user had them; anything else non-zero failed.
         if out.code != 0 && out.code != i32::from(Exit::Conflicts.code()) {
             return Err(out.error("apply"));
@@ -530,7 +534,8 @@ impl ForgeServer {
         Parameters(p): Parameters<AbortParams>,
     ) -> Result<Json<AbortResult>, ToolError> {
         let run = self.resolve(p.run).await?;
-        let out = child::run(self.repo(), &["abort".to_owned(), run.to_string()]).await?;
+        let abort = ["abort".to_owned(), run.to_string()];
+        let out = child::run(self.repo(), &abort, std::future::pending()).await?;
         if out.code != 0 {
             return Err(out.error("abort"));
         }

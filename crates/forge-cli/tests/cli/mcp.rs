@@ -617,3 +617,48 @@ fn a_failed_task_is_retried_with_feedback_and_the_run_goes_on() {
         session.cancel().await.unwrap();
     });
 }
+
+#[test]
+fn a_cancelled_plan_stops_its_planner_and_writes_nothing() {
+    let repo = Repo::new();
+    let mark = format!("mcp-plan-{}", std::process::id());
+    runtime().block_on(async {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FORGE_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.arg("mcp")
+            .current_dir(repo.path())
+            .env("FORGE_TEST_MARK", &mark);
+        let session = Client::default()
+            .serve(TokioChildProcess::new(cmd).unwrap())
+            .await
+            .unwrap();
+        let request = "Think long.\n\n~~~forge-sim\nsleep 60s\nresult\nnever\nend\n~~~\n";
+        let handle = session
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(Request::new(params(
+                    "forge_plan",
+                    json!({"request": request, "agent": "sim", "output": "p.toml"}),
+                ))),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .unwrap();
+        // The server, `forge plan` and its planner agent.
+        wait_until(30, "the planner to start", || {
+            forge_testkit::procs::marked_processes(&mark).len() >= 3
+        });
+        handle.cancel(Some("changed my mind".into())).await.unwrap();
+        wait_until(30, "the planner to stop", || {
+            forge_testkit::procs::marked_processes(&mark).len() == 1
+        });
+        assert!(!repo.path().join("p.toml").exists());
+        // The server goes on.
+        let e = call_err(&session, "forge_status", json!({})).await;
+        assert!(e.contains("no runs yet"), "{e}");
+        session.cancel().await.unwrap();
+    });
+}
