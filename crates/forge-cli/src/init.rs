@@ -217,10 +217,10 @@ fn register_server(
     let key = format!("{rel}#mcpServers.{MCP_SERVER}");
     let entry = mcp_entry();
     let not_json = |why: String| {
-        CliError::usage(format!("{} {why}", path.display())).hint(format!(
-            "fix it (it holds the MCP servers as {{\"mcpServers\": {{…}}}}) or move it away, then run \
-             `forge init` again"
-        ))
+        CliError::usage(format!("{} {why}", path.display())).hint(
+            "fix it (it holds the MCP servers as {\"mcpServers\": {…}}) or move it away, then run \
+             `forge init` again",
+        )
     };
     let (mut doc, existed) = match std::fs::read(&path) {
         Ok(bytes) => (

@@ -324,7 +324,7 @@ pub(crate) fn respond(
             TOOL_RESULT,
             conv.last_tool_result.as_deref().unwrap_or_default(),
         )),
-        other => other.clone(),
+        other @ Reply::Fail { .. } => other.clone(),
     };
     let turn = Turn { reply, ..turn };
     let mut response = model_response(

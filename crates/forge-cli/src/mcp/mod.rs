@@ -57,7 +57,7 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 const WAIT_DEFAULT_SECS: u64 = 600;
 const WAIT_MAX_SECS: u64 = 3600;
 /// How long `forge_run` waits for the run's first event.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+const START_TIMEOUT: Duration = Duration::from_mins(2);
 /// `forge_logs`' limit when the request gives none.
 const LOGS_DEFAULT_BYTES: usize = 64 * 1024;
 /// How much of a detached run's stderr is kept to report why it did not start.

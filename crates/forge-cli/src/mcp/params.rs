@@ -70,7 +70,7 @@ pub(crate) struct PlanResult {
     pub(crate) path: Option<String>,
     /// Its tasks.
     pub(crate) tasks: Vec<PlanTask>,
-    /// The plan as TOML: give it to forge_run as `plan_text`, or the `path` as `plan`.
+    /// The plan as TOML: give it to `forge_run` as `plan_text`, or the `path` as `plan`.
     pub(crate) plan: String,
     /// What `forge plan` printed (the task table).
     pub(crate) output: String,
@@ -174,7 +174,7 @@ pub(crate) struct RunParams {
 /// `forge_run`'s result.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct RunStarted {
-    /// The run's id: give it to forge_wait, forge_status, forge_diff, forge_apply.
+    /// The run's id: give it to `forge_wait`, `forge_status`, `forge_diff`, `forge_apply`.
     pub(crate) run: String,
     /// The plan file it runs (relative to the repository).
     pub(crate) plan: String,
@@ -331,7 +331,7 @@ pub(crate) struct RetryParams {
 /// `forge_retry`'s result.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct RetryStarted {
-    /// The run (the same run, going on): give it to forge_wait.
+    /// The run (the same run, going on): give it to `forge_wait`.
     pub(crate) run: String,
     /// The task run again.
     pub(crate) task: String,

@@ -28,8 +28,8 @@ pub(crate) enum Liveness {
 pub(crate) struct TaskStatus {
     /// The task's id.
     pub(crate) id: String,
-    /// queued, waiting_locks, running, retrying, succeeded, failed, timed_out, cancelled or
-    /// skipped.
+    /// `queued`, `waiting_locks`, `running`, `retrying`, `succeeded`, `failed`, `timed_out`, `cancelled` or
+    /// `skipped`.
     pub(crate) status: String,
     /// The current (or last) attempt; 0 before the first.
     pub(crate) attempt: u32,
@@ -143,7 +143,7 @@ pub(crate) fn resolve(ctx: &Context, given: Option<&str>) -> Result<RunId, ToolE
 /// The state of `run`, folded from its journal.
 pub(crate) fn read(ctx: &Context, run: &RunId) -> Result<RunStatus, ToolError> {
     let store = RunStore::new(&ctx.repo);
-    let state = RunState::from_journal(&store.journal(run))
+    let state = RunState::from_journal(store.journal(run))
         .map_err(|e| ToolError::from(crate::error::CliError::from(e)))?;
     let liveness = if state.phase.is_finished() {
         Liveness::Finished
