@@ -95,7 +95,7 @@ pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
-    RunReport, TaskSelection, apply_run, apply_run_with, integrated_diff,
+    GateBisect, RunReport, TaskSelection, apply_run, apply_run_with, integrated_diff,
     recover_abandoned_applies, run_diff, run_summary,
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};

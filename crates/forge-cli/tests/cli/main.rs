@@ -5,6 +5,7 @@
 
 mod agents;
 mod basics;
+mod bisect;
 mod conflicts;
 mod contain;
 mod dashboard;

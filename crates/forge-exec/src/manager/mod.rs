@@ -32,6 +32,7 @@
 
 mod apply;
 mod audit;
+mod bisect;
 mod pipeline;
 mod resume;
 
@@ -54,6 +55,9 @@ use parking_lot::Mutex;
 pub use apply::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
     integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+};
+pub use bisect::{
+    BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
 pub use resume::cleanup_leftovers;
 
@@ -90,6 +94,8 @@ pub struct RunReport {
     pub resumed: bool,
     /// Wall time of this process's part of the run.
     pub duration: Duration,
+    /// The bisect of a failed gate: the first task whose changes make it fail.
+    pub bisect: Option<GateBisect>,
 }
 
 impl RunReport {
@@ -677,6 +683,13 @@ impl ExecutionManager {
             } else {
                 Some(pipeline::run_gate(&shared, &cancel).await?)
             };
+            // A red gate: find the task that broke it.
+            let bisect = match &gate {
+                Some(g) if !g.passed() && !cancel.is_cancelled() => {
+                    Some(bisect::run_bisect(&shared, &cancel, history.as_deref()).await?)
+                }
+                _ => None,
+            };
             let files_changed: Vec<String> = shared
                 .integration
                 .lock()
@@ -696,6 +709,7 @@ impl ExecutionManager {
                 cancelled: sched.cancelled,
                 resumed,
                 duration: started.elapsed(),
+                bisect,
             };
             // Persist what `forge apply` needs: the integrated tree and the outcome.
             {
@@ -721,6 +735,7 @@ impl ExecutionManager {
                     .collect(),
                 conflicts: report.conflicts.clone(),
                 integrated: shared.integrated.lock().clone(),
+                bisect: report.bisect.clone(),
             };
             write_json(&store.result_path(&run), &result)?;
             report.status = result.status;
@@ -861,7 +876,10 @@ fn summary_message(report: &RunReport) -> Option<String> {
         return Some(format!("unresolved merge conflicts: {}", paths.join(", ")));
     }
     if let Some(gate) = report.gate.as_ref().filter(|g| !g.passed()) {
-        return Some(format!("gate failed: {}", gate.summary()));
+        return Some(match &report.bisect {
+            Some(b) if !b.cancelled => format!("gate failed: {}; {}", gate.summary(), b.message()),
+            _ => format!("gate failed: {}", gate.summary()),
+        });
     }
     None
 }
