@@ -195,7 +195,7 @@ pub(crate) struct AttemptStart {
 
 /// How `task`'s attempt starts: as planned, or as the continuation of a retried one.
 pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> AttemptStart {
-    let Some(retry) = shared.retries.get(&task.id) else {
+    let Some(retry) = shared.retries.lock().get(&task.id).cloned() else {
         return AttemptStart {
             prompt: task.prompt.clone(),
             ..AttemptStart::default()
