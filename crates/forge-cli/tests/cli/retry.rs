@@ -2,6 +2,7 @@
 //! its agent's session from the workspace its previous attempt left; its dependents re-run,
 //! every other task is kept (the agents' counters prove it); a retry killed midway resumes.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::Stdio;
@@ -219,9 +220,9 @@ fn eight_tasks(repo: &Repo, counters: &Path, hang_on: Option<u32>) -> String {
         format!(r#"run if [ \"$FORGE_ATTEMPT\" = {n} ]; then sleep 60; fi\n"#)
     });
     let gate = format!(
-        r#"! grep -rq BROKEN src || {{ echo 'error: src/t5.txt: the build is BROKEN'; echo 'test build::sources ... FAILED'; printf '```\n```forge-sim\n{hang}write src/t5.txt\nfixed\nend\n'; exit 1; }}"#
+        r"! grep -rq BROKEN src || {{ echo 'error: src/t5.txt: the build is BROKEN'; echo 'test build::sources ... FAILED'; printf '```\n```forge-sim\n{hang}write src/t5.txt\nfixed\nend\n'; exit 1; }}"
     );
-    plan.push_str(&format!("[gate]\ncommands = ['''{gate}''']\n"));
+    let _ = writeln!(plan, "[gate]\ncommands = ['''{gate}''']");
     repo.plan("eight", &plan)
 }
 

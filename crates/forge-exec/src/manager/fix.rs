@@ -8,6 +8,7 @@
 //! from is the journal's fold (the same analysis and rebuild as `forge resume`), so a process
 //! killed during a fix round resumes it like any retry.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use forge_events::{Event, EventKind, EventSink as _, TaskId};
@@ -81,13 +82,13 @@ fn feedback(task: &TaskId, report: &GateReport) -> String {
         command.command
     );
     if !output.trim().is_empty() {
-        text.push_str(&format!(" Its output, trimmed:\n\n```\n{output}```\n"));
+        let _ = write!(text, " Its output, trimmed:\n\n```\n{output}```\n");
     }
     text
 }
 
 /// Starts a fix round: journals the request, then sets the run's state to the journal's fold
-/// (the culprit and its dependents lose their results, every other task's persisted ChangeSet
+/// (the culprit and its dependents lose their results, every other task's persisted `ChangeSet`
 /// is integrated again in its order) and returns what the scheduler starts from.
 pub(crate) async fn start_round(
     shared: &Arc<Shared>,
