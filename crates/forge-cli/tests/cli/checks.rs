@@ -15,7 +15,7 @@ fn a_failed_check_is_fed_back_to_the_same_session_and_passes_the_second_time() {
     // reads the feedback: the agent acts on the check's output. (The feedback fences the
     // output; the script closes that fence first, as the simulated agent reads only top-level
     // blocks.)
-    let check = r#"test -f src/fixed.txt || { echo 'error: src/fixed.txt is missing'; printf '```\n```forge-sim\nwrite src/fixed.txt\nfixed\nend\n'; exit 1; }"#;
+    let check = r"test -f src/fixed.txt || { echo 'error: src/fixed.txt is missing'; printf '```\n```forge-sim\nwrite src/fixed.txt\nfixed\nend\n'; exit 1; }";
     let plan = format!(
         "name = \"checks\"\n[defaults]\ncheck = [{}]\n\n{}",
         serde_json::to_string(check).unwrap(),

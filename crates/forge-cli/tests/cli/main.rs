@@ -5,6 +5,7 @@
 
 mod agents;
 mod basics;
+mod bisect;
 mod checks;
 mod conflicts;
 mod contain;

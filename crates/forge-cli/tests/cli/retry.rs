@@ -2,6 +2,7 @@
 //! its agent's session from the workspace its previous attempt left; its dependents re-run,
 //! every other task is kept (the agents' counters prove it); a retry killed midway resumes.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::Stdio;
@@ -194,4 +195,147 @@ fn a_retry_killed_midway_is_finished_by_resume_without_rerunning_kept_tasks() {
     // Attempt 3 still continues attempt 1's session with the retry's instructions.
     let b = sessions(&journal(&repo, &run), "b");
     assert_eq!(b.first().unwrap().1, b.last().unwrap().1, "{b:?}");
+}
+
+/// Eight tasks counting their runs; `t5` writes BROKEN, `t6` runs after it. The gate fails while
+/// a source says BROKEN, printing an error, a failing test's name and (for the simulated agent,
+/// which acts on scripts it reads) the fix, which hangs on attempt `hang_on`, if any.
+fn eight_tasks(repo: &Repo, counters: &Path, hang_on: Option<u32>) -> String {
+    repo.write("src/base.txt", "fine\n");
+    repo.commit("sources");
+    let mut plan = String::from("name = \"eight\"\nconcurrency = 2\n\n");
+    for i in 1..=8 {
+        let body = if i == 5 { "BROKEN" } else { "fine" };
+        let after = if i == 6 { "\nafter = [\"t5\"]" } else { "" };
+        plan.push_str(&task(
+            &format!("t{i}"),
+            &format!("writes = [\"src/t{i}.txt\"]{after}"),
+            &format!(
+                "run echo x >> {}/t{i}\nwrite src/t{i}.txt\n{body}\nend",
+                counters.display()
+            ),
+        ));
+    }
+    let hang = hang_on.map_or(String::new(), |n| {
+        format!(r#"run if [ \"$FORGE_ATTEMPT\" = {n} ]; then sleep 60; fi\n"#)
+    });
+    let gate = format!(
+        r"! grep -rq BROKEN src || {{ echo 'error: src/t5.txt: the build is BROKEN'; echo 'test build::sources ... FAILED'; printf '```\n```forge-sim\n{hang}write src/t5.txt\nfixed\nend\n'; exit 1; }}"
+    );
+    let _ = writeln!(plan, "[gate]\ncommands = ['''{gate}''']");
+    repo.plan("eight", &plan)
+}
+
+/// Eight tasks, `t5` breaks the build (`t6` runs after it): the bisect names `t5`, the fix round
+/// sends it the failing gate command's output, the agent fixes it in its own session, `t6`
+/// re-runs on top, no other task runs again, the gate passes.
+#[test]
+fn a_fix_round_sends_the_gate_failure_to_the_culprit_and_the_run_succeeds() {
+    let repo = Repo::new();
+    let counters = tempfile::tempdir().unwrap();
+    let file = eight_tasks(&repo, counters.path(), None);
+    let out = repo.forge(&["run", &file, "--yes", "--json"]).expect(0);
+    let events = json_lines(&out.stdout);
+    let request = events
+        .iter()
+        .find(|e| e["type"] == "task_retry_requested")
+        .expect("a fix round");
+    assert_eq!(request["task"], "t5");
+    assert_eq!(request["origin"], "gate");
+    assert_eq!(request["dependents"], serde_json::json!(["t6"]));
+    let prompt = request["prompt"].as_str().unwrap();
+    for shown in [
+        "error: src/t5.txt: the build is BROKEN",
+        "test build::sources ... FAILED",
+    ] {
+        assert!(prompt.contains(shown), "{shown}: {prompt}");
+    }
+    let culprit = events
+        .iter()
+        .find(|e| e["type"] == "gate_bisect_finished")
+        .unwrap();
+    assert_eq!(culprit["culprit"], "t5");
+    let gates: Vec<bool> = events
+        .iter()
+        .filter(|e| e["type"] == "gate_finished")
+        .map(|e| e["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(gates, [false, true]);
+    assert_eq!(events.last().unwrap()["status"], "succeeded");
+    assert_eq!(repo.read("src/t5.txt"), "fixed\n");
+    assert_eq!(repo.read("src/t8.txt"), "fine\n");
+    for i in [1, 2, 3, 4, 5, 7, 8] {
+        assert_eq!(runs_of(counters.path(), &format!("t{i}")), 1, "t{i}");
+    }
+    assert_eq!(runs_of(counters.path(), "t6"), 2, "the dependent re-ran");
+}
+
+#[test]
+fn a_fix_round_killed_midway_is_finished_by_resume() {
+    let repo = Repo::new();
+    let counters = tempfile::tempdir().unwrap();
+    // The culprit's fix-round attempt (2) hangs; on resume, attempt 3 fixes it.
+    let file = eight_tasks(&repo, counters.path(), Some(2));
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 && !line.contains("t5: started attempt 2") {
+        line.clear();
+    }
+    assert!(line.contains("t5: started attempt 2"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = repo.runs()[0].clone();
+
+    let out = repo.forge(&["resume", &run, "--yes"]).expect(0);
+    assert!(
+        out.stdout.contains("t5: started attempt 3"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(repo.read("src/t5.txt"), "fixed\n");
+    assert_eq!(repo.read("src/t6.txt"), "fine\n");
+    for i in [1, 2, 3, 4, 5, 7, 8] {
+        assert_eq!(runs_of(counters.path(), &format!("t{i}")), 1, "t{i}");
+    }
+    assert_eq!(runs_of(counters.path(), "t6"), 2, "the dependent re-ran");
+}
+
+#[test]
+fn fix_rounds_run_out_and_the_run_fails_naming_the_culprit() {
+    let repo = Repo::new();
+    let plan = format!(
+        "name = \"stubborn\"\n{}{}[gate]\ncommands = [\"! grep -rq BROKEN src\"]\nfix_rounds = 2\n",
+        task(
+            "ok",
+            "writes = [\"src/ok.txt\"]",
+            "write src/ok.txt\nfine\nend"
+        ),
+        task(
+            "bad",
+            "writes = [\"src/bad.txt\"]",
+            "write src/bad.txt\nBROKEN\nend"
+        ),
+    );
+    let file = repo.plan("stubborn", &plan);
+    let out = repo
+        .forge(&["run", &file, "--no-apply", "--json"])
+        .expect(4);
+    let events = json_lines(&out.stdout);
+    let rounds = events
+        .iter()
+        .filter(|e| e["type"] == "task_retry_requested" && e["origin"] == "gate")
+        .count();
+    assert_eq!(rounds, 2);
+    let finished = events.last().unwrap();
+    let message = finished["summary"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`bad` is the first task whose changes fail the gate"),
+        "{message}"
+    );
 }

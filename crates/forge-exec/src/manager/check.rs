@@ -196,21 +196,23 @@ fn is_error_line(line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::trim_failure_output;
 
     #[test]
     fn keeps_errors_and_the_tail_and_marks_what_it_left_out() {
         let mut text = String::new();
         for i in 0..100 {
-            text.push_str(&format!("   Compiling crate{i} v0.1.0\n"));
+            let _ = writeln!(text, "   Compiling crate{i} v0.1.0");
         }
         text.push_str("error[E0425]: cannot find value `x` in this scope\n --> src/lib.rs:3:5\n");
         for i in 0..50 {
-            text.push_str(&format!("noise {i}\n"));
+            let _ = writeln!(text, "noise {i}");
         }
         text.push_str("test tests::adds ... FAILED\n");
         for i in 0..50 {
-            text.push_str(&format!("more {i}\n"));
+            let _ = writeln!(text, "more {i}");
         }
         text.push_str("test result: FAILED. 1 passed; 1 failed\n");
         let trimmed = trim_failure_output(&text);
@@ -231,7 +233,10 @@ mod tests {
 
     #[test]
     fn output_without_errors_keeps_its_last_lines() {
-        let text: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        let mut text = String::new();
+        for i in 0..40 {
+            let _ = writeln!(text, "line {i}");
+        }
         let trimmed = trim_failure_output(&text);
         assert!(trimmed.starts_with("line 25\n"), "{trimmed}");
         assert!(trimmed.ends_with("line 39\n"), "{trimmed}");

@@ -32,7 +32,9 @@
 
 mod apply;
 mod audit;
+mod bisect;
 mod check;
+mod fix;
 mod pipeline;
 mod resume;
 mod retry;
@@ -56,6 +58,9 @@ use parking_lot::Mutex;
 pub use apply::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
     integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+};
+pub use bisect::{
+    BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
 pub use resume::cleanup_leftovers;
 pub use retry::{RetryOrigin, RetryRequest, dependents};
@@ -93,6 +98,8 @@ pub struct RunReport {
     pub resumed: bool,
     /// Wall time of this process's part of the run.
     pub duration: Duration,
+    /// The bisect of a failed gate: the first task whose changes make it fail.
+    pub bisect: Option<GateBisect>,
 }
 
 impl RunReport {
@@ -520,7 +527,7 @@ pub(crate) struct Shared {
     /// Whether the run already said that its attempts run without a PID namespace.
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
     /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
-    pub(crate) retries: HashMap<TaskId, retry::RetryContext>,
+    pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
 }
 
 impl Shared {
@@ -689,10 +696,12 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
                 warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
-                retries: prior
-                    .as_mut()
-                    .map(|p| std::mem::take(&mut p.retries))
-                    .unwrap_or_default(),
+                retries: Mutex::new(
+                    prior
+                        .as_mut()
+                        .map(|p| std::mem::take(&mut p.retries))
+                        .unwrap_or_default(),
+                ),
             });
             if let Some(preview) = preview {
                 let preview = preview
@@ -701,22 +710,49 @@ impl ExecutionManager {
                 events.publish_run(EventKind::PlanPreview { preview })?;
             }
             let runner = pipeline::PipelineRunner::new(shared.clone());
-            let sink: Arc<dyn EventSink> = events.clone();
-            let sched = Scheduler::new(&plan, &runner, sink, scheduler)
-                .run(&cancel)
-                .await;
-
-            let (unresolved, resolved) = shared.conflicts.lock().clone();
-            let any_failed = sched
-                .tasks
-                .iter()
-                .any(|t| t.status != TaskStatus::Succeeded);
-            // The gate, on the integrated tree.
-            let gate = if sched.cancelled || any_failed || plan.gate.commands.is_empty() {
-                None
-            } else {
-                Some(pipeline::run_gate(&shared, &cancel).await?)
+            let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
+            let mut options = scheduler;
+            let (sched, gate, bisect) = loop {
+                let sink: Arc<dyn EventSink> = events.clone();
+                let sched = Scheduler::new(&plan, &runner, sink, options.clone())
+                    .run(&cancel)
+                    .await;
+                let any_failed = sched
+                    .tasks
+                    .iter()
+                    .any(|t| t.status != TaskStatus::Succeeded);
+                // The gate, on the integrated tree.
+                let gate = if sched.cancelled || any_failed || plan.gate.commands.is_empty() {
+                    None
+                } else {
+                    Some(pipeline::run_gate(&shared, &cancel).await?)
+                };
+                // A red gate: find the task that broke it.
+                let bisect = match &gate {
+                    Some(g) if !g.passed() && !cancel.is_cancelled() => {
+                        Some(bisect::run_bisect(&shared, &cancel, history.as_deref()).await?)
+                    }
+                    _ => None,
+                };
+                // ... and send it back with the failure (`[gate] fix_rounds`).
+                let next = fix::next_round(
+                    plan.gate.fix_rounds,
+                    rounds_used,
+                    gate.as_ref(),
+                    bisect.as_ref(),
+                );
+                match next {
+                    Some(request) if !cancel.is_cancelled() => {
+                        rounds_used += 1;
+                        let prior = fix::start_round(&shared, &request).await?;
+                        options = fix::options(&options, prior);
+                        // Steps of this bisect describe trees of the last round only.
+                        history = None;
+                    }
+                    _ => break (sched, gate, bisect),
+                }
             };
+            let (unresolved, resolved) = shared.conflicts.lock().clone();
             let files_changed: Vec<String> = shared
                 .integration
                 .lock()
@@ -736,6 +772,7 @@ impl ExecutionManager {
                 cancelled: sched.cancelled,
                 resumed,
                 duration: started.elapsed(),
+                bisect,
             };
             // Persist what `forge apply` needs: the integrated tree and the outcome.
             {
@@ -761,6 +798,7 @@ impl ExecutionManager {
                     .collect(),
                 conflicts: report.conflicts.clone(),
                 integrated: shared.integrated.lock().clone(),
+                bisect: report.bisect.clone(),
             };
             write_json(&store.result_path(&run), &result)?;
             report.status = result.status;
@@ -901,7 +939,10 @@ fn summary_message(report: &RunReport) -> Option<String> {
         return Some(format!("unresolved merge conflicts: {}", paths.join(", ")));
     }
     if let Some(gate) = report.gate.as_ref().filter(|g| !g.passed()) {
-        return Some(format!("gate failed: {}", gate.summary()));
+        return Some(match &report.bisect {
+            Some(b) if !b.cancelled => format!("gate failed: {}; {}", gate.summary(), b.message()),
+            _ => format!("gate failed: {}", gate.summary()),
+        });
     }
     None
 }

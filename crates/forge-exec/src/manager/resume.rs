@@ -33,6 +33,27 @@ struct Seen {
     integrated_at: Option<usize>,
 }
 
+/// A retry request: the task and everything depending on it start over (their results and
+/// retry budgets are gone; attempts keep their numbers), and the task's next attempt starts
+/// from its last one.
+fn start_over<'h>(
+    seen: &mut HashMap<&'h str, Seen>,
+    requests: &mut Vec<(TaskId, String, u32)>,
+    task: &'h TaskId,
+    dependents: &'h [TaskId],
+    prompt: &str,
+) {
+    for id in std::iter::once(task).chain(dependents) {
+        let s = seen.entry(id.as_str()).or_default();
+        s.failed = 0;
+        s.finished = None;
+        s.integrated_at = None;
+    }
+    let from = seen.get(task.as_str()).map_or(0, |s| s.attempt);
+    requests.retain(|(t, ..)| t != task);
+    requests.push((task.clone(), prompt.to_owned(), from));
+}
+
 /// Folds the journal into what resume needs.
 pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
     let mut seen: HashMap<&str, Seen> = HashMap::new();
@@ -46,16 +67,7 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
             prompt, dependents, ..
         } = &event.kind
         {
-            // The task and everything depending on it start over; attempts keep their numbers.
-            for id in std::iter::once(task).chain(dependents) {
-                let s = seen.entry(id.as_str()).or_default();
-                s.failed = 0;
-                s.finished = None;
-                s.integrated_at = None;
-            }
-            let from = seen.get(task.as_str()).map_or(0, |s| s.attempt);
-            requests.retain(|(t, ..)| t != task);
-            requests.push((task.clone(), prompt.clone(), from));
+            start_over(&mut seen, &mut requests, task, dependents, prompt);
             continue;
         }
         let s = seen.entry(task.as_str()).or_default();

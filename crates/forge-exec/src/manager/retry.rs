@@ -195,7 +195,7 @@ pub(crate) struct AttemptStart {
 
 /// How `task`'s attempt starts: as planned, or as the continuation of a retried one.
 pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> AttemptStart {
-    let Some(retry) = shared.retries.get(&task.id) else {
+    let Some(retry) = shared.retries.lock().get(&task.id).cloned() else {
         return AttemptStart {
             prompt: task.prompt.clone(),
             ..AttemptStart::default()
@@ -278,10 +278,11 @@ fn final_message(log: &Path, profile: &Profile) -> Option<String> {
 /// A changeset as a unified diff, cut at [`DIFF_LIMIT`].
 pub(crate) fn render_diff(changes: &ChangeSet, blobs: &BlobStore) -> String {
     let Ok(files) = forge_merge::diff_change_set(changes, blobs) else {
-        return changes
-            .paths()
-            .map(|p| format!("(changed) {p}\n"))
-            .collect();
+        let mut out = String::new();
+        for path in changes.paths() {
+            let _ = writeln!(out, "(changed) {path}");
+        }
+        return out;
     };
     let mut out = String::new();
     for file in files {

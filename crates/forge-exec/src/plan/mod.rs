@@ -159,12 +159,26 @@ pub struct MergeRule {
 }
 
 /// The `[gate]`: commands the integrated result must pass before it is applied.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gate {
     /// Shell commands, run in order.
     pub commands: Vec<String>,
     /// Time limit per command.
     pub timeout: Option<Duration>,
+    /// Fix rounds (`fix_rounds`, default 1): when the gate fails and its bisect names a task,
+    /// that task is retried with the failure as feedback, its dependents re-run, and the gate
+    /// runs again, at most this many times.
+    pub fix_rounds: u32,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            commands: Vec::new(),
+            timeout: None,
+            fix_rounds: 1,
+        }
+    }
 }
 
 /// A validated plan.

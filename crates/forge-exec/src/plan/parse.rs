@@ -86,7 +86,7 @@ const TASK_KEYS: &[&str] = &[
     "check",
     "check_rounds",
 ];
-const GATE_KEYS: &[&str] = &["commands", "timeout"];
+const GATE_KEYS: &[&str] = &["commands", "timeout", "fix_rounds"];
 
 /// `<what>.<key>`, formatted only when a message needs it.
 struct Field<'a>(&'a dyn fmt::Display, &'a str);
@@ -761,6 +761,11 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "timeout" => gate.timeout = self.timeout(&"gate.timeout", value),
+                "fix_rounds" => {
+                    if let Some(n) = self.uint(&"gate.fix_rounds", value, 0, 100) {
+                        gate.fix_rounds = u32::try_from(n).unwrap_or(1);
+                    }
+                }
                 _ => {}
             }
         }
