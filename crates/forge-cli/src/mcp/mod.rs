@@ -123,6 +123,27 @@ impl ForgeServer {
         blocking(move || status::read(&ctx, &run)).await
     }
 
+    /// Waits until the journal of `run` holds event `seq` (a run prints an event as it
+    /// journals it; the next tool reads the journal, which must not be behind what was
+    /// returned).
+    async fn until_journaled(&self, run: &str, seq: u64) -> Result<(), ToolError> {
+        let id = self.resolve(Some(run.to_owned())).await?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.status_of(&id).await?.last_seq >= seq {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ToolError::new(format!(
+                    "run {run} started but its journal did not record it within {} s",
+                    START_TIMEOUT.as_secs()
+                ))
+                .hint("forge_status shows the run once its journal is written"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A path the request names, as a file inside the repository: relative to it (or absolute
     /// inside it), never through `..` out of it, never into `.git/`.
     fn repo_file(&self, what: &str, given: &str) -> Result<PathBuf, ToolError> {
@@ -287,7 +308,8 @@ impl ForgeServer {
         if let Some(jobs) = p.jobs {
             args.extend(["--jobs".to_owned(), jobs.to_string()]);
         }
-        let (run, pid) = start_detached(self.repo(), &args).await?;
+        let (run, seq, pid) = start_detached(self.repo(), &args).await?;
+        self.until_journaled(&run, seq).await?;
         Ok(Json(RunStarted {
             run,
             plan: self.relative(&plan),
@@ -514,7 +536,8 @@ impl ForgeServer {
             args.push(format!("--prompt={prompt}"));
         }
         args.extend(["--no-apply".to_owned(), "--json".to_owned()]);
-        let (run, pid) = start_detached(self.repo(), &args).await?;
+        let (run, seq, pid) = start_detached(self.repo(), &args).await?;
+        self.until_journaled(&run, seq).await?;
         Ok(Json(RetryStarted {
             run,
             task: p.task,
@@ -786,9 +809,10 @@ fn progress_message(status: &RunStatus) -> String {
     text
 }
 
-/// Starts `forge <args>` (a `run`) detached in its own process group, and returns the run's
-/// id from its first JSON event, and its process id. It goes on after the server ends.
-async fn start_detached(repo: &Path, args: &[String]) -> Result<(String, u32), ToolError> {
+/// Starts `forge <args>` (a `run` or `retry`) detached in its own process group, and returns
+/// the run's id and the seq of its first JSON event, and its process id. It goes on after the
+/// server ends.
+async fn start_detached(repo: &Path, args: &[String]) -> Result<(String, u64, u32), ToolError> {
     let mut cmd = child::command(repo, args)?;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -820,21 +844,25 @@ async fn start_detached(repo: &Path, args: &[String]) -> Result<(String, u32), T
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(run) = v.get("run").and_then(|r| r.as_str())
             {
-                return Some(run.to_owned());
+                let seq = v
+                    .get("seq")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                return Some((run.to_owned(), seq));
             }
         }
         None
     })
     .await;
     match found {
-        Ok(Some(run)) => {
+        Ok(Some((run, seq))) => {
             // The rest of its event stream is read and dropped while the server lives (the
             // journal has it); then the run goes on without a reader.
             tokio::spawn(async move {
                 while let Ok(Some(_)) = lines.next_line().await {}
                 let _ = proc.wait().await;
             });
-            Ok((run, pid))
+            Ok((run, seq, pid))
         }
         Ok(None) => {
             let status = proc.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
