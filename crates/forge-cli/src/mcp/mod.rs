@@ -206,6 +206,12 @@ impl ForgeServer {
             ))
         })?;
         let plan = crate::plan_file::validate_text(&self.ctx, &text, &target)?;
+        // A scratch file is gone once read: its header names the file to write instead.
+        let text = if scratch.is_some() {
+            text.replace(&path_arg(&target), "plan.toml")
+        } else {
+            text
+        };
         Ok(Json(PlanResult {
             name: plan.name.clone(),
             path: written.map(|w| self.relative(&w)),
@@ -280,7 +286,14 @@ impl ForgeServer {
                         ),
                     });
                 }
-                let name = checked.name.unwrap_or_default();
+                // The file is named after the plan, in characters safe in a file name.
+                let name: String = checked
+                    .name
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                    .take(40)
+                    .collect();
                 let stem = if name.is_empty() {
                     "mcp".to_owned()
                 } else {

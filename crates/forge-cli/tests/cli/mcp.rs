@@ -218,7 +218,16 @@ fn plan_validate_run_wait_diff_logs_and_apply_through_the_tools() {
         )
         .await;
         assert_eq!(unwritten["path"], Value::Null);
-        assert!(unwritten["plan"].as_str().unwrap().contains("id = \"hello\""));
+        let text = unwritten["plan"].as_str().unwrap();
+        assert!(text.contains("id = \"hello\""), "{text}");
+        assert!(
+            text.contains("# Review it, then: forge run plan.toml\n"),
+            "{text}"
+        );
+        let scratch: Vec<_> = std::fs::read_dir(repo.path().join(".forge/mcp"))
+            .unwrap()
+            .collect();
+        assert!(scratch.is_empty(), "{scratch:?}");
 
         // forge_run returns the id at once; forge_wait sends progress, then the summary.
         let started = call(&session, "forge_run", json!({"plan_text": two_tasks(1)})).await;
@@ -444,6 +453,16 @@ fn bad_requests_are_tool_errors_and_the_connection_stays() {
             assert!(e.contains("error: "), "{tool} {args}: {e}");
             assert!(!e.contains("panicked"), "{e}");
         }
+        // A plan named like a path is kept under .forge/mcp/ all the same.
+        let named = format!(
+            "name = \"../../escape\"\n\n{}",
+            task("one", "writes = [\"one/**\"]", "write one/x\nx\nend")
+        );
+        let started = call(&session, "forge_run", json!({"plan_text": named})).await;
+        let plan = started["plan"].as_str().unwrap();
+        assert!(plan.starts_with(".forge/mcp/escape-"), "{started}");
+        assert!(repo.path().join(plan).is_file(), "{started}");
+        call(&session, "forge_wait", json!({"run": started["run"]})).await;
         // A failed `forge plan` (the planner is not installed) carries its hint.
         let e = call_err(
             &session,
