@@ -280,7 +280,7 @@ pub(crate) struct ApplyParams {
     /// Only these tasks, and the tasks they depend on (default: all).
     #[serde(default)]
     pub(crate) tasks: Vec<String>,
-    /// Commit to the branch forge/<run> instead of the working tree.
+    /// Commit to the branch `forge/<run>` instead of the working tree.
     #[serde(default)]
     pub(crate) branch: bool,
     /// Where the user's own edits clash with the run's: `keep` (the default), `markers`,
