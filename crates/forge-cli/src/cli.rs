@@ -107,7 +107,18 @@ pub(crate) enum Command {
     /// Print completion candidates the repository knows (used by the completion scripts).
     #[command(name = "__complete", hide = true)]
     Complete(CompleteArgs),
+    /// Run one task of a finished, failed or interrupted run again with added instructions
+    /// (`--prompt`), then the tasks depending on it; every other task's result is kept.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Retry(crate::retry::RetryArgs),
+    /// Serve Forge's tools to an agent host (Claude Code, droid) over MCP on stdin/stdout:
+    /// plan, validate, run, status, wait, logs, diff, apply, abort (`forge init` registers it).
+    Mcp(McpArgs),
 }
+
+/// `forge mcp`.
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {}
 
 /// `forge __complete`.
 #[derive(Debug, Args)]

@@ -53,11 +53,13 @@ mod demo;
 mod diff;
 mod error;
 mod init;
+mod mcp;
 mod partial;
 mod plan_file;
 mod planner;
 mod preview;
 mod render;
+mod retry;
 mod run;
 mod runs;
 mod serve;
@@ -185,6 +187,8 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
+        Command::Retry(args) => runtime()?.block_on(retry::retry(&ctx, args, out_style)),
+        Command::Mcp(_) => runtime()?.block_on(mcp::serve(&ctx)),
         Command::Completions(_)
         | Command::Complete(_)
         | Command::SimAgent(_)

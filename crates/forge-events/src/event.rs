@@ -466,6 +466,77 @@ event_kinds! {
         /// The totals.
         summary: RunSummary,
     },
+    /// A task of a finished, failed or interrupted run runs again (`forge retry`, a gate fix
+    /// round): a new attempt with `prompt` added to its instructions, then every task in
+    /// `dependents`, whose earlier results are discarded. Every other task's result is kept.
+    TaskRetryRequested = "task_retry_requested" {
+        /// The instructions added to the task's prompt (feedback, the user's words).
+        prompt: String,
+        /// The tasks that depend on it, directly or not: they run again on top of it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dependents: Vec<TaskId>,
+        /// Who asked: `user` (`forge retry`, the library) or `gate` (a fix round).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        origin: String,
+    },
+    /// One of a task's `check` commands ran in its workspace after its agent exited.
+    TaskCheck = "task_check" {
+        /// The attempt it checked.
+        attempt: u32,
+        /// The command line.
+        command: String,
+        /// Whether it passed (exit code 0).
+        passed: bool,
+        /// Its exit code, if it exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The check round, from 1: round `n + 1` follows the agent's work on the feedback of
+        /// round `n`.
+        round: u32,
+    },
+    /// The gate failed on the integrated tree: Forge looks for the first task that makes it fail
+    /// by gating trees that hold the integrated `ChangeSets` up to some task (in integration order,
+    /// so every task's dependencies come with it), several at once.
+    GateBisectStarted = "gate_bisect_started" {
+        /// The integrated tasks, in integration order (the order the trees grow in).
+        tasks: Vec<TaskId>,
+        /// How many trees are gated at once (the plan's `concurrency`).
+        concurrency: u32,
+    },
+    /// The gate ran on one tree of a bisect.
+    GateBisectStep = "gate_bisect_step" {
+        /// How many of the integrated `ChangeSets` the tree held (0: the base alone).
+        changesets: u32,
+        /// The last task whose `ChangeSet` the tree held (none for the base).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<TaskId>,
+        /// Whether every gate command passed on it.
+        passed: bool,
+        /// The first gate command that failed on it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed_command: Option<String>,
+        /// Wall time in milliseconds.
+        #[serde(default)]
+        duration_ms: u64,
+        /// Whether the result is an earlier process's step of this bisect (a resumed run), not
+        /// a new gate run.
+        #[serde(default)]
+        reused: bool,
+    },
+    /// The bisect ended: it names the first task whose `ChangeSet` makes the gate fail, or says
+    /// that the base itself fails.
+    GateBisectFinished = "gate_bisect_finished" {
+        /// The first failing task (none when the base fails, or the bisect could not finish).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        culprit: Option<TaskId>,
+        /// Whether the base, without any task's changes, already fails the gate.
+        #[serde(default)]
+        base_fails: bool,
+        /// Gate runs the bisect made (results reused on resume not counted).
+        gate_runs: u32,
+        /// What it found, in one line for people.
+        message: String,
+    },
 }
 
 /// The envelope's field names, which no payload may use.
@@ -486,6 +557,9 @@ impl EventKind {
                 | Self::GateFinished { .. }
                 | Self::ApplyFinished { .. }
                 | Self::RunFinished { .. }
+                | Self::TaskRetryRequested { .. }
+                | Self::GateBisectStep { .. }
+                | Self::GateBisectFinished { .. }
         )
     }
 

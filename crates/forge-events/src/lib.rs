@@ -139,6 +139,7 @@
 //! # fn main() {}
 //! ```
 
+mod bisect;
 mod bus;
 mod error;
 mod event;
@@ -152,6 +153,7 @@ mod runs;
 mod state;
 mod status;
 
+pub use bisect::{BisectRecord, BisectStepRecord};
 pub use bus::{BusOptions, EventBus, EventSink, Subscription, VecSink};
 pub use error::EventsError;
 pub use event::{

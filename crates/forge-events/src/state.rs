@@ -529,6 +529,9 @@ pub struct RunState {
     pub summary: Option<RunSummary>,
     /// Events of types this version does not know.
     pub unknown_events: u64,
+    /// The gate bisect, when the gate failed and Forge looked for the task that broke it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bisect: Option<crate::BisectRecord>,
     /// Task id -> index in `tasks` (rebuilt after deserializing).
     #[serde(skip)]
     index: HashMap<TaskId, usize>,
@@ -557,6 +560,7 @@ impl PartialEq for RunState {
             && self.apply == other.apply
             && self.summary == other.summary
             && self.unknown_events == other.unknown_events
+            && self.bisect == other.bisect
     }
 }
 
@@ -725,6 +729,11 @@ impl RunState {
                 });
             }
             EventKind::GateFinished { .. } => self.apply_gate_finished(&event.kind),
+            EventKind::GateBisectStarted { .. }
+            | EventKind::GateBisectStep { .. }
+            | EventKind::GateBisectFinished { .. } => {
+                crate::BisectRecord::fold(&mut self.bisect, &event.kind);
+            }
             EventKind::ApplyFinished { .. } => self.apply = ApplyRecord::of(&event.kind, ts),
             EventKind::ClaimViolation { paths, policy } => {
                 self.violations.push(ViolationRecord {

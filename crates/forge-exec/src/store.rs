@@ -264,6 +264,9 @@ pub struct RunResult {
     pub conflicts: Vec<forge_merge::Conflict>,
     /// The integrated order: which task's changes (from which attempt) went in, in order.
     pub integrated: Vec<(TaskId, u32)>,
+    /// The bisect of a failed gate, if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bisect: Option<crate::manager::GateBisect>,
 }
 
 #[cfg(test)]

@@ -208,6 +208,9 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
                 parts.join(", ")
             )
         }
+        EventKind::GateBisectStarted { .. }
+        | EventKind::GateBisectStep { .. }
+        | EventKind::GateBisectFinished { .. } => super::bisect::line(&event.kind)?,
         // Queueing, progress, output, usage, unknown and future types: shown by the table and
         // `--json`, not here.
         _ => return None,

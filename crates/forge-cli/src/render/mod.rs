@@ -2,6 +2,7 @@
 //! event stream as JSON lines. All three are fed the same events and fold them into the same
 //! [`RunState`], so what `forge run` shows live is what `forge status` shows later.
 
+pub(crate) mod bisect;
 pub(crate) mod format;
 pub(crate) mod lines;
 pub(crate) mod summary;

@@ -51,7 +51,11 @@ pub(crate) fn files_changed(state: &RunState) -> usize {
 
 /// The summary items: conflicts (of the merge, then of the apply), gate, tasks.
 pub(crate) fn items(state: &RunState) -> Vec<Item> {
-    vec![conflicts(state), gate(state), tasks(state)]
+    let mut items = vec![conflicts(state), gate(state), tasks(state)];
+    if let Some(bisect) = super::bisect::summary_item(state) {
+        items.insert(2, bisect);
+    }
+    items
 }
 
 fn conflicts(state: &RunState) -> Item {

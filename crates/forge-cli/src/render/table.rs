@@ -317,6 +317,11 @@ fn footer(state: &RunState, now: Timestamp, style: Style) -> Vec<String> {
         };
         out.push(line);
     }
+    if let Some(line) =
+        super::bisect::table_line(state, style).filter(|_| !state.phase.is_finished())
+    {
+        out.push(line);
+    }
     if let Some(apply) = state.apply.as_ref().filter(|_| !state.phase.is_finished()) {
         let target = match (&apply.branch, apply.target.as_str()) {
             (Some(b), _) => format!("committed to {b}"),

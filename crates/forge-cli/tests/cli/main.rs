@@ -5,15 +5,20 @@
 
 mod agents;
 mod basics;
+mod bisect;
+mod checks;
 mod conflicts;
 mod contain;
 mod dashboard;
 mod demo;
 mod init;
+mod mcp;
+mod mcp_agents;
 mod partial;
 mod plan;
 mod preview;
 mod push;
+mod retry;
 mod review;
 mod run;
 mod runs;

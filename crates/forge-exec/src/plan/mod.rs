@@ -101,6 +101,12 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
     pub cpus: Option<f64>,
+    /// Commands run in the task's workspace right after its agent exits, before its changes
+    /// are integrated (`check = ["cargo check -p api"]`): a failure is fed back to the agent.
+    pub check: Vec<String>,
+    /// How many times a failed check is fed back to the agent before the attempt fails
+    /// (`check_rounds`, default 1; 0: a failed check fails the attempt at once).
+    pub check_rounds: u32,
 }
 
 impl Task {
@@ -125,6 +131,8 @@ impl Task {
             files: None,
             memory: None,
             cpus: None,
+            check: Vec::new(),
+            check_rounds: 1,
         }
     }
 
@@ -152,12 +160,26 @@ pub struct MergeRule {
 }
 
 /// The `[gate]`: commands the integrated result must pass before it is applied.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gate {
     /// Shell commands, run in order.
     pub commands: Vec<String>,
     /// Time limit per command.
     pub timeout: Option<Duration>,
+    /// Fix rounds (`fix_rounds`, default 1): when the gate fails and its bisect names a task,
+    /// that task is retried with the failure as feedback, its dependents re-run, and the gate
+    /// runs again, at most this many times.
+    pub fix_rounds: u32,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            commands: Vec::new(),
+            timeout: None,
+            fix_rounds: 1,
+        }
+    }
 }
 
 /// A validated plan.
