@@ -244,17 +244,60 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
     Ok(())
 }
 
+/// Where a workspace repository reaches the user's git directory, relative to the
+/// repository's top level: a symbolic link to that directory, made when a base snapshot's git
+/// layer is built. Workspace repositories name the user's objects (alternates) and
+/// configuration (include) both directly and through this path, so that they still find them
+/// where the repository path shows the workspace itself (an attempt's private mount namespace,
+/// which mounts the user's git directory read-only at this path: `forge_exec::process`).
+pub const USER_GIT_LINK: &str = ".forge/user/git";
+
+/// Makes `<repo>/`[`USER_GIT_LINK`] a symbolic link to the user's (common) git directory.
+fn link_user_git(repo: &Path) -> Result<PathBuf, StagingError> {
+    let out = run(git(repo).args(["rev-parse", "--git-common-dir"]))?;
+    let common = repo.join(text(&out));
+    let common = fs::canonicalize(&common).ctx("resolve", &common)?;
+    let link = repo.join(USER_GIT_LINK);
+    if fs::read_link(&link).is_ok_and(|target| target == common) {
+        return Ok(link);
+    }
+    let dir = link.parent().unwrap_or(repo);
+    fs::create_dir_all(dir).ctx("create directory", dir)?;
+    // Replaced atomically: runs of the same repository may build layers at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".git.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::os::unix::fs::symlink(&common, &tmp).ctx("create the link", &tmp)?;
+    fs::rename(&tmp, &link).ctx("create the link", &link)?;
+    Ok(link)
+}
+
 /// Points the repository `dot` at the user's repository `repo`: its objects (alternates), its
 /// configuration (included into `config`), its excludes, shallow boundary, branches and tags.
 fn link_user_repo(dot: &Path, repo: &Path, config: &mut String) -> Result<(), StagingError> {
-    let user_config = user_git_path(repo, "config")?;
+    let link = link_user_git(repo)?;
+    // Through the link only: where the repository path shows the workspace, `<repo>/.git/config`
+    // is the workspace's own, and including it would include itself.
     config.push_str("[include]\n\tpath = ");
-    config.push_str(&config_value(&user_config));
+    config.push_str(&config_value(&link.join("config")));
     config.push('\n');
     let objects = user_git_path(repo, "objects")?;
     let alternates = dot.join("objects/info/alternates");
     fs::create_dir_all(dot.join("objects/info")).ctx("create directory", dot)?;
-    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)?;
+    // Both: git skips the one naming the workspace's own objects (inside an attempt's view) and
+    // the duplicate (outside).
+    fs::write(
+        &alternates,
+        format!(
+            "{}\n{}\n",
+            objects.display(),
+            link.join("objects").display()
+        ),
+    )
+    .ctx("write", &alternates)?;
     for name in ["info/exclude", "shallow"] {
         let from = user_git_path(repo, name)?;
         if from.is_file() {

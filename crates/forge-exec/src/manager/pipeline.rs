@@ -221,19 +221,16 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
 }
 
 /// The run's process options with the task's limits and the plan's isolation requirement.
-fn attempt_options(shared: &Shared, task: &Task, format: OutputFormat) -> ProcessOptions {
+fn attempt_options(shared: &Shared, task: &Task) -> ProcessOptions {
     let mut options = shared.process.clone();
     options.limits = Limits {
         memory: task.memory,
         cpus: task.cpus,
     };
-    // Codex runs every command it executes in its own Linux sandbox, which does not work inside
-    // our PID namespace as it is today (no private /proc: its commands never ran and two agents
-    // hung to their timeout in the real-agent suite). Codex attempts run in their process group
-    // until the namespace gets its own /proc; `[isolation] require = true` still forces it.
-    if format == OutputFormat::Codex {
-        options.pid_namespace = false;
-    }
+    // The repository path shows the workspace (with a PID namespace, where one can be had).
+    options.repo_view = Some(crate::process::RepoView::new(
+        shared.store.root().parent().unwrap_or(shared.store.root()),
+    ));
     if shared.plan.isolation.require {
         options.pid_namespace = true;
         options.require_isolation = true;
@@ -445,7 +442,7 @@ async fn attempt_task(
             task: task.id.as_str(),
             attempt,
         };
-        let options = attempt_options(shared, task, profile.format);
+        let options = attempt_options(shared, task);
         let exit = run_process_in(
             &spec,
             &env,

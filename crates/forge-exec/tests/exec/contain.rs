@@ -329,3 +329,178 @@ async fn futures_lite<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+/// Every file under `dir` (skipping `skip`, relative paths), with its content (a symbolic
+/// link's target) and mode: what "byte-identical" compares.
+fn tree(dir: &Path, skip: &[&str]) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if skip
+                .iter()
+                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+            {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                out.insert(format!("{rel}/"), (Vec::new(), mode));
+                stack.push(path);
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, (target.to_string_lossy().as_bytes().to_vec(), mode));
+            } else {
+                out.insert(rel, (std::fs::read(&path).unwrap(), mode));
+            }
+        }
+    }
+    out
+}
+
+/// A `shell` task that tries every route to the user's repository at `repo` at once and
+/// checks, inside its attempt, that each one lands in its workspace (exit 3 with the reason
+/// on stderr otherwise): `$PWD`, `cd ..` and back, the absolute path, `git -C <repo>` (commit,
+/// branch, config, hooks), writing `.forge/` and the user's git directory, unmounting the view,
+/// and the host's `/proc`; plus a `setsid` child holding stdout and a double-forked daemon.
+fn every_route(repo: &Path) -> String {
+    let r = repo.display();
+    format!(
+        r#"set -u
+R='{r}'
+fail() {{ echo "contained: $1" >&2; exit 3; }}
+[ "$PWD" = "$R" ] || fail "PWD is $PWD"
+[ "$(pwd -P)" = "$R" ] || fail "the working directory is $(pwd -P)"
+echo pwd > "$PWD/by-pwd.txt"
+echo abs > "$R/by-abs.txt"
+(cd .. && echo up > "$(basename "$R")/by-cdup.txt") || fail "cd .. and back"
+git -C "$R" log --format=%s | grep -qx base || fail "the user's history is not visible: $(git -C "$R" log --format=%s 2>&1)"
+git -C "$R" -c user.name=h -c user.email=h@h.invalid commit -q --allow-empty -m hostile || fail "git commit"
+git -C "$R" branch hostile-branch || fail "git branch"
+git -C "$R" config hostile.key yes || fail "git config"
+echo 'exit 1' > "$R/.git/hooks/pre-commit"
+[ -d "$R/.forge/user/git/objects" ] || fail "the user's git directory is not visible"
+for target in "$R/.forge/pwned" "$R/.forge/user/git/config" "$R/.forge/user/git/refs/heads/pwned" "$R/.forge/user/git/hooks/pre-commit"; do
+    if (echo pwned >> "$target") 2>/dev/null; then fail "$target is writable"; fi
+done
+for f in "$R"/.forge/runs/*/events.jsonl; do
+    if (echo pwned >> "$f") 2>/dev/null; then fail "$f is writable"; fi
+done
+if umount -l "$R" 2>/dev/null; then fail "the view could be unmounted"; fi
+[ "$(ls /proc | grep -c '^[0-9][0-9]*$')" -lt 20 ] || fail "the host's /proc is visible: $(ls /proc | grep -c '^[0-9][0-9]*$') processes"
+[ "$(cat /proc/1/comm)" != systemd ] || fail "pid 1 is the host's"
+setsid sh -c 'echo held; touch held; exec sleep 1000' &
+( ( setsid sh -c 'touch daemon; exec sleep 1000' </dev/null >/dev/null 2>&1 & ) & )
+while [ ! -e held ] || [ ! -e daemon ]; do sleep 0.01; done
+echo escaped
+"#
+    )
+}
+
+/// The repository path shows the workspace, on every staging strategy this machine supports:
+/// a hostile script's every route lands in its workspace (its files are captured), and the
+/// user's working tree, `.git` and `.forge` stay byte-identical, with nothing of it alive.
+#[tokio::test]
+async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy() {
+    let test = "every_route_to_the_repository_lands_in_the_workspace_on_every_strategy";
+    if !namespaces_or_skip(test) {
+        return;
+    }
+    use forge_events::TaskStatus;
+    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
+    use forge_staging::StagerKind;
+    for kind in [
+        StagerKind::Overlay,
+        StagerKind::Reflink,
+        StagerKind::Worktree,
+        StagerKind::Copy,
+    ] {
+        let repo = crate::manager::repo(&[("README.md", "# hi\n"), ("src/lib.rs", "x\n")]);
+        let run = |text: String| {
+            let plan = crate::manager::plan(&text);
+            let dir = repo.path().to_path_buf();
+            async move {
+                ExecutionManager::builder()
+                    .repo(&dir)
+                    .plan(plan)
+                    .profiles(crate::manager::profiles())
+                    .stager(kind)
+                    .apply(ApplyMode::None)
+                    .build()
+                    .unwrap()
+                    .run(CancelHandle::new())
+                    .await
+            }
+        };
+        // An earlier run, so that `.forge` holds a journal the hostile task could reach.
+        let first = run(
+            "[[task]]\nid = \"first\"\nagent = \"shell\"\nwrites = [\"a\"]\nprompt = \"echo a > a\"\n"
+                .to_owned(),
+        )
+        .await;
+        match &first {
+            Err(e) if e.to_string().contains("is not available here") => {
+                let _ = writeln!(std::io::stderr(), "{test}: {kind:?} skipped: {e}");
+                assert_ne!(kind, StagerKind::Copy, "copy works everywhere");
+                continue;
+            }
+            Err(e) => panic!("{kind:?}: {e}"),
+            Ok(report) => assert_eq!(report.tasks[0].status, TaskStatus::Succeeded),
+        }
+        let user_tree = tree(repo.path(), &[".forge"]);
+        let forge_before = tree(&repo.path().join(".forge"), &[]);
+        let mark = mark(&format!("view-{kind:?}"));
+        let report = run(format!(
+            "[[task]]\nid = \"hostile\"\nagent = \"shell\"\nwrites = [\"**\"]\n\
+             env = {{ FORGE_TEST_MARK = \"{mark}\" }}\nprompt = '''{}'''\n",
+            every_route(repo.path())
+        ))
+        .await
+        .unwrap();
+        let task = &report.tasks[0];
+        assert_eq!(
+            task.status,
+            TaskStatus::Succeeded,
+            "{kind:?}: {:?} {:?}",
+            task.reason,
+            task.outcome
+        );
+        let files = &task.outcome.as_ref().unwrap().files_changed;
+        for f in ["by-pwd.txt", "by-abs.txt", "by-cdup.txt", "held", "daemon"] {
+            assert!(
+                files.iter().any(|p| p.as_str() == f),
+                "{kind:?}: {f} not captured: {files:?}"
+            );
+        }
+        assert!(
+            files.iter().all(|p| !p.as_str().starts_with(".git")),
+            "{files:?}"
+        );
+        assert_eq!(
+            tree(repo.path(), &[".forge"]),
+            user_tree,
+            "{kind:?}: the user's tree or .git changed"
+        );
+        let forge_after = tree(&repo.path().join(".forge"), &[]);
+        for (path, before) in &forge_before {
+            if path.ends_with('/') {
+                continue;
+            }
+            assert_eq!(
+                forge_after.get(path),
+                Some(before),
+                "{kind:?}: .forge/{path} changed"
+            );
+        }
+        assert!(!forge_after.contains_key("pwned"), "{kind:?}");
+        assert_eq!(marked_processes(&mark), Vec::<i32>::new(), "{kind:?}");
+    }
+}
