@@ -20,7 +20,9 @@ use std::path::Path;
 use super::profile::Profile;
 use super::{AgentError, OutputFormat, Profiles, did_you_mean};
 
-const KEYS: &[&str] = &["program", "args", "format", "env", "install"];
+const KEYS: &[&str] = &[
+    "program", "args", "format", "env", "install", "home_var", "seed",
+];
 
 /// Where in the `[agents]` table a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +272,53 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                 .as_str()
                 .ok_or_else(|| expected("a string"))?
                 .clone_into(&mut profile.install);
+        }
+        "home_var" => {
+            let var = value.as_str().ok_or_else(|| expected("a string"))?;
+            if var.is_empty() || var.contains('=') {
+                return Err(Problem::new(
+                    &name,
+                    At::Value(key.to_owned()),
+                    format!("[agents.{name}] `home_var` must be a variable name, found `{var}`"),
+                ));
+            }
+            let seed = profile.home.take().map(|h| h.seed).unwrap_or_default();
+            profile.home = Some(super::AgentHome {
+                var: var.to_owned(),
+                default: String::new(),
+                sub: String::new(),
+                seed,
+            });
+        }
+        "seed" => {
+            let items = value
+                .as_array()
+                .ok_or_else(|| expected("an array of relative paths"))?;
+            let mut seed = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let file = item.as_str().filter(|f| {
+                    let p = Path::new(f);
+                    !f.is_empty()
+                        && p.is_relative()
+                        && p.components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                });
+                let Some(file) = file else {
+                    return Err(Problem::new(
+                        &name,
+                        At::Element(key.to_owned(), i),
+                        format!(
+                            "[agents.{name}] `seed` must hold relative paths without `..` (files of the CLI's state directory), found {item}"
+                        ),
+                    ));
+                };
+                seed.push(file.to_owned());
+            }
+            // A profile with no variable of its own gets a private `HOME`.
+            let home = profile
+                .home
+                .get_or_insert_with(|| super::AgentHome::new("HOME", "", "", &[]));
+            home.seed = seed;
         }
         other => {
             let hint = did_you_mean(other, KEYS.iter().copied())

@@ -243,6 +243,17 @@ impl OutputParser {
         self
     }
 
+    /// Also reports paths under `repo` relative to it: the repository path that shows the
+    /// workspace to the agent (see `process::RepoView`). Checked after the workspace's own.
+    #[must_use]
+    pub fn with_view(mut self, repo: impl Into<PathBuf>) -> Self {
+        let repo = repo.into();
+        if !self.roots.contains(&repo) {
+            self.roots.push(repo);
+        }
+        self
+    }
+
     /// The format this parser reads.
     pub fn format(&self) -> OutputFormat {
         self.format

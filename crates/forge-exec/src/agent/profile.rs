@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{AgentError, OutputFormat, did_you_mean};
+use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
 use crate::process::{CommandSpec, find_program};
 
 /// The longest single argument Linux accepts (`MAX_ARG_STRLEN`, terminating NUL included).
@@ -32,6 +32,9 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
     /// How to install the program, for the "not found" error (`install … (https://…)`).
     pub install: String,
+    /// Where the CLI keeps its state: each task gets a private directory there, seeded from the
+    /// user's (see `state.rs`). `None`: the CLI's state is not moved.
+    pub home: Option<super::AgentHome>,
 }
 
 /// The values substituted into a profile's argument templates.
@@ -120,6 +123,7 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: install.into(),
+            home: None,
         }
     }
 
@@ -146,6 +150,7 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: "the simulated agent ships with forge: put `forge` on PATH".to_owned(),
+            home: None,
         }
     }
 
@@ -370,6 +375,55 @@ impl Profiles {
         ];
         let mut profiles: BTreeMap<String, Profile> =
             all.into_iter().map(|p| (p.name.clone(), p)).collect();
+        // Private agent state per task (see `state.rs`): the variable each CLI honours, and the
+        // files it needs to authenticate.
+        let homes = [
+            (
+                "droid",
+                AgentHome::new(
+                    "FACTORY_HOME_OVERRIDE",
+                    "",
+                    ".factory",
+                    &["settings.json", "config.json", "auth.json"],
+                ),
+            ),
+            (
+                "claude",
+                AgentHome::new(
+                    "CLAUDE_CONFIG_DIR",
+                    ".claude",
+                    "",
+                    &[".credentials.json", "settings.json", ".claude.json"],
+                ),
+            ),
+            (
+                "codex",
+                AgentHome::new("CODEX_HOME", ".codex", "", &["auth.json", "config.toml"]),
+            ),
+            (
+                "gemini",
+                AgentHome::new(
+                    "GEMINI_CLI_HOME",
+                    "",
+                    ".gemini",
+                    &[
+                        "settings.json",
+                        "oauth_creds.json",
+                        "google_accounts.json",
+                        ".env",
+                    ],
+                ),
+            ),
+            (
+                "opencode",
+                AgentHome::new("XDG_DATA_HOME", ".local/share", "opencode", &["auth.json"]),
+            ),
+        ];
+        for (name, home) in homes {
+            if let Some(profile) = profiles.get_mut(name) {
+                profile.home = Some(home);
+            }
+        }
         // Claude Code retries a failing model call ten times with backoff (minutes); three
         // retries say "the model is down" in seconds, in its own words.
         if let Some(claude) = profiles.get_mut("claude") {

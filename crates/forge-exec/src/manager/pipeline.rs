@@ -426,7 +426,9 @@ async fn attempt_task(
         let mut output = OutputEvents {
             shared,
             task: &task.id,
-            parser: OutputParser::new(profile.format).with_workspace(ws.path()),
+            parser: OutputParser::new(profile.format)
+                .with_workspace(ws.path())
+                .with_view(shared.store.root().parent().unwrap_or(ws.path())),
             text: profile.format == OutputFormat::Text,
             buf: Vec::new(),
             window: Instant::now(),
@@ -442,7 +444,21 @@ async fn attempt_task(
             task: task.id.as_str(),
             attempt,
         };
-        let options = attempt_options(shared, task);
+        let mut options = attempt_options(shared, task);
+        let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
+            Ok(state) => state,
+            Err(e) => {
+                dispose(ws).await;
+                return Ok(TaskOutcome::failed(e.to_string()));
+            }
+        };
+        if let Some(state) = &state {
+            let (var, dir) = state.env();
+            spec.env.push((var, dir));
+            if let Some(view) = &mut options.repo_view {
+                view.writable.push(state.dir().to_path_buf());
+            }
+        }
         let exit = run_process_in(
             &spec,
             &env,
@@ -454,6 +470,9 @@ async fn attempt_task(
             Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
+        if let Some(state) = state {
+            state.finish();
+        }
         output.finish();
         let last_error = output
             .last_error

@@ -37,12 +37,21 @@ use std::process::Command;
 pub struct RepoView {
     /// The user's repository (its top level).
     pub repo: PathBuf,
+    /// Directories under `.forge/` that stay writable in the view (the agent's private state),
+    /// at most [`RepoView::MAX_WRITABLE`].
+    pub writable: Vec<PathBuf>,
 }
 
 impl RepoView {
+    /// How many [`RepoView::writable`] directories a view can have.
+    pub const MAX_WRITABLE: usize = 4;
+
     /// The view of `repo` (its top level).
     pub fn new(repo: impl Into<PathBuf>) -> Self {
-        Self { repo: repo.into() }
+        Self {
+            repo: repo.into(),
+            writable: Vec::new(),
+        }
     }
 }
 
@@ -58,6 +67,8 @@ pub(crate) struct Prepared {
     git_dir: Option<CString>,
     /// The same, when it lies outside the repository (made read-only where it is).
     git_outside: bool,
+    /// Directories under `.forge` that stay writable.
+    writable: Vec<CString>,
 }
 
 fn c(path: &Path) -> std::io::Result<CString> {
@@ -79,7 +90,23 @@ impl Prepared {
             .ok()
             .map(|target| link.parent().unwrap_or(&forge).join(target));
         let git_outside = git_dir.as_ref().is_some_and(|g| !g.starts_with(&repo));
+        if view.writable.len() > RepoView::MAX_WRITABLE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "at most {} writable directories in a repository view, {} asked for",
+                    RepoView::MAX_WRITABLE,
+                    view.writable.len()
+                ),
+            ));
+        }
+        let writable = view
+            .writable
+            .iter()
+            .map(|w| std::path::absolute(w).and_then(|w| c(&w)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
+            writable,
             repo: c(&repo)?,
             workspace: c(workspace)?,
             forge: c(&forge)?,
@@ -223,6 +250,10 @@ unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
             }
             None => None,
         };
+        let mut writable = [-1; RepoView::MAX_WRITABLE];
+        for (fd, dir) in writable.iter_mut().zip(&view.writable) {
+            *fd = clone_tree(dir)?;
+        }
         attach(workspace, &view.repo)?;
         if libc::mkdir(view.forge_in_view.as_ptr(), 0o755) < 0
             && *libc::__errno_location() != libc::EEXIST
@@ -240,6 +271,9 @@ unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
             ))?;
             super::contain::check(libc::mkdir(view.user_git.as_ptr(), 0o755))?;
             attach(git, &view.user_git)?;
+        }
+        for (fd, dir) in writable.iter().zip(&view.writable) {
+            attach(*fd, dir)?;
         }
         super::contain::check(libc::chdir(view.repo.as_ptr()))?;
         // Root (here) could unmount the view: lock it by entering a user namespace of its own,

@@ -330,81 +330,6 @@ async fn futures_lite<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     out.into_iter().map(Option::unwrap).collect()
 }
 
-/// Every file under `dir` (skipping `skip`, relative paths), with its content (a symbolic
-/// link's target) and mode: what "byte-identical" compares.
-fn tree(dir: &Path, skip: &[&str]) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if skip
-                .iter()
-                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
-            {
-                continue;
-            }
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode();
-            if meta.is_dir() {
-                out.insert(format!("{rel}/"), (Vec::new(), mode));
-                stack.push(path);
-            } else if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).unwrap();
-                out.insert(rel, (target.to_string_lossy().as_bytes().to_vec(), mode));
-            } else {
-                out.insert(rel, (std::fs::read(&path).unwrap(), mode));
-            }
-        }
-    }
-    out
-}
-
-/// A `shell` task that tries every route to the user's repository at `repo` at once and
-/// checks, inside its attempt, that each one lands in its workspace (exit 3 with the reason
-/// on stderr otherwise): `$PWD`, `cd ..` and back, the absolute path, `git -C <repo>` (commit,
-/// branch, config, hooks), writing `.forge/` and the user's git directory, unmounting the view,
-/// and the host's `/proc`; plus a `setsid` child holding stdout and a double-forked daemon.
-fn every_route(repo: &Path) -> String {
-    let r = repo.display();
-    format!(
-        r#"set -u
-R='{r}'
-fail() {{ echo "contained: $1" >&2; exit 3; }}
-[ "$PWD" = "$R" ] || fail "PWD is $PWD"
-[ "$(pwd -P)" = "$R" ] || fail "the working directory is $(pwd -P)"
-echo pwd > "$PWD/by-pwd.txt"
-echo abs > "$R/by-abs.txt"
-(cd .. && echo up > "$(basename "$R")/by-cdup.txt") || fail "cd .. and back"
-git -C "$R" log --format=%s | grep -qx base || fail "the user's history is not visible: $(git -C "$R" log --format=%s 2>&1)"
-git -C "$R" -c user.name=h -c user.email=h@h.invalid commit -q --allow-empty -m hostile || fail "git commit"
-git -C "$R" branch hostile-branch || fail "git branch"
-git -C "$R" config hostile.key yes || fail "git config"
-echo 'exit 1' > "$R/.git/hooks/pre-commit"
-[ -d "$R/.forge/user/git/objects" ] || fail "the user's git directory is not visible"
-for target in "$R/.forge/pwned" "$R/.forge/user/git/config" "$R/.forge/user/git/refs/heads/pwned" "$R/.forge/user/git/hooks/pre-commit"; do
-    if (echo pwned >> "$target") 2>/dev/null; then fail "$target is writable"; fi
-done
-for f in "$R"/.forge/runs/*/events.jsonl; do
-    if (echo pwned >> "$f") 2>/dev/null; then fail "$f is writable"; fi
-done
-if umount -l "$R" 2>/dev/null; then fail "the view could be unmounted"; fi
-[ "$(ls /proc | grep -c '^[0-9][0-9]*$')" -lt 20 ] || fail "the host's /proc is visible: $(ls /proc | grep -c '^[0-9][0-9]*$') processes"
-[ "$(cat /proc/1/comm)" != systemd ] || fail "pid 1 is the host's"
-setsid sh -c 'echo held; touch held; exec sleep 1000' &
-( ( setsid sh -c 'touch daemon; exec sleep 1000' </dev/null >/dev/null 2>&1 & ) & )
-while [ ! -e held ] || [ ! -e daemon ]; do sleep 0.01; done
-echo escaped
-"#
-    )
-}
-
 /// The repository path shows the workspace, on every staging strategy this machine supports:
 /// a hostile script's every route lands in its workspace (its files are captured), and the
 /// user's working tree, `.git` and `.forge` stay byte-identical, with nothing of it alive.
@@ -455,13 +380,13 @@ async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy(
             Err(e) => panic!("{kind:?}: {e}"),
             Ok(report) => assert_eq!(report.tasks[0].status, TaskStatus::Succeeded),
         }
-        let user_tree = tree(repo.path(), &[".forge"]);
-        let forge_before = tree(&repo.path().join(".forge"), &[]);
+        let user_tree = forge_testkit::hostile::tree(repo.path(), &[".forge"]).unwrap();
+        let forge_before = forge_testkit::hostile::tree(&repo.path().join(".forge"), &[]).unwrap();
         let mark = mark(&format!("view-{kind:?}"));
         let report = run(format!(
             "[[task]]\nid = \"hostile\"\nagent = \"shell\"\nwrites = [\"**\"]\n\
              env = {{ FORGE_TEST_MARK = \"{mark}\" }}\nprompt = '''{}'''\n",
-            every_route(repo.path())
+            forge_testkit::hostile::every_route(repo.path()).unwrap()
         ))
         .await
         .unwrap();
@@ -484,12 +409,13 @@ async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy(
             files.iter().all(|p| !p.as_str().starts_with(".git")),
             "{files:?}"
         );
+        let after = forge_testkit::hostile::tree(repo.path(), &[".forge"]).unwrap();
         assert_eq!(
-            tree(repo.path(), &[".forge"]),
-            user_tree,
+            forge_testkit::hostile::changed(&user_tree, &after),
+            Vec::<String>::new(),
             "{kind:?}: the user's tree or .git changed"
         );
-        let forge_after = tree(&repo.path().join(".forge"), &[]);
+        let forge_after = forge_testkit::hostile::tree(&repo.path().join(".forge"), &[]).unwrap();
         for (path, before) in &forge_before {
             if path.ends_with('/') {
                 continue;
