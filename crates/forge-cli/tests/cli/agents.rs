@@ -812,6 +812,13 @@ fn codex_planner() {
     planner("codex");
 }
 
+/// `forge plan --agent droid`: droid plans offline on the scripted model (its default model is
+/// the scripted one in the test's settings, as a user's `sessionDefaultSettings.model` would be).
+#[test]
+fn droid_planner() {
+    planner("droid");
+}
+
 /// `/forge-parallel` as `forge init` installs it, in the real Claude Code: the scripted model
 /// runs `forge plan` and `forge run` with its Bash tool (the planner and the tasks are Claude
 /// Code again, on the same scripted model), and the run's result reaches the agent.

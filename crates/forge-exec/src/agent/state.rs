@@ -48,7 +48,8 @@ impl AgentHome {
     }
 
     /// The user's directory the variable stands for: the variable's value in `env` (the
-    /// task's environment) or Forge's, else `~/<default>`.
+    /// agent's environment: profile and task) or Forge's, else `<default>` under `HOME` (the
+    /// agent's, else Forge's).
     fn user_dir(&self, env: &BTreeMap<String, String>) -> Option<PathBuf> {
         if let Some(v) = env.get(&self.var).filter(|v| !v.is_empty()) {
             return Some(PathBuf::from(v));
@@ -56,7 +57,12 @@ impl AgentHome {
         if let Some(v) = std::env::var_os(&self.var).filter(|v| !v.is_empty()) {
             return Some(PathBuf::from(v));
         }
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(&self.default))
+        let home = env
+            .get("HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))?;
+        Some(home.join(&self.default))
     }
 
     /// Makes `dir` the private state directory (creating it), copies the seed files into it,
@@ -143,7 +149,9 @@ pub(crate) fn for_task(
         return Ok(None);
     };
     let dir = attempt_dir.parent().unwrap_or(attempt_dir).join("home");
-    home.prepare(&dir, env).map(Some)
+    let mut all = profile.env.clone();
+    all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    home.prepare(&dir, &all).map(Some)
 }
 
 #[cfg(test)]
