@@ -464,6 +464,33 @@ mod tests {
     }
 
     #[test]
+    fn seed_files_and_home_variables() {
+        let p = apply(
+            "[agents.codex]\nseed = [\"auth.json\", \"sub/token\"]\n\
+             [agents.mine]\nprogram = \"mine\"\nseed = [\".mine/token\"]\n\
+             [agents.other]\nprogram = \"other\"\nhome_var = \"OTHER_HOME\"\nseed = [\"t\"]\n",
+        )
+        .unwrap();
+        let codex = p.get("codex").unwrap().home.clone().unwrap();
+        assert_eq!(codex.var, "CODEX_HOME");
+        assert_eq!(codex.seed, ["auth.json", "sub/token"]);
+        let mine = p.get("mine").unwrap().home.clone().unwrap();
+        assert_eq!(
+            (mine.var.as_str(), mine.seed.as_slice()),
+            ("HOME", &[".mine/token".to_owned()][..])
+        );
+        let other = p.get("other").unwrap().home.clone().unwrap();
+        assert_eq!(
+            (other.var.as_str(), other.seed.as_slice()),
+            ("OTHER_HOME", &["t".to_owned()][..])
+        );
+        let e = apply("[agents.codex]\nseed = [\"../escape\"]\n").unwrap_err();
+        assert!(e.to_string().contains("relative paths without `..`"), "{e}");
+        let e = apply("[agents.codex]\nhome_var = \"A=B\"\n").unwrap_err();
+        assert!(e.to_string().contains("must be a variable name"), "{e}");
+    }
+
+    #[test]
     fn table_api_reports_without_location_and_changes_nothing_on_error() {
         let mut p = Profiles::builtin();
         let table: toml::Table =
@@ -475,7 +502,7 @@ mod tests {
                 location: None,
                 agent: "bad".into(),
                 key: Some("wat".into()),
-                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install".into(),
+                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install, home_var, seed".into(),
             }
         );
         assert!(p.get("ok").is_none(), "all or nothing");
