@@ -84,8 +84,9 @@ git -C "$R" -c user.name=h -c user.email=h@h.invalid commit -q --allow-empty -m 
 git -C "$R" branch hostile-branch || fail "git branch"
 git -C "$R" config hostile.key yes || fail "git config"
 echo 'exit 1' > "$R/.git/hooks/pre-commit"
-[ -d "$R/.forge/user/git/objects" ] || fail "the user's git directory is not visible"
-for target in "$R/.forge/pwned" "$R/.forge/user/git/config" "$R/.forge/user/git/refs/heads/pwned" "$R/.forge/user/git/hooks/pre-commit"; do
+G=$(ls -d "$R"/.forge/bases/*/user/git | head -n 1)
+[ -n "$G" ] && [ -d "$G/objects" ] || fail "the user's git directory is not visible"
+for target in "$R/.forge/pwned" "$G/config" "$G/refs/heads/pwned" "$G/hooks/pre-commit"; do
     if (echo pwned >> "$target") 2>/dev/null; then fail "$target is writable"; fi
 done
 for f in "$R"/.forge/runs/*/events.jsonl; do

@@ -452,6 +452,9 @@ async fn attempt_task(
                 return Ok(TaskOutcome::failed(e.to_string()));
             }
         };
+        if let Some(view) = &mut options.repo_view {
+            view.user_git = ws.snapshot().base().user_git_link();
+        }
         if let Some(state) = &state {
             let (var, dir) = state.env();
             spec.env.push((var, dir));

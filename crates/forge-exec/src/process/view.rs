@@ -9,10 +9,10 @@
 //! - `<repo>` is the workspace (a bind of it, with its own `.git`: the workspace repository);
 //! - `<repo>/.forge` is Forge's directory **read-only** (the prompt file, the snapshot layers
 //!   the workspace's git objects point at), so the agent can read but never change a run;
-//! - `<repo>/.forge/user/git` is the user's git directory, **read-only**: the workspace
-//!   repository reaches the user's objects and configuration there (see
-//!   [`forge_staging::USER_GIT_LINK`], a symbolic link to the same directory outside the
-//!   namespace), while the user's refs, index, hooks and config cannot be written. A git
+//! - the base snapshot's `user/git` (under `.forge/bases/…`) is the user's git directory,
+//!   **read-only**: the workspace repository reaches the user's objects and configuration
+//!   there (see [`forge_staging::USER_GIT_LINK`], a symbolic link to the same directory outside
+//!   the namespace), while the user's refs, index, hooks and config cannot be written. A git
 //!   directory outside the repository (a linked worktree's) is made read-only where it is;
 //! - when the attempt has its own PID namespace, `/proc` is that namespace's (mounted by its
 //!   init), so the agent sees its own processes only and tools that need a private `/proc`
@@ -40,6 +40,10 @@ pub struct RepoView {
     /// Directories under `.forge/` that stay writable in the view (the agent's private state),
     /// at most [`RepoView::MAX_WRITABLE`].
     pub writable: Vec<PathBuf>,
+    /// The base snapshot's link to the user's git directory
+    /// ([`forge_staging::BaseSnapshot::user_git_link`]): the user's git directory is mounted
+    /// read-only there.
+    pub user_git: Option<PathBuf>,
 }
 
 impl RepoView {
@@ -51,6 +55,7 @@ impl RepoView {
         Self {
             repo: repo.into(),
             writable: Vec::new(),
+            user_git: None,
         }
     }
 }
@@ -85,7 +90,10 @@ impl Prepared {
     pub(crate) fn new(view: &RepoView, workspace: &Path) -> std::io::Result<Self> {
         let repo = std::path::absolute(&view.repo)?;
         let forge = repo.join(crate::store::FORGE_DIR);
-        let link = repo.join(forge_staging::USER_GIT_LINK);
+        let link = view
+            .user_git
+            .clone()
+            .unwrap_or_else(|| forge.join("user/git"));
         let git_dir = std::fs::read_link(&link)
             .ok()
             .map(|target| link.parent().unwrap_or(&forge).join(target));
