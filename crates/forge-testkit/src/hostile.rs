@@ -84,7 +84,10 @@ git -C "$R" -c user.name=h -c user.email=h@h.invalid commit -q --allow-empty -m 
 git -C "$R" branch hostile-branch || fail "git branch"
 git -C "$R" config hostile.key yes || fail "git config"
 echo 'exit 1' > "$R/.git/hooks/pre-commit"
-G=$(ls -d "$R"/.forge/bases/*/user/git | head -n 1)
+# The run's base shows the user's git directory (a mount); other bases' links lead to the
+# workspace's own `.git` here.
+G=
+for g in "$R"/.forge/bases/*/user/git; do [ -L "$g" ] || G=$g; done
 [ -n "$G" ] && [ -d "$G/objects" ] || fail "the user's git directory is not visible"
 for target in "$R/.forge/pwned" "$G/config" "$G/refs/heads/pwned" "$G/hooks/pre-commit"; do
     if (echo pwned >> "$target") 2>/dev/null; then fail "$target is writable"; fi
