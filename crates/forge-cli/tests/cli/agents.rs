@@ -608,19 +608,17 @@ fn codex_eight_attempts_at_once() {
     let run = agent.repo.runs()[0].clone();
     let logs: Vec<String> = (0..8).map(|i| agent.log(&run, &format!("c{i}"))).collect();
     let out = out.expect(0);
-    for i in 0..8 {
+    for (i, log) in logs.iter().enumerate() {
         assert!(
             out.stdout.contains(&format!("c{i}: integrated")),
-            "{}\n{}",
+            "{}\n{log}",
             out.stdout,
-            logs[i]
         );
         assert_eq!(agent.repo.read(&format!("out/c{i}.txt")), format!("c{i}\n"));
         assert_eq!(
             agent.repo.read(&format!("out/u{i}.txt")),
             "Linux\n",
-            "{}",
-            logs[i]
+            "{log}"
         );
     }
 }

@@ -384,6 +384,7 @@ fn without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required()
 /// `setsid`, a daemon) lands in its workspace, and the user's working tree, `.git` and `.forge`
 /// are byte-identical afterwards, with nothing of the attempt alive.
 #[test]
+#[allow(clippy::too_many_lines)] // three routes, one hostile run each, every check spelled out
 fn every_route_to_the_repository_lands_in_the_workspace_on_every_privilege_route() {
     let test = "every_route_to_the_repository_lands_in_the_workspace_on_every_privilege_route";
     if !namespaces(test) {

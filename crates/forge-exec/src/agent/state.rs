@@ -74,7 +74,7 @@ impl AgentHome {
         env: &BTreeMap<String, String>,
     ) -> Result<PrivateState, std::io::Error> {
         let own = dir.join(&self.sub);
-        std::fs::create_dir_all(&own).map_err(|e| context(e, "create", &own))?;
+        std::fs::create_dir_all(&own).map_err(|e| context(&e, "create", &own))?;
         let mut seeded = Vec::new();
         if let Some(user) = self.user_dir(env) {
             let user = user.join(&self.sub);
@@ -85,9 +85,9 @@ impl AgentHome {
                 let Some(from) = from else { continue };
                 let to = own.join(file);
                 if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| context(e, "create", parent))?;
+                    std::fs::create_dir_all(parent).map_err(|e| context(&e, "create", parent))?;
                 }
-                std::fs::copy(&from, &to).map_err(|e| context(e, "copy into", &to))?;
+                std::fs::copy(&from, &to).map_err(|e| context(&e, "copy into", &to))?;
                 seeded.push(to);
             }
         }
@@ -99,7 +99,7 @@ impl AgentHome {
     }
 }
 
-fn context(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
+fn context(e: &std::io::Error, what: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(
         e.kind(),
         format!(

@@ -334,14 +334,15 @@ async fn futures_lite<F: std::future::Future>(futures: impl Iterator<Item = F>) 
 /// a hostile script's every route lands in its workspace (its files are captured), and the
 /// user's working tree, `.git` and `.forge` stay byte-identical, with nothing of it alive.
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // four strategies, two runs each, every check spelled out
 async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy() {
+    use forge_events::TaskStatus;
+    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
+    use forge_staging::StagerKind;
     let test = "every_route_to_the_repository_lands_in_the_workspace_on_every_strategy";
     if !namespaces_or_skip(test) {
         return;
     }
-    use forge_events::TaskStatus;
-    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
-    use forge_staging::StagerKind;
     for kind in [
         StagerKind::Overlay,
         StagerKind::Reflink,
