@@ -171,8 +171,11 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute, own_proc: b
                             std::ptr::null(),
                         ) < 0
                     {
-                        // The outer `/proc` would show the host's processes: no attempt.
-                        libc::_exit(126);
+                        // Refused (a container masking parts of `/proc` refuses a new one to a
+                        // user namespace): the agent runs on, contained, but sees the outer
+                        // `/proc`; its log says so.
+                        let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
+                        libc::write(2, note.as_ptr().cast(), note.len());
                     }
                     let agent = libc::fork();
                     if agent == 0 {
