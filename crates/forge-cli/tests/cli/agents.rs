@@ -107,22 +107,6 @@ impl Agent {
             .collect()
     }
 
-    /// A task's own `env` line where the agent needs one to run beside others: opencode keeps
-    /// its sessions in one `SQLite` database per home, and parallel `opencode run`s sharing it
-    /// fail with "database is locked" (a defect of sharing agent state between attempts, left
-    /// to per-attempt agent homes; a user works around it the same way).
-    fn own_state(&self, task: &str) -> String {
-        if self.name == "opencode" {
-            let db = self.home.path().join(format!("{task}.db"));
-            format!(
-                "env = {{ OPENCODE_DB = {} }}\n",
-                toml_string(&db.display().to_string())
-            )
-        } else {
-            String::new()
-        }
-    }
-
     /// An environment for a task (`env = {…}` in the plan) that points this agent at `url`
     /// from a home of its own.
     fn task_env(&self, url: &str, tag: &str) -> String {
@@ -263,13 +247,10 @@ fn three_tasks(name: &'static str) {
     let gamma_prompt = "- TASK-GAMMA: create docs/c.md\n- nothing else";
     let plan = format!(
         "name = \"real-{name}\"\n{}\
-         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\
-         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
-         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n{}",
+         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n\n\
+         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
+         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n",
         agent.defaults(),
-        agent.own_state("alpha"),
-        agent.own_state("beta"),
-        agent.own_state("gamma"),
     );
     let file = agent.repo.plan("three", &plan);
     let out = agent
@@ -445,12 +426,10 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
     let plan = format!(
         "name = \"down-{name}\"\n{}\
          [[task]]\nid = \"down\"\nprompt = \"TASK-DOWN: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\n\
-         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
-         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n{}",
+         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
+         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n",
         agent.defaults(),
         agent.task_env(&dead, "dead"),
-        agent.own_state("refused"),
-        agent.own_state("broken"),
     );
     let file = agent.repo.plan("down", &plan);
     let out = agent.forge(&["run", &file]).expect(1);
@@ -732,6 +711,55 @@ fn codex_runs_commands() {
     runs_commands("codex");
 }
 
+/// Eight real codex attempts at once against the scripted model all succeed: each in its own
+/// PID and mount namespace (codex's own sandbox runs its commands there, on the namespace's
+/// `/proc`), each writing its file with codex's tools and running a command.
+#[test]
+fn codex_eight_attempts_at_once() {
+    let mut script = Script::new();
+    for i in 0..8 {
+        script = script.when(
+            format!("TASK-EIGHT-{i}:"),
+            vec![
+                write_turn("codex", &format!("out/c{i}.txt"), &format!("c{i}\n")),
+                run_turn("codex", &format!("uname -s > out/u{i}.txt")),
+                Turn::text(format!("Finished TASK-EIGHT-{i}.")),
+            ],
+        );
+    }
+    let Some(agent) = Agent::start("codex", script) else {
+        return;
+    };
+    let mut plan = format!(
+        "name = \"codex-eight\"\nconcurrency = 8\n{}",
+        agent.defaults()
+    );
+    for i in 0..8 {
+        let _ = write!(
+            plan,
+            "[[task]]\nid = \"c{i}\"\nprompt = \"TASK-EIGHT-{i}: create out/c{i}.txt\"\nwrites = [\"out/c{i}.txt\", \"out/u{i}.txt\"]\n\n"
+        );
+    }
+    let file = agent.repo.plan("eight", &plan);
+    let out = agent.forge(&["run", &file, "--yes"]);
+    let run = agent.repo.runs()[0].clone();
+    let logs: Vec<String> = (0..8).map(|i| agent.log(&run, &format!("c{i}"))).collect();
+    let out = out.expect(0);
+    for (i, log) in logs.iter().enumerate() {
+        assert!(
+            out.stdout.contains(&format!("c{i}: integrated")),
+            "{}\n{log}",
+            out.stdout,
+        );
+        assert_eq!(agent.repo.read(&format!("out/c{i}.txt")), format!("c{i}\n"));
+        assert_eq!(
+            agent.repo.read(&format!("out/u{i}.txt")),
+            "Linux\n",
+            "{log}"
+        );
+    }
+}
+
 const GEMINI_WORDS: [(&str, &[&str]); 3] = [
     (
         "down",
@@ -917,6 +945,13 @@ fn claude_planner() {
 #[test]
 fn codex_planner() {
     planner("codex");
+}
+
+/// `forge plan --agent droid`: droid plans offline on the scripted model (its default model is
+/// the scripted one in the test's settings, as a user's `sessionDefaultSettings.model` would be).
+#[test]
+fn droid_planner() {
+    planner("droid");
 }
 
 /// `/forge-parallel` as `forge init` installs it, in the real Claude Code: the scripted model

@@ -78,6 +78,7 @@
 mod config;
 mod parse;
 mod profile;
+pub(crate) mod state;
 mod summary;
 
 use std::fmt;
@@ -88,6 +89,7 @@ use serde::{Deserialize, Serialize};
 
 pub use parse::{MAX_FAILED_MODEL_CALLS, OutputParser, relative_path};
 pub use profile::{Profile, Profiles, PromptVars};
+pub use state::{AgentHome, PrivateState};
 
 /// The output format of an agent CLI, which selects its parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

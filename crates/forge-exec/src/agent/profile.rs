@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{AgentError, OutputFormat, did_you_mean};
+use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
 use crate::process::{CommandSpec, find_program};
 
 /// The variable of `resume_args` that stands for the session to continue.
@@ -40,6 +40,9 @@ pub struct Profile {
     /// `{session}`, the session id the agent named (`task_session`). Empty: the CLI cannot,
     /// and a new attempt gets the previous one's final message and diff in its prompt.
     pub resume_args: Vec<String>,
+    /// Where the CLI keeps its state: each task gets a private directory there, seeded from the
+    /// user's (see `state.rs`). `None`: the CLI's state is not moved.
+    pub home: Option<super::AgentHome>,
 }
 
 /// The values substituted into a profile's argument templates.
@@ -129,6 +132,7 @@ impl Profile {
             env: BTreeMap::new(),
             install: install.into(),
             resume_args: Vec::new(),
+            home: None,
         }
     }
 
@@ -194,6 +198,7 @@ impl Profile {
             env: BTreeMap::new(),
             install: "the simulated agent ships with forge: put `forge` on PATH".to_owned(),
             resume_args,
+            home: None,
         }
     }
 
@@ -426,7 +431,16 @@ impl Profiles {
                 "opencode",
                 "opencode",
                 &[
-                    "run", "--format", "json", "--model", "{model}", "--", "{prompt}",
+                    "run",
+                    "--format",
+                    "json",
+                    "--print-logs",
+                    "--log-level",
+                    "ERROR",
+                    "--model",
+                    "{model}",
+                    "--",
+                    "{prompt}",
                 ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
@@ -464,6 +478,55 @@ impl Profiles {
         ];
         let mut profiles: BTreeMap<String, Profile> =
             all.into_iter().map(|p| (p.name.clone(), p)).collect();
+        // Private agent state per task (see `state.rs`): the variable each CLI honours, and the
+        // files it needs to authenticate.
+        let homes = [
+            (
+                "droid",
+                AgentHome::new(
+                    "FACTORY_HOME_OVERRIDE",
+                    "",
+                    ".factory",
+                    &["settings.json", "config.json", "auth.json"],
+                ),
+            ),
+            (
+                "claude",
+                AgentHome::new(
+                    "CLAUDE_CONFIG_DIR",
+                    ".claude",
+                    "",
+                    &[".credentials.json", "settings.json", ".claude.json"],
+                ),
+            ),
+            (
+                "codex",
+                AgentHome::new("CODEX_HOME", ".codex", "", &["auth.json", "config.toml"]),
+            ),
+            (
+                "gemini",
+                AgentHome::new(
+                    "GEMINI_CLI_HOME",
+                    "",
+                    ".gemini",
+                    &[
+                        "settings.json",
+                        "oauth_creds.json",
+                        "google_accounts.json",
+                        ".env",
+                    ],
+                ),
+            ),
+            (
+                "opencode",
+                AgentHome::new("XDG_DATA_HOME", ".local/share", "opencode", &["auth.json"]),
+            ),
+        ];
+        for (name, home) in homes {
+            if let Some(profile) = profiles.get_mut(name) {
+                profile.home = Some(home);
+            }
+        }
         // Claude Code retries a failing model call ten times with backoff (minutes); three
         // retries say "the model is down" in seconds, in its own words.
         if let Some(claude) = profiles.get_mut("claude") {

@@ -221,19 +221,16 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
 }
 
 /// The run's process options with the task's limits and the plan's isolation requirement.
-fn attempt_options(shared: &Shared, task: &Task, format: OutputFormat) -> ProcessOptions {
+fn attempt_options(shared: &Shared, task: &Task) -> ProcessOptions {
     let mut options = shared.process.clone();
     options.limits = Limits {
         memory: task.memory,
         cpus: task.cpus,
     };
-    // Codex runs every command it executes in its own Linux sandbox, which does not work inside
-    // our PID namespace as it is today (no private /proc: its commands never ran and two agents
-    // hung to their timeout in the real-agent suite). Codex attempts run in their process group
-    // until the namespace gets its own /proc; `[isolation] require = true` still forces it.
-    if format == OutputFormat::Codex {
-        options.pid_namespace = false;
-    }
+    // The repository path shows the workspace (with a PID namespace, where one can be had).
+    options.repo_view = Some(crate::process::RepoView::new(
+        shared.store.root().parent().unwrap_or(shared.store.root()),
+    ));
     if shared.plan.isolation.require {
         options.pid_namespace = true;
         options.require_isolation = true;
@@ -447,7 +444,9 @@ async fn attempt_task(
         let mut output = OutputEvents {
             shared,
             task: &task.id,
-            parser: OutputParser::new(profile.format).with_workspace(ws.path()),
+            parser: OutputParser::new(profile.format)
+                .with_workspace(ws.path())
+                .with_view(shared.store.root().parent().unwrap_or(ws.path())),
             text: profile.format == OutputFormat::Text,
             buf: Vec::new(),
             window: Instant::now(),
@@ -464,7 +463,24 @@ async fn attempt_task(
             task: task.id.as_str(),
             attempt,
         };
-        let options = attempt_options(shared, task, profile.format);
+        let mut options = attempt_options(shared, task);
+        let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
+            Ok(state) => state,
+            Err(e) => {
+                dispose(ws).await;
+                return Ok(TaskOutcome::failed(e.to_string()));
+            }
+        };
+        if let Some(view) = &mut options.repo_view {
+            view.user_git = ws.snapshot().base().user_git_link();
+        }
+        if let Some(state) = &state {
+            let (var, dir) = state.env();
+            spec.env.push((var, dir));
+            if let Some(view) = &mut options.repo_view {
+                view.writable.push(state.dir().to_path_buf());
+            }
+        }
         let exit = run_process_in(
             &spec,
             &env,
@@ -476,6 +492,9 @@ async fn attempt_task(
             Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
+        if let Some(state) = state {
+            state.finish();
+        }
         output.finish();
         let last_error = output
             .last_error
