@@ -76,7 +76,8 @@ pub(crate) enum Command {
     /// run's exit code (0 while it runs, 130 when its process is gone).
     #[command(after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
-    /// Print the output of a task's attempt.
+    /// Show a task attempt's transcript: what the agent said, its tool calls and their results,
+    /// errors and usage (`--raw` for the output as the agent wrote it).
     Logs(LogsArgs),
     /// List the runs of this repository.
     Runs(RunsArgs),
@@ -234,6 +235,12 @@ pub(crate) struct LogsArgs {
     /// The attempt (default: the latest).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) attempt: Option<u32>,
+    /// Print the agent's output as it wrote it (JSON lines) instead of the transcript.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Print the transcript as one JSON object (entries, usage, result).
+    #[arg(long, conflicts_with_all = ["raw", "follow"])]
+    pub(crate) json: bool,
 }
 
 /// `forge runs`.

@@ -53,6 +53,7 @@ mod demo;
 mod diff;
 mod error;
 mod init;
+mod logs;
 mod partial;
 mod plan_file;
 mod planner;
@@ -63,6 +64,7 @@ mod runs;
 mod serve;
 mod split;
 mod term;
+mod web;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -175,7 +177,7 @@ fn dispatch(cli: &Cli) -> CliResult {
             out_style,
         )),
         Command::Status(args) => runtime()?.block_on(runs::status(&ctx, args, out_style)),
-        Command::Logs(args) => runtime()?.block_on(runs::logs(&ctx, args)),
+        Command::Logs(args) => runtime()?.block_on(runs::logs(&ctx, args, out_style)),
         Command::Runs(args) => runs::runs(&ctx, args, out_style),
         Command::Abort(args) => runtime()?.block_on(runs::abort(&ctx, args, out_style)),
         Command::Diff(args) => diff::run(&ctx, args, out_style),
