@@ -151,10 +151,8 @@ fn tool_text(call: &ToolEntry, style: Style) -> String {
         });
         let shown = output.lines().count();
         if call.output_lines > shown {
-            let more = format!(
-                "    … {} more\n",
-                format::plural((call.output_lines - shown) as u64, "line")
-            );
+            let n = call.output_lines - shown;
+            let more = format!("    … {n} more line{}\n", if n == 1 { "" } else { "s" });
             out.push_str(&style.dim(&more));
         }
     }

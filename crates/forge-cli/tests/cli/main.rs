@@ -10,6 +10,7 @@ mod contain;
 mod dashboard;
 mod demo;
 mod init;
+mod logs;
 mod partial;
 mod plan;
 mod preview;
