@@ -8,6 +8,7 @@ mod basics;
 mod conflicts;
 mod contain;
 mod dashboard;
+mod dashboard_actions;
 mod demo;
 mod init;
 mod logs;
