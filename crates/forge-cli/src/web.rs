@@ -24,6 +24,9 @@ use serde::Deserialize;
 
 use crate::config::Context;
 
+/// What the routes offer, as `GET /api/features` lists it for the dashboard.
+pub(crate) const FEATURES: &[&str] = &["transcript", "diff", "abort", "apply"];
+
 /// The routes, for [`forge_events::http::ServeOptions::routes`].
 pub(crate) fn routes(ctx: &Context) -> Router {
     let ctx = Arc::new(ctx.clone());

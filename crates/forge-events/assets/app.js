@@ -93,6 +93,20 @@
 
   const enc = encodeURIComponent;
 
+  // What the server's embedder offers besides reading (GET api/features): transcripts, diffs,
+  // actions. Asked once; a server without the route offers nothing more.
+  let featuresAsked = null;
+  function features() {
+    if (!featuresAsked) {
+      featuresAsked = api('api/features').then((list) => new Set(list), (err) => {
+        featuresAsked = null;
+        if (err instanceof AuthError) throw err;
+        return new Set();
+      });
+    }
+    return featuresAsked;
+  }
+
   // ---- DOM helpers ----
 
   function setAttrs(el, attrs) {
@@ -818,8 +832,9 @@
       setConn('connecting', 'loading');
       main().replaceChildren(h('p', { class: 'notice' }, 'Loading run ', h('code', null, this.id), '…'));
       try {
-        const state = await api(`api/runs/${enc(this.id)}`);
+        const [state, offered] = await Promise.all([api(`api/runs/${enc(this.id)}`), features()]);
         if (this.stopped) return;
+        this.features = offered;
         this.state = normalize(state);
       } catch (err) {
         if (this.stopped) return;
@@ -1035,11 +1050,16 @@
 
     renderActions(s) {
       const finished = RUN_FINISHED.has(s.phase);
+      const can = this.features || new Set();
       const succeeded = s.tasks.filter((t) => t.status === 'succeeded').map((t) => t.id);
       const key = JSON.stringify([s.phase, succeeded, this.busy || false]);
       if (this.actions.dataset.key === key) return;
       this.actions.dataset.key = key;
       if (!finished) {
+        if (!can.has('abort')) {
+          this.actions.replaceChildren();
+          return;
+        }
         this.actions.replaceChildren(h('button', {
           type: 'button', id: 'abort', class: 'danger', disabled: this.busy || null,
           onclick: () => this.act('abort', null, 'Interrupting the run…'),
@@ -1049,7 +1069,7 @@
       const label = PHASE_LABEL[s.phase] || s.phase;
       const note = h('p', { class: 'notice finished', id: 'run-finished' },
         `This run has finished (${label}); the page shows its final state and does not reconnect.`);
-      if (!succeeded.length) {
+      if (!succeeded.length || !can.has('apply')) {
         this.actions.replaceChildren(note);
         return;
       }
@@ -1429,7 +1449,9 @@
       this.bytes = 0;
       this.follow = true;
       this.idle = 0;
-      this.view = 'transcript';
+      const can = page.features || new Set();
+      this.views = ['transcript', 'raw', 'diff'].filter((v) => v === 'raw' || can.has(v));
+      this.view = this.views[0];
       this.viewKey = null;
     }
 
@@ -1438,11 +1460,12 @@
       this.select = h('select', { 'aria-label': 'Attempt', onchange: () => this.choose(this.select.value) });
       this.followBox = h('input', { type: 'checkbox', checked: true, onchange: () => { this.follow = this.followBox.checked; this.scroll(); } });
       this.size = h('span', { class: 'dim' });
-      this.pre = h('pre', { id: 'log-text', 'data-task': this.task, hidden: true });
-      this.doc = h('div', { id: 'transcript', class: 'transcript', 'data-task': this.task });
+      this.pre = h('pre', { id: 'log-text', 'data-task': this.task, hidden: this.view !== 'raw' });
+      this.doc = h('div', { id: 'transcript', class: 'transcript', 'data-task': this.task, hidden: this.view === 'raw' });
+      const labels = { transcript: 'transcript', raw: 'raw output', diff: 'diff' };
       this.viewSel = h('select', { id: 'log-view', 'aria-label': 'View', onchange: () => this.setView(this.viewSel.value) },
-        h('option', { value: 'transcript' }, 'transcript'), h('option', { value: 'raw' }, 'raw output'),
-        h('option', { value: 'diff' }, 'diff'));
+        this.views.map((v) => h('option', { value: v }, labels[v])));
+      this.viewSel.hidden = this.views.length < 2;
       box.replaceChildren(
         h('header', null, h('h2', null, 'Log'), h('code', null, this.task), this.viewSel, this.select,
           h('label', null, this.followBox, ' follow'), h('span', { class: 'spacer' }), this.size),
@@ -1513,12 +1536,6 @@
         if (this.stopped) return;
         if (err instanceof AuthError) {
           showError(err, this.page);
-          return;
-        }
-        if (err instanceof HttpError && err.status === 404 && this.view === 'transcript') {
-          // A server without transcripts (an embedder's): the raw log.
-          this.busy = false;
-          this.setView('raw');
           return;
         }
         this.showDoc(`error:${err.message}`, () => [h('p', { class: 'notice error' }, err.message)]);

@@ -10,6 +10,7 @@
 //! | `GET /api/runs/{id}` | the run's folded [`RunState`](crate::RunState) as JSON |
 //! | `GET /api/runs/{id}/events` | Server-Sent Events: `id:` seq, `event:` type, `data:` the event JSON |
 //! | `GET /api/runs/{id}/tasks/{task}/log` | a task attempt's `output.log` from a byte offset (below) |
+//! | `GET /api/features` | what an embedder's routes offer ([`ServeOptions::routes`]), as a JSON list |
 //!
 //! The event stream replays from the journal, then goes live, without gaps or duplicates: it
 //! starts after `Last-Event-ID` (what a reconnecting `EventSource` sends), else at `?from=<seq>`,
@@ -153,6 +154,10 @@ pub struct ServeOptions {
     /// the same access rule as the API; their mutating requests (any method but `GET` and
     /// `HEAD`) are refused (`403`) when they come from another site (see [`same_origin`]).
     pub routes: Vec<Router>,
+    /// What those routes offer, as the dashboard asks for it at `GET /api/features`
+    /// (`transcript`, `diff`, `abort`, `apply`, …): the page shows a control only when the
+    /// server has its route.
+    pub features: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -167,6 +172,7 @@ impl Default for ServeOptions {
             buses: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             routes: Vec::new(),
+            features: Vec::new(),
         }
     }
 }
@@ -182,6 +188,7 @@ impl fmt::Debug for ServeOptions {
             .field("ring", &self.ring)
             .field("header_timeout", &self.header_timeout)
             .field("routes", &self.routes.len())
+            .field("features", &self.features)
             .field(
                 "buses",
                 &self.buses.iter().map(EventBus::run).collect::<Vec<_>>(),
@@ -207,10 +214,12 @@ impl ServeOptions {
         self
     }
 
-    /// Adds API routes (see [`ServeOptions::routes`]).
+    /// Adds API routes (see [`ServeOptions::routes`]) and names the features they offer.
     #[must_use]
-    pub fn routes(mut self, routes: Router) -> Self {
+    pub fn routes(mut self, routes: Router, features: &[&str]) -> Self {
         self.routes.push(routes);
+        self.features
+            .extend(features.iter().map(|f| (*f).to_owned()));
         self
     }
 }
@@ -224,6 +233,7 @@ impl ServeOptions {
 pub fn router(runs_dir: PathBuf, mut opts: ServeOptions) -> Router {
     let token = opts.token.clone().filter(|t| !t.is_empty());
     let app_routes = std::mem::take(&mut opts.routes);
+    let features = Arc::new(std::mem::take(&mut opts.features));
     let app = Arc::new(App {
         runs_dir,
         buses: opts
@@ -242,6 +252,13 @@ pub fn router(runs_dir: PathBuf, mut opts: ServeOptions) -> Router {
         .route("/api/runs/{id}/events", get(events_handler))
         .route("/api/runs/{id}/tasks/{task}/log", get(log_handler))
         .with_state(app);
+    let api = api.route(
+        "/api/features",
+        get(move || {
+            let features = Arc::clone(&features);
+            async move { Json(features.as_ref().clone()) }
+        }),
+    );
     let api = app_routes.into_iter().fold(api, |api, extra| {
         api.merge(extra.layer(middleware::from_fn(same_origin)))
     });

@@ -1220,8 +1220,8 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     let outside = browser.requests_outside(&origin).await;
     assert!(outside.is_empty(), "requests to other hosts: {outside:?}");
 
-    // 8. The server comes back with another token: the open stream is refused, and the page
-    // asks for the new token instead of retrying forever.
+    // 8. The server goes away and comes back with another token: the page of the finished run
+    // does not reconnect, and opened again asks for the new token.
     browser
         .client()
         .find(fantoccini::Locator::Css("tr.run[data-run='run-live'] a"))
@@ -1238,7 +1238,16 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
         .await;
     server.shutdown();
     wait_until_not_live(&browser).await;
+    // The run is finished: its page says so instead of reconnecting.
+    browser
+        .wait_for_js(
+            "document.getElementById('conn').dataset.state === 'done'",
+            secs(10),
+        )
+        .await;
     let server = serve_at(addr, &runs, ServeOptions::default().token("another")).await;
+    // Opened again, it asks for the new token instead of failing without a word.
+    browser.open(&format!("{origin}/?run=run-live")).await;
     browser.wait_for("#token-form", secs(15)).await;
     browser
         .wait_for("#token-input", secs(5))
