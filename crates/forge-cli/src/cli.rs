@@ -63,7 +63,8 @@ pub(crate) enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a plan: every task in its own workspace, merged, gated, then applied.
+    /// Run a plan (or one `--task` without a plan): every task in its own workspace, merged,
+    /// gated, then applied.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Validate a plan and print its preview (tasks, locks, critical path, estimate); start
@@ -164,10 +165,20 @@ pub(crate) struct OutputFlags {
 
 /// `forge run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["plan", "task"])))]
 pub(crate) struct RunArgs {
     /// The plan file (TOML, or JSON when it ends in `.json`).
     #[arg(value_name = "PLAN")]
-    pub(crate) plan: PathBuf,
+    pub(crate) plan: Option<PathBuf>,
+    /// Run one task without a plan file: this prompt, as task `task`.
+    #[arg(long, value_name = "PROMPT", conflicts_with = "dry_run")]
+    pub(crate) task: Option<String>,
+    /// The agent of the --task task (default: `agent` of forge.toml, else droid).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) agent: Option<String>,
+    /// Files the --task task may write (a glob; repeat for more; default: any file).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) writes: Vec<String>,
     #[command(flatten)]
     pub(crate) apply: ApplyFlags,
     #[command(flatten)]
