@@ -109,6 +109,10 @@ pub(crate) enum Command {
     /// Print completion candidates the repository knows (used by the completion scripts).
     #[command(name = "__complete", hide = true)]
     Complete(CompleteArgs),
+    /// Run one task of a finished, failed or interrupted run again with added instructions
+    /// (`--prompt`), then the tasks depending on it; every other task's result is kept.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Retry(crate::retry::RetryArgs),
 }
 
 /// `forge __complete`.

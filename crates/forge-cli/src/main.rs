@@ -60,6 +60,7 @@ mod plan_file;
 mod planner;
 mod preview;
 mod render;
+mod retry;
 mod run;
 mod runs;
 mod serve;
@@ -201,6 +202,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
+        Command::Retry(args) => runtime()?.block_on(retry::retry(&ctx, args, out_style)),
         Command::Completions(_)
         | Command::Complete(_)
         | Command::SimAgent(_)

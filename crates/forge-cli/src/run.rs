@@ -133,6 +133,8 @@ pub(crate) enum Start {
     New(Plan),
     /// Resume this run.
     Resume(RunId),
+    /// Retry one task of this run (`forge retry`).
+    Retry(RunId, forge_exec::RetryRequest),
 }
 
 /// Runs (or resumes) with the live view, then summarizes and applies as decided.
@@ -149,10 +151,11 @@ pub(crate) async fn execute(
         .repo(&ctx.repo)
         .profiles(profiles)
         .apply(decision.mode());
-    let resuming = matches!(start, Start::Resume(_));
+    let resuming = matches!(start, Start::Resume(_) | Start::Retry(..));
     let builder = match start {
         Start::New(plan) => builder.plan(plan),
         Start::Resume(run) => builder.resume(run),
+        Start::Retry(run, request) => builder.retry(run, request),
     };
     let manager = builder.build().map_err(exec_error)?;
     let run = manager.run_id().clone();

@@ -17,7 +17,7 @@
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
-    'apply_finished', 'run_warning', 'run_finished', 'unknown',
+    'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];

@@ -536,6 +536,143 @@ fn runs_commands(name: &'static str) {
     );
 }
 
+/// `forge retry`: the task's first attempt writes one file; retried with added instructions,
+/// an agent whose profile can continue its session (`continued`) reaches the model with the
+/// first attempt's messages (model answers already in its history, the same session); the
+/// others start a new conversation whose prompt holds the first attempt's final message and
+/// diff. Both files are in the result.
+fn retry_continues_the_session(name: &'static str, continued: bool) {
+    // A resumed conversation holds both phrases: its rule comes first. The turn a conversation
+    // gets is the number of model answers in its history, so the retry's turns are padded: a
+    // continued session starts past the padding, a new one would write the file several times.
+    // A shell command, relative to the agent's working directory: a continued session's
+    // history names the first attempt's workspace, which is gone.
+    let second = run_turn(name, "mkdir -p src && echo second > src/second.txt");
+    let script = Script::new()
+        .when(
+            "TASK-RETRY-TWO",
+            vec![
+                second.clone(),
+                second.clone(),
+                second.clone(),
+                second.clone(),
+                second,
+                Turn::text("Finished TASK-RETRY-TWO."),
+            ],
+        )
+        .when(
+            "TASK-RETRY-ONE",
+            vec![
+                write_turn(name, "src/first.txt", "first\n"),
+                Turn::text("Finished TASK-RETRY-ONE."),
+            ],
+        );
+    let Some(agent) = Agent::start(name, script) else {
+        return;
+    };
+    let plan = format!(
+        "name = \"retry-{name}\"\n{}[[task]]\nid = \"work\"\nprompt = \"TASK-RETRY-ONE: write the first file\"\nwrites = [\"src/**\"]\n",
+        agent.defaults()
+    );
+    let file = agent.repo.plan("retry", &plan);
+    agent.forge(&["run", &file, "--no-apply"]).expect(0);
+    let run = agent.repo.runs()[0].clone();
+    let first_calls = agent.calls("TASK-RETRY-ONE").len();
+    let out = agent.forge(&[
+        "retry",
+        "work",
+        &run,
+        "--prompt",
+        "TASK-RETRY-TWO: now write the second file",
+        "--yes",
+    ]);
+    let log = std::fs::read_to_string(
+        agent
+            .repo
+            .path()
+            .join(format!(".forge/runs/{run}/tasks/work/2/output.log")),
+    )
+    .unwrap_or_default();
+    assert_eq!(out.code, 0, "{}\n{}\n{log}", out.stdout, out.stderr);
+    let read = |rel: &str| std::fs::read_to_string(agent.repo.path().join(rel)).ok();
+    assert_eq!(
+        read("src/first.txt").as_deref(),
+        Some("first\n"),
+        "{}\n{log}",
+        out.stdout
+    );
+    assert_eq!(
+        read("src/second.txt").as_deref(),
+        Some("second\n"),
+        "{}\n{log}",
+        out.stdout
+    );
+    let retried: Vec<Recorded> = agent
+        .calls("TASK-RETRY-TWO")
+        .into_iter()
+        .filter(|r| r.is_model_call() && !r.tools.is_empty())
+        .collect();
+    let first = retried.first().expect("the retry reached the model");
+    assert!(first_calls >= 2);
+    let sessions: Vec<String> = of_task(&agent.events(&run), "work", "task_session")
+        .iter()
+        .map(|e| e["session"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    // Either way the model sees the first attempt's work.
+    assert!(
+        first.user_text.contains("TASK-RETRY-ONE"),
+        "{}",
+        first.user_text
+    );
+    if continued {
+        // The earlier conversation itself: the model's answers are in the history.
+        assert!(
+            first.answered >= 2,
+            "answers in the history: {}",
+            first.answered
+        );
+        assert_eq!(
+            sessions[0], sessions[1],
+            "the retry continues the first session"
+        );
+    } else {
+        assert_eq!(first.answered, 0, "a new conversation");
+        for shown in ["Finished TASK-RETRY-ONE.", "+first", "src/first.txt"] {
+            assert!(
+                first.user_text.contains(shown),
+                "{shown}: {}",
+                first.user_text
+            );
+        }
+    }
+}
+
+#[test]
+fn claude_retry_continues_the_session() {
+    retry_continues_the_session("claude", true);
+}
+
+#[test]
+fn codex_retry_continues_the_session() {
+    retry_continues_the_session("codex", true);
+}
+
+#[test]
+fn gemini_retry_continues_the_session() {
+    retry_continues_the_session("gemini", false);
+}
+
+#[test]
+fn opencode_retry_continues_the_session() {
+    retry_continues_the_session("opencode", false);
+}
+
+#[test]
+fn droid_retry_continues_the_session() {
+    retry_continues_the_session("droid", false);
+}
+
 const CLAUDE_WORDS: [(&str, &[&str]); 3] = [
     ("down", &["Connection refused", "Connection error"]),
     ("refused", &["Invalid API key"]),

@@ -6,6 +6,7 @@
 mod adhoc;
 mod agents;
 mod basics;
+mod checks;
 mod conflicts;
 mod contain;
 mod dashboard;
@@ -17,6 +18,7 @@ mod partial;
 mod plan;
 mod preview;
 mod push;
+mod retry;
 mod review;
 mod run;
 mod runs;

@@ -10,7 +10,12 @@
 //! format = "claude"              # droid | claude | codex | gemini | opencode | amp | text
 //! env = { CLAUDE_CONFIG_DIR = "/opt/claude/config" }
 //! install = "install Claude Code from the team share"
+//! resume_args = ["-p", "--resume", "{session}", "{prompt}", "--output-format", "stream-json", "--verbose"]
 //! ```
+//!
+//! `resume_args` continue the agent's own session (`{session}`) when a task is retried or its
+//! check fails; `resume_args = []` says the CLI cannot (a new session then gets the previous
+//! attempt's final message and diff).
 //!
 //! A new profile's `args` default to `["{prompt}"]` and its `format` to `text`.
 
@@ -20,7 +25,7 @@ use std::path::Path;
 use super::profile::Profile;
 use super::{AgentError, OutputFormat, Profiles, did_you_mean};
 
-const KEYS: &[&str] = &["program", "args", "format", "env", "install"];
+const KEYS: &[&str] = &["program", "args", "format", "env", "install", "resume_args"];
 
 /// Where in the `[agents]` table a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +92,7 @@ fn valid_name(name: &str) -> bool {
 impl Profiles {
     /// Applies the `[agents]` table of `forge.toml` (the value of its `agents` key): each
     /// `[agents.<name>]` adds a profile or overrides fields of an existing one (`program`,
-    /// `args`, `format`, `env`, `install`). Unknown keys, wrong types, bad templates and unknown
+    /// `args`, `format`, `env`, `install`, `resume_args`). Unknown keys, wrong types, bad templates and unknown
     /// formats are errors naming the agent and key; nothing is changed unless all is well.
     /// [`Profiles::apply_config_source`] also gives `file:line:col`.
     pub fn apply_config(&mut self, agents: &toml::Table) -> Result<(), AgentError> {
@@ -200,7 +205,7 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
             }
             program.clone_into(&mut profile.program);
         }
-        "args" => {
+        "args" | "resume_args" => {
             let items = value
                 .as_array()
                 .ok_or_else(|| expected("an array of strings"))?;
@@ -211,16 +216,23 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                         &name,
                         At::Element(key.to_owned(), i),
                         format!(
-                            "[agents.{name}] `args` must hold strings, found {}",
+                            "[agents.{name}] `{key}` must hold strings, found {}",
                             type_name(item)
                         ),
                     ));
                 };
                 args.push(arg.to_owned());
             }
-            let probe = Profile {
-                args: args.clone(),
-                ..profile.clone()
+            let probe = if key == "args" {
+                Profile {
+                    args: args.clone(),
+                    ..profile.clone()
+                }
+            } else {
+                Profile {
+                    resume_args: args.clone(),
+                    ..profile.clone()
+                }
             };
             if let Err(AgentError::Template {
                 template, reason, ..
@@ -233,7 +245,11 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                     format!("[agents.{name}] argument `{template}`: {reason}"),
                 ));
             }
-            profile.args = args;
+            if key == "args" {
+                profile.args = args;
+            } else {
+                profile.resume_args = args;
+            }
         }
         "format" => {
             let text = value.as_str().ok_or_else(|| expected("a string"))?;
@@ -426,7 +442,7 @@ mod tests {
                 location: None,
                 agent: "bad".into(),
                 key: Some("wat".into()),
-                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install".into(),
+                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install, resume_args".into(),
             }
         );
         assert!(p.get("ok").is_none(), "all or nothing");

@@ -32,8 +32,10 @@
 
 mod apply;
 mod audit;
+mod check;
 mod pipeline;
 mod resume;
+mod retry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ pub use apply::{
     integrated_diff, recover_abandoned_applies, run_diff, run_summary,
 };
 pub use resume::cleanup_leftovers;
+pub use retry::{RetryOrigin, RetryRequest, dependents};
 
 use crate::ExecError;
 use crate::agent::Profiles;
@@ -138,6 +141,7 @@ pub struct ExecutionManagerBuilder {
     repo: Option<PathBuf>,
     plan: Option<Plan>,
     resume: Option<RunId>,
+    retry: Option<RetryRequest>,
     profiles: Option<Profiles>,
     locks: Option<Arc<dyn LockManager>>,
     stager: StagerChoice,
@@ -155,6 +159,7 @@ impl Default for ExecutionManagerBuilder {
             repo: None,
             plan: None,
             resume: None,
+            retry: None,
             profiles: None,
             locks: None,
             stager: StagerChoice::Kind(StagerKind::Auto),
@@ -193,6 +198,20 @@ impl ExecutionManagerBuilder {
     #[must_use]
     pub fn resume(mut self, run: RunId) -> Self {
         self.resume = Some(run);
+        self
+    }
+
+    /// Retry one task of run `run` (finished, failed or interrupted) instead of starting a new
+    /// run: the task runs again with `request.prompt` added to its instructions (continuing
+    /// the agent's session where its profile can), then every task depending on it; every
+    /// other task's result is kept. Integration, gate and apply follow as in a run. The request
+    /// is journaled (`task_retry_requested`), so a retry killed midway resumes like any run.
+    /// [`ExecutionManagerBuilder::build`] refuses a task the plan does not have, or one that
+    /// never ran because a task it depends on failed (retry that one).
+    #[must_use]
+    pub fn retry(mut self, run: RunId, request: RetryRequest) -> Self {
+        self.resume = Some(run);
+        self.retry = Some(request);
         self
     }
 
@@ -359,6 +378,9 @@ impl ExecutionManagerBuilder {
                 Err(e) => return Err(e.into()),
             }
         };
+        if let Some(request) = &self.retry {
+            retry::check_request(&plan, &run, &history, request)?;
+        }
         let locks = self
             .locks
             .unwrap_or_else(|| Arc::new(LocalLockManager::new()));
@@ -377,6 +399,7 @@ impl ExecutionManagerBuilder {
             scheduler: self.scheduler,
             process: self.process,
             history: resuming.then_some(history),
+            retry: self.retry,
         })
     }
 }
@@ -425,6 +448,8 @@ pub struct ExecutionManager {
     process: ProcessOptions,
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
+    /// The task to retry, if this is a retry.
+    retry: Option<RetryRequest>,
 }
 
 impl std::fmt::Debug for ExecutionManager {
@@ -494,6 +519,8 @@ pub(crate) struct Shared {
     pub(crate) heavy: tokio::sync::Semaphore,
     /// Whether the run already said that its attempts run without a PID namespace.
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
+    /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
+    pub(crate) retries: HashMap<TaskId, retry::RetryContext>,
 }
 
 impl Shared {
@@ -552,7 +579,8 @@ impl ExecutionManager {
             apply,
             mut scheduler,
             process,
-            history,
+            mut history,
+            retry,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -561,16 +589,12 @@ impl ExecutionManager {
         });
         let resumed = history.is_some();
         let outcome = async {
-            let prior = match &history {
-                Some(history) => {
-                    // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
-                    let run2 = run.clone();
-                    let store2 = store.clone();
-                    blocking(move || cleanup_leftovers(&store2, &run2)).await??;
-                    Some(resume::analyze(&plan, history))
-                }
-                None => None,
-            };
+            if history.is_some() {
+                // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
+                let run2 = run.clone();
+                let store2 = store.clone();
+                blocking(move || cleanup_leftovers(&store2, &run2)).await??;
+            }
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
                 plan_hash: plan_hash(&plan),
@@ -578,6 +602,18 @@ impl ExecutionManager {
                 concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
                 base: plan.base.to_string(),
             })?;
+            // A retry is journaled before anything runs, and folded like any other event.
+            if let (Some(request), Some(history)) = (&retry, history.as_mut()) {
+                let kind = retry::request_event(&plan, request);
+                let seq = events.publish_task(&request.task, kind.clone())?;
+                history.push(forge_events::Event::new(
+                    run.clone(),
+                    seq,
+                    Some(request.task.clone()),
+                    kind,
+                ));
+            }
+            let mut prior = history.as_ref().map(|h| resume::analyze(&plan, h));
             // What the run will do (estimates from earlier runs), worked out while the base is
             // captured and published before any task is queued. History that cannot be read
             // leaves the estimates unknown, as the preview then says; it does not stop the run.
@@ -653,6 +689,10 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
                 warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
+                retries: prior
+                    .as_mut()
+                    .map(|p| std::mem::take(&mut p.retries))
+                    .unwrap_or_default(),
             });
             if let Some(preview) = preview {
                 let preview = preview

@@ -100,6 +100,12 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
     pub cpus: Option<f64>,
+    /// Commands run in the task's workspace right after its agent exits, before its changes
+    /// are integrated (`check = ["cargo check -p api"]`): a failure is fed back to the agent.
+    pub check: Vec<String>,
+    /// How many times a failed check is fed back to the agent before the attempt fails
+    /// (`check_rounds`, default 1; 0: a failed check fails the attempt at once).
+    pub check_rounds: u32,
 }
 
 impl Task {
@@ -124,6 +130,8 @@ impl Task {
             files: None,
             memory: None,
             cpus: None,
+            check: Vec::new(),
+            check_rounds: 1,
         }
     }
 

@@ -51,7 +51,18 @@ const TOP_KEYS: &[&str] = &[
     "isolation",
 ];
 const DEFAULT_KEYS: &[&str] = &[
-    "agent", "model", "timeout", "retries", "retry_on", "estimate", "env", "pool", "memory", "cpus",
+    "agent",
+    "model",
+    "timeout",
+    "retries",
+    "retry_on",
+    "estimate",
+    "env",
+    "pool",
+    "memory",
+    "cpus",
+    "check",
+    "check_rounds",
 ];
 const TASK_KEYS: &[&str] = &[
     "id",
@@ -72,6 +83,8 @@ const TASK_KEYS: &[&str] = &[
     "files",
     "memory",
     "cpus",
+    "check",
+    "check_rounds",
 ];
 const GATE_KEYS: &[&str] = &["commands", "timeout"];
 
@@ -129,6 +142,8 @@ struct Defaults {
     pool: Option<(String, Range<usize>)>,
     memory: Option<u64>,
     cpus: Option<f64>,
+    check: Vec<String>,
+    check_rounds: Option<u32>,
 }
 
 pub(crate) struct Walker<'a> {
@@ -459,6 +474,12 @@ impl<'a> Walker<'a> {
                 "env" => d.env = self.env(&"defaults.env", value),
                 "memory" => d.memory = self.memory(&"defaults.memory", value),
                 "cpus" => d.cpus = self.cpus(&"defaults.cpus", value),
+                "check" => d.check = self.checks(&"defaults.check", value),
+                "check_rounds" => {
+                    d.check_rounds = self
+                        .uint(&"defaults.check_rounds", value, 0, 100)
+                        .and_then(|r| u32::try_from(r).ok());
+                }
                 "pool" => {
                     d.pool = self
                         .string(&"defaults.pool", value)
@@ -547,6 +568,8 @@ impl<'a> Walker<'a> {
             files: None,
             memory: defaults.memory,
             cpus: defaults.cpus,
+            check: defaults.check.clone(),
+            check_rounds: defaults.check_rounds.unwrap_or(1),
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -615,6 +638,12 @@ impl<'a> Walker<'a> {
                 "env" => task.env.extend(self.env(&field, value)),
                 "memory" => task.memory = self.memory(&field, value).or(task.memory),
                 "cpus" => task.cpus = self.cpus(&field, value).or(task.cpus),
+                "check" => task.check = self.checks(&field, value),
+                "check_rounds" => {
+                    if let Some(r) = self.uint(&field, value, 0, 100) {
+                        task.check_rounds = u32::try_from(r).unwrap_or(1);
+                    }
+                }
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());
@@ -622,6 +651,22 @@ impl<'a> Walker<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// `check = ["cmd", …]`: non-empty command lines.
+    fn checks(&mut self, what: &dyn fmt::Display, node: &Node) -> Vec<String> {
+        let mut out = Vec::new();
+        for (cmd, span) in self.strings(what, node) {
+            if cmd.trim().is_empty() {
+                self.push(
+                    Problem::at(format!("empty command in {}", quoted(what)), &span)
+                        .label("write the command line, e.g. \"cargo check\""),
+                );
+            } else {
+                out.push(cmd);
+            }
+        }
+        out
     }
 
     fn prompt(

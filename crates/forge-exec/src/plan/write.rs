@@ -101,6 +101,18 @@ fn task_table(task: &Task) -> Table {
     if let Some(cpus) = task.cpus {
         t.insert("cpus".into(), Value::Float(cpus));
     }
+    if !task.check.is_empty() {
+        t.insert(
+            "check".into(),
+            strings(task.check.iter().map(String::as_str)),
+        );
+    }
+    if task.check_rounds != 1 {
+        t.insert(
+            "check_rounds".into(),
+            Value::Integer(i64::from(task.check_rounds)),
+        );
+    }
     t
 }
 
