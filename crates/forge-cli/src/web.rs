@@ -6,6 +6,7 @@
 //! | `GET /api/runs/{id}/tasks/{task}/transcript?attempt=<n>` | the attempt's transcript (as `forge logs --json`) |
 //! | `GET /api/runs/{id}/tasks/{task}/diff` | what the task changed, as `forge diff <run> <task>` (text) |
 //! | `POST /api/runs/{id}/abort` | interrupts the run (as `forge abort --no-wait`) |
+//! | `POST /api/runs/{id}/retry` | starts `forge retry <task> <run> --prompt <text> --no-apply` for a finished run: JSON body `{"task": "..", "prompt": ".."}`; answers `202` once it started (its events follow in the journal) |
 //! | `POST /api/runs/{id}/apply` | applies a finished run: JSON body `{"tasks": [..], "conflicts": "keep" \| "markers" \| "ours" \| "theirs"}`, both optional (as `forge apply`) |
 //!
 //! Actions run this very executable (`forge abort`, `forge apply`), so they behave, journal
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use crate::config::Context;
 
 /// What the routes offer, as `GET /api/features` lists it for the dashboard.
-pub(crate) const FEATURES: &[&str] = &["transcript", "diff", "abort", "apply"];
+pub(crate) const FEATURES: &[&str] = &["transcript", "diff", "abort", "apply", "retry"];
 
 /// The routes, for [`forge_events::http::ServeOptions::routes`].
 pub(crate) fn routes(ctx: &Context) -> Router {
@@ -38,6 +39,7 @@ pub(crate) fn routes(ctx: &Context) -> Router {
         .route("/api/runs/{id}/tasks/{task}/diff", get(diff_handler))
         .route("/api/runs/{id}/abort", post(abort_handler))
         .route("/api/runs/{id}/apply", post(apply_handler))
+        .route("/api/runs/{id}/retry", post(retry_handler))
         .with_state(ctx)
 }
 
@@ -207,6 +209,92 @@ async fn apply_handler(
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     forge(&ctx, &args).await.into_response()
+}
+
+/// The body of `POST …/retry`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    task: String,
+    #[serde(default)]
+    prompt: String,
+}
+
+async fn retry_handler(
+    State(ctx): State<Arc<Context>>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = match run_of(&ctx, &id) {
+        Ok(run) => run,
+        Err(r) => return r,
+    };
+    let request: RetryBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "the body must be JSON {{\"task\": \"<id>\", \"prompt\": \"<added instructions>\"}}: {e}"
+                ),
+            );
+        }
+    };
+    let state = match RunState::from_journal(RunStore::new(&ctx.repo).journal(&run)) {
+        Ok(state) => state,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    if state.task(&request.task).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("run {run} has no task `{}`", request.task),
+        );
+    }
+    if !state.phase.is_finished() {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "run {run} is still running; retry a task once it has finished (or abort it first)"
+            ),
+        );
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot find the forge executable: {e}"),
+            );
+        }
+    };
+    // The retry runs on its own (minutes, perhaps): the answer says it started; its events
+    // reach the page through the journal.
+    let child = tokio::process::Command::new(exe)
+        .arg("--repo")
+        .arg(&ctx.repo)
+        .args(["--color", "never", "retry", &request.task, run.as_str()])
+        .args(["--prompt", &request.prompt, "--no-apply"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match child {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            let body = serde_json::json!({
+                "ok": true,
+                "exit_code": null,
+                "output": format!("Retrying task {} of {run}; its events follow.", request.task),
+            });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot start forge retry: {e}"),
+        ),
+    }
 }
 
 /// What a `forge` command run for an action said.

@@ -1067,10 +1067,11 @@
         return;
       }
       const label = PHASE_LABEL[s.phase] || s.phase;
+      const retry = can.has('retry') && s.tasks.length ? this.retryForm(s) : null;
       const note = h('p', { class: 'notice finished', id: 'run-finished' },
         `This run has finished (${label}); the page shows its final state and does not reconnect.`);
       if (!succeeded.length || !can.has('apply')) {
-        this.actions.replaceChildren(note);
+        this.actions.replaceChildren(note, retry || '');
         return;
       }
       const boxes = succeeded.map((id) => h('label', { class: 'apply-task' },
@@ -1095,7 +1096,20 @@
         },
       }, 'Apply');
       this.actions.replaceChildren(note, h('div', { class: 'apply-form', id: 'apply-form' },
-        h('span', { class: 'k' }, 'Apply tasks:'), boxes, conflicts, apply));
+        h('span', { class: 'k' }, 'Apply tasks:'), boxes, conflicts, apply), retry || '');
+    }
+
+    // Retry one task with added instructions (the run's failed tasks first).
+    retryForm(s) {
+      const order = [...s.tasks].sort((a, b) => Number(a.status === 'succeeded') - Number(b.status === 'succeeded'));
+      const task = h('select', { id: 'retry-task', 'aria-label': 'Task to retry' },
+        order.map((t) => h('option', { value: t.id }, `${t.id} (${PHASE_LABEL[t.status] || t.status})`)));
+      const text = h('input', { type: 'text', id: 'retry-prompt', placeholder: 'extra instructions (optional)' });
+      const button = h('button', {
+        type: 'button', id: 'retry', disabled: this.busy || null,
+        onclick: () => this.act('retry', { task: task.value, prompt: text.value }, 'Starting the retry…'),
+      }, 'Retry');
+      return h('div', { class: 'apply-form', id: 'retry-form' }, h('span', { class: 'k' }, 'Retry:'), task, text, button);
     }
 
     showResult(ok, text) {
@@ -1120,6 +1134,11 @@
         this.showResult(false, err.message);
       } finally {
         this.busy = false;
+      }
+      // A retry runs the run again: follow it.
+      if (what === 'retry' && !this.es && !this.stopped) {
+        this.connect();
+        return;
       }
       // What the action journaled: the stream brings it while it is open; otherwise reload.
       if (!this.es) {

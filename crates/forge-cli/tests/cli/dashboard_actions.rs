@@ -260,3 +260,60 @@ async fn dashboard_reviews_applies_and_aborts_runs() {
     assert_eq!(stats["connects"], 1, "{stats}");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_retries_a_failed_task_with_added_instructions() {
+    let Some(browser) = browser::Browser::launch().await else {
+        return;
+    };
+    let secs = Duration::from_secs;
+    let repo = Repo::new();
+    let plan = repo.plan(
+        "flaky",
+        &format!(
+            "name = \"flaky\"\n{}",
+            task(
+                "a",
+                "writes = [\"a/**\"]\nretries = 0",
+                "fail-on-attempt 1 7\nwrite a/x\nx\nend"
+            ),
+        ),
+    );
+    repo.forge(&["run", &plan, "--no-apply"]).expect(1);
+    let run = repo.runs()[0].clone();
+    let port = free_port();
+    let mut server = serve(&repo, port);
+    let origin = format!("http://127.0.0.1:{port}");
+    browser.open(&format!("{origin}/?run={run}")).await;
+    browser
+        .wait_for("tr.task[data-task='a'][data-state='failed']", secs(10))
+        .await;
+    browser
+        .wait_for("#retry-prompt", secs(5))
+        .await
+        .send_keys("Mind the edge case.")
+        .await
+        .unwrap();
+    browser
+        .wait_for("#retry", secs(5))
+        .await
+        .click()
+        .await
+        .unwrap();
+    // The retry is journaled with the instructions, and the page follows it to its end.
+    browser
+        .wait_for("tr.task[data-task='a'][data-state='succeeded']", secs(60))
+        .await;
+    let requested = of_type(&journal(&repo, &run), "task_retry_requested");
+    assert_eq!(requested.len(), 1, "{requested:?}");
+    assert_eq!(requested[0]["task"], "a");
+    assert!(
+        requested[0].to_string().contains("Mind the edge case."),
+        "{requested:?}"
+    );
+    // Not applied: the retry ran with --no-apply.
+    assert!(!repo.path().join("a/x").exists());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    browser.close().await;
+}
