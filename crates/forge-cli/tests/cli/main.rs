@@ -14,6 +14,7 @@ mod dashboard_actions;
 mod demo;
 mod init;
 mod logs;
+mod notify;
 mod partial;
 mod plan;
 mod preview;
