@@ -16,13 +16,12 @@ pub(crate) const TASK_ID: &str = "task";
 
 /// The plan text for `prompt`.
 fn plan_text(prompt: &str, agent: &str, writes: &[String]) -> String {
-    let mut text = format!(
-        "name = \"task\"\n\n[[task]]\nid = \"{TASK_ID}\"\nagent = {}\nprompt = {}\n",
+    format!(
+        "name = \"task\"\n\n[[task]]\nid = \"{TASK_ID}\"\nagent = {}\nprompt = {}\nwrites = {}\n",
         toml_string(agent),
-        toml_string(prompt)
-    );
-    text.push_str(&format!("writes = {}\n", toml_array(writes)));
-    text
+        toml_string(prompt),
+        toml_array(writes)
+    )
 }
 
 /// `forge run --task "<prompt>" [--agent NAME] [--writes GLOB]…`.

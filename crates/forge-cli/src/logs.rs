@@ -121,18 +121,22 @@ fn entry_text(entry: &Entry, style: Style) -> String {
         Entry::Text { text } => format!("{}\n", text.trim_end()),
         Entry::Tool(call) => tool_text(call, style),
         Entry::Error { message } => {
-            indent(message, &format!("{} ", style.red_bold("✗ error:")), "    ")
-                .lines()
-                .map(|l| format!("{}\n", style.red(l)))
-                .collect()
+            let text = indent(message, &format!("{} ", style.red_bold("✗ error:")), "    ");
+            each_line(&text, |l| style.red(l))
         }
         Entry::Notice { message } => style.yellow(&indent(message, "! ", "  ")),
-        Entry::Output { text } => indent(text, "  ", "  ")
-            .lines()
-            .map(|l| format!("{}\n", style.dim(l)))
-            .collect(),
+        Entry::Output { text } => each_line(&indent(text, "  ", "  "), |l| style.dim(l)),
         _ => String::new(),
     }
+}
+
+/// Each line of `text` through `paint`, newline-terminated.
+fn each_line(text: &str, paint: impl Fn(&str) -> String) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let _ = writeln!(out, "{}", paint(line));
+    }
+    out
 }
 
 fn tool_text(call: &ToolEntry, style: Style) -> String {

@@ -1,6 +1,8 @@
 //! "Review changes" at the apply prompts: the whole run's diff, or one task's, chosen from a
 //! numbered list (`forge diff <run> <task>` shows the same).
 
+use std::fmt::Write as _;
+
 use forge_events::RunId;
 use forge_exec::run_diff;
 
@@ -25,9 +27,9 @@ pub(crate) async fn review(
     }
     let mut question = format!("\n{} 0) everything", style.bold("Review:"));
     for (i, task) in tasks.iter().enumerate() {
-        question.push_str(&format!("  {}) {task}", i + 1));
+        let _ = write!(question, "  {}) {task}", i + 1);
     }
-    question.push_str(&format!("  [0-{}, Enter: everything]: ", tasks.len()));
+    let _ = write!(question, "  [0-{}, Enter: everything]: ", tasks.len());
     loop {
         let Some(answer) = prompt(&question).await else {
             return Ok(());

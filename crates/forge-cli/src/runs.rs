@@ -449,6 +449,7 @@ pub(crate) async fn follow_journal(
 }
 
 /// `forge logs`.
+#[allow(clippy::too_many_lines)] // resolve the attempt, then print it once or follow it
 pub(crate) async fn logs(ctx: &Context, args: &LogsArgs, style: Style) -> CliResult {
     let run = resolve_run(ctx, args.run.as_deref())?;
     let store = RunStore::new(&ctx.repo);
@@ -528,7 +529,6 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs, style: Style) -> CliRes
     };
     let mut offset = copy_from(&mut file, 0, &path, &mut sink)?;
     if !args.follow {
-        drop(sink);
         if let Some(r) = reader {
             r.finish();
         }
@@ -559,7 +559,6 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs, style: Style) -> CliRes
                 still = if next == offset { still + 1 } else { 0 };
                 offset = next;
             }
-            drop(sink);
             if let Some(r) = reader {
                 r.finish();
             }

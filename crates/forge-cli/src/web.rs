@@ -48,6 +48,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// The run `id`, which must exist under this repository.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once
 fn run_of(ctx: &Context, id: &str) -> Result<RunId, Response> {
     let run: RunId = id
         .parse()
@@ -79,36 +80,44 @@ async fn transcript_handler(
             );
         }
     };
-    let answer = tokio::task::spawn_blocking(move || -> Result<Response, Response> {
-        let run = run_of(&ctx, &id)?;
-        let state = RunState::from_journal(RunStore::new(&ctx.repo).journal(&run))
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
-        let Some(t) = state.task(&task) else {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                &format!("run {run} has no task `{task}`"),
-            ));
-        };
-        let attempt = attempt.unwrap_or(t.attempt);
-        if attempt == 0 {
-            return Ok(Json(serde_json::json!({ "attempt": 0, "entries": [] })).into_response());
-        }
-        let transcript = crate::logs::read(&ctx, &run, &task, attempt).map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.render(crate::term::Style::plain()),
-            )
-        })?;
-        let mut value = serde_json::to_value(&transcript)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
-        value["attempt"] = attempt.into();
-        Ok(Json(value).into_response())
+    let answer = tokio::task::spawn_blocking(move || {
+        transcript_of(&ctx, &id, &task, attempt).unwrap_or_else(|r| r)
     })
     .await;
-    match answer {
-        Ok(Ok(r) | Err(r)) => r,
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    answer.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+}
+
+/// The answer of the transcript route.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once
+fn transcript_of(
+    ctx: &Context,
+    id: &str,
+    task: &str,
+    attempt: Option<u32>,
+) -> Result<Response, Response> {
+    let run = run_of(ctx, id)?;
+    let state = RunState::from_journal(RunStore::new(&ctx.repo).journal(&run))
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let Some(t) = state.task(task) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("run {run} has no task `{task}`"),
+        ));
+    };
+    let attempt = attempt.unwrap_or(t.attempt);
+    if attempt == 0 {
+        return Ok(Json(serde_json::json!({ "attempt": 0, "entries": [] })).into_response());
     }
+    let transcript = crate::logs::read(ctx, &run, task, attempt).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.render(crate::term::Style::plain()),
+        )
+    })?;
+    let mut value = serde_json::to_value(&transcript)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    value["attempt"] = attempt.into();
+    Ok(Json(value).into_response())
 }
 
 async fn diff_handler(

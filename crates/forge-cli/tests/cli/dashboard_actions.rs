@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use crate::util::{Repo, json_lines, task, wait_until};
 
-#[path = "../../../forge-events/tests/browser/mod.rs"]
-mod browser;
+use crate::dashboard::browser;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -192,16 +192,16 @@ fn the_live_table_is_redrawn_in_place_then_asks_before_applying() {
     // Review offers the whole diff or one task's; the task's diff shows in $PAGER, then the
     // question comes again.
     pty.type_line("2");
-    let pick = pty.wait_for(10, |s| s.contains("Review: 0) everything"));
-    let line = pick
+    let choices = pty.wait_for(10, |s| s.contains("Review: 0) everything"));
+    let offered = choices
         .lines()
         .find(|l| l.contains("Review: 0) everything"))
         .unwrap()
         .to_owned();
-    let schema = line
+    let schema = offered
         .split("  ")
         .find_map(|part| part.strip_suffix(") schema"))
-        .unwrap_or_else(|| panic!("schema is offered: {line}"))
+        .unwrap_or_else(|| panic!("schema is offered: {offered}"))
         .trim()
         .to_owned();
     pty.type_line(&schema);

@@ -762,7 +762,7 @@ fn line_counts(name: &str, input: &Value) -> Option<(u64, u64)> {
     let key: String = name
         .chars()
         .filter(char::is_ascii_alphanumeric)
-        .flat_map(|c| c.to_lowercase())
+        .flat_map(char::to_lowercase)
         .collect();
     if key.contains("patch") {
         let text = ["input", "patch", "patchText", "patch_text"]
