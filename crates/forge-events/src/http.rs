@@ -52,7 +52,11 @@
 //! edges from `after`, colored by state, the critical path drawn thicker), the task table (state,
 //! agent, attempt, latest activity, elapsed, tokens, cost), lock waits (who blocks whom),
 //! merge conflicts (path, tasks, strategy), gate commands with test counts, the apply, and the
-//! `output.log` of the selected task, followed by polling the log route.
+//! `output.log` of the selected task, followed by polling the log route. Where the server's
+//! embedder offers them (`GET /api/features`, see [`ServeOptions::routes`]; `forge serve` does),
+//! the log panel shows the task's transcript or diff instead, and the page acts on the run:
+//! abort it while it runs; once it finished, apply all or chosen tasks, or retry one. A finished
+//! run's page says so and does not reconnect when its stream ends.
 //!
 //! A run page loads the run's state once (`/api/runs/{id}`), then opens an `EventSource` on
 //! `/api/runs/{id}/events?from=<last_seq + 1>` and folds every event into that state in the page
@@ -74,6 +78,12 @@
 //! constant time. The dashboard's page and assets hold no data and are served without a token:
 //! the page takes the token once (from `#token=` or `?token=` in its address, or a form), keeps
 //! it for the browser tab and sends it with every request.
+//!
+//! Mutating requests to an embedder's routes (any method but `GET`, `HEAD`, `OPTIONS`) are
+//! refused with `403` when they come from another site ([`same_origin`]): their `Origin`, which
+//! browsers send with every such request, must be this server's own, and `Sec-Fetch-Site` must
+//! not be `cross-site`. The token cookie is `SameSite=Strict`, and the page sends the token in
+//! the `Authorization` header, which no other site's page can set.
 //!
 //! A server without a token answers only requests whose `Host` is a loopback name
 //! (`localhost`, `127.0.0.1` or another `127.x.y.z`, `[::1]`, with or without the port); any
