@@ -42,7 +42,7 @@ impl ApplyDefault {
 }
 
 /// The CLI's settings, from `forge.toml` and the environment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// The `forge.toml` found, if any.
     pub(crate) path: Option<PathBuf>,
@@ -57,6 +57,25 @@ pub(crate) struct Config {
     pub(crate) bind: Option<SocketAddr>,
     /// Token of `forge serve`.
     pub(crate) token: Option<String>,
+    /// The `notify` command: run when a run ends or waits for an answer (see `notify`).
+    pub(crate) notify: Option<String>,
+    /// Whether the terminal bell rings then (`[run] bell`, default true).
+    pub(crate) bell: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: None,
+            text: None,
+            agent: None,
+            apply: ApplyDefault::default(),
+            bind: None,
+            token: None,
+            notify: None,
+            bell: true,
+        }
+    }
 }
 
 /// The repository and configuration a command works with.
@@ -192,8 +211,22 @@ impl Config {
                     .to_owned(),
             );
         }
+        if let Some(notify) = table.get("notify") {
+            config.notify = Some(
+                notify
+                    .as_str()
+                    .ok_or_else(|| bad("notify", "a string (a shell command)"))?
+                    .to_owned(),
+            )
+            .filter(|c| !c.trim().is_empty());
+        }
         if let Some(run) = table.get("run") {
             let run = run.as_table().ok_or_else(|| bad("run", "a table"))?;
+            if let Some(bell) = run.get("bell") {
+                config.bell = bell
+                    .as_bool()
+                    .ok_or_else(|| bad("run.bell", "true or false"))?;
+            }
             if let Some(apply) = run.get("apply") {
                 config.apply = apply
                     .as_str()

@@ -12,7 +12,6 @@ use forge_exec::agent::Profiles;
 use forge_exec::plan::Plan;
 use forge_exec::{
     ApplyMode, ApplySummary, CancelHandle, ExecError, ExecutionManager, RunReport, apply_run,
-    integrated_diff,
 };
 
 use crate::cli::{ApplyArgs, ApplyFlags, OutputFlags};
@@ -348,6 +347,11 @@ async fn conclude(
     style: Style,
 ) -> CliResult {
     let run = &report.run;
+    crate::notify::notify(
+        ctx,
+        run,
+        crate::notify::Event::Finished(report.status.as_str()),
+    );
     let exit = Exit::from_code(report.exit_code());
     // Every output mode exits alike: an apply that clashed with the user's edits is exit 3.
     let exit = report
@@ -592,6 +596,7 @@ pub(crate) fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
 
 /// `Apply? 1) Yes  2) Review changes  3) Keep for later`.
 async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> CliResult {
+    crate::notify::notify(ctx, run, crate::notify::Event::Waiting);
     loop {
         let answer = prompt(&format!(
             "\n{} 1) Yes  2) Review changes  3) Keep for later  [1-3]: ",
@@ -607,8 +612,8 @@ async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> 
                 return Ok(applied_exit(&summary, exit));
             }
             Some(a) if matches!(a.as_str(), "2" | "r" | "review") => {
-                let diff = integrated_diff(&ctx.repo, run, style.is_color()).map_err(exec_error)?;
-                page(&diff);
+                let tasks = crate::review::integrated_tasks(ctx, run);
+                crate::review::review(ctx, run, &tasks, style).await?;
             }
             Some(a) if matches!(a.as_str(), "3" | "k" | "keep" | "n" | "no" | "q") => {
                 outln!(

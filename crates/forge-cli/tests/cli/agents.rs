@@ -341,6 +341,23 @@ fn three_tasks(name: &'static str) {
             "{}",
             logs.stdout
         );
+        // As a transcript: the call that wrote the task's file, with its arguments, and the
+        // usage; not the JSON lines (`--raw` has those).
+        let call = logs
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("● ") && l.contains(rel))
+            .unwrap_or_else(|| panic!("{id}: no tool call naming {rel}:\n{}", logs.stdout));
+        assert!(
+            ["● Write ", "● Create ", "● Edit "]
+                .iter()
+                .any(|verb| call.starts_with(verb)),
+            "{id}: {call}"
+        );
+        assert!(logs.stdout.contains("Usage: "), "{id}: {}", logs.stdout);
+        assert!(!logs.stdout.contains("{\"type\""), "{id}: {}", logs.stdout);
+        let raw = agent.forge(&["logs", id, &run, "--raw"]).expect(0);
+        assert!(raw.stdout.contains("{\""), "{id}: {}", raw.stdout);
     }
     // The markdown-list prompt reached the model intact.
     assert!(

@@ -132,7 +132,7 @@ fn cap(text: &str) -> String {
 }
 
 /// Removes ANSI escape sequences (colours, cursor moves) from a line.
-fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
     if !line.contains('\u{1b}') {
         return line.into();
     }
