@@ -36,6 +36,7 @@
 
 pub mod agents;
 pub mod procs;
+pub mod ray;
 mod script;
 mod wire;
 
