@@ -32,7 +32,7 @@
 
 mod apply;
 mod audit;
-mod pipeline;
+pub(crate) mod pipeline;
 mod resume;
 
 use std::collections::HashMap;
@@ -61,6 +61,7 @@ use crate::ExecError;
 use crate::agent::Profiles;
 use crate::plan::{Plan, PlanOptions};
 use crate::process::ProcessOptions;
+use crate::runner::{AttemptRunner, RunnerConfig};
 use crate::sched::{CancelHandle, Scheduler, SchedulerOptions, TaskReport};
 use crate::store::{RunResult, RunStore, read_json, write_json};
 
@@ -147,6 +148,7 @@ pub struct ExecutionManagerBuilder {
     scheduler: SchedulerOptions,
     process: ProcessOptions,
     bus: BusOptions,
+    runner: RunnerConfig,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -168,11 +170,20 @@ impl Default for ExecutionManagerBuilder {
                 ..ProcessOptions::default()
             },
             bus: BusOptions::default(),
+            runner: RunnerConfig::Local,
         }
     }
 }
 
 impl ExecutionManagerBuilder {
+    /// Where attempts run (default: this machine). A cluster that does not answer fails the
+    /// run before anything starts.
+    #[must_use]
+    pub fn runner(mut self, runner: RunnerConfig) -> Self {
+        self.runner = runner;
+        self
+    }
+
     /// The repository to run in (default: the git top level of the current directory, or the
     /// current directory).
     #[must_use]
@@ -377,6 +388,7 @@ impl ExecutionManagerBuilder {
             scheduler: self.scheduler,
             process: self.process,
             history: resuming.then_some(history),
+            runner: self.runner,
         })
     }
 }
@@ -425,6 +437,7 @@ pub struct ExecutionManager {
     process: ProcessOptions,
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
+    runner: RunnerConfig,
 }
 
 impl std::fmt::Debug for ExecutionManager {
@@ -494,6 +507,8 @@ pub(crate) struct Shared {
     pub(crate) heavy: tokio::sync::Semaphore,
     /// Whether the run already said that its attempts run without a PID namespace.
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
+    /// Where attempts run: stage, agent, capture.
+    pub(crate) runner: Arc<dyn AttemptRunner>,
 }
 
 impl Shared {
@@ -553,6 +568,7 @@ impl ExecutionManager {
             mut scheduler,
             process,
             history,
+            runner,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -570,6 +586,18 @@ impl ExecutionManager {
                     Some(resume::analyze(&plan, history))
                 }
                 None => None,
+            };
+            // Where attempts run: a cluster is asked first, so an unreachable one stops the
+            // run before anything starts.
+            let runner: Arc<dyn AttemptRunner> = match runner {
+                RunnerConfig::Local => Arc::new(crate::runner::local::LocalRunner),
+                RunnerConfig::Ray(config) => Arc::new(
+                    crate::runner::ray::RayRunner::start(
+                        config,
+                        BlobStore::open(store.objects_dir())?,
+                    )
+                    .await?,
+                ),
             };
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
@@ -653,6 +681,7 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
                 warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
+                runner,
             });
             if let Some(preview) = preview {
                 let preview = preview

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use forge_events::{ClaimRecord, EventKind, EventSink as _, OutputStream, TaskId, TaskStatus};
@@ -14,9 +13,10 @@ use forge_staging::{ChangeSet, Snapshot, Workspace};
 
 use super::{Shared, blocking};
 use crate::ExecError;
-use crate::agent::{AgentEvent, OutputFormat, OutputParser, PromptVars};
+use crate::agent::{AgentEvent, OutputFormat, OutputParser};
 use crate::plan::Task;
-use crate::process::{AttemptEnv, Limits, ProcessOptions, run_process_in};
+use crate::process::{Limits, ProcessOptions};
+use crate::runner::{Pass, Ran};
 use crate::sched::{AttemptContext, CancelHandle, TaskOutcome, TaskRunner};
 use crate::store::write_json;
 
@@ -221,7 +221,11 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
 }
 
 /// The run's process options with the task's limits and the plan's isolation requirement.
-fn attempt_options(shared: &Shared, task: &Task, format: OutputFormat) -> ProcessOptions {
+pub(crate) fn attempt_options(
+    shared: &Shared,
+    task: &Task,
+    format: OutputFormat,
+) -> ProcessOptions {
     let mut options = shared.process.clone();
     options.limits = Limits {
         memory: task.memory,
@@ -258,24 +262,47 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
 }
 
 /// Turns what the agent printed into events.
-struct OutputEvents<'a> {
-    shared: &'a Shared,
-    task: &'a TaskId,
-    parser: OutputParser,
-    text: bool,
-    buf: Vec<AgentEvent>,
-    window: Instant,
-    in_window: u32,
-    last_error: Option<String>,
-    attempt: u32,
+pub(crate) struct OutputEvents<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) task: &'a TaskId,
+    pub(crate) parser: OutputParser,
+    pub(crate) text: bool,
+    pub(crate) buf: Vec<AgentEvent>,
+    pub(crate) window: Instant,
+    pub(crate) in_window: u32,
+    pub(crate) last_error: Option<String>,
+    pub(crate) attempt: u32,
     /// Cancelled to stop the agent when its parser gives up on it.
-    stop: tokio_util::sync::CancellationToken,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
     /// Why the agent was stopped: it kept failing to reach its model.
-    gave_up: Option<String>,
+    pub(crate) gave_up: Option<String>,
 }
 
-impl OutputEvents<'_> {
-    fn line(&mut self, stream: OutputStream, line: &str) {
+impl<'a> OutputEvents<'a> {
+    /// For an agent whose output is in `format`.
+    pub(crate) fn new(
+        shared: &'a Shared,
+        task: &'a TaskId,
+        attempt: u32,
+        format: OutputFormat,
+        ctx: &AttemptContext,
+    ) -> Self {
+        Self {
+            shared,
+            task,
+            parser: OutputParser::new(format),
+            text: format == OutputFormat::Text,
+            buf: Vec::new(),
+            window: Instant::now(),
+            in_window: 0,
+            last_error: None,
+            attempt,
+            stop: ctx.cancel.child_token(),
+            gave_up: None,
+        }
+    }
+
+    pub(crate) fn line(&mut self, stream: OutputStream, line: &str) {
         self.parser.line(stream, line, &mut self.buf);
         self.publish_parsed();
         // Raw lines of plain-text agents (and anyone's stderr), rate-limited.
@@ -298,7 +325,7 @@ impl OutputEvents<'_> {
     }
 
     /// After the process ended: what the parser held back (a final result, buffered text).
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.parser.finish(&mut self.buf);
         self.publish_parsed();
     }
@@ -385,163 +412,26 @@ async fn attempt_task(
         }
         // 2. A workspace from the integrated tree as it is now.
         let snapshot = current_snapshot(shared).await?;
-        let name = if pass == 0 {
-            format!("{}-{attempt}", task.id)
-        } else {
-            format!("{}-{attempt}-rerun{pass}", task.id)
-        };
-        let stager = shared.stager.clone();
-        let ws: Workspace = {
-            let _turn = shared.heavy.acquire().await;
-            blocking(move || stager.stage(&snapshot, &name)).await??
-        };
-        if pass == 0 {
-            shared.publish(
-                &task.id,
-                EventKind::TaskStarted {
+        let ran = shared
+            .runner
+            .run(
+                shared,
+                Pass {
+                    task,
                     attempt,
-                    agent: task.agent.clone(),
-                    workspace: ws.path().display().to_string(),
-                    strategy: ws.kind().name().to_owned(),
+                    pass,
+                    prompt: &prompt,
+                    snapshot,
+                    ctx,
+                    attempt_dir: &attempt_dir,
+                    profile,
                 },
-            );
-        }
-        // 3. The agent.
-        let suffix = if pass == 0 {
-            String::new()
-        } else {
-            format!("-rerun{pass}")
+            )
+            .await?;
+        let changes: ChangeSet = match ran {
+            Ran::Changes(changes) => changes,
+            Ran::Ended(outcome) => return Ok(outcome),
         };
-        let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
-        std::fs::write(&prompt_file, &prompt)
-            .map_err(|e| ExecError::io("write", &prompt_file, e))?;
-        let mut spec = profile
-            .command(&PromptVars {
-                prompt: &prompt,
-                prompt_file: &prompt_file,
-                model: task.model.as_deref(),
-            })
-            .map_err(|e| ExecError::Agent(e.to_string()))?;
-        ws.path().clone_into(&mut spec.cwd);
-        spec.env
-            .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
-        let log_path = attempt_dir.join(format!("output{suffix}.log"));
-        let mut output = OutputEvents {
-            shared,
-            task: &task.id,
-            parser: OutputParser::new(profile.format).with_workspace(ws.path()),
-            text: profile.format == OutputFormat::Text,
-            buf: Vec::new(),
-            window: Instant::now(),
-            in_window: 0,
-            last_error: None,
-            attempt,
-            stop: ctx.cancel.child_token(),
-            gave_up: None,
-        };
-        let stop = output.stop.clone();
-        let env = AttemptEnv {
-            run: &shared.run,
-            task: task.id.as_str(),
-            attempt,
-        };
-        let options = attempt_options(shared, task, profile.format);
-        let exit = run_process_in(
-            &spec,
-            &env,
-            &log_path,
-            &mut |stream, line| output.line(stream, line),
-            &stop,
-            &ctx.kill,
-            &options,
-            Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
-        )
-        .await;
-        output.finish();
-        let last_error = output
-            .last_error
-            .take()
-            .or_else(|| output.parser.last_stderr().map(str::to_owned));
-        let gave_up = output.gave_up.take();
-        let exit = match exit {
-            Ok(exit) => exit,
-            Err(e) => {
-                dispose(ws).await;
-                return Ok(TaskOutcome::failed(format!(
-                    "could not start `{}` for agent `{}`: {e}",
-                    spec.program.to_string_lossy(),
-                    task.agent
-                )));
-            }
-        };
-        if let Some(why) = &exit.no_namespace
-            && !shared.warned_no_namespace.swap(true, Ordering::Relaxed)
-        {
-            let _ = shared.events.publish(
-                None,
-                EventKind::RunWarning {
-                    message: format!(
-                        "attempts run without their own PID namespace ({why}): a process an agent detaches with `setsid` can outlive its attempt; run as root or allow unprivileged user namespaces, or set `[isolation] require = true` to refuse"
-                    ),
-                },
-            );
-        }
-        if let Some(reason) = gave_up
-            && !ctx.cancel.is_cancelled()
-        {
-            dispose(ws).await;
-            return Ok(TaskOutcome {
-                status: TaskStatus::Failed,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some(format!("the agent could not reach its model: {reason}")),
-            });
-        }
-        if exit.stopped || ctx.cancel.is_cancelled() {
-            dispose(ws).await;
-            return Ok(TaskOutcome {
-                status: TaskStatus::Cancelled,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some("stopped".into()),
-            });
-        }
-        if exit.code != Some(0) {
-            dispose(ws).await;
-            let what = match (exit.code, exit.signal) {
-                _ if exit.memory_limit_hit => format!(
-                    "killed by its memory limit ({}); raise `memory` for this task",
-                    task.memory
-                        .map_or_else(String::new, crate::process::format_memory)
-                ),
-                (_, Some(sig)) => format!("killed by signal {sig}"),
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, None) => "ended without a status".to_owned(),
-            };
-            let message = match last_error {
-                Some(err) => format!("{what}: {}", first_line(&err)),
-                None => what,
-            };
-            return Ok(TaskOutcome {
-                status: TaskStatus::Failed,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some(message),
-            });
-        }
-        // 4. Capture, 5. persist: durable before anything is integrated or recorded.
-        let turn = shared.heavy.acquire().await;
-        let (ws, changes) = blocking(move || {
-            let changes = ws.changes();
-            (ws, changes)
-        })
-        .await?;
-        drop(turn);
-        dispose(ws).await;
-        let changes: ChangeSet = changes?;
         {
             let (blobs, path, changes) = (
                 shared.blobs.clone(),
@@ -666,13 +556,13 @@ async fn attempt_task(
     }
 }
 
-fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
 /// Removes a workspace off the async threads; a failure leaves it for `forge gc`. Not
 /// throttled: disposing frees what the next stages need.
-async fn dispose(ws: Workspace) {
+pub(crate) async fn dispose(ws: Workspace) {
     let _ = blocking(move || ws.dispose()).await;
 }
 

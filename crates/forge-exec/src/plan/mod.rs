@@ -100,6 +100,9 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
     pub cpus: Option<f64>,
+    /// What a cluster runner's node must offer to run an attempt (`resources = { CPU = 2,
+    /// agent = 1 }`): Ray's resources by name. The local runner ignores them.
+    pub resources: BTreeMap<String, f64>,
 }
 
 impl Task {
@@ -124,6 +127,7 @@ impl Task {
             files: None,
             memory: None,
             cpus: None,
+            resources: BTreeMap::new(),
         }
     }
 

@@ -72,6 +72,7 @@ const TASK_KEYS: &[&str] = &[
     "files",
     "memory",
     "cpus",
+    "resources",
 ];
 const GATE_KEYS: &[&str] = &["commands", "timeout"];
 
@@ -379,6 +380,42 @@ impl<'a> Walker<'a> {
         out
     }
 
+    /// A cluster runner's resources: names to amounts above zero (`{ CPU = 2, agent = 1 }`).
+    fn resources(&mut self, what: &dyn fmt::Display, node: &Node) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let Some(entries) = self.table(what, node) else {
+            return out;
+        };
+        for (key, value) in entries {
+            #[allow(clippy::cast_precision_loss)] // small counts
+            let amount = match value.kind {
+                Kind::Int(i) => i as f64,
+                Kind::Float(f) => f,
+                _ => {
+                    self.type_error(
+                        &format_args!("{what}.{}", key.name),
+                        "an amount such as 1 or 0.5",
+                        value,
+                    );
+                    continue;
+                }
+            };
+            if key.name.is_empty() || !(amount > 0.0 && amount.is_finite()) {
+                self.push(
+                    Problem::at(
+                        format!("`{what}.{}` must be a resource name with an amount above zero", key.name),
+                        &value.span,
+                    )
+                    .label("not a positive amount")
+                    .help("write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`"),
+                );
+                continue;
+            }
+            out.insert(key.name.to_string(), amount);
+        }
+        out
+    }
+
     fn retry_on(&mut self, what: &dyn fmt::Display, node: &Node) -> Option<RetryOn> {
         let Kind::Array(items) = &node.kind else {
             self.type_error(
@@ -547,6 +584,7 @@ impl<'a> Walker<'a> {
             files: None,
             memory: defaults.memory,
             cpus: defaults.cpus,
+            resources: BTreeMap::new(),
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -615,6 +653,7 @@ impl<'a> Walker<'a> {
                 "env" => task.env.extend(self.env(&field, value)),
                 "memory" => task.memory = self.memory(&field, value).or(task.memory),
                 "cpus" => task.cpus = self.cpus(&field, value).or(task.cpus),
+                "resources" => task.resources = self.resources(&field, value),
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());

@@ -101,6 +101,17 @@ fn task_table(task: &Task) -> Table {
     if let Some(cpus) = task.cpus {
         t.insert("cpus".into(), Value::Float(cpus));
     }
+    if !task.resources.is_empty() {
+        t.insert(
+            "resources".into(),
+            Value::Table(
+                task.resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::Float(*v)))
+                    .collect(),
+            ),
+        );
+    }
     t
 }
 
