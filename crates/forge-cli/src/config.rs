@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) bind: Option<SocketAddr>,
     /// Token of `forge serve`.
     pub(crate) token: Option<String>,
+    /// Where `forge run` runs attempts (`[runner]`).
+    pub(crate) runner: forge_exec::RunnerConfig,
 }
 
 /// The repository and configuration a command works with.
@@ -199,6 +201,7 @@ impl Config {
                     })?;
             }
         }
+        config.runner = crate::cluster::parse_runner(&table, &path.display().to_string())?;
         if let Some(serve) = table.get("serve") {
             let serve = serve.as_table().ok_or_else(|| bad("serve", "a table"))?;
             if let Some(bind) = serve.get("bind") {

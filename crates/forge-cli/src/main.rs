@@ -47,6 +47,7 @@ macro_rules! err {
 
 mod agents;
 mod cli;
+mod cluster;
 mod complete;
 mod config;
 mod demo;
@@ -96,6 +97,10 @@ fn main() -> ExitCode {
     // `agent = "sim"` start (`forge sim-agent --format droid -f prompt.md`).
     if args.get(1).is_some_and(|a| a == "sim-agent") {
         return sim_agent(&args[2..]);
+    }
+    // What a cluster job runs on its node (hidden: users never type it).
+    if args.get(1).is_some_and(|a| a == "attempt") {
+        return cluster::attempt_main(&args[2..]);
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -160,7 +165,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         }
         Command::Check(args) => preview::check(&ctx, &args.plan, args.jobs, args.json, out_style),
         Command::Run(args) => runtime()?.block_on(run::run(
-            &ctx,
+            &cluster::with_runner(&ctx, args.runner.as_deref())?,
             &args.plan,
             args.jobs,
             &args.apply,

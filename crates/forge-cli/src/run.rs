@@ -148,6 +148,7 @@ pub(crate) async fn execute(
     let builder = ExecutionManager::builder()
         .repo(&ctx.repo)
         .profiles(profiles)
+        .runner(ctx.config.runner.clone())
         .apply(decision.mode());
     let resuming = matches!(start, Start::Resume(_));
     let builder = match start {
