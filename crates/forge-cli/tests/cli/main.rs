@@ -14,6 +14,7 @@ mod partial;
 mod plan;
 mod preview;
 mod push;
+mod ray;
 mod review;
 mod run;
 mod runs;
