@@ -11,7 +11,8 @@
 //! machine's outward address, the others it keeps, so nodes talk to one another only through
 //! loopback. The dashboard (and its job API) listens on 127.0.0.1. Dropping the cluster — also
 //! when a test panics — kills every process of every node (found by a mark in their
-//! environment, never by name), so clusters of tests do not outlive them. Clusters in one test
+//! environment, never by name), so clusters of tests do not outlive them. Each node's jobs get
+//! their own `FORGE_NODE_CACHE` (under the node's folder), as separate machines would have. Clusters in one test
 //! process take turns (Ray's agents use fixed default ports).
 
 use std::io::{Read as _, Write as _};
@@ -182,6 +183,8 @@ impl RayCluster {
                 .arg("--disable-usage-stats")
                 .env("RAY_USAGE_STATS_ENABLED", "0")
                 .env("FORGE_TEST_MARK", &mark)
+                // Each node its own blob cache, as on separate machines.
+                .env("FORGE_NODE_CACHE", node_dir.join("forge-cache"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(
@@ -225,7 +228,21 @@ impl RayCluster {
 
     /// `GET path` on the dashboard: the status code and body.
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http_get(self.dashboard, path)
+        http(self.dashboard, "GET", path, None)
+    }
+
+    /// `POST path` on the dashboard with a JSON body: the status code and body.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<(u16, String)> {
+        http(self.dashboard, "POST", path, Some(body))
+    }
+
+    /// The status of job `id` (`PENDING`, `RUNNING`, `STOPPED`, …), or `""` when unknown.
+    pub fn job_status(&self, id: &str) -> String {
+        self.get(&format!("/api/jobs/{id}"))
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     fn wait_alive(&mut self, want: usize) -> Result<(), String> {
@@ -267,13 +284,21 @@ impl Drop for RayCluster {
     }
 }
 
-/// A plain HTTP/1.0 GET on loopback.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+/// A plain HTTP/1.0 request on loopback.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.map(ToString::to_string).unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -141,7 +141,15 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
     };
-    let pending: Arc<Mutex<Vec<OutputLine>>> = Arc::default();
+    // Said first, in the attempt's output: what the node's cache saved.
+    let pending: Arc<Mutex<Vec<OutputLine>>> = Arc::new(Mutex::new(vec![OutputLine {
+        stream: OutputStream::Stderr,
+        line: format!(
+            "forge attempt on {node}: fetched {fetched} blob(s) for the {} path(s) of the start \
+             tree (the rest were in the node's cache)",
+            order.tree.len()
+        ),
+    }]));
     let done = CancellationToken::new();
     let sender = {
         let (pending, done, http, auth) =

@@ -168,6 +168,40 @@ impl RayRunner {
         ))
     }
 
+    /// Says on which node an attempt runs (a `task_progress` "on Ray node <ip> (<id>)").
+    async fn placed(
+        &self,
+        shared: &Shared,
+        task: &forge_events::TaskId,
+        driver: String,
+    ) -> (String, String) {
+        let ip = self
+            .node(&driver)
+            .await
+            .map_or_else(|| "?".to_owned(), |(ip, _)| ip);
+        shared.publish(
+            task,
+            EventKind::TaskProgress {
+                message: format!("on Ray node {ip} ({})", &driver[..driver.len().min(12)]),
+                tool: None,
+                files: Vec::new(),
+            },
+        );
+        (driver, ip)
+    }
+
+    /// Whether the node is (or within Ray's health-check time becomes) dead.
+    async fn node_dies(&self, node_id: &str) -> bool {
+        for _ in 0..60 {
+            match self.node(node_id).await {
+                Some((_, false)) => return true,
+                Some((_, true)) => tokio::time::sleep(Duration::from_millis(500)).await,
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// Stops the job and waits (a while) until Ray says it ended.
     async fn stop(&self, id: &str) {
         let url = format!("{}/api/jobs/{id}/stop", self.config.address);
@@ -310,13 +344,7 @@ impl AttemptRunner for RayRunner {
                 _ = poll.tick() => {
                     let Ok((status, message, driver)) = self.job(&id).await else { continue };
                     if let Some(driver) = driver.filter(|d| node.as_ref().is_none_or(|(n, _)| n != d)) {
-                        let ip = self.node(&driver).await.map_or_else(|| "?".to_owned(), |(ip, _)| ip);
-                        shared.publish(&task.id, EventKind::TaskProgress {
-                            message: format!("on Ray node {ip} ({})", &driver[..driver.len().min(12)]),
-                            tool: None,
-                            files: Vec::new(),
-                        });
-                        node = Some((driver, ip));
+                        node = Some(self.placed(shared, &task.id, driver).await);
                     }
                     if let Some((driver, ip)) = &node
                         && let Some((_, false)) = self.node(driver).await
@@ -329,12 +357,13 @@ impl AttemptRunner for RayRunner {
                         if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(2), &mut inbox.result).await {
                             break Ok(result);
                         }
-                        let lost = message.contains("node") && (message.contains("died") || message.contains("dead"));
-                        break Err(failed(if lost {
-                            format!("node lost: {message}")
-                        } else {
-                            format!("the Ray job {id} ended ({status}) without a result: {message}")
-                        }));
+                        // A job whose node died can fail before Ray marks the node dead.
+                        if status == "FAILED" && let Some((driver, ip)) = &node {
+                            if self.node_dies(driver).await {
+                                break Err(failed(format!("node lost: Ray node {ip} ({driver}) died during the attempt")));
+                            }
+                        }
+                        break Err(failed(format!("the Ray job {id} ended ({status}) without a result: {message}")));
                     }
                 }
                 () = output.stop.cancelled() => {
@@ -349,6 +378,12 @@ impl AttemptRunner for RayRunner {
         };
         output.finish();
         self.channel.close(&key);
+        // An attempt quicker than one look at its job still says where it ran.
+        if node.is_none()
+            && let Ok((_, _, Some(driver))) = self.job(&id).await
+        {
+            self.placed(shared, &task.id, driver).await;
+        }
         let result: NodeResult = match outcome {
             Ok(result) => result,
             Err(ran) => return Ok(ran),
