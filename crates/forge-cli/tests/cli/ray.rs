@@ -462,3 +462,65 @@ fn cancelling_a_run_stops_its_ray_job_and_the_agent_process() {
         })
     });
 }
+
+#[test]
+fn resume_after_forge_was_killed_stops_the_old_job_and_integrates_the_task_once() {
+    let Some(ray) = require() else { return };
+    let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let go = scratch.path().join("go");
+    let repo = Repo::new();
+    let file = repo.plan(
+        "killed",
+        &format!(
+            "[[task]]\nid = \"work\"\nagent = \"shell\"\nwrites = [\"out.txt\"]\nprompt = '''\n\
+             echo started\ni=0\n\
+             while [ ! -f {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n\
+             [ -f {go} ] || exit 7\necho done > out.txt\n'''\n",
+            go = go.display()
+        ),
+    );
+    ray_toml(&repo, &cluster);
+    let (mut child, rx, reader) = spawn_run(&repo, &["run", &file, "--yes", "--json"]);
+    let mut events = Vec::new();
+    events_until(&rx, &mut events, |e| {
+        e["type"] == "task_output" && e["line"].as_str() == Some("started")
+    });
+    let old_job = events
+        .iter()
+        .find(|e| e["type"] == "task_started")
+        .and_then(|e| e["workspace"].as_str())
+        .and_then(|w| w.strip_prefix("ray:"))
+        .unwrap()
+        .to_owned();
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+    reader.join().unwrap();
+    assert_eq!(cluster.job_status(&old_job), "RUNNING");
+
+    let run = repo.runs().remove(0);
+    let (child, rx, reader) = spawn_run(&repo, &["resume", &run, "--yes", "--json"]);
+    let mut events = Vec::new();
+    events_until(&rx, &mut events, |e| e["type"] == "task_started");
+    // The old job was stopped before the resumed run started anything.
+    assert_eq!(cluster.job_status(&old_job), "STOPPED");
+    std::fs::write(&go, "").unwrap();
+    events.extend(rx.iter());
+    reader.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{events:#?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(repo.read("out.txt"), "done\n");
+    let journal =
+        std::fs::read_to_string(repo.path().join(format!(".forge/runs/{run}/events.jsonl")))
+            .unwrap();
+    let integrated = crate::util::json_lines(&journal)
+        .into_iter()
+        .filter(|e| e["type"] == "merge_integrated" && e["task"] == "work")
+        .count();
+    assert_eq!(integrated, 1, "{journal}");
+}

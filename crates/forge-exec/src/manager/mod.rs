@@ -595,6 +595,7 @@ impl ExecutionManager {
                     crate::runner::ray::RayRunner::start(
                         config,
                         BlobStore::open(store.objects_dir())?,
+                        &run,
                     )
                     .await?,
                 ),

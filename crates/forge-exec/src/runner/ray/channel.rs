@@ -177,7 +177,8 @@ impl Channel {
     }
 }
 
-fn new_token() -> Result<String, ExecError> {
+/// 64 random hexadecimal digits.
+pub(crate) fn new_token() -> Result<String, ExecError> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))

@@ -35,11 +35,20 @@ pub(crate) struct RayRunner {
     config: RayConfig,
     http: reqwest::Client,
     channel: Channel,
+    /// `forge-<run>-<session>-`: the start of this process's job ids. The session (random)
+    /// keeps a resumed run's jobs apart from those of the process it replaces.
+    prefix: String,
 }
 
 impl RayRunner {
-    /// Checks that the cluster answers, then opens the data channel.
-    pub(crate) async fn start(config: RayConfig, blobs: BlobStore) -> Result<Self, ExecError> {
+    /// Checks that the cluster answers, stops the jobs an earlier process of this run left
+    /// running (a `forge` killed mid-run: their results could never be taken, so the attempts
+    /// run again), then opens the data channel.
+    pub(crate) async fn start(
+        config: RayConfig,
+        blobs: BlobStore,
+        run: &forge_events::RunId,
+    ) -> Result<Self, ExecError> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
@@ -67,11 +76,33 @@ impl RayRunner {
             }
         }
         let channel = Channel::start(config.listen, blobs).await?;
-        Ok(Self {
+        let session = &channel::new_token()?[..8];
+        let runner = Self {
+            prefix: format!("forge-{run}-{session}-"),
             config,
             http,
             channel,
-        })
+        };
+        runner.stop_leftovers(&format!("forge-{run}-")).await;
+        Ok(runner)
+    }
+
+    /// Stops every job of this run still pending or running.
+    async fn stop_leftovers(&self, run_prefix: &str) {
+        let url = format!("{}/api/jobs/", self.config.address);
+        let Ok(response) = self.http.get(&url).send().await else {
+            return;
+        };
+        let Ok(Value::Array(jobs)) = response.json::<Value>().await else {
+            return;
+        };
+        for job in jobs {
+            let id = job["submission_id"].as_str().unwrap_or_default();
+            let status = job["status"].as_str().unwrap_or_default();
+            if id.starts_with(run_prefix) && !terminal(status) {
+                self.stop(id).await;
+            }
+        }
     }
 
     async fn submit(&self, id: &str, key: &str, pass: &Pass<'_>) -> Result<(), String> {
@@ -252,7 +283,7 @@ impl AttemptRunner for RayRunner {
     #[allow(clippy::too_many_lines)] // submit, follow, collect: one loop
     async fn run(&self, shared: &Arc<Shared>, p: Pass<'_>) -> Result<Ran, ExecError> {
         let (task, attempt) = (p.task, p.attempt);
-        let id = format!("forge-{}-{}-{attempt}-{}", shared.run, task.id, p.pass);
+        let id = format!("{}{}-{attempt}-{}", self.prefix, task.id, p.pass);
         let key = id.clone();
         let spec = p
             .profile
