@@ -1,6 +1,6 @@
 //! A real Ray cluster on this machine's loopback addresses, for the cluster runner's tests.
 //!
-//! `.ci/run` installs Ray at a pinned version from PyPI into a virtual environment
+//! `.ci/run` installs Ray at a pinned version from `PyPI` into a virtual environment
 //! (`target/ray-venv`); tests look there, at `FORGE_RAY_BIN` (the folder holding `ray`), then on
 //! `PATH`. A test whose Ray is missing skips with the reason unless `FORGE_REQUIRE_RAY=1`, which CI
 //! sets: then it fails.
@@ -121,7 +121,7 @@ pub struct RayCluster {
     nodes: Vec<Node>,
     dashboard: SocketAddr,
     gcs: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -149,13 +149,13 @@ impl RayCluster {
             nodes: Vec::new(),
             dashboard,
             gcs,
-            _dir: dir,
+            dir,
             _turn: turn,
         };
         let id = COUNTER.fetch_add(1, Ordering::Relaxed);
         for (i, spec) in nodes.iter().enumerate() {
             let ip = format!("127.0.0.{}", i + 2);
-            let node_dir = cluster._dir.path().join(format!("n{i}"));
+            let node_dir = cluster.dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&node_dir).map_err(|e| format!("{e}"))?;
             let mut cmd = Command::new(ray);
             cmd.arg("start").arg("--block");
@@ -246,7 +246,7 @@ impl RayCluster {
     }
 
     fn wait_alive(&mut self, want: usize) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_mins(2);
         loop {
             if let Ok((200, body)) = self.get("/api/v0/nodes") {
                 let alive = body.matches("\"ALIVE\"").count();

@@ -111,50 +111,17 @@ fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_ru
 
     let repo = Repo::new();
     let file = repo.plan("cluster", &plan(&go));
-    repo.write(
-        "forge.toml",
-        &format!(
-            "[runner]\nkind = \"ray\"\naddress = \"{}\"\nforge = \"{}\"\n",
-            cluster.dashboard_url(),
-            env!("CARGO_BIN_EXE_forge"),
-        ),
-    );
-    repo.commit("forge.toml");
-    let mut child = repo
-        .cmd(&["run", &file, "--yes", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    ray_toml(&repo, &cluster);
+    let (child, rx, reader) = spawn_run(&repo, &["run", &file, "--yes", "--json"]);
     // Live: the first task's output arrives while it still waits for the go file (which only
     // this test creates, after seeing that line); were output not live, it would never come.
     let mut events = Vec::new();
-    for event in &rx {
-        let seen = event["type"] == "task_output"
-            && event["task"] == "first"
-            && event["line"]
-                .as_str()
-                .is_some_and(|l| l.contains("waiting-for-go"));
-        assert_ne!(event["type"], "task_finished", "{event}");
-        events.push(event);
-        if seen {
-            break;
-        }
-    }
-    assert!(
-        !events.is_empty() && events.last().unwrap()["type"] == "task_output",
-        "the output never came: {events:?}"
-    );
+    events_until(&rx, &mut events, |e| {
+        assert_ne!(e["type"], "task_finished", "{e}");
+        e["type"] == "task_output"
+            && e["task"] == "first"
+            && e["line"].as_str() == Some("waiting-for-go")
+    });
     std::fs::write(&go, "").unwrap();
     events.extend(rx.iter());
     reader.join().unwrap();

@@ -61,11 +61,11 @@ impl AttemptRunner for LocalRunner {
             format!("-rerun{pass}")
         };
         let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
-        std::fs::write(&prompt_file, &prompt)
+        std::fs::write(&prompt_file, prompt)
             .map_err(|e| ExecError::io("write", &prompt_file, e))?;
         let mut spec = profile
             .command(&PromptVars {
-                prompt: &prompt,
+                prompt,
                 prompt_file: &prompt_file,
                 model: task.model.as_deref(),
             })

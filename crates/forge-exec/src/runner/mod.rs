@@ -83,6 +83,7 @@ impl RayConfig {
 }
 
 /// One pass of an attempt, as the pipeline hands it to a runner.
+#[allow(clippy::struct_field_names)] // `pass` is the word the pipeline uses for re-runs
 pub(crate) struct Pass<'a> {
     pub(crate) task: &'a Task,
     pub(crate) attempt: u32,

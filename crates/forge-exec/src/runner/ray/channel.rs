@@ -183,7 +183,10 @@ pub(crate) fn new_token() -> Result<String, ExecError> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .map_err(|e| ExecError::Config(format!("no random bytes for the run's token: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+        s
+    }))
 }
 
 fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {

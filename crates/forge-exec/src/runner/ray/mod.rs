@@ -389,10 +389,11 @@ impl AttemptRunner for RayRunner {
                             break Ok(result);
                         }
                         // A job whose node died can fail before Ray marks the node dead.
-                        if status == "FAILED" && let Some((driver, ip)) = &node {
-                            if self.node_dies(driver).await {
-                                break Err(failed(format!("node lost: Ray node {ip} ({driver}) died during the attempt")));
-                            }
+                        if status == "FAILED"
+                            && let Some((driver, ip)) = &node
+                            && self.node_dies(driver).await
+                        {
+                            break Err(failed(format!("node lost: Ray node {ip} ({driver}) died during the attempt")));
                         }
                         break Err(failed(format!("the Ray job {id} ended ({status}) without a result: {message}")));
                     }
