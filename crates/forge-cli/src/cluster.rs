@@ -186,3 +186,56 @@ pub(crate) fn attempt_main(args: &[OsString]) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> CliResult<RunnerConfig> {
+        parse_runner(&toml::from_str(text).unwrap(), "forge.toml")
+    }
+
+    #[test]
+    fn runner_table_reads_ray_and_defaults_to_local() {
+        assert_eq!(parse("").unwrap(), RunnerConfig::Local);
+        let RunnerConfig::Ray(ray) = parse(
+            "[runner]\nkind = \"ray\"\naddress = \"http://10.0.0.1:8265/\"\nlisten = \"10.0.0.5:7400\"\nforge = \"/opt/forge\"\nenv = { KEY = \"v\" }\n",
+        )
+        .unwrap() else {
+            panic!("not ray")
+        };
+        assert_eq!(ray.address, "http://10.0.0.1:8265");
+        assert_eq!(ray.listen, "10.0.0.5:7400".parse().unwrap());
+        assert_eq!(ray.forge, "/opt/forge");
+        assert_eq!(ray.env.get("KEY").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn bad_runner_values_name_the_key() {
+        for (text, want) in [
+            (
+                "[runner]\nkind = \"slurm\"\n",
+                "`runner.kind` must be \"local\" or \"ray\", not \"slurm\"",
+            ),
+            (
+                "[runner]\nkind = \"ray\"\n",
+                "`runner.address` must be the Ray dashboard's URL",
+            ),
+            (
+                "[runner]\nkind = \"ray\"\naddress = \"8265\"\n",
+                "is not `ray://host:port`",
+            ),
+            (
+                "[runner]\nkind = \"ray\"\naddress = \"ray://h:1\"\nlisten = \"x\"\n",
+                "`runner.listen` must be an address",
+            ),
+            (
+                "[runner]\nadress = \"x\"\n",
+                "`runner.adress` must be one of kind, address",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.what.contains(want), "{want}: {}", err.what);
+        }
+    }
+}

@@ -393,7 +393,7 @@ impl<'a> Walker<'a> {
                 Kind::Float(f) => f,
                 _ => {
                     self.type_error(
-                        &format_args!("{what}.{}", key.name),
+                        &format_args!("resource `{}` of {what}", key.name),
                         "an amount such as 1 or 0.5",
                         value,
                     );
@@ -403,7 +403,7 @@ impl<'a> Walker<'a> {
             if key.name.is_empty() || !(amount > 0.0 && amount.is_finite()) {
                 self.push(
                     Problem::at(
-                        format!("`{what}.{}` must be a resource name with an amount above zero", key.name),
+                        format!("resource `{}` of {what} must have an amount above zero", key.name),
                         &value.span,
                     )
                     .label("not a positive amount")
