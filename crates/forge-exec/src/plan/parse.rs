@@ -74,6 +74,8 @@ const TASK_KEYS: &[&str] = &[
     "cpus",
     "resources",
 ];
+const RESOURCES_HELP: &str =
+    "write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`";
 const GATE_KEYS: &[&str] = &["commands", "timeout"];
 
 /// `<what>.<key>`, formatted only when a message needs it.
@@ -401,13 +403,14 @@ impl<'a> Walker<'a> {
                 }
             };
             if key.name.is_empty() || !(amount > 0.0 && amount.is_finite()) {
+                let message = format!(
+                    "resource `{}` of {what} must have an amount above zero",
+                    key.name
+                );
                 self.push(
-                    Problem::at(
-                        format!("resource `{}` of {what} must have an amount above zero", key.name),
-                        &value.span,
-                    )
-                    .label("not a positive amount")
-                    .help("write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`"),
+                    Problem::at(message, &value.span)
+                        .label("not a positive amount")
+                        .help(RESOURCES_HELP),
                 );
                 continue;
             }
