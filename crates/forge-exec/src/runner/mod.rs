@@ -1,13 +1,13 @@
 //! Runners: where an attempt's agent runs.
 //!
 //! The pipeline keeps locks, integration, conflicts, the gate, the journal and apply; for the
-//! middle of an attempt — *stage → agent → capture* — it calls an [`AttemptRunner`]: the start
+//! middle of an attempt — *stage → agent → capture* — it calls an `AttemptRunner`: the start
 //! tree (a [`forge_staging::Snapshot`]) goes in, live events come out as they happen, and a
 //! verified [`forge_staging::ChangeSet`] (or the reason there is none) comes back, which the
 //! pipeline then persists before the task is recorded as finished, whatever ran it.
 //!
-//! - [`local`](self::local): this machine (the default, unchanged).
-//! - [`ray`](self::ray): a node of a Ray cluster, through Ray's HTTP job API; `forge attempt` (the
+//! - `local`: this machine (the default, unchanged).
+//! - [`ray`]: a node of a Ray cluster, through Ray's HTTP job API; `forge attempt` (the
 //!   [`node`] module) runs the attempt there and talks back over the run's data channel.
 //!
 //! Another launcher (Kubernetes Jobs, Slurm) is one more module: it submits `forge attempt` as its
