@@ -353,6 +353,15 @@ pub(crate) enum Balance {
     Bytes,
 }
 
+impl From<Balance> for forge_exec::plan::split::Balance {
+    fn from(b: Balance) -> Self {
+        match b {
+            Balance::Files => Self::Files,
+            Balance::Bytes => Self::Bytes,
+        }
+    }
+}
+
 /// `forge split`.
 #[derive(Debug, Args)]
 pub(crate) struct SplitArgs {

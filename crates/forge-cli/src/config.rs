@@ -46,6 +46,9 @@ impl ApplyDefault {
 pub(crate) struct Config {
     /// The `forge.toml` found, if any.
     pub(crate) path: Option<PathBuf>,
+    /// Its text, read once: the `[agents]` tables are read from it too (with `file:line:col`
+    /// in errors), so every part of one command sees the same version of the file.
+    pub(crate) text: Option<String>,
     /// Default agent of `forge plan` and `forge split`.
     pub(crate) agent: Option<String>,
     /// What `forge run` does with the result when no flag says.
@@ -127,7 +130,7 @@ impl Context {
 
     /// The `.forge/runs` directory of the repository.
     pub(crate) fn runs_dir(&self) -> PathBuf {
-        self.repo.join(".forge").join("runs")
+        forge_events::layout::runs_dir(&self.repo)
     }
 }
 
@@ -180,6 +183,7 @@ impl Config {
         };
         let mut config = Config {
             path: Some(path.to_path_buf()),
+            text: Some(text.to_owned()),
             ..Config::default()
         };
         if let Some(agent) = table.get("agent") {

@@ -494,7 +494,11 @@ fn print_failures(report: &RunReport, style: Style) {
             style.red("✗"),
             c.path.as_str(),
             c.kind,
-            c.tasks.join(" vs ")
+            c.tasks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" vs ")
         );
     }
     if let Some(gate) = report.gate.as_ref().filter(|g| !g.passed()) {

@@ -107,7 +107,7 @@ pub use base::{BaseMode, BaseSnapshot};
 pub use changes::{Change, ChangeSet, SkipReason, Skipped};
 pub use entry::{ContentHash, Entry, LinkTarget};
 pub use error::StagingError;
-pub use fsutil::{relative_path, resolve_path};
+pub use fsutil::{relative_path, resolve_path, write_atomically};
 pub use gc::{GcReport, gc};
 pub use manifest::Manifest;
 pub use overlay::{OverlayRoute, OverlayStager};

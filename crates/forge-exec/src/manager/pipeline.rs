@@ -182,7 +182,7 @@ fn describe_conflicts(shared: &Shared, task: &Task, outcome: &IntegrationOutcome
             c.kind,
             c.tasks
                 .iter()
-                .filter(|t| t.as_str() != task.id.as_str())
+                .filter(|t| t.task() != Some(task.id.as_str()))
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -253,7 +253,8 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
             tasks: c
                 .tasks
                 .iter()
-                .filter_map(|t| TaskId::new(t.as_str()).ok())
+                // The working tree is not a task; task ids came from valid `TaskId`s.
+                .filter_map(|t| t.task().and_then(|id| TaskId::new(id).ok()))
                 .collect(),
             strategy: c.strategy.to_string(),
             resolved,

@@ -9,6 +9,7 @@
 mod parse;
 pub mod preview;
 mod problem;
+pub mod split;
 mod tree;
 mod validate;
 mod write;
@@ -383,7 +384,7 @@ impl Plan {
     /// Returns the edges added.
     pub fn serialize_conflicts(&mut self) -> Vec<AddedEdge> {
         let sets = validate::write_sets(self);
-        let conflicts = forge_locks::conflicts(&sets);
+        let conflicts = forge_locks::claim_overlaps(&sets);
         if conflicts.is_empty() {
             return Vec::new();
         }

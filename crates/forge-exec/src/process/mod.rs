@@ -964,10 +964,7 @@ impl ProcessRunner {
 
     /// `<logs>/<task>/<attempt>/output.log`.
     pub fn log_path(&self, task: &Task, attempt: u32) -> PathBuf {
-        self.logs
-            .join(task.id.as_str())
-            .join(attempt.to_string())
-            .join("output.log")
+        forge_events::layout::attempt_log(&self.logs.join(task.id.as_str()), attempt)
     }
 }
 
