@@ -55,6 +55,7 @@ agent = "shell"
 writes = ["a.txt"]
 resources = {{ head = 1 }}
 prompt = '''
+git rev-parse --is-inside-work-tree > /dev/null || exit 9
 echo waiting-for-go
 i=0
 while [ ! -f {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done

@@ -1,8 +1,8 @@
 //! The node's side of a cluster attempt: what `forge attempt` does where the job landed.
 //!
 //! It fetches the attempt's order over the run's data channel, lays out the start tree from the
-//! node's blob cache (fetching only the blobs the cache lacks, each checked against its hash),
-//! runs the agent there in its own process group, streams each line it prints back as it comes,
+//! node's blob cache (fetching only the blobs the cache lacks, each checked against its hash)
+//! as a git repository whose one commit is that tree, runs the agent there in its own process group, streams each line it prints back as it comes,
 //! then captures what changed against the start tree, uploads the new blobs and posts the
 //! changes. SIGTERM or SIGINT (Ray stopping the job) stops the agent's whole process tree.
 
@@ -117,6 +117,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .map_err(|e| err(format!("a workspace: {e}")))?;
     let ws = work.path().join("ws");
     lay_out(&order.tree, &cache, &ws)?;
+    git_start(&ws).await;
     let prompt_file = work.path().join("prompt.md");
     std::fs::write(&prompt_file, &order.prompt)
         .map_err(|e| ExecError::io("write", &prompt_file, e))?;
@@ -288,6 +289,41 @@ fn node_name() -> String {
     match std::env::var("RAY_NODE_IP_ADDRESS") {
         Ok(ip) if !ip.is_empty() => format!("{host} ({ip})"),
         _ => host,
+    }
+}
+
+/// Makes the workspace a git repository whose one commit is the start tree, as a local
+/// workspace is, so `git status` and `git diff` show the agent its own changes. Without `git`
+/// on the node the agent still runs (and the changes are captured all the same).
+async fn git_start(ws: &Path) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=Forge",
+            "-c",
+            "user.email=forge@localhost",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "--no-verify",
+            "-m",
+            "the attempt's start tree",
+        ],
+    ] {
+        let ok = tokio::process::Command::new("git")
+            .args(args)
+            .current_dir(ws)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return;
+        }
     }
 }
 
