@@ -200,6 +200,10 @@ pub(crate) struct RunArgs {
     /// Validate the plan and print its preview; start nothing, write nothing (`forge check`).
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Where attempts run: `local`, or a Ray cluster's dashboard as `ray://host:port`
+    /// (overrides `[runner]` in forge.toml).
+    #[arg(long, value_name = "RUNNER")]
+    pub(crate) runner: Option<String>,
 }
 
 /// `forge check`.

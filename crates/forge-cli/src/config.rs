@@ -61,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) notify: Option<String>,
     /// Whether the terminal bell rings then (`[run] bell`, default true).
     pub(crate) bell: bool,
+    /// Where `forge run` runs attempts (`[runner]`).
+    pub(crate) runner: forge_exec::RunnerConfig,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             token: None,
             notify: None,
             bell: true,
+            runner: forge_exec::RunnerConfig::default(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl Config {
                     })?;
             }
         }
+        config.runner = crate::cluster::parse_runner(&table, &path.display().to_string())?;
         if let Some(serve) = table.get("serve") {
             let serve = serve.as_table().ok_or_else(|| bad("serve", "a table"))?;
             if let Some(bind) = serve.get("bind") {

@@ -48,6 +48,7 @@ macro_rules! err {
 mod adhoc;
 mod agents;
 mod cli;
+mod cluster;
 mod complete;
 mod config;
 mod demo;
@@ -103,6 +104,10 @@ fn main() -> ExitCode {
     // `agent = "sim"` start (`forge sim-agent --format droid -f prompt.md`).
     if args.get(1).is_some_and(|a| a == "sim-agent") {
         return sim_agent(&args[2..]);
+    }
+    // What a cluster job runs on its node (hidden: users never type it).
+    if args.get(1).is_some_and(|a| a == "attempt") {
+        return cluster::attempt_main(&args[2..]);
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -163,7 +168,12 @@ fn dispatch(cli: &Cli) -> CliResult {
     let _ = forge_exec::recover_abandoned_applies(&ctx.repo);
     match &cli.command {
         Command::Run(args) => match (&args.task, &args.plan) {
-            (Some(prompt), _) => runtime()?.block_on(adhoc::run(&ctx, args, prompt, out_style)),
+            (Some(prompt), _) => runtime()?.block_on(adhoc::run(
+                &cluster::with_runner(&ctx, args.runner.as_deref())?,
+                args,
+                prompt,
+                out_style,
+            )),
             (None, Some(_)) if args.agent.is_some() || !args.writes.is_empty() => {
                 Err(CliError::usage(
                     "--agent and --writes describe the task of --task; a plan names its own",
@@ -174,7 +184,7 @@ fn dispatch(cli: &Cli) -> CliResult {
                 preview::check(&ctx, plan, args.jobs, args.output.json, out_style)
             }
             (None, Some(plan)) => runtime()?.block_on(run::run(
-                &ctx,
+                &cluster::with_runner(&ctx, args.runner.as_deref())?,
                 plan,
                 args.jobs,
                 &args.apply,

@@ -137,6 +137,7 @@ pub(crate) enum Start {
 }
 
 /// Runs (or resumes) with the live view, then summarizes and applies as decided.
+#[allow(clippy::too_many_lines)] // start, view, summary, apply: one flow
 pub(crate) async fn execute(
     ctx: &Context,
     start: Start,
@@ -149,6 +150,7 @@ pub(crate) async fn execute(
     let builder = ExecutionManager::builder()
         .repo(&ctx.repo)
         .profiles(profiles)
+        .runner(ctx.config.runner.clone())
         .apply(decision.mode());
     let resuming = matches!(start, Start::Resume(_) | Start::Retry(..));
     let builder = match start {

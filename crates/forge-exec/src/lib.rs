@@ -87,6 +87,7 @@ mod error;
 pub mod manager;
 pub mod plan;
 pub mod process;
+pub mod runner;
 pub mod sched;
 pub mod sim;
 pub mod store;
@@ -100,6 +101,7 @@ pub use manager::{
 };
 pub use plan::{Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
+pub use runner::{RayConfig, RunnerConfig};
 pub use sched::{
     AttemptContext, CancelHandle, PriorTask, ScheduleReport, Scheduler, SchedulerOptions,
     TaskOutcome, TaskReport, TaskRunner,

@@ -37,6 +37,7 @@
 pub mod agents;
 pub mod hostile;
 pub mod procs;
+pub mod ray;
 mod script;
 mod wire;
 

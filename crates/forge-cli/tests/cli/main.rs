@@ -22,6 +22,7 @@ mod partial;
 mod plan;
 mod preview;
 mod push;
+mod ray;
 mod retry;
 mod review;
 mod run;

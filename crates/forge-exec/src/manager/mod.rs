@@ -35,7 +35,7 @@ mod audit;
 mod bisect;
 mod check;
 mod fix;
-mod pipeline;
+pub(crate) mod pipeline;
 mod resume;
 mod retry;
 
@@ -69,6 +69,7 @@ use crate::ExecError;
 use crate::agent::Profiles;
 use crate::plan::{Plan, PlanOptions};
 use crate::process::ProcessOptions;
+use crate::runner::{AttemptRunner, RunnerConfig};
 use crate::sched::{CancelHandle, Scheduler, SchedulerOptions, TaskReport};
 use crate::store::{RunResult, RunStore, read_json, write_json};
 
@@ -158,6 +159,7 @@ pub struct ExecutionManagerBuilder {
     scheduler: SchedulerOptions,
     process: ProcessOptions,
     bus: BusOptions,
+    runner: RunnerConfig,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -180,11 +182,20 @@ impl Default for ExecutionManagerBuilder {
                 ..ProcessOptions::default()
             },
             bus: BusOptions::default(),
+            runner: RunnerConfig::Local,
         }
     }
 }
 
 impl ExecutionManagerBuilder {
+    /// Where attempts run (default: this machine). A cluster that does not answer fails the
+    /// run before anything starts.
+    #[must_use]
+    pub fn runner(mut self, runner: RunnerConfig) -> Self {
+        self.runner = runner;
+        self
+    }
+
     /// The repository to run in (default: the git top level of the current directory, or the
     /// current directory).
     #[must_use]
@@ -407,6 +418,7 @@ impl ExecutionManagerBuilder {
             process: self.process,
             history: resuming.then_some(history),
             retry: self.retry,
+            runner: self.runner,
         })
     }
 }
@@ -457,6 +469,7 @@ pub struct ExecutionManager {
     history: Option<Vec<forge_events::Event>>,
     /// The task to retry, if this is a retry.
     retry: Option<RetryRequest>,
+    runner: RunnerConfig,
 }
 
 impl std::fmt::Debug for ExecutionManager {
@@ -528,6 +541,10 @@ pub(crate) struct Shared {
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
     /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
     pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
+    /// Where attempts run: stage, agent, capture.
+    /// Where attempts run when not on this machine (a cluster); `None`: locally, by the
+    /// pipeline itself.
+    pub(crate) runner: Option<Arc<dyn AttemptRunner>>,
 }
 
 impl Shared {
@@ -588,6 +605,7 @@ impl ExecutionManager {
             process,
             mut history,
             retry,
+            runner,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -602,6 +620,19 @@ impl ExecutionManager {
                 let store2 = store.clone();
                 blocking(move || cleanup_leftovers(&store2, &run2)).await??;
             }
+            // Where attempts run: a cluster is asked first, so an unreachable one stops the
+            // run before anything starts.
+            let runner: Option<Arc<dyn AttemptRunner>> = match runner {
+                RunnerConfig::Local => None,
+                RunnerConfig::Ray(config) => Some(Arc::new(
+                    crate::runner::ray::RayRunner::start(
+                        config,
+                        BlobStore::open(store.objects_dir())?,
+                        &run,
+                    )
+                    .await?,
+                )),
+            };
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
                 plan_hash: plan_hash(&plan),
@@ -702,6 +733,7 @@ impl ExecutionManager {
                         .map(|p| std::mem::take(&mut p.retries))
                         .unwrap_or_default(),
                 ),
+                runner,
             });
             if let Some(preview) = preview {
                 let preview = preview

@@ -17,6 +17,7 @@ use crate::ExecError;
 use crate::agent::{AgentEvent, OutputFormat, OutputParser, PromptVars};
 use crate::plan::Task;
 use crate::process::{AttemptEnv, Limits, ProcessOptions, run_process_in};
+use crate::runner::{Pass, Ran};
 use crate::sched::{AttemptContext, CancelHandle, TaskOutcome, TaskRunner};
 use crate::store::write_json;
 
@@ -256,26 +257,50 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
 }
 
 /// Turns what the agent printed into events.
-struct OutputEvents<'a> {
-    shared: &'a Shared,
-    task: &'a TaskId,
-    parser: OutputParser,
-    text: bool,
-    buf: Vec<AgentEvent>,
-    window: Instant,
-    in_window: u32,
-    last_error: Option<String>,
-    attempt: u32,
+pub(crate) struct OutputEvents<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) task: &'a TaskId,
+    pub(crate) parser: OutputParser,
+    pub(crate) text: bool,
+    pub(crate) buf: Vec<AgentEvent>,
+    pub(crate) window: Instant,
+    pub(crate) in_window: u32,
+    pub(crate) last_error: Option<String>,
+    pub(crate) attempt: u32,
     /// Cancelled to stop the agent when its parser gives up on it.
-    stop: tokio_util::sync::CancellationToken,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
     /// Why the agent was stopped: it kept failing to reach its model.
-    gave_up: Option<String>,
+    pub(crate) gave_up: Option<String>,
     /// The session the agent named.
-    session: Option<String>,
+    pub(crate) session: Option<String>,
 }
 
-impl OutputEvents<'_> {
-    fn line(&mut self, stream: OutputStream, line: &str) {
+impl<'a> OutputEvents<'a> {
+    /// For an agent whose output is in `format`.
+    pub(crate) fn new(
+        shared: &'a Shared,
+        task: &'a TaskId,
+        attempt: u32,
+        format: OutputFormat,
+        ctx: &AttemptContext,
+    ) -> Self {
+        Self {
+            shared,
+            task,
+            parser: OutputParser::new(format),
+            text: format == OutputFormat::Text,
+            buf: Vec::new(),
+            window: Instant::now(),
+            in_window: 0,
+            last_error: None,
+            attempt,
+            stop: ctx.cancel.child_token(),
+            gave_up: None,
+            session: None,
+        }
+    }
+
+    pub(crate) fn line(&mut self, stream: OutputStream, line: &str) {
         self.parser.line(stream, line, &mut self.buf);
         self.publish_parsed();
         // Raw lines of plain-text agents (and anyone's stderr), rate-limited.
@@ -298,7 +323,7 @@ impl OutputEvents<'_> {
     }
 
     /// After the process ended: what the parser held back (a final result, buffered text).
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.parser.finish(&mut self.buf);
         self.publish_parsed();
     }
@@ -391,132 +416,155 @@ async fn attempt_task(
         }
         // 2. A workspace from the integrated tree as it is now.
         let snapshot = current_snapshot(shared).await?;
-        let suffix = match (pass, check_round) {
-            (0, 0) => String::new(),
-            (0, n) => format!("-check{n}"),
-            (p, 0) => format!("-rerun{p}"),
-            (p, n) => format!("-rerun{p}-check{n}"),
-        };
-        let name = format!("{}-{attempt}{suffix}", task.id);
-        let stager = shared.stager.clone();
-        let ws: Workspace = {
-            let _turn = shared.heavy.acquire().await;
-            blocking(move || stager.stage(&snapshot, &name)).await??
-        };
-        if let Some(changes) = restore.take() {
-            let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
-            blocking(move || super::retry::restore_changes(&root, &changes, &blobs)).await??;
-        }
-        if pass == 0 && check_round == 0 {
-            shared.publish(
-                &task.id,
-                EventKind::TaskStarted {
-                    attempt,
-                    agent: task.agent.clone(),
-                    workspace: ws.path().display().to_string(),
-                    strategy: ws.kind().name().to_owned(),
-                },
-            );
-        }
-        // 3. The agent.
-        let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
-        std::fs::write(&prompt_file, &prompt)
-            .map_err(|e| ExecError::io("write", &prompt_file, e))?;
-        let vars = PromptVars {
-            prompt: &prompt,
-            prompt_file: &prompt_file,
-            model: task.model.as_deref(),
-        };
-        let resumed = match &session {
-            Some(id) => profile.resume_command(&vars, id),
-            None => Ok(None),
-        };
-        let mut spec = match resumed {
-            Ok(Some(spec)) => Ok(spec),
-            Ok(None) => profile.command(&vars),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| ExecError::Agent(e.to_string()))?;
-        ws.path().clone_into(&mut spec.cwd);
-        spec.env
-            .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
-        let log_path = attempt_dir.join(format!("output{suffix}.log"));
-        let mut output = OutputEvents {
-            shared,
-            task: &task.id,
-            parser: OutputParser::new(profile.format)
-                .with_workspace(ws.path())
-                .with_view(shared.store.root().parent().unwrap_or(ws.path())),
-            text: profile.format == OutputFormat::Text,
-            buf: Vec::new(),
-            window: Instant::now(),
-            in_window: 0,
-            last_error: None,
-            attempt,
-            stop: ctx.cancel.child_token(),
-            gave_up: None,
-            session: None,
-        };
-        let stop = output.stop.clone();
-        let env = AttemptEnv {
-            run: &shared.run,
-            task: task.id.as_str(),
-            attempt,
-        };
-        let mut options = attempt_options(shared, task);
-        let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
-            Ok(state) => state,
-            Err(e) => {
-                dispose(ws).await;
-                return Ok(TaskOutcome::failed(e.to_string()));
+        // A cluster runner runs the attempt elsewhere (no per-task checks or session resume
+        // there yet); the local route below stages, runs and captures on this machine.
+        let changes: ChangeSet = if let Some(remote) = shared.runner.clone() {
+            let ran = remote
+                .run(
+                    shared,
+                    Pass {
+                        task,
+                        attempt,
+                        pass,
+                        prompt: &prompt,
+                        snapshot,
+                        ctx,
+                        attempt_dir: &attempt_dir,
+                        profile,
+                    },
+                )
+                .await?;
+            match ran {
+                Ran::Changes(changes) => changes,
+                Ran::Ended(outcome) => return Ok(outcome),
             }
-        };
-        if let Some(view) = &mut options.repo_view {
-            view.user_git = ws.snapshot().base().user_git_link();
-        }
-        if let Some(state) = &state {
-            let (var, dir) = state.env();
-            spec.env.push((var, dir));
+        } else {
+            let suffix = match (pass, check_round) {
+                (0, 0) => String::new(),
+                (0, n) => format!("-check{n}"),
+                (p, 0) => format!("-rerun{p}"),
+                (p, n) => format!("-rerun{p}-check{n}"),
+            };
+            let name = format!("{}-{attempt}{suffix}", task.id);
+            let stager = shared.stager.clone();
+            let ws: Workspace = {
+                let _turn = shared.heavy.acquire().await;
+                blocking(move || stager.stage(&snapshot, &name)).await??
+            };
+            if let Some(changes) = restore.take() {
+                let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
+                blocking(move || super::retry::restore_changes(&root, &changes, &blobs)).await??;
+            }
+            if pass == 0 && check_round == 0 {
+                shared.publish(
+                    &task.id,
+                    EventKind::TaskStarted {
+                        attempt,
+                        agent: task.agent.clone(),
+                        workspace: ws.path().display().to_string(),
+                        strategy: ws.kind().name().to_owned(),
+                    },
+                );
+            }
+            // 3. The agent.
+            let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
+            std::fs::write(&prompt_file, &prompt)
+                .map_err(|e| ExecError::io("write", &prompt_file, e))?;
+            let vars = PromptVars {
+                prompt: &prompt,
+                prompt_file: &prompt_file,
+                model: task.model.as_deref(),
+            };
+            let resumed = match &session {
+                Some(id) => profile.resume_command(&vars, id),
+                None => Ok(None),
+            };
+            let mut spec = match resumed {
+                Ok(Some(spec)) => Ok(spec),
+                Ok(None) => profile.command(&vars),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| ExecError::Agent(e.to_string()))?;
+            ws.path().clone_into(&mut spec.cwd);
+            spec.env
+                .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
+            let log_path = attempt_dir.join(format!("output{suffix}.log"));
+            let mut output = OutputEvents {
+                shared,
+                task: &task.id,
+                parser: OutputParser::new(profile.format)
+                    .with_workspace(ws.path())
+                    .with_view(shared.store.root().parent().unwrap_or(ws.path())),
+                text: profile.format == OutputFormat::Text,
+                buf: Vec::new(),
+                window: Instant::now(),
+                in_window: 0,
+                last_error: None,
+                attempt,
+                stop: ctx.cancel.child_token(),
+                gave_up: None,
+                session: None,
+            };
+            let stop = output.stop.clone();
+            let env = AttemptEnv {
+                run: &shared.run,
+                task: task.id.as_str(),
+                attempt,
+            };
+            let mut options = attempt_options(shared, task);
+            let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
+                Ok(state) => state,
+                Err(e) => {
+                    dispose(ws).await;
+                    return Ok(TaskOutcome::failed(e.to_string()));
+                }
+            };
             if let Some(view) = &mut options.repo_view {
-                view.writable.push(state.dir().to_path_buf());
+                view.user_git = ws.snapshot().base().user_git_link();
             }
-        }
-        let exit = run_process_in(
-            &spec,
-            &env,
-            &log_path,
-            &mut |stream, line| output.line(stream, line),
-            &stop,
-            &ctx.kill,
-            &options,
-            Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
-        )
-        .await;
-        if let Some(state) = state {
-            state.finish();
-        }
-        output.finish();
-        let last_error = output
-            .last_error
-            .take()
-            .or_else(|| output.parser.last_stderr().map(str::to_owned));
-        let gave_up = output.gave_up.take();
-        let agent_session = output.session.take();
-        let exit = match exit {
-            Ok(exit) => exit,
-            Err(e) => {
-                dispose(ws).await;
-                return Ok(TaskOutcome::failed(format!(
-                    "could not start `{}` for agent `{}`: {e}",
-                    spec.program.to_string_lossy(),
-                    task.agent
-                )));
+            if let Some(state) = &state {
+                let (var, dir) = state.env();
+                spec.env.push((var, dir));
+                if let Some(view) = &mut options.repo_view {
+                    view.writable.push(state.dir().to_path_buf());
+                }
             }
-        };
-        if let Some(why) = &exit.no_namespace
-            && !shared.warned_no_namespace.swap(true, Ordering::Relaxed)
-        {
-            let _ = shared.events.publish(
+            let exit = run_process_in(
+                &spec,
+                &env,
+                &log_path,
+                &mut |stream, line| output.line(stream, line),
+                &stop,
+                &ctx.kill,
+                &options,
+                Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
+            )
+            .await;
+            if let Some(state) = state {
+                state.finish();
+            }
+            output.finish();
+            let last_error = output
+                .last_error
+                .take()
+                .or_else(|| output.parser.last_stderr().map(str::to_owned));
+            let gave_up = output.gave_up.take();
+            let agent_session = output.session.take();
+            let exit = match exit {
+                Ok(exit) => exit,
+                Err(e) => {
+                    dispose(ws).await;
+                    return Ok(TaskOutcome::failed(format!(
+                        "could not start `{}` for agent `{}`: {e}",
+                        spec.program.to_string_lossy(),
+                        task.agent
+                    )));
+                }
+            };
+            if let Some(why) = &exit.no_namespace
+                && !shared.warned_no_namespace.swap(true, Ordering::Relaxed)
+            {
+                let _ = shared.events.publish(
                 None,
                 EventKind::RunWarning {
                     message: format!(
@@ -524,118 +572,120 @@ async fn attempt_task(
                     ),
                 },
             );
-        }
-        if let Some(reason) = gave_up
-            && !ctx.cancel.is_cancelled()
-        {
-            dispose(ws).await;
-            return Ok(TaskOutcome {
-                status: TaskStatus::Failed,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some(format!("the agent could not reach its model: {reason}")),
-            });
-        }
-        if exit.stopped || ctx.cancel.is_cancelled() {
-            dispose(ws).await;
-            return Ok(TaskOutcome {
-                status: TaskStatus::Cancelled,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some("stopped".into()),
-            });
-        }
-        if exit.code != Some(0) {
-            // What it did so far is where a retry of the task starts.
-            super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
-            let what = match (exit.code, exit.signal) {
-                _ if exit.memory_limit_hit => format!(
-                    "killed by its memory limit ({}); raise `memory` for this task",
-                    task.memory
-                        .map_or_else(String::new, crate::process::format_memory)
-                ),
-                (_, Some(sig)) => format!("killed by signal {sig}"),
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, None) => "ended without a status".to_owned(),
-            };
-            let message = match last_error {
-                Some(err) => format!("{what}: {}", first_line(&err)),
-                None => what,
-            };
-            return Ok(TaskOutcome {
-                status: TaskStatus::Failed,
-                exit_code: exit.code,
-                signal: exit.signal,
-                files_changed: Vec::new(),
-                message: Some(message),
-            });
-        }
-        // Checks in the task's workspace; a failure goes back to the agent.
-        if !task.check.is_empty() {
-            check_round += 1;
-            match super::check::run_checks(shared, task, attempt, check_round, &ws, ctx).await? {
-                super::check::CheckOutcome::Passed => {}
-                super::check::CheckOutcome::Stopped => {
-                    dispose(ws).await;
-                    return Ok(cancelled("stopped while its check ran"));
-                }
-                super::check::CheckOutcome::Failed {
-                    command,
-                    how,
-                    output,
-                } => {
-                    if check_round > task.check_rounds {
-                        super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
-                        return Ok(TaskOutcome::failed(format!(
-                            "its check `{command}` failed ({how}){}",
-                            if task.check_rounds > 0 {
-                                format!(
-                                    " after {} round(s) of feedback to the agent",
-                                    task.check_rounds
-                                )
-                            } else {
-                                String::new()
-                            }
-                        )));
+            }
+            if let Some(reason) = gave_up
+                && !ctx.cancel.is_cancelled()
+            {
+                dispose(ws).await;
+                return Ok(TaskOutcome {
+                    status: TaskStatus::Failed,
+                    exit_code: exit.code,
+                    signal: exit.signal,
+                    files_changed: Vec::new(),
+                    message: Some(format!("the agent could not reach its model: {reason}")),
+                });
+            }
+            if exit.stopped || ctx.cancel.is_cancelled() {
+                dispose(ws).await;
+                return Ok(TaskOutcome {
+                    status: TaskStatus::Cancelled,
+                    exit_code: exit.code,
+                    signal: exit.signal,
+                    files_changed: Vec::new(),
+                    message: Some("stopped".into()),
+                });
+            }
+            if exit.code != Some(0) {
+                // What it did so far is where a retry of the task starts.
+                super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
+                let what = match (exit.code, exit.signal) {
+                    _ if exit.memory_limit_hit => format!(
+                        "killed by its memory limit ({}); raise `memory` for this task",
+                        task.memory
+                            .map_or_else(String::new, crate::process::format_memory)
+                    ),
+                    (_, Some(sig)) => format!("killed by signal {sig}"),
+                    (Some(code), _) => format!("exited with code {code}"),
+                    (None, None) => "ended without a status".to_owned(),
+                };
+                let message = match last_error {
+                    Some(err) => format!("{what}: {}", first_line(&err)),
+                    None => what,
+                };
+                return Ok(TaskOutcome {
+                    status: TaskStatus::Failed,
+                    exit_code: exit.code,
+                    signal: exit.signal,
+                    files_changed: Vec::new(),
+                    message: Some(message),
+                });
+            }
+            // Checks in the task's workspace; a failure goes back to the agent.
+            if !task.check.is_empty() {
+                check_round += 1;
+                match super::check::run_checks(shared, task, attempt, check_round, &ws, ctx).await?
+                {
+                    super::check::CheckOutcome::Passed => {}
+                    super::check::CheckOutcome::Stopped => {
+                        dispose(ws).await;
+                        return Ok(cancelled("stopped while its check ran"));
                     }
-                    let text = super::check::feedback(&command, &how, &output);
-                    // The agent goes on from where it is: same session where it can, same files.
-                    let turn = shared.heavy.acquire().await;
-                    let (ws, changes) = blocking(move || {
-                        let changes = ws.changes();
-                        (ws, changes)
-                    })
-                    .await?;
-                    drop(turn);
-                    dispose(ws).await;
-                    restore = Some(changes?);
-                    let continued = agent_session
-                        .or_else(|| session.clone())
-                        .filter(|_| profile.can_resume());
-                    prompt = match &continued {
-                        Some(_) => text,
-                        None => format!(
-                            "{}\n\n---\nYour changes so far are in the workspace.\n{text}",
-                            task.prompt
-                        ),
-                    };
-                    session = continued;
-                    continue;
+                    super::check::CheckOutcome::Failed {
+                        command,
+                        how,
+                        output,
+                    } => {
+                        if check_round > task.check_rounds {
+                            super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
+                            return Ok(TaskOutcome::failed(format!(
+                                "its check `{command}` failed ({how}){}",
+                                if task.check_rounds > 0 {
+                                    format!(
+                                        " after {} round(s) of feedback to the agent",
+                                        task.check_rounds
+                                    )
+                                } else {
+                                    String::new()
+                                }
+                            )));
+                        }
+                        let text = super::check::feedback(&command, &how, &output);
+                        // The agent goes on from where it is: same session where it can, same files.
+                        let turn = shared.heavy.acquire().await;
+                        let (ws, changes) = blocking(move || {
+                            let changes = ws.changes();
+                            (ws, changes)
+                        })
+                        .await?;
+                        drop(turn);
+                        dispose(ws).await;
+                        restore = Some(changes?);
+                        let continued = agent_session
+                            .or_else(|| session.clone())
+                            .filter(|_| profile.can_resume());
+                        prompt = match &continued {
+                            Some(_) => text,
+                            None => format!(
+                                "{}\n\n---\nYour changes so far are in the workspace.\n{text}",
+                                task.prompt
+                            ),
+                        };
+                        session = continued;
+                        continue;
+                    }
                 }
             }
-        }
-        // 4. Capture, 5. persist: durable before anything is integrated or recorded.
-        let turn = shared.heavy.acquire().await;
-        let (ws, changes) = blocking(move || {
-            let changes = ws.changes();
-            (ws, changes)
-        })
-        .await?;
-        drop(turn);
-        dispose(ws).await;
-        let changes: ChangeSet = changes?;
+            // 4. Capture, 5. persist: durable before anything is integrated or recorded.
+            let turn = shared.heavy.acquire().await;
+            let (ws, changes) = blocking(move || {
+                let changes = ws.changes();
+                (ws, changes)
+            })
+            .await?;
+            drop(turn);
+            dispose(ws).await;
+            changes?
+        };
         {
             let (blobs, path, changes) = (
                 shared.blobs.clone(),
@@ -761,13 +811,13 @@ async fn attempt_task(
     }
 }
 
-fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
 /// Removes a workspace off the async threads; a failure leaves it for `forge gc`. Not
 /// throttled: disposing frees what the next stages need.
-async fn dispose(ws: Workspace) {
+pub(crate) async fn dispose(ws: Workspace) {
     let _ = blocking(move || ws.dispose()).await;
 }
 

@@ -107,6 +107,9 @@ pub struct Task {
     /// How many times a failed check is fed back to the agent before the attempt fails
     /// (`check_rounds`, default 1; 0: a failed check fails the attempt at once).
     pub check_rounds: u32,
+    /// What a cluster runner's node must offer to run an attempt (`resources = { CPU = 2,
+    /// agent = 1 }`): Ray's resources by name. The local runner ignores them.
+    pub resources: BTreeMap<String, f64>,
 }
 
 impl Task {
@@ -133,6 +136,7 @@ impl Task {
             cpus: None,
             check: Vec::new(),
             check_rounds: 1,
+            resources: BTreeMap::new(),
         }
     }
 

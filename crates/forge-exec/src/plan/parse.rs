@@ -85,7 +85,10 @@ const TASK_KEYS: &[&str] = &[
     "cpus",
     "check",
     "check_rounds",
+    "resources",
 ];
+const RESOURCES_HELP: &str =
+    "write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`";
 const GATE_KEYS: &[&str] = &["commands", "timeout", "fix_rounds"];
 
 /// `<what>.<key>`, formatted only when a message needs it.
@@ -394,6 +397,43 @@ impl<'a> Walker<'a> {
         out
     }
 
+    /// A cluster runner's resources: names to amounts above zero (`{ CPU = 2, agent = 1 }`).
+    fn resources(&mut self, what: &dyn fmt::Display, node: &Node) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let Some(entries) = self.table(what, node) else {
+            return out;
+        };
+        for (key, value) in entries {
+            #[allow(clippy::cast_precision_loss)] // small counts
+            let amount = match value.kind {
+                Kind::Int(i) => i as f64,
+                Kind::Float(f) => f,
+                _ => {
+                    self.type_error(
+                        &format_args!("resource `{}` of {what}", key.name),
+                        "an amount such as 1 or 0.5",
+                        value,
+                    );
+                    continue;
+                }
+            };
+            if key.name.is_empty() || !(amount > 0.0 && amount.is_finite()) {
+                let message = format!(
+                    "resource `{}` of {what} must have an amount above zero",
+                    key.name
+                );
+                self.push(
+                    Problem::at(message, &value.span)
+                        .label("not a positive amount")
+                        .help(RESOURCES_HELP),
+                );
+                continue;
+            }
+            out.insert(key.name.to_string(), amount);
+        }
+        out
+    }
+
     fn retry_on(&mut self, what: &dyn fmt::Display, node: &Node) -> Option<RetryOn> {
         let Kind::Array(items) = &node.kind else {
             self.type_error(
@@ -570,6 +610,7 @@ impl<'a> Walker<'a> {
             cpus: defaults.cpus,
             check: defaults.check.clone(),
             check_rounds: defaults.check_rounds.unwrap_or(1),
+            resources: BTreeMap::new(),
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -644,6 +685,7 @@ impl<'a> Walker<'a> {
                         task.check_rounds = u32::try_from(r).unwrap_or(1);
                     }
                 }
+                "resources" => task.resources = self.resources(&field, value),
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());

@@ -729,3 +729,37 @@ cpus = "two"
         assert!(rendered.contains(expected), "{expected}: {rendered}");
     }
 }
+
+#[test]
+fn resources_load_round_trip_and_bad_ones_are_reported() {
+    let text = r#"
+[[task]]
+id = "a"
+agent = "shell"
+prompt = "true"
+resources = { CPU = 2, agent = 1, GPU = 0.5 }
+"#;
+    let plan = parse(text).unwrap();
+    let want: BTreeMap<String, f64> = [("CPU", 2.0), ("GPU", 0.5), ("agent", 1.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    assert_eq!(plan.tasks[0].resources, want);
+    assert_eq!(parse(&plan.to_toml()).unwrap().tasks, plan.tasks);
+
+    let bad = r#"
+[[task]]
+id = "a"
+agent = "shell"
+prompt = "true"
+resources = { CPU = 0, agent = "one" }
+"#;
+    let rendered = parse(bad).unwrap_err().render();
+    for expected in [
+        "resource `CPU` of `resources` of task `a` must have an amount above zero",
+        "resource `agent` of `resources` of task `a` must be an amount such as 1 or 0.5",
+        "--> plan.toml:6:21",
+    ] {
+        assert!(rendered.contains(expected), "{expected}: {rendered}");
+    }
+}

@@ -113,6 +113,17 @@ fn task_table(task: &Task) -> Table {
             Value::Integer(i64::from(task.check_rounds)),
         );
     }
+    if !task.resources.is_empty() {
+        t.insert(
+            "resources".into(),
+            Value::Table(
+                task.resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::Float(*v)))
+                    .collect(),
+            ),
+        );
+    }
     t
 }
 

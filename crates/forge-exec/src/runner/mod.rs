@@ -1,0 +1,115 @@
+//! Runners: where an attempt's agent runs.
+//!
+//! The pipeline keeps locks, integration, conflicts, the gate, the journal and apply; for the
+//! middle of an attempt — *stage → agent → capture* — it calls an `AttemptRunner`: the start
+//! tree (a [`forge_staging::Snapshot`]) goes in, live events come out as they happen, and a
+//! verified [`forge_staging::ChangeSet`] (or the reason there is none) comes back, which the
+//! pipeline then persists before the task is recorded as finished, whatever ran it.
+//!
+//! - this machine (the default): the pipeline stages, runs and captures the attempt itself,
+//!   with per-task checks and session resume (`manager/pipeline.rs`); moving that route behind
+//!   this trait as well is open work.
+//! - [`ray`]: a node of a Ray cluster, through Ray's HTTP job API; `forge attempt` (the
+//!   [`node`] module) runs the attempt there and talks back over the run's data channel.
+//!
+//! Another launcher (Kubernetes Jobs, Slurm) is one more module: it submits `forge attempt` as its
+//! engine's job and shares the data channel of the Ray runner ([`ray::channel`]).
+
+pub mod node;
+pub mod ray;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use forge_staging::{ChangeSet, Snapshot};
+
+use crate::ExecError;
+use crate::agent::Profile;
+use crate::manager::Shared;
+use crate::plan::Task;
+use crate::sched::{AttemptContext, TaskOutcome};
+
+/// Where a run's attempts execute (`[runner]` in `forge.toml`, `forge run --runner`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum RunnerConfig {
+    /// On this machine (the default).
+    #[default]
+    Local,
+    /// On a Ray cluster.
+    Ray(RayConfig),
+}
+
+/// A Ray cluster to run attempts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RayConfig {
+    /// The cluster's dashboard, where its job API is (`http://127.0.0.1:8265`).
+    pub address: String,
+    /// Where this process serves the run's data channel (start trees out, output and changes
+    /// in) to the nodes: an address they can reach. Port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The `forge` program on the nodes (a path, or a name on their `PATH`).
+    pub forge: String,
+    /// Environment variables every attempt's job gets (agents' credentials, `PATH`).
+    pub env: BTreeMap<String, String>,
+}
+
+impl RayConfig {
+    /// A cluster at `address` (`http://host:port`, or `ray://host:port` as `--runner` takes it),
+    /// with the data channel on 127.0.0.1 and `forge` from the nodes' `PATH`.
+    pub fn new(address: &str) -> Result<Self, ExecError> {
+        let rest = address
+            .strip_prefix("ray://")
+            .or_else(|| address.strip_prefix("http://"))
+            .ok_or_else(|| {
+                ExecError::Config(format!(
+                    "runner address `{address}` is not `ray://host:port` or `http://host:port` \
+                     (the Ray dashboard, port 8265 by default)"
+                ))
+            })?;
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
+            return Err(ExecError::Config(format!(
+                "runner address `{address}` needs a host and a port, such as ray://127.0.0.1:8265"
+            )));
+        }
+        Ok(Self {
+            address: format!("http://{rest}"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            forge: "forge".to_owned(),
+            env: BTreeMap::new(),
+        })
+    }
+}
+
+/// One pass of an attempt, as the pipeline hands it to a runner.
+#[allow(clippy::struct_field_names)] // `pass` is the word the pipeline uses for re-runs
+pub(crate) struct Pass<'a> {
+    pub(crate) task: &'a Task,
+    pub(crate) attempt: u32,
+    /// 0, then 1, 2, … when a conflicting attempt runs again on top of the integrated tree.
+    pub(crate) pass: u32,
+    pub(crate) prompt: &'a str,
+    /// The start tree: the integrated tree when the task's locks were granted.
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) ctx: &'a AttemptContext,
+    /// `.forge/runs/<run>/tasks/<task>/<attempt>/`: prompt files and output logs.
+    pub(crate) attempt_dir: &'a Path,
+    pub(crate) profile: &'a Profile,
+}
+
+/// What a runner gives back.
+pub(crate) enum Ran {
+    /// The agent succeeded; its changes against the start tree, every blob in the run's store.
+    Changes(ChangeSet),
+    /// No changes to integrate: why (failed, stopped, could not start, node lost).
+    Ended(TaskOutcome),
+}
+
+/// Runs the *stage → agent → capture* part of an attempt somewhere.
+#[async_trait::async_trait]
+pub(crate) trait AttemptRunner: Send + Sync {
+    /// Runs one pass, publishing the agent's progress as it comes.
+    async fn run(&self, shared: &Arc<Shared>, pass: Pass<'_>) -> Result<Ran, ExecError>;
+}
