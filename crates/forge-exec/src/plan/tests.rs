@@ -762,10 +762,10 @@ fix_rounds = 2
     assert_eq!(again.tasks, plan.tasks);
     assert_eq!(again.gate, plan.gate);
     // Defaults: no checks, one check round, one fix round.
-    let plain = parse("[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n").unwrap();
-    assert!(plain.tasks[0].check.is_empty());
-    assert_eq!(plain.tasks[0].check_rounds, 1);
-    assert_eq!(plain.gate.fix_rounds, 1);
+    let defaulted = parse("[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n").unwrap();
+    assert!(defaulted.tasks[0].check.is_empty());
+    assert_eq!(defaulted.tasks[0].check_rounds, 1);
+    assert_eq!(defaulted.gate.fix_rounds, 1);
     let zero =
         parse("[gate]\nfix_rounds = 0\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n")
             .unwrap();
