@@ -211,6 +211,9 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
         EventKind::GateBisectStarted { .. }
         | EventKind::GateBisectStep { .. }
         | EventKind::GateBisectFinished { .. } => super::bisect::line(&event.kind)?,
+        EventKind::TaskRetryRequested { .. } | EventKind::TaskCheck { .. } => {
+            super::retry::line(&event.kind, task)?
+        }
         // Queueing, progress, output, usage, unknown and future types: shown by the table and
         // `--json`, not here.
         _ => return None,

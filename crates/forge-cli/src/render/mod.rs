@@ -5,6 +5,7 @@
 pub(crate) mod bisect;
 pub(crate) mod format;
 pub(crate) mod lines;
+pub(crate) mod retry;
 pub(crate) mod summary;
 pub(crate) mod table;
 

@@ -78,6 +78,12 @@ fn a_check_that_always_fails_fails_the_attempt_after_its_rounds() {
         "{}",
         out.stdout
     );
+    for line in [
+        "api: check `true` passed (round 1)",
+        "api: check `echo 'error: always broken' && exit 7` failed (exit code 7, round 3)",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
+    }
     let run = &repo.runs()[0];
     let events = json_lines(&repo.read(&format!(".forge/runs/{run}/events.jsonl")));
     let failed_rounds: Vec<u64> = events

@@ -96,6 +96,12 @@ fn a_failed_task_retried_with_a_prompt_continues_its_session_and_runs_what_it_bl
         .forge(&["retry", "b", "--prompt", FIX, "--yes"])
         .expect(0);
     assert!(
+        out.stdout
+            .contains("b: retry requested; then c and d run again"),
+        "{}",
+        out.stdout
+    );
+    assert!(
         out.stdout.contains("b: started attempt 2"),
         "{}",
         out.stdout

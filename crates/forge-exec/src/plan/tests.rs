@@ -763,3 +763,59 @@ resources = { CPU = 0, agent = "one" }
         assert!(rendered.contains(expected), "{expected}: {rendered}");
     }
 }
+
+#[test]
+fn checks_and_fix_rounds_load_default_and_round_trip() {
+    let text = r#"
+[defaults]
+agent = "shell"
+check = ["cargo check"]
+
+[[task]]
+id = "a"
+prompt = "true"
+
+[[task]]
+id = "b"
+prompt = "true"
+check = ["make lint", "make test"]
+check_rounds = 3
+
+[gate]
+commands = ["make"]
+fix_rounds = 2
+"#;
+    let plan = parse(text).unwrap();
+    assert_eq!(plan.tasks[0].check, ["cargo check"]);
+    assert_eq!(plan.tasks[0].check_rounds, 1);
+    assert_eq!(plan.tasks[1].check, ["make lint", "make test"]);
+    assert_eq!(plan.tasks[1].check_rounds, 3);
+    assert_eq!(plan.gate.fix_rounds, 2);
+    // The run's plan copy (what resume reads) keeps them.
+    let again = parse(&plan.to_toml()).unwrap();
+    assert_eq!(again.tasks, plan.tasks);
+    assert_eq!(again.gate, plan.gate);
+    // Defaults: no checks, one check round, one fix round.
+    let defaulted = parse("[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n").unwrap();
+    assert!(defaulted.tasks[0].check.is_empty());
+    assert_eq!(defaulted.tasks[0].check_rounds, 1);
+    assert_eq!(defaulted.gate.fix_rounds, 1);
+    let zero =
+        parse("[gate]\nfix_rounds = 0\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n")
+            .unwrap();
+    assert_eq!(parse(&zero.to_toml()).unwrap().gate.fix_rounds, 0);
+    // Bad values name the key.
+    let err =
+        parse("[gate]\nfix_rounds = -1\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("fix_rounds"), "{err}");
+    // One command may be written as a string, as other lists can.
+    let one = parse("[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\ncheck = \"make\"\n")
+        .unwrap();
+    assert_eq!(one.tasks[0].check, ["make"]);
+    let err = parse("[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\ncheck = 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("check"), "{err}");
+}
