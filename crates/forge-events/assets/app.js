@@ -17,7 +17,8 @@
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
-    'apply_finished', 'run_warning', 'run_finished', 'unknown',
+    'apply_finished', 'run_warning', 'run_finished', 'gate_bisect_started', 'gate_bisect_step',
+    'gate_bisect_finished', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -200,6 +201,33 @@
     const counts = { total: 0 };
     for (const p of TASK_PHASES) counts[p] = 0;
     return counts;
+  }
+
+  // The gate bisect, as RunState's BisectRecord folds it.
+  function foldBisect(s, e) {
+    const fresh = () => ({
+      tasks: [], concurrency: 0, steps: [], finished: false, culprit: null, base_fails: false,
+      gate_runs: 0, message: null,
+    });
+    if (e.type === 'gate_bisect_started') {
+      s.bisect = Object.assign(fresh(), { tasks: e.tasks || [], concurrency: e.concurrency });
+      return;
+    }
+    const b = s.bisect || (s.bisect = fresh());
+    if (e.type === 'gate_bisect_step') {
+      if (!e.reused) b.gate_runs += 1;
+      b.steps.push({
+        changesets: e.changesets, last: e.last === undefined ? null : e.last, passed: e.passed,
+        failed_command: e.failed_command === undefined ? null : e.failed_command,
+        duration_ms: e.duration_ms || 0, reused: !!e.reused,
+      });
+    } else {
+      b.finished = true;
+      b.culprit = e.culprit === undefined ? null : e.culprit;
+      b.base_fails = !!e.base_fails;
+      b.gate_runs = e.gate_runs;
+      b.message = e.message;
+    }
   }
 
   function normalize(state) {
@@ -435,6 +463,11 @@
           t.integrated_files = (e.files || []).slice();
           s.integrated.push(e.task);
         }
+        break;
+      case 'gate_bisect_started':
+      case 'gate_bisect_step':
+      case 'gate_bisect_finished':
+        foldBisect(s, e);
         break;
       case 'run_warning':
         // Known, and like RunState it changes no state: the warning is in the journal and
@@ -1237,7 +1270,7 @@
           : h('div', { class: 'empty' }, 'No merge conflicts.'));
       }
       // Gate commands.
-      const gateKey = JSON.stringify(s.gates);
+      const gateKey = JSON.stringify([s.gates, s.bisect || null]);
       if (p.gate.key !== gateKey) {
         p.gate.key = gateKey;
         setText(p.gate.count, String(s.gates.length));
@@ -1255,6 +1288,15 @@
               h('span', { class: state === 'passed' ? 'badge ok' : (state === 'failed' ? 'badge bad' : 'badge run') }, state)),
             meta.length ? h('div', { class: 'meta tests' }, meta.join(' · ')) : null);
         })) : h('div', { class: 'empty' }, 'The gate has not run yet.'));
+        const b = s.bisect;
+        if (b) {
+          const runs = `${b.gate_runs} gate run${b.gate_runs === 1 ? '' : 's'}`;
+          const text = !b.finished ? `Bisecting ${b.tasks.length} integrated tasks… ${runs} so far`
+            : (b.base_fails ? `The base itself fails the gate (${runs})`
+              : (b.culprit ? `${b.culprit} is the first failing task (${runs})` : (b.message || 'Bisect ended')));
+          p.gate.body.append(h('div', { class: 'line bisect', 'data-culprit': b.culprit || '' },
+            h('span', { class: b.finished ? 'badge bad' : 'badge run' }, 'bisect'), ' ', text));
+        }
       }
       // Apply.
       const applyKey = JSON.stringify(s.apply || null);
