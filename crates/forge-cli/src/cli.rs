@@ -177,6 +177,8 @@ pub(crate) struct RunArgs {
     /// Validate the plan and print its preview; start nothing, write nothing (`forge check`).
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) budget: crate::budget::BudgetFlags,
 }
 
 /// `forge check`.

@@ -46,6 +46,7 @@ macro_rules! err {
 }
 
 mod agents;
+mod budget;
 mod cli;
 mod complete;
 mod config;
@@ -163,6 +164,7 @@ fn dispatch(cli: &Cli) -> CliResult {
             &ctx,
             &args.plan,
             args.jobs,
+            &args.budget,
             &args.apply,
             &args.output,
             out_style,

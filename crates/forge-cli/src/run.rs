@@ -90,11 +90,13 @@ pub(crate) async fn run(
     ctx: &Context,
     plan_path: &Path,
     jobs: Option<u32>,
+    budget: &crate::budget::BudgetFlags,
     flags: &ApplyFlags,
     output: &OutputFlags,
     style: Style,
 ) -> CliResult {
-    let plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
+    let mut plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
+    crate::budget::apply_flags(&mut plan, budget);
     let profiles = crate::agents::profiles(ctx)?;
     execute(ctx, Start::New(plan), profiles, flags, output, style).await
 }
@@ -148,6 +150,7 @@ pub(crate) async fn execute(
     let builder = ExecutionManager::builder()
         .repo(&ctx.repo)
         .profiles(profiles)
+        .prices(crate::budget::prices(ctx)?)
         .apply(decision.mode());
     let resuming = matches!(start, Start::Resume(_));
     let builder = match start {

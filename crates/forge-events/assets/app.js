@@ -242,6 +242,7 @@
     }
     state.last_seq = state.last_seq || 0;
     state.unknown_events = state.unknown_events || 0;
+    state.usage = Object.assign({ tokens_in: 0, tokens_out: 0 }, state.usage || {});
     state.resumes = state.resumes || 0;
     state.phase = state.phase || 'pending';
     Object.defineProperty(state, 'index', {
@@ -333,6 +334,12 @@
         t.usage.tokens_out += e.tokens_out || 0;
         if (e.cost_usd !== undefined && e.cost_usd !== null) {
           t.usage.cost_usd = (t.usage.cost_usd || 0) + e.cost_usd;
+        }
+        // The run's total, as RunState's `usage`.
+        s.usage.tokens_in += e.tokens_in || 0;
+        s.usage.tokens_out += e.tokens_out || 0;
+        if (e.cost_usd !== undefined && e.cost_usd !== null) {
+          s.usage.cost_usd = (s.usage.cost_usd || 0) + e.cost_usd;
         }
         break;
       case 'task_retrying':

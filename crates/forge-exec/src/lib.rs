@@ -95,10 +95,10 @@ pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
-    GateBisect, RunReport, TaskSelection, apply_run, apply_run_with, integrated_diff,
-    recover_abandoned_applies, run_diff, run_summary,
+    GateBisect, ModelPrice, Prices, RunReport, TaskSelection, apply_run, apply_run_with,
+    integrated_diff, recover_abandoned_applies, run_diff, run_summary,
 };
-pub use plan::{Plan, PlanError, PlanOptions, Task};
+pub use plan::{Budget, Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
 pub use sched::{
     AttemptContext, CancelHandle, PriorTask, ScheduleReport, Scheduler, SchedulerOptions,

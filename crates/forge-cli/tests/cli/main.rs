@@ -6,6 +6,7 @@
 mod agents;
 mod basics;
 mod bisect;
+mod budget;
 mod conflicts;
 mod contain;
 mod dashboard;

@@ -33,6 +33,7 @@
 mod apply;
 mod audit;
 mod bisect;
+mod budget;
 mod pipeline;
 mod resume;
 
@@ -59,6 +60,7 @@ pub use apply::{
 pub use bisect::{
     BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
+pub use budget::{ModelPrice, Prices};
 pub use resume::cleanup_leftovers;
 
 use crate::ExecError;
@@ -153,6 +155,7 @@ pub struct ExecutionManagerBuilder {
     scheduler: SchedulerOptions,
     process: ProcessOptions,
     bus: BusOptions,
+    prices: Prices,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -174,6 +177,7 @@ impl Default for ExecutionManagerBuilder {
                 ..ProcessOptions::default()
             },
             bus: BusOptions::default(),
+            prices: Prices::default(),
         }
     }
 }
@@ -266,6 +270,14 @@ impl ExecutionManagerBuilder {
     #[must_use]
     pub fn process_options(mut self, options: ProcessOptions) -> Self {
         self.process = options;
+        self
+    }
+
+    /// Prices per model, to give a cost to agents that report tokens only (default: none,
+    /// their cost is unknown).
+    #[must_use]
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
         self
     }
 
@@ -383,6 +395,7 @@ impl ExecutionManagerBuilder {
             scheduler: self.scheduler,
             process: self.process,
             history: resuming.then_some(history),
+            prices: self.prices,
         })
     }
 }
@@ -431,6 +444,7 @@ pub struct ExecutionManager {
     process: ProcessOptions,
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
+    prices: Prices,
 }
 
 impl std::fmt::Debug for ExecutionManager {
@@ -500,6 +514,10 @@ pub(crate) struct Shared {
     pub(crate) heavy: tokio::sync::Semaphore,
     /// Whether the run already said that its attempts run without a PID namespace.
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
+    /// What the run and its tasks spent, against their budgets.
+    pub(crate) spend: budget::Spend,
+    /// Prices per model.
+    pub(crate) prices: Prices,
 }
 
 impl Shared {
@@ -559,6 +577,7 @@ impl ExecutionManager {
             mut scheduler,
             process,
             history,
+            prices,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -659,6 +678,11 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
                 warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
+                spend: history
+                    .as_deref()
+                    .map(budget::Spend::from_history)
+                    .unwrap_or_default(),
+                prices,
             });
             if let Some(preview) = preview {
                 let preview = preview

@@ -38,6 +38,10 @@ impl PipelineRunner {
 #[async_trait::async_trait]
 impl TaskRunner for PipelineRunner {
     async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
+        // A spent budget starts nothing new.
+        if let Some(why) = super::budget::refuse_start(&self.shared, task) {
+            return TaskOutcome::failed(why);
+        }
         // 1. Locks: those a failed attempt kept for its retry, or taken now.
         let kept = self.shared.kept_locks.lock().remove(&task.id);
         let locks = match kept {
@@ -272,6 +276,10 @@ struct OutputEvents<'a> {
     stop: tokio_util::sync::CancellationToken,
     /// Why the agent was stopped: it kept failing to reach its model.
     gave_up: Option<String>,
+    /// The task (its model and budget).
+    spec: &'a Task,
+    /// Why the agent was stopped: its task or the run went over budget.
+    over_budget: Option<String>,
 }
 
 impl OutputEvents<'_> {
@@ -319,11 +327,26 @@ impl OutputEvents<'_> {
                     tokens_in,
                     tokens_out,
                     cost_usd,
-                } => EventKind::TaskUsage {
-                    tokens_in,
-                    tokens_out,
-                    cost_usd,
-                },
+                } => {
+                    let (cost_usd, over) = super::budget::on_usage(
+                        self.shared,
+                        self.spec,
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                    );
+                    if let Some(why) = over
+                        && self.over_budget.is_none()
+                    {
+                        self.stop.cancel();
+                        self.over_budget = Some(why);
+                    }
+                    EventKind::TaskUsage {
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                    }
+                }
                 AgentEvent::Error(message) => {
                     self.last_error = Some(message.clone());
                     EventKind::TaskProgress {
@@ -438,6 +461,8 @@ async fn attempt_task(
             attempt,
             stop: ctx.cancel.child_token(),
             gave_up: None,
+            spec: task,
+            over_budget: None,
         };
         let stop = output.stop.clone();
         let env = AttemptEnv {
@@ -463,6 +488,7 @@ async fn attempt_task(
             .take()
             .or_else(|| output.parser.last_stderr().map(str::to_owned));
         let gave_up = output.gave_up.take();
+        let over_budget = output.over_budget.take();
         let exit = match exit {
             Ok(exit) => exit,
             Err(e) => {
@@ -496,6 +522,18 @@ async fn attempt_task(
                 signal: exit.signal,
                 files_changed: Vec::new(),
                 message: Some(format!("the agent could not reach its model: {reason}")),
+            });
+        }
+        if let Some(why) = over_budget
+            && !ctx.cancel.is_cancelled()
+        {
+            dispose(ws).await;
+            return Ok(TaskOutcome {
+                status: TaskStatus::Failed,
+                exit_code: exit.code,
+                signal: exit.signal,
+                files_changed: Vec::new(),
+                message: Some(format!("stopped: {why}")),
             });
         }
         if exit.stopped || ctx.cancel.is_cancelled() {
