@@ -682,13 +682,17 @@ max_tokens = 50000
     let again = parse(&plan.to_toml()).unwrap();
     assert_eq!(again.tasks, plan.tasks);
     assert_eq!(again.budget, plan.budget);
-    let got = problems("max_cost_usd = -1\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\nmax_tokens = \"lots\"\n");
+    let got = problems(
+        "max_cost_usd = -1\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\nmax_tokens = \"lots\"\n",
+    );
     assert!(
-        got.iter().any(|p| p.contains("`max_cost_usd` must be above zero, not -1")),
+        got.iter()
+            .any(|p| p.contains("`max_cost_usd` must be above zero, not -1")),
         "{got:?}"
     );
     assert!(
-        got.iter().any(|p| p.contains("`max_tokens` of task `a` must be an integer")),
+        got.iter()
+            .any(|p| p.contains("`max_tokens` of task `a` must be an integer")),
         "{got:?}"
     );
 }
