@@ -1,14 +1,19 @@
 //! `bench-gate`: how fast a red gate is traced to the task that broke it.
 //!
-//! `bisect_ms`: N integrated tasks (each a real ChangeSet captured from a staged workspace), one
+//! `bisect_ms`: N integrated tasks (each a real `ChangeSet` captured from a staged workspace), one
 //! of them writing the line that breaks the "build", and a gate command that takes 1 s
 //! (`sleep 1` and a grep). Ours is [`forge_exec::manager::bisect_gate`] — prefixes of the
 //! integration order, `concurrency` trees gated at once (4, the plan default); the peer is a
 //! linear search over the same prefixes, one gate after another, until the first red one (what a
-//! merge queue without bisection does). Both stage each tree from the same base and ChangeSets
+//! merge queue without bisection does). Both stage each tree from the same base and `ChangeSets`
 //! with the same stager, so the difference is the number of gate runs and their overlap.
 //!
 //! Full size: 64 tasks; `--quick`: 16. One repetition each (a run is tens of seconds).
+
+// A benchmark prints its table.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// Milliseconds and counts as figures.
+#![allow(clippy::cast_precision_loss)]
 
 use std::sync::Arc;
 use std::time::Instant;

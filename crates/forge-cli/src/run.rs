@@ -98,7 +98,15 @@ pub(crate) async fn run(
     let mut plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
     crate::budget::apply_flags(&mut plan, budget);
     let profiles = crate::agents::profiles(ctx)?;
-    execute(ctx, Start::New(plan), profiles, flags, output, style).await
+    execute(
+        ctx,
+        Start::New(Box::new(plan)),
+        profiles,
+        flags,
+        output,
+        style,
+    )
+    .await
 }
 
 /// `forge resume <run>`.
@@ -132,7 +140,7 @@ pub(crate) async fn resume(
 /// A new run or a resumed one.
 pub(crate) enum Start {
     /// Run this plan.
-    New(Plan),
+    New(Box<Plan>),
     /// Resume this run.
     Resume(RunId),
 }
@@ -154,7 +162,7 @@ pub(crate) async fn execute(
         .apply(decision.mode());
     let resuming = matches!(start, Start::Resume(_));
     let builder = match start {
-        Start::New(plan) => builder.plan(plan),
+        Start::New(plan) => builder.plan(*plan),
         Start::Resume(run) => builder.resume(run),
     };
     let manager = builder.build().map_err(exec_error)?;

@@ -8,9 +8,9 @@ use crate::{EventKind, TaskId};
 /// One tree a bisect gated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BisectStepRecord {
-    /// How many of the integrated ChangeSets it held (0: the base alone).
+    /// How many of the integrated `ChangeSets` it held (0: the base alone).
     pub changesets: u32,
-    /// The last task whose ChangeSet it held.
+    /// The last task whose `ChangeSet` it held.
     #[serde(default)]
     pub last: Option<TaskId>,
     /// Whether the gate passed on it.

@@ -467,7 +467,7 @@ event_kinds! {
         summary: RunSummary,
     },
     /// The gate failed on the integrated tree: Forge looks for the first task that makes it fail
-    /// by gating trees that hold the integrated ChangeSets up to some task (in integration order,
+    /// by gating trees that hold the integrated `ChangeSets` up to some task (in integration order,
     /// so every task's dependencies come with it), several at once.
     GateBisectStarted = "gate_bisect_started" {
         /// The integrated tasks, in integration order (the order the trees grow in).
@@ -477,9 +477,9 @@ event_kinds! {
     },
     /// The gate ran on one tree of a bisect.
     GateBisectStep = "gate_bisect_step" {
-        /// How many of the integrated ChangeSets the tree held (0: the base alone).
+        /// How many of the integrated `ChangeSets` the tree held (0: the base alone).
         changesets: u32,
-        /// The last task whose ChangeSet the tree held (none for the base).
+        /// The last task whose `ChangeSet` the tree held (none for the base).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last: Option<TaskId>,
         /// Whether every gate command passed on it.
@@ -495,7 +495,7 @@ event_kinds! {
         #[serde(default)]
         reused: bool,
     },
-    /// The bisect ended: it names the first task whose ChangeSet makes the gate fail, or says
+    /// The bisect ended: it names the first task whose `ChangeSet` makes the gate fail, or says
     /// that the base itself fails.
     GateBisectFinished = "gate_bisect_finished" {
         /// The first failing task (none when the base fails, or the bisect could not finish).

@@ -91,7 +91,7 @@ fn bounds(b: &BisectRecord) -> (Option<&str>, Option<&str>) {
             .ok()
             .and_then(|k| k.checked_sub(1))
             .and_then(|i| b.tasks.get(i))
-            .map(|t| t.as_str())
+            .map(forge_events::TaskId::as_str)
     };
     let passed = b
         .steps

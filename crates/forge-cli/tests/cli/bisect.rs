@@ -1,4 +1,4 @@
-//! A red gate is bisected over the integrated ChangeSets to the first failing task (or to the
+//! A red gate is bisected over the integrated `ChangeSets` to the first failing task (or to the
 //! base): `gate_bisect_*` events, the lines, the summary, `forge status --json`, and a bisect
 //! killed with SIGKILL that `forge resume` finishes.
 
@@ -23,9 +23,9 @@ fn eight_tasks(repo: &Repo, gate_sleep: &str) -> String {
             &format!("write src/t{i}.txt\n{body}\nend"),
         ));
     }
-    plan.push_str(&format!(
-        "[gate]\ncommands = [\"{gate_sleep}test -d src && ! grep -rq BROKEN src\"]\n"
-    ));
+    plan.push_str("[gate]\ncommands = [\"");
+    plan.push_str(gate_sleep);
+    plan.push_str("test -d src && ! grep -rq BROKEN src\"]\n");
     repo.plan("eight", &plan)
 }
 
@@ -80,7 +80,7 @@ fn the_bisect_names_the_task_that_breaks_the_build_in_at_most_four_gate_runs() {
     let at = |t: &str| order.iter().position(|x| *x == t).unwrap();
     assert!(at("t5") < at("t6") && at("t1") < at("t2"), "{order:?}");
     for step in steps {
-        let k = step["changesets"].as_u64().unwrap() as usize;
+        let k = usize::try_from(step["changesets"].as_u64().unwrap()).unwrap();
         assert_eq!(step["passed"], k <= at("t5"), "{step}");
     }
     // The run's result says so too, and the events are in the journal.

@@ -1,8 +1,8 @@
 //! Gate bisect: when the gate fails on the integrated tree, find the task that broke it.
 //!
-//! The integrated tree is the base plus every task's ChangeSet, folded in one after another (the
+//! The integrated tree is the base plus every task's `ChangeSet`, folded in one after another (the
 //! integration order). Forge gates trees holding a *prefix* of that order — the base and the
-//! first `k` ChangeSets — and searches for the smallest `k` whose tree fails: task `k` (counted
+//! first `k` `ChangeSets` — and searches for the smallest `k` whose tree fails: task `k` (counted
 //! from 1) is the first failing task, and `k = 0` means the base itself fails. A task is only
 //! integrated after its dependencies were (it starts from a tree holding them), so every prefix
 //! keeps each task together with its dependencies: no tree is one the run could not have made.
@@ -26,7 +26,7 @@ use crate::ExecError;
 use crate::sched::CancelHandle;
 use crate::store::read_json;
 
-/// One integrated task: its ChangeSet and its place in the plan (the merge's order key).
+/// One integrated task: its `ChangeSet` and its place in the plan (the merge's order key).
 #[derive(Debug, Clone)]
 pub struct IntegratedChanges {
     /// The task.
@@ -50,9 +50,9 @@ pub struct BisectOptions {
 /// One tree a bisect gated (or took from `known`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BisectStep {
-    /// How many ChangeSets the tree held (0: the base alone).
+    /// How many `ChangeSets` the tree held (0: the base alone).
     pub changesets: usize,
-    /// The last task whose ChangeSet it held.
+    /// The last task whose `ChangeSet` it held.
     pub last: Option<TaskId>,
     /// Whether every gate command passed.
     pub passed: bool,
@@ -65,7 +65,7 @@ pub struct BisectStep {
 pub struct GateBisect {
     /// The integrated tasks, in integration order.
     pub tasks: Vec<TaskId>,
-    /// The first task whose ChangeSet makes the gate fail (`None` if the base fails, or the
+    /// The first task whose `ChangeSet` makes the gate fail (`None` if the base fails, or the
     /// bisect was cancelled).
     pub culprit: Option<TaskId>,
     /// Whether the base alone fails the gate.
@@ -75,7 +75,7 @@ pub struct GateBisect {
     /// Whether it was cancelled before it could name anything.
     #[serde(default)]
     pub cancelled: bool,
-    /// The gate's report on the first failing tree (the culprit's ChangeSet on top of every
+    /// The gate's report on the first failing tree (the culprit's `ChangeSet` on top of every
     /// one before it), when this process gated it: the failure to show or feed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<GateReport>,

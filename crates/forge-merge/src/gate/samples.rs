@@ -4,6 +4,7 @@
 use super::counts::parse_test_counts;
 use super::{CommandReport, CommandStatus, GateReport, TestCounts};
 
+#[allow(clippy::unnecessary_wraps)] // compared with what the parser returns
 fn counts(passed: u64, failed: u64, skipped: u64) -> Option<TestCounts> {
     Some(TestCounts {
         passed,
