@@ -1090,7 +1090,8 @@
           ? `${fmtDuration(s.preview.estimate_ms)} (vs ${fmtDuration(s.preview.sequential_ms)} sequential)` : 'unknown'],
         ['Conflicts', String(s.conflicts.length)],
         ['Tokens', `${fmtTokens(tokensIn)} / ${fmtTokens(tokensOut)}`],
-        ['Cost', cost === null ? '–' : fmtCost(cost)],
+        // Tokens no agent priced and `[prices]` did not either: the cost is unknown.
+        ['Cost', cost === null ? (tokensIn || tokensOut ? 'n/a' : '–') : fmtCost(cost)],
         ['Events', String(s.last_seq)],
       ];
       if (hd.stats.children.length !== stats.length) {
@@ -1233,7 +1234,8 @@
       setText(row.elapsed, elapsed === null ? '' : fmtDuration(elapsed));
       const u = t.usage;
       setText(row.tokens, u.tokens_in || u.tokens_out ? `${fmtTokens(u.tokens_in)} / ${fmtTokens(u.tokens_out)}` : '');
-      setText(row.cost, fmtCost(u.cost_usd));
+      const priced = u.cost_usd !== null && u.cost_usd !== undefined;
+      setText(row.cost, priced ? fmtCost(u.cost_usd) : (u.tokens_in || u.tokens_out ? 'n/a' : ''));
       const files = t.files_changed.length || t.files_touched.length;
       const lost = t.integrated && t.integrated_files.length < t.files_changed.length;
       // A change a conflict dropped reads `integrated/changed`.
