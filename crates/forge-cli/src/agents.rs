@@ -9,9 +9,8 @@ use crate::error::{CliError, CliResult};
 /// The profiles for this repository.
 pub(crate) fn profiles(ctx: &Context) -> CliResult<Profiles> {
     let mut profiles = Profiles::builtin();
-    if let Some(path) = &ctx.config.path {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, &e))?;
-        profiles.apply_config_source(&text, path).map_err(|e| {
+    if let (Some(path), Some(text)) = (&ctx.config.path, &ctx.config.text) {
+        profiles.apply_config_source(text, path).map_err(|e| {
             CliError::usage(e.to_string())
                 .hint("fix the `[agents]` tables of forge.toml (keys: program, args, format, env, install)")
         })?;

@@ -38,6 +38,14 @@ pub(crate) fn apply_flags(plan: &mut Plan, flags: &BudgetFlags) {
     }
 }
 
+/// `builder` with the `[prices]` of forge.toml.
+pub(crate) fn with_prices(
+    builder: forge_exec::ExecutionManagerBuilder,
+    ctx: &Context,
+) -> CliResult<forge_exec::ExecutionManagerBuilder> {
+    Ok(builder.prices(prices(ctx)?))
+}
+
 /// The `[prices]` of forge.toml (none without the file or the table).
 pub(crate) fn prices(ctx: &Context) -> CliResult<Prices> {
     let Some(path) = &ctx.config.path else {

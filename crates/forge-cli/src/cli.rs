@@ -63,7 +63,8 @@ pub(crate) enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a plan: every task in its own workspace, merged, gated, then applied.
+    /// Run a plan (or one `--task` without a plan): every task in its own workspace, merged,
+    /// gated, then applied.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Validate a plan and print its preview (tasks, locks, critical path, estimate); start
@@ -76,7 +77,8 @@ pub(crate) enum Command {
     /// run's exit code (0 while it runs, 130 when its process is gone).
     #[command(after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
-    /// Print the output of a task's attempt.
+    /// Show a task attempt's transcript: what the agent said, its tool calls and their results,
+    /// errors and usage (`--raw` for the output as the agent wrote it).
     Logs(LogsArgs),
     /// List the runs of this repository.
     Runs(RunsArgs),
@@ -107,7 +109,18 @@ pub(crate) enum Command {
     /// Print completion candidates the repository knows (used by the completion scripts).
     #[command(name = "__complete", hide = true)]
     Complete(CompleteArgs),
+    /// Run one task of a finished, failed or interrupted run again with added instructions
+    /// (`--prompt`), then the tasks depending on it; every other task's result is kept.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Retry(crate::retry::RetryArgs),
+    /// Serve Forge's tools to an agent host (Claude Code, droid) over MCP on stdin/stdout:
+    /// plan, validate, run, status, wait, logs, diff, apply, abort (`forge init` registers it).
+    Mcp(McpArgs),
 }
+
+/// `forge mcp`.
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {}
 
 /// `forge __complete`.
 #[derive(Debug, Args)]
@@ -163,10 +176,20 @@ pub(crate) struct OutputFlags {
 
 /// `forge run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["plan", "task"])))]
 pub(crate) struct RunArgs {
     /// The plan file (TOML, or JSON when it ends in `.json`).
     #[arg(value_name = "PLAN")]
-    pub(crate) plan: PathBuf,
+    pub(crate) plan: Option<PathBuf>,
+    /// Run one task without a plan file: this prompt, as task `task`.
+    #[arg(long, value_name = "PROMPT", conflicts_with = "dry_run")]
+    pub(crate) task: Option<String>,
+    /// The agent of the --task task (default: `agent` of forge.toml, else droid).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) agent: Option<String>,
+    /// Files the --task task may write (a glob; repeat for more; default: any file).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) writes: Vec<String>,
     #[command(flatten)]
     pub(crate) apply: ApplyFlags,
     #[command(flatten)]
@@ -236,6 +259,12 @@ pub(crate) struct LogsArgs {
     /// The attempt (default: the latest).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) attempt: Option<u32>,
+    /// Print the agent's output as it wrote it (JSON lines) instead of the transcript.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Print the transcript as one JSON object (entries, usage, result).
+    #[arg(long, conflicts_with_all = ["raw", "follow"])]
+    pub(crate) json: bool,
 }
 
 /// `forge runs`.
@@ -349,6 +378,15 @@ pub(crate) enum Balance {
     Files,
     /// By total size.
     Bytes,
+}
+
+impl From<Balance> for forge_exec::plan::split::Balance {
+    fn from(b: Balance) -> Self {
+        match b {
+            Balance::Files => Self::Files,
+            Balance::Bytes => Self::Bytes,
+        }
+    }
 }
 
 /// `forge split`.

@@ -42,10 +42,13 @@ impl ApplyDefault {
 }
 
 /// The CLI's settings, from `forge.toml` and the environment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// The `forge.toml` found, if any.
     pub(crate) path: Option<PathBuf>,
+    /// Its text, read once: the `[agents]` tables are read from it too (with `file:line:col`
+    /// in errors), so every part of one command sees the same version of the file.
+    pub(crate) text: Option<String>,
     /// Default agent of `forge plan` and `forge split`.
     pub(crate) agent: Option<String>,
     /// What `forge run` does with the result when no flag says.
@@ -54,6 +57,25 @@ pub(crate) struct Config {
     pub(crate) bind: Option<SocketAddr>,
     /// Token of `forge serve`.
     pub(crate) token: Option<String>,
+    /// The `notify` command: run when a run ends or waits for an answer (see `notify`).
+    pub(crate) notify: Option<String>,
+    /// Whether the terminal bell rings then (`[run] bell`, default true).
+    pub(crate) bell: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: None,
+            text: None,
+            agent: None,
+            apply: ApplyDefault::default(),
+            bind: None,
+            token: None,
+            notify: None,
+            bell: true,
+        }
+    }
 }
 
 /// The repository and configuration a command works with.
@@ -125,7 +147,7 @@ impl Context {
 
     /// The `.forge/runs` directory of the repository.
     pub(crate) fn runs_dir(&self) -> PathBuf {
-        self.repo.join(".forge").join("runs")
+        forge_events::layout::runs_dir(&self.repo)
     }
 }
 
@@ -178,6 +200,7 @@ impl Config {
         };
         let mut config = Config {
             path: Some(path.to_path_buf()),
+            text: Some(text.to_owned()),
             ..Config::default()
         };
         if let Some(agent) = table.get("agent") {
@@ -188,8 +211,22 @@ impl Config {
                     .to_owned(),
             );
         }
+        if let Some(notify) = table.get("notify") {
+            config.notify = Some(
+                notify
+                    .as_str()
+                    .ok_or_else(|| bad("notify", "a string (a shell command)"))?
+                    .to_owned(),
+            )
+            .filter(|c| !c.trim().is_empty());
+        }
         if let Some(run) = table.get("run") {
             let run = run.as_table().ok_or_else(|| bad("run", "a table"))?;
+            if let Some(bell) = run.get("bell") {
+                config.bell = bell
+                    .as_bool()
+                    .ok_or_else(|| bad("run.bell", "true or false"))?;
+            }
             if let Some(apply) = run.get("apply") {
                 config.apply = apply
                     .as_str()

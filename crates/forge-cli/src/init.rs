@@ -13,6 +13,11 @@
 //!   `description`, `argument-hint` and `allowed-tools` (e.g. `Bash(forge:*)`), `$ARGUMENTS` in the
 //!   body (docs.anthropic.com/en/docs/claude-code/slash-commands).
 //!
+//! - MCP servers: Claude Code reads the project's servers from `.mcp.json`, droid from
+//!   `.factory/mcp.json`; both take `{"mcpServers": {"<name>": {"type": "stdio", "command": …,
+//!   "args": […]}}}`. `forge init` adds (only) `mcpServers.forge`, running `forge mcp`, and keeps
+//!   every other key of an existing file.
+//!
 //! Idempotence: `.forge/init.json` records a hash of every file `forge init` wrote. Running it
 //! again creates what is missing, updates files still exactly as written before (a newer Forge may
 //! word them better), and leaves alone any file whose content differs from what was written — the
@@ -52,6 +57,8 @@ pub(crate) enum Outcome {
     Kept,
     /// It differed, and `--force` overwrote it.
     Overwritten,
+    /// The file existed (another MCP server's configuration) and the `forge` server was added.
+    Added,
 }
 
 /// One file `forge init` installs.
@@ -110,7 +117,7 @@ pub(crate) fn files(droid: bool, claude: bool) -> Vec<FileSpec> {
             out.push(FileSpec {
                 path: format!(".claude/commands/{name}.md"),
                 text: format!(
-                    "---\ndescription: {description}\nargument-hint: {hint}\nallowed-tools: Bash(forge:*), Read\n---\n\n{}",
+                    "---\ndescription: {description}\nargument-hint: {hint}\nallowed-tools: Bash(forge:*), Read, mcp__forge\n---\n\n{}",
                     body.replace("{agent}", "claude")
                 ),
             });
@@ -119,10 +126,12 @@ pub(crate) fn files(droid: bool, claude: bool) -> Vec<FileSpec> {
     out
 }
 
-/// Installs `specs` under `repo`, returning what happened to each.
+/// Installs `specs` and registers the `forge` MCP server in the configuration files `mcp`
+/// (repo-relative), returning what happened to each.
 pub(crate) fn install(
     repo: &Path,
     specs: &[FileSpec],
+    mcp: &[&str],
     force: bool,
 ) -> CliResult<Vec<(String, Outcome)>> {
     let manifest_path = repo.join(MANIFEST);
@@ -164,16 +173,108 @@ pub(crate) fn install(
         }
         out.push((spec.path.clone(), outcome));
     }
+    for rel in mcp {
+        let outcome = register_server(repo, rel, &mut manifest, force)?;
+        out.push(((*rel).to_owned(), outcome));
+    }
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| CliError::failed(format!("cannot encode {MANIFEST}: {e}")))?;
     write_atomic(&manifest_path, &(text + "\n"))?;
     Ok(out)
 }
 
+/// The name of Forge's MCP server in the hosts' configuration.
+const MCP_SERVER: &str = "forge";
+
+/// The hosts' MCP configuration files for the chosen tools (both when neither flag is given):
+/// Claude Code's `.mcp.json`, droid's `.factory/mcp.json`.
+pub(crate) fn mcp_configs(droid: bool, claude: bool) -> Vec<&'static str> {
+    let both = !droid && !claude;
+    let mut out = Vec::new();
+    if claude || both {
+        out.push(".mcp.json");
+    }
+    if droid || both {
+        out.push(".factory/mcp.json");
+    }
+    out
+}
+
+/// The server's entry: `forge mcp` over stdio (`forge` found on `PATH`).
+pub(crate) fn mcp_entry() -> serde_json::Value {
+    serde_json::json!({"type": "stdio", "command": "forge", "args": ["mcp"]})
+}
+
+/// Adds (or updates) `mcpServers.forge` in the JSON file `rel`, keeping everything else in it.
+/// An entry the user changed is kept unless `force`, as files are.
+fn register_server(
+    repo: &Path,
+    rel: &str,
+    manifest: &mut Manifest,
+    force: bool,
+) -> CliResult<Outcome> {
+    let path = repo.join(rel);
+    let key = format!("{rel}#mcpServers.{MCP_SERVER}");
+    let entry = mcp_entry();
+    let not_json = |why: String| {
+        CliError::usage(format!("{} {why}", path.display())).hint(
+            "fix it (it holds the MCP servers as {\"mcpServers\": {…}}) or move it away, then run \
+             `forge init` again",
+        )
+    };
+    let (mut doc, existed) = match std::fs::read(&path) {
+        Ok(bytes) => (
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| not_json(format!("is not valid JSON: {e}")))?,
+            true,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (serde_json::json!({}), false),
+        Err(e) => return Err(CliError::io("read", &path, &e)),
+    };
+    let Some(top) = doc.as_object_mut() else {
+        return Err(not_json("is not a JSON object".to_owned()));
+    };
+    let servers = top
+        .entry("mcpServers")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(servers) = servers.as_object_mut() else {
+        return Err(not_json(
+            "has an `mcpServers` that is not an object".to_owned(),
+        ));
+    };
+    let new_hash = hash(entry.to_string().as_bytes());
+    let outcome = match servers.get(MCP_SERVER) {
+        None if existed => Outcome::Added,
+        None => Outcome::Created,
+        Some(current) if *current == entry => Outcome::Unchanged,
+        Some(current)
+            if manifest.files.get(&key) == Some(&hash(current.to_string().as_bytes())) =>
+        {
+            Outcome::Updated
+        }
+        Some(_) if force => Outcome::Overwritten,
+        Some(_) => Outcome::Kept,
+    };
+    if matches!(
+        outcome,
+        Outcome::Added | Outcome::Created | Outcome::Updated | Outcome::Overwritten
+    ) {
+        servers.insert(MCP_SERVER.to_owned(), entry);
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| CliError::failed(format!("cannot encode {}: {e}", path.display())))?;
+        write_atomic(&path, &(text + "\n"))?;
+    }
+    if outcome != Outcome::Kept {
+        manifest.files.insert(key, new_hash);
+    }
+    Ok(outcome)
+}
+
 /// `forge init`.
 pub(crate) fn run(ctx: &Context, args: &InitArgs, style: Style) -> CliResult {
     let specs = files(args.droid, args.claude);
-    let results = install(&ctx.repo, &specs, args.force)?;
+    let mcp = mcp_configs(args.droid, args.claude);
+    let results = install(&ctx.repo, &specs, &mcp, args.force)?;
     let mut kept = 0;
     for (path, outcome) in &results {
         let (mark, word) = match outcome {
@@ -181,6 +282,7 @@ pub(crate) fn run(ctx: &Context, args: &InitArgs, style: Style) -> CliResult {
             Outcome::Updated => (style.green("~"), "updated"),
             Outcome::Unchanged => (style.dim("="), "unchanged"),
             Outcome::Overwritten => (style.yellow("!"), "overwritten (--force)"),
+            Outcome::Added => (style.green("+"), "added the forge MCP server"),
             Outcome::Kept => {
                 kept += 1;
                 (style.yellow("·"), "kept: you changed it")
@@ -193,6 +295,10 @@ pub(crate) fn run(ctx: &Context, args: &InitArgs, style: Style) -> CliResult {
     }
     outln!(
         "\nIn droid or Claude Code: /forge-plan <request>, /forge-parallel <request>, /forge-status."
+    );
+    outln!(
+        "Their MCP configuration ({}) starts `forge mcp`: the forge_* tools (forge must be on PATH).",
+        mcp.join(", ")
     );
     Ok(Exit::Success)
 }
@@ -209,7 +315,19 @@ project's tests before anything touches the working tree):
 
 $ARGUMENTS
 
-Steps:
+If the Forge MCP tools are available to you (forge_plan, forge_run, forge_wait, forge_diff,
+forge_apply: the `forge` MCP server that `forge init` registers), use them rather than the shell:
+
+1. forge_plan with the request above, agent "{agent}" and output ".forge/plan.toml". Show me
+   its tasks in a few lines: what each writes, and their order. If it fails, show the error
+   and stop.
+2. forge_run with plan ".forge/plan.toml": it starts the run and returns its id at once.
+3. forge_wait with that run (again if it times out) and report the summary it returns. For a
+   failed task, read forge_logs and say why it failed; forge_diff shows what changed.
+4. If it succeeded, ask me whether to apply. On yes, forge_apply with the run (branch: true
+   for a branch `forge/<run>` instead of the working tree).
+
+Otherwise, with the `forge` command:
 
 1. Write a plan: run `forge plan --agent {agent} -o .forge/plan.toml "<the request above>"`
    (quote the request for the shell). It prints the plan as a table. If it fails, show the
@@ -372,7 +490,8 @@ mod tests {
         assert!(droid_cmd.contains("$ARGUMENTS"));
         assert!(droid_cmd.contains("forge plan --agent droid"));
         let claude_cmd = get(".claude/commands/forge-parallel.md");
-        assert!(claude_cmd.contains("\nallowed-tools: Bash(forge:*), Read\n---\n"));
+        assert!(claude_cmd.contains("\nallowed-tools: Bash(forge:*), Read, mcp__forge\n---\n"));
+        assert!(claude_cmd.contains("forge_run with plan \".forge/plan.toml\""));
         assert!(claude_cmd.contains("forge plan --agent claude"));
         for name in ["orchestrator", "backend", "frontend", "tester", "doc"] {
             let d = get(&format!(".factory/droids/df-{name}.md"));
@@ -433,9 +552,9 @@ mod tests {
                 text: "two\n".into(),
             },
         ];
-        let r = install(dir.path(), &specs, false).unwrap();
+        let r = install(dir.path(), &specs, &[], false).unwrap();
         assert!(r.iter().all(|(_, o)| *o == Outcome::Created));
-        let r = install(dir.path(), &specs, false).unwrap();
+        let r = install(dir.path(), &specs, &[], false).unwrap();
         assert!(r.iter().all(|(_, o)| *o == Outcome::Unchanged));
 
         // The user edits a.md; a newer Forge changes the text of both.
@@ -450,7 +569,7 @@ mod tests {
                 text: "two v2\n".into(),
             },
         ];
-        let r = install(dir.path(), &newer, false).unwrap();
+        let r = install(dir.path(), &newer, &[], false).unwrap();
         assert_eq!(
             r,
             [
@@ -467,9 +586,9 @@ mod tests {
             "two v2\n"
         );
         // Still the user's on the next run; --force replaces it.
-        let r = install(dir.path(), &newer, false).unwrap();
+        let r = install(dir.path(), &newer, &[], false).unwrap();
         assert_eq!(r[0].1, Outcome::Kept);
-        let r = install(dir.path(), &newer, true).unwrap();
+        let r = install(dir.path(), &newer, &[], true).unwrap();
         assert_eq!(r[0].1, Outcome::Overwritten);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("a.md")).unwrap(),
@@ -485,11 +604,65 @@ mod tests {
             path: "forge.toml".into(),
             text: FORGE_TOML.into(),
         }];
-        let r = install(dir.path(), &specs, false).unwrap();
+        let r = install(dir.path(), &specs, &[], false).unwrap();
         assert_eq!(r[0].1, Outcome::Kept);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("forge.toml")).unwrap(),
             "agent = \"claude\"\n"
+        );
+    }
+
+    #[test]
+    fn the_mcp_server_is_added_next_to_the_users_servers_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = r#"{"mcpServers": {"other": {"command": "x", "args": []}}, "extra": 1}"#;
+        std::fs::write(dir.path().join(".mcp.json"), mine).unwrap();
+        let r = install(dir.path(), &[], &[".mcp.json", ".factory/mcp.json"], false).unwrap();
+        assert_eq!(
+            r,
+            [
+                (".mcp.json".to_owned(), Outcome::Added),
+                (".factory/mcp.json".to_owned(), Outcome::Created)
+            ]
+        );
+        let read = |rel: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.path().join(rel)).unwrap()).unwrap()
+        };
+        let doc = read(".mcp.json");
+        assert_eq!(doc["mcpServers"]["forge"], mcp_entry());
+        assert_eq!(doc["mcpServers"]["other"]["command"], "x");
+        assert_eq!(doc["extra"], 1);
+        assert_eq!(
+            read(".factory/mcp.json")["mcpServers"]["forge"],
+            mcp_entry()
+        );
+        let before = std::fs::read(dir.path().join(".mcp.json")).unwrap();
+        let r = install(dir.path(), &[], &[".mcp.json"], false).unwrap();
+        assert_eq!(r[0].1, Outcome::Unchanged);
+        assert_eq!(std::fs::read(dir.path().join(".mcp.json")).unwrap(), before);
+
+        // The user points the entry elsewhere: kept, unless --force.
+        let mut doc = read(".mcp.json");
+        doc["mcpServers"]["forge"]["command"] = "/opt/forge".into();
+        std::fs::write(dir.path().join(".mcp.json"), doc.to_string()).unwrap();
+        let r = install(dir.path(), &[], &[".mcp.json"], false).unwrap();
+        assert_eq!(r[0].1, Outcome::Kept);
+        assert_eq!(
+            read(".mcp.json")["mcpServers"]["forge"]["command"],
+            "/opt/forge"
+        );
+        let r = install(dir.path(), &[], &[".mcp.json"], true).unwrap();
+        assert_eq!(r[0].1, Outcome::Overwritten);
+        assert_eq!(read(".mcp.json")["mcpServers"]["forge"], mcp_entry());
+
+        // A file that is not a JSON object is an error naming it, and is left alone.
+        std::fs::write(dir.path().join(".mcp.json"), "[1, 2").unwrap();
+        let err = install(dir.path(), &[], &[".mcp.json"], true).unwrap_err();
+        assert!(err.what.contains(".mcp.json is not valid JSON"), "{err}");
+        assert!(err.hint.unwrap().contains("mcpServers"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(".mcp.json")).unwrap(),
+            "[1, 2"
         );
     }
 }

@@ -45,6 +45,7 @@ macro_rules! err {
     }};
 }
 
+mod adhoc;
 mod agents;
 mod budget;
 mod cli;
@@ -54,16 +55,22 @@ mod demo;
 mod diff;
 mod error;
 mod init;
+mod logs;
+mod mcp;
+mod notify;
 mod partial;
 mod plan_file;
 mod planner;
 mod preview;
 mod render;
+mod retry;
+mod review;
 mod run;
 mod runs;
 mod serve;
 mod split;
 mod term;
+mod web;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -156,19 +163,32 @@ fn dispatch(cli: &Cli) -> CliResult {
     // here is reported by `forge apply` (and `forge resume`), which recover before they act.
     let _ = forge_exec::recover_abandoned_applies(&ctx.repo);
     match &cli.command {
-        Command::Run(args) if args.dry_run => {
-            preview::check(&ctx, &args.plan, args.jobs, args.output.json, out_style)
-        }
+        Command::Run(args) => match (&args.task, &args.plan) {
+            (Some(prompt), _) => runtime()?.block_on(adhoc::run(&ctx, args, prompt, out_style)),
+            (None, Some(_)) if args.agent.is_some() || !args.writes.is_empty() => {
+                Err(CliError::usage(
+                    "--agent and --writes describe the task of --task; a plan names its own",
+                )
+                .hint("set `agent` and `writes` in the plan, or run one task with --task \"<prompt>\""))
+            }
+            (None, Some(plan)) if args.dry_run => {
+                preview::check(&ctx, plan, args.jobs, args.output.json, out_style)
+            }
+            (None, Some(plan)) => runtime()?.block_on(run::run(
+                &ctx,
+                plan,
+                args.jobs,
+                &args.budget,
+                &args.apply,
+                &args.output,
+                out_style,
+            )),
+            // clap requires one of them; said again rather than assumed.
+            (None, None) => Err(CliError::usage(
+                "forge run needs a plan file or --task \"<prompt>\"",
+            )),
+        },
         Command::Check(args) => preview::check(&ctx, &args.plan, args.jobs, args.json, out_style),
-        Command::Run(args) => runtime()?.block_on(run::run(
-            &ctx,
-            &args.plan,
-            args.jobs,
-            &args.budget,
-            &args.apply,
-            &args.output,
-            out_style,
-        )),
         Command::Resume(args) => runtime()?.block_on(run::resume(
             &ctx,
             &args.run,
@@ -177,7 +197,7 @@ fn dispatch(cli: &Cli) -> CliResult {
             out_style,
         )),
         Command::Status(args) => runtime()?.block_on(runs::status(&ctx, args, out_style)),
-        Command::Logs(args) => runtime()?.block_on(runs::logs(&ctx, args)),
+        Command::Logs(args) => runtime()?.block_on(runs::logs(&ctx, args, out_style)),
         Command::Runs(args) => runs::runs(&ctx, args, out_style),
         Command::Abort(args) => runtime()?.block_on(runs::abort(&ctx, args, out_style)),
         Command::Diff(args) => diff::run(&ctx, args, out_style),
@@ -187,6 +207,8 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Split(args) => split::run(&ctx, args, out_style),
         Command::Init(args) => init::run(&ctx, args, out_style),
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
+        Command::Retry(args) => runtime()?.block_on(retry::retry(&ctx, args, out_style)),
+        Command::Mcp(_) => runtime()?.block_on(mcp::serve(&ctx)),
         Command::Completions(_)
         | Command::Complete(_)
         | Command::SimAgent(_)

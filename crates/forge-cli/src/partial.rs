@@ -10,7 +10,7 @@ use forge_staging::RepoPath;
 use crate::config::Context;
 use crate::error::{CliError, CliResult, Exit};
 use crate::render::format;
-use crate::run::{applied_exit, exec_error, page, print_applied, prompt};
+use crate::run::{applied_exit, exec_error, print_applied, prompt};
 use crate::term::Style;
 
 /// The `--conflicts` values: `<how>` for every clashing path, `<how>=<path>` for one.
@@ -128,6 +128,7 @@ pub(crate) async fn offer_succeeded(
         return None;
     }
     let n = tasks.len();
+    crate::notify::notify(ctx, run, crate::notify::Event::Waiting);
     loop {
         let answer = prompt(&format!(
             "\n{} 1) Yes  2) Review changes  3) Keep for later  [1-3]: ",
@@ -153,9 +154,8 @@ pub(crate) async fn offer_succeeded(
                 );
             }
             Some(a) if matches!(a.as_str(), "2" | "r" | "review") => {
-                match forge_exec::integrated_diff(&ctx.repo, run, style.is_color()) {
-                    Ok(diff) => page(&diff),
-                    Err(e) => return Some(Err(exec_error(e))),
+                if let Err(e) = crate::review::review(ctx, run, &tasks, style).await {
+                    return Some(Err(e));
                 }
             }
             Some(a)

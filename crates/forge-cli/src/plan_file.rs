@@ -1,7 +1,6 @@
 //! Writing plan files (`forge split`, `forge plan`, `forge demo`) and loading them as
 //! `forge run` does.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
@@ -50,22 +49,11 @@ pub(crate) fn load(ctx: &Context, path: &Path) -> CliResult<Plan> {
     Plan::load(path, &opts).map_err(CliError::from)
 }
 
-/// Writes `text` to `path` atomically (a temporary file in the same directory, then a rename),
-/// so a reader never sees half a plan.
+/// Writes `text` to `path` atomically ([`forge_staging::write_atomically`]), so a reader never
+/// sees half a plan.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> CliResult<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| CliError::io("create", dir, &e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| CliError::io("write in", dir, &e))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| CliError::io("write", path, &e))?;
-    tmp.persist(path)
-        .map_err(|e| CliError::io("write", path, &e.error))?;
-    Ok(())
+    forge_staging::write_atomically(path, text.as_bytes())
+        .map_err(|e| CliError::io("save", path, &e))
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use forge_exec::agent::Profiles;
 use forge_exec::plan::Plan;
 use forge_exec::{
     ApplyMode, ApplySummary, CancelHandle, ExecError, ExecutionManager, RunReport, apply_run,
-    integrated_diff,
 };
 
 use crate::cli::{ApplyArgs, ApplyFlags, OutputFlags};
@@ -143,6 +142,8 @@ pub(crate) enum Start {
     New(Box<Plan>),
     /// Resume this run.
     Resume(RunId),
+    /// Retry one task of this run (`forge retry`).
+    Retry(RunId, forge_exec::RetryRequest),
 }
 
 /// Runs (or resumes) with the live view, then summarizes and applies as decided.
@@ -155,15 +156,15 @@ pub(crate) async fn execute(
     style: Style,
 ) -> CliResult {
     let decision = Decision::from_flags(flags, ctx.config.apply, output.json);
-    let builder = ExecutionManager::builder()
+    let builder = crate::budget::with_prices(ExecutionManager::builder(), ctx)?
         .repo(&ctx.repo)
         .profiles(profiles)
-        .prices(crate::budget::prices(ctx)?)
         .apply(decision.mode());
-    let resuming = matches!(start, Start::Resume(_));
+    let resuming = matches!(start, Start::Resume(_) | Start::Retry(..));
     let builder = match start {
         Start::New(plan) => builder.plan(*plan),
         Start::Resume(run) => builder.resume(run),
+        Start::Retry(run, request) => builder.retry(run, request),
     };
     let manager = builder.build().map_err(exec_error)?;
     let run = manager.run_id().clone();
@@ -356,6 +357,11 @@ async fn conclude(
     style: Style,
 ) -> CliResult {
     let run = &report.run;
+    crate::notify::notify(
+        ctx,
+        run,
+        crate::notify::Event::Finished(report.status.as_str()),
+    );
     let exit = Exit::from_code(report.exit_code());
     // Every output mode exits alike: an apply that clashed with the user's edits is exit 3.
     let exit = report
@@ -504,7 +510,11 @@ fn print_failures(report: &RunReport, style: Style) {
             style.red("✗"),
             c.path.as_str(),
             c.kind,
-            c.tasks.join(" vs ")
+            c.tasks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" vs ")
         );
     }
     if let Some(gate) = report.gate.as_ref().filter(|g| !g.passed()) {
@@ -596,6 +606,7 @@ pub(crate) fn applied_exit(applied: &ApplySummary, exit: Exit) -> Exit {
 
 /// `Apply? 1) Yes  2) Review changes  3) Keep for later`.
 async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> CliResult {
+    crate::notify::notify(ctx, run, crate::notify::Event::Waiting);
     loop {
         let answer = prompt(&format!(
             "\n{} 1) Yes  2) Review changes  3) Keep for later  [1-3]: ",
@@ -611,8 +622,8 @@ async fn ask_and_apply(ctx: &Context, run: &RunId, style: Style, exit: Exit) -> 
                 return Ok(applied_exit(&summary, exit));
             }
             Some(a) if matches!(a.as_str(), "2" | "r" | "review") => {
-                let diff = integrated_diff(&ctx.repo, run, style.is_color()).map_err(exec_error)?;
-                page(&diff);
+                let tasks = crate::review::integrated_tasks(ctx, run);
+                crate::review::review(ctx, run, &tasks, style).await?;
             }
             Some(a) if matches!(a.as_str(), "3" | "k" | "keep" | "n" | "no" | "q") => {
                 outln!(

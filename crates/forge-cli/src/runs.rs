@@ -449,7 +449,8 @@ pub(crate) async fn follow_journal(
 }
 
 /// `forge logs`.
-pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
+#[allow(clippy::too_many_lines)] // resolve the attempt, then print it once or follow it
+pub(crate) async fn logs(ctx: &Context, args: &LogsArgs, style: Style) -> CliResult {
     let run = resolve_run(ctx, args.run.as_deref())?;
     let store = RunStore::new(&ctx.repo);
     let state = RunState::from_journal(store.journal(&run))?;
@@ -490,6 +491,30 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
         )));
     }
     let path = store.log_path(&run, task.id.as_str(), attempt);
+    if args.json {
+        let t = crate::logs::read(ctx, &run, task.id.as_str(), attempt)?;
+        let json = serde_json::to_string_pretty(&t)
+            .map_err(|e| CliError::failed(format!("cannot write the transcript as JSON: {e}")))?;
+        outln!("{json}");
+        return Ok(Exit::Success);
+    }
+    let format = if args.raw {
+        None
+    } else {
+        let format = crate::logs::format_of(ctx, task.agent.as_deref())?;
+        if format.is_none() {
+            errln!(
+                "{}",
+                crate::logs::unknown_agent_note(task.agent.as_deref(), &path)
+            );
+        }
+        format
+    };
+    let mut reader = format.map(|f| crate::logs::Reader::new(ctx, task, f, style));
+    let mut sink = |bytes: &[u8]| match reader.as_mut() {
+        Some(r) => r.feed(bytes),
+        None => write_raw(bytes),
+    };
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.follow => {
@@ -502,8 +527,11 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => wait_for_file(&path).await?,
         Err(e) => return Err(CliError::io("open", &path, &e)),
     };
-    let mut offset = copy_from(&mut file, 0, &path)?;
+    let mut offset = copy_from(&mut file, 0, &path, &mut sink)?;
     if !args.follow {
+        if let Some(r) = reader {
+            r.finish();
+        }
         return Ok(Exit::Success);
     }
     let journal = store.journal(&run);
@@ -513,7 +541,7 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
         for e in follow.drain()? {
             state.apply(&e);
         }
-        offset = copy_from(&mut file, offset, &path)?;
+        offset = copy_from(&mut file, offset, &path, &mut sink)?;
         let done = state.phase.is_finished()
             || state.task(&args.task).is_some_and(|t| {
                 t.attempt > attempt
@@ -527,9 +555,12 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> CliResult {
             let (mut still, deadline) = (0, Instant::now() + Duration::from_secs(3));
             while still < 3 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let next = copy_from(&mut file, offset, &path)?;
+                let next = copy_from(&mut file, offset, &path, &mut sink)?;
                 still = if next == offset { still + 1 } else { 0 };
                 offset = next;
+            }
+            if let Some(r) = reader {
+                r.finish();
             }
             return Ok(Exit::Success);
         }
@@ -549,20 +580,30 @@ async fn wait_for_file(path: &Path) -> CliResult<std::fs::File> {
     }
 }
 
-/// Copies what the file holds from `offset` on to stdout; returns the new offset.
-fn copy_from(file: &mut std::fs::File, offset: u64, path: &Path) -> CliResult<u64> {
+/// Hands what the file holds from `offset` on to `sink`; returns the new offset.
+fn copy_from(
+    file: &mut std::fs::File,
+    offset: u64,
+    path: &Path,
+    sink: &mut dyn FnMut(&[u8]),
+) -> CliResult<u64> {
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| CliError::io("read", path, &e))?;
     let mut buf = Vec::new();
     file.read_to_end(&mut buf)
         .map_err(|e| CliError::io("read", path, &e))?;
     if !buf.is_empty() {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&buf);
-        let _ = out.flush();
+        sink(&buf);
     }
     Ok(offset + buf.len() as u64)
+}
+
+/// Writes bytes to stdout as they are (`forge logs --raw`).
+fn write_raw(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
 }
 
 /// `forge abort`.

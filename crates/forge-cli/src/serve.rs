@@ -19,7 +19,7 @@ pub(crate) fn options(
     let addr = bind
         .or(ctx.config.bind)
         .unwrap_or(forge_events::http::DEFAULT_ADDR);
-    let mut opts = ServeOptions::default();
+    let mut opts = ServeOptions::default().routes(crate::web::routes(ctx), crate::web::FEATURES);
     if let Some(token) = token.or_else(|| ctx.config.token.clone()) {
         opts = opts.token(token);
     }

@@ -17,8 +17,8 @@
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
-    'apply_finished', 'run_warning', 'run_finished', 'gate_bisect_started', 'gate_bisect_step',
-    'gate_bisect_finished', 'unknown',
+    'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check',
+    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -69,17 +69,23 @@
     }
   }
 
-  async function api(path, raw, method) {
+  async function api(path, raw, method, body) {
     const headers = {};
     const tok = token();
     if (tok) headers.Authorization = 'Bearer ' + tok;
-    const res = await fetch(path, { headers, cache: 'no-store', method: method || 'GET' });
+    const init = { headers, cache: 'no-store', method: method || 'GET' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
     if (res.status === 401) throw new AuthError('this server needs its access token');
     if (!res.ok) {
       let message = `${res.status} ${res.statusText}`;
       try {
         const body = await res.json();
         if (body && body.error) message = body.error;
+        else if (body && body.output) message = body.output;
       } catch (_) { /* not JSON */ }
       throw new HttpError(res.status, message);
     }
@@ -87,6 +93,20 @@
   }
 
   const enc = encodeURIComponent;
+
+  // What the server's embedder offers besides reading (GET api/features): transcripts, diffs,
+  // actions. Asked once; a server without the route offers nothing more.
+  let featuresAsked = null;
+  function features() {
+    if (!featuresAsked) {
+      featuresAsked = api('api/features').then((list) => new Set(list), (err) => {
+        featuresAsked = null;
+        if (err instanceof AuthError) throw err;
+        return new Set();
+      });
+    }
+    return featuresAsked;
+  }
 
   // ---- DOM helpers ----
 
@@ -852,8 +872,9 @@
       setConn('connecting', 'loading');
       main().replaceChildren(h('p', { class: 'notice' }, 'Loading run ', h('code', null, this.id), '…'));
       try {
-        const state = await api(`api/runs/${enc(this.id)}`);
+        const [state, offered] = await Promise.all([api(`api/runs/${enc(this.id)}`), features()]);
         if (this.stopped) return;
+        this.features = offered;
         this.state = normalize(state);
       } catch (err) {
         if (this.stopped) return;
@@ -900,6 +921,13 @@
       };
       es.onerror = () => {
         if (es !== this.es || this.stopped) return;
+        if (RUN_FINISHED.has(this.state.phase)) {
+          // A finished run has nothing more to stream: say so instead of reconnecting.
+          es.close();
+          this.es = null;
+          setConn('done', 'finished');
+          return;
+        }
         if (es.readyState === EventSource.CLOSED) {
           // The browser gave up (the server answered with an error, or is gone for good):
           // a new stream from the last seq folded.
@@ -993,10 +1021,12 @@
         chips: h('div', { class: 'chips' }), stats: h('div', { class: 'stats' }),
       };
       this.head.phase.id = 'run-phase';
+      this.actions = h('div', { class: 'actions', id: 'actions' });
+      this.actionResult = h('pre', { class: 'action-result', id: 'action-result', hidden: true });
       const head = h('section', { class: 'card run-head', id: 'run-head' },
         h('div', { class: 'title' }, this.head.title, this.head.plan, this.head.phase),
         h('div', { class: 'progress' }, this.head.bar, this.head.done),
-        this.head.chips, this.head.stats);
+        this.head.chips, this.head.stats, this.actions, this.actionResult);
 
       this.dagWrap = h('div', { class: 'dag-wrap' });
       const legend = h('div', { class: 'legend' },
@@ -1052,7 +1082,111 @@
       this.renderDag(s);
       this.renderTasks(s);
       this.renderPanels(s);
+      this.renderActions(s);
       if (this.log) this.log.onState();
+    }
+
+    // ---- actions: abort a running run; apply a finished one (all or chosen tasks) ----
+
+    renderActions(s) {
+      const finished = RUN_FINISHED.has(s.phase);
+      const can = this.features || new Set();
+      const succeeded = s.tasks.filter((t) => t.status === 'succeeded').map((t) => t.id);
+      const key = JSON.stringify([s.phase, succeeded, this.busy || false]);
+      if (this.actions.dataset.key === key) return;
+      this.actions.dataset.key = key;
+      if (!finished) {
+        if (!can.has('abort')) {
+          this.actions.replaceChildren();
+          return;
+        }
+        this.actions.replaceChildren(h('button', {
+          type: 'button', id: 'abort', class: 'danger', disabled: this.busy || null,
+          onclick: () => this.act('abort', null, 'Interrupting the run…'),
+        }, 'Abort run'));
+        return;
+      }
+      const label = PHASE_LABEL[s.phase] || s.phase;
+      const retry = can.has('retry') && s.tasks.length ? this.retryForm(s) : null;
+      const note = h('p', { class: 'notice finished', id: 'run-finished' },
+        `This run has finished (${label}); the page shows its final state and does not reconnect.`);
+      if (!succeeded.length || !can.has('apply')) {
+        this.actions.replaceChildren(note, retry || '');
+        return;
+      }
+      const boxes = succeeded.map((id) => h('label', { class: 'apply-task' },
+        h('input', { type: 'checkbox', value: id, checked: true, 'data-task': id }), ' ', id));
+      const conflicts = h('select', { id: 'apply-conflicts', 'aria-label': 'Conflicts with your edits' },
+        h('option', { value: 'keep' }, 'keep my files (default)'),
+        h('option', { value: 'markers' }, 'write conflict markers'),
+        h('option', { value: 'theirs' }, "take the run's version"),
+        h('option', { value: 'ours' }, 'keep mine, drop the run\'s'));
+      const apply = h('button', {
+        type: 'button', id: 'apply', disabled: this.busy || null,
+        onclick: () => {
+          const chosen = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+          if (!chosen.length) {
+            this.showResult(false, 'Choose at least one task to apply.');
+            return;
+          }
+          const body = {};
+          if (chosen.length < succeeded.length) body.tasks = chosen;
+          if (conflicts.value !== 'keep') body.conflicts = conflicts.value;
+          this.act('apply', body, 'Applying…');
+        },
+      }, 'Apply');
+      this.actions.replaceChildren(note, h('div', { class: 'apply-form', id: 'apply-form' },
+        h('span', { class: 'k' }, 'Apply tasks:'), boxes, conflicts, apply), retry || '');
+    }
+
+    // Retry one task with added instructions (the run's failed tasks first).
+    retryForm(s) {
+      const order = [...s.tasks].sort((a, b) => Number(a.status === 'succeeded') - Number(b.status === 'succeeded'));
+      const task = h('select', { id: 'retry-task', 'aria-label': 'Task to retry' },
+        order.map((t) => h('option', { value: t.id }, `${t.id} (${PHASE_LABEL[t.status] || t.status})`)));
+      const text = h('input', { type: 'text', id: 'retry-prompt', placeholder: 'extra instructions (optional)' });
+      const button = h('button', {
+        type: 'button', id: 'retry', disabled: this.busy || null,
+        onclick: () => this.act('retry', { task: task.value, prompt: text.value }, 'Starting the retry…'),
+      }, 'Retry');
+      return h('div', { class: 'apply-form', id: 'retry-form' }, h('span', { class: 'k' }, 'Retry:'), task, text, button);
+    }
+
+    showResult(ok, text) {
+      this.actionResult.hidden = false;
+      this.actionResult.dataset.ok = String(ok);
+      setText(this.actionResult, text);
+    }
+
+    async act(what, body, pending) {
+      this.busy = true;
+      this.showResult(true, pending);
+      this.render();
+      try {
+        const res = await api(`api/runs/${enc(this.id)}/${what}`, true, 'POST', body || {});
+        const out = await res.json();
+        this.showResult(true, out.output || 'Done.');
+      } catch (err) {
+        if (err instanceof AuthError) {
+          showError(err, this);
+          return;
+        }
+        this.showResult(false, err.message);
+      } finally {
+        this.busy = false;
+      }
+      // A retry runs the run again: follow it.
+      if (what === 'retry' && !this.es && !this.stopped) {
+        this.connect();
+        return;
+      }
+      // What the action journaled: the stream brings it while it is open; otherwise reload.
+      if (!this.es) {
+        try {
+          this.state = normalize(await api(`api/runs/${enc(this.id)}`));
+        } catch (_) { /* the next render shows what is known */ }
+      }
+      if (!this.stopped) this.render();
     }
 
     renderHead(s) {
@@ -1385,6 +1519,10 @@
       this.bytes = 0;
       this.follow = true;
       this.idle = 0;
+      const can = page.features || new Set();
+      this.views = ['transcript', 'raw', 'diff'].filter((v) => v === 'raw' || can.has(v));
+      this.view = this.views[0];
+      this.viewKey = null;
     }
 
     start() {
@@ -1392,11 +1530,16 @@
       this.select = h('select', { 'aria-label': 'Attempt', onchange: () => this.choose(this.select.value) });
       this.followBox = h('input', { type: 'checkbox', checked: true, onchange: () => { this.follow = this.followBox.checked; this.scroll(); } });
       this.size = h('span', { class: 'dim' });
-      this.pre = h('pre', { id: 'log-text', 'data-task': this.task });
+      this.pre = h('pre', { id: 'log-text', 'data-task': this.task, hidden: this.view !== 'raw' });
+      this.doc = h('div', { id: 'transcript', class: 'transcript', 'data-task': this.task, hidden: this.view === 'raw' });
+      const labels = { transcript: 'transcript', raw: 'raw output', diff: 'diff' };
+      this.viewSel = h('select', { id: 'log-view', 'aria-label': 'View', onchange: () => this.setView(this.viewSel.value) },
+        this.views.map((v) => h('option', { value: v }, labels[v])));
+      this.viewSel.hidden = this.views.length < 2;
       box.replaceChildren(
-        h('header', null, h('h2', null, 'Log'), h('code', null, this.task), this.select,
+        h('header', null, h('h2', null, 'Log'), h('code', null, this.task), this.viewSel, this.select,
           h('label', null, this.followBox, ' follow'), h('span', { class: 'spacer' }), this.size),
-        this.pre);
+        this.doc, this.pre);
       this.onState();
       this.poll();
     }
@@ -1435,6 +1578,50 @@
       this.reset();
     }
 
+    setView(view) {
+      this.view = view;
+      this.viewSel.value = view;
+      this.pre.hidden = view !== 'raw';
+      this.doc.hidden = view === 'raw';
+      this.viewKey = null;
+      this.reset();
+    }
+
+    // The transcript (or the diff) of the attempt, fetched whole while the task runs.
+    async pollDoc(attempt) {
+      this.busy = true;
+      try {
+        if (this.view === 'diff') {
+          const res = await api(`api/runs/${enc(this.page.id)}/tasks/${enc(this.task)}/diff`, true);
+          const text = await res.text();
+          if (this.stopped) return;
+          this.showDoc(text, () => [h('pre', { class: 'diff', id: 'diff-text' },
+            text.trim() ? text : 'This task changed nothing.')]);
+        } else {
+          const t = await api(`api/runs/${enc(this.page.id)}/tasks/${enc(this.task)}/transcript${attempt ? `?attempt=${attempt}` : ''}`);
+          if (this.stopped) return;
+          this.showDoc(JSON.stringify(t), () => renderTranscript(t));
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        if (err instanceof AuthError) {
+          showError(err, this.page);
+          return;
+        }
+        this.showDoc(`error:${err.message}`, () => [h('p', { class: 'notice error' }, err.message)]);
+      } finally {
+        this.busy = false;
+      }
+      if (this.active()) this.later(1000);
+    }
+
+    showDoc(key, build) {
+      if (this.viewKey === key) return;
+      this.viewKey = key;
+      this.doc.replaceChildren(...build());
+      if (this.follow) this.doc.scrollTop = this.doc.scrollHeight;
+    }
+
     reset() {
       clearTimeout(this.timer);
       this.timer = null;
@@ -1443,6 +1630,7 @@
       this.bytes = 0;
       this.idle = 0;
       this.pre.replaceChildren();
+      this.viewKey = null;
       if (!this.busy) this.poll();
     }
 
@@ -1452,6 +1640,10 @@
       this.timer = null;
       const t = this.taskState();
       const attempt = this.attempt === null ? (t ? t.attempt : 0) : this.attempt;
+      if (this.view !== 'raw') {
+        this.pollDoc(attempt);
+        return;
+      }
       if (!attempt) {
         this.showFallback('No attempt has started yet.');
         this.later(1000);
@@ -1545,6 +1737,56 @@
     scroll() {
       if (this.follow) this.pre.scrollTop = this.pre.scrollHeight;
     }
+  }
+
+  // A transcript as forge_exec::agent::Transcript serializes it (what `forge logs` prints).
+  function toolHeading(c) {
+    const counts = [];
+    if (c.added !== null && c.added !== undefined && (c.added || !c.removed)) counts.push(`+${c.added}`);
+    if (c.removed) counts.push(`\u2212${c.removed}`);
+    return counts.length ? `${c.summary} (${counts.join(' ')})` : c.summary;
+  }
+
+  function renderTranscript(t) {
+    const out = [];
+    for (const e of t.entries || []) {
+      switch (e.kind) {
+        case 'text':
+          out.push(h('div', { class: 't-text' }, e.text));
+          break;
+        case 'tool': {
+          const mark = e.status === 'failed' ? '\u2717' : (e.status === 'ok' ? '\u25cf' : '\u25cb');
+          const shown = e.output ? e.output.split('\n').length : 0;
+          out.push(h('div', { class: 't-tool', 'data-status': e.status, 'data-tool': e.tool },
+            h('div', { class: 't-head' }, h('span', { class: 't-mark' }, mark), ' ', toolHeading(e)),
+            e.output ? h('pre', { class: 't-out' }, e.output) : null,
+            e.output_lines > shown ? h('div', { class: 't-more' }, `\u2026 ${e.output_lines - shown} more line${e.output_lines - shown === 1 ? '' : 's'}`) : null));
+          break;
+        }
+        case 'error':
+          out.push(h('div', { class: 't-error' }, '\u2717 error: ', e.message));
+          break;
+        case 'notice':
+          out.push(h('div', { class: 't-notice' }, '! ', e.message));
+          break;
+        case 'output':
+          out.push(h('pre', { class: 't-output' }, e.text));
+          break;
+        default:
+          break;
+      }
+    }
+    if (t.result && (t.result.is_error || !out.length || out[out.length - 1].textContent !== t.result.text)) {
+      out.push(h('div', { class: t.result.is_error ? 't-result bad' : 't-result' },
+        t.result.is_error ? '\u2717 failed: ' : '\u2713 ', t.result.text));
+    }
+    const u = t.usage;
+    if (u && (u.tokens_in || u.tokens_out || u.cost_usd !== null && u.cost_usd !== undefined)) {
+      out.push(h('div', { class: 't-usage' }, `Usage: ${fmtTokens(u.tokens_in)} tokens in, ${fmtTokens(u.tokens_out)} out` +
+        (u.cost_usd !== null && u.cost_usd !== undefined ? `, ${fmtCost(u.cost_usd)}` : '')));
+    }
+    if (!out.length) out.push(h('div', { class: 'empty' }, t.attempt ? 'No output yet.' : 'No attempt has started yet.'));
+    return out;
   }
 
   function fmtBytes(n) {

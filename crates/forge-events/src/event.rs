@@ -466,6 +466,34 @@ event_kinds! {
         /// The totals.
         summary: RunSummary,
     },
+    /// A task of a finished, failed or interrupted run runs again (`forge retry`, a gate fix
+    /// round): a new attempt with `prompt` added to its instructions, then every task in
+    /// `dependents`, whose earlier results are discarded. Every other task's result is kept.
+    TaskRetryRequested = "task_retry_requested" {
+        /// The instructions added to the task's prompt (feedback, the user's words).
+        prompt: String,
+        /// The tasks that depend on it, directly or not: they run again on top of it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dependents: Vec<TaskId>,
+        /// Who asked: `user` (`forge retry`, the library) or `gate` (a fix round).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        origin: String,
+    },
+    /// One of a task's `check` commands ran in its workspace after its agent exited.
+    TaskCheck = "task_check" {
+        /// The attempt it checked.
+        attempt: u32,
+        /// The command line.
+        command: String,
+        /// Whether it passed (exit code 0).
+        passed: bool,
+        /// Its exit code, if it exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The check round, from 1: round `n + 1` follows the agent's work on the feedback of
+        /// round `n`.
+        round: u32,
+    },
     /// The gate failed on the integrated tree: Forge looks for the first task that makes it fail
     /// by gating trees that hold the integrated `ChangeSets` up to some task (in integration order,
     /// so every task's dependencies come with it), several at once.
@@ -529,6 +557,7 @@ impl EventKind {
                 | Self::GateFinished { .. }
                 | Self::ApplyFinished { .. }
                 | Self::RunFinished { .. }
+                | Self::TaskRetryRequested { .. }
                 | Self::GateBisectStep { .. }
                 | Self::GateBisectFinished { .. }
         )

@@ -10,6 +10,7 @@
 //! | `GET /api/runs/{id}` | the run's folded [`RunState`](crate::RunState) as JSON |
 //! | `GET /api/runs/{id}/events` | Server-Sent Events: `id:` seq, `event:` type, `data:` the event JSON |
 //! | `GET /api/runs/{id}/tasks/{task}/log` | a task attempt's `output.log` from a byte offset (below) |
+//! | `GET /api/features` | what an embedder's routes offer ([`ServeOptions::routes`]), as a JSON list |
 //!
 //! The event stream replays from the journal, then goes live, without gaps or duplicates: it
 //! starts after `Last-Event-ID` (what a reconnecting `EventSource` sends), else at `?from=<seq>`,
@@ -51,7 +52,11 @@
 //! edges from `after`, colored by state, the critical path drawn thicker), the task table (state,
 //! agent, attempt, latest activity, elapsed, tokens, cost), lock waits (who blocks whom),
 //! merge conflicts (path, tasks, strategy), gate commands with test counts, the apply, and the
-//! `output.log` of the selected task, followed by polling the log route.
+//! `output.log` of the selected task, followed by polling the log route. Where the server's
+//! embedder offers them (`GET /api/features`, see [`ServeOptions::routes`]; `forge serve` does),
+//! the log panel shows the task's transcript or diff instead, and the page acts on the run:
+//! abort it while it runs; once it finished, apply all or chosen tasks, or retry one. A finished
+//! run's page says so and does not reconnect when its stream ends.
 //!
 //! A run page loads the run's state once (`/api/runs/{id}`), then opens an `EventSource` on
 //! `/api/runs/{id}/events?from=<last_seq + 1>` and folds every event into that state in the page
@@ -73,6 +78,12 @@
 //! constant time. The dashboard's page and assets hold no data and are served without a token:
 //! the page takes the token once (from `#token=` or `?token=` in its address, or a form), keeps
 //! it for the browser tab and sends it with every request.
+//!
+//! Mutating requests to an embedder's routes (any method but `GET`, `HEAD`, `OPTIONS`) are
+//! refused with `403` when they come from another site ([`same_origin`]): their `Origin`, which
+//! browsers send with every such request, must be this server's own, and `Sec-Fetch-Site` must
+//! not be `cross-site`. The token cookie is `SameSite=Strict`, and the page sends the token in
+//! the `Authorization` header, which no other site's page can set.
 //!
 //! A server without a token answers only requests whose `Host` is a loopback name
 //! (`localhost`, `127.0.0.1` or another `127.x.y.z`, `[::1]`, with or without the port); any
@@ -149,6 +160,14 @@ pub struct ServeOptions {
     /// How long a connection may take to send a complete request head, counted from the
     /// connection (or the end of its previous answer) before it is closed (default 10 s).
     pub header_timeout: Duration,
+    /// More API routes (an embedder's, such as the CLI's transcripts and actions), served under
+    /// the same access rule as the API; their mutating requests (any method but `GET` and
+    /// `HEAD`) are refused (`403`) when they come from another site (see [`same_origin`]).
+    pub routes: Vec<Router>,
+    /// What those routes offer, as the dashboard asks for it at `GET /api/features`
+    /// (`transcript`, `diff`, `abort`, `apply`, …): the page shows a control only when the
+    /// server has its route.
+    pub features: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -162,6 +181,8 @@ impl Default for ServeOptions {
             ring: 4096,
             buses: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            routes: Vec::new(),
+            features: Vec::new(),
         }
     }
 }
@@ -176,6 +197,8 @@ impl fmt::Debug for ServeOptions {
             .field("capacity", &self.capacity)
             .field("ring", &self.ring)
             .field("header_timeout", &self.header_timeout)
+            .field("routes", &self.routes.len())
+            .field("features", &self.features)
             .field(
                 "buses",
                 &self.buses.iter().map(EventBus::run).collect::<Vec<_>>(),
@@ -200,6 +223,15 @@ impl ServeOptions {
         self.buses.push(bus);
         self
     }
+
+    /// Adds API routes (see [`ServeOptions::routes`]) and names the features they offer.
+    #[must_use]
+    pub fn routes(mut self, routes: Router, features: &[&str]) -> Self {
+        self.routes.push(routes);
+        self.features
+            .extend(features.iter().map(|f| (*f).to_owned()));
+        self
+    }
 }
 
 /// The routes (see the module docs) for the runs under `runs_dir` (a `.forge/runs` directory):
@@ -208,8 +240,10 @@ impl ServeOptions {
 /// Mount it in a larger app with [`Router::merge`]; protect the whole app with
 /// [`require_token`] and serve it with [`Server::start_with`] to keep the access rule (the
 /// dashboard is then opened once as `/?token=<token>`, which sets the cookie its assets need).
-pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
+pub fn router(runs_dir: PathBuf, mut opts: ServeOptions) -> Router {
     let token = opts.token.clone().filter(|t| !t.is_empty());
+    let app_routes = std::mem::take(&mut opts.routes);
+    let features = Arc::new(std::mem::take(&mut opts.features));
     let app = Arc::new(App {
         runs_dir,
         buses: opts
@@ -228,6 +262,16 @@ pub fn router(runs_dir: PathBuf, opts: ServeOptions) -> Router {
         .route("/api/runs/{id}/events", get(events_handler))
         .route("/api/runs/{id}/tasks/{task}/log", get(log_handler))
         .with_state(app);
+    let api = api.route(
+        "/api/features",
+        get(move || {
+            let features = Arc::clone(&features);
+            async move { Json(features.as_ref().clone()) }
+        }),
+    );
+    let api = app_routes.into_iter().fold(api, |api, extra| {
+        api.merge(extra.layer(middleware::from_fn(same_origin)))
+    });
     match token {
         Some(token) => {
             let token = Arc::new(Token::new(&token));
@@ -276,6 +320,46 @@ pub fn require_token(router: Router, token: &str) -> Router {
 /// site whose name was re-bound to 127.0.0.1 (DNS rebinding) sends its own name as `Host`.
 pub fn require_loopback_host(router: Router) -> Router {
     router.layer(middleware::from_fn(check_host))
+}
+
+/// Refuses (`403`) a mutating request (any method but `GET`, `HEAD` and `OPTIONS`) sent by a
+/// page of another site: its `Origin` (which browsers send with every such request) must be
+/// this server's own `http://<Host>`, and a browser's `Sec-Fetch-Site` must not say
+/// `cross-site`. Clients that are not browsers send no `Origin` and pass (they still need the
+/// token when the server has one). With the token in a `SameSite=Strict` cookie or in a header
+/// only the dashboard's own script can send, this keeps other sites from acting on runs.
+pub async fn same_origin(request: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let origin_ok = match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => match (origin.to_str().ok(), host) {
+            (Some(origin), Some(host)) => {
+                origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    == Some(host)
+            }
+            _ => false,
+        },
+    };
+    if cross_site || !origin_ok {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: actions on runs are accepted only from this server's own dashboard",
+        );
+    }
+    next.run(request).await
 }
 
 /// Whether a `Host` header value names the loopback interface.

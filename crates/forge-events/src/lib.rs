@@ -147,6 +147,7 @@ mod event;
 pub mod http;
 mod ids;
 mod journal;
+pub mod layout;
 mod preview;
 mod runs;
 mod state;

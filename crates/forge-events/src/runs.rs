@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Event, EventKind, EventsError, RunId, RunStatus};
 
-/// The journal's file name inside a run directory.
-pub const JOURNAL_FILE: &str = "events.jsonl";
+pub use crate::layout::JOURNAL_FILE;
 
 /// How far from the end of a journal [`run_info`] looks for its last event.
 const TAIL_WINDOW: u64 = 256 * 1024;
@@ -43,7 +42,7 @@ pub struct RunInfo {
 
 /// The journal path of `run` under `runs_dir` (`<runs_dir>/<run>/events.jsonl`).
 pub fn journal_path(runs_dir: &Path, run: &RunId) -> PathBuf {
-    runs_dir.join(run.as_str()).join(JOURNAL_FILE)
+    crate::layout::RunDir::new(runs_dir, run).journal()
 }
 
 /// Every run under `runs_dir` (directories whose name is a valid run id and that hold an

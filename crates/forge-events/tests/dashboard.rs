@@ -213,6 +213,96 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 
 // ---- the routes ----
 
+/// An embedder's routes are served under the access rule; their mutating requests are refused
+/// when they come from another site, and `/api/features` names what they offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedder_routes_refuse_cross_site_requests() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join(".forge/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let routes = axum::Router::new().route(
+        "/api/act",
+        axum::routing::post(move || {
+            let calls = Arc::clone(&counted);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                "done"
+            }
+        }),
+    );
+    for token in [None, Some(TOKEN)] {
+        let mut opts = ServeOptions::default().routes(routes.clone(), &["act"]);
+        if let Some(token) = token {
+            opts = opts.token(token);
+        }
+        let server = serve(&runs, opts).await;
+        let own = format!("http://{}", server.local_addr());
+        let client = reqwest::Client::new();
+        let post = |origin: Option<&str>, site: Option<&str>| {
+            let mut request = client.post(url(&server, "/api/act"));
+            if let Some(origin) = origin {
+                request = request.header("Origin", origin);
+            }
+            if let Some(site) = site {
+                request = request.header("Sec-Fetch-Site", site);
+            }
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+        let before = calls.load(Ordering::SeqCst);
+        // Another site, by its Origin or by the browser's word: refused, not run.
+        for (origin, site) in [
+            (Some("http://evil.example"), None),
+            (Some("null"), None),
+            (Some(own.replace("http://", "https://evil.").as_str()), None),
+            (None, Some("cross-site")),
+        ] {
+            let response = post(origin, site).await.unwrap();
+            assert_eq!(response.status(), 403, "{origin:?} {site:?}");
+            let body = response.text().await.unwrap();
+            assert!(body.contains("cross-site request refused"), "{body}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), before);
+        // This server's own page, and a client that is not a browser: run.
+        for (origin, site) in [(Some(own.as_str()), Some("same-origin")), (None, None)] {
+            let response = post(origin, site).await.unwrap();
+            assert_eq!(response.status(), 200, "{origin:?} {site:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), before + 2);
+        // With a token, the embedder's routes need it like the API.
+        if token.is_some() {
+            let response = client.post(url(&server, "/api/act")).send().await.unwrap();
+            assert_eq!(response.status(), 401);
+        }
+        let features: Value = client
+            .get(url(&server, "/api/features"))
+            .bearer_auth(token.unwrap_or(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(features, serde_json::json!(["act"]));
+        server.shutdown();
+    }
+    // A server without an embedder offers nothing more.
+    let server = serve(&runs, ServeOptions::default()).await;
+    let features: Value = get(&url(&server, "/api/features"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(features, serde_json::json!([]));
+    server.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_is_served_embedded_with_a_strict_policy() {
     let dir = tempfile::tempdir().unwrap();
@@ -1243,8 +1333,8 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     let outside = browser.requests_outside(&origin).await;
     assert!(outside.is_empty(), "requests to other hosts: {outside:?}");
 
-    // 8. The server comes back with another token: the open stream is refused, and the page
-    // asks for the new token instead of retrying forever.
+    // 8. The server goes away and comes back with another token: the page of the finished run
+    // does not reconnect, and opened again asks for the new token.
     browser
         .client()
         .find(fantoccini::Locator::Css("tr.run[data-run='run-live'] a"))
@@ -1261,7 +1351,16 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
         .await;
     server.shutdown();
     wait_until_not_live(&browser).await;
+    // The run is finished: its page says so instead of reconnecting.
+    browser
+        .wait_for_js(
+            "document.getElementById('conn').dataset.state === 'done'",
+            secs(10),
+        )
+        .await;
     let server = serve_at(addr, &runs, ServeOptions::default().token("another")).await;
+    // Opened again, it asks for the new token instead of failing without a word.
+    browser.open(&format!("{origin}/?run=run-live")).await;
     browser.wait_for("#token-form", secs(15)).await;
     browser
         .wait_for("#token-input", secs(5))

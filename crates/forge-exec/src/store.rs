@@ -18,9 +18,9 @@
 //! ```
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use forge_events::layout::RunDir;
 use forge_events::{RunId, TaskId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::ExecError;
 
 /// The directory under the repository that holds Forge's state.
-pub const FORGE_DIR: &str = ".forge";
+pub use forge_events::layout::FORGE_DIR;
 
 /// The `.forge` directory of one repository and the layout of the runs in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl RunStore {
     /// The store of the repository at `repo` (`<repo>/.forge`). Nothing is created yet.
     pub fn new(repo: &Path) -> Self {
         Self {
-            root: repo.join(FORGE_DIR),
+            root: forge_events::layout::forge_dir(repo),
         }
     }
 
@@ -61,6 +61,11 @@ impl RunStore {
     /// `.forge/runs`: what `forge_events::list_runs` and the SSE server read.
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
+    }
+
+    /// The paths inside `.forge/runs/<run>` ([`forge_events::layout`]).
+    pub fn layout(&self, run: &RunId) -> RunDir {
+        RunDir::new(&self.runs_dir(), run)
     }
 
     /// `.forge/objects`: the blob store shared by all runs.
@@ -76,54 +81,51 @@ impl RunStore {
 
     /// `.forge/runs/<run>`.
     pub fn run_dir(&self, run: &RunId) -> PathBuf {
-        self.runs_dir().join(run.as_str())
+        self.layout(run).path().to_path_buf()
     }
 
     /// The run's journal, `events.jsonl`.
     pub fn journal(&self, run: &RunId) -> PathBuf {
-        forge_events::journal_path(&self.runs_dir(), run)
+        self.layout(run).journal()
     }
 
     /// The plan as run.
     pub fn plan_copy(&self, run: &RunId) -> PathBuf {
-        self.run_dir(run).join("plan.toml")
+        self.layout(run).plan_copy()
     }
 
     /// The base snapshot's directory.
     pub fn base_dir(&self, run: &RunId) -> PathBuf {
-        self.run_dir(run).join("base")
+        self.layout(run).base()
     }
 
     /// Workspaces and snapshot layers of the run (the stager's `run_root`).
     pub fn work_dir(&self, run: &RunId) -> PathBuf {
-        self.run_dir(run).join("work")
+        self.layout(run).work()
     }
 
     /// `tasks/<task>/<attempt>` of the run.
     pub fn attempt_dir(&self, run: &RunId, task: &str, attempt: u32) -> PathBuf {
-        self.run_dir(run)
-            .join("tasks")
-            .join(task)
-            .join(attempt.to_string())
+        self.layout(run).attempt(task, attempt)
     }
 
     /// Every line an attempt printed.
     pub fn log_path(&self, run: &RunId, task: &str, attempt: u32) -> PathBuf {
-        self.attempt_dir(run, task, attempt).join("output.log")
+        self.layout(run).log(task, attempt)
     }
 
     /// The attempt's persisted `ChangeSet`.
     pub fn changes_path(&self, run: &RunId, task: &str, attempt: u32) -> PathBuf {
-        self.attempt_dir(run, task, attempt).join("changes.json")
+        self.layout(run).changes(task, attempt)
     }
 
     /// The run's outcome, written when it ends.
     pub fn result_path(&self, run: &RunId) -> PathBuf {
-        self.run_dir(run).join("result.json")
+        self.layout(run).result()
     }
 
     fn owner_path(&self, run: &RunId) -> PathBuf {
-        self.run_dir(run).join("owner")
+        self.layout(run).owner()
     }
 
     /// A new run id `<name>-<yyyymmdd-hhmmss>-<4 hex digits>` (UTC; the random suffix keeps ids
@@ -225,22 +227,9 @@ fn process_start_time(pid: i32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
-/// Writes `path` atomically and durably: a synced temporary file renamed over it, then the
-/// directory synced.
+/// Writes `path` atomically and durably ([`forge_staging::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), ExecError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| ExecError::io("create", dir, e))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).map_err(|e| ExecError::io("create", &tmp, e))?;
-    file.write_all(content)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ExecError::io("write", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| ExecError::io("rename", path, e))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ExecError::io("sync", dir, e))
+    forge_staging::write_atomically(path, content).map_err(|e| ExecError::io("save", path, e))
 }
 
 /// Writes `value` as JSON, atomically and durably.

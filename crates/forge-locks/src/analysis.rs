@@ -1,4 +1,4 @@
-//! Plan-time conflict analysis: which claim sets could not be held at the same time.
+//! Plan-time claim-overlap analysis: which claim sets could not be held at the same time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +13,7 @@ use crate::{Claim, OwnerId};
 /// Two claim sets that cannot be held at once, with the first pair of claims that clash and a
 /// path both claims cover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Conflict {
+pub struct ClaimOverlap {
     /// The owner listed first in the input.
     pub first: OwnerId,
     /// Its clashing claim.
@@ -26,7 +26,7 @@ pub struct Conflict {
     pub example_path: String,
 }
 
-impl fmt::Display for Conflict {
+impl fmt::Display for ClaimOverlap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -44,19 +44,19 @@ impl fmt::Display for Conflict {
 /// thousands of tasks in distinct directories are analysed in near-linear time.
 ///
 /// ```
-/// use forge_locks::{conflicts, Claim, OwnerId};
+/// use forge_locks::{claim_overlaps, Claim, OwnerId};
 ///
 /// let sets = vec![
 ///     (OwnerId::new("backend", 0), vec![Claim::write("src/api/**")?]),
 ///     (OwnerId::new("docs", 0), vec![Claim::write("docs/**")?, Claim::read("src/**")?]),
 /// ];
-/// let found = conflicts(&sets);
+/// let found = claim_overlaps(&sets);
 /// assert_eq!(found.len(), 1);
 /// assert_eq!(found[0].to_string(),
 ///     "backend (write src/api/**) and docs (read src/**) both claim `src/api/a`");
 /// # Ok::<(), forge_locks::LockError>(())
 /// ```
-pub fn conflicts(sets: &[(OwnerId, Vec<Claim>)]) -> Vec<Conflict> {
+pub fn claim_overlaps(sets: &[(OwnerId, Vec<Claim>)]) -> Vec<ClaimOverlap> {
     let mut index: ClaimIndex<usize> = ClaimIndex::default();
     for (i, (_, claims)) in sets.iter().enumerate() {
         index.insert_set(&Arc::from(claims.as_slice()), i);
@@ -80,7 +80,7 @@ pub fn conflicts(sets: &[(OwnerId, Vec<Claim>)]) -> Vec<Conflict> {
         .into_iter()
         .map(|((i, j), (k, l))| {
             let (a, b) = (&sets[i].1[k], &sets[j].1[l]);
-            Conflict {
+            ClaimOverlap {
                 first: sets[i].0.clone(),
                 first_claim: a.clone(),
                 second: sets[j].0.clone(),
@@ -114,7 +114,7 @@ mod tests {
             set("d", &[a("CHANGELOG.md"), r("src/**")]),
             set("e", &[w("tests/**")]),
         ];
-        let found = conflicts(&sets);
+        let found = claim_overlaps(&sets);
         let pairs: Vec<(String, String, String)> = found
             .iter()
             .map(|c| {
@@ -146,6 +146,6 @@ mod tests {
             set("a", &[Claim::write("src/**").unwrap()]),
             set("a", &[Claim::write("src/x").unwrap()]),
         ];
-        assert!(conflicts(&sets).is_empty());
+        assert!(claim_overlaps(&sets).is_empty());
     }
 }

@@ -29,7 +29,7 @@
 //!   chosen on a cycle of real holds.
 //! - **Guards.** A granted [`LockSet`] releases its claims when dropped;
 //!   [`LockManager::release_all`] cleans up after a crashed owner.
-//! - [`conflicts`] is the plan-time view of the same rules: which declared claim sets could not
+//! - [`claim_overlaps`] is the plan-time view of the same rules: which declared claim sets could not
 //!   run at the same time, with an example path, so a planner can order or reject them.
 //!
 //! # Example: one task waits for another
@@ -107,7 +107,7 @@ mod manager;
 mod pattern;
 mod snapshot;
 
-pub use analysis::{Conflict, conflicts};
+pub use analysis::{ClaimOverlap, claim_overlaps};
 pub use claim::{Claim, LockMode, OwnerId};
 pub use error::LockError;
 pub use manager::{

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::core::{Core, ReqId, Requested, SetId};
-use crate::{Claim, Conflict, LockError, LockSnapshot, OwnerId};
+use crate::{Claim, ClaimOverlap, LockError, LockSnapshot, OwnerId};
 
 /// Which request of a deadlock cycle fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -155,9 +155,9 @@ pub trait LockManager: Send + Sync {
     /// Holders, waiters and the wait-for graph.
     fn snapshot(&self) -> LockSnapshot;
 
-    /// Plan-time analysis: every pair of claim sets that would conflict (see [`conflicts`](crate::conflicts)).
-    fn conflicts(&self, sets: &[(OwnerId, Vec<Claim>)]) -> Vec<Conflict> {
-        crate::conflicts(sets)
+    /// Plan-time analysis: every pair of claim sets that would conflict (see [`claim_overlaps`](crate::claim_overlaps)).
+    fn claim_overlaps(&self, sets: &[(OwnerId, Vec<Claim>)]) -> Vec<ClaimOverlap> {
+        crate::claim_overlaps(sets)
     }
 }
 

@@ -362,7 +362,7 @@ fn the_manager_is_usable_as_a_trait_object() {
     assert_eq!(locks.snapshot().claims.len(), 1);
     drop(set);
     assert!(locks.snapshot().claims.is_empty());
-    let found = locks.conflicts(&[(o("a"), vec![w("src/**")]), (o("b"), vec![r("src/x.rs")])]);
+    let found = locks.claim_overlaps(&[(o("a"), vec![w("src/**")]), (o("b"), vec![r("src/x.rs")])]);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].example_path, "src/x.rs");
 }

@@ -57,6 +57,75 @@ impl ConflictHunk {
     pub const TEXT_LIMIT: usize = 8 << 10;
 }
 
+/// Who changed a clashing path: a task of the run, or the user (their working tree, on apply).
+///
+/// Serialized as a plain string (the task id, or `working tree`), which no task id can be.
+///
+/// ```
+/// use forge_merge::Party;
+///
+/// assert_eq!(Party::from("api".to_owned()), Party::Task("api".into()));
+/// assert_eq!(Party::from("working tree".to_owned()), Party::WorkingTree);
+/// assert_eq!(Party::WorkingTree.to_string(), "working tree");
+/// assert_eq!(Party::Task("api".into()).task(), Some("api"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Party {
+    /// A task of the run, by id.
+    Task(String),
+    /// The user's own edits in the working tree.
+    WorkingTree,
+}
+
+impl Party {
+    /// How the working tree is named in conflict markers, messages and the journal.
+    pub const WORKING_TREE_LABEL: &'static str = "working tree";
+
+    /// The task's id, or `None` for the working tree.
+    #[must_use]
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Self::Task(id) => Some(id),
+            Self::WorkingTree => None,
+        }
+    }
+}
+
+impl From<String> for Party {
+    fn from(s: String) -> Self {
+        if s == Self::WORKING_TREE_LABEL {
+            Self::WorkingTree
+        } else {
+            Self::Task(s)
+        }
+    }
+}
+
+impl From<&str> for Party {
+    fn from(s: &str) -> Self {
+        Self::from(s.to_owned())
+    }
+}
+
+impl From<Party> for String {
+    fn from(p: Party) -> Self {
+        match p {
+            Party::Task(id) => id,
+            Party::WorkingTree => Party::WORKING_TREE_LABEL.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Task(id) => id,
+            Self::WorkingTree => Self::WORKING_TREE_LABEL,
+        })
+    }
+}
+
 /// A path that could not be merged cleanly, the tasks whose changes clash there, and how (or
 /// whether) the path's strategy settled it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,9 +134,9 @@ pub struct Conflict {
     pub path: RepoPath,
     /// Why.
     pub kind: ConflictKind,
-    /// The tasks involved: those integrated earlier first, the finishing task last. On apply,
-    /// the first is `working tree` (the user's edits).
-    pub tasks: Vec<String>,
+    /// Who changed the path: tasks integrated earlier first, the finishing task last. On apply,
+    /// the first is [`Party::WorkingTree`] (the user's edits).
+    pub tasks: Vec<Party>,
     /// The strategy the path's `[merge]` rule gave.
     pub strategy: MergeStrategy,
     /// Whether the strategy settled it (the result is in the integrated tree). When not, the
@@ -90,7 +159,7 @@ impl Conflict {
     pub fn new(
         path: RepoPath,
         kind: ConflictKind,
-        tasks: Vec<String>,
+        tasks: Vec<Party>,
         strategy: MergeStrategy,
     ) -> Self {
         Self {
@@ -113,7 +182,11 @@ impl fmt::Display for Conflict {
             "{}: {} (tasks: {}; strategy {}, {})",
             self.path,
             self.kind,
-            self.tasks.join(", "),
+            self.tasks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             self.strategy,
             if self.resolved {
                 "resolved"

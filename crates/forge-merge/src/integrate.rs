@@ -17,7 +17,7 @@ use crate::driver::DEFAULT_DRIVER_TIMEOUT;
 use crate::error::IoContext as _;
 use crate::merge::{PathMerger, PathResult, Settle, Side};
 use crate::{
-    AuditPolicy, Conflict, ConflictKind, MergeError, MergeRules, MergeStrategy, Resolver,
+    AuditPolicy, Conflict, ConflictKind, MergeError, MergeRules, MergeStrategy, Party, Resolver,
     StrategyFor, Violation,
 };
 
@@ -496,8 +496,8 @@ impl Integration {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut tasks: Vec<String> = others.iter().map(|(t, _)| t.clone()).collect();
-        tasks.push(finishing.label.to_owned());
+        let mut tasks: Vec<Party> = others.iter().map(|(t, _)| Party::Task(t.clone())).collect();
+        tasks.push(Party::Task(finishing.label.to_owned()));
         let integrated = Side {
             entry: self.get(path.as_str()),
             label: &others_label,
@@ -615,13 +615,13 @@ impl Integration {
             outcome.integrated.retain(|p| *p != path);
             outcome.merged.retain(|p| *p != path);
             let strategy = self.strategies.strategy_for(&path);
-            let mut tasks: Vec<String> = RepoPath::new(&other)
+            let mut tasks: Vec<Party> = RepoPath::new(&other)
                 .ok()
                 .and_then(|p| self.state.writers.get(&p))
                 .and_then(|w| w.last())
-                .map(|w| vec![w.task.clone()])
+                .map(|w| vec![Party::Task(w.task.clone())])
                 .unwrap_or_default();
-            tasks.push(task.to_owned());
+            tasks.push(Party::Task(task.to_owned()));
             let mut conflict = Conflict::new(path, ConflictKind::FileDirectory, tasks, strategy);
             conflict.note = Some(format!("clashes with `{other}`"));
             if conflict.strategy == MergeStrategy::Agent {

@@ -100,13 +100,13 @@ mod unified;
 
 pub use apply::{
     ApplyOptions, ApplyReport, ConflictChoices, CrashPoint, OnConflict, Recovery, Refusal,
-    WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
+    apply_to_worktree, recover, recover_abandoned,
 };
 pub use audit::{AuditPolicy, ChangeKind, Violation, audit, only_additions};
 pub use branch::{
     BranchCommit, BranchOptions, BranchReport, apply_to_branch, open_pull_request, push_branch,
 };
-pub use conflict::{Conflict, ConflictHunk, ConflictKind};
+pub use conflict::{Conflict, ConflictHunk, ConflictKind, Party};
 pub use error::MergeError;
 pub use gate::{
     CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCounts, parse_test_counts,

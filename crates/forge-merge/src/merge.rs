@@ -9,7 +9,7 @@ use forge_staging::{BlobStore, ContentHash, Entry, RepoPath};
 use crate::driver::{DriverInput, DriverResult, run_driver};
 use crate::text::{ConflictRegion, ConflictStyle, Favor, TextMergeOptions, split_lines};
 use crate::{
-    Conflict, ConflictHunk, ConflictKind, MergeError, MergeStrategy, is_binary, merge_text,
+    Conflict, ConflictHunk, ConflictKind, MergeError, MergeStrategy, Party, is_binary, merge_text,
 };
 
 /// Settles conflicts for the [`MergeStrategy::Agent`] strategy.
@@ -145,7 +145,7 @@ impl PathMerger<'_> {
         first: Side<'_>,
         second: Side<'_>,
         strategy: &MergeStrategy,
-        tasks: Vec<String>,
+        tasks: Vec<Party>,
     ) -> Result<PathResult, MergeError> {
         let clean = |entry: Option<&Entry>| PathResult::Clean(entry.cloned());
         if first.entry == second.entry || second.entry == base {
@@ -188,7 +188,7 @@ impl PathMerger<'_> {
         first: Side<'_>,
         second: Side<'_>,
         strategy: &MergeStrategy,
-        tasks: Vec<String>,
+        tasks: Vec<Party>,
     ) -> Result<PathResult, MergeError> {
         let exec = Exec::merge(base_file.map(|(_, e)| e), f1.1, f2.1);
         let file = |hash, size, executable| Some(Entry::file(hash, size, executable));

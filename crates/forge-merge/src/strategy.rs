@@ -1,8 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use forge_locks::Pattern;
 use forge_staging::RepoPath;
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::MergeError;
@@ -95,13 +95,26 @@ impl<F: Fn(&RepoPath) -> MergeStrategy + Send + Sync> StrategyFor for F {
 /// A `[merge]` table: glob patterns with their strategies, the first matching pattern winning,
 /// and a default ([`MergeStrategy::Fail`] unless set) for paths no pattern matches.
 ///
-/// Patterns are gitignore-style globs over repo paths: `*` stays within a segment, `**` spans
-/// segments, `?`, `[..]` and `{a,b}` work; a pattern without `/` matches the file name at any
-/// depth (`CHANGELOG.md` matches `docs/CHANGELOG.md`).
+/// Patterns are written in the claim dialect ([`forge_locks::Pattern`]), so a `[merge]` key and
+/// a claim with the same text cover the same paths: relative to the repository root, `*` stays
+/// within a segment, `**` spans segments, `?`, `[..]` and `{a,b}` work, `dir/` is the subtree.
+/// `CHANGELOG.md` is the root's changelog only; `**/CHANGELOG.md` is every changelog.
+///
+/// ```
+/// use forge_merge::{MergeRules, MergeStrategy, StrategyFor as _};
+/// use forge_staging::RepoPath;
+///
+/// let rules = MergeRules::new([("CHANGELOG.md", MergeStrategy::Union),
+///                              ("**/*.lock", MergeStrategy::Theirs)])?;
+/// let at = |p| rules.strategy_for(&RepoPath::new(p).unwrap());
+/// assert_eq!(at("CHANGELOG.md"), MergeStrategy::Union);
+/// assert_eq!(at("docs/CHANGELOG.md"), MergeStrategy::Fail);
+/// assert_eq!(at("a/b/Cargo.lock"), MergeStrategy::Theirs);
+/// # Ok::<(), forge_merge::MergeError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct MergeRules {
-    rules: Vec<(String, MergeStrategy)>,
-    set: GlobSet,
+    rules: Vec<(Pattern, MergeStrategy)>,
     default: MergeStrategy,
 }
 
@@ -110,37 +123,19 @@ impl MergeRules {
     pub fn new<'a>(
         rules: impl IntoIterator<Item = (&'a str, MergeStrategy)>,
     ) -> Result<Self, MergeError> {
-        let mut builder = GlobSetBuilder::new();
-        let mut list = Vec::new();
-        for (pattern, strategy) in rules {
-            let anchored = pattern.trim_start_matches('/');
-            let full = if pattern.contains('/') {
-                anchored.to_owned()
-            } else {
-                format!("**/{anchored}")
-            };
-            let glob = GlobBuilder::new(&full)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| MergeError::InvalidPattern {
-                    pattern: pattern.to_owned(),
-                    reason: e.kind().to_string(),
-                })?;
-            builder.add(glob);
-            list.push((pattern.to_owned(), strategy));
-        }
-        let set = builder.build().map_err(|e| MergeError::InvalidPattern {
-            pattern: list
-                .iter()
-                .map(|(p, _)| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            reason: e.to_string(),
-        })?;
+        let rules = rules
+            .into_iter()
+            .map(|(pattern, strategy)| {
+                Pattern::new(pattern).map(|p| (p, strategy)).map_err(|e| {
+                    MergeError::InvalidPattern {
+                        pattern: pattern.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            rules: list,
-            set,
+            rules,
             default: MergeStrategy::Fail,
         })
     }
@@ -152,19 +147,18 @@ impl MergeRules {
         self
     }
 
-    /// The patterns and strategies, in order.
-    pub fn rules(&self) -> &[(String, MergeStrategy)] {
+    /// The patterns (normalized) and strategies, in order.
+    pub fn rules(&self) -> &[(Pattern, MergeStrategy)] {
         &self.rules
     }
 }
 
 impl StrategyFor for MergeRules {
     fn strategy_for(&self, path: &RepoPath) -> MergeStrategy {
-        self.set
-            .matches(path.as_str())
-            .into_iter()
-            .min()
-            .map_or_else(|| self.default.clone(), |i| self.rules[i].1.clone())
+        self.rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches(path.as_str()))
+            .map_or_else(|| self.default.clone(), |(_, s)| s.clone())
     }
 }
 
@@ -197,7 +191,8 @@ mod tests {
         .with_default(MergeStrategy::Agent);
         let at = |p: &str| rules.strategy_for(&RepoPath::new(p).unwrap());
         assert_eq!(at("CHANGELOG.md"), MergeStrategy::Union);
-        assert_eq!(at("docs/CHANGELOG.md"), MergeStrategy::Union);
+        // One dialect with claims: a pattern without `/` is the root's file only.
+        assert_eq!(at("docs/CHANGELOG.md"), MergeStrategy::Agent);
         assert_eq!(at("src/a/b/Cargo.lock"), MergeStrategy::Theirs);
         assert_eq!(at("src/x.lock"), MergeStrategy::Theirs);
         assert_eq!(at("src/main.rs"), MergeStrategy::Ours);

@@ -234,6 +234,16 @@ impl BaseSnapshot {
         dir.join(".git").is_dir().then_some(dir)
     }
 
+    /// The symbolic link to the user's git directory that workspace repositories reach the
+    /// user's objects and configuration through ([`crate::USER_GIT_LINK`]), if the snapshot
+    /// has one (a base in git, captured by this version).
+    pub fn user_git_link(&self) -> Option<PathBuf> {
+        let link = self.dir.join(gitdir::USER_GIT_LINK);
+        std::fs::symlink_metadata(&link)
+            .is_ok_and(|m| m.file_type().is_symlink())
+            .then_some(link)
+    }
+
     /// The directory holding the snapshot's files. Nothing may write to it.
     pub fn tree_dir(&self) -> PathBuf {
         self.dir.join("tree")

@@ -9,6 +9,52 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::StagingError;
 use crate::error::IoContext;
 
+/// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix: a
+/// temporary file beside it (a name unique to this process and call, so concurrent writers do
+/// not share one), synced, renamed over `path`, then the directory synced. Creates the parent
+/// directory when missing. The error names the step and file that failed.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state/result.json");
+/// forge_staging::write_atomically(&path, b"{}")?;
+/// assert_eq!(std::fs::read(&path)?, b"{}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let step = |what: &str, p: &Path, e: io::Error| {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| step("create", dir, e))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = PathBuf::from(tmp);
+    let written = fs::File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(content)?;
+            file.sync_all()
+        })
+        .map_err(|e| step("write", &tmp, e))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| step("rename into place", path, e)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| step("sync directory", dir, e))
+}
+
 /// The path that leads from directory `from` to `to`, both absolute and free of `.`/`..`
 /// (`../../a` from `/x/y/z` to `/x/a`): what a record kept in a repository stores, so that the
 /// repository can be moved or copied with it.

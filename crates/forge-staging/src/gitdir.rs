@@ -205,7 +205,11 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
 
     let mut config = fs::read_to_string(dot.join("config")).ctx("read", &dot.join("config"))?;
     if let Some(repo) = spec.repo {
-        link_user_repo(&dot, repo, &mut config)?;
+        // `out` is `<snapshot>.partial/git`, renamed to `<snapshot>/git` once built.
+        let partial = out.parent().unwrap_or(out);
+        let name = partial.file_name().unwrap_or_default().to_string_lossy();
+        let snapshot = partial.with_file_name(name.strip_suffix(".partial").unwrap_or(&name));
+        link_user_repo(&dot, repo, (partial, &snapshot), &mut config)?;
     }
     config.push_str(WORKSPACE_CONFIG);
     fs::write(dot.join("config"), config).ctx("write", &dot.join("config"))?;
@@ -244,17 +248,56 @@ pub(crate) fn build_base(spec: &BaseSpec<'_>, out: &Path) -> Result<(), StagingE
     Ok(())
 }
 
+/// Where a workspace repository reaches the user's git directory, relative to the base
+/// snapshot's directory ([`crate::BaseSnapshot::user_git_link`]): a symbolic link to that
+/// directory. Workspace repositories name the user's objects (alternates) and configuration
+/// (include) both directly and through this path, so that they still find them where the
+/// repository path shows the workspace itself (an attempt's private mount namespace, which
+/// mounts the user's git directory read-only at this path: `forge_exec::process::RepoView`).
+pub const USER_GIT_LINK: &str = "user/git";
+
+/// Makes `<snapshot>/`[`USER_GIT_LINK`] (the snapshot being built in `partial`, to be renamed
+/// to `snapshot`) a symbolic link to the user's (common) git directory; returns the link's
+/// final path.
+fn link_user_git(repo: &Path, partial: &Path, snapshot: &Path) -> Result<PathBuf, StagingError> {
+    let out = run(git(repo).args(["rev-parse", "--git-common-dir"]))?;
+    let common = repo.join(text(&out));
+    let common = fs::canonicalize(&common).ctx("resolve", &common)?;
+    let link = partial.join(USER_GIT_LINK);
+    let dir = link.parent().unwrap_or(partial);
+    fs::create_dir_all(dir).ctx("create directory", dir)?;
+    std::os::unix::fs::symlink(&common, &link).ctx("create the link", &link)?;
+    Ok(snapshot.join(USER_GIT_LINK))
+}
+
 /// Points the repository `dot` at the user's repository `repo`: its objects (alternates), its
 /// configuration (included into `config`), its excludes, shallow boundary, branches and tags.
-fn link_user_repo(dot: &Path, repo: &Path, config: &mut String) -> Result<(), StagingError> {
-    let user_config = user_git_path(repo, "config")?;
+fn link_user_repo(
+    dot: &Path,
+    repo: &Path,
+    snapshot: (&Path, &Path),
+    config: &mut String,
+) -> Result<(), StagingError> {
+    let link = link_user_git(repo, snapshot.0, snapshot.1)?;
+    // Through the link only: where the repository path shows the workspace, `<repo>/.git/config`
+    // is the workspace's own, and including it would include itself.
     config.push_str("[include]\n\tpath = ");
-    config.push_str(&config_value(&user_config));
+    config.push_str(&config_value(&link.join("config")));
     config.push('\n');
     let objects = user_git_path(repo, "objects")?;
     let alternates = dot.join("objects/info/alternates");
     fs::create_dir_all(dot.join("objects/info")).ctx("create directory", dot)?;
-    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)?;
+    // Both: git skips the one naming the workspace's own objects (inside an attempt's view) and
+    // the duplicate (outside).
+    fs::write(
+        &alternates,
+        format!(
+            "{}\n{}\n",
+            objects.display(),
+            link.join("objects").display()
+        ),
+    )
+    .ctx("write", &alternates)?;
     for name in ["info/exclude", "shallow"] {
         let from = user_git_path(repo, name)?;
         if from.is_file() {

@@ -177,6 +177,9 @@ pub fn setup(agent: &str, url: &str, home: &Path) -> std::io::Result<Setup> {
                     "provider": "anthropic",
                     "maxOutputTokens": 4096,
                 }],
+                // The model of a droid started without `--model` (`forge plan --agent droid`):
+                // the scripted one, so droid runs offline.
+                "sessionDefaultSettings": {"model": format!("custom:{MODEL}")},
             });
             write(home, ".factory/settings.json", &settings.to_string())?;
             plan_model = Some(format!("custom:{MODEL}"));

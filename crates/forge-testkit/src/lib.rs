@@ -35,6 +35,7 @@
 //! ```
 
 pub mod agents;
+pub mod hostile;
 pub mod procs;
 mod script;
 mod wire;

@@ -2,10 +2,16 @@
 
 use serde_json::Value;
 
+/// In a [`Reply::Text`], stands for the text of the last tool result the request's history
+/// holds (Anthropic Messages): a model that reports what its last tool call returned.
+pub(crate) const TOOL_RESULT: &str = "{tool_result}";
+
 /// One answer of the model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// Assistant text; the turn ends (`end_turn` / `stop`).
+    /// Assistant text; the turn ends (`end_turn` / `stop`). `{tool_result}` in it is replaced by
+    /// the text of the last tool result in the request's history (Anthropic Messages; empty
+    /// when there is none), so a script can answer with what a tool returned.
     Text(String),
     /// A call of one of the CLI's own tools, by the name the CLI sent in `tools`, with its
     /// input. `{cwd}` in any string of the input is replaced by the agent's working directory

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::script::{Answer, Reply, Turn, fill_cwd};
+use crate::script::{Answer, Reply, TOOL_RESULT, Turn, fill_cwd};
 
 /// The API a request was made to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub(crate) struct Conversation {
     pub(crate) tools: Vec<String>,
     /// Names of tools that take free-form text (OpenAI `custom` tools).
     pub(crate) custom_tools: Vec<String>,
+    /// The text of the last tool result in the history (Anthropic Messages), if any.
+    pub(crate) last_tool_result: Option<String>,
 }
 
 fn texts(content: &Value, out: &mut Vec<String>) {
@@ -95,6 +97,22 @@ fn name_of(v: &Value) -> Option<String> {
     v.get("name").and_then(Value::as_str).map(str::to_owned)
 }
 
+/// The text of the last `tool_result` block of an Anthropic message's content.
+fn last_tool_result(content: &Value) -> Option<String> {
+    let Value::Array(parts) = content else {
+        return None;
+    };
+    parts
+        .iter()
+        .rev()
+        .find(|p| p.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .map(|p| {
+            let mut out = Vec::new();
+            texts(p.get("content").unwrap_or(&Value::Null), &mut out);
+            out.join("\n")
+        })
+}
+
 impl Conversation {
     pub(crate) fn read(api: Api, body: &Value) -> Self {
         let mut user = Vec::new();
@@ -106,7 +124,13 @@ impl Conversation {
                 for m in items(body, "messages") {
                     match m.get("role").and_then(Value::as_str) {
                         Some("assistant") => c.answered += 1,
-                        Some("user") => texts(m.get("content").unwrap_or(&Value::Null), &mut user),
+                        Some("user") => {
+                            let content = m.get("content").unwrap_or(&Value::Null);
+                            texts(content, &mut user);
+                            if let Some(result) = last_tool_result(content) {
+                                c.last_tool_result = Some(result);
+                            }
+                        }
                         Some("system") => {
                             texts(m.get("content").unwrap_or(&Value::Null), &mut system);
                         }
@@ -296,7 +320,11 @@ pub(crate) fn respond(
                 .cwd()
                 .map_or_else(|| input.clone(), |cwd| fill_cwd(input, &cwd)),
         },
-        other => other.clone(),
+        Reply::Text(text) => Reply::Text(text.replace(
+            TOOL_RESULT,
+            conv.last_tool_result.as_deref().unwrap_or_default(),
+        )),
+        other @ Reply::Fail { .. } => other.clone(),
     };
     let turn = Turn { reply, ..turn };
     let mut response = model_response(
@@ -681,5 +709,26 @@ mod tests {
             ..Conversation::default()
         };
         assert_eq!(c.cwd().as_deref(), Some("/w/x"));
+    }
+
+    #[test]
+    fn the_last_tool_result_is_read_from_the_history() {
+        let body = serde_json::json!({"messages": [
+            {"role": "user", "content": "do it"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1", "content": "first"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "2", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "2",
+                "content": [{"type": "text", "text": "{\"summary\": \"2 tasks\"}"}]}]},
+        ]});
+        let c = Conversation::read(Api::Anthropic, &body);
+        assert_eq!(
+            c.last_tool_result.as_deref(),
+            Some("{\"summary\": \"2 tasks\"}")
+        );
+        assert_eq!(c.answered, 2);
+        assert_eq!(c.user_text, "do it");
+        let none = Conversation::read(Api::Anthropic, &serde_json::json!({"messages": []}));
+        assert_eq!(none.last_tool_result, None);
     }
 }

@@ -107,22 +107,6 @@ impl Agent {
             .collect()
     }
 
-    /// A task's own `env` line where the agent needs one to run beside others: opencode keeps
-    /// its sessions in one `SQLite` database per home, and parallel `opencode run`s sharing it
-    /// fail with "database is locked" (a defect of sharing agent state between attempts, left
-    /// to per-attempt agent homes; a user works around it the same way).
-    fn own_state(&self, task: &str) -> String {
-        if self.name == "opencode" {
-            let db = self.home.path().join(format!("{task}.db"));
-            format!(
-                "env = {{ OPENCODE_DB = {} }}\n",
-                toml_string(&db.display().to_string())
-            )
-        } else {
-            String::new()
-        }
-    }
-
     /// An environment for a task (`env = {…}` in the plan) that points this agent at `url`
     /// from a home of its own.
     fn task_env(&self, url: &str, tag: &str) -> String {
@@ -263,13 +247,10 @@ fn three_tasks(name: &'static str) {
     let gamma_prompt = "- TASK-GAMMA: create docs/c.md\n- nothing else";
     let plan = format!(
         "name = \"real-{name}\"\n{}\
-         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\
-         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
-         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n{}",
+         [[task]]\nid = \"alpha\"\nprompt = \"TASK-ALPHA: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n\n\
+         [[task]]\nid = \"beta\"\nprompt = \"TASK-BETA: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
+         [[task]]\nid = \"gamma\"\nprompt = '''{gamma_prompt}'''\nwrites = [\"docs/c.md\"]\nafter = [\"alpha\"]\n",
         agent.defaults(),
-        agent.own_state("alpha"),
-        agent.own_state("beta"),
-        agent.own_state("gamma"),
     );
     let file = agent.repo.plan("three", &plan);
     let out = agent
@@ -360,6 +341,23 @@ fn three_tasks(name: &'static str) {
             "{}",
             logs.stdout
         );
+        // As a transcript: the call that wrote the task's file, with its arguments, and the
+        // usage; not the JSON lines (`--raw` has those).
+        let call = logs
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("● ") && l.contains(rel))
+            .unwrap_or_else(|| panic!("{id}: no tool call naming {rel}:\n{}", logs.stdout));
+        assert!(
+            ["● Write ", "● Create ", "● Edit "]
+                .iter()
+                .any(|verb| call.starts_with(verb)),
+            "{id}: {call}"
+        );
+        assert!(logs.stdout.contains("Usage: "), "{id}: {}", logs.stdout);
+        assert!(!logs.stdout.contains("{\"type\""), "{id}: {}", logs.stdout);
+        let raw = agent.forge(&["logs", id, &run, "--raw"]).expect(0);
+        assert!(raw.stdout.contains("{\""), "{id}: {}", raw.stdout);
     }
     // The markdown-list prompt reached the model intact.
     assert!(
@@ -445,12 +443,10 @@ fn model_down_or_refusing(name: &'static str, words: &[(&str, &[&str])]) {
     let plan = format!(
         "name = \"down-{name}\"\n{}\
          [[task]]\nid = \"down\"\nprompt = \"TASK-DOWN: create src/a.txt\"\nwrites = [\"src/a.txt\"]\n{}\n\n\
-         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n{}\n\
-         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n{}",
+         [[task]]\nid = \"refused\"\nprompt = \"TASK-REFUSED: create src/b.txt\"\nwrites = [\"src/b.txt\"]\n\n\
+         [[task]]\nid = \"broken\"\nprompt = \"TASK-BROKEN: create src/c.txt\"\nwrites = [\"src/c.txt\"]\n",
         agent.defaults(),
         agent.task_env(&dead, "dead"),
-        agent.own_state("refused"),
-        agent.own_state("broken"),
     );
     let file = agent.repo.plan("down", &plan);
     let out = agent.forge(&["run", &file]).expect(1);
@@ -536,6 +532,143 @@ fn runs_commands(name: &'static str) {
     );
 }
 
+/// `forge retry`: the task's first attempt writes one file; retried with added instructions,
+/// an agent whose profile can continue its session (`continued`) reaches the model with the
+/// first attempt's messages (model answers already in its history, the same session); the
+/// others start a new conversation whose prompt holds the first attempt's final message and
+/// diff. Both files are in the result.
+fn retry_continues_the_session(name: &'static str, continued: bool) {
+    // A resumed conversation holds both phrases: its rule comes first. The turn a conversation
+    // gets is the number of model answers in its history, so the retry's turns are padded: a
+    // continued session starts past the padding, a new one would write the file several times.
+    // A shell command, relative to the agent's working directory: a continued session's
+    // history names the first attempt's workspace, which is gone.
+    let second = run_turn(name, "mkdir -p src && echo second > src/second.txt");
+    let script = Script::new()
+        .when(
+            "TASK-RETRY-TWO",
+            vec![
+                second.clone(),
+                second.clone(),
+                second.clone(),
+                second.clone(),
+                second,
+                Turn::text("Finished TASK-RETRY-TWO."),
+            ],
+        )
+        .when(
+            "TASK-RETRY-ONE",
+            vec![
+                write_turn(name, "src/first.txt", "first\n"),
+                Turn::text("Finished TASK-RETRY-ONE."),
+            ],
+        );
+    let Some(agent) = Agent::start(name, script) else {
+        return;
+    };
+    let plan = format!(
+        "name = \"retry-{name}\"\n{}[[task]]\nid = \"work\"\nprompt = \"TASK-RETRY-ONE: write the first file\"\nwrites = [\"src/**\"]\n",
+        agent.defaults()
+    );
+    let file = agent.repo.plan("retry", &plan);
+    agent.forge(&["run", &file, "--no-apply"]).expect(0);
+    let run = agent.repo.runs()[0].clone();
+    let first_calls = agent.calls("TASK-RETRY-ONE").len();
+    let out = agent.forge(&[
+        "retry",
+        "work",
+        &run,
+        "--prompt",
+        "TASK-RETRY-TWO: now write the second file",
+        "--yes",
+    ]);
+    let log = std::fs::read_to_string(
+        agent
+            .repo
+            .path()
+            .join(format!(".forge/runs/{run}/tasks/work/2/output.log")),
+    )
+    .unwrap_or_default();
+    assert_eq!(out.code, 0, "{}\n{}\n{log}", out.stdout, out.stderr);
+    let read = |rel: &str| std::fs::read_to_string(agent.repo.path().join(rel)).ok();
+    assert_eq!(
+        read("src/first.txt").as_deref(),
+        Some("first\n"),
+        "{}\n{log}",
+        out.stdout
+    );
+    assert_eq!(
+        read("src/second.txt").as_deref(),
+        Some("second\n"),
+        "{}\n{log}",
+        out.stdout
+    );
+    let retried: Vec<Recorded> = agent
+        .calls("TASK-RETRY-TWO")
+        .into_iter()
+        .filter(|r| r.is_model_call() && !r.tools.is_empty())
+        .collect();
+    let first = retried.first().expect("the retry reached the model");
+    assert!(first_calls >= 2);
+    let sessions: Vec<String> = of_task(&agent.events(&run), "work", "task_session")
+        .iter()
+        .map(|e| e["session"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    // Either way the model sees the first attempt's work.
+    assert!(
+        first.user_text.contains("TASK-RETRY-ONE"),
+        "{}",
+        first.user_text
+    );
+    if continued {
+        // The earlier conversation itself: the model's answers are in the history.
+        assert!(
+            first.answered >= 2,
+            "answers in the history: {}",
+            first.answered
+        );
+        assert_eq!(
+            sessions[0], sessions[1],
+            "the retry continues the first session"
+        );
+    } else {
+        assert_eq!(first.answered, 0, "a new conversation");
+        for shown in ["Finished TASK-RETRY-ONE.", "+first", "src/first.txt"] {
+            assert!(
+                first.user_text.contains(shown),
+                "{shown}: {}",
+                first.user_text
+            );
+        }
+    }
+}
+
+#[test]
+fn claude_retry_continues_the_session() {
+    retry_continues_the_session("claude", true);
+}
+
+#[test]
+fn codex_retry_continues_the_session() {
+    retry_continues_the_session("codex", true);
+}
+
+#[test]
+fn gemini_retry_continues_the_session() {
+    retry_continues_the_session("gemini", false);
+}
+
+#[test]
+fn opencode_retry_continues_the_session() {
+    retry_continues_the_session("opencode", false);
+}
+
+#[test]
+fn droid_retry_continues_the_session() {
+    retry_continues_the_session("droid", false);
+}
+
 const CLAUDE_WORDS: [(&str, &[&str]); 3] = [
     ("down", &["Connection refused", "Connection error"]),
     ("refused", &["Invalid API key"]),
@@ -593,6 +726,55 @@ fn codex_model_down_or_refusing() {
 #[test]
 fn codex_runs_commands() {
     runs_commands("codex");
+}
+
+/// Eight real codex attempts at once against the scripted model all succeed: each in its own
+/// PID and mount namespace (codex's own sandbox runs its commands there, on the namespace's
+/// `/proc`), each writing its file with codex's tools and running a command.
+#[test]
+fn codex_eight_attempts_at_once() {
+    let mut script = Script::new();
+    for i in 0..8 {
+        script = script.when(
+            format!("TASK-EIGHT-{i}:"),
+            vec![
+                write_turn("codex", &format!("out/c{i}.txt"), &format!("c{i}\n")),
+                run_turn("codex", &format!("uname -s > out/u{i}.txt")),
+                Turn::text(format!("Finished TASK-EIGHT-{i}.")),
+            ],
+        );
+    }
+    let Some(agent) = Agent::start("codex", script) else {
+        return;
+    };
+    let mut plan = format!(
+        "name = \"codex-eight\"\nconcurrency = 8\n{}",
+        agent.defaults()
+    );
+    for i in 0..8 {
+        let _ = write!(
+            plan,
+            "[[task]]\nid = \"c{i}\"\nprompt = \"TASK-EIGHT-{i}: create out/c{i}.txt\"\nwrites = [\"out/c{i}.txt\", \"out/u{i}.txt\"]\n\n"
+        );
+    }
+    let file = agent.repo.plan("eight", &plan);
+    let out = agent.forge(&["run", &file, "--yes"]);
+    let run = agent.repo.runs()[0].clone();
+    let logs: Vec<String> = (0..8).map(|i| agent.log(&run, &format!("c{i}"))).collect();
+    let out = out.expect(0);
+    for (i, log) in logs.iter().enumerate() {
+        assert!(
+            out.stdout.contains(&format!("c{i}: integrated")),
+            "{}\n{log}",
+            out.stdout,
+        );
+        assert_eq!(agent.repo.read(&format!("out/c{i}.txt")), format!("c{i}\n"));
+        assert_eq!(
+            agent.repo.read(&format!("out/u{i}.txt")),
+            "Linux\n",
+            "{log}"
+        );
+    }
 }
 
 const GEMINI_WORDS: [(&str, &[&str]); 3] = [
@@ -780,6 +962,13 @@ fn claude_planner() {
 #[test]
 fn codex_planner() {
     planner("codex");
+}
+
+/// `forge plan --agent droid`: droid plans offline on the scripted model (its default model is
+/// the scripted one in the test's settings, as a user's `sessionDefaultSettings.model` would be).
+#[test]
+fn droid_planner() {
+    planner("droid");
 }
 
 /// `/forge-parallel` as `forge init` installs it, in the real Claude Code: the scripted model

@@ -377,3 +377,132 @@ fn without_namespaces_the_run_warns_once_or_refuses_when_isolation_is_required()
     );
     assert!(!stdout.contains("started attempt"), "{stdout}");
 }
+
+/// Through the real binary, as this user, as an unprivileged user and under `unshare -Ur`: a
+/// hostile task's every route to the repository (`$PWD`, `cd ..`, the absolute path,
+/// `git -C <repo>`, `.forge/`, the user's `.git`, unmounting its view, the host's `/proc`,
+/// `setsid`, a daemon) lands in its workspace, and the user's working tree, `.git` and `.forge`
+/// are byte-identical afterwards, with nothing of the attempt alive.
+#[test]
+#[allow(clippy::too_many_lines)] // three routes, one hostile run each, every check spelled out
+fn every_route_to_the_repository_lands_in_the_workspace_on_every_privilege_route() {
+    let test = "every_route_to_the_repository_lands_in_the_workspace_on_every_privilege_route";
+    if !namespaces(test) {
+        return;
+    }
+    let works = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let nobody = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
+    let mut routes: Vec<(&str, Vec<&str>)> = vec![("this user", Vec::new())];
+    if works(&[&nobody[..], &["unshare", "-U", "-r", "-m", "true"]].concat()) {
+        routes.push(("unprivileged user", nobody.to_vec()));
+        routes.push((
+            "unshare -Ur",
+            [&nobody[..], &["unshare", "-U", "-r", "--"]].concat(),
+        ));
+    } else {
+        skip(
+            test,
+            "an unprivileged user cannot have a user namespace here: only this user's route runs",
+        );
+    }
+    for (route, prefix) in routes {
+        let repo = Repo::new();
+        let home = tempfile::tempdir().unwrap();
+        for dir in [repo.path(), home.path()] {
+            assert!(works(&["chmod", "-R", "a+rwX", dir.to_str().unwrap()]));
+        }
+        let forge = |plan: &str| {
+            let mut cmd = std::process::Command::new(if prefix.is_empty() {
+                env!("CARGO_BIN_EXE_forge")
+            } else {
+                prefix[0]
+            });
+            if !prefix.is_empty() {
+                cmd.args(&prefix[1..]).arg(env!("CARGO_BIN_EXE_forge"));
+            }
+            cmd.args(["run", plan, "--no-apply"])
+                .current_dir(repo.path())
+                .env("HOME", home.path())
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "safe.directory")
+                .env("GIT_CONFIG_VALUE_0", "*")
+                .stdin(Stdio::null());
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("FORGE_") {
+                    cmd.env_remove(&key);
+                }
+            }
+            let out = cmd.output().unwrap();
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        // An earlier run, so that `.forge` holds a journal the hostile task could reach.
+        let first = repo.plan(
+            "first",
+            "[[task]]\nid = \"first\"\nagent = \"shell\"\nwrites = [\"a\"]\nprompt = \"echo a > a\"\n",
+        );
+        let (stdout, stderr) = forge(&first);
+        assert!(
+            stdout.contains("first: succeeded"),
+            "{route}: {stdout}\n{stderr}"
+        );
+        let mark = mark(&format!("view-{}", route.replace(' ', "-")));
+        let file = repo.plan(
+            "hostile",
+            &format!(
+                "[[task]]\nid = \"hostile\"\nagent = \"shell\"\nwrites = [\"**\"]\n\
+                 env = {{ FORGE_TEST_MARK = \"{mark}\" }}\nprompt = '''{}'''\n",
+                forge_testkit::hostile::every_route(repo.path()).unwrap()
+            ),
+        );
+        let user_tree = forge_testkit::hostile::tree(repo.path(), &[".forge"]).unwrap();
+        let forge_before = forge_testkit::hostile::tree(&repo.path().join(".forge"), &[]).unwrap();
+        let (stdout, stderr) = forge(&file);
+        let log = repo
+            .runs()
+            .iter()
+            .filter(|r| r.starts_with("hostile"))
+            .map(|r| repo.read(&format!(".forge/runs/{r}/tasks/hostile/1/output.log")))
+            .collect::<String>();
+        assert!(
+            stdout.contains("hostile: succeeded"),
+            "{route}: {stdout}\n{stderr}\n{log}"
+        );
+        assert!(!stdout.contains("warning:"), "{route}: {stdout}");
+        let after = forge_testkit::hostile::tree(repo.path(), &[".forge"]).unwrap();
+        assert_eq!(
+            forge_testkit::hostile::changed(&user_tree, &after),
+            Vec::<String>::new(),
+            "{route}: the user's tree or .git changed"
+        );
+        let forge_after = forge_testkit::hostile::tree(&repo.path().join(".forge"), &[]).unwrap();
+        for (path, before) in &forge_before {
+            if !path.ends_with('/') {
+                assert_eq!(
+                    forge_after.get(path),
+                    Some(before),
+                    "{route}: .forge/{path} changed"
+                );
+            }
+        }
+        assert!(!forge_after.contains_key("pwned"), "{route}");
+        assert_eq!(marked(&mark), Vec::<i32>::new(), "{route}");
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::util::Repo;
 
 #[path = "../../../forge-events/tests/browser/mod.rs"]
-mod browser;
+pub(crate) mod browser;
 
 const TOKEN: &str = "s3cret-dashboard-token";
 

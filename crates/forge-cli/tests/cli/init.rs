@@ -19,6 +19,8 @@ fn init_installs_everything_once_and_keeps_user_edits() {
         ".factory/droids/df-frontend.md",
         ".factory/droids/df-tester.md",
         ".factory/droids/df-doc.md",
+        ".mcp.json",
+        ".factory/mcp.json",
     ];
     for f in files {
         assert!(repo.path().join(f).is_file(), "{f}");
@@ -43,6 +45,15 @@ fn init_installs_everything_once_and_keeps_user_edits() {
     );
     let droid = repo.read(".factory/droids/df-backend.md");
     assert!(droid.starts_with("---\nname: df-backend\n"), "{droid}");
+    // Both hosts start `forge mcp`.
+    for config in [".mcp.json", ".factory/mcp.json"] {
+        let doc: serde_json::Value = serde_json::from_str(&repo.read(config)).unwrap();
+        assert_eq!(
+            doc["mcpServers"]["forge"],
+            serde_json::json!({"type": "stdio", "command": "forge", "args": ["mcp"]}),
+            "{config}"
+        );
+    }
     // The commented forge.toml is valid configuration for every command.
     repo.forge(&["runs"]).expect(0);
 
@@ -83,7 +94,9 @@ fn init_flags_pick_the_tools() {
             .is_file()
     );
     assert!(!repo.path().join(".factory").exists());
+    assert!(repo.path().join(".mcp.json").is_file());
     repo.forge(&["init", "--droid"]).expect(0);
+    assert!(repo.path().join(".factory/mcp.json").is_file());
     assert!(
         repo.path()
             .join(".factory/droids/df-orchestrator.md")

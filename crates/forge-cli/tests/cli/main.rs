@@ -3,19 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
+mod adhoc;
 mod agents;
 mod basics;
 mod bisect;
 mod budget;
+mod checks;
 mod conflicts;
 mod contain;
 mod dashboard;
+mod dashboard_actions;
 mod demo;
 mod init;
+mod logs;
+mod mcp;
+mod mcp_agents;
+mod notify;
 mod partial;
 mod plan;
 mod preview;
 mod push;
+mod retry;
 mod review;
 mod run;
 mod runs;

@@ -187,12 +187,32 @@ fn the_live_table_is_redrawn_in_place_then_asks_before_applying() {
         "a lock wait was shown"
     );
 
-    // Review shows the integrated diff in $PAGER, then asks again.
+    // The bell rang when the run ended and when it asked.
+    assert!(raw.contains('\x07'), "the terminal bell");
+    // Review offers the whole diff or one task's; the task's diff shows in $PAGER, then the
+    // question comes again.
     pty.type_line("2");
+    let choices = pty.wait_for(10, |s| s.contains("Review: 0) everything"));
+    let offered = choices
+        .lines()
+        .find(|l| l.contains("Review: 0) everything"))
+        .unwrap()
+        .to_owned();
+    let schema = offered
+        .split("  ")
+        .find_map(|part| part.strip_suffix(") schema"))
+        .unwrap_or_else(|| panic!("schema is offered: {offered}"))
+        .trim()
+        .to_owned();
+    pty.type_line(&schema);
     let review = pty.wait_for(10, |s| s.matches("Apply? 1) Yes").count() == 2);
     assert!(
         review.contains("+create table users (name text);"),
         "{review}"
+    );
+    assert!(
+        !review.contains("+fn users() {}"),
+        "only the chosen task's diff:\n{review}"
     );
     assert!(!repo.path().join("db/schema.sql").exists());
     pty.type_line("1");
@@ -297,6 +317,17 @@ fn the_table_exits_with_the_documented_codes() {
 #[test]
 fn after_failures_the_prompt_offers_the_succeeded_tasks() {
     let repo = Repo::new();
+    // The notifier hears that the run ended, then that it waits for an answer.
+    let out_dir = tempfile::tempdir().unwrap();
+    let heard = out_dir.path().join("heard.txt");
+    repo.write(
+        "forge.toml",
+        &format!(
+            "notify = 'echo \"$FORGE_NOTIFY_EVENT $FORGE_RUN_STATUS\" >> {}'\n",
+            heard.display()
+        ),
+    );
+    repo.commit("forge.toml");
     let file = repo.plan(
         "some-fail",
         &format!(
@@ -317,6 +348,10 @@ fn after_failures_the_prompt_offers_the_succeeded_tasks() {
         s.contains("Apply the 2 succeeded tasks? 1) Yes  2) Review changes  3) Keep for later")
     });
     assert!(!repo.path().join("one/x").exists());
+    assert_eq!(
+        std::fs::read_to_string(&heard).unwrap(),
+        "finished failed\nwaiting \n"
+    );
     pty.type_line("1");
     let done = pty.wait_for(20, |s| s.contains("Applied to the working tree"));
     assert!(done.contains("2 files written"), "{done}");

@@ -45,7 +45,7 @@ impl LogChunk {
 
 /// The directory holding a task's attempts.
 pub(super) fn task_dir(run_dir: &Path, task: &TaskId) -> PathBuf {
-    run_dir.join("tasks").join(task.as_str())
+    crate::layout::RunDir::at(run_dir).task(task)
 }
 
 /// The latest attempt with a directory under `task_dir`, if any.
@@ -88,7 +88,7 @@ pub(super) fn read(task_dir: &Path, attempt: Option<u32>, start: Start) -> io::R
             }
         },
     };
-    let path = task_dir.join(attempt.to_string()).join("output.log");
+    let path = crate::layout::attempt_log(task_dir, attempt);
     let mut file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -87,6 +87,8 @@ fn every_known_type_is_listed_and_transitions_are_the_documented_ones() {
             "apply_finished",
             "run_warning",
             "run_finished",
+            "task_retry_requested",
+            "task_check",
             "gate_bisect_started",
             "gate_bisect_step",
             "gate_bisect_finished",

@@ -10,7 +10,12 @@
 //! format = "claude"              # droid | claude | codex | gemini | opencode | amp | text
 //! env = { CLAUDE_CONFIG_DIR = "/opt/claude/config" }
 //! install = "install Claude Code from the team share"
+//! resume_args = ["-p", "--resume", "{session}", "{prompt}", "--output-format", "stream-json", "--verbose"]
 //! ```
+//!
+//! `resume_args` continue the agent's own session (`{session}`) when a task is retried or its
+//! check fails; `resume_args = []` says the CLI cannot (a new session then gets the previous
+//! attempt's final message and diff).
 //!
 //! A new profile's `args` default to `["{prompt}"]` and its `format` to `text`.
 
@@ -20,7 +25,16 @@ use std::path::Path;
 use super::profile::Profile;
 use super::{AgentError, OutputFormat, Profiles, did_you_mean};
 
-const KEYS: &[&str] = &["program", "args", "format", "env", "install"];
+const KEYS: &[&str] = &[
+    "program",
+    "args",
+    "format",
+    "env",
+    "install",
+    "resume_args",
+    "home_var",
+    "seed",
+];
 
 /// Where in the `[agents]` table a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +101,7 @@ fn valid_name(name: &str) -> bool {
 impl Profiles {
     /// Applies the `[agents]` table of `forge.toml` (the value of its `agents` key): each
     /// `[agents.<name>]` adds a profile or overrides fields of an existing one (`program`,
-    /// `args`, `format`, `env`, `install`). Unknown keys, wrong types, bad templates and unknown
+    /// `args`, `format`, `env`, `install`, `resume_args`). Unknown keys, wrong types, bad templates and unknown
     /// formats are errors naming the agent and key; nothing is changed unless all is well.
     /// [`Profiles::apply_config_source`] also gives `file:line:col`.
     pub fn apply_config(&mut self, agents: &toml::Table) -> Result<(), AgentError> {
@@ -200,7 +214,7 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
             }
             program.clone_into(&mut profile.program);
         }
-        "args" => {
+        "args" | "resume_args" => {
             let items = value
                 .as_array()
                 .ok_or_else(|| expected("an array of strings"))?;
@@ -211,16 +225,23 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                         &name,
                         At::Element(key.to_owned(), i),
                         format!(
-                            "[agents.{name}] `args` must hold strings, found {}",
+                            "[agents.{name}] `{key}` must hold strings, found {}",
                             type_name(item)
                         ),
                     ));
                 };
                 args.push(arg.to_owned());
             }
-            let probe = Profile {
-                args: args.clone(),
-                ..profile.clone()
+            let probe = if key == "args" {
+                Profile {
+                    args: args.clone(),
+                    ..profile.clone()
+                }
+            } else {
+                Profile {
+                    resume_args: args.clone(),
+                    ..profile.clone()
+                }
             };
             if let Err(AgentError::Template {
                 template, reason, ..
@@ -233,7 +254,11 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                     format!("[agents.{name}] argument `{template}`: {reason}"),
                 ));
             }
-            profile.args = args;
+            if key == "args" {
+                profile.args = args;
+            } else {
+                profile.resume_args = args;
+            }
         }
         "format" => {
             let text = value.as_str().ok_or_else(|| expected("a string"))?;
@@ -270,6 +295,53 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                 .as_str()
                 .ok_or_else(|| expected("a string"))?
                 .clone_into(&mut profile.install);
+        }
+        "home_var" => {
+            let var = value.as_str().ok_or_else(|| expected("a string"))?;
+            if var.is_empty() || var.contains('=') {
+                return Err(Problem::new(
+                    &name,
+                    At::Value(key.to_owned()),
+                    format!("[agents.{name}] `home_var` must be a variable name, found `{var}`"),
+                ));
+            }
+            let seed = profile.home.take().map(|h| h.seed).unwrap_or_default();
+            profile.home = Some(super::AgentHome {
+                var: var.to_owned(),
+                default: String::new(),
+                sub: String::new(),
+                seed,
+            });
+        }
+        "seed" => {
+            let items = value
+                .as_array()
+                .ok_or_else(|| expected("an array of relative paths"))?;
+            let mut seed = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let file = item.as_str().filter(|f| {
+                    let p = Path::new(f);
+                    !f.is_empty()
+                        && p.is_relative()
+                        && p.components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                });
+                let Some(file) = file else {
+                    return Err(Problem::new(
+                        &name,
+                        At::Element(key.to_owned(), i),
+                        format!(
+                            "[agents.{name}] `seed` must hold relative paths without `..` (files of the CLI's state directory), found {item}"
+                        ),
+                    ));
+                };
+                seed.push(file.to_owned());
+            }
+            // A profile with no variable of its own gets a private `HOME`.
+            let home = profile
+                .home
+                .get_or_insert_with(|| super::AgentHome::new("HOME", "", "", &[]));
+            home.seed = seed;
         }
         other => {
             let hint = did_you_mean(other, KEYS.iter().copied())
@@ -415,6 +487,33 @@ mod tests {
     }
 
     #[test]
+    fn seed_files_and_home_variables() {
+        let p = apply(
+            "[agents.codex]\nseed = [\"auth.json\", \"sub/token\"]\n\
+             [agents.mine]\nprogram = \"mine\"\nseed = [\".mine/token\"]\n\
+             [agents.other]\nprogram = \"other\"\nhome_var = \"OTHER_HOME\"\nseed = [\"t\"]\n",
+        )
+        .unwrap();
+        let codex = p.get("codex").unwrap().home.clone().unwrap();
+        assert_eq!(codex.var, "CODEX_HOME");
+        assert_eq!(codex.seed, ["auth.json", "sub/token"]);
+        let mine = p.get("mine").unwrap().home.clone().unwrap();
+        assert_eq!(
+            (mine.var.as_str(), mine.seed.as_slice()),
+            ("HOME", &[".mine/token".to_owned()][..])
+        );
+        let other = p.get("other").unwrap().home.clone().unwrap();
+        assert_eq!(
+            (other.var.as_str(), other.seed.as_slice()),
+            ("OTHER_HOME", &["t".to_owned()][..])
+        );
+        let e = apply("[agents.codex]\nseed = [\"../escape\"]\n").unwrap_err();
+        assert!(e.to_string().contains("relative paths without `..`"), "{e}");
+        let e = apply("[agents.codex]\nhome_var = \"A=B\"\n").unwrap_err();
+        assert!(e.to_string().contains("must be a variable name"), "{e}");
+    }
+
+    #[test]
     fn table_api_reports_without_location_and_changes_nothing_on_error() {
         let mut p = Profiles::builtin();
         let table: toml::Table =
@@ -426,7 +525,7 @@ mod tests {
                 location: None,
                 agent: "bad".into(),
                 key: Some("wat".into()),
-                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install".into(),
+                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install, resume_args, home_var, seed".into(),
             }
         );
         assert!(p.get("ok").is_none(), "all or nothing");

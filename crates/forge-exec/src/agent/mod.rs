@@ -78,7 +78,9 @@
 mod config;
 mod parse;
 mod profile;
+pub(crate) mod state;
 mod summary;
+mod transcript;
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +90,11 @@ use serde::{Deserialize, Serialize};
 
 pub use parse::{MAX_FAILED_MODEL_CALLS, OutputParser, relative_path};
 pub use profile::{Profile, Profiles, PromptVars};
+pub use state::{AgentHome, PrivateState};
+pub use transcript::{
+    Entry, FinalAnswer, RESULT_LINES, ToolEntry, ToolStatus, Transcript, TranscriptBuilder,
+    transcript,
+};
 
 /// The output format of an agent CLI, which selects its parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -132,7 +132,7 @@ fn cap(text: &str) -> String {
 }
 
 /// Removes ANSI escape sequences (colours, cursor moves) from a line.
-fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
     if !line.contains('\u{1b}') {
         return line.into();
     }
@@ -243,6 +243,17 @@ impl OutputParser {
         self
     }
 
+    /// Also reports paths under `repo` relative to it: the repository path that shows the
+    /// workspace to the agent (see `process::RepoView`). Checked after the workspace's own.
+    #[must_use]
+    pub fn with_view(mut self, repo: impl Into<PathBuf>) -> Self {
+        let repo = repo.into();
+        if !self.roots.contains(&repo) {
+            self.roots.push(repo);
+        }
+        self
+    }
+
     /// The format this parser reads.
     pub fn format(&self) -> OutputFormat {
         self.format
@@ -303,6 +314,11 @@ impl OutputParser {
         if stream == OutputStream::Stderr {
             if self.format == OutputFormat::Gemini
                 && let Some(detail) = gemini_retry(&text)
+            {
+                self.model_call_failed(&detail, "; retrying", out);
+            }
+            if self.format == OutputFormat::Opencode
+                && let Some(detail) = opencode_stream_error(&text)
             {
                 self.model_call_failed(&detail, "; retrying", out);
             }
@@ -519,11 +535,12 @@ impl OutputParser {
         );
     }
 
-    /// How many failed model calls in a row end the attempt: Codex and Gemini CLI back off to
-    /// minutes between calls (4 s, 8 s, 13 s, …), so three; others [`MAX_FAILED_MODEL_CALLS`].
+    /// How many failed model calls in a row end the attempt: Codex, Gemini CLI and opencode
+    /// back off to minutes between calls (4 s, 8 s, 13 s, …; opencode 2 s doubling to 30 s), so
+    /// three; others [`MAX_FAILED_MODEL_CALLS`].
     fn max_failed_calls(&self) -> u32 {
         match self.format {
-            OutputFormat::Codex | OutputFormat::Gemini => 3,
+            OutputFormat::Codex | OutputFormat::Gemini | OutputFormat::Opencode => 3,
             _ => MAX_FAILED_MODEL_CALLS,
         }
     }
@@ -1019,6 +1036,32 @@ impl OutputParser {
     }
 }
 
+/// opencode's log line for a failed call of the main model (its profile asks for error logs on
+/// standard error, `--print-logs --log-level ERROR`): `… level=ERROR … message="stream error" …
+/// small=false … error.error="AI_APICallError: …"`. Its JSON output says nothing until it has
+/// retried for about 90 s; these lines are how its failed calls are counted. The reason is
+/// the error, without the SDK's class name.
+fn opencode_stream_error(line: &str) -> Option<String> {
+    if !line.contains("level=ERROR")
+        || !line.contains("message=\"stream error\"")
+        || line.contains("small=true")
+    {
+        return None;
+    }
+    let start = line.find("error.error=\"")? + "error.error=\"".len();
+    let rest = &line[start..];
+    let error = &rest[..rest.find('"').unwrap_or(rest.len())];
+    let error = error
+        .split_once(": ")
+        .filter(|(class, _)| class.starts_with("AI_"))
+        .map_or(error, |(_, message)| message);
+    Some(if error.trim().is_empty() {
+        "the model call failed".to_owned()
+    } else {
+        error.trim().to_owned()
+    })
+}
+
 /// Gemini CLI's retry line on standard error, `Attempt 2 failed with status 500. Retrying with
 /// backoff... _ApiError: {"error":{"code":500,"message":"…"}}`: the reason, the API's message
 /// when it gives one.
@@ -1235,6 +1278,31 @@ mod tests {
             }
         );
         assert_eq!(p.result(), Some("Hello."));
+    }
+
+    #[test]
+    fn opencode_stream_error_lines() {
+        let line = r#"timestamp=2026-12-03T02:20:28.370Z level=ERROR run=9cc531ef message="stream error" providerID=forge modelID=m1 session.id=ses_x small=false agent=build mode=primary error.error="AI_APICallError: scripted internal error""#;
+        assert_eq!(
+            opencode_stream_error(line).as_deref(),
+            Some("scripted internal error")
+        );
+        assert_eq!(
+            opencode_stream_error(&line.replace("small=false", "small=true")),
+            None
+        );
+        assert_eq!(opencode_stream_error("level=INFO message=\"stream\""), None);
+        let mut parser = OutputParser::new(OutputFormat::Opencode);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            parser.line(OutputStream::Stderr, line, &mut out);
+        }
+        assert!(
+            out.iter().any(
+                |e| matches!(e, AgentEvent::GiveUp(r) if r.contains("scripted internal error"))
+            ),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{AgentError, OutputFormat, did_you_mean};
+use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
 use crate::process::{CommandSpec, find_program};
+
+/// The variable of `resume_args` that stands for the session to continue.
+const SESSION_VAR: &str = "{session}";
 
 /// The longest single argument Linux accepts (`MAX_ARG_STRLEN`, terminating NUL included).
 const MAX_ARG_BYTES: usize = 128 * 1024;
@@ -32,6 +35,14 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
     /// How to install the program, for the "not found" error (`install … (https://…)`).
     pub install: String,
+    /// Argument templates that continue one of the agent's own sessions instead of starting a
+    /// new one (a retried task, check feedback): the same variables as `args` plus
+    /// `{session}`, the session id the agent named (`task_session`). Empty: the CLI cannot,
+    /// and a new attempt gets the previous one's final message and diff in its prompt.
+    pub resume_args: Vec<String>,
+    /// Where the CLI keeps its state: each task gets a private directory there, seeded from the
+    /// user's (see `state.rs`). `None`: the CLI's state is not moved.
+    pub home: Option<super::AgentHome>,
 }
 
 /// The values substituted into a profile's argument templates.
@@ -120,7 +131,44 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: install.into(),
+            resume_args: Vec::new(),
+            home: None,
         }
+    }
+
+    /// The same profile with `resume_args` set.
+    #[must_use]
+    pub fn with_resume_args(mut self, args: &[&str]) -> Self {
+        self.resume_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// Whether the profile can continue one of the agent's sessions (it has `resume_args`).
+    pub fn can_resume(&self) -> bool {
+        !self.resume_args.is_empty()
+    }
+
+    /// The command line that continues `session` with `vars.prompt` as the next message, from
+    /// `resume_args`; `None` when the profile has none.
+    pub fn resume_command(
+        &self,
+        vars: &PromptVars<'_>,
+        session: &str,
+    ) -> Result<Option<CommandSpec>, AgentError> {
+        if self.resume_args.is_empty() {
+            return Ok(None);
+        }
+        let escaped = session.replace('{', "{{").replace('}', "}}");
+        let probe = Profile {
+            args: self
+                .resume_args
+                .iter()
+                .map(|a| a.replace(SESSION_VAR, &escaped))
+                .collect(),
+            resume_args: Vec::new(),
+            ..self.clone()
+        };
+        probe.command(vars).map(Some)
     }
 
     /// The simulated agent run as `program leading_args… --format <format> -f {prompt_file}`
@@ -139,6 +187,9 @@ impl Profile {
             "-f".to_owned(),
             "{prompt_file}".to_owned(),
         ]);
+        let mut resume_args = args.clone();
+        let at = resume_args.len() - 2;
+        resume_args.splice(at..at, ["--resume".to_owned(), SESSION_VAR.to_owned()]);
         Self {
             name: name.into(),
             program: program.into().to_string_lossy().into_owned(),
@@ -146,11 +197,22 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: "the simulated agent ships with forge: put `forge` on PATH".to_owned(),
+            resume_args,
+            home: None,
         }
     }
 
-    /// Checks that every argument template parses.
+    /// Checks that every argument template parses (`{session}` is allowed in `resume_args`).
     pub fn validate(&self) -> Result<(), AgentError> {
+        for template in &self.resume_args {
+            parse_template(&template.replace(SESSION_VAR, "")).map_err(|reason| {
+                AgentError::Template {
+                    agent: self.name.clone(),
+                    template: template.clone(),
+                    reason,
+                }
+            })?;
+        }
         for template in &self.args {
             parse_template(template).map_err(|reason| AgentError::Template {
                 agent: self.name.clone(),
@@ -254,6 +316,14 @@ impl Profiles {
     /// `--auto medium` (edits, builds and tests; no irreversible commands), opencode with its
     /// defaults (everything allowed). No prompt can be read as an option: it follows `--`, is
     /// glued to its option (`--prompt=…`), or is passed as a file.
+    ///
+    /// Claude Code (`--resume`), Codex (`exec resume`) and the simulated agent (`--resume`)
+    /// have `resume_args`: a retried attempt continues their session from a new workspace.
+    /// droid (`-s`), Gemini CLI (`--resume`) and opencode (`--session`) keep their sessions per
+    /// project directory, and every attempt has a workspace of its own: their sessions do not
+    /// resume there (droid exits 1, Gemini says "No previous sessions found for this project",
+    /// opencode fails with a server error), so they have none and a retried attempt gets the
+    /// previous one's final message and diff in its prompt.
     #[allow(clippy::too_many_lines)] // the table of built-in agents
     pub fn builtin() -> Self {
         use OutputFormat::{Amp, Claude, Codex, Droid, Gemini, Opencode, Text};
@@ -294,7 +364,23 @@ impl Profiles {
                 ],
                 Claude,
                 "install Claude Code (`npm install -g @anthropic-ai/claude-code`)",
-            ),
+            )
+            .with_resume_args(&[
+                "-p",
+                "--resume",
+                "{session}",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--allowedTools",
+                "Bash",
+                "--model",
+                "{model}",
+                "--",
+                "{prompt}",
+            ]),
             Profile::new(
                 "codex",
                 "codex",
@@ -311,7 +397,20 @@ impl Profiles {
                 ],
                 Codex,
                 "install the Codex CLI (`npm install -g @openai/codex`)",
-            ),
+            )
+            .with_resume_args(&[
+                "exec",
+                "resume",
+                "--json",
+                "-c",
+                "sandbox_mode=\"workspace-write\"",
+                "--skip-git-repo-check",
+                "--model",
+                "{model}",
+                "{session}",
+                "--",
+                "{prompt}",
+            ]),
             Profile::new(
                 "gemini",
                 "gemini",
@@ -332,7 +431,16 @@ impl Profiles {
                 "opencode",
                 "opencode",
                 &[
-                    "run", "--format", "json", "--model", "{model}", "--", "{prompt}",
+                    "run",
+                    "--format",
+                    "json",
+                    "--print-logs",
+                    "--log-level",
+                    "ERROR",
+                    "--model",
+                    "{model}",
+                    "--",
+                    "{prompt}",
                 ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
@@ -370,6 +478,55 @@ impl Profiles {
         ];
         let mut profiles: BTreeMap<String, Profile> =
             all.into_iter().map(|p| (p.name.clone(), p)).collect();
+        // Private agent state per task (see `state.rs`): the variable each CLI honours, and the
+        // files it needs to authenticate.
+        let homes = [
+            (
+                "droid",
+                AgentHome::new(
+                    "FACTORY_HOME_OVERRIDE",
+                    "",
+                    ".factory",
+                    &["settings.json", "config.json", "auth.json"],
+                ),
+            ),
+            (
+                "claude",
+                AgentHome::new(
+                    "CLAUDE_CONFIG_DIR",
+                    ".claude",
+                    "",
+                    &[".credentials.json", "settings.json", ".claude.json"],
+                ),
+            ),
+            (
+                "codex",
+                AgentHome::new("CODEX_HOME", ".codex", "", &["auth.json", "config.toml"]),
+            ),
+            (
+                "gemini",
+                AgentHome::new(
+                    "GEMINI_CLI_HOME",
+                    "",
+                    ".gemini",
+                    &[
+                        "settings.json",
+                        "oauth_creds.json",
+                        "google_accounts.json",
+                        ".env",
+                    ],
+                ),
+            ),
+            (
+                "opencode",
+                AgentHome::new("XDG_DATA_HOME", ".local/share", "opencode", &["auth.json"]),
+            ),
+        ];
+        for (name, home) in homes {
+            if let Some(profile) = profiles.get_mut(name) {
+                profile.home = Some(home);
+            }
+        }
         // Claude Code retries a failing model call ten times with backoff (minutes); three
         // retries say "the model is down" in seconds, in its own words.
         if let Some(claude) = profiles.get_mut("claude") {

@@ -34,8 +34,11 @@ mod apply;
 mod audit;
 mod bisect;
 mod budget;
+mod check;
+mod fix;
 mod pipeline;
 mod resume;
+mod retry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,7 @@ pub use bisect::{
 };
 pub use budget::{ModelPrice, Prices};
 pub use resume::cleanup_leftovers;
+pub use retry::{RetryOrigin, RetryRequest, dependents};
 
 use crate::ExecError;
 use crate::agent::Profiles;
@@ -146,6 +150,7 @@ pub struct ExecutionManagerBuilder {
     repo: Option<PathBuf>,
     plan: Option<Plan>,
     resume: Option<RunId>,
+    retry: Option<RetryRequest>,
     profiles: Option<Profiles>,
     locks: Option<Arc<dyn LockManager>>,
     stager: StagerChoice,
@@ -164,6 +169,7 @@ impl Default for ExecutionManagerBuilder {
             repo: None,
             plan: None,
             resume: None,
+            retry: None,
             profiles: None,
             locks: None,
             stager: StagerChoice::Kind(StagerKind::Auto),
@@ -203,6 +209,20 @@ impl ExecutionManagerBuilder {
     #[must_use]
     pub fn resume(mut self, run: RunId) -> Self {
         self.resume = Some(run);
+        self
+    }
+
+    /// Retry one task of run `run` (finished, failed or interrupted) instead of starting a new
+    /// run: the task runs again with `request.prompt` added to its instructions (continuing
+    /// the agent's session where its profile can), then every task depending on it; every
+    /// other task's result is kept. Integration, gate and apply follow as in a run. The request
+    /// is journaled (`task_retry_requested`), so a retry killed midway resumes like any run.
+    /// [`ExecutionManagerBuilder::build`] refuses a task the plan does not have, or one that
+    /// never ran because a task it depends on failed (retry that one).
+    #[must_use]
+    pub fn retry(mut self, run: RunId, request: RetryRequest) -> Self {
+        self.resume = Some(run);
+        self.retry = Some(request);
         self
     }
 
@@ -377,6 +397,9 @@ impl ExecutionManagerBuilder {
                 Err(e) => return Err(e.into()),
             }
         };
+        if let Some(request) = &self.retry {
+            retry::check_request(&plan, &run, &history, request)?;
+        }
         let locks = self
             .locks
             .unwrap_or_else(|| Arc::new(LocalLockManager::new()));
@@ -396,6 +419,7 @@ impl ExecutionManagerBuilder {
             process: self.process,
             history: resuming.then_some(history),
             prices: self.prices,
+            retry: self.retry,
         })
     }
 }
@@ -445,6 +469,8 @@ pub struct ExecutionManager {
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
     prices: Prices,
+    /// The task to retry, if this is a retry.
+    retry: Option<RetryRequest>,
 }
 
 impl std::fmt::Debug for ExecutionManager {
@@ -518,6 +544,8 @@ pub(crate) struct Shared {
     pub(crate) spend: budget::Spend,
     /// Prices per model.
     pub(crate) prices: Prices,
+    /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
+    pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
 }
 
 impl Shared {
@@ -576,7 +604,8 @@ impl ExecutionManager {
             apply,
             mut scheduler,
             process,
-            history,
+            mut history,
+            retry,
             prices,
         } = self;
         store.claim_owner(&run)?;
@@ -586,16 +615,12 @@ impl ExecutionManager {
         });
         let resumed = history.is_some();
         let outcome = async {
-            let prior = match &history {
-                Some(history) => {
-                    // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
-                    let run2 = run.clone();
-                    let store2 = store.clone();
-                    blocking(move || cleanup_leftovers(&store2, &run2)).await??;
-                    Some(resume::analyze(&plan, history))
-                }
-                None => None,
-            };
+            if history.is_some() {
+                // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
+                let run2 = run.clone();
+                let store2 = store.clone();
+                blocking(move || cleanup_leftovers(&store2, &run2)).await??;
+            }
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
                 plan_hash: plan_hash(&plan),
@@ -603,6 +628,18 @@ impl ExecutionManager {
                 concurrency: u32::try_from(plan.concurrency).unwrap_or(u32::MAX),
                 base: plan.base.to_string(),
             })?;
+            // A retry is journaled before anything runs, and folded like any other event.
+            if let (Some(request), Some(history)) = (&retry, history.as_mut()) {
+                let kind = retry::request_event(&plan, request);
+                let seq = events.publish_task(&request.task, kind.clone())?;
+                history.push(forge_events::Event::new(
+                    run.clone(),
+                    seq,
+                    Some(request.task.clone()),
+                    kind,
+                ));
+            }
+            let mut prior = history.as_ref().map(|h| resume::analyze(&plan, h));
             // What the run will do (estimates from earlier runs), worked out while the base is
             // captured and published before any task is queued. History that cannot be read
             // leaves the estimates unknown, as the preview then says; it does not stop the run.
@@ -683,6 +720,12 @@ impl ExecutionManager {
                     .map(budget::Spend::from_history)
                     .unwrap_or_default(),
                 prices,
+                retries: Mutex::new(
+                    prior
+                        .as_mut()
+                        .map(|p| std::mem::take(&mut p.retries))
+                        .unwrap_or_default(),
+                ),
             });
             if let Some(preview) = preview {
                 let preview = preview
@@ -691,29 +734,49 @@ impl ExecutionManager {
                 events.publish_run(EventKind::PlanPreview { preview })?;
             }
             let runner = pipeline::PipelineRunner::new(shared.clone());
-            let sink: Arc<dyn EventSink> = events.clone();
-            let sched = Scheduler::new(&plan, &runner, sink, scheduler)
-                .run(&cancel)
-                .await;
-
-            let (unresolved, resolved) = shared.conflicts.lock().clone();
-            let any_failed = sched
-                .tasks
-                .iter()
-                .any(|t| t.status != TaskStatus::Succeeded);
-            // The gate, on the integrated tree.
-            let gate = if sched.cancelled || any_failed || plan.gate.commands.is_empty() {
-                None
-            } else {
-                Some(pipeline::run_gate(&shared, &cancel).await?)
-            };
-            // A red gate: find the task that broke it.
-            let bisect = match &gate {
-                Some(g) if !g.passed() && !cancel.is_cancelled() => {
-                    Some(bisect::run_bisect(&shared, &cancel, history.as_deref()).await?)
+            let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
+            let mut options = scheduler;
+            let (sched, gate, bisect) = loop {
+                let sink: Arc<dyn EventSink> = events.clone();
+                let sched = Scheduler::new(&plan, &runner, sink, options.clone())
+                    .run(&cancel)
+                    .await;
+                let any_failed = sched
+                    .tasks
+                    .iter()
+                    .any(|t| t.status != TaskStatus::Succeeded);
+                // The gate, on the integrated tree.
+                let gate = if sched.cancelled || any_failed || plan.gate.commands.is_empty() {
+                    None
+                } else {
+                    Some(pipeline::run_gate(&shared, &cancel).await?)
+                };
+                // A red gate: find the task that broke it.
+                let bisect = match &gate {
+                    Some(g) if !g.passed() && !cancel.is_cancelled() => {
+                        Some(bisect::run_bisect(&shared, &cancel, history.as_deref()).await?)
+                    }
+                    _ => None,
+                };
+                // ... and send it back with the failure (`[gate] fix_rounds`).
+                let next = fix::next_round(
+                    plan.gate.fix_rounds,
+                    rounds_used,
+                    gate.as_ref(),
+                    bisect.as_ref(),
+                );
+                match next {
+                    Some(request) if !cancel.is_cancelled() => {
+                        rounds_used += 1;
+                        let prior = fix::start_round(&shared, &request).await?;
+                        options = fix::options(&options, prior);
+                        // Steps of this bisect describe trees of the last round only.
+                        history = None;
+                    }
+                    _ => break (sched, gate, bisect),
                 }
-                _ => None,
             };
+            let (unresolved, resolved) = shared.conflicts.lock().clone();
             let files_changed: Vec<String> = shared
                 .integration
                 .lock()

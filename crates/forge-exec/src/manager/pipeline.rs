@@ -186,7 +186,7 @@ fn describe_conflicts(shared: &Shared, task: &Task, outcome: &IntegrationOutcome
             c.kind,
             c.tasks
                 .iter()
-                .filter(|t| t.as_str() != task.id.as_str())
+                .filter(|t| t.task() != Some(task.id.as_str()))
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -225,19 +225,16 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
 }
 
 /// The run's process options with the task's limits and the plan's isolation requirement.
-fn attempt_options(shared: &Shared, task: &Task, format: OutputFormat) -> ProcessOptions {
+fn attempt_options(shared: &Shared, task: &Task) -> ProcessOptions {
     let mut options = shared.process.clone();
     options.limits = Limits {
         memory: task.memory,
         cpus: task.cpus,
     };
-    // Codex runs every command it executes in its own Linux sandbox, which does not work inside
-    // our PID namespace as it is today (no private /proc: its commands never ran and two agents
-    // hung to their timeout in the real-agent suite). Codex attempts run in their process group
-    // until the namespace gets its own /proc; `[isolation] require = true` still forces it.
-    if format == OutputFormat::Codex {
-        options.pid_namespace = false;
-    }
+    // The repository path shows the workspace (with a PID namespace, where one can be had).
+    options.repo_view = Some(crate::process::RepoView::new(
+        shared.store.root().parent().unwrap_or(shared.store.root()),
+    ));
     if shared.plan.isolation.require {
         options.pid_namespace = true;
         options.require_isolation = true;
@@ -253,7 +250,8 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
             tasks: c
                 .tasks
                 .iter()
-                .filter_map(|t| TaskId::new(t.as_str()).ok())
+                // The working tree is not a task; task ids came from valid `TaskId`s.
+                .filter_map(|t| t.task().and_then(|id| TaskId::new(id).ok()))
                 .collect(),
             strategy: c.strategy.to_string(),
             resolved,
@@ -280,6 +278,8 @@ struct OutputEvents<'a> {
     spec: &'a Task,
     /// Why the agent was stopped: its task or the run went over budget.
     over_budget: Option<String>,
+    /// The session the agent named.
+    session: Option<String>,
 }
 
 impl OutputEvents<'_> {
@@ -363,7 +363,7 @@ impl OutputEvents<'_> {
                 }
                 AgentEvent::Session(session) => EventKind::TaskSession {
                     attempt: self.attempt,
-                    session,
+                    session: self.session.insert(session).clone(),
                 },
                 AgentEvent::GiveUp(reason) => {
                     self.stop.cancel();
@@ -400,25 +400,37 @@ async fn attempt_task(
         .store
         .attempt_dir(&shared.run, task.id.as_str(), attempt);
     std::fs::create_dir_all(&attempt_dir).map_err(|e| ExecError::io("create", &attempt_dir, e))?;
-    let mut prompt = task.prompt.clone();
+    // A retried task starts from its previous attempt: prompt, session, workspace state.
+    let start = super::retry::attempt_start(shared, task, profile);
+    let mut prompt = start.prompt;
+    let mut session = start.session;
+    let mut restore = start.restore;
     let mut pass = 0u32;
+    // Rounds of `check` feedback so far (the agent runs again in the same state).
+    let mut check_round = 0u32;
     loop {
         if ctx.cancel.is_cancelled() {
             return Ok(cancelled("cancelled before the agent started"));
         }
         // 2. A workspace from the integrated tree as it is now.
         let snapshot = current_snapshot(shared).await?;
-        let name = if pass == 0 {
-            format!("{}-{attempt}", task.id)
-        } else {
-            format!("{}-{attempt}-rerun{pass}", task.id)
+        let suffix = match (pass, check_round) {
+            (0, 0) => String::new(),
+            (0, n) => format!("-check{n}"),
+            (p, 0) => format!("-rerun{p}"),
+            (p, n) => format!("-rerun{p}-check{n}"),
         };
+        let name = format!("{}-{attempt}{suffix}", task.id);
         let stager = shared.stager.clone();
         let ws: Workspace = {
             let _turn = shared.heavy.acquire().await;
             blocking(move || stager.stage(&snapshot, &name)).await??
         };
-        if pass == 0 {
+        if let Some(changes) = restore.take() {
+            let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
+            blocking(move || super::retry::restore_changes(&root, &changes, &blobs)).await??;
+        }
+        if pass == 0 && check_round == 0 {
             shared.publish(
                 &task.id,
                 EventKind::TaskStarted {
@@ -430,21 +442,24 @@ async fn attempt_task(
             );
         }
         // 3. The agent.
-        let suffix = if pass == 0 {
-            String::new()
-        } else {
-            format!("-rerun{pass}")
-        };
         let prompt_file = attempt_dir.join(format!("prompt{suffix}.md"));
         std::fs::write(&prompt_file, &prompt)
             .map_err(|e| ExecError::io("write", &prompt_file, e))?;
-        let mut spec = profile
-            .command(&PromptVars {
-                prompt: &prompt,
-                prompt_file: &prompt_file,
-                model: task.model.as_deref(),
-            })
-            .map_err(|e| ExecError::Agent(e.to_string()))?;
+        let vars = PromptVars {
+            prompt: &prompt,
+            prompt_file: &prompt_file,
+            model: task.model.as_deref(),
+        };
+        let resumed = match &session {
+            Some(id) => profile.resume_command(&vars, id),
+            None => Ok(None),
+        };
+        let mut spec = match resumed {
+            Ok(Some(spec)) => Ok(spec),
+            Ok(None) => profile.command(&vars),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| ExecError::Agent(e.to_string()))?;
         ws.path().clone_into(&mut spec.cwd);
         spec.env
             .extend(task.env.iter().map(|(k, v)| (k.into(), v.into())));
@@ -452,7 +467,9 @@ async fn attempt_task(
         let mut output = OutputEvents {
             shared,
             task: &task.id,
-            parser: OutputParser::new(profile.format).with_workspace(ws.path()),
+            parser: OutputParser::new(profile.format)
+                .with_workspace(ws.path())
+                .with_view(shared.store.root().parent().unwrap_or(ws.path())),
             text: profile.format == OutputFormat::Text,
             buf: Vec::new(),
             window: Instant::now(),
@@ -463,6 +480,7 @@ async fn attempt_task(
             gave_up: None,
             spec: task,
             over_budget: None,
+            session: None,
         };
         let stop = output.stop.clone();
         let env = AttemptEnv {
@@ -470,7 +488,24 @@ async fn attempt_task(
             task: task.id.as_str(),
             attempt,
         };
-        let options = attempt_options(shared, task, profile.format);
+        let mut options = attempt_options(shared, task);
+        let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
+            Ok(state) => state,
+            Err(e) => {
+                dispose(ws).await;
+                return Ok(TaskOutcome::failed(e.to_string()));
+            }
+        };
+        if let Some(view) = &mut options.repo_view {
+            view.user_git = ws.snapshot().base().user_git_link();
+        }
+        if let Some(state) = &state {
+            let (var, dir) = state.env();
+            spec.env.push((var, dir));
+            if let Some(view) = &mut options.repo_view {
+                view.writable.push(state.dir().to_path_buf());
+            }
+        }
         let exit = run_process_in(
             &spec,
             &env,
@@ -482,6 +517,9 @@ async fn attempt_task(
             Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
         )
         .await;
+        if let Some(state) = state {
+            state.finish();
+        }
         output.finish();
         let last_error = output
             .last_error
@@ -489,6 +527,7 @@ async fn attempt_task(
             .or_else(|| output.parser.last_stderr().map(str::to_owned));
         let gave_up = output.gave_up.take();
         let over_budget = output.over_budget.take();
+        let agent_session = output.session.take();
         let exit = match exit {
             Ok(exit) => exit,
             Err(e) => {
@@ -547,7 +586,8 @@ async fn attempt_task(
             });
         }
         if exit.code != Some(0) {
-            dispose(ws).await;
+            // What it did so far is where a retry of the task starts.
+            super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
             let what = match (exit.code, exit.signal) {
                 _ if exit.memory_limit_hit => format!(
                     "killed by its memory limit ({}); raise `memory` for this task",
@@ -569,6 +609,60 @@ async fn attempt_task(
                 files_changed: Vec::new(),
                 message: Some(message),
             });
+        }
+        // Checks in the task's workspace; a failure goes back to the agent.
+        if !task.check.is_empty() {
+            check_round += 1;
+            match super::check::run_checks(shared, task, attempt, check_round, &ws, ctx).await? {
+                super::check::CheckOutcome::Passed => {}
+                super::check::CheckOutcome::Stopped => {
+                    dispose(ws).await;
+                    return Ok(cancelled("stopped while its check ran"));
+                }
+                super::check::CheckOutcome::Failed {
+                    command,
+                    how,
+                    output,
+                } => {
+                    if check_round > task.check_rounds {
+                        super::retry::keep_changes_and_dispose(shared, task, attempt, ws).await;
+                        return Ok(TaskOutcome::failed(format!(
+                            "its check `{command}` failed ({how}){}",
+                            if task.check_rounds > 0 {
+                                format!(
+                                    " after {} round(s) of feedback to the agent",
+                                    task.check_rounds
+                                )
+                            } else {
+                                String::new()
+                            }
+                        )));
+                    }
+                    let text = super::check::feedback(&command, &how, &output);
+                    // The agent goes on from where it is: same session where it can, same files.
+                    let turn = shared.heavy.acquire().await;
+                    let (ws, changes) = blocking(move || {
+                        let changes = ws.changes();
+                        (ws, changes)
+                    })
+                    .await?;
+                    drop(turn);
+                    dispose(ws).await;
+                    restore = Some(changes?);
+                    let continued = agent_session
+                        .or_else(|| session.clone())
+                        .filter(|_| profile.can_resume());
+                    prompt = match &continued {
+                        Some(_) => text,
+                        None => format!(
+                            "{}\n\n---\nYour changes so far are in the workspace.\n{text}",
+                            task.prompt
+                        ),
+                    };
+                    session = continued;
+                    continue;
+                }
+            }
         }
         // 4. Capture, 5. persist: durable before anything is integrated or recorded.
         let turn = shared.heavy.acquire().await;
@@ -698,6 +792,7 @@ async fn attempt_task(
                     task.prompt,
                     describe_conflicts(shared, task, &outcome)
                 );
+                session = None;
                 pass += 1;
             }
         }

@@ -20,6 +20,8 @@ pub(crate) struct Prior {
     pub(crate) tasks: HashMap<TaskId, PriorTask>,
     /// Finished tasks' (task, attempt) in the order they were integrated.
     pub(crate) integrated: Vec<(TaskId, u32)>,
+    /// Tasks retried (`task_retry_requested`): how their next attempt starts.
+    pub(crate) retries: HashMap<TaskId, super::retry::RetryContext>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -31,15 +33,48 @@ struct Seen {
     integrated_at: Option<usize>,
 }
 
+/// A retry request: the task and everything depending on it start over (their results and
+/// retry budgets are gone; attempts keep their numbers), and the task's next attempt starts
+/// from its last one.
+fn start_over<'h>(
+    seen: &mut HashMap<&'h str, Seen>,
+    requests: &mut Vec<(TaskId, String, u32)>,
+    task: &'h TaskId,
+    dependents: &'h [TaskId],
+    prompt: &str,
+) {
+    for id in std::iter::once(task).chain(dependents) {
+        let s = seen.entry(id.as_str()).or_default();
+        s.failed = 0;
+        s.finished = None;
+        s.integrated_at = None;
+    }
+    let from = seen.get(task.as_str()).map_or(0, |s| s.attempt);
+    requests.retain(|(t, ..)| t != task);
+    requests.push((task.clone(), prompt.to_owned(), from));
+}
+
 /// Folds the journal into what resume needs.
 pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
     let mut seen: HashMap<&str, Seen> = HashMap::new();
+    let mut sessions: HashMap<(TaskId, u32), String> = HashMap::new();
+    let mut requests: Vec<(TaskId, String, u32)> = Vec::new();
     for (pos, event) in history.iter().enumerate() {
         let Some(task) = event.task.as_ref() else {
             continue;
         };
+        if let EventKind::TaskRetryRequested {
+            prompt, dependents, ..
+        } = &event.kind
+        {
+            start_over(&mut seen, &mut requests, task, dependents, prompt);
+            continue;
+        }
         let s = seen.entry(task.as_str()).or_default();
         match &event.kind {
+            EventKind::TaskSession { attempt, session } => {
+                sessions.insert((task.clone(), *attempt), session.clone());
+            }
             EventKind::TaskStarted { attempt, .. } => {
                 s.attempt = *attempt;
                 s.started = true;
@@ -115,6 +150,7 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
     }
     order.sort_by_key(|(pos, ..)| *pos);
     prior.integrated = order.into_iter().map(|(_, t, a)| (t, a)).collect();
+    prior.retries = super::retry::contexts(requests, &sessions);
     prior
 }
 

@@ -9,6 +9,7 @@
 mod parse;
 pub mod preview;
 mod problem;
+pub mod split;
 mod tree;
 mod validate;
 mod write;
@@ -129,6 +130,12 @@ pub struct Task {
     pub cpus: Option<f64>,
     /// What the task's attempts may spend together (`max_cost_usd`, `max_tokens`).
     pub budget: Budget,
+    /// Commands run in the task's workspace right after its agent exits, before its changes
+    /// are integrated (`check = ["cargo check -p api"]`): a failure is fed back to the agent.
+    pub check: Vec<String>,
+    /// How many times a failed check is fed back to the agent before the attempt fails
+    /// (`check_rounds`, default 1; 0: a failed check fails the attempt at once).
+    pub check_rounds: u32,
 }
 
 impl Task {
@@ -154,6 +161,8 @@ impl Task {
             memory: None,
             cpus: None,
             budget: Budget::default(),
+            check: Vec::new(),
+            check_rounds: 1,
         }
     }
 
@@ -181,12 +190,26 @@ pub struct MergeRule {
 }
 
 /// The `[gate]`: commands the integrated result must pass before it is applied.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gate {
     /// Shell commands, run in order.
     pub commands: Vec<String>,
     /// Time limit per command.
     pub timeout: Option<Duration>,
+    /// Fix rounds (`fix_rounds`, default 1): when the gate fails and its bisect names a task,
+    /// that task is retried with the failure as feedback, its dependents re-run, and the gate
+    /// runs again, at most this many times.
+    pub fix_rounds: u32,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            commands: Vec::new(),
+            timeout: None,
+            fix_rounds: 1,
+        }
+    }
 }
 
 /// A validated plan.
@@ -411,7 +434,7 @@ impl Plan {
     /// Returns the edges added.
     pub fn serialize_conflicts(&mut self) -> Vec<AddedEdge> {
         let sets = validate::write_sets(self);
-        let conflicts = forge_locks::conflicts(&sets);
+        let conflicts = forge_locks::claim_overlaps(&sets);
         if conflicts.is_empty() {
             return Vec::new();
         }

@@ -65,6 +65,8 @@ const DEFAULT_KEYS: &[&str] = &[
     "cpus",
     "max_cost_usd",
     "max_tokens",
+    "check",
+    "check_rounds",
 ];
 const TASK_KEYS: &[&str] = &[
     "id",
@@ -87,8 +89,10 @@ const TASK_KEYS: &[&str] = &[
     "cpus",
     "max_cost_usd",
     "max_tokens",
+    "check",
+    "check_rounds",
 ];
-const GATE_KEYS: &[&str] = &["commands", "timeout"];
+const GATE_KEYS: &[&str] = &["commands", "timeout", "fix_rounds"];
 
 /// `<what>.<key>`, formatted only when a message needs it.
 struct Field<'a>(&'a dyn fmt::Display, &'a str);
@@ -145,6 +149,8 @@ struct Defaults {
     memory: Option<u64>,
     cpus: Option<f64>,
     budget: Budget,
+    check: Vec<String>,
+    check_rounds: Option<u32>,
 }
 
 pub(crate) struct Walker<'a> {
@@ -514,6 +520,12 @@ impl<'a> Walker<'a> {
                         &mut d.budget,
                     );
                 }
+                "check" => d.check = self.checks(&"defaults.check", value),
+                "check_rounds" => {
+                    d.check_rounds = self
+                        .uint(&"defaults.check_rounds", value, 0, 100)
+                        .and_then(|r| u32::try_from(r).ok());
+                }
                 "pool" => {
                     d.pool = self
                         .string(&"defaults.pool", value)
@@ -603,6 +615,8 @@ impl<'a> Walker<'a> {
             memory: defaults.memory,
             cpus: defaults.cpus,
             budget: defaults.budget,
+            check: defaults.check.clone(),
+            check_rounds: defaults.check_rounds.unwrap_or(1),
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -674,6 +688,12 @@ impl<'a> Walker<'a> {
                 "max_cost_usd" | "max_tokens" => {
                     self.budget_key(&field, &key.name, value, &mut task.budget);
                 }
+                "check" => task.check = self.checks(&field, value),
+                "check_rounds" => {
+                    if let Some(r) = self.uint(&field, value, 0, 100) {
+                        task.check_rounds = u32::try_from(r).unwrap_or(1);
+                    }
+                }
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());
@@ -681,6 +701,22 @@ impl<'a> Walker<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// `check = ["cmd", …]`: non-empty command lines.
+    fn checks(&mut self, what: &dyn fmt::Display, node: &Node) -> Vec<String> {
+        let mut out = Vec::new();
+        for (cmd, span) in self.strings(what, node) {
+            if cmd.trim().is_empty() {
+                self.push(
+                    Problem::at(format!("empty command in {}", quoted(what)), &span)
+                        .label("write the command line, e.g. \"cargo check\""),
+                );
+            } else {
+                out.push(cmd);
+            }
+        }
+        out
     }
 
     fn prompt(
@@ -775,6 +811,11 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "timeout" => gate.timeout = self.timeout(&"gate.timeout", value),
+                "fix_rounds" => {
+                    if let Some(n) = self.uint(&"gate.fix_rounds", value, 0, 100) {
+                        gate.fix_rounds = u32::try_from(n).unwrap_or(1);
+                    }
+                }
                 _ => {}
             }
         }

@@ -224,7 +224,7 @@ fn report_conflicts(
     problems: &mut Vec<Problem>,
 ) {
     let sets = write_sets(plan);
-    let conflicts = forge_locks::conflicts(&sets);
+    let conflicts = forge_locks::claim_overlaps(&sets);
     if conflicts.is_empty() {
         return;
     }

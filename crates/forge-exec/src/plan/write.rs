@@ -102,6 +102,18 @@ fn task_table(task: &Task) -> Table {
         t.insert("cpus".into(), Value::Float(cpus));
     }
     write_budget(&mut t, &task.budget);
+    if !task.check.is_empty() {
+        t.insert(
+            "check".into(),
+            strings(task.check.iter().map(String::as_str)),
+        );
+    }
+    if task.check_rounds != 1 {
+        t.insert(
+            "check_rounds".into(),
+            Value::Integer(i64::from(task.check_rounds)),
+        );
+    }
     t
 }
 
@@ -189,7 +201,10 @@ impl Plan {
         if !merge.is_empty() {
             doc.insert("merge".into(), Value::Table(merge));
         }
-        if !self.gate.commands.is_empty() || self.gate.timeout.is_some() {
+        if !self.gate.commands.is_empty()
+            || self.gate.timeout.is_some()
+            || self.gate.fix_rounds != 1
+        {
             let mut gate = Table::new();
             gate.insert(
                 "commands".into(),
@@ -197,6 +212,12 @@ impl Plan {
             );
             if let Some(d) = self.gate.timeout {
                 gate.insert("timeout".into(), duration(d));
+            }
+            if self.gate.fix_rounds != 1 {
+                gate.insert(
+                    "fix_rounds".into(),
+                    Value::Integer(i64::from(self.gate.fix_rounds)),
+                );
             }
             doc.insert("gate".into(), Value::Table(gate));
         }

@@ -67,7 +67,7 @@ pub fn pid_namespace_support() -> &'static PidNamespaceSupport {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            enter_pid_namespace(&mut cmd, route);
+            enter_pid_namespace(&mut cmd, route, false);
             cmd.status()
         };
         match probe(NsRoute::Direct) {
@@ -118,7 +118,10 @@ impl NsRoute {
 // `pre_exec` runs between `fork` and `exec`, where only async-signal-safe work is allowed:
 // this closure calls `unshare`, `fork`, `waitpid`, `read`/`write`/`open`/`close`, `signal`,
 // `kill` and `_exit` on values prepared before the fork; it allocates nothing and takes no lock.
-pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
+///
+/// With `own_proc` (the leader is in a private mount namespace: see `view.rs`), the init mounts
+/// the namespace's own `/proc` before the agent starts.
+pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute, own_proc: bool) {
     let paths = (
         c"/proc/self/setgroups",
         c"/proc/self/uid_map",
@@ -159,6 +162,21 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
                 0 => {
                     // PID 1 of the namespace.
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if own_proc
+                        && libc::mount(
+                            c"proc".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        ) < 0
+                    {
+                        // Refused (a container masking parts of `/proc` refuses a new one to a
+                        // user namespace): the agent runs on, contained, but sees the outer
+                        // `/proc`; its log says so.
+                        let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
+                        libc::write(2, note.as_ptr().cast(), note.len());
+                    }
                     let agent = libc::fork();
                     if agent == 0 {
                         // The agent: on to `exec` (the pipe is close-on-exec). It keeps no
@@ -208,6 +226,26 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute) {
     // SAFETY: see the comment above the function.
     unsafe {
         cmd.pre_exec(hook);
+    }
+}
+
+/// Maps ids in the user namespace this process just created (async-signal-safe): with `all`,
+/// every id to itself where the parent namespace allows it (root), else only `uid`/`gid` (as
+/// seen before the namespace was made) to themselves.
+pub(crate) unsafe fn map_ids(uid: libc::uid_t, gid: libc::gid_t, all: bool) -> std::io::Result<()> {
+    const ALL: &[u8] = b"0 0 4294967295";
+    // SAFETY: writes to this process's own `/proc` files from static or stack buffers.
+    unsafe {
+        if all
+            && write_file(c"/proc/self/uid_map".as_ptr(), ALL).is_ok()
+            && write_file(c"/proc/self/gid_map".as_ptr(), ALL).is_ok()
+        {
+            return Ok(());
+        }
+        let mut buf = [0u8; 40];
+        write_file(c"/proc/self/setgroups".as_ptr(), b"deny")?;
+        write_file(c"/proc/self/uid_map".as_ptr(), id_map(&mut buf, uid))?;
+        write_file(c"/proc/self/gid_map".as_ptr(), id_map(&mut buf, gid))
     }
 }
 
@@ -309,7 +347,7 @@ unsafe fn write_file(path: *const libc::c_char, bytes: &[u8]) -> std::io::Result
     }
 }
 
-fn check(code: libc::c_int) -> std::io::Result<()> {
+pub(crate) fn check(code: libc::c_int) -> std::io::Result<()> {
     if code < 0 {
         Err(std::io::Error::last_os_error())
     } else {

@@ -32,6 +32,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,12 +49,14 @@ use crate::sched::{AttemptContext, TaskOutcome, TaskRunner};
 mod contain;
 mod ports;
 mod spawn;
+mod view;
 
 pub use contain::{
     AttemptCgroup, CgroupError, Limits, PidNamespaceSupport, format_memory, parse_memory,
     pid_namespace_support,
 };
 pub use ports::{FIRST_PORT, LAST_PORT, PORTS_PER_ATTEMPT, PortRange};
+pub use view::RepoView;
 
 /// What to spawn for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,11 @@ pub struct ProcessOptions {
     /// After the agent exits, how long output still held open by processes it left behind
     /// is read before they are killed and their pipes closed.
     pub drain_after_exit: Duration,
+    /// With `pid_namespace` (where one can be had), show the workspace at this repository
+    /// path in a private mount namespace, with `.forge/` and the user's git directory
+    /// read-only and the namespace's own `/proc` (see `view.rs`). `PWD`, `OLDPWD` and
+    /// `FORGE_WORKSPACE` are then the repository path.
+    pub repo_view: Option<RepoView>,
 }
 
 impl Default for ProcessOptions {
@@ -136,6 +144,7 @@ impl Default for ProcessOptions {
             require_isolation: false,
             limits: Limits::default(),
             drain_after_exit: Duration::from_secs(2),
+            repo_view: None,
         }
     }
 }
@@ -208,6 +217,8 @@ struct Containment {
     cgroup: Option<AttemptCgroup>,
     /// Its port range.
     ports: Option<PortRange>,
+    /// The repository path that shows its workspace (only with a PID namespace).
+    view: Option<RepoView>,
 }
 
 impl Containment {
@@ -234,6 +245,7 @@ impl Containment {
         Ok(Self {
             namespace,
             no_namespace,
+            view: namespace.and(options.repo_view.clone()),
             cgroup,
             ports: PortRange::take(),
         })
@@ -338,9 +350,18 @@ impl Child {
         if let Some(prepare) = prepare {
             prepare(&mut command)?;
         }
+        if let Some(view) = &contain.view {
+            let prepared = view::Prepared::new(view, &spec.cwd)?;
+            let repo = std::ffi::OsStr::from_bytes(prepared.repo().to_bytes());
+            command
+                .env("PWD", repo)
+                .env("OLDPWD", repo)
+                .env("FORGE_WORKSPACE", repo);
+            view::enter_view(&mut command, prepared);
+        }
         // Last: hooks added after it would run in the agent only, not in the leader.
         if let Some(route) = &contain.namespace {
-            contain::enter_pid_namespace(&mut command, *route);
+            contain::enter_pid_namespace(&mut command, *route, contain.view.is_some());
         }
         command
             .stdin(Stdio::from(dev_null()?))
@@ -964,10 +985,7 @@ impl ProcessRunner {
 
     /// `<logs>/<task>/<attempt>/output.log`.
     pub fn log_path(&self, task: &Task, attempt: u32) -> PathBuf {
-        self.logs
-            .join(task.id.as_str())
-            .join(attempt.to_string())
-            .join("output.log")
+        forge_events::layout::attempt_log(&self.logs.join(task.id.as_str()), attempt)
     }
 }
 

@@ -119,6 +119,11 @@ pub(super) struct Emitter<'w> {
 }
 
 impl<'w> Emitter<'w> {
+    /// Names `session` as the session (`--resume`) instead of a new one.
+    pub(super) fn continue_session(&mut self, session: String) {
+        self.session = session;
+    }
+
     pub(super) fn new(
         format: OutputFormat,
         out: &'w mut dyn Write,

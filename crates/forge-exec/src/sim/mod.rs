@@ -9,8 +9,11 @@
 //! carry a script for demos and tests.
 //!
 //! ```text
-//! forge sim-agent [--format FORMAT] [--model NAME] [-f FILE | PROMPT…]
+//! forge sim-agent [--format FORMAT] [--model NAME] [--resume SESSION] [-f FILE | PROMPT…]
 //! ```
+//!
+//! `--resume SESSION` continues a session: the agent names `SESSION` as its session id instead of
+//! a new one (as `claude --resume` does), so a retried task's attempt is seen to continue it.
 //!
 //! The prompt is the arguments (joined by spaces), the file given with `-f` (`-f -` is standard
 //! input), or standard input when neither is given.
@@ -86,7 +89,7 @@ pub use script::{Directive, Script, ScriptError, SimPath, Step, find_block};
 use crate::agent::OutputFormat;
 use emit::{Call, Emitter};
 
-const USAGE: &str = "usage: forge sim-agent [--format droid|claude|codex|gemini|amp|text] [--model NAME] [-f FILE | PROMPT...]";
+const USAGE: &str = "usage: forge sim-agent [--format droid|claude|codex|gemini|amp|text] [--model NAME] [--resume SESSION] [-f FILE | PROMPT...]";
 
 /// Longest command output shown in a tool result (its tail is dropped).
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -104,6 +107,7 @@ enum Source {
 struct Options {
     format: OutputFormat,
     model: Option<String>,
+    resume: Option<String>,
     source: Source,
 }
 
@@ -115,6 +119,7 @@ enum ArgsError {
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, ArgsError> {
     let mut format = OutputFormat::Droid;
     let mut model = None;
+    let mut resume = None;
     let mut file: Option<PathBuf> = None;
     let mut words: Vec<String> = Vec::new();
     let mut args = args.into_iter();
@@ -156,6 +161,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, ArgsE
                 };
             }
             "--model" | "-m" => model = Some(value(&name, inline)?),
+            "--resume" => resume = Some(value(&name, inline)?),
             "-f" | "--file" => file = Some(PathBuf::from(value(&name, inline)?)),
             "--" => only_words = true,
             _ if arg.starts_with('-') && arg.len() > 1 => {
@@ -178,6 +184,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, ArgsE
     Ok(Options {
         format,
         model,
+        resume,
         source,
     })
 }
@@ -247,6 +254,9 @@ pub fn main_in<A: Into<OsString>>(
         options.model,
         prompt.len(),
     );
+    if let Some(session) = options.resume {
+        emitter.continue_session(session);
+    }
     emitter.init();
     let script = match Script::parse(&prompt) {
         Ok(Some(s)) => s,
@@ -609,6 +619,7 @@ mod tests {
             Options {
                 format: OutputFormat::Droid,
                 model: None,
+                resume: None,
                 source: Source::Stdin
             }
         );
@@ -616,6 +627,8 @@ mod tests {
         assert_eq!(o.format, OutputFormat::Claude);
         assert_eq!(o.model.as_deref(), Some("x"));
         assert_eq!(o.source, Source::Args("fix it".into()));
+        let o = opts(&["--resume", "sim-1", "-f", "p.md"]).unwrap();
+        assert_eq!(o.resume.as_deref(), Some("sim-1"));
         assert_eq!(
             opts(&["-f", "p.md"]).unwrap().source,
             Source::File("p.md".into())

@@ -581,7 +581,7 @@ fn forge_toml_adds_and_overrides_profiles() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install",
+            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install, resume_args, home_var, seed",
             forge_toml.display()
         )
     );

@@ -10,3 +10,4 @@ mod process;
 mod real_outputs;
 mod sched;
 mod sim;
+mod transcripts;

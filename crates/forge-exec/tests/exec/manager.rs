@@ -264,7 +264,13 @@ async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() 
     assert_eq!(report.exit_code(), 3, "{report:#?}");
     assert!(report.applied.is_none());
     assert_eq!(report.conflicts.len(), 1);
-    assert_eq!(report.conflicts[0].tasks, ["one", "two"]);
+    assert_eq!(
+        report.conflicts[0].tasks,
+        [
+            forge_merge::Party::from("one"),
+            forge_merge::Party::from("two")
+        ]
+    );
     let events = journal(repo.path(), &report.run);
     let conflict = events
         .iter()

@@ -5,7 +5,6 @@ mod safe;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext as _;
 use crate::merge::{PathMerger, PathResult, Settle, Side};
-use crate::{Conflict, ConflictKind, GateReport, Integration, MergeError, MergeStrategy};
+use crate::{Conflict, ConflictKind, GateReport, Integration, MergeError, MergeStrategy, Party};
 use safe::{DirState, Identity, OnDisk, Root};
-
-/// The label of the user's side in conflicts found while applying.
-pub const WORKING_TREE: &str = "working tree";
 
 const JOURNAL: &str = "apply-journal.json";
 const JOURNAL_VERSION: u32 = 1;
@@ -259,22 +255,10 @@ fn alive(pid: u32) -> bool {
     )
 }
 
-/// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix:
-/// a temporary file beside it, synced, renamed over it, and the directory synced.
+/// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix
+/// ([`forge_staging::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), MergeError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).ctx("create", &tmp)?;
-    file.write_all(content).ctx("write", &tmp)?;
-    file.sync_all().ctx("sync", &tmp)?;
-    fs::rename(&tmp, path).ctx("rename into place", path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .ctx("sync directory", dir)?;
-    }
-    Ok(())
+    forge_staging::write_atomically(path, content).ctx("save", path)
 }
 
 fn split(path: &RepoPath) -> (&str, &str) {
@@ -532,8 +516,8 @@ fn plan(
             } else {
                 tasks.join(", ")
             };
-            let mut all = vec![WORKING_TREE.to_owned()];
-            all.extend(tasks);
+            let mut all = vec![Party::WorkingTree];
+            all.extend(tasks.into_iter().map(Party::Task));
             let choice = choices.for_path(path);
             let strategy = match choice {
                 OnConflict::Ours => MergeStrategy::Ours,
@@ -545,7 +529,7 @@ fn plan(
                 base_entry,
                 Side {
                     entry: on_disk,
-                    label: WORKING_TREE,
+                    label: Party::WORKING_TREE_LABEL,
                 },
                 Side {
                     entry: desired,
@@ -622,8 +606,13 @@ fn user_conflict(
     kind: ConflictKind,
     note: Option<String>,
 ) -> Conflict {
-    let mut tasks = vec![WORKING_TREE.to_owned()];
-    tasks.extend(integration.writers(path.as_str()));
+    let mut tasks = vec![Party::WorkingTree];
+    tasks.extend(
+        integration
+            .writers(path.as_str())
+            .into_iter()
+            .map(Party::Task),
+    );
     let mut c = Conflict::new(path.clone(), kind, tasks, MergeStrategy::Fail);
     c.note = note;
     c

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use forge_merge::{
     ApplyOptions, CommandReport, CommandStatus, ConflictKind, CrashPoint, GateReport, Integration,
-    MergeError, Recovery, WORKING_TREE, apply_to_worktree, recover, recover_abandoned,
+    MergeError, Party, Recovery, apply_to_worktree, recover, recover_abandoned,
 };
 use forge_staging::{BaseSnapshot, BlobStore, RepoPath};
 
@@ -110,12 +110,12 @@ fn clashing_user_edits_are_reported_and_never_overwritten() {
             (
                 "a.txt",
                 ConflictKind::Content,
-                vec![WORKING_TREE.to_owned(), "t1".to_owned()]
+                vec![Party::WorkingTree, Party::from("t1")]
             ),
             (
                 "c.txt",
                 ConflictKind::ModifyDelete,
-                vec![WORKING_TREE.to_owned(), "t1".to_owned()]
+                vec![Party::WorkingTree, Party::from("t1")]
             ),
         ]
     );

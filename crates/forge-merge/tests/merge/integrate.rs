@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use forge_merge::{
     AuditPolicy, ConflictKind, Integration, IntegrationStatus, MergeError, MergeRules,
-    MergeStrategy, Merger, Resolution, ResolveRequest, Resolver, audit,
+    MergeStrategy, Merger, Party, Resolution, ResolveRequest, Resolver, audit,
 };
 use forge_staging::{Entry, RepoPath, Snapshot, StagerConfig, StagerKind};
 use proptest::prelude::*;
@@ -97,7 +97,7 @@ fn conflicts_report_both_tasks_and_the_hunk_and_keep_the_integrated_side() {
         (c.kind, c.tasks.as_slice(), c.resolved, &c.strategy),
         (
             ConflictKind::Content,
-            ["api".to_owned(), "docs".to_owned()].as_slice(),
+            [Party::from("api"), Party::from("docs")].as_slice(),
             false,
             &MergeStrategy::Fail
         )
@@ -203,7 +203,7 @@ fn agent_conflicts_ask_for_a_rerun_or_go_to_the_resolver() {
     struct Both;
     impl Resolver for Both {
         fn resolve(&self, r: &ResolveRequest<'_>) -> Result<Resolution, MergeError> {
-            assert_eq!(r.conflict.tasks, ["t1", "t2"]);
+            assert_eq!(r.conflict.tasks, [Party::from("t1"), Party::from("t2")]);
             Ok(Resolution::Content(b"fn x() { 1 + 2 }\n".to_vec()))
         }
     }

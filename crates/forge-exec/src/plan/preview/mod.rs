@@ -132,7 +132,7 @@ fn overlaps(plan: &Plan) -> Vec<(usize, usize, Overlap)> {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let mut pairs: Vec<(usize, usize, Overlap)> = forge_locks::conflicts(&sets)
+    let mut pairs: Vec<(usize, usize, Overlap)> = forge_locks::claim_overlaps(&sets)
         .into_iter()
         .filter_map(|c| {
             let a = *by_name.get(c.first.name())?;

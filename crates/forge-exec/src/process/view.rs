@@ -1,0 +1,296 @@
+//! Showing an attempt's workspace at the user's repository path.
+//!
+//! A workspace lives inside the user's repository (`.forge/runs/…`), and agents learn the
+//! repository's path from everywhere (prompts, `CLAUDE.md`, stack traces, a parent `.git` found
+//! by walking up). So the attempt gets a private mount namespace in which the repository path
+//! *is* the workspace: `$PWD`, `cd ..` and back, absolute paths and `git -C <repo>` all land in
+//! the workspace, and nothing the agent does reaches the user's files. In that namespace:
+//!
+//! - `<repo>` is the workspace (a bind of it, with its own `.git`: the workspace repository);
+//! - `<repo>/.forge` is Forge's directory **read-only** (the prompt file, the snapshot layers
+//!   the workspace's git objects point at), so the agent can read but never change a run;
+//! - the base snapshot's `user/git` (under `.forge/bases/…`) is the user's git directory,
+//!   **read-only**: the workspace repository reaches the user's objects and configuration
+//!   there (see [`forge_staging::USER_GIT_LINK`], a symbolic link to the same directory outside
+//!   the namespace), while the user's refs, index, hooks and config cannot be written. A git
+//!   directory outside the repository (a linked worktree's) is made read-only where it is;
+//! - when the attempt has its own PID namespace, `/proc` is that namespace's (mounted by its
+//!   init), so the agent sees its own processes only and tools that need a private `/proc`
+//!   (Codex's sandbox) work.
+//!
+//! The mounts are made by the attempt's leader before anything of the agent runs, with the new
+//! mount API (`open_tree`, `move_mount`, `mount_setattr`: Linux 5.12): every tree is cloned
+//! first, while the original paths still show the originals, then moved into place. Without
+//! root the namespace comes with a user namespace mapping the user to itself; as root (on the
+//! host, or in a user namespace) the mounts are then locked by entering one more user namespace,
+//! so an agent running as root cannot unmount its view to reach what lies beneath.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Which repository path shows the workspace (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoView {
+    /// The user's repository (its top level).
+    pub repo: PathBuf,
+    /// Directories under `.forge/` that stay writable in the view (the agent's private state),
+    /// at most [`RepoView::MAX_WRITABLE`].
+    pub writable: Vec<PathBuf>,
+    /// The base snapshot's link to the user's git directory
+    /// ([`forge_staging::BaseSnapshot::user_git_link`]): the user's git directory is mounted
+    /// read-only there.
+    pub user_git: Option<PathBuf>,
+}
+
+impl RepoView {
+    /// How many [`RepoView::writable`] directories a view can have.
+    pub const MAX_WRITABLE: usize = 4;
+
+    /// The view of `repo` (its top level).
+    pub fn new(repo: impl Into<PathBuf>) -> Self {
+        Self {
+            repo: repo.into(),
+            writable: Vec::new(),
+            user_git: None,
+        }
+    }
+}
+
+/// The paths of one view as C strings, made before the fork.
+pub(crate) struct Prepared {
+    repo: CString,
+    workspace: CString,
+    forge: CString,
+    forge_in_view: CString,
+    user: CString,
+    user_git: CString,
+    /// The user's git directory, when the link to it exists.
+    git_dir: Option<CString>,
+    /// The same, when it lies outside the repository (made read-only where it is).
+    git_outside: bool,
+    /// Directories under `.forge` that stay writable.
+    writable: Vec<CString>,
+}
+
+fn c(path: &Path) -> std::io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the path `{}` contains a NUL byte", path.display()),
+        )
+    })
+}
+
+impl Prepared {
+    /// The paths for showing `workspace` at the view's repository path.
+    pub(crate) fn new(view: &RepoView, workspace: &Path) -> std::io::Result<Self> {
+        let repo = std::path::absolute(&view.repo)?;
+        let forge = repo.join(crate::store::FORGE_DIR);
+        let link = view
+            .user_git
+            .clone()
+            .unwrap_or_else(|| forge.join("user/git"));
+        let git_dir = std::fs::read_link(&link)
+            .ok()
+            .map(|target| link.parent().unwrap_or(&forge).join(target));
+        let git_outside = git_dir.as_ref().is_some_and(|g| !g.starts_with(&repo));
+        if view.writable.len() > RepoView::MAX_WRITABLE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "at most {} writable directories in a repository view, {} asked for",
+                    RepoView::MAX_WRITABLE,
+                    view.writable.len()
+                ),
+            ));
+        }
+        let writable = view
+            .writable
+            .iter()
+            .map(|w| std::path::absolute(w).and_then(|w| c(&w)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Self {
+            writable,
+            repo: c(&repo)?,
+            workspace: c(workspace)?,
+            forge: c(&forge)?,
+            forge_in_view: c(&forge)?,
+            user: c(link.parent().unwrap_or(&forge))?,
+            user_git: c(&link)?,
+            git_dir: git_dir.as_deref().map(c).transpose()?,
+            git_outside,
+        })
+    }
+
+    /// The repository path (the agent's working directory in the view).
+    pub(crate) fn repo(&self) -> &std::ffi::CStr {
+        &self.repo
+    }
+}
+
+/// Makes `cmd` set the view up in its leader (after any hook that enters the workspace's own
+/// namespaces, before the PID namespace's: see `contain.rs`).
+//
+// `pre_exec` runs between `fork` and `exec`, where only async-signal-safe work is allowed: the
+// closure makes system calls (`unshare`, `mount`, `open_tree`, `move_mount`, `mount_setattr`,
+// `mkdir`, `chdir`, `open`/`write`/`close`) on C strings prepared before the fork; it allocates
+// nothing and takes no lock.
+pub(crate) fn enter_view(cmd: &mut Command, view: Prepared) {
+    let hook = move || -> std::io::Result<()> {
+        // SAFETY: see the comment above the function.
+        unsafe { set_up(&view) }
+    };
+    // SAFETY: see the comment above the function.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached copy of the mount tree at `path` (with everything mounted below it).
+unsafe fn clone_tree(path: &std::ffi::CStr) -> std::io::Result<libc::c_int> {
+    // SAFETY: `path` is NUL-terminated; the call only returns a descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    libc::c_int::try_from(fd).map_err(|_| std::io::Error::other("open_tree: bad descriptor"))
+}
+
+/// Makes the detached tree `fd` read-only, every mount of it.
+unsafe fn read_only(fd: libc::c_int) -> std::io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` outlives the call, its size is passed along, the path is an empty string.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if done < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Mounts the detached tree `fd` at `path`, and closes `fd`.
+unsafe fn attach(fd: libc::c_int, path: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; `fd` is ours to close.
+    unsafe {
+        let done = libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if done < 0 { Err(err) } else { Ok(()) }
+    }
+}
+
+unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
+    // SAFETY: async-signal-safe system calls on prepared values (see `enter_view`).
+    unsafe {
+        let (uid, gid) = (libc::getuid(), libc::getgid());
+        if libc::unshare(libc::CLONE_NEWNS) < 0 {
+            super::contain::check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+            super::contain::map_ids(uid, gid, false)?;
+        }
+        // Nothing mounted here may propagate back to the host.
+        super::contain::check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        // Clone every tree while the paths still show the originals.
+        let workspace = clone_tree(&view.workspace)?;
+        let forge = clone_tree(&view.forge)?;
+        read_only(forge)?;
+        let git = match &view.git_dir {
+            Some(dir) => {
+                let git = clone_tree(dir)?;
+                read_only(git)?;
+                if view.git_outside {
+                    let here = clone_tree(dir)?;
+                    read_only(here)?;
+                    attach(here, dir)?;
+                }
+                Some(git)
+            }
+            None => None,
+        };
+        let mut writable = [-1; RepoView::MAX_WRITABLE];
+        for (fd, dir) in writable.iter_mut().zip(&view.writable) {
+            *fd = clone_tree(dir)?;
+        }
+        attach(workspace, &view.repo)?;
+        if libc::mkdir(view.forge_in_view.as_ptr(), 0o755) < 0
+            && *libc::__errno_location() != libc::EEXIST
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        attach(forge, &view.forge_in_view)?;
+        if let Some(git) = git {
+            super::contain::check(libc::mount(
+                c"tmpfs".as_ptr(),
+                view.user.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=755,size=64k".as_ptr().cast(),
+            ))?;
+            super::contain::check(libc::mkdir(view.user_git.as_ptr(), 0o755))?;
+            attach(git, &view.user_git)?;
+        }
+        for (fd, dir) in writable.iter().zip(&view.writable) {
+            attach(*fd, dir)?;
+        }
+        super::contain::check(libc::chdir(view.repo.as_ptr()))?;
+        // Root (here) could unmount the view: lock it by entering a user namespace of its own,
+        // whose copies of these mounts cannot be taken apart.
+        if libc::geteuid() == 0 {
+            let (uid, gid) = (libc::getuid(), libc::getgid());
+            super::contain::check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+            super::contain::map_ids(uid, gid, true)?;
+        }
+        Ok(())
+    }
+}
