@@ -46,10 +46,11 @@ pub(crate) async fn run(ctx: &Context, args: &RunArgs, prompt: &str, style: Styl
     if let Some(jobs) = args.jobs {
         plan.concurrency = usize::try_from(jobs).unwrap_or(usize::MAX);
     }
+    crate::budget::apply_flags(&mut plan, &args.budget);
     let profiles = crate::agents::profiles(ctx)?;
     execute(
         ctx,
-        Start::New(plan),
+        Start::New(Box::new(plan)),
         profiles,
         &args.apply,
         &args.output,

@@ -204,6 +204,8 @@ pub(crate) struct RunArgs {
     /// (overrides `[runner]` in forge.toml).
     #[arg(long, value_name = "RUNNER")]
     pub(crate) runner: Option<String>,
+    #[command(flatten)]
+    pub(crate) budget: crate::budget::BudgetFlags,
 }
 
 /// `forge check`.

@@ -363,7 +363,15 @@ pub(crate) async fn run(args: &DemoArgs, style: Style) -> CliResult {
         json: args.json,
         serve: None,
     };
-    let exit = execute(&ctx, Start::New(plan), profiles, &flags, &output, style).await?;
+    let exit = execute(
+        &ctx,
+        Start::New(Box::new(plan)),
+        profiles,
+        &flags,
+        &output,
+        style,
+    )
+    .await?;
     if args.json {
         if keep {
             errln!("The sample project is in {}.", dir.display());

@@ -47,6 +47,7 @@ macro_rules! err {
 
 mod adhoc;
 mod agents;
+mod budget;
 mod cli;
 mod cluster;
 mod complete;
@@ -187,6 +188,7 @@ fn dispatch(cli: &Cli) -> CliResult {
                 &cluster::with_runner(&ctx, args.runner.as_deref())?,
                 plan,
                 args.jobs,
+                &args.budget,
                 &args.apply,
                 &args.output,
                 out_style,

@@ -89,13 +89,23 @@ pub(crate) async fn run(
     ctx: &Context,
     plan_path: &Path,
     jobs: Option<u32>,
+    budget: &crate::budget::BudgetFlags,
     flags: &ApplyFlags,
     output: &OutputFlags,
     style: Style,
 ) -> CliResult {
-    let plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
+    let mut plan = crate::preview::load_plan(ctx, plan_path, jobs)?;
+    crate::budget::apply_flags(&mut plan, budget);
     let profiles = crate::agents::profiles(ctx)?;
-    execute(ctx, Start::New(plan), profiles, flags, output, style).await
+    execute(
+        ctx,
+        Start::New(Box::new(plan)),
+        profiles,
+        flags,
+        output,
+        style,
+    )
+    .await
 }
 
 /// `forge resume <run>`.
@@ -129,7 +139,7 @@ pub(crate) async fn resume(
 /// A new run or a resumed one.
 pub(crate) enum Start {
     /// Run this plan.
-    New(Plan),
+    New(Box<Plan>),
     /// Resume this run.
     Resume(RunId),
     /// Retry one task of this run (`forge retry`).
@@ -147,14 +157,14 @@ pub(crate) async fn execute(
     style: Style,
 ) -> CliResult {
     let decision = Decision::from_flags(flags, ctx.config.apply, output.json);
-    let builder = ExecutionManager::builder()
+    let builder = crate::budget::with_prices(ExecutionManager::builder(), ctx)?
         .repo(&ctx.repo)
         .profiles(profiles)
         .runner(ctx.config.runner.clone())
         .apply(decision.mode());
     let resuming = matches!(start, Start::Resume(_) | Start::Retry(..));
     let builder = match start {
-        Start::New(plan) => builder.plan(plan),
+        Start::New(plan) => builder.plan(*plan),
         Start::Resume(run) => builder.resume(run),
         Start::Retry(run, request) => builder.retry(run, request),
     };

@@ -17,7 +17,8 @@
     'run_started', 'task_queued', 'task_waiting_locks', 'task_started', 'task_progress',
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
-    'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check', 'unknown',
+    'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check',
+    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -222,6 +223,33 @@
     return counts;
   }
 
+  // The gate bisect, as RunState's BisectRecord folds it.
+  function foldBisect(s, e) {
+    const fresh = () => ({
+      tasks: [], concurrency: 0, steps: [], finished: false, culprit: null, base_fails: false,
+      gate_runs: 0, message: null,
+    });
+    if (e.type === 'gate_bisect_started') {
+      s.bisect = Object.assign(fresh(), { tasks: e.tasks || [], concurrency: e.concurrency });
+      return;
+    }
+    const b = s.bisect || (s.bisect = fresh());
+    if (e.type === 'gate_bisect_step') {
+      if (!e.reused) b.gate_runs += 1;
+      b.steps.push({
+        changesets: e.changesets, last: e.last === undefined ? null : e.last, passed: e.passed,
+        failed_command: e.failed_command === undefined ? null : e.failed_command,
+        duration_ms: e.duration_ms || 0, reused: !!e.reused,
+      });
+    } else {
+      b.finished = true;
+      b.culprit = e.culprit === undefined ? null : e.culprit;
+      b.base_fails = !!e.base_fails;
+      b.gate_runs = e.gate_runs;
+      b.message = e.message;
+    }
+  }
+
   function normalize(state) {
     state.tasks = state.tasks || [];
     state.counts = Object.assign(emptyCounts(), state.counts || {});
@@ -234,6 +262,7 @@
     }
     state.last_seq = state.last_seq || 0;
     state.unknown_events = state.unknown_events || 0;
+    state.usage = Object.assign({ tokens_in: 0, tokens_out: 0 }, state.usage || {});
     state.resumes = state.resumes || 0;
     state.phase = state.phase || 'pending';
     Object.defineProperty(state, 'index', {
@@ -325,6 +354,12 @@
         t.usage.tokens_out += e.tokens_out || 0;
         if (e.cost_usd !== undefined && e.cost_usd !== null) {
           t.usage.cost_usd = (t.usage.cost_usd || 0) + e.cost_usd;
+        }
+        // The run's total, as RunState's `usage`.
+        s.usage.tokens_in += e.tokens_in || 0;
+        s.usage.tokens_out += e.tokens_out || 0;
+        if (e.cost_usd !== undefined && e.cost_usd !== null) {
+          s.usage.cost_usd = (s.usage.cost_usd || 0) + e.cost_usd;
         }
         break;
       case 'task_retrying':
@@ -455,6 +490,11 @@
           t.integrated_files = (e.files || []).slice();
           s.integrated.push(e.task);
         }
+        break;
+      case 'gate_bisect_started':
+      case 'gate_bisect_step':
+      case 'gate_bisect_finished':
+        foldBisect(s, e);
         break;
       case 'run_warning':
         // Known, and like RunState it changes no state: the warning is in the journal and
@@ -1184,7 +1224,8 @@
           ? `${fmtDuration(s.preview.estimate_ms)} (vs ${fmtDuration(s.preview.sequential_ms)} sequential)` : 'unknown'],
         ['Conflicts', String(s.conflicts.length)],
         ['Tokens', `${fmtTokens(tokensIn)} / ${fmtTokens(tokensOut)}`],
-        ['Cost', cost === null ? '–' : fmtCost(cost)],
+        // Tokens no agent priced and `[prices]` did not either: the cost is unknown.
+        ['Cost', cost === null ? (tokensIn || tokensOut ? 'n/a' : '–') : fmtCost(cost)],
         ['Events', String(s.last_seq)],
       ];
       if (hd.stats.children.length !== stats.length) {
@@ -1327,7 +1368,8 @@
       setText(row.elapsed, elapsed === null ? '' : fmtDuration(elapsed));
       const u = t.usage;
       setText(row.tokens, u.tokens_in || u.tokens_out ? `${fmtTokens(u.tokens_in)} / ${fmtTokens(u.tokens_out)}` : '');
-      setText(row.cost, fmtCost(u.cost_usd));
+      const priced = u.cost_usd !== null && u.cost_usd !== undefined;
+      setText(row.cost, priced ? fmtCost(u.cost_usd) : (u.tokens_in || u.tokens_out ? 'n/a' : ''));
       const files = t.files_changed.length || t.files_touched.length;
       const lost = t.integrated && t.integrated_files.length < t.files_changed.length;
       // A change a conflict dropped reads `integrated/changed`.
@@ -1371,7 +1413,7 @@
           : h('div', { class: 'empty' }, 'No merge conflicts.'));
       }
       // Gate commands.
-      const gateKey = JSON.stringify(s.gates);
+      const gateKey = JSON.stringify([s.gates, s.bisect || null]);
       if (p.gate.key !== gateKey) {
         p.gate.key = gateKey;
         setText(p.gate.count, String(s.gates.length));
@@ -1389,6 +1431,15 @@
               h('span', { class: state === 'passed' ? 'badge ok' : (state === 'failed' ? 'badge bad' : 'badge run') }, state)),
             meta.length ? h('div', { class: 'meta tests' }, meta.join(' · ')) : null);
         })) : h('div', { class: 'empty' }, 'The gate has not run yet.'));
+        const b = s.bisect;
+        if (b) {
+          const runs = `${b.gate_runs} gate run${b.gate_runs === 1 ? '' : 's'}`;
+          const text = !b.finished ? `Bisecting ${b.tasks.length} integrated tasks… ${runs} so far`
+            : (b.base_fails ? `The base itself fails the gate (${runs})`
+              : (b.culprit ? `${b.culprit} is the first failing task (${runs})` : (b.message || 'Bisect ended')));
+          p.gate.body.append(h('div', { class: 'line bisect', 'data-culprit': b.culprit || '' },
+            h('span', { class: b.finished ? 'badge bad' : 'badge run' }, 'bisect'), ' ', text));
+        }
       }
       // Apply.
       const applyKey = JSON.stringify(s.apply || null);

@@ -532,6 +532,9 @@ pub struct RunState {
     /// The gate bisect, when the gate failed and Forge looked for the task that broke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bisect: Option<crate::BisectRecord>,
+    /// Tokens and cost of the whole run (every task's usage reports summed).
+    #[serde(default)]
+    pub usage: Usage,
     /// Task id -> index in `tasks` (rebuilt after deserializing).
     #[serde(skip)]
     index: HashMap<TaskId, usize>,
@@ -561,6 +564,7 @@ impl PartialEq for RunState {
             && self.summary == other.summary
             && self.unknown_events == other.unknown_events
             && self.bisect == other.bisect
+            && self.usage == other.usage
     }
 }
 
@@ -654,6 +658,14 @@ impl RunState {
             | EventKind::TaskFinished { .. } => {
                 if let Some(task) = &event.task {
                     self.apply_task(task, &event.kind, event.ts);
+                }
+                if let EventKind::TaskUsage {
+                    tokens_in,
+                    tokens_out,
+                    cost_usd,
+                } = &event.kind
+                {
+                    self.usage.add(*tokens_in, *tokens_out, *cost_usd);
                 }
             }
             EventKind::Unknown(_) => self.unknown_events += 1,

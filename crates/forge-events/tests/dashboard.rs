@@ -1105,6 +1105,29 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
             .await,
         "2"
     );
+    // A red gate bisected to its first failing task.
+    run.run(EventKind::GateBisectStarted {
+        tasks: vec![tid("docs"), tid("backend")],
+        concurrency: 2,
+    });
+    run.run(EventKind::GateBisectStep {
+        changesets: 1,
+        last: Some(tid("docs")),
+        passed: true,
+        failed_command: None,
+        duration_ms: 900,
+        reused: false,
+    });
+    run.run(EventKind::GateBisectFinished {
+        culprit: Some(tid("backend")),
+        base_fails: false,
+        gate_runs: 1,
+        message: "`backend` is the first task whose changes fail the gate (bisected in 1 gate run)"
+            .into(),
+    });
+    browser
+        .wait_for("#gate .bisect[data-culprit='backend']", secs(10))
+        .await;
     browser.color_scheme(false).await;
     browser.screenshot("dashboard-run.png").await;
     browser.color_scheme(true).await;

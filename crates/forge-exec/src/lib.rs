@@ -101,10 +101,10 @@ pub use duration::HumanDuration;
 pub use error::ExecError;
 pub use manager::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
-    GateBisect, RetryOrigin, RetryRequest, RunReport, TaskSelection, apply_run, apply_run_with,
-    dependents, integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+    GateBisect, ModelPrice, Prices, RetryOrigin, RetryRequest, RunReport, TaskSelection, apply_run,
+    apply_run_with, dependents, integrated_diff, recover_abandoned_applies, run_diff, run_summary,
 };
-pub use plan::{Plan, PlanError, PlanOptions, Task};
+pub use plan::{Budget, Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
 pub use runner::{RayConfig, RunnerConfig};
 pub use sched::{

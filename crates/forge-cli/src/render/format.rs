@@ -46,6 +46,20 @@ pub(crate) fn tokens(n: u64) -> String {
     }
 }
 
+/// Tokens and cost spent, `12.3k tok $0.04` (`n/a` for a cost no agent reported and no price
+/// gave), or nothing before any usage was reported.
+pub(crate) fn spent(u: &forge_events::Usage) -> Option<String> {
+    let total = u.tokens_in.saturating_add(u.tokens_out);
+    if total == 0 && u.cost_usd.is_none() {
+        return None;
+    }
+    Some(format!(
+        "{} tok {}",
+        tokens(total),
+        u.cost_usd.map_or_else(|| "n/a".to_owned(), cost)
+    ))
+}
+
 /// A cost in dollars: `$0.02`, `$1.25`, `<$0.01`.
 pub(crate) fn cost(usd: f64) -> String {
     if usd > 0.0 && usd < 0.005 {

@@ -55,6 +55,12 @@ pub(crate) fn items(state: &RunState) -> Vec<Item> {
     if let Some(bisect) = super::bisect::summary_item(state) {
         items.insert(2, bisect);
     }
+    if let Some(spent) = super::format::spent(&state.usage) {
+        items.push(Item {
+            mark: Mark::Info,
+            text: format!("Spent {spent}"),
+        });
+    }
     items
 }
 

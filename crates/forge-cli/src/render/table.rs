@@ -191,6 +191,9 @@ fn usage(task: &TaskState) -> String {
             out.push(' ');
         }
         out.push_str(&format::cost(c));
+    } else if total > 0 {
+        // Tokens without a reported cost or a price in `[prices]`.
+        out.push_str(" n/a");
     }
     out
 }
@@ -264,6 +267,9 @@ fn header(state: &RunState, now: Timestamp, style: Style) -> String {
     }
     if state.resumes > 0 {
         parts.push(format!("resumed {}×", state.resumes));
+    }
+    if let Some(spent) = super::format::spent(&state.usage) {
+        parts.push(spent);
     }
     parts.join(" · ")
 }

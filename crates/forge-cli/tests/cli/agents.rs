@@ -1101,3 +1101,56 @@ fn claude_planner_that_writes_is_contained_and_reported() {
             .all(|l| l.ends_with("p.toml"))
     );
 }
+
+/// A budget exceeded mid-attempt stops the real agent: the model reports big usage with a tool
+/// call whose command would take a minute before writing its file; the task fails over its
+/// budget and the file never comes.
+fn budget_stops_the_agent(name: &'static str) {
+    let script = Script::new().when(
+        "TASK-SPEND",
+        vec![
+            run_turn(name, "sleep 60 && mkdir -p out && echo late > out/late.txt")
+                .usage(500_000, 1_000),
+            Turn::text("Finished TASK-SPEND."),
+        ],
+    );
+    let Some(agent) = Agent::start(name, script) else {
+        return;
+    };
+    let plan = format!(
+        "name = \"spend-{name}\"\n{}[[task]]\nid = \"spend\"\nprompt = \"TASK-SPEND: spend a lot\"\nwrites = [\"out/**\"]\nmax_tokens = 100000\n",
+        agent.defaults()
+    );
+    let file = agent.repo.plan("spend", &plan);
+    let out = agent.forge(&["run", &file, "--no-apply"]);
+    let run = agent.repo.runs()[0].clone();
+    let log = agent.log(&run, "spend");
+    let out = out.expect(1);
+    let journal = agent.events(&run);
+    let finished = of_task(&journal, "spend", "task_finished");
+    let reason = finished
+        .last()
+        .and_then(|e| e["reason"].as_str())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("over the task's budget") && reason.contains("max_tokens = 100000"),
+        "{reason}\n{}\n{log}",
+        out.stdout
+    );
+    let used: u64 = of_task(&journal, "spend", "task_usage")
+        .iter()
+        .map(|e| e["tokens_in"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(used >= 500_000, "{used}\n{log}");
+    assert!(
+        finished
+            .last()
+            .is_some_and(|e| e["files_changed"].as_array().is_none_or(Vec::is_empty)),
+        "{finished:?}"
+    );
+}
+
+#[test]
+fn claude_budget_stops_the_agent() {
+    budget_stops_the_agent("claude");
+}

@@ -7,6 +7,7 @@ mod adhoc;
 mod agents;
 mod basics;
 mod bisect;
+mod budget;
 mod checks;
 mod conflicts;
 mod contain;

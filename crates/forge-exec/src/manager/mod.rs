@@ -33,6 +33,7 @@
 mod apply;
 mod audit;
 mod bisect;
+mod budget;
 mod check;
 mod fix;
 pub(crate) mod pipeline;
@@ -62,6 +63,7 @@ pub use apply::{
 pub use bisect::{
     BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
+pub use budget::{ModelPrice, Prices};
 pub use resume::cleanup_leftovers;
 pub use retry::{RetryOrigin, RetryRequest, dependents};
 
@@ -160,6 +162,7 @@ pub struct ExecutionManagerBuilder {
     process: ProcessOptions,
     bus: BusOptions,
     runner: RunnerConfig,
+    prices: Prices,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -183,6 +186,7 @@ impl Default for ExecutionManagerBuilder {
             },
             bus: BusOptions::default(),
             runner: RunnerConfig::Local,
+            prices: Prices::default(),
         }
     }
 }
@@ -297,6 +301,14 @@ impl ExecutionManagerBuilder {
     #[must_use]
     pub fn process_options(mut self, options: ProcessOptions) -> Self {
         self.process = options;
+        self
+    }
+
+    /// Prices per model, to give a cost to agents that report tokens only (default: none,
+    /// their cost is unknown).
+    #[must_use]
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
         self
     }
 
@@ -417,6 +429,7 @@ impl ExecutionManagerBuilder {
             scheduler: self.scheduler,
             process: self.process,
             history: resuming.then_some(history),
+            prices: self.prices,
             retry: self.retry,
             runner: self.runner,
         })
@@ -467,6 +480,7 @@ pub struct ExecutionManager {
     process: ProcessOptions,
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
+    prices: Prices,
     /// The task to retry, if this is a retry.
     retry: Option<RetryRequest>,
     runner: RunnerConfig,
@@ -539,6 +553,10 @@ pub(crate) struct Shared {
     pub(crate) heavy: tokio::sync::Semaphore,
     /// Whether the run already said that its attempts run without a PID namespace.
     pub(crate) warned_no_namespace: std::sync::atomic::AtomicBool,
+    /// What the run and its tasks spent, against their budgets.
+    pub(crate) spend: budget::Spend,
+    /// Prices per model.
+    pub(crate) prices: Prices,
     /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
     pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
     /// Where attempts run: stage, agent, capture.
@@ -606,6 +624,7 @@ impl ExecutionManager {
             mut history,
             retry,
             runner,
+            prices,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -727,6 +746,11 @@ impl ExecutionManager {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
                 warned_no_namespace: std::sync::atomic::AtomicBool::new(false),
+                spend: history
+                    .as_deref()
+                    .map(budget::Spend::from_history)
+                    .unwrap_or_default(),
+                prices,
                 retries: Mutex::new(
                     prior
                         .as_mut()

@@ -39,6 +39,10 @@ impl PipelineRunner {
 #[async_trait::async_trait]
 impl TaskRunner for PipelineRunner {
     async fn run(&self, task: &Task, attempt: u32, ctx: AttemptContext) -> TaskOutcome {
+        // A spent budget starts nothing new.
+        if let Some(why) = super::budget::refuse_start(&self.shared, task) {
+            return TaskOutcome::failed(why);
+        }
         // 1. Locks: those a failed attempt kept for its retry, or taken now.
         let kept = self.shared.kept_locks.lock().remove(&task.id);
         let locks = match kept {
@@ -271,6 +275,10 @@ pub(crate) struct OutputEvents<'a> {
     pub(crate) stop: tokio_util::sync::CancellationToken,
     /// Why the agent was stopped: it kept failing to reach its model.
     pub(crate) gave_up: Option<String>,
+    /// The task (its model and budget).
+    pub(crate) spec: &'a Task,
+    /// Why the agent was stopped: its task or the run went over budget.
+    pub(crate) over_budget: Option<String>,
     /// The session the agent named.
     pub(crate) session: Option<String>,
 }
@@ -279,14 +287,14 @@ impl<'a> OutputEvents<'a> {
     /// For an agent whose output is in `format`.
     pub(crate) fn new(
         shared: &'a Shared,
-        task: &'a TaskId,
+        spec: &'a Task,
         attempt: u32,
         format: OutputFormat,
         ctx: &AttemptContext,
     ) -> Self {
         Self {
             shared,
-            task,
+            task: &spec.id,
             parser: OutputParser::new(format),
             text: format == OutputFormat::Text,
             buf: Vec::new(),
@@ -296,6 +304,8 @@ impl<'a> OutputEvents<'a> {
             attempt,
             stop: ctx.cancel.child_token(),
             gave_up: None,
+            spec,
+            over_budget: None,
             session: None,
         }
     }
@@ -344,11 +354,26 @@ impl<'a> OutputEvents<'a> {
                     tokens_in,
                     tokens_out,
                     cost_usd,
-                } => EventKind::TaskUsage {
-                    tokens_in,
-                    tokens_out,
-                    cost_usd,
-                },
+                } => {
+                    let (cost_usd, over) = super::budget::on_usage(
+                        self.shared,
+                        self.spec,
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                    );
+                    if let Some(why) = over
+                        && self.over_budget.is_none()
+                    {
+                        self.stop.cancel();
+                        self.over_budget = Some(why);
+                    }
+                    EventKind::TaskUsage {
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                    }
+                }
                 AgentEvent::Error(message) => {
                     self.last_error = Some(message.clone());
                     EventKind::TaskProgress {
@@ -503,6 +528,8 @@ async fn attempt_task(
                 attempt,
                 stop: ctx.cancel.child_token(),
                 gave_up: None,
+                spec: task,
+                over_budget: None,
                 session: None,
             };
             let stop = output.stop.clone();
@@ -549,6 +576,7 @@ async fn attempt_task(
                 .take()
                 .or_else(|| output.parser.last_stderr().map(str::to_owned));
             let gave_up = output.gave_up.take();
+            let over_budget = output.over_budget.take();
             let agent_session = output.session.take();
             let exit = match exit {
                 Ok(exit) => exit,
@@ -583,6 +611,18 @@ async fn attempt_task(
                     signal: exit.signal,
                     files_changed: Vec::new(),
                     message: Some(format!("the agent could not reach its model: {reason}")),
+                });
+            }
+            if let Some(why) = over_budget
+                && !ctx.cancel.is_cancelled()
+            {
+                dispose(ws).await;
+                return Ok(TaskOutcome {
+                    status: TaskStatus::Failed,
+                    exit_code: exit.code,
+                    signal: exit.signal,
+                    files_changed: Vec::new(),
+                    message: Some(format!("stopped: {why}")),
                 });
             }
             if exit.stopped || ctx.cancel.is_cancelled() {

@@ -61,6 +61,33 @@ impl RetryOn {
     }
 }
 
+/// A spending limit, from the agents' usage as it is reported (`max_cost_usd`, `max_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Budget {
+    /// Most US dollars to spend (reported by the agent, or priced by `[prices]`).
+    pub max_cost_usd: Option<f64>,
+    /// Most tokens to use, input and output together.
+    pub max_tokens: Option<u64>,
+}
+
+impl Budget {
+    /// Whether no limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.max_cost_usd.is_none() && self.max_tokens.is_none()
+    }
+
+    /// Why `tokens` and `cost_usd` spent are over this budget, if they are.
+    pub fn exceeded(&self, tokens: u64, cost_usd: f64) -> Option<String> {
+        if let Some(max) = self.max_tokens.filter(|m| tokens > *m) {
+            return Some(format!("{tokens} tokens used, over max_tokens = {max}"));
+        }
+        if let Some(max) = self.max_cost_usd.filter(|m| cost_usd > *m) {
+            return Some(format!("${cost_usd:.4} spent, over max_cost_usd = {max}"));
+        }
+        None
+    }
+}
+
 /// One task of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -101,6 +128,8 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU time an attempt may use, in CPUs (`cpus = 1.5`).
     pub cpus: Option<f64>,
+    /// What the task's attempts may spend together (`max_cost_usd`, `max_tokens`).
+    pub budget: Budget,
     /// Commands run in the task's workspace right after its agent exits, before its changes
     /// are integrated (`check = ["cargo check -p api"]`): a failure is fed back to the agent.
     pub check: Vec<String>,
@@ -134,6 +163,7 @@ impl Task {
             files: None,
             memory: None,
             cpus: None,
+            budget: Budget::default(),
             check: Vec::new(),
             check_rounds: 1,
             resources: BTreeMap::new(),
@@ -213,6 +243,8 @@ pub struct Plan {
     pub gate: Gate,
     /// How attempts are contained (`[isolation]`).
     pub isolation: Isolation,
+    /// What the whole run may spend (top-level `max_cost_usd`, `max_tokens`).
+    pub budget: Budget,
     /// Where the plan came from.
     pub source: Option<PlanSource>,
 }

@@ -14,7 +14,7 @@ use forge_staging::BaseMode;
 
 use super::problem::Problem;
 use super::tree::{Key, Kind, Node};
-use super::{Gate, Isolation, MergeRule, OnFailure, Plan, RetryOn, Task};
+use super::{Budget, Gate, Isolation, MergeRule, OnFailure, Plan, RetryOn, Task};
 use crate::HumanDuration;
 
 /// Where each part of a task was written, for messages.
@@ -49,6 +49,8 @@ const TOP_KEYS: &[&str] = &[
     "merge",
     "gate",
     "isolation",
+    "max_cost_usd",
+    "max_tokens",
 ];
 const DEFAULT_KEYS: &[&str] = &[
     "agent",
@@ -61,6 +63,8 @@ const DEFAULT_KEYS: &[&str] = &[
     "pool",
     "memory",
     "cpus",
+    "max_cost_usd",
+    "max_tokens",
     "check",
     "check_rounds",
 ];
@@ -83,6 +87,8 @@ const TASK_KEYS: &[&str] = &[
     "files",
     "memory",
     "cpus",
+    "max_cost_usd",
+    "max_tokens",
     "check",
     "check_rounds",
     "resources",
@@ -145,6 +151,7 @@ struct Defaults {
     pool: Option<(String, Range<usize>)>,
     memory: Option<u64>,
     cpus: Option<f64>,
+    budget: Budget,
     check: Vec<String>,
     check_rounds: Option<u32>,
 }
@@ -321,6 +328,37 @@ impl<'a> Walker<'a> {
                 );
                 None
             }
+        }
+    }
+
+    /// `max_cost_usd` (US dollars above zero) or `max_tokens` (a count above zero) into `budget`.
+    fn budget_key(&mut self, what: &dyn fmt::Display, key: &str, node: &Node, budget: &mut Budget) {
+        if key == "max_tokens" {
+            if let Some(n) = self.uint(what, node, 1, i64::MAX) {
+                budget.max_tokens = u64::try_from(n).ok();
+            }
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)] // dollar amounts
+        let usd = match node.kind {
+            Kind::Int(i) => i as f64,
+            Kind::Float(f) => f,
+            _ => {
+                self.type_error(what, "an amount of US dollars such as 2.5", node);
+                return;
+            }
+        };
+        if usd > 0.0 && usd.is_finite() {
+            budget.max_cost_usd = Some(usd);
+        } else {
+            self.push(
+                Problem::at(
+                    format!("`{what}` must be above zero, not {usd}"),
+                    &node.span,
+                )
+                .label("out of range")
+                .help("give the most US dollars to spend, such as 2.5"),
+            );
         }
     }
 
@@ -514,6 +552,14 @@ impl<'a> Walker<'a> {
                 "env" => d.env = self.env(&"defaults.env", value),
                 "memory" => d.memory = self.memory(&"defaults.memory", value),
                 "cpus" => d.cpus = self.cpus(&"defaults.cpus", value),
+                "max_cost_usd" | "max_tokens" => {
+                    self.budget_key(
+                        &Field(&"defaults", &key.name),
+                        &key.name,
+                        value,
+                        &mut d.budget,
+                    );
+                }
                 "check" => d.check = self.checks(&"defaults.check", value),
                 "check_rounds" => {
                     d.check_rounds = self
@@ -608,6 +654,7 @@ impl<'a> Walker<'a> {
             files: None,
             memory: defaults.memory,
             cpus: defaults.cpus,
+            budget: defaults.budget,
             check: defaults.check.clone(),
             check_rounds: defaults.check_rounds.unwrap_or(1),
             resources: BTreeMap::new(),
@@ -679,6 +726,9 @@ impl<'a> Walker<'a> {
                 "env" => task.env.extend(self.env(&field, value)),
                 "memory" => task.memory = self.memory(&field, value).or(task.memory),
                 "cpus" => task.cpus = self.cpus(&field, value).or(task.cpus),
+                "max_cost_usd" | "max_tokens" => {
+                    self.budget_key(&field, &key.name, value, &mut task.budget);
+                }
                 "check" => task.check = self.checks(&field, value),
                 "check_rounds" => {
                     if let Some(r) = self.uint(&field, value, 0, 100) {
@@ -887,8 +937,14 @@ impl<'a> Walker<'a> {
             on_violation: AuditPolicy::Reject,
             gate: Gate::default(),
             isolation: Isolation::default(),
+            budget: Budget::default(),
             source: None,
         };
+        for key in ["max_cost_usd", "max_tokens"] {
+            if let Some(v) = get(key) {
+                self.budget_key(&key, key, v, &mut plan.budget);
+            }
+        }
         let mut spans = Spans::default();
         if let Some(v) = get("name") {
             plan.name = self.string(&"name", v).unwrap_or_default();

@@ -652,6 +652,52 @@ fn a_plan_that_is_not_utf8_is_located_at_its_first_bad_byte() {
 }
 
 #[test]
+fn budgets_load_from_every_level_and_round_trip() {
+    let text = r#"
+max_cost_usd = 5
+max_tokens = 2000000
+
+[defaults]
+agent = "shell"
+max_tokens = 100000
+
+[[task]]
+id = "a"
+prompt = "true"
+
+[[task]]
+id = "b"
+prompt = "true"
+max_cost_usd = 0.75
+max_tokens = 50000
+"#;
+    let plan = parse(text).unwrap();
+    assert_eq!(plan.budget.max_cost_usd, Some(5.0));
+    assert_eq!(plan.budget.max_tokens, Some(2_000_000));
+    assert_eq!(plan.tasks[0].budget.max_tokens, Some(100_000));
+    assert_eq!(plan.tasks[0].budget.max_cost_usd, None);
+    assert_eq!(plan.tasks[1].budget.max_cost_usd, Some(0.75));
+    assert_eq!(plan.tasks[1].budget.max_tokens, Some(50_000));
+    // The run's plan copy (what resume reads) keeps them.
+    let again = parse(&plan.to_toml()).unwrap();
+    assert_eq!(again.tasks, plan.tasks);
+    assert_eq!(again.budget, plan.budget);
+    let got = problems(
+        "max_cost_usd = -1\n[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"x\"\nmax_tokens = \"lots\"\n",
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.contains("`max_cost_usd` must be above zero, not -1")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.contains("`max_tokens` of task `a` must be an integer")),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn limits_and_isolation_load_and_round_trip() {
     let text = r#"
 [isolation]

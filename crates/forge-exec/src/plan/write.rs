@@ -101,6 +101,7 @@ fn task_table(task: &Task) -> Table {
     if let Some(cpus) = task.cpus {
         t.insert("cpus".into(), Value::Float(cpus));
     }
+    write_budget(&mut t, &task.budget);
     if !task.check.is_empty() {
         t.insert(
             "check".into(),
@@ -125,6 +126,19 @@ fn task_table(task: &Task) -> Table {
         );
     }
     t
+}
+
+/// `max_cost_usd` and `max_tokens`, when set.
+fn write_budget(t: &mut Table, budget: &super::Budget) {
+    if let Some(usd) = budget.max_cost_usd {
+        t.insert("max_cost_usd".into(), Value::Float(usd));
+    }
+    if let Some(n) = budget.max_tokens {
+        t.insert(
+            "max_tokens".into(),
+            Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+    }
 }
 
 impl Plan {
@@ -218,6 +232,7 @@ impl Plan {
             }
             doc.insert("gate".into(), Value::Table(gate));
         }
+        write_budget(&mut doc, &self.budget);
         if self.isolation.require {
             let mut isolation = Table::new();
             isolation.insert("require".into(), Value::Boolean(true));

@@ -2,6 +2,8 @@
 //! anything is applied.
 
 mod counts;
+#[cfg(test)]
+mod samples;
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -176,6 +178,12 @@ impl GateReport {
             };
             if let Some(t) = c.tests.filter(|t| t.failed > 0) {
                 let _ = write!(out, ": {} of {} tests failed", t.failed, t.ran());
+            } else if c.tests.is_none()
+                && let Some(last) = c.output.lines().map(str::trim).rfind(|l| !l.is_empty())
+            {
+                // Output no known runner wrote: its last line is usually the verdict.
+                let last: String = last.chars().take(200).collect();
+                let _ = write!(out, ": {last}");
             }
         }
         out

@@ -350,7 +350,7 @@ impl AttemptRunner for RayRunner {
         let log_path = p.attempt_dir.join(format!("output{suffix}.log"));
         let mut log =
             std::fs::File::create(&log_path).map_err(|e| ExecError::io("create", &log_path, e))?;
-        let mut output = OutputEvents::new(shared, &task.id, attempt, p.profile.format, p.ctx);
+        let mut output = OutputEvents::new(shared, task, attempt, p.profile.format, p.ctx);
         let mut poll = tokio::time::interval(POLL);
         let mut node: Option<(String, String)> = None;
         let outcome = loop {
