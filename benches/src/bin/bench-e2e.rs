@@ -39,8 +39,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use forge_benches::{Better, Report, Row, median, quick_from_args};
@@ -530,9 +530,15 @@ fn first_agent_ms(rt: &tokio::runtime::Runtime, repo: &Path) -> f64 {
 /// `git worktree add` of `repo` (a new detached worktree), in ms; the worktree is removed.
 fn worktree_add_ms(repo: &Path, at: &Path) -> f64 {
     let start = Instant::now();
-    git(repo, &["worktree", "add", "-q", "--detach", at.to_str().unwrap()]);
+    git(
+        repo,
+        &["worktree", "add", "-q", "--detach", at.to_str().unwrap()],
+    );
     let ms = start.elapsed().as_secs_f64() * 1000.0;
-    git(repo, &["worktree", "remove", "--force", at.to_str().unwrap()]);
+    git(
+        repo,
+        &["worktree", "remove", "--force", at.to_str().unwrap()],
+    );
     ms
 }
 
@@ -555,7 +561,11 @@ fn main() {
                 let task = std::env::var("FORGE_TASK_ID").unwrap_or_default();
                 let line = format!("{task} {started} {}\n", self_cpu_ns());
                 // One short append: lines of concurrent agents do not interleave.
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                {
                     let _ = f.write_all(line.as_bytes());
                 }
             }

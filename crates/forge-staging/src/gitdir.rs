@@ -346,14 +346,19 @@ fn commit_snapshot(
     parent: Option<&str>,
     message: &str,
 ) -> Result<String, StagingError> {
-    commit_in(&mut || private(dot, tree), dot, parent, message)
+    commit_in(
+        &mut || private(dot, tree),
+        dot,
+        parent.map(|p| (p, None)),
+        message,
+    )
 }
 
 /// [`commit_snapshot`] with the git commands `git` makes.
 fn commit_in(
     git: &mut dyn FnMut() -> Command,
     dot: &Path,
-    parent: Option<&str>,
+    parent: Option<(&str, Option<&str>)>,
     message: &str,
 ) -> Result<String, StagingError> {
     // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
@@ -363,10 +368,13 @@ fn commit_in(
     let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
     fs::remove_file(&copy).ctx("remove", &copy)?;
     let written = text(&written?);
-    if let Some(parent) = parent {
-        let parent_tree = text(&run(
-            git().args(["rev-parse", &format!("{parent}^{{tree}}")])
-        )?);
+    if let Some((parent, known)) = parent {
+        let parent_tree = match known {
+            Some(tree) => tree.to_owned(),
+            None => text(&run(
+                git().args(["rev-parse", &format!("{parent}^{{tree}}")])
+            )?),
+        };
         if parent_tree == written {
             return Ok(parent.to_owned());
         }
@@ -377,7 +385,7 @@ fn commit_in(
         .env("GIT_AUTHOR_EMAIL", "forge@localhost")
         .env("GIT_COMMITTER_NAME", "Forge")
         .env("GIT_COMMITTER_EMAIL", "forge@localhost");
-    if let Some(parent) = parent {
+    if let Some((parent, _)) = parent {
         cmd.args(["-p", parent]);
     }
     Ok(text(&run(&mut cmd)?))
@@ -401,21 +409,35 @@ pub(crate) struct DeltaSpec<'a> {
     /// Where that directory is while the layer is built (the first layer of a chain creates it
     /// inside its partial directory).
     pub(crate) objects_now: &'a Path,
-    /// The commit the snapshot's commit sits on, when known (else the `HEAD` of `below`).
-    pub(crate) parent: Option<&'a str>,
+    /// The commit the snapshot's commit sits on and its tree, when known (else the `HEAD` of
+    /// `below`).
+    pub(crate) parent: Option<(&'a str, &'a str)>,
 }
 
-/// The commit `HEAD` of the git layer `layer` is at.
-pub(crate) fn head(layer: &Path) -> Result<String, StagingError> {
-    Ok(text(&run(
-        private(&layer.join(".git"), layer).args(["rev-parse", "HEAD"])
-    )?))
+/// The commit `HEAD` of the git layer `layer` is at, and its tree.
+pub(crate) fn head(layer: &Path) -> Result<(String, String), StagingError> {
+    let out = text(&run(private(&layer.join(".git"), layer).args([
+        "rev-parse",
+        "HEAD",
+        "HEAD^{tree}",
+    ]))?);
+    match out.split_once('\n') {
+        Some((commit, tree)) => Ok((commit.to_owned(), tree.trim().to_owned())),
+        None => Err(StagingError::Command {
+            command: "git rev-parse HEAD HEAD^{tree}".to_owned(),
+            message: format!("unexpected output `{out}`"),
+        }),
+    }
 }
 
 /// Builds `<out>/.git` for a delta layer: the repository below with the changed paths (whose
 /// files are in the layer's tree) written into its index and the snapshot committed on top of
-/// the parent commit. Returns that parent.
-pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<String, StagingError> {
+/// the parent commit. Returns that parent and its tree.
+///
+/// Three git commands: `update-index` (plus one for deletions), `write-tree`, `commit-tree`.
+/// Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
+/// valid when it records its stat data with fsmonitor on), and the ref is written directly.
+pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), StagingError> {
     let (out, tree) = (spec.out, spec.tree);
     let dot = out.join(".git");
     fs::create_dir_all(out).ctx("create directory", out)?;
@@ -488,29 +510,42 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<String, StagingError> 
             &written,
         )?;
     }
-    let mut refresh = git();
-    refresh
-        .arg("-c")
-        .arg(&setting)
-        .args(["update-index", "-q", "--refresh"]);
-    run(&mut refresh)?;
     fs::remove_file(&hook).ctx("remove", &hook)?;
     fs::remove_file(&changed).ctx("remove", &changed)?;
-    let parent = match spec.parent {
-        Some(parent) => parent.to_owned(),
+    let (parent, parent_tree) = match spec.parent {
+        Some((parent, tree)) => (parent.to_owned(), tree.to_owned()),
         None => head(spec.below)?,
     };
     let head = commit_in(
         &mut || git(),
         &dot,
-        Some(&parent),
+        Some((&parent, Some(&parent_tree))),
         &format!(
             "forge: the changes integrated before this workspace ({} paths)",
             spec.total
         ),
     )?;
-    run(git().args(["update-ref", "HEAD", &head]))?;
-    Ok(parent)
+    set_head(&dot, &head)?;
+    Ok((parent, parent_tree))
+}
+
+/// Points `HEAD` of the repository `dot` (or the branch it is on) at `commit`, as
+/// `git update-ref` would, without its reflog.
+fn set_head(dot: &Path, commit: &str) -> Result<(), StagingError> {
+    let head = dot.join("HEAD");
+    let text = fs::read_to_string(&head).ctx("read", &head)?;
+    let target = match text.trim_end().strip_prefix("ref: ") {
+        Some(name) if name.starts_with("refs/") && !name.contains("..") => dot.join(name),
+        _ => head,
+    };
+    if let Some(dir) = target.parent() {
+        fs::create_dir_all(dir).ctx("create directory", dir)?;
+    }
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".forge-tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, format!("{commit}\n")).ctx("write", &tmp)?;
+    fs::rename(&tmp, &target).ctx("move into place", &target)
 }
 
 /// Makes `dest` (a new `.git` directory) a copy of the repository `src` (a git layer's

@@ -58,6 +58,7 @@ struct Delta {
 struct GitChain {
     objects: PathBuf,
     parent: String,
+    parent_tree: String,
 }
 
 /// One layer directory: `tree/` (files and whiteouts), `git/` (the git layer of the snapshot
@@ -138,10 +139,14 @@ impl Snapshot {
                 whiteouts: record.whiteouts,
             });
             let git = match from.base.git_layer() {
-                Some(base_layer) if layer.dir.join(OBJECTS).is_dir() => Some(GitChain {
-                    objects: layer.dir.join(OBJECTS),
-                    parent: crate::gitdir::head(&base_layer)?,
-                }),
+                Some(base_layer) if layer.dir.join(OBJECTS).is_dir() => {
+                    let (parent, parent_tree) = crate::gitdir::head(&base_layer)?;
+                    Some(GitChain {
+                        objects: layer.dir.join(OBJECTS),
+                        parent,
+                        parent_tree,
+                    })
+                }
                 _ => None,
             };
             let entries = layer
@@ -429,22 +434,29 @@ impl Snapshot {
                 // Every layer of a chain writes its objects into the chain's objects directory,
                 // which the first layer holds beside (not in) its git layer: no mounted lower
                 // directory ever changes.
-                let (objects, objects_now, parent) =
-                    match self.delta.as_ref().and_then(|d| d.git.clone()) {
-                        Some(chain) => (chain.objects.clone(), chain.objects, Some(chain.parent)),
-                        None => (final_dir.join(OBJECTS), partial.join(OBJECTS), None),
-                    };
-                let parent = crate::gitdir::build_delta(&crate::gitdir::DeltaSpec {
-                    below: &below,
-                    tree: &tree,
-                    changed: &changed,
-                    total: self.delta().map_or(0, ChangeSet::len) + step.len(),
-                    out: &partial.join(crate::gitdir::LAYER),
-                    objects: &objects,
-                    objects_now: &objects_now,
-                    parent: parent.as_deref(),
-                })?;
-                Some(GitChain { objects, parent })
+                let chain = self.delta.as_ref().and_then(|d| d.git.clone());
+                let (objects, objects_now) = match &chain {
+                    Some(chain) => (chain.objects.clone(), chain.objects.clone()),
+                    None => (final_dir.join(OBJECTS), partial.join(OBJECTS)),
+                };
+                let (parent, parent_tree) =
+                    crate::gitdir::build_delta(&crate::gitdir::DeltaSpec {
+                        below: &below,
+                        tree: &tree,
+                        changed: &changed,
+                        total: self.delta().map_or(0, ChangeSet::len) + step.len(),
+                        out: &partial.join(crate::gitdir::LAYER),
+                        objects: &objects,
+                        objects_now: &objects_now,
+                        parent: chain
+                            .as_ref()
+                            .map(|c| (c.parent.as_str(), c.parent_tree.as_str())),
+                    })?;
+                Some(GitChain {
+                    objects,
+                    parent,
+                    parent_tree,
+                })
             }
             None => None,
         };
