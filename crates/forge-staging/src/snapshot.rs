@@ -355,71 +355,7 @@ impl Snapshot {
         remove_tree(&partial)?;
         let tree = partial.join("tree");
         fs::create_dir_all(&tree).ctx("create directory", &tree)?;
-        let base_tree = self.base.tree_dir();
-        // Where each file comes from: the step's from the store, the others hard-linked from
-        // the topmost replaced layer that holds them. A link that fails (another file system,
-        // too many links) is a copy, and its path gets new stat data in the git layer.
-        let mut restat: Vec<&RepoPath> = Vec::new();
-        for (path, change) in merged {
-            let Some(after) = change.after() else {
-                continue;
-            };
-            let source = if step.get(path.as_str()).is_some() {
-                Source::Store
-            } else {
-                replaced
-                    .iter()
-                    .rev()
-                    .find(|l| l.changes.get(path.as_str()).is_some())
-                    .map_or(Source::Store, |l| Source::Layer(&l.dir))
-            };
-            let dest = tree.join(path.as_str());
-            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
-            if let Source::Layer(dir) = source {
-                if fs::hard_link(dir.join("tree").join(path.as_str()), &dest).is_ok() {
-                    continue;
-                }
-                restat.push(path);
-            }
-            write_entry(store, Some(after), &dest)?;
-        }
-        // A step path the merge left out (the layers it replaces changed it and the step
-        // changed it back) shows through from below; git's index gets it from a link to
-        // that file, so its stat data stays what the view shows.
-        for (path, change) in step {
-            if change.after().is_none() || merged.get(path.as_str()).is_some() {
-                continue;
-            }
-            let below = kept
-                .iter()
-                .rev()
-                .find(|l| l.changes.get(path.as_str()).is_some())
-                .map_or_else(|| base_tree.clone(), |l| l.dir.join("tree"));
-            let dest = tree.join(path.as_str());
-            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
-            if fs::hard_link(below.join(path.as_str()), &dest).is_err() {
-                write_entry(store, change.after(), &dest)?;
-                restat.push(path);
-            }
-        }
-        let mut whiteouts = true;
-        for (path, change) in merged {
-            if change.after().is_some() {
-                continue;
-            }
-            // A deleted path inside an added file's place, or where the layer now has a
-            // directory, is hidden already; elsewhere a whiteout hides the entry below.
-            let dest = tree.join(path.as_str());
-            if fs::symlink_metadata(&dest).is_ok() || ancestor_is_file(&tree, path) {
-                continue;
-            }
-            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
-            if make_whiteout(&dest).is_err() {
-                // Only kernels older than 5.8 refuse this; overlay staging then refuses the
-                // snapshot, while the other strategies (which copy) do not need whiteouts.
-                whiteouts = false;
-            }
-        }
+        let (whiteouts, restat) = self.write_tree(kept, replaced, merged, step, store, &tree)?;
         let final_dir = std::path::absolute(layer_dir).ctx("resolve", layer_dir)?;
         let git = match self.git_layer() {
             Some(below) => {
@@ -514,6 +450,87 @@ impl Snapshot {
                 git,
             })),
         })
+    }
+
+    /// Writes the files and whiteouts of a new layer into `tree` (see [`Snapshot::build`]);
+    /// returns whether every whiteout could be made and the paths whose file is a copy where
+    /// a link to the same content below was wanted.
+    fn write_tree<'a>(
+        &self,
+        kept: &[Arc<Layer>],
+        replaced: &[Arc<Layer>],
+        merged: &'a ChangeSet,
+        step: &'a ChangeSet,
+        store: &BlobStore,
+        tree: &Path,
+    ) -> Result<(bool, Vec<&'a RepoPath>), StagingError> {
+        let tree = tree.to_path_buf();
+        let base_tree = self.base.tree_dir();
+        // Where each file comes from: the step's from the store, the others hard-linked from
+        // the topmost replaced layer that holds them. A link that fails (another file system,
+        // too many links) is a copy, and its path gets new stat data in the git layer.
+        let mut restat: Vec<&'a RepoPath> = Vec::new();
+        for (path, change) in merged {
+            let Some(after) = change.after() else {
+                continue;
+            };
+            let source = if step.get(path.as_str()).is_some() {
+                Source::Store
+            } else {
+                replaced
+                    .iter()
+                    .rev()
+                    .find(|l| l.changes.get(path.as_str()).is_some())
+                    .map_or(Source::Store, |l| Source::Layer(&l.dir))
+            };
+            let dest = tree.join(path.as_str());
+            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
+            if let Source::Layer(dir) = source {
+                if fs::hard_link(dir.join("tree").join(path.as_str()), &dest).is_ok() {
+                    continue;
+                }
+                restat.push(path);
+            }
+            write_entry(store, Some(after), &dest)?;
+        }
+        // A step path the merge left out (the layers it replaces changed it and the step
+        // changed it back) shows through from below; git's index gets it from a link to
+        // that file, so its stat data stays what the view shows.
+        for (path, change) in step {
+            if change.after().is_none() || merged.get(path.as_str()).is_some() {
+                continue;
+            }
+            let below = kept
+                .iter()
+                .rev()
+                .find(|l| l.changes.get(path.as_str()).is_some())
+                .map_or_else(|| base_tree.clone(), |l| l.dir.join("tree"));
+            let dest = tree.join(path.as_str());
+            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
+            if fs::hard_link(below.join(path.as_str()), &dest).is_err() {
+                write_entry(store, change.after(), &dest)?;
+                restat.push(path);
+            }
+        }
+        let mut whiteouts = true;
+        for (path, change) in merged {
+            if change.after().is_some() {
+                continue;
+            }
+            // A deleted path inside an added file's place, or where the layer now has a
+            // directory, is hidden already; elsewhere a whiteout hides the entry below.
+            let dest = tree.join(path.as_str());
+            if fs::symlink_metadata(&dest).is_ok() || ancestor_is_file(&tree, path) {
+                continue;
+            }
+            create_dirs_like(&tree, path.parent().unwrap_or(""), &base_tree)?;
+            if make_whiteout(&dest).is_err() {
+                // Only kernels older than 5.8 refuse this; overlay staging then refuses the
+                // snapshot, while the other strategies (which copy) do not need whiteouts.
+                whiteouts = false;
+            }
+        }
+        Ok((whiteouts, restat))
     }
 }
 
