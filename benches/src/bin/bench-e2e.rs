@@ -663,7 +663,7 @@ fn main() {
                 Better::Higher,
                 reps,
             )
-            .goal(">= 9.5")
+            .goal(">= 9.7")
             .extra("wall_parallel_ms", p10.as_millis() as u64)
             .extra("wall_sequential_ms", s10.as_millis() as u64),
         );
@@ -686,7 +686,7 @@ fn main() {
                 Better::Higher,
                 1,
             )
-            .goal(">= 45")
+            .goal(">= 47")
             .extra("wall_parallel_ms", p50.as_millis() as u64)
             .extra("wall_sequential_ms", s50.as_millis() as u64),
         );
