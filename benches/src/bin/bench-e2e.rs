@@ -9,6 +9,16 @@
 //! - `events_p99_ms`: agent prints a progress line → the event reaches an SSE client (50 agents).
 //! - `resume_ms`: `resume` of a 1,000-task run rebuilding its state from the journal.
 //!
+//! Rows from issue #24:
+//! - `orchestrator_cpu_per_task_ms`: CPU of the orchestrator (this process and the git commands
+//!   it runs, without the agents' own CPU) per task, in the 50-agent run.
+//! - `integrate_cost_growth`: that CPU per task for the last 10 of 500 tasks integrated one after
+//!   another ÷ the first 10.
+//! - `speedup_200_agents` (S = 10 s) and `rss_200_agents`: 200 agents at once in a child
+//!   orchestrator; the sequential time is taken as 200 × S (a lower bound: the ratio is low).
+//! - `first_agent_ms_100k`: from the start of a run to the first agent process on a 100,000-file
+//!   repository, warm (its base snapshot exists) and cold (`extra`), against `git worktree add`.
+//!
 //! The binary is its own simulated agent (`bench-e2e sim-agent …` runs `forge_exec::sim`) and
 //! its own orchestrator child for the memory row (`bench-e2e orchestrate <repo> <plan>`).
 
@@ -27,8 +37,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use forge_benches::{Better, Report, Row, median, quick_from_args};
@@ -120,10 +132,61 @@ fn parse(text: &str) -> Plan {
     .unwrap_or_else(|e| panic!("{}", e.render()))
 }
 
+/// Where each simulated agent appends `<task> <start ms> <own CPU ns>` when it ends.
+static AGENT_LOG: OnceLock<PathBuf> = OnceLock::new();
+
 fn profiles() -> Profiles {
     let mut p = Profiles::builtin();
-    p.set_sim_program(std::env::current_exe().unwrap(), vec!["sim-agent".into()]);
+    let mut args = vec!["sim-agent".to_owned()];
+    if let Some(log) = AGENT_LOG.get() {
+        args.extend(["--bench-log".to_owned(), log.display().to_string()]);
+    }
+    p.set_sim_program(std::env::current_exe().unwrap(), args);
     p
+}
+
+/// CPU time this thread group has run, in ns (the sum over its threads' `schedstat`).
+fn self_cpu_ns() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// CPU of this process (ns, exact) plus its reaped children (10 ms ticks), in ms.
+fn orchestrator_cpu_ms() -> f64 {
+    self_cpu_ns() as f64 / 1e6 + cpu_ms().1
+}
+
+/// The agents' log lines: task, start (ms since the epoch), own CPU (ms).
+fn agent_log() -> Vec<(String, u64, f64)> {
+    let Some(path) = AGENT_LOG.get() else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let task = f.next()?.to_owned();
+            let start = f.next()?.parse().ok()?;
+            let cpu: u64 = f.next()?.parse().ok()?;
+            Some((task, start, cpu as f64 / 1e6))
+        })
+        .collect()
+}
+
+fn clear_agent_log() {
+    if let Some(path) = AGENT_LOG.get() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn manager(repo: &Path, plan: Plan, apply: ApplyMode) -> ExecutionManager {
@@ -245,9 +308,11 @@ fn run_with_sse(
     repo: &Path,
     plan: &str,
     tasks: usize,
-) -> (Duration, Vec<u64>) {
+) -> (Duration, Vec<u64>, f64) {
+    clear_agent_log();
     let start = Instant::now();
     let cpu_before = cpu_ms();
+    let orchestrator_before = orchestrator_cpu_ms();
     let m = manager(repo, parse(plan), ApplyMode::WorkingTree);
     let run = m.run_id().clone();
     let runs_dir = m.store().runs_dir();
@@ -274,6 +339,8 @@ fn run_with_sse(
         (wall, received)
     });
     let cpu_after = cpu_ms();
+    let agents_cpu: f64 = agent_log().iter().map(|(_, _, cpu)| cpu).sum();
+    let orchestrator = (orchestrator_cpu_ms() - orchestrator_before - agents_cpu) / tasks as f64;
     println!(
         "{tasks} agents at once: orchestrator CPU {:.1} ms/task, agents' CPU {:.1} ms/task",
         (cpu_after.0 - cpu_before.0) / tasks as f64,
@@ -292,7 +359,7 @@ fn run_with_sse(
     );
     delays.sort_unstable();
     reset(repo);
-    (wall, delays)
+    (wall, delays, orchestrator)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -362,19 +429,152 @@ fn resume_time(rt: &tokio::runtime::Runtime, repo: &Path, tasks: usize) -> Durat
     Duration::from_secs_f64(median(&times))
 }
 
+/// Runs `tasks` quick tasks one after another and returns the orchestrator's CPU (ms, agents'
+/// own CPU taken out) spent on each task after the first: from one integration to the next.
+fn integrate_costs(rt: &tokio::runtime::Runtime, repo: &Path, tasks: usize) -> Vec<f64> {
+    clear_agent_log();
+    let mut text = String::from(
+        "name = \"growth\"\nconcurrency = 1\n[defaults]\nagent = \"sim\"\n[gate]\ncommands = [\"true\"]\n",
+    );
+    for i in 0..tasks {
+        let _ = write!(
+            text,
+            "[[task]]\nid = \"t{i}\"\nwrites = [\"out/t{i}.txt\"]\nappends = [\"CHANGES.md\"]\n\
+             prompt = '''\n```forge-sim\nwrite out/t{i}.txt\nresult of {i}\nend\nappend CHANGES.md - task {i}\n```\n'''\n"
+        );
+    }
+    let m = manager(repo, parse(&text), ApplyMode::None);
+    let bus = m.bus();
+    let marks = rt.block_on(async {
+        let mut sub = bus.subscribe();
+        let watcher = tokio::spawn(async move {
+            let mut marks: Vec<(String, f64)> = Vec::new();
+            while let Ok(Some(event)) = sub.recv().await {
+                match &event.kind {
+                    forge_events::EventKind::MergeIntegrated { .. } => marks.push((
+                        event
+                            .task
+                            .as_ref()
+                            .map(|t| t.as_str().to_owned())
+                            .unwrap_or_default(),
+                        orchestrator_cpu_ms(),
+                    )),
+                    forge_events::EventKind::RunFinished { .. } => break,
+                    _ => {}
+                }
+            }
+            marks
+        });
+        let report = m.run(CancelHandle::new()).await.unwrap();
+        assert_eq!(report.exit_code(), 0, "{report:#?}");
+        watcher.await.unwrap()
+    });
+    assert_eq!(marks.len(), tasks, "one integration per task");
+    let agents: HashMap<String, f64> = agent_log()
+        .into_iter()
+        .map(|(task, _, cpu)| (task, cpu))
+        .collect();
+    reset(repo);
+    marks
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1 - agents.get(&w[1].0).copied().unwrap_or(0.0))
+        .collect()
+}
+
+/// A committed git repository of `files` small files (1,000 per directory), checked out.
+fn generate_big_repo(dir: &Path, files: usize) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    let mut stream = String::from(
+        "commit refs/heads/main\ncommitter Forge Bench <bench@forge.invalid> 0 +0000\ndata 9\ngenerated\n",
+    );
+    let _ = write!(stream, "M 100644 inline .gitignore\ndata 8\n.forge/\n\n");
+    for i in 0..files {
+        let content = format!("file {i}: some text that an agent might read\n");
+        let _ = write!(
+            stream,
+            "M 100644 inline d{:03}/f{:03}.txt\ndata {}\n{content}\n",
+            i / 1000,
+            i % 1000,
+            content.len()
+        );
+    }
+    let mut child = Command::new("git")
+        .current_dir(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    git(dir, &["reset", "-q", "--hard", "main"]);
+}
+
+/// From the start of a run (building its manager) to the first agent process, in ms.
+fn first_agent_ms(rt: &tokio::runtime::Runtime, repo: &Path) -> f64 {
+    clear_agent_log();
+    let plan = "name = \"first\"\n[defaults]\nagent = \"sim\"\n[[task]]\nid = \"one\"\n\
+                writes = [\"x.txt\"]\nprompt = '''\n```forge-sim\nsay hello\n```\n'''\n";
+    let started = now_ms();
+    let m = manager(repo, parse(plan), ApplyMode::None);
+    let report = rt.block_on(m.run(CancelHandle::new())).unwrap();
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    let first = agent_log().iter().map(|(_, at, _)| *at).min().unwrap();
+    first.saturating_sub(started) as f64
+}
+
+/// `git worktree add` of `repo` (a new detached worktree), in ms; the worktree is removed.
+fn worktree_add_ms(repo: &Path, at: &Path) -> f64 {
+    let start = Instant::now();
+    git(
+        repo,
+        &["worktree", "add", "-q", "--detach", at.to_str().unwrap()],
+    );
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    git(
+        repo,
+        &["worktree", "remove", "--force", at.to_str().unwrap()],
+    );
+    ms
+}
+
 #[allow(clippy::too_many_lines)] // the rows, one after another
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("sim-agent") => {
+            let started = now_ms();
+            let (log, rest) = match args.get(2).map(String::as_str) {
+                Some("--bench-log") => (args.get(3).cloned(), &args[4..]),
+                _ => (None, &args[2..]),
+            };
             let code = forge_exec::sim::main(
-                args[2..].iter().map(Into::into),
+                rest.iter().map(Into::into),
                 &mut std::io::stdout().lock(),
                 &mut std::io::stderr().lock(),
             );
+            if let Some(log) = log {
+                let task = std::env::var("FORGE_TASK_ID").unwrap_or_default();
+                let line = format!("{task} {started} {}\n", self_cpu_ns());
+                // One short append: lines of concurrent agents do not interleave.
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                {
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
             std::process::exit(code);
         }
         Some("orchestrate") => {
+            if let Some(log) = args.get(4) {
+                let _ = AGENT_LOG.set(PathBuf::from(log));
+            }
             orchestrate(Path::new(&args[2]), Path::new(&args[3]));
             return;
         }
@@ -386,9 +586,16 @@ fn main() {
         .build()
         .unwrap();
     let (dirs, per_dir, sleep, resume_tasks) = if quick {
-        (100, 20, Duration::from_millis(300), 200)
+        (200, 10, Duration::from_millis(300), 200)
     } else {
-        (100, 100, Duration::from_secs(2), 1000)
+        (200, 50, Duration::from_secs(2), 1000)
+    };
+    // Rows from issue #24: tasks integrated one after another, the 200-agent wall, the big
+    // repository.
+    let (growth_tasks, s200, big_files) = if quick {
+        (200, Duration::from_secs(3), 20_000)
+    } else {
+        (500, Duration::from_secs(10), 100_000)
     };
     let guard = tempfile::tempdir().unwrap();
     let root = guard.path().to_path_buf();
@@ -399,6 +606,7 @@ fn main() {
     } else {
         Some(guard)
     };
+    let _ = AGENT_LOG.set(root.join("agents.log"));
     let repo = root.join("repo");
     std::fs::create_dir(&repo).unwrap();
     let started = Instant::now();
@@ -455,7 +663,7 @@ fn main() {
                 Better::Higher,
                 reps,
             )
-            .goal(">= 9.5")
+            .goal(">= 9.7")
             .extra("wall_parallel_ms", p10.as_millis() as u64)
             .extra("wall_sequential_ms", s10.as_millis() as u64),
         );
@@ -463,7 +671,7 @@ fn main() {
 
     // 50 agents, with an SSE client for the event delays.
     if selected("speedup_50") {
-        let (p50, delays) = run_with_sse(&rt, &repo, &plan_text(50, 50, sleep), 50);
+        let (p50, delays, orchestrator) = run_with_sse(&rt, &repo, &plan_text(50, 50, sleep), 50);
         let (s50, _) = timed_run(&rt, &repo, &plan_text(50, 1, sleep));
         println!(
             "50 agents: {:.2} s at 50, {:.2} s at 1",
@@ -478,7 +686,7 @@ fn main() {
                 Better::Higher,
                 1,
             )
-            .goal(">= 45")
+            .goal(">= 47")
             .extra("wall_parallel_ms", p50.as_millis() as u64)
             .extra("wall_sequential_ms", s50.as_millis() as u64),
         );
@@ -490,6 +698,17 @@ fn main() {
                     "sequential_per_task_ms",
                     (s50.as_secs_f64() * 1000.0 - 50.0 * s_ms) / 50.0,
                 ),
+        );
+        report.push(
+            Row::new(
+                "orchestrator_cpu_per_task_ms",
+                orchestrator,
+                "ms",
+                Better::Lower,
+                1,
+            )
+            .goal("<= 3")
+            .extra("agents", 50),
         );
         report.push(
             Row::new(
@@ -530,6 +749,110 @@ fn main() {
         report.push(
             Row::new("rss_100_agents", rss as f64, "bytes", Better::Lower, 1).goal("< 64 MiB"),
         );
+    }
+
+    // CPU per task as the integrated tree grows: the last 10 of N tasks against the first 10.
+    if selected("integrate_cost") {
+        let costs = integrate_costs(&rt, &repo, growth_tasks);
+        let n = costs.len();
+        let first: f64 = costs[..10].iter().sum::<f64>() / 10.0;
+        let last: f64 = costs[n - 10..].iter().sum::<f64>() / 10.0;
+        println!(
+            "{growth_tasks} tasks one after another: {first:.2} ms of CPU per task for the first 10, {last:.2} ms for the last 10"
+        );
+        report.push(
+            Row::new(
+                "integrate_cost_growth",
+                last / first,
+                "ratio",
+                Better::Lower,
+                1,
+            )
+            .goal("<= 1.2")
+            .extra("first_10_ms", first)
+            .extra("last_10_ms", last)
+            .extra("mean_ms", costs.iter().sum::<f64>() / n as f64)
+            .extra("tasks", growth_tasks as u64),
+        );
+    }
+
+    // 200 agents at once, in a child orchestrator whose peak RSS is its own.
+    if selected("speedup_200") || selected("rss_200") {
+        let plan_file = root.join("plan200.toml");
+        std::fs::write(&plan_file, plan_text(200, 200, s200)).unwrap();
+        let start = Instant::now();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .arg("orchestrate")
+            .arg(&repo)
+            .arg(&plan_file)
+            .output()
+            .unwrap();
+        let wall = start.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rss: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("rss=").map(|v| v.trim().parse().unwrap()))
+            .unwrap();
+        reset(&repo);
+        let sequential = 200.0 * s200.as_secs_f64();
+        println!(
+            "200 agents: {:.2} s at once (S = {} s)",
+            wall.as_secs_f64(),
+            s200.as_secs()
+        );
+        report.push(
+            Row::new(
+                "speedup_200_agents",
+                sequential / wall.as_secs_f64(),
+                "ratio",
+                Better::Higher,
+                1,
+            )
+            .goal(">= 180")
+            .extra("wall_parallel_ms", wall.as_millis() as u64)
+            .extra("sequential_lower_bound_ms", (sequential * 1000.0) as u64)
+            .extra("s_ms", s200.as_millis() as u64),
+        );
+        report.push(
+            Row::new("rss_200_agents", rss as f64, "bytes", Better::Lower, 1).goal("< 64 MiB"),
+        );
+    }
+
+    // The first agent on a big repository, cold (no base snapshot) and warm, against
+    // `git worktree add` of the same repository.
+    if selected("first_agent") {
+        let big = root.join("big");
+        std::fs::create_dir(&big).unwrap();
+        let started = Instant::now();
+        generate_big_repo(&big, big_files);
+        println!(
+            "generated {big_files} files in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let peer_first = worktree_add_ms(&big, &root.join("wt-0"));
+        let cold = first_agent_ms(&rt, &big);
+        let (mut warm, mut peer) = (Vec::new(), vec![peer_first]);
+        for k in 1..=3 {
+            warm.push(first_agent_ms(&rt, &big));
+            peer.push(worktree_add_ms(&big, &root.join(format!("wt-{k}"))));
+        }
+        let (warm, peer) = (median(&warm), median(&peer));
+        println!(
+            "first agent on {big_files} files: {cold:.0} ms cold, {warm:.0} ms warm; git worktree add {peer_first:.0} ms first, {peer:.0} ms median"
+        );
+        report.push(
+            Row::new("first_agent_ms_100k", warm, "ms", Better::Lower, 3)
+                .peer("git-worktree-add", peer)
+                .goal("warm <= 50, cold < peer's first")
+                .extra("cold_ms", cold)
+                .extra("peer_first_ms", peer_first)
+                .extra("files", big_files as u64),
+        );
+        let _ = std::fs::remove_dir_all(&big);
     }
 
     // Resume of a 1,000-task run.

@@ -92,7 +92,15 @@ pub fn resolve_path(dir: &Path, stored: &Path) -> PathBuf {
 pub(crate) fn remove_tree(path: &Path) -> Result<(), StagingError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Nothing there (a path under a file is nowhere either).
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(());
+        }
         Err(e) => return Err(StagingError::io("stat", path, e)),
     };
     if !meta.is_dir() {

@@ -389,54 +389,130 @@ fn commit_snapshot(
     parent: Option<&str>,
     message: &str,
 ) -> Result<String, StagingError> {
+    commit_in(
+        &mut || private(dot, tree),
+        dot,
+        parent.map(|p| (p, None)),
+        message,
+    )
+}
+
+/// [`commit_snapshot`] with the git commands `git` makes.
+fn commit_in(
+    git: &mut dyn FnMut() -> Command,
+    dot: &Path,
+    parent: Option<(&str, Option<&str>)>,
+    message: &str,
+) -> Result<String, StagingError> {
     // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
     // fsmonitor off) would drop the validity `mark_valid` records.
     let copy = dot.join("index.forge-write-tree");
     fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
-    let written = run(private(dot, tree)
-        .env("GIT_INDEX_FILE", &copy)
-        .arg("write-tree"));
+    let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
     fs::remove_file(&copy).ctx("remove", &copy)?;
     let written = text(&written?);
-    if let Some(parent) = parent {
-        let parent_tree = text(&run(
-            private(dot, tree).args(["rev-parse", &format!("{parent}^{{tree}}")])
-        )?);
+    if let Some((parent, known)) = parent {
+        let parent_tree = match known {
+            Some(tree) => tree.to_owned(),
+            None => text(&run(
+                git().args(["rev-parse", &format!("{parent}^{{tree}}")])
+            )?),
+        };
         if parent_tree == written {
             return Ok(parent.to_owned());
         }
     }
-    let mut cmd = private(dot, tree);
+    let mut cmd = git();
     cmd.args(["commit-tree", "--no-gpg-sign", &written, "-m", message])
         .env("GIT_AUTHOR_NAME", "Forge")
         .env("GIT_AUTHOR_EMAIL", "forge@localhost")
         .env("GIT_COMMITTER_NAME", "Forge")
         .env("GIT_COMMITTER_EMAIL", "forge@localhost");
-    if let Some(parent) = parent {
+    if let Some((parent, _)) = parent {
         cmd.args(["-p", parent]);
     }
     Ok(text(&run(&mut cmd)?))
 }
 
-/// Builds `<out>/.git` for a delta layer: the base layer's repository with the delta's changes
-/// (whose files are in `layer_tree`) committed on top.
-pub(crate) fn build_delta(
-    base_layer: &Path,
-    layer_tree: &Path,
-    delta: &ChangeSet,
-    out: &Path,
-) -> Result<(), StagingError> {
+/// What a delta layer's git layer is built from.
+pub(crate) struct DeltaSpec<'a> {
+    /// The git layer of the snapshot below (the base's, or the previous delta layer's).
+    pub(crate) below: &'a Path,
+    /// The new layer's files.
+    pub(crate) tree: &'a Path,
+    /// The paths that differ from the snapshot below, or whose file in `tree` is new.
+    pub(crate) changed: &'a ChangeSet,
+    /// How many paths the whole delta over the base holds (for the commit message).
+    pub(crate) total: usize,
+    /// Where to build the layer (`<out>/.git`).
+    pub(crate) out: &'a Path,
+    /// The chain's objects directory (absolute, as it will be found once the layer is in
+    /// place), which the layer's repository uses as its alternate.
+    pub(crate) objects: &'a Path,
+    /// Where that directory is while the layer is built (the first layer of a chain creates it
+    /// inside its partial directory).
+    pub(crate) objects_now: &'a Path,
+    /// The commit the snapshot's commit sits on and its tree, when known (else the `HEAD` of
+    /// `below`).
+    pub(crate) parent: Option<(&'a str, &'a str)>,
+}
+
+/// The commit `HEAD` of the git layer `layer` is at, and its tree.
+pub(crate) fn head(layer: &Path) -> Result<(String, String), StagingError> {
+    let out = text(&run(private(&layer.join(".git"), layer).args([
+        "rev-parse",
+        "HEAD",
+        "HEAD^{tree}",
+    ]))?);
+    match out.split_once('\n') {
+        Some((commit, tree)) => Ok((commit.to_owned(), tree.trim().to_owned())),
+        None => Err(StagingError::Command {
+            command: "git rev-parse HEAD HEAD^{tree}".to_owned(),
+            message: format!("unexpected output `{out}`"),
+        }),
+    }
+}
+
+/// Builds `<out>/.git` for a delta layer: the repository below with the changed paths (whose
+/// files are in the layer's tree) written into its index and the snapshot committed on top of
+/// the parent commit. Returns that parent and its tree.
+///
+/// Three git commands: `update-index` (plus one for deletions), `write-tree`, `commit-tree`.
+/// Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
+/// valid when it records its stat data with fsmonitor on), and the ref is written directly.
+pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), StagingError> {
+    let (out, tree) = (spec.out, spec.tree);
     let dot = out.join(".git");
     fs::create_dir_all(out).ctx("create directory", out)?;
-    install(&base_layer.join(".git"), &dot)?;
-    // While the delta is written into the index, git is told (by a hook that lists them) that
-    // only the delta's paths may have changed: the base's entries keep their validity.
+    let below = spec.below.join(".git");
+    install(&below, &dot)?;
+    if !spec.objects_now.exists() {
+        // A new chain: its objects directory falls back on the objects below (the base
+        // layer's, which fall back on the user's).
+        let info = spec.objects_now.join("info");
+        fs::create_dir_all(&info).ctx("create directory", &info)?;
+        let below_objects = std::path::absolute(below.join("objects")).ctx("resolve", &below)?;
+        let alternates = info.join("alternates");
+        fs::write(&alternates, format!("{}\n", below_objects.display()))
+            .ctx("write", &alternates)?;
+    }
+    let alternates = dot.join("objects/info/alternates");
+    fs::write(&alternates, format!("{}\n", spec.objects.display())).ctx("write", &alternates)?;
+    // Objects go to the chain's directory (a layer's own `objects/` stays empty).
+    let git = || {
+        let mut cmd = private(&dot, tree);
+        cmd.env("GIT_OBJECT_DIRECTORY", spec.objects_now);
+        cmd
+    };
+    // While the changes are written into the index, git is told (by a hook that lists them)
+    // that only those paths may have changed: the other entries keep their validity.
     let (hook, changed) = (
         out.with_file_name("fsmonitor-build.sh"),
         out.with_file_name("fsmonitor-build.list"),
     );
     fs::write(&hook, BUILD_HOOK).ctx("write", &hook)?;
-    let listed: Vec<u8> = delta
+    let listed: Vec<u8> = spec
+        .changed
         .paths()
         .flat_map(|p| {
             p.as_str()
@@ -449,7 +525,7 @@ pub(crate) fn build_delta(
     fs::write(&changed, listed).ctx("write", &changed)?;
     let setting = fsmonitor_setting(&hook)?;
     let list = |deleted: bool| -> Vec<u8> {
-        delta
+        spec.changed
             .iter()
             .filter(|(_, c)| c.after().is_none() == deleted)
             .flat_map(|(p, _): (&RepoPath, _)| p.as_str().bytes().chain([0]))
@@ -458,18 +534,16 @@ pub(crate) fn build_delta(
     let (gone, written) = (list(true), list(false));
     if !gone.is_empty() {
         run_with_input(
-            private(&dot, layer_tree).arg("-c").arg(&setting).args([
-                "update-index",
-                "--force-remove",
-                "-z",
-                "--stdin",
-            ]),
+            git()
+                .arg("-c")
+                .arg(&setting)
+                .args(["update-index", "--force-remove", "-z", "--stdin"]),
             &gone,
         )?;
     }
     if !written.is_empty() {
         run_with_input(
-            private(&dot, layer_tree).arg("-c").arg(&setting).args([
+            git().arg("-c").arg(&setting).args([
                 "update-index",
                 "--add",
                 "--replace",
@@ -479,21 +553,42 @@ pub(crate) fn build_delta(
             &written,
         )?;
     }
-    mark_valid(&dot, layer_tree, &hook)?;
     fs::remove_file(&hook).ctx("remove", &hook)?;
     fs::remove_file(&changed).ctx("remove", &changed)?;
-    let parent = text(&run(private(&dot, layer_tree).args(["rev-parse", "HEAD"]))?);
-    let head = commit_snapshot(
+    let (parent, parent_tree) = match spec.parent {
+        Some((parent, tree)) => (parent.to_owned(), tree.to_owned()),
+        None => head(spec.below)?,
+    };
+    let head = commit_in(
+        &mut || git(),
         &dot,
-        layer_tree,
-        Some(&parent),
+        Some((&parent, Some(&parent_tree))),
         &format!(
             "forge: the changes integrated before this workspace ({} paths)",
-            delta.len()
+            spec.total
         ),
     )?;
-    run(private(&dot, layer_tree).args(["update-ref", "HEAD", &head]))?;
-    Ok(())
+    set_head(&dot, &head)?;
+    Ok((parent, parent_tree))
+}
+
+/// Points `HEAD` of the repository `dot` (or the branch it is on) at `commit`, as
+/// `git update-ref` would, without its reflog.
+fn set_head(dot: &Path, commit: &str) -> Result<(), StagingError> {
+    let head = dot.join("HEAD");
+    let text = fs::read_to_string(&head).ctx("read", &head)?;
+    let target = match text.trim_end().strip_prefix("ref: ") {
+        Some(name) if name.starts_with("refs/") && !name.contains("..") => dot.join(name),
+        _ => head,
+    };
+    if let Some(dir) = target.parent() {
+        fs::create_dir_all(dir).ctx("create directory", dir)?;
+    }
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".forge-tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, format!("{commit}\n")).ctx("write", &tmp)?;
+    fs::rename(&tmp, &target).ctx("move into place", &target)
 }
 
 /// Makes `dest` (a new `.git` directory) a copy of the repository `src` (a git layer's

@@ -12,9 +12,12 @@
 //!   bit, symlink target). Every content goes into the [`BlobStore`], content-addressed by
 //!   BLAKE3 and verified on every read.
 //! - [`Snapshot`]: what one workspace starts from, the base plus a delta (the [`ChangeSet`]s
-//!   integrated so far, composed with [`ChangeSet::compose`]). The delta is materialized as one
-//!   small layer: its files plus overlayfs whiteouts for its deletions, so building a snapshot
-//!   costs what the delta holds, not what the repository holds.
+//!   integrated so far, composed with [`ChangeSet::compose`]). The delta is materialized as a
+//!   short stack of layers, each holding files plus overlayfs whiteouts for deletions:
+//!   [`Snapshot::stack`] puts the next integrated step on top as one more layer, so building
+//!   the next snapshot costs what that step changed, not what the run integrated so far or what
+//!   the repository holds. Layers merge like the digits of a binary counter (hard links, no
+//!   copies), so the stack is `popcount(steps)` deep.
 //! - [`Stager`]: makes a [`Workspace`] from a snapshot. [`StagerKind::Auto`] picks the first
 //!   strategy that works on this machine, in this order:
 //!   1. [`OverlayStager`]: overlayfs with the snapshot's layers as read-only lower directories

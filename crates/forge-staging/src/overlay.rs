@@ -281,12 +281,30 @@ fn options(
         .map(|l| check(l))
         .collect::<Result<Vec<_>, _>>()?
         .join(":");
-    Ok(format!(
+    let opts = format!(
         "lowerdir={lower},upperdir={},workdir={}{extra}",
         check(upper)?,
         check(work)?
-    ))
+    );
+    // mount(2) takes one page of options; snapshot stacks stay far below it (see
+    // `Snapshot`'s compaction), a very long run directory path may not.
+    if opts.len() >= MOUNT_OPTIONS_MAX {
+        return Err(StagingError::Unsupported {
+            strategy: "overlay",
+            reason: format!(
+                "the overlay options for {} lower directories take {} bytes, more than the \
+                 {MOUNT_OPTIONS_MAX} a mount accepts; move the repository (and its `.forge`) \
+                 to a shorter path",
+                lowers.len(),
+                opts.len()
+            ),
+        });
+    }
+    Ok(opts)
 }
+
+/// The size of the options `mount(2)` accepts (one page, its terminating NUL included).
+const MOUNT_OPTIONS_MAX: usize = 4096;
 
 fn mount(
     route: OverlayRoute,

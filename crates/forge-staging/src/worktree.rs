@@ -120,8 +120,18 @@ impl Stager for WorktreeStager {
 fn place(snapshot: &Snapshot, tree: &Path, path: &RepoPath) -> Result<(), StagingError> {
     let dest = tree.join(path.as_str());
     // Whatever is there now (file, symlink or directory) goes; so does a file standing where
-    // a parent directory must be.
-    remove_tree(&dest)?;
+    // a parent directory must be. Below a file or a symlink nothing is there (and a symlink
+    // is never followed).
+    let mut dir = tree.to_path_buf();
+    let under_directories = path.parent().is_none_or(|parent| {
+        parent.split('/').all(|seg| {
+            dir.push(seg);
+            fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+        })
+    });
+    if under_directories {
+        remove_tree(&dest)?;
+    }
     let Some(entry) = snapshot.get(path.as_str()) else {
         return Ok(());
     };

@@ -36,6 +36,7 @@ mod bisect;
 mod budget;
 mod check;
 mod fix;
+mod layers;
 pub(crate) mod pipeline;
 mod resume;
 mod retry;
@@ -51,9 +52,7 @@ use forge_events::{
 };
 use forge_locks::{LocalLockManager, LockManager};
 use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
-use forge_staging::{
-    BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
-};
+use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, StagerKind};
 use parking_lot::Mutex;
 
 pub use apply::{
@@ -535,9 +534,9 @@ pub(crate) struct Shared {
     pub(crate) stager: Arc<dyn Stager>,
     pub(crate) blobs: BlobStore,
     pub(crate) integration: Mutex<Integration>,
-    /// The integrated tree as a snapshot, by version (layers are kept until the run ends:
-    /// workspaces stand on them).
-    pub(crate) snapshots: Mutex<HashMap<u64, Arc<Snapshot>>>,
+    /// The integrated tree's latest snapshot (layers are kept until the run ends: workspaces
+    /// stand on them).
+    pub(crate) snapshots: Mutex<layers::Snapshots>,
     pub(crate) events: Arc<Fanout>,
     pub(crate) process: ProcessOptions,
     pub(crate) order: HashMap<TaskId, u64>,
@@ -730,7 +729,7 @@ impl ExecutionManager {
                 stager: stager.clone(),
                 blobs: blobs.clone(),
                 integration: Mutex::new(integration),
-                snapshots: Mutex::new(HashMap::new()),
+                snapshots: Mutex::new(layers::Snapshots::default()),
                 events: events.clone(),
                 process,
                 order: plan

@@ -144,32 +144,9 @@ async fn acquire(
     }
 }
 
-/// The integrated tree now, as a snapshot to stage from (one delta layer per version).
+/// The integrated tree now, as a snapshot to stage from (one layer per version, stacked).
 async fn current_snapshot(shared: &Arc<Shared>) -> Result<Arc<Snapshot>, ExecError> {
-    let shared = shared.clone();
-    blocking(move || {
-        let mut snapshots = shared.snapshots.lock();
-        let integration = shared.integration.lock();
-        let version = integration.version();
-        if let Some(s) = snapshots.get(&version) {
-            return Ok(s.clone());
-        }
-        let dir = shared
-            .store
-            .work_dir(&shared.run)
-            .join("layers")
-            .join(format!("v{version}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| ExecError::io("remove", &dir, e))?;
-        }
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
-        }
-        let snapshot = Arc::new(integration.snapshot(&dir)?);
-        snapshots.insert(version, snapshot.clone());
-        Ok(snapshot)
-    })
-    .await?
+    super::layers::current(shared).await
 }
 
 /// What a conflicting first pass tells the agent when it runs again on top.

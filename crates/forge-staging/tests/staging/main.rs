@@ -8,3 +8,4 @@ mod conformance;
 mod delta;
 mod git;
 mod lifecycle;
+mod stack;
