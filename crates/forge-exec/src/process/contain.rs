@@ -293,6 +293,24 @@ unsafe fn reap_until(agent: libc::pid_t) -> libc::c_int {
     }
 }
 
+/// Resets the signals of [`spawn::RESET_SIGNALS`](super::spawn::RESET_SIGNALS) to their default
+/// action in the child, as the `posix_spawn` fast path does with `POSIX_SPAWN_SETSIGDEF`.
+pub(crate) fn default_signals(cmd: &mut Command) {
+    let hook = || -> std::io::Result<()> {
+        for sig in super::spawn::RESET_SIGNALS {
+            // SAFETY: `signal` is async-signal-safe; between `fork` and `exec`.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes async-signal-safe calls only.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
 /// Ends this process with `sig` as the agent ended, so Forge sees the same signal.
 unsafe fn reraise(sig: libc::c_int) -> ! {
     // SAFETY: async-signal-safe calls only.

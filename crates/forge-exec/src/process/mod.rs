@@ -339,6 +339,8 @@ impl Child {
         }
         let mut command = std::process::Command::new(&spec.program);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // First: every later hook and the agent see default handling of the stop signals.
+        contain::default_signals(&mut command);
         command
             .args(&spec.args)
             .current_dir(&spec.cwd)

@@ -294,6 +294,9 @@ fn posix_spawn(
     })
 }
 
+/// Signals every spawned agent starts with at their default action (see `Prepared::new`).
+pub(crate) const RESET_SIGNALS: [libc::c_int; 3] = [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM];
+
 thread_local! {
     /// The last spawn's file actions and attributes, reused while the descriptors and the
     /// directory are the same (the usual case: pipes get the lowest free numbers, so one
@@ -339,8 +342,14 @@ impl Prepared {
             let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(empty.as_mut_ptr());
             let empty = empty.assume_init();
+            // Default handling in the child for SIGPIPE and for Forge's own stop signals, even
+            // when Forge itself was started with them ignored (a background job of a script,
+            // `nohup`): an agent that ignored SIGINT would only end at the SIGTERM escalation.
+            // SIGHUP and SIGQUIT stay as inherited (`nohup` means the whole job).
             let mut pipe = empty;
-            libc::sigaddset(&raw mut pipe, libc::SIGPIPE);
+            for sig in RESET_SIGNALS {
+                libc::sigaddset(&raw mut pipe, sig);
+            }
             check(libc::posix_spawnattr_setsigmask(
                 &raw mut attr.0,
                 &raw const empty,
