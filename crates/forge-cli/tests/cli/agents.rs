@@ -160,7 +160,12 @@ fn run_turn(agent: &str, command: &str) -> Turn {
             "Bash",
             json!({"command": command, "description": "Run the command"}),
         ),
-        "codex" => Turn::tool("exec_command", json!({"cmd": command})),
+        // Waits for the command to end (codex's default hands a still-running command back
+        // after a few seconds, which a loaded machine reaches before `uname` has written).
+        "codex" => Turn::tool(
+            "exec_command",
+            json!({"cmd": command, "yield_time_ms": 60000}),
+        ),
         "gemini" => Turn::tool(
             "run_shell_command",
             json!({"command": command, "description": "Run the command"}),
@@ -769,11 +774,9 @@ fn codex_eight_attempts_at_once() {
             out.stdout,
         );
         assert_eq!(agent.repo.read(&format!("out/c{i}.txt")), format!("c{i}\n"));
-        assert_eq!(
-            agent.repo.read(&format!("out/u{i}.txt")),
-            "Linux\n",
-            "{log}"
-        );
+        let uname = std::fs::read_to_string(agent.repo.path().join(format!("out/u{i}.txt")))
+            .unwrap_or_else(|e| format!("<out/u{i}.txt: {e}>"));
+        assert_eq!(uname, "Linux\n", "{log}");
     }
 }
 
