@@ -72,8 +72,30 @@ fn text_of(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(super) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// A codex `file_change` item's changes: the verb (`Create`, `Delete`, `Edit`) and the path
+/// as `rel` shows it. Read the same way for live activity and for transcripts.
+pub(super) fn codex_file_changes(
+    item: &Value,
+    rel: impl Fn(&str) -> String,
+) -> Vec<(&'static str, String)> {
+    item.get("changes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|change| {
+            let path = str_of(change, "path")?;
+            let verb = match str_of(change, "kind") {
+                Some("add") => "Create",
+                Some("delete") => "Delete",
+                _ => "Edit",
+            };
+            Some((verb, rel(path)))
+        })
+        .collect()
 }
 
 /// A token count: a non-negative integer (floats are truncated, anything else is 0).
@@ -849,22 +871,7 @@ impl OutputParser {
                 }
             }
             Some("file_change") if completed => {
-                let mut changes = Vec::new();
-                for change in item
-                    .get("changes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(p) = str_of(change, "path") {
-                        let verb = match str_of(change, "kind") {
-                            Some("add") => "Create",
-                            Some("delete") => "Delete",
-                            _ => "Edit",
-                        };
-                        changes.push((verb, self.rel(p)));
-                    }
-                }
+                let changes = codex_file_changes(item, |p| self.rel(p));
                 let files: Vec<String> = changes.iter().map(|(_, p)| p.clone()).collect();
                 let mut message = match changes.as_slice() {
                     [(verb, p)] => format!("{verb} {p}"),

@@ -34,7 +34,7 @@ use forge_events::OutputStream;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::parse::strip_ansi;
+use super::parse::{codex_file_changes, str_of, strip_ansi};
 use super::summary::{ToolCall, command_text, list_files, one_line, summarize};
 use super::{AgentEvent, OutputFormat, OutputParser, Usage, relative_path};
 
@@ -540,22 +540,7 @@ impl TranscriptBuilder {
                 }
             }
             Some("file_change") if completed => {
-                let mut changes = Vec::new();
-                for change in item
-                    .get("changes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(p) = str_of(change, "path") {
-                        let verb = match str_of(change, "kind") {
-                            Some("add") => "Create",
-                            Some("delete") => "Delete",
-                            _ => "Edit",
-                        };
-                        changes.push((verb, self.rel(p)));
-                    }
-                }
+                let changes = codex_file_changes(item, |p| self.rel(p));
                 let files: Vec<String> = changes.iter().map(|(_, p)| p.clone()).collect();
                 let message = match changes.as_slice() {
                     [(verb, p)] => format!("{verb} {p}"),
@@ -712,10 +697,6 @@ fn cut(text: &str) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
     }
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 /// The text of a result: a string, text blocks, or an object's message/text/output.
