@@ -714,9 +714,12 @@ pub(crate) fn gc(ctx: &Context, args: &GcArgs, style: Style) -> CliResult {
         };
         outln!("{} {}: {what}", style.green("✓"), info.id);
     }
+    let (scratch, scratch_bytes) = clean_mcp_scratch(&ctx.repo, args.dry_run, style)?;
     if args.dry_run {
         return Ok(Exit::Success);
     }
+    cleaned += scratch;
+    freed += scratch_bytes;
     if cleaned == 0 {
         outln!("Nothing to clean up.");
     } else {
@@ -727,6 +730,58 @@ pub(crate) fn gc(ctx: &Context, args: &GcArgs, style: Style) -> CliResult {
         );
     }
     Ok(Exit::Success)
+}
+
+/// How old a plan file the MCP server wrote must be before `forge gc` removes it. The run it
+/// started keeps its own copy (`.forge/runs/<run>/plan.toml`), so the file is only needed while
+/// `forge run` reads it, a moment after it was written.
+const MCP_SCRATCH_AGE: Duration = Duration::from_secs(3600);
+
+/// Removes the plan files `forge mcp` left in `.forge/mcp/` that are older than
+/// [`MCP_SCRATCH_AGE`]; returns how many and their bytes (what would go, with `dry_run`).
+fn clean_mcp_scratch(repo: &Path, dry_run: bool, style: Style) -> Result<(usize, u64), CliError> {
+    let dir = repo.join(".forge/mcp");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(CliError::io("read", &dir, &e)),
+    };
+    let now = std::time::SystemTime::now();
+    let mut old = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CliError::io("read", &dir, &e))?;
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if meta.is_file() && age >= MCP_SCRATCH_AGE {
+            old.push((path, meta.len()));
+        }
+    }
+    if old.is_empty() {
+        return Ok((0, 0));
+    }
+    let bytes = old.iter().map(|(_, len)| len).sum();
+    if dry_run {
+        outln!(
+            "{} .forge/mcp: would remove {} the MCP server wrote for runs it started",
+            style.yellow("~"),
+            format::plural(old.len() as u64, "plan file"),
+        );
+        return Ok((old.len(), bytes));
+    }
+    for (path, _) in &old {
+        std::fs::remove_file(path).map_err(|e| CliError::io("remove", path, &e))?;
+    }
+    outln!(
+        "{} .forge/mcp: removed {} the MCP server wrote for runs it started",
+        style.green("✓"),
+        format::plural(old.len() as u64, "plan file"),
+    );
+    Ok((old.len(), bytes))
 }
 
 /// Bytes of regular files under `dir` (0 if it does not exist).

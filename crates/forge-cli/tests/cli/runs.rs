@@ -228,3 +228,45 @@ fn gc_cleans_up_after_a_killed_run() {
         again.stdout
     );
 }
+
+#[test]
+fn gc_removes_old_plan_files_of_the_mcp_server_and_keeps_fresh_ones() {
+    let repo = Repo::new();
+    let dir = repo.path().join(".forge/mcp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join("auth-0123456789ab.toml");
+    let fresh = dir.join("auth-ba9876543210.toml");
+    std::fs::write(&old, "name = \"auth\"\n").unwrap();
+    std::fs::write(&fresh, "name = \"auth\"\n").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let dry = repo.forge(&["gc", "--dry-run"]).expect(0);
+    assert!(
+        dry.stdout.contains(".forge/mcp: would remove 1 plan file"),
+        "{}",
+        dry.stdout
+    );
+    assert!(old.exists());
+    let gc = repo.forge(&["gc"]).expect(0);
+    assert!(
+        gc.stdout.contains(".forge/mcp: removed 1 plan file"),
+        "{}",
+        gc.stdout
+    );
+    assert!(!old.exists(), "the old plan file is gone");
+    assert!(
+        fresh.exists(),
+        "a plan file a run may still be reading stays"
+    );
+    let again = repo.forge(&["gc"]).expect(0);
+    assert!(
+        again.stdout.contains("Nothing to clean up"),
+        "{}",
+        again.stdout
+    );
+}
