@@ -735,7 +735,7 @@ pub(crate) fn gc(ctx: &Context, args: &GcArgs, style: Style) -> CliResult {
 /// How old a plan file the MCP server wrote must be before `forge gc` removes it. The run it
 /// started keeps its own copy (`.forge/runs/<run>/plan.toml`), so the file is only needed while
 /// `forge run` reads it, a moment after it was written.
-const MCP_SCRATCH_AGE: Duration = Duration::from_secs(3600);
+const MCP_SCRATCH_AGE: Duration = Duration::from_hours(1);
 
 /// Removes the plan files `forge mcp` left in `.forge/mcp/` that are older than
 /// [`MCP_SCRATCH_AGE`]; returns how many and their bytes (what would go, with `dry_run`).

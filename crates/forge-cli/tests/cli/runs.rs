@@ -238,7 +238,7 @@ fn gc_removes_old_plan_files_of_the_mcp_server_and_keeps_fresh_ones() {
     let fresh = dir.join("auth-ba9876543210.toml");
     std::fs::write(&old, "name = \"auth\"\n").unwrap();
     std::fs::write(&fresh, "name = \"auth\"\n").unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(2);
     std::fs::File::options()
         .write(true)
         .open(&old)
