@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
 
-use forge_events::OutputStream;
+use crate::Stream;
 use serde_json::Value;
 
 use super::summary::{ToolCall, command_text, list_files, one_line, summarize};
@@ -317,7 +317,7 @@ impl OutputParser {
     }
 
     /// Parses one line of output (without its newline).
-    pub fn line(&mut self, stream: OutputStream, line: &str, out: &mut Vec<AgentEvent>) {
+    pub fn line(&mut self, stream: Stream, line: &str, out: &mut Vec<AgentEvent>) {
         if self.format == OutputFormat::Text {
             self.text_line(stream, line, out);
             return;
@@ -333,7 +333,7 @@ impl OutputParser {
             return;
         }
         let text = cap(strip_ansi(trimmed).trim());
-        if stream == OutputStream::Stderr {
+        if stream == Stream::Stderr {
             if self.format == OutputFormat::Gemini
                 && let Some(detail) = gemini_retry(&text)
             {
@@ -368,9 +368,9 @@ impl OutputParser {
         }
     }
 
-    fn text_line(&mut self, stream: OutputStream, line: &str, out: &mut Vec<AgentEvent>) {
+    fn text_line(&mut self, stream: Stream, line: &str, out: &mut Vec<AgentEvent>) {
         let clean = strip_ansi(line);
-        if stream == OutputStream::Stdout {
+        if stream == Stream::Stdout {
             self.stdout_text.push_str(&clean);
             self.stdout_text.push('\n');
             if self.stdout_text.len() > 2 * MAX_TEXT_RESULT {
@@ -1186,7 +1186,7 @@ mod tests {
         let mut p = OutputParser::new(format);
         let mut out = Vec::new();
         for l in lines {
-            p.line(OutputStream::Stdout, l, &mut out);
+            p.line(Stream::Stdout, l, &mut out);
         }
         p.finish(&mut out);
         (out, p)
@@ -1302,7 +1302,7 @@ mod tests {
         let mut parser = OutputParser::new(OutputFormat::Opencode);
         let mut out = Vec::new();
         for _ in 0..3 {
-            parser.line(OutputStream::Stderr, line, &mut out);
+            parser.line(Stream::Stderr, line, &mut out);
         }
         assert!(
             out.iter().any(
@@ -1337,7 +1337,7 @@ mod tests {
         let mut out = Vec::new();
         for n in 1..=3 {
             p.line(
-                OutputStream::Stderr,
+                Stream::Stderr,
                 &format!("Attempt {n} failed with status 503. Retrying with backoff... {{\"message\":\"overloaded\"}}"),
                 &mut out,
             );
@@ -1354,10 +1354,10 @@ mod tests {
     fn text_agents_result_is_stdout() {
         let mut p = OutputParser::new(OutputFormat::Text);
         let mut out = Vec::new();
-        p.line(OutputStream::Stdout, "one", &mut out);
-        p.line(OutputStream::Stderr, "warn", &mut out);
-        p.line(OutputStream::Stdout, "", &mut out);
-        p.line(OutputStream::Stdout, "two", &mut out);
+        p.line(Stream::Stdout, "one", &mut out);
+        p.line(Stream::Stderr, "warn", &mut out);
+        p.line(Stream::Stdout, "", &mut out);
+        p.line(Stream::Stdout, "two", &mut out);
         p.finish(&mut out);
         p.finish(&mut out);
         assert_eq!(out.len(), 4, "{out:?}");
@@ -1392,9 +1392,9 @@ mod tests {
         let mut out = Vec::new();
         let line = "é".repeat(1000);
         for _ in 0..200 {
-            p.line(OutputStream::Stdout, &line, &mut out);
+            p.line(Stream::Stdout, &line, &mut out);
         }
-        p.line(OutputStream::Stdout, "last", &mut out);
+        p.line(Stream::Stdout, "last", &mut out);
         let r = p.result().unwrap();
         assert!(r.len() <= 2 * MAX_TEXT_RESULT && r.ends_with("last"));
         let AgentEvent::Progress { message, .. } = &out[0] else {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
-use crate::process::{CommandSpec, find_program};
+use crate::{CommandLine, find_program};
 
 /// The variable of `resume_args` that stands for the session to continue.
 const SESSION_VAR: &str = "{session}";
@@ -154,7 +154,7 @@ impl Profile {
         &self,
         vars: &PromptVars<'_>,
         session: &str,
-    ) -> Result<Option<CommandSpec>, AgentError> {
+    ) -> Result<Option<CommandLine>, AgentError> {
         if self.resume_args.is_empty() {
             return Ok(None);
         }
@@ -223,10 +223,9 @@ impl Profile {
         Ok(())
     }
 
-    /// The command line with `{prompt}`, `{prompt_file}` and `{model}` substituted. `cwd` is
-    /// left empty for the caller to set (the workspace), and `env` holds the profile's
-    /// environment.
-    pub fn command(&self, vars: &PromptVars<'_>) -> Result<CommandSpec, AgentError> {
+    /// The command line with `{prompt}`, `{prompt_file}` and `{model}` substituted; `env` holds
+    /// the profile's environment. The caller runs it in the directory the agent works in.
+    pub fn command(&self, vars: &PromptVars<'_>) -> Result<CommandLine, AgentError> {
         let model = vars.model.filter(|m| !m.is_empty());
         let prompt_file = vars.prompt_file.to_string_lossy();
         let mut args: Vec<std::ffi::OsString> = Vec::with_capacity(self.args.len());
@@ -273,10 +272,9 @@ impl Profile {
             plain_option_last = !uses_var && arg.starts_with('-');
             args.push(arg.into());
         }
-        Ok(CommandSpec {
+        Ok(CommandLine {
             program: self.program.clone().into(),
             args,
-            cwd: PathBuf::new(),
             env: self.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
         })
     }
@@ -702,7 +700,6 @@ mod tests {
         );
         let spec = p.get("shell").unwrap().command(&vars(None)).unwrap();
         assert_eq!(spec.program, "sh");
-        assert_eq!(spec.cwd, PathBuf::new());
     }
 
     /// A prompt that starts with `-` (a markdown list) is never an option: every built-in

@@ -9,7 +9,7 @@
 //! what both must agree on: usage, errors, the session and the result.
 //!
 //! ```
-//! use forge_exec::agent::{Entry, OutputFormat, TranscriptBuilder};
+//! use forge_agents::{Entry, OutputFormat, TranscriptBuilder};
 //!
 //! let mut t = TranscriptBuilder::new(OutputFormat::Claude).with_root("/repo");
 //! for line in [
@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use forge_events::OutputStream;
+use crate::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -200,8 +200,7 @@ impl TranscriptBuilder {
 
     /// Reads one line of output (without its newline).
     pub fn line(&mut self, line: &str) {
-        self.parser
-            .line(OutputStream::Stdout, line, &mut self.events);
+        self.parser.line(Stream::Stdout, line, &mut self.events);
         let trimmed = line.trim();
         if self.format == OutputFormat::Text {
             self.take_text_events();

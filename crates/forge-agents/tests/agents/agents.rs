@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use forge_events::OutputStream;
-use forge_exec::agent::{
+use forge_agents::Stream;
+use forge_agents::{
     AgentError, AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars, Usage,
 };
 use proptest::prelude::*;
@@ -32,7 +32,7 @@ struct Parsed {
     result: Option<String>,
 }
 
-fn parse_lines(format: OutputFormat, lines: &[(OutputStream, &str)]) -> Parsed {
+fn parse_lines(format: OutputFormat, lines: &[(Stream, &str)]) -> Parsed {
     let mut parser = OutputParser::new(format).with_workspace(WORKSPACE);
     let mut events = Vec::new();
     for (stream, line) in lines {
@@ -87,8 +87,7 @@ fn summarize(events: Vec<AgentEvent>, parser: &OutputParser) -> Parsed {
 
 fn parse_fixture(format: OutputFormat, name: &str) -> Parsed {
     let text = fixture(name);
-    let lines: Vec<(OutputStream, &str)> =
-        text.lines().map(|l| (OutputStream::Stdout, l)).collect();
+    let lines: Vec<(Stream, &str)> = text.lines().map(|l| (Stream::Stdout, l)).collect();
     parse_lines(format, &lines)
 }
 
@@ -355,14 +354,14 @@ fn unknown_events_and_fields_are_ignored_and_other_lines_are_text() {
             format,
             &[
                 (
-                    OutputStream::Stdout,
+                    Stream::Stdout,
                     r#"{"type":"brand_new_event","x":{"y":[1,2]}}"#,
                 ),
-                (OutputStream::Stdout, r#"{"no_type_at_all":true}"#),
-                (OutputStream::Stdout, "   "),
-                (OutputStream::Stderr, "npm WARN deprecated something@1.0.0"),
-                (OutputStream::Stdout, "\u{1b}[32mplain\u{1b}[0m text"),
-                (OutputStream::Stdout, "{not json"),
+                (Stream::Stdout, r#"{"no_type_at_all":true}"#),
+                (Stream::Stdout, "   "),
+                (Stream::Stderr, "npm WARN deprecated something@1.0.0"),
+                (Stream::Stdout, "\u{1b}[32mplain\u{1b}[0m text"),
+                (Stream::Stdout, "{not json"),
             ],
         );
         let messages: Vec<&str> = p.progress.iter().map(|(m, _, _)| m.as_str()).collect();
@@ -392,7 +391,7 @@ fn unknown_events_and_fields_are_ignored_and_other_lines_are_text() {
     let p = parse_lines(
         OutputFormat::Droid,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"message","role":"assistant","text":"hi","mood":"great","v":2}"#,
         )],
     );
@@ -404,7 +403,7 @@ fn paths_outside_the_workspace_are_kept_as_written() {
     let mut parser = OutputParser::new(OutputFormat::Claude).with_workspace(WORKSPACE);
     let mut out = Vec::new();
     parser.line(
-        OutputStream::Stdout,
+        Stream::Stdout,
         r#"{"type":"assistant","message":{"id":"m","content":[{"type":"tool_use","id":"t","name":"Write","input":{"file_path":"/etc/hosts","content":""}},{"type":"tool_use","id":"u","name":"Edit","input":{"file_path":"src/./x.rs"}}]}}"#,
         &mut out,
     );
@@ -427,17 +426,17 @@ fn paths_outside_the_workspace_are_kept_as_written() {
     let mut parser = OutputParser::new(OutputFormat::Gemini);
     let mut out = Vec::new();
     parser.line(
-        OutputStream::Stdout,
+        Stream::Stdout,
         r#"{"type":"tool_use","tool_name":"write_file","tool_id":"w","parameters":{"file_path":"/work/repo/a.rs"}}"#,
         &mut out,
     );
     assert!(matches!(&out[0], AgentEvent::Progress { files, .. } if files == &["/work/repo/a.rs"]));
     assert_eq!(
-        forge_exec::agent::relative_path("/work/repo/a/b.rs", Path::new(WORKSPACE)).as_deref(),
+        forge_agents::relative_path("/work/repo/a/b.rs", Path::new(WORKSPACE)).as_deref(),
         Some("a/b.rs")
     );
     assert_eq!(
-        forge_exec::agent::relative_path("/tmp/x", Path::new(WORKSPACE)),
+        forge_agents::relative_path("/tmp/x", Path::new(WORKSPACE)),
         None
     );
 }
@@ -448,11 +447,11 @@ fn error_results_and_failed_turns() {
         OutputFormat::Codex,
         &[
             (
-                OutputStream::Stdout,
+                Stream::Stdout,
                 r#"{"type":"error","message":"stream disconnected"}"#,
             ),
             (
-                OutputStream::Stdout,
+                Stream::Stdout,
                 r#"{"type":"turn.failed","error":{"message":"usage limit reached"}}"#,
             ),
         ],
@@ -462,7 +461,7 @@ fn error_results_and_failed_turns() {
     let p = parse_lines(
         OutputFormat::Gemini,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"result","status":"error","error":{"type":"FatalTurnLimitedError","message":"turn limit"},"stats":{"input_tokens":10,"output_tokens":1}}"#,
         )],
     );
@@ -471,7 +470,7 @@ fn error_results_and_failed_turns() {
     let p = parse_lines(
         OutputFormat::Droid,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"error","source":"cli","message":"Insufficient permissions to run Execute","timestamp":1}"#,
         )],
     );
@@ -760,7 +759,7 @@ proptest! {
         let line = String::from_utf8_lossy(&bytes).replace('\n', " ");
         let mut parser = OutputParser::new(format);
         let mut out = Vec::new();
-        parser.line(OutputStream::Stdout, &line, &mut out);
+        parser.line(Stream::Stdout, &line, &mut out);
         let object = serde_json::from_str::<Value>(line.trim()).is_ok_and(|v| v.is_object());
         if !object && !line.contains('\u{1b}') {
             let text = line.trim();
@@ -785,7 +784,7 @@ proptest! {
         let mut parser = OutputParser::new(format).with_workspace(WORKSPACE);
         let mut out = Vec::new();
         for l in &lines {
-            parser.line(OutputStream::Stdout, l, &mut out);
+            parser.line(Stream::Stdout, l, &mut out);
         }
         parser.finish(&mut out);
         let mut sum = Usage::default();

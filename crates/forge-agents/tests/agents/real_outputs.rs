@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use forge_events::OutputStream;
-use forge_exec::agent::{AgentEvent, OutputFormat, OutputParser, Usage};
+use forge_agents::Stream;
+use forge_agents::{AgentEvent, OutputFormat, OutputParser, Usage};
 
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,10 +74,10 @@ fn parse(format: OutputFormat, case: &str) -> Parsed {
     let mut parser = OutputParser::new(format).with_workspace("/work/repo");
     let mut events = Vec::new();
     for line in read(&format!("{case}.stderr")).lines() {
-        parser.line(OutputStream::Stderr, line, &mut events);
+        parser.line(Stream::Stderr, line, &mut events);
     }
     for line in read(&format!("{case}.jsonl")).lines() {
-        parser.line(OutputStream::Stdout, line, &mut events);
+        parser.line(Stream::Stdout, line, &mut events);
     }
     parser.finish(&mut events);
     Parsed { events, parser }
