@@ -95,6 +95,7 @@
 mod command;
 mod config;
 mod duration;
+mod format;
 mod parse;
 mod profile;
 pub mod sim;

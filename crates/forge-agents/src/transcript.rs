@@ -34,9 +34,10 @@ use crate::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::parse::{codex_file_changes, str_of, strip_ansi};
 use super::summary::{ToolCall, command_text, list_files, one_line, summarize};
 use super::{AgentEvent, OutputFormat, OutputParser, Usage, relative_path};
+use crate::format::codex_file_changes;
+use crate::parse::{str_of, strip_ansi};
 
 /// Lines of a tool's result a transcript keeps.
 pub const RESULT_LINES: usize = 4;
