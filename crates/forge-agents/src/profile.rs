@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
 use crate::{CommandLine, find_program};
 
-/// The variable of `resume_args` that stands for the session to continue.
+/// The variable of `resume` that stands for the session to continue.
 const SESSION_VAR: &str = "{session}";
 
 /// The longest single argument Linux accepts (`MAX_ARG_STRLEN`, terminating NUL included).
@@ -36,10 +36,11 @@ pub struct Profile {
     /// How to install the program, for the "not found" error (`install … (https://…)`).
     pub install: String,
     /// Argument templates that continue one of the agent's own sessions instead of starting a
-    /// new one (a retried task, check feedback): the same variables as `args` plus
-    /// `{session}`, the session id the agent named (`task_session`). Empty: the CLI cannot,
-    /// and a new attempt gets the previous one's final message and diff in its prompt.
-    pub resume_args: Vec<String>,
+    /// new one (a retried task, check feedback), inserted into `args` before the prompt (see
+    /// [`Profile::resume_command`]): the same variables as `args` plus `{session}`, the session
+    /// id the agent named (`task_session`). Empty: the CLI cannot, and a new attempt gets the
+    /// previous one's final message and diff in its prompt.
+    pub resume: Vec<String>,
     /// Where the CLI keeps its state: each task gets a private directory there, seeded from the
     /// user's (see `state.rs`). `None`: the CLI's state is not moved.
     pub home: Option<super::AgentHome>,
@@ -131,41 +132,61 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: install.into(),
-            resume_args: Vec::new(),
+            resume: Vec::new(),
             home: None,
         }
     }
 
-    /// The same profile with `resume_args` set.
+    /// The same profile with `resume` set.
     #[must_use]
-    pub fn with_resume_args(mut self, args: &[&str]) -> Self {
-        self.resume_args = args.iter().map(|a| (*a).to_owned()).collect();
+    pub fn with_resume(mut self, args: &[&str]) -> Self {
+        self.resume = args.iter().map(|a| (*a).to_owned()).collect();
         self
     }
 
-    /// Whether the profile can continue one of the agent's sessions (it has `resume_args`).
+    /// Whether the profile can continue one of the agent's sessions (it has `resume`).
     pub fn can_resume(&self) -> bool {
-        !self.resume_args.is_empty()
+        !self.resume.is_empty()
     }
 
-    /// The command line that continues `session` with `vars.prompt` as the next message, from
-    /// `resume_args`; `None` when the profile has none.
+    /// Where `resume` goes in `args`: before the prompt — the first argument that uses
+    /// `{prompt}` or `{prompt_file}`, together with the `--` or the option (`-f`) just before
+    /// it — or at the end when no argument holds the prompt.
+    fn resume_at(&self) -> usize {
+        let Some(at) = self
+            .args
+            .iter()
+            .position(|a| a.contains("{prompt}") || a.contains("{prompt_file}"))
+        else {
+            return self.args.len();
+        };
+        match at.checked_sub(1).map(|i| self.args[i].as_str()) {
+            Some(before) if before.starts_with('-') && !before.contains('{') => at - 1,
+            _ => at,
+        }
+    }
+
+    /// The command line that continues `session` with `vars.prompt` as the next message: `args`
+    /// with `resume` inserted before the prompt and `{session}` standing for `session`
+    /// (`claude -p … --resume <session> -- <prompt>`); `None` when the profile has no `resume`.
     pub fn resume_command(
         &self,
         vars: &PromptVars<'_>,
         session: &str,
     ) -> Result<Option<CommandLine>, AgentError> {
-        if self.resume_args.is_empty() {
+        if self.resume.is_empty() {
             return Ok(None);
         }
         let escaped = session.replace('{', "{{").replace('}', "}}");
+        let mut args = self.args.clone();
+        let at = self.resume_at();
+        args.splice(
+            at..at,
+            self.resume.iter().map(|a| a.replace(SESSION_VAR, &escaped)),
+        );
         let probe = Profile {
-            args: self
-                .resume_args
-                .iter()
-                .map(|a| a.replace(SESSION_VAR, &escaped))
-                .collect(),
-            resume_args: Vec::new(),
+            args,
+            resume: Vec::new(),
             ..self.clone()
         };
         probe.command(vars).map(Some)
@@ -187,9 +208,6 @@ impl Profile {
             "-f".to_owned(),
             "{prompt_file}".to_owned(),
         ]);
-        let mut resume_args = args.clone();
-        let at = resume_args.len() - 2;
-        resume_args.splice(at..at, ["--resume".to_owned(), SESSION_VAR.to_owned()]);
         Self {
             name: name.into(),
             program: program.into().to_string_lossy().into_owned(),
@@ -197,14 +215,14 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: "the simulated agent ships with forge: put `forge` on PATH".to_owned(),
-            resume_args,
+            resume: vec!["--resume".to_owned(), SESSION_VAR.to_owned()],
             home: None,
         }
     }
 
-    /// Checks that every argument template parses (`{session}` is allowed in `resume_args`).
+    /// Checks that every argument template parses (`{session}` is allowed in `resume`).
     pub fn validate(&self) -> Result<(), AgentError> {
-        for template in &self.resume_args {
+        for template in &self.resume {
             parse_template(&template.replace(SESSION_VAR, "")).map_err(|reason| {
                 AgentError::Template {
                     agent: self.name.clone(),
@@ -363,22 +381,7 @@ impl Profiles {
                 Claude,
                 "install Claude Code (`npm install -g @anthropic-ai/claude-code`)",
             )
-            .with_resume_args(&[
-                "-p",
-                "--resume",
-                "{session}",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits",
-                "--allowedTools",
-                "Bash",
-                "--model",
-                "{model}",
-                "--",
-                "{prompt}",
-            ]),
+            .with_resume(&["--resume", "{session}"]),
             Profile::new(
                 "codex",
                 "codex",
@@ -396,19 +399,7 @@ impl Profiles {
                 Codex,
                 "install the Codex CLI (`npm install -g @openai/codex`)",
             )
-            .with_resume_args(&[
-                "exec",
-                "resume",
-                "--json",
-                "-c",
-                "sandbox_mode=\"workspace-write\"",
-                "--skip-git-repo-check",
-                "--model",
-                "{model}",
-                "{session}",
-                "--",
-                "{prompt}",
-            ]),
+            .with_resume(&["resume", "{session}"]),
             Profile::new(
                 "gemini",
                 "gemini",

@@ -28,7 +28,7 @@
 //!   apply) with crash resume; [`store`] is the layout of `.forge/` it keeps runs in.
 //! - Recovery: [`ExecutionManagerBuilder::retry`] runs one task of a finished run again with a
 //!   [`RetryRequest`] (feedback added to its prompt, the agent's session continued where its
-//!   profile has `resume_args`), then its [`dependents`], keeping every other task's result;
+//!   profile has `resume`), then its [`dependents`], keeping every other task's result;
 //!   per-task `check` commands feed failures back to the agent before integration; a red gate
 //!   is bisected ([`GateBisect`]) and its culprit sent back (`[gate] fix_rounds`).
 //! - [`HumanDuration`]: the durations plans are written in (`500ms`, `2s`, `30m`, `1h30m`).

@@ -580,7 +580,7 @@ fn forge_toml_adds_and_overrides_profiles() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install, resume_args, home_var, seed",
+            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install, resume, home_var, seed",
             forge_toml.display()
         )
     );
@@ -801,4 +801,121 @@ proptest! {
         let results = out.iter().filter(|e| matches!(e, AgentEvent::Result { .. })).count();
         prop_assert!(results <= lines.len() + 1);
     }
+}
+
+fn resumed(profiles: &Profiles, name: &str, model: Option<&str>) -> Option<Vec<String>> {
+    let vars = PromptVars {
+        prompt: "- go on",
+        prompt_file: Path::new("/tmp/p.md"),
+        model,
+    };
+    profiles
+        .get(name)
+        .unwrap()
+        .resume_command(&vars, "S-1")
+        .unwrap()
+        .map(|c| {
+            c.args
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        })
+}
+
+/// `resume` is a small template inserted into `args` before the prompt, so a profile's
+/// command line is written once.
+#[test]
+fn resume_is_inserted_before_the_prompt() {
+    let profiles = Profiles::builtin();
+    assert_eq!(
+        resumed(&profiles, "claude", Some("opus")).unwrap(),
+        [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            "Bash",
+            "--model",
+            "opus",
+            "--resume",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "codex", None).unwrap(),
+        [
+            "exec",
+            "--json",
+            "--sandbox",
+            "workspace-write",
+            "--skip-git-repo-check",
+            "resume",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "sim", None).unwrap(),
+        [
+            "sim-agent",
+            "--format",
+            "droid",
+            "--resume",
+            "S-1",
+            "-f",
+            "/tmp/p.md"
+        ]
+    );
+    assert_eq!(resumed(&profiles, "aider", None), None);
+    assert!(!profiles.get("aider").unwrap().can_resume());
+}
+
+/// A user profile sets `resume` in forge.toml; with no prompt argument it goes at the end, and
+/// the old whole-command-line key is a clear error naming the new one.
+#[test]
+fn forge_toml_sets_resume_and_names_it_for_resume_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let forge_toml = dir.path().join("forge.toml");
+    let text = "[agents.mine]\nprogram = \"mine\"\nargs = [\"run\", \"--json\", \"-m\", \"{prompt}\"]\nresume = [\"--continue={session}\"]\n\n[agents.stdin]\nprogram = \"other\"\nargs = [\"--batch\"]\nresume = [\"--session\", \"{session}\"]\n";
+    let mut profiles = Profiles::builtin();
+    profiles.apply_config_source(text, &forge_toml).unwrap();
+    assert_eq!(
+        resumed(&profiles, "mine", None).unwrap(),
+        ["run", "--json", "--continue=S-1", "-m", "- go on"]
+    );
+    assert_eq!(
+        resumed(&profiles, "stdin", None).unwrap(),
+        ["--batch", "--session", "S-1"]
+    );
+    // `[]` turns resuming off for a built-in profile.
+    profiles
+        .apply_config_source("[agents.claude]\nresume = []\n", &forge_toml)
+        .unwrap();
+    assert_eq!(resumed(&profiles, "claude", None), None);
+
+    let old = "[agents.mine]\nprogram = \"mine\"\nresume_args = [\"--resume\", \"{session}\", \"{prompt}\"]\n";
+    let err = Profiles::builtin()
+        .apply_config_source(old, &forge_toml)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:3:1: [agents.mine] `resume_args` is replaced by `resume`: only the arguments that continue a session, which Forge inserts before the prompt (e.g. `resume = [\"--resume\", \"{{session}}\"]`)",
+            forge_toml.display()
+        )
+    );
+    // A bad template in `resume` names its element.
+    let err = Profiles::builtin()
+        .apply_config_source(
+            "[agents.mine]\nprogram = \"mine\"\nresume = [\"--resume\", \"{sesion}\"]\n",
+            &forge_toml,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("`{sesion}`"), "{err}");
 }

@@ -187,7 +187,7 @@ pub(crate) struct RetryContext {
 pub(crate) struct AttemptStart {
     /// The prompt given to the agent.
     pub(crate) prompt: String,
-    /// The agent session to continue (the profile's `resume_args`).
+    /// The agent session to continue (the profile's `resume`).
     pub(crate) session: Option<String>,
     /// Changes put into the workspace before the agent starts (the previous attempt's work).
     pub(crate) restore: Option<ChangeSet>,
