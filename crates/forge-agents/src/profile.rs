@@ -523,6 +523,14 @@ impl Profiles {
                 .env
                 .insert("CLAUDE_CODE_MAX_RETRIES".to_owned(), "3".to_owned());
         }
+        // droid prints nothing while it retries a failing model call (about four minutes against
+        // HTTP 500); its log, sent to standard error, records each failed call, which the droid
+        // parser counts (see `format/droid.rs`).
+        if let Some(droid) = profiles.get_mut("droid") {
+            droid
+                .env
+                .insert("FACTORY_LOG_FILE".to_owned(), "/dev/stderr".to_owned());
+        }
         Self { profiles }
     }
 

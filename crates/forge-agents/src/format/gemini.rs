@@ -96,7 +96,7 @@ impl Format for Gemini {
         }
     }
 
-    fn failed_call(&self, stderr_line: &str) -> Option<String> {
+    fn failed_call(&mut self, stderr_line: &str) -> Option<String> {
         retry_line(stderr_line)
     }
 

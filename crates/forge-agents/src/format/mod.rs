@@ -25,7 +25,7 @@ pub(crate) trait Format: std::fmt::Debug + Send {
     fn event(&mut self, core: &mut Core, kind: &str, v: &Value, out: &mut Vec<AgentEvent>);
 
     /// The reason of a failed model call the agent retries, when `stderr_line` reports one.
-    fn failed_call(&self, stderr_line: &str) -> Option<String> {
+    fn failed_call(&mut self, stderr_line: &str) -> Option<String> {
         let _ = stderr_line;
         None
     }

@@ -69,7 +69,7 @@ impl Format for Opencode {
         }
     }
 
-    fn failed_call(&self, stderr_line: &str) -> Option<String> {
+    fn failed_call(&mut self, stderr_line: &str) -> Option<String> {
         stream_error(stderr_line)
     }
 

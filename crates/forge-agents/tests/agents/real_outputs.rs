@@ -257,3 +257,28 @@ fn gemini_failing_model_is_given_up_after_three_attempts() {
             .any(|(m, _, _)| m.starts_with("Attempt "))
     );
 }
+
+/// droid 0.225.2 against a model answering HTTP 500, its log on standard error
+/// (`FACTORY_LOG_FILE=/dev/stderr`, as the built-in profile runs it), stopped after 25 s: two
+/// failed model calls, in droid's words, among the log's other (offline) errors.
+#[test]
+fn droid_failed_model_calls_are_read_from_its_log() {
+    let p = parse(OutputFormat::Droid, "droid-500");
+    let failed: Vec<&str> = p
+        .progress()
+        .into_iter()
+        .map(|(m, _, _)| m)
+        .filter(|m| m.starts_with("Model call failed"))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "Model call failed: HTTP 500: scripted internal error; retrying",
+            "Model call failed: HTTP 500: scripted internal error; retrying"
+        ]
+    );
+    // The log is not activity, and two failed calls are not yet enough to give up.
+    assert_eq!(p.progress().len(), 2, "{:?}", p.progress());
+    assert!(p.gave_up().is_empty());
+    assert_eq!(p.sessions(), ["6e6d3bf0-ba1a-46fa-98fe-6be9d5bd3dcb"]);
+}

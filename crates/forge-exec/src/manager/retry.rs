@@ -8,7 +8,7 @@
 //!                         again; every other task's persisted ChangeSet is integrated as before
 //!   the task's attempt    starts from the workspace state its previous attempt left (that
 //!                         attempt's changes, persisted even when it failed) and continues the
-//!                         agent's own session where its profile has `resume_args`; else a fresh
+//!                         agent's own session where its profile has `resume`; else a fresh
 //!                         session gets the previous attempt's final message and diff
 //!   then                  its dependents run on top; integration, gate and apply as in a run
 //! ```
