@@ -151,7 +151,8 @@ impl Profile {
 
     /// Where `resume` goes in `args`: before the prompt — the first argument that uses
     /// `{prompt}` or `{prompt_file}`, together with the `--` or the option (`-f`) just before
-    /// it — or at the end when no argument holds the prompt.
+    /// it unless it is an option itself (`--prompt={prompt}`) — or at the end when no argument
+    /// holds the prompt.
     fn resume_at(&self) -> usize {
         let Some(at) = self
             .args
@@ -160,6 +161,10 @@ impl Profile {
         else {
             return self.args.len();
         };
+        // `--prompt={prompt}` is its own option; `{prompt}` alone goes with `--` or `-f` before it.
+        if self.args[at].starts_with('-') {
+            return at;
+        }
         match at.checked_sub(1).map(|i| self.args[i].as_str()) {
             Some(before) if before.starts_with('-') && !before.contains('{') => at - 1,
             _ => at,
@@ -333,13 +338,13 @@ impl Profiles {
     /// defaults (everything allowed). No prompt can be read as an option: it follows `--`, is
     /// glued to its option (`--prompt=…`), or is passed as a file.
     ///
-    /// Claude Code (`--resume`), Codex (`exec resume`) and the simulated agent (`--resume`)
-    /// have `resume_args`: a retried attempt continues their session from a new workspace.
-    /// droid (`-s`), Gemini CLI (`--resume`) and opencode (`--session`) keep their sessions per
-    /// project directory, and every attempt has a workspace of its own: their sessions do not
-    /// resume there (droid exits 1, Gemini says "No previous sessions found for this project",
-    /// opencode fails with a server error), so they have none and a retried attempt gets the
-    /// previous one's final message and diff in its prompt.
+    /// Claude Code (`--resume`), Codex (`exec resume`), Gemini CLI (`--resume`), opencode
+    /// (`--session`) and the simulated agent (`--resume`) have a `resume` template: a retried
+    /// attempt continues their session (Gemini and opencode key sessions to the project
+    /// directory, which every attempt sees at the repository's own path). droid has none: `droid
+    /// exec -s <id>` fetches the session from Factory's service (offline it exits with "Failed
+    /// to fetch session"), so a retried droid attempt gets the previous one's final message and
+    /// diff in its prompt.
     #[allow(clippy::too_many_lines)] // the table of built-in agents
     pub fn builtin() -> Self {
         use OutputFormat::{Amp, Claude, Codex, Droid, Gemini, Opencode, Text};
@@ -415,7 +420,8 @@ impl Profiles {
                 ],
                 Gemini,
                 "install the Gemini CLI (`npm install -g @google/gemini-cli`)",
-            ),
+            )
+            .with_resume(&["--resume", "{session}"]),
             Profile::new(
                 "opencode",
                 "opencode",
@@ -433,7 +439,8 @@ impl Profiles {
                 ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
-            ),
+            )
+            .with_resume(&["--session", "{session}"]),
             Profile::new(
                 "amp",
                 "amp",

@@ -872,8 +872,39 @@ fn resume_is_inserted_before_the_prompt() {
             "/tmp/p.md"
         ]
     );
-    assert_eq!(resumed(&profiles, "aider", None), None);
-    assert!(!profiles.get("aider").unwrap().can_resume());
+    assert_eq!(
+        resumed(&profiles, "gemini", None).unwrap(),
+        [
+            "--skip-trust",
+            "--resume",
+            "S-1",
+            "--prompt=- go on",
+            "-o",
+            "stream-json",
+            "--approval-mode",
+            "yolo"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "opencode", None).unwrap(),
+        [
+            "run",
+            "--format",
+            "json",
+            "--print-logs",
+            "--log-level",
+            "ERROR",
+            "--session",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    // droid's sessions live in Factory's service: a retry starts a new one.
+    for cannot in ["droid", "aider", "amp", "shell"] {
+        assert_eq!(resumed(&profiles, cannot, None), None, "{cannot}");
+        assert!(!profiles.get(cannot).unwrap().can_resume());
+    }
 }
 
 /// A user profile sets `resume` in forge.toml; with no prompt argument it goes at the end, and
