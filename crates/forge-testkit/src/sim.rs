@@ -7,8 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The path of an up-to-date `forge-sim-agent`, built once per test process with the cargo that
-/// runs the tests (the same target directory and profile). Panics with cargo's own words when it
-/// cannot be built: the tests that need it cannot run then.
+/// runs the tests (the same target directory and profile).
+///
+/// # Panics
+///
+/// When it cannot be built (cargo's own words are on standard error): the tests that need it
+/// cannot run then.
 pub fn sim_agent() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| match build() {
