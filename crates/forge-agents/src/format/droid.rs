@@ -21,6 +21,9 @@ pub(super) struct Droid {
     /// A failed model call whose `Error:` line (droid's words) is still to come: the status
     /// the log entry named, as a fallback reason.
     failed_call: Option<String>,
+    /// The message of the log's last `ERROR` entry, while its next line (the error itself) may
+    /// still come.
+    error_entry: Option<String>,
 }
 
 /// The start of droid's log entry for a failed model call.
@@ -30,6 +33,25 @@ impl Format for Droid {
     /// droid backs off to 30 s between calls.
     fn max_failed_calls(&self) -> u32 {
         3
+    }
+
+    /// Standard error is droid's log: only its `ERROR` entries (`Error running droid command`,
+    /// with the error on the next line: `MetaError: Failed to fetch session`) can be a reason.
+    fn stderr_reason(&mut self, stderr_line: &str) -> Option<String> {
+        if let Some(message) = stderr_line
+            .split_once("Z] ERROR: ")
+            .filter(|(ts, _)| ts.starts_with('['))
+            .map(|(_, m)| m.split(" | Context: ").next().unwrap_or(m).trim())
+        {
+            self.error_entry = Some(message.to_owned());
+            return Some(message.to_owned());
+        }
+        let message = self.error_entry.take()?;
+        let line = stderr_line.trim();
+        if line.is_empty() || line.starts_with('[') || line.starts_with("at ") {
+            return None;
+        }
+        Some(format!("{message}: {line}"))
     }
 
     fn failed_call(&mut self, stderr_line: &str) -> Option<String> {
@@ -152,6 +174,29 @@ fn error_words(error: &str, status: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_error_entries_of_the_log_are_reasons() {
+        let mut d = Droid::default();
+        let lines = [
+            "[2026-12-03T05:34:21.258Z] WARN: No credentials found | Context: {}",
+            "[2026-12-03T05:34:21.290Z] ERROR: Error running droid command",
+            "MetaError: Failed to fetch session",
+            "    at <anonymous> (src/entrypoints/exec/handler.ts:837:23)",
+            "[2026-12-03T05:34:21.295Z] INFO: [ProcessTracker] Killing all tracked processes | Context: {}",
+        ];
+        let reasons: Vec<Option<String>> = lines.iter().map(|l| d.stderr_reason(l)).collect();
+        assert_eq!(
+            reasons,
+            [
+                None,
+                Some("Error running droid command".to_owned()),
+                Some("Error running droid command: MetaError: Failed to fetch session".to_owned()),
+                None,
+                None,
+            ]
+        );
+    }
 
     #[test]
     fn errors_in_droids_words() {

@@ -30,6 +30,12 @@ pub(crate) trait Format: std::fmt::Debug + Send {
         None
     }
 
+    /// What of a standard-error line may be the agent's reason for failing (kept as the last
+    /// standard-error line); `None` for lines that cannot be (a log's routine entries).
+    fn stderr_reason(&mut self, stderr_line: &str) -> Option<String> {
+        (!stderr_line.is_empty()).then(|| stderr_line.to_owned())
+    }
+
     /// How many failed model calls in a row end the attempt.
     fn max_failed_calls(&self) -> u32 {
         MAX_FAILED_MODEL_CALLS
@@ -55,8 +61,8 @@ pub(crate) trait Format: std::fmt::Debug + Send {
             if let Some(detail) = self.failed_call(&text) {
                 core.model_call_failed(&detail, "; retrying", out);
             }
-            if !text.is_empty() {
-                core.last_stderr = Some(text);
+            if let Some(reason) = self.stderr_reason(&text) {
+                core.last_stderr = Some(reason);
             }
             return;
         }

@@ -281,4 +281,11 @@ fn droid_failed_model_calls_are_read_from_its_log() {
     assert_eq!(p.progress().len(), 2, "{:?}", p.progress());
     assert!(p.gave_up().is_empty());
     assert_eq!(p.sessions(), ["6e6d3bf0-ba1a-46fa-98fe-6be9d5bd3dcb"]);
+    // Of the log, only an `ERROR` entry (with its error) can be the reason droid failed.
+    assert_eq!(
+        p.parser.last_stderr(),
+        Some(
+            "Failed to persist session to cloud after retries: TypeError: getaddrinfo ENOTFOUND api.factory.ai"
+        )
+    );
 }
