@@ -43,9 +43,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use forge_agents::Profiles;
 use forge_benches::{Better, Report, Row, median, quick_from_args};
 use forge_events::RunId;
-use forge_exec::agent::Profiles;
 use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
 use forge_exec::store::RunStore;
 use forge_exec::{ApplyMode, CancelHandle, ExecutionManager, RunReport};
@@ -552,7 +552,7 @@ fn main() {
                 Some("--bench-log") => (args.get(3).cloned(), &args[4..]),
                 _ => (None, &args[2..]),
             };
-            let code = forge_exec::sim::main(
+            let code = forge_agents::sim::main(
                 rest.iter().map(Into::into),
                 &mut std::io::stdout().lock(),
                 &mut std::io::stderr().lock(),

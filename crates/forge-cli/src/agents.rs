@@ -1,7 +1,7 @@
 //! Agent profiles as the CLI uses them: the built-in ones, `[agents.*]` of `forge.toml`, and the
 //! simulated agent run as this very executable (`forge sim-agent …`).
 
-use forge_exec::agent::Profiles;
+use forge_agents::Profiles;
 
 use crate::config::Context;
 use crate::error::{CliError, CliResult};

@@ -523,7 +523,7 @@ mod tests {
             });
         let config = crate::config::Config::parse(&uncommented, Path::new("forge.toml")).unwrap();
         assert_eq!(config.agent.as_deref(), Some("droid"));
-        let mut profiles = forge_exec::agent::Profiles::builtin();
+        let mut profiles = forge_agents::Profiles::builtin();
         profiles
             .apply_config_source(&uncommented, Path::new("forge.toml"))
             .unwrap();

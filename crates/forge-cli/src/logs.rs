@@ -1,15 +1,15 @@
 //! `forge logs` without `--raw`: an attempt's output as a readable transcript — what the agent
 //! said, each tool call with its key arguments and changed lines, results shortened, errors
 //! highlighted, the answer and the usage at the end. The transcript itself is
-//! `forge_exec::agent::Transcript`; this module finds the attempt's format and renders it.
+//! `forge_agents::Transcript`; this module finds the attempt's format and renders it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use forge_events::{RunId, RunState, TaskState};
-use forge_exec::agent::{
+use forge_agents::{
     Entry, OutputFormat, ToolEntry, ToolStatus, Transcript, TranscriptBuilder, transcript,
 };
+use forge_events::{RunId, RunState, TaskState};
 use forge_exec::store::RunStore;
 
 use crate::config::Context;

@@ -142,7 +142,7 @@ fn main() -> ExitCode {
 
 /// Runs the simulated agent with its raw arguments.
 fn sim_agent(args: &[OsString]) -> ExitCode {
-    let code = forge_exec::sim::main(
+    let code = forge_agents::sim::main(
         args.iter().cloned(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),

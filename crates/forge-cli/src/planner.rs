@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use forge_events::OutputStream;
-use forge_exec::agent::{AgentEvent, OutputParser, Profile, Profiles, PromptVars};
+use forge_agents::{AgentEvent, OutputParser, Profile, Profiles, PromptVars, Stream};
 use forge_exec::plan::{ConflictPolicy, Plan, PlanFormat, PlanOptions};
 use forge_exec::store::RunStore;
 use forge_staging::{
@@ -455,14 +454,14 @@ async fn converse(
         tokio::select! {
             line = async { out_lines.as_mut()?.next_line().await.ok().flatten() }, if out_lines.is_some() => {
                 match line {
-                    Some(l) => parser.line(OutputStream::Stdout, &l, &mut events),
+                    Some(l) => parser.line(Stream::Stdout, &l, &mut events),
                     None => out_lines = None,
                 }
             }
             line = async { err_lines.as_mut()?.next_line().await.ok().flatten() }, if err_lines.is_some() => {
                 match line {
                     Some(l) => {
-                        parser.line(OutputStream::Stderr, &l, &mut events);
+                        parser.line(Stream::Stderr, &l, &mut events);
                         stderr_tail.push(l);
                         if stderr_tail.len() > 20 {
                             stderr_tail.remove(0);

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use forge_agents::Profiles;
 use forge_events::{EventKind, RunId, TaskStatus};
-use forge_exec::agent::Profiles;
 use forge_exec::plan::Plan;
 use forge_exec::{
     ApplyMode, ApplySummary, CancelHandle, ExecError, ExecutionManager, RunReport, apply_run,

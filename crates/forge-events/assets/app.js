@@ -1739,7 +1739,7 @@
     }
   }
 
-  // A transcript as forge_exec::agent::Transcript serializes it (what `forge logs` prints).
+  // A transcript as forge_agents::Transcript serializes it (what `forge logs` prints).
   function toolHeading(c) {
     const counts = [];
     if (c.added !== null && c.added !== undefined && (c.added || !c.removed)) counts.push(`+${c.added}`);

@@ -21,16 +21,14 @@
 //!   cancellation through a [`CancelHandle`] (first cancel: graceful; second: kill).
 //! - [`process`]: the [`ProcessRunner`], which spawns each attempt in its own process group,
 //!   logs and parses its output line by line, and stops whole process trees.
-//! - [`agent`]: agent profiles (argv templates for droid, claude, codex, gemini, opencode, amp,
-//!   aider, shell, sim; more in `forge.toml`) and the parsers that turn their JSONL into progress,
-//!   usage, errors and a result.
-//! - [`sim`]: the simulated agent, a real program that runs the `forge-sim` script in its prompt
-//!   and prints a real agent's JSONL (the binary `forge-sim-agent`, and `forge sim-agent`).
+//! - Agents come from [`forge_agents`] (re-exported): their profiles (argv templates for droid,
+//!   claude, codex, gemini, opencode, amp, aider, shell, sim; more in `forge.toml`), the parsers
+//!   that turn their output into progress, usage, errors and a result, and the simulated agent.
 //! - [`ExecutionManager`]: the whole pipeline (locks, staging, agents, capture, merge queue, gate,
 //!   apply) with crash resume; [`store`] is the layout of `.forge/` it keeps runs in.
 //! - Recovery: [`ExecutionManagerBuilder::retry`] runs one task of a finished run again with a
 //!   [`RetryRequest`] (feedback added to its prompt, the agent's session continued where its
-//!   profile has `resume_args`), then its [`dependents`], keeping every other task's result;
+//!   profile has `resume`), then its [`dependents`], keeping every other task's result;
 //!   per-task `check` commands feed failures back to the agent before integration; a red gate
 //!   is bisected ([`GateBisect`]) and its culprit sent back (`[gate] fix_rounds`).
 //! - [`HumanDuration`]: the durations plans are written in (`500ms`, `2s`, `30m`, `1h30m`).
@@ -86,19 +84,16 @@
 //! # }
 //! ```
 
-pub mod agent;
-mod duration;
 mod error;
 pub mod manager;
 pub mod plan;
 pub mod process;
 pub mod runner;
 pub mod sched;
-pub mod sim;
 pub mod store;
 
-pub use duration::HumanDuration;
 pub use error::ExecError;
+pub use forge_agents::{self, HumanDuration};
 pub use manager::{
     ApplyMode, ApplyRequest, ApplySummary, DiffSection, ExecutionManager, ExecutionManagerBuilder,
     GateBisect, ModelPrice, Prices, RetryOrigin, RetryRequest, RunReport, TaskSelection, apply_run,

@@ -16,7 +16,8 @@
 //! prompt. Several agents (the tasks of one plan) can therefore use one server at once.
 //!
 //! [`agents`] knows how to point each CLI at the server in a private home directory, and where
-//! the pinned CLIs are installed (`.ci/agents/`).
+//! the pinned CLIs are installed (`.ci/agents/`). [`sim_agent`] builds and finds the simulated
+//! agent's program for tests outside `forge-agents`.
 //!
 //! ```
 //! use forge_testkit::{ModelServer, Script, Turn};
@@ -39,6 +40,7 @@ pub mod hostile;
 pub mod procs;
 pub mod ray;
 mod script;
+mod sim;
 mod wire;
 
 use std::net::SocketAddr;
@@ -52,6 +54,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 pub use script::{Reply, Script, Turn};
+pub use sim::sim_agent;
 pub use wire::Api;
 
 use wire::Conversation;

@@ -661,12 +661,12 @@ fn codex_retry_continues_the_session() {
 
 #[test]
 fn gemini_retry_continues_the_session() {
-    retry_continues_the_session("gemini", false);
+    retry_continues_the_session("gemini", true);
 }
 
 #[test]
 fn opencode_retry_continues_the_session() {
-    retry_continues_the_session("opencode", false);
+    retry_continues_the_session("opencode", true);
 }
 
 #[test]
@@ -841,7 +841,11 @@ fn opencode_runs_commands() {
 const DROID_WORDS: [(&str, &[&str]); 3] = [
     ("down", &["Connection", "ECONNREFUSED", "fetch failed"]),
     ("refused", &["invalid x-api-key", "API key", "401"]),
-    ("broken", &["scripted internal error", "500"]),
+    // Read from droid's log: droid itself prints nothing while it retries (about four minutes).
+    (
+        "broken",
+        &["HTTP 500: scripted internal error (3 failed model calls in a row)"],
+    ),
 ];
 
 #[test]

@@ -1,6 +1,6 @@
 //! Per-task checks (`check = ["cargo check -p api"]`): commands run in the task's own workspace
 //! right after its agent exits and before its changes are integrated. A failure goes back to
-//! the same agent session (the profile's `resume_args`) with the command's output trimmed to
+//! the same agent session (the profile's `resume`) with the command's output trimmed to
 //! what matters, for `check_rounds` tries; then the attempt fails. The gate stays the final
 //! word on the integrated tree.
 

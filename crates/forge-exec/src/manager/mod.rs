@@ -67,12 +67,12 @@ pub use resume::cleanup_leftovers;
 pub use retry::{RetryOrigin, RetryRequest, dependents};
 
 use crate::ExecError;
-use crate::agent::Profiles;
 use crate::plan::{Plan, PlanOptions};
 use crate::process::ProcessOptions;
 use crate::runner::{AttemptRunner, RunnerConfig};
 use crate::sched::{CancelHandle, Scheduler, SchedulerOptions, TaskReport};
 use crate::store::{RunResult, RunStore, read_json, write_json};
+use forge_agents::Profiles;
 
 /// How a run ended, with everything a caller needs to report it and decide on the apply.
 #[derive(Debug, Clone)]

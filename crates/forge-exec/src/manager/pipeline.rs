@@ -14,12 +14,12 @@ use forge_staging::{ChangeSet, Snapshot, Workspace};
 
 use super::{Shared, blocking};
 use crate::ExecError;
-use crate::agent::{AgentEvent, OutputFormat, OutputParser, PromptVars};
 use crate::plan::Task;
 use crate::process::{AttemptEnv, Limits, ProcessOptions, run_process_in};
 use crate::runner::{Pass, Ran};
 use crate::sched::{AttemptContext, CancelHandle, TaskOutcome, TaskRunner};
 use crate::store::write_json;
+use forge_agents::{AgentEvent, OutputFormat, OutputParser, PromptVars};
 
 /// Raw output lines published as `task_output` per attempt and second, at most (the log
 /// file has them all).
@@ -288,7 +288,8 @@ impl<'a> OutputEvents<'a> {
     }
 
     pub(crate) fn line(&mut self, stream: OutputStream, line: &str) {
-        self.parser.line(stream, line, &mut self.buf);
+        self.parser
+            .line(crate::process::agent_stream(stream), line, &mut self.buf);
         self.publish_parsed();
         // Raw lines of plain-text agents (and anyone's stderr), rate-limited.
         if self.text || stream == OutputStream::Stderr {
@@ -482,10 +483,11 @@ async fn attempt_task(
                 None => Ok(None),
             };
             let mut spec = match resumed {
-                Ok(Some(spec)) => Ok(spec),
+                Ok(Some(line)) => Ok(line),
                 Ok(None) => profile.command(&vars),
                 Err(e) => Err(e),
             }
+            .map(crate::CommandSpec::from)
             .map_err(|e| ExecError::Agent(e.to_string()))?;
             ws.path().clone_into(&mut spec.cwd);
             spec.env
@@ -516,7 +518,10 @@ async fn attempt_task(
                 attempt,
             };
             let mut options = attempt_options(shared, task);
-            let state = match crate::agent::state::for_task(profile, &task.env, &attempt_dir) {
+            let state = match profile.private_state(
+                &attempt_dir.parent().unwrap_or(&attempt_dir).join("home"),
+                &task.env,
+            ) {
                 Ok(state) => state,
                 Err(e) => {
                     dispose(ws).await;

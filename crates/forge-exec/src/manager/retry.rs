@@ -8,7 +8,7 @@
 //!                         again; every other task's persisted ChangeSet is integrated as before
 //!   the task's attempt    starts from the workspace state its previous attempt left (that
 //!                         attempt's changes, persisted even when it failed) and continues the
-//!                         agent's own session where its profile has `resume_args`; else a fresh
+//!                         agent's own session where its profile has `resume`; else a fresh
 //!                         session gets the previous attempt's final message and diff
 //!   then                  its dependents run on top; integration, gate and apply as in a run
 //! ```
@@ -25,9 +25,9 @@ use forge_staging::{BlobStore, ChangeSet, Entry};
 
 use super::Shared;
 use crate::ExecError;
-use crate::agent::{AgentEvent, OutputParser, Profile};
 use crate::plan::{Plan, Task};
 use crate::store::read_json;
+use forge_agents::{AgentEvent, OutputParser, Profile};
 
 /// The most of the previous attempt's diff a fresh attempt's prompt carries, in bytes.
 const DIFF_LIMIT: usize = 16 * 1024;
@@ -116,7 +116,7 @@ pub(crate) fn check_request(
 ) -> Result<(), ExecError> {
     let Some(task) = plan.tasks.iter().find(|t| t.id == request.task) else {
         let ids: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
-        let hint = crate::agent::did_you_mean(request.task.as_str(), ids.iter().copied())
+        let hint = forge_agents::did_you_mean(request.task.as_str(), ids.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         return Err(ExecError::TaskNotInRun {
@@ -187,7 +187,7 @@ pub(crate) struct RetryContext {
 pub(crate) struct AttemptStart {
     /// The prompt given to the agent.
     pub(crate) prompt: String,
-    /// The agent session to continue (the profile's `resume_args`).
+    /// The agent session to continue (the profile's `resume`).
     pub(crate) session: Option<String>,
     /// Changes put into the workspace before the agent starts (the previous attempt's work).
     pub(crate) restore: Option<ChangeSet>,
@@ -266,7 +266,7 @@ fn final_message(log: &Path, profile: &Profile) -> Option<String> {
     let mut parser = OutputParser::new(profile.format);
     let mut events = Vec::new();
     for line in text.lines() {
-        parser.line(forge_events::OutputStream::Stdout, line, &mut events);
+        parser.line(forge_agents::Stream::Stdout, line, &mut events);
     }
     parser.finish(&mut events);
     events.into_iter().rev().find_map(|e| match e {

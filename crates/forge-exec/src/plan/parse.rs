@@ -163,7 +163,7 @@ pub(crate) struct Walker<'a> {
 }
 
 /// "Did you mean": shared with the agent profiles (edits and swaps of neighbours).
-pub(crate) use crate::agent::did_you_mean;
+pub(crate) use forge_agents::did_you_mean;
 
 impl<'a> Walker<'a> {
     pub(crate) fn new(base_dir: Option<&'a Path>) -> Self {

@@ -55,6 +55,7 @@ pub use contain::{
     AttemptCgroup, CgroupError, Limits, PidNamespaceSupport, format_memory, parse_memory,
     pid_namespace_support,
 };
+pub use forge_agents::find_program;
 pub use ports::{FIRST_PORT, LAST_PORT, PORTS_PER_ATTEMPT, PortRange};
 pub use view::RepoView;
 
@@ -83,25 +84,24 @@ impl CommandSpec {
     }
 }
 
-/// Finds an executable on `PATH` (or checks a path containing `/`), as `execvp` would.
-///
-/// Resolve agent binaries once before a run: a missing one is then a clear error up front, and
-/// each spawn skips the `PATH` search (on a long `PATH`, a dozen failed `execve`s per spawn).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| {
-            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-        })
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return executable(&p).then_some(p);
+impl From<forge_agents::CommandLine> for CommandSpec {
+    /// An agent's command line, to be given its working directory (`cwd` is left empty).
+    fn from(line: forge_agents::CommandLine) -> Self {
+        Self {
+            program: line.program,
+            args: line.args,
+            cwd: PathBuf::new(),
+            env: line.env,
+        }
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|p| executable(p))
+}
+
+/// The agent parsers' name for an output stream.
+pub(crate) fn agent_stream(stream: forge_events::OutputStream) -> forge_agents::Stream {
+    match stream {
+        forge_events::OutputStream::Stdout => forge_agents::Stream::Stdout,
+        forge_events::OutputStream::Stderr => forge_agents::Stream::Stderr,
+    }
 }
 
 /// Limits and timings of process attempts.
@@ -1063,15 +1063,6 @@ mod tests {
         }
         out.extend(s.finish());
         out
-    }
-
-    #[test]
-    fn programs_are_found_on_path() {
-        let sh = find_program("sh").expect("sh is installed");
-        assert!(sh.is_absolute() && sh.ends_with("sh"));
-        assert_eq!(find_program("/bin/sh"), Some(PathBuf::from("/bin/sh")));
-        assert_eq!(find_program("no-such-program-forge"), None);
-        assert_eq!(find_program("/etc/hostname-not-executable"), None);
     }
 
     #[test]

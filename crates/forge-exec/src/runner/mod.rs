@@ -26,10 +26,10 @@ use std::sync::Arc;
 use forge_staging::{ChangeSet, Snapshot};
 
 use crate::ExecError;
-use crate::agent::Profile;
 use crate::manager::Shared;
 use crate::plan::Task;
 use crate::sched::{AttemptContext, TaskOutcome};
+use forge_agents::Profile;
 
 /// Where a run's attempts execute (`[runner]` in `forge.toml`, `forge run --runner`).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -2,12 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
-mod agents;
 mod contain;
 mod manager;
 mod preview;
 mod process;
-mod real_outputs;
 mod sched;
-mod sim;
-mod transcripts;

@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use forge_agents::Profiles;
 use forge_events::{Event, EventKind, RunId, TaskStatus, read_journal_bytes};
-use forge_exec::agent::Profiles;
 use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
 use forge_exec::store::RunStore;
 use forge_exec::{ApplyMode, CancelHandle, ExecutionManager, RunReport, SchedulerOptions};
-
-pub(crate) const SIM: &str = env!("CARGO_BIN_EXE_forge-sim-agent");
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -47,7 +45,7 @@ pub(crate) fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 pub(crate) fn profiles() -> Profiles {
     let mut p = Profiles::builtin();
-    p.set_sim_program(SIM, Vec::new());
+    p.set_sim_program(forge_testkit::sim_agent(), Vec::new());
     p
 }
 

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use self::channel::{Channel, NodeResult, Order, PROMPT_FILE};
 use super::{AttemptRunner, Pass, Ran, RayConfig};
 use crate::ExecError;
-use crate::agent::PromptVars;
 use crate::manager::Shared;
 use crate::manager::pipeline::OutputEvents;
 use crate::sched::TaskOutcome;
+use forge_agents::PromptVars;
 
 /// How often a running job's status (and its node's) is looked at.
 const POLL: Duration = Duration::from_millis(500);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use forge_exec::agent::{Entry, OutputFormat, ToolStatus, Transcript, transcript};
+use forge_agents::{Entry, OutputFormat, ToolStatus, Transcript, transcript};
 
 const SIM: &str = env!("CARGO_BIN_EXE_forge-sim-agent");
 

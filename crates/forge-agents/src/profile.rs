@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{AgentError, AgentHome, OutputFormat, did_you_mean};
-use crate::process::{CommandSpec, find_program};
+use crate::{CommandLine, find_program};
 
-/// The variable of `resume_args` that stands for the session to continue.
+/// The variable of `resume` that stands for the session to continue.
 const SESSION_VAR: &str = "{session}";
 
 /// The longest single argument Linux accepts (`MAX_ARG_STRLEN`, terminating NUL included).
@@ -36,10 +36,11 @@ pub struct Profile {
     /// How to install the program, for the "not found" error (`install … (https://…)`).
     pub install: String,
     /// Argument templates that continue one of the agent's own sessions instead of starting a
-    /// new one (a retried task, check feedback): the same variables as `args` plus
-    /// `{session}`, the session id the agent named (`task_session`). Empty: the CLI cannot,
-    /// and a new attempt gets the previous one's final message and diff in its prompt.
-    pub resume_args: Vec<String>,
+    /// new one (a retried task, check feedback), inserted into `args` before the prompt (see
+    /// [`Profile::resume_command`]): the same variables as `args` plus `{session}`, the session
+    /// id the agent named (`task_session`). Empty: the CLI cannot, and a new attempt gets the
+    /// previous one's final message and diff in its prompt.
+    pub resume: Vec<String>,
     /// Where the CLI keeps its state: each task gets a private directory there, seeded from the
     /// user's (see `state.rs`). `None`: the CLI's state is not moved.
     pub home: Option<super::AgentHome>,
@@ -131,41 +132,66 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: install.into(),
-            resume_args: Vec::new(),
+            resume: Vec::new(),
             home: None,
         }
     }
 
-    /// The same profile with `resume_args` set.
+    /// The same profile with `resume` set.
     #[must_use]
-    pub fn with_resume_args(mut self, args: &[&str]) -> Self {
-        self.resume_args = args.iter().map(|a| (*a).to_owned()).collect();
+    pub fn with_resume(mut self, args: &[&str]) -> Self {
+        self.resume = args.iter().map(|a| (*a).to_owned()).collect();
         self
     }
 
-    /// Whether the profile can continue one of the agent's sessions (it has `resume_args`).
+    /// Whether the profile can continue one of the agent's sessions (it has `resume`).
     pub fn can_resume(&self) -> bool {
-        !self.resume_args.is_empty()
+        !self.resume.is_empty()
     }
 
-    /// The command line that continues `session` with `vars.prompt` as the next message, from
-    /// `resume_args`; `None` when the profile has none.
+    /// Where `resume` goes in `args`: before the prompt — the first argument that uses
+    /// `{prompt}` or `{prompt_file}`, together with the `--` or the option (`-f`) just before
+    /// it unless it is an option itself (`--prompt={prompt}`) — or at the end when no argument
+    /// holds the prompt.
+    fn resume_at(&self) -> usize {
+        let Some(at) = self
+            .args
+            .iter()
+            .position(|a| a.contains("{prompt}") || a.contains("{prompt_file}"))
+        else {
+            return self.args.len();
+        };
+        // `--prompt={prompt}` is its own option; `{prompt}` alone goes with `--` or `-f` before it.
+        if self.args[at].starts_with('-') {
+            return at;
+        }
+        match at.checked_sub(1).map(|i| self.args[i].as_str()) {
+            Some(before) if before.starts_with('-') && !before.contains('{') => at - 1,
+            _ => at,
+        }
+    }
+
+    /// The command line that continues `session` with `vars.prompt` as the next message: `args`
+    /// with `resume` inserted before the prompt and `{session}` standing for `session`
+    /// (`claude -p … --resume <session> -- <prompt>`); `None` when the profile has no `resume`.
     pub fn resume_command(
         &self,
         vars: &PromptVars<'_>,
         session: &str,
-    ) -> Result<Option<CommandSpec>, AgentError> {
-        if self.resume_args.is_empty() {
+    ) -> Result<Option<CommandLine>, AgentError> {
+        if self.resume.is_empty() {
             return Ok(None);
         }
         let escaped = session.replace('{', "{{").replace('}', "}}");
+        let mut args = self.args.clone();
+        let at = self.resume_at();
+        args.splice(
+            at..at,
+            self.resume.iter().map(|a| a.replace(SESSION_VAR, &escaped)),
+        );
         let probe = Profile {
-            args: self
-                .resume_args
-                .iter()
-                .map(|a| a.replace(SESSION_VAR, &escaped))
-                .collect(),
-            resume_args: Vec::new(),
+            args,
+            resume: Vec::new(),
             ..self.clone()
         };
         probe.command(vars).map(Some)
@@ -187,9 +213,6 @@ impl Profile {
             "-f".to_owned(),
             "{prompt_file}".to_owned(),
         ]);
-        let mut resume_args = args.clone();
-        let at = resume_args.len() - 2;
-        resume_args.splice(at..at, ["--resume".to_owned(), SESSION_VAR.to_owned()]);
         Self {
             name: name.into(),
             program: program.into().to_string_lossy().into_owned(),
@@ -197,14 +220,14 @@ impl Profile {
             format,
             env: BTreeMap::new(),
             install: "the simulated agent ships with forge: put `forge` on PATH".to_owned(),
-            resume_args,
+            resume: vec!["--resume".to_owned(), SESSION_VAR.to_owned()],
             home: None,
         }
     }
 
-    /// Checks that every argument template parses (`{session}` is allowed in `resume_args`).
+    /// Checks that every argument template parses (`{session}` is allowed in `resume`).
     pub fn validate(&self) -> Result<(), AgentError> {
-        for template in &self.resume_args {
+        for template in &self.resume {
             parse_template(&template.replace(SESSION_VAR, "")).map_err(|reason| {
                 AgentError::Template {
                     agent: self.name.clone(),
@@ -223,10 +246,9 @@ impl Profile {
         Ok(())
     }
 
-    /// The command line with `{prompt}`, `{prompt_file}` and `{model}` substituted. `cwd` is
-    /// left empty for the caller to set (the workspace), and `env` holds the profile's
-    /// environment.
-    pub fn command(&self, vars: &PromptVars<'_>) -> Result<CommandSpec, AgentError> {
+    /// The command line with `{prompt}`, `{prompt_file}` and `{model}` substituted; `env` holds
+    /// the profile's environment. The caller runs it in the directory the agent works in.
+    pub fn command(&self, vars: &PromptVars<'_>) -> Result<CommandLine, AgentError> {
         let model = vars.model.filter(|m| !m.is_empty());
         let prompt_file = vars.prompt_file.to_string_lossy();
         let mut args: Vec<std::ffi::OsString> = Vec::with_capacity(self.args.len());
@@ -273,10 +295,9 @@ impl Profile {
             plain_option_last = !uses_var && arg.starts_with('-');
             args.push(arg.into());
         }
-        Ok(CommandSpec {
+        Ok(CommandLine {
             program: self.program.clone().into(),
             args,
-            cwd: PathBuf::new(),
             env: self.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
         })
     }
@@ -317,13 +338,13 @@ impl Profiles {
     /// defaults (everything allowed). No prompt can be read as an option: it follows `--`, is
     /// glued to its option (`--prompt=…`), or is passed as a file.
     ///
-    /// Claude Code (`--resume`), Codex (`exec resume`) and the simulated agent (`--resume`)
-    /// have `resume_args`: a retried attempt continues their session from a new workspace.
-    /// droid (`-s`), Gemini CLI (`--resume`) and opencode (`--session`) keep their sessions per
-    /// project directory, and every attempt has a workspace of its own: their sessions do not
-    /// resume there (droid exits 1, Gemini says "No previous sessions found for this project",
-    /// opencode fails with a server error), so they have none and a retried attempt gets the
-    /// previous one's final message and diff in its prompt.
+    /// Claude Code (`--resume`), Codex (`exec resume`), Gemini CLI (`--resume`), opencode
+    /// (`--session`) and the simulated agent (`--resume`) have a `resume` template: a retried
+    /// attempt continues their session (Gemini and opencode key sessions to the project
+    /// directory, which every attempt sees at the repository's own path). droid has none: `droid
+    /// exec -s <id>` fetches the session from Factory's service (offline it exits with "Failed
+    /// to fetch session"), so a retried droid attempt gets the previous one's final message and
+    /// diff in its prompt.
     #[allow(clippy::too_many_lines)] // the table of built-in agents
     pub fn builtin() -> Self {
         use OutputFormat::{Amp, Claude, Codex, Droid, Gemini, Opencode, Text};
@@ -365,22 +386,7 @@ impl Profiles {
                 Claude,
                 "install Claude Code (`npm install -g @anthropic-ai/claude-code`)",
             )
-            .with_resume_args(&[
-                "-p",
-                "--resume",
-                "{session}",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits",
-                "--allowedTools",
-                "Bash",
-                "--model",
-                "{model}",
-                "--",
-                "{prompt}",
-            ]),
+            .with_resume(&["--resume", "{session}"]),
             Profile::new(
                 "codex",
                 "codex",
@@ -398,19 +404,7 @@ impl Profiles {
                 Codex,
                 "install the Codex CLI (`npm install -g @openai/codex`)",
             )
-            .with_resume_args(&[
-                "exec",
-                "resume",
-                "--json",
-                "-c",
-                "sandbox_mode=\"workspace-write\"",
-                "--skip-git-repo-check",
-                "--model",
-                "{model}",
-                "{session}",
-                "--",
-                "{prompt}",
-            ]),
+            .with_resume(&["resume", "{session}"]),
             Profile::new(
                 "gemini",
                 "gemini",
@@ -426,7 +420,8 @@ impl Profiles {
                 ],
                 Gemini,
                 "install the Gemini CLI (`npm install -g @google/gemini-cli`)",
-            ),
+            )
+            .with_resume(&["--resume", "{session}"]),
             Profile::new(
                 "opencode",
                 "opencode",
@@ -444,7 +439,8 @@ impl Profiles {
                 ],
                 Opencode,
                 "install opencode (`npm install -g opencode-ai`)",
-            ),
+            )
+            .with_resume(&["--session", "{session}"]),
             Profile::new(
                 "amp",
                 "amp",
@@ -533,6 +529,14 @@ impl Profiles {
             claude
                 .env
                 .insert("CLAUDE_CODE_MAX_RETRIES".to_owned(), "3".to_owned());
+        }
+        // droid prints nothing while it retries a failing model call (about four minutes against
+        // HTTP 500); its log, sent to standard error, records each failed call, which the droid
+        // parser counts (see `format/droid.rs`).
+        if let Some(droid) = profiles.get_mut("droid") {
+            droid
+                .env
+                .insert("FACTORY_LOG_FILE".to_owned(), "/dev/stderr".to_owned());
         }
         Self { profiles }
     }
@@ -702,7 +706,6 @@ mod tests {
         );
         let spec = p.get("shell").unwrap().command(&vars(None)).unwrap();
         assert_eq!(spec.program, "sh");
-        assert_eq!(spec.cwd, PathBuf::new());
     }
 
     /// A prompt that starts with `-` (a markdown list) is never an option: every built-in

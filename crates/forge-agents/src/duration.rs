@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ExecError;
-
 /// A duration written the way people write them in plans: `500ms`, `2s`, `30m`, `1h`, `1h30m`,
 /// `2d`. Units are `ms`, `s`, `m`, `h` and `d`, largest first, each at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -37,10 +35,20 @@ const UNITS: [(&str, u64); 5] = [
     ("ms", 1),
 ];
 
+/// A duration that is not written as a sequence of `<number><unit>` with units ms, s, m, h, d.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration `{input}`: {reason} (write e.g. `500ms`, `2s`, `30m`, `1h30m`)")]
+pub struct DurationError {
+    /// The text as written.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 impl FromStr for HumanDuration {
-    type Err = ExecError;
+    type Err = DurationError;
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ExecError::InvalidDuration {
+        let err = |reason| DurationError {
             input: input.to_owned(),
             reason,
         };
@@ -150,7 +158,7 @@ mod tests {
             "1h ",
         ] {
             assert!(
-                matches!(bad.parse::<HumanDuration>(), Err(ExecError::InvalidDuration { ref input, .. }) if input == bad),
+                matches!(bad.parse::<HumanDuration>(), Err(DurationError { ref input, .. }) if input == bad),
                 "{bad:?}"
             );
         }

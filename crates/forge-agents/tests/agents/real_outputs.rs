@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use forge_events::OutputStream;
-use forge_exec::agent::{AgentEvent, OutputFormat, OutputParser, Usage};
+use forge_agents::Stream;
+use forge_agents::{AgentEvent, OutputFormat, OutputParser, Usage};
 
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,10 +74,10 @@ fn parse(format: OutputFormat, case: &str) -> Parsed {
     let mut parser = OutputParser::new(format).with_workspace("/work/repo");
     let mut events = Vec::new();
     for line in read(&format!("{case}.stderr")).lines() {
-        parser.line(OutputStream::Stderr, line, &mut events);
+        parser.line(Stream::Stderr, line, &mut events);
     }
     for line in read(&format!("{case}.jsonl")).lines() {
-        parser.line(OutputStream::Stdout, line, &mut events);
+        parser.line(Stream::Stdout, line, &mut events);
     }
     parser.finish(&mut events);
     Parsed { events, parser }
@@ -255,5 +255,37 @@ fn gemini_failing_model_is_given_up_after_three_attempts() {
         !p.progress()
             .iter()
             .any(|(m, _, _)| m.starts_with("Attempt "))
+    );
+}
+
+/// droid 0.225.2 against a model answering HTTP 500, its log on standard error
+/// (`FACTORY_LOG_FILE=/dev/stderr`, as the built-in profile runs it), stopped after 25 s: two
+/// failed model calls, in droid's words, among the log's other (offline) errors.
+#[test]
+fn droid_failed_model_calls_are_read_from_its_log() {
+    let p = parse(OutputFormat::Droid, "droid-500");
+    let failed: Vec<&str> = p
+        .progress()
+        .into_iter()
+        .map(|(m, _, _)| m)
+        .filter(|m| m.starts_with("Model call failed"))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "Model call failed: HTTP 500: scripted internal error; retrying",
+            "Model call failed: HTTP 500: scripted internal error; retrying"
+        ]
+    );
+    // The log is not activity, and two failed calls are not yet enough to give up.
+    assert_eq!(p.progress().len(), 2, "{:?}", p.progress());
+    assert!(p.gave_up().is_empty());
+    assert_eq!(p.sessions(), ["6e6d3bf0-ba1a-46fa-98fe-6be9d5bd3dcb"]);
+    // Of the log, only an `ERROR` entry (with its error) can be the reason droid failed.
+    assert_eq!(
+        p.parser.last_stderr(),
+        Some(
+            "Failed to persist session to cloud after retries: TypeError: getaddrinfo ENOTFOUND api.factory.ai"
+        )
     );
 }

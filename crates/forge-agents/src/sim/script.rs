@@ -267,7 +267,7 @@ impl Script {
                 "sleep" => {
                     let d: HumanDuration = rest
                         .parse()
-                        .map_err(|e: crate::ExecError| err(format!("`sleep`: {e}")))?;
+                        .map_err(|e: crate::DurationError| err(format!("`sleep`: {e}")))?;
                     Directive::Sleep(d.as_duration())
                 }
                 "write" => {
@@ -383,7 +383,7 @@ impl Script {
                     }
                 }
                 other => {
-                    let hint = crate::agent::did_you_mean(other, DIRECTIVES.iter().copied())
+                    let hint = crate::did_you_mean(other, DIRECTIVES.iter().copied())
                         .map(|d| format!(" (did you mean `{d}`?)"))
                         .unwrap_or_default();
                     return Err(err(format!(

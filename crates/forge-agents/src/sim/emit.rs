@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::agent::OutputFormat;
+use crate::OutputFormat;
 
 /// A step seen as a tool call.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ impl<'w> Emitter<'w> {
     }
 
     fn iso_now() -> String {
-        forge_events::Timestamp::now().to_string()
+        jiff::Timestamp::now().to_string()
     }
 
     fn duration_ms(&self) -> u64 {

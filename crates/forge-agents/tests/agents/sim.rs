@@ -6,13 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-use forge_events::{OutputStream, RunId};
-use forge_exec::agent::{AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars, Usage};
-use forge_exec::process::{AttemptEnv, run_process};
-use forge_exec::{CommandSpec, ProcessOptions};
-use tokio_util::sync::CancellationToken;
+use forge_agents::{AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars, Stream, Usage};
 
 const SIM: &str = env!("CARGO_BIN_EXE_forge-sim-agent");
 
@@ -68,10 +63,10 @@ fn parse(format: OutputFormat, out: &Output, workspace: &Path) -> Parsed {
     let mut parser = OutputParser::new(format).with_workspace(workspace);
     let mut events = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        parser.line(OutputStream::Stdout, line, &mut events);
+        parser.line(Stream::Stdout, line, &mut events);
     }
     for line in String::from_utf8_lossy(&out.stderr).lines() {
-        parser.line(OutputStream::Stderr, line, &mut events);
+        parser.line(Stream::Stderr, line, &mut events);
     }
     parser.finish(&mut events);
     let mut parsed = Parsed {
@@ -403,8 +398,11 @@ fn a_failing_command_fails_the_agent() {
     assert_eq!(std::fs::read_to_string(d.join("a.txt")).unwrap(), "abc");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hang_sleeps_until_killed_by_a_timeout() {
+#[test]
+fn hang_sleeps_until_interrupted() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+
     let dir = tempfile::tempdir().unwrap();
     let prompt_file = dir.path().join("prompt.md");
     std::fs::write(
@@ -412,53 +410,32 @@ async fn hang_sleeps_until_killed_by_a_timeout() {
         prompt("say waiting for ever\nhang\nwrite never.txt\nend"),
     )
     .unwrap();
-    let spec = CommandSpec {
-        program: SIM.into(),
-        args: vec!["-f".into(), prompt_file.clone().into()],
-        cwd: dir.path().to_path_buf(),
-        env: Vec::new(),
-    };
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let options = ProcessOptions {
-        interrupt_grace: Duration::from_secs(2),
-        terminate_grace: Duration::from_secs(2),
-        ..ProcessOptions::default()
-    };
-    let timeout = cancel.clone();
-    let log = dir.path().join("output.log");
-    let process = tokio::spawn(async move {
-        let run = RunId::new("sim-hang").unwrap();
-        let env = AttemptEnv {
-            run: &run,
-            task: "t",
-            attempt: 1,
-        };
-        let mut on_line = move |_: OutputStream, line: &str| {
-            let _ = tx.send(line.to_owned());
-        };
-        run_process(
-            &spec,
-            &env,
-            &log,
-            &mut on_line,
-            &cancel,
-            &CancellationToken::new(),
-            &options,
-        )
-        .await
-    });
-    // The message before `hang` arrives while it hangs; then the timeout stops it.
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("waiting for ever")) {
-        seen.push(rx.recv().await.expect("output before hanging"));
+    let mut child = Command::new(SIM)
+        .arg("-f")
+        .arg(&prompt_file)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The message before `hang` arrives while it hangs; then an interrupt (what a timeout
+    // sends first) ends it.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("output before hanging").unwrap();
+        if line.contains("waiting for ever") {
+            break;
+        }
     }
-    timeout.cancel();
-    let exit = process.await.unwrap().unwrap();
-    assert!(exit.stopped);
-    assert_eq!(exit.code, None);
+    assert_eq!(child.try_wait().unwrap(), None, "it hangs");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
     assert_eq!(
-        exit.signal,
+        status.signal(),
         Some(2),
         "SIGINT ends it: default signal handling"
     );

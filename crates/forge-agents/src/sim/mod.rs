@@ -1,6 +1,6 @@
 //! The simulated agent: a real program that stands in for the LLM.
 //!
-//! `forge sim-agent` (and the `forge-sim-agent` binary, for this crate's tests and benchmarks)
+//! `forge sim-agent` (and this crate's `forge-sim-agent` binary, for tests and benchmarks)
 //! reads its prompt, finds the first fenced block tagged `forge-sim`, and carries it out line by
 //! line in its working directory, printing what it does as JSONL in a real agent's format
 //! (`--format droid|claude|codex|gemini|amp|text`, default `droid`): an init event, a message
@@ -58,7 +58,7 @@
 //! # Example
 //!
 //! ```
-//! use forge_exec::sim;
+//! use forge_agents::sim;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let prompt = "Add a greeting.\n\n```forge-sim\nsay Adding it\nwrite hello.txt\nhi\nend\n```\n";
@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 
 pub use script::{Directive, Script, ScriptError, SimPath, Step, find_block};
 
-use crate::agent::OutputFormat;
+use crate::OutputFormat;
 use emit::{Call, Emitter};
 
 const USAGE: &str = "usage: forge sim-agent [--format droid|claude|codex|gemini|amp|text] [--model NAME] [--resume SESSION] [-f FILE | PROMPT...]";

@@ -1,20 +1,38 @@
-//! Agent profiles (how to start each coding-agent CLI) and the parsers of their output.
+//! Run AI coding-agent CLIs and read what they print in one format.
 //!
-//! A [`Profile`] says how to run one agent: a program, an argument template with `{prompt}`,
-//! `{prompt_file}` and `{model}`, extra environment, and the [`OutputFormat`] it prints.
-//! [`Profiles::builtin`] knows `droid`, `claude`, `codex`, `gemini`, `opencode`, `amp`, `aider`,
-//! `shell` and `sim`; a project's `forge.toml` adds profiles or overrides fields of built-in ones
-//! (`[agents.<name>]`, see [`Profiles::apply_config_source`]). Agents are resolved on `PATH` before
-//! a run starts ([`Profiles::check_available`]), so a missing CLI is one clear error up front
-//! rather than a task that fails twenty minutes in.
+//! Every coding agent — Factory's `droid exec`, Claude Code, Codex, Gemini CLI, opencode, Amp,
+//! aider — is started differently and prints its own stream: its own JSONL events for text,
+//! tool calls, usage, errors, retries and its session, or plain text. Every tool that drives
+//! agents rewrites the same adapters. This crate is those adapters, usable alone: it knows how
+//! to start each CLI unattended ([`Profile`]) and turns its output, line by line, into one
+//! normalized model ([`AgentEvent`]), and it has a simulated agent ([`sim`]) that prints each
+//! format for tests. It starts no processes itself: the caller spawns the [`CommandLine`] in the
+//! directory the agent works in, however it likes, and feeds each output line to an
+//! [`OutputParser`].
 //!
-//! An [`OutputParser`] turns what an agent prints, line by line, into [`AgentEvent`]s: progress
-//! (the assistant's text, a one-line summary of each tool call such as `Edit src/api/auth.rs` or
-//! `Run cargo test`, and the files it changed), token usage (and cost when the agent reports it),
-//! errors, and the final result text. Unknown event types and fields are ignored and lines that
-//! are not JSON objects are treated as text, so a newer agent version degrades to less detail,
-//! never to a failed task. Fixtures for every format, written from each agent's documented
-//! schema, are in `tests/fixtures/agents/`.
+//! # Design
+//!
+//! - **Profiles are data.** A [`Profile`] is a program, argument templates with `{prompt}`,
+//!   `{prompt_file}` and `{model}`, extra environment, the [`OutputFormat`] it prints, a
+//!   `resume` template that continues one of the agent's own sessions, and where the CLI keeps
+//!   its state ([`AgentHome`]). [`Profiles::builtin`] knows `droid`, `claude`, `codex`,
+//!   `gemini`, `opencode`, `amp`, `aider`, `shell` and `sim`; a `forge.toml`'s `[agents.<name>]`
+//!   tables add profiles or override fields ([`Profiles::apply_config_source`]). Programs are
+//!   resolved on `PATH` before anything starts ([`Profiles::check_available`]), so a missing CLI
+//!   is one clear error up front, not a task that fails twenty minutes in.
+//! - **One module per output format** (`format/droid.rs`, `format/claude.rs`, …) behind one
+//!   small dispatch in the parser; adding a format touches its module, [`OutputFormat`], and its
+//!   fixtures in `tests/fixtures/agents/`. The normalized model is small on purpose: progress
+//!   (text, or a one-line summary of a tool call such as `Edit src/api/auth.rs`, with the files
+//!   it changed), usage deltas, errors, the agent's session, a final result, and "give up" when
+//!   the agent keeps failing to reach its model. Unknown events and fields are ignored and lines
+//!   that are not JSON objects are text, so a newer CLI degrades to less detail, never to a
+//!   failure.
+//! - **Transcripts** ([`transcript`]) read the same streams for a person: each tool call with
+//!   its arguments and result, errors, the final answer.
+//! - **No dependency on the rest of Forge.** The crate uses its own [`Stream`] and
+//!   [`CommandLine`] rather than Forge's event and process types; Forge maps [`AgentEvent`]s to
+//!   its journal events. Nothing here prints or panics on what an agent prints.
 //!
 //! # Usage accounting
 //!
@@ -37,10 +55,9 @@
 //!
 //! ```
 //! use std::path::Path;
-//! use forge_events::OutputStream;
-//! use forge_exec::agent::{AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars};
+//! use forge_agents::{AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars, Stream};
 //!
-//! // How `claude` is started, without and with a model.
+//! // How `claude` is started for a prompt, without and with a model.
 //! let profiles = Profiles::builtin();
 //! let claude = profiles.get("claude").unwrap();
 //! let vars = PromptVars { prompt: "Fix the bug", prompt_file: Path::new("/tmp/p.md"), model: None };
@@ -59,7 +76,7 @@
 //!     "a line that is not JSON",
 //!     r#"{"type":"result","subtype":"success","is_error":false,"result":"Fixed.","total_cost_usd":0.01,"usage":{"input_tokens":150,"output_tokens":40}}"#,
 //! ] {
-//!     parser.line(OutputStream::Stdout, line, &mut events);
+//!     parser.line(Stream::Stdout, line, &mut events);
 //! }
 //! // The agent's own session id, which a later attempt can continue.
 //! assert_eq!(events[0], AgentEvent::Session("s".into()));
@@ -75,19 +92,24 @@
 //! assert_eq!(parser.usage_total().cost_usd, Some(0.01));
 //! ```
 
+mod command;
 mod config;
+mod duration;
+mod format;
 mod parse;
 mod profile;
-pub(crate) mod state;
+pub mod sim;
+mod state;
 mod summary;
 mod transcript;
 
 use std::fmt;
 use std::str::FromStr;
 
-use forge_events::EventKind;
 use serde::{Deserialize, Serialize};
 
+pub use command::{CommandLine, find_program};
+pub use duration::{DurationError, HumanDuration};
 pub use parse::{MAX_FAILED_MODEL_CALLS, OutputParser, relative_path};
 pub use profile::{Profile, Profiles, PromptVars};
 pub use state::{AgentHome, PrivateState};
@@ -95,6 +117,16 @@ pub use transcript::{
     Entry, FinalAnswer, RESULT_LINES, ToolEntry, ToolStatus, Transcript, TranscriptBuilder,
     transcript,
 };
+
+/// Which output stream of the agent a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// The agent's standard output (its JSONL, or its text).
+    Stdout,
+    /// The agent's standard error (its chatter and, for some CLIs, its errors).
+    Stderr,
+}
 
 /// The output format of an agent CLI, which selects its parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -219,34 +251,6 @@ pub enum AgentEvent {
     },
 }
 
-impl AgentEvent {
-    /// The journal event for progress and usage (`task_progress`, `task_usage`); errors and
-    /// results are the caller's to place (`None`).
-    pub fn to_event_kind(&self) -> Option<EventKind> {
-        match self {
-            Self::Progress {
-                message,
-                tool,
-                files,
-            } => Some(EventKind::TaskProgress {
-                message: message.clone(),
-                tool: tool.clone(),
-                files: files.clone(),
-            }),
-            Self::Usage {
-                tokens_in,
-                tokens_out,
-                cost_usd,
-            } => Some(EventKind::TaskUsage {
-                tokens_in: *tokens_in,
-                tokens_out: *tokens_out,
-                cost_usd: *cost_usd,
-            }),
-            Self::Error(_) | Self::Session(_) | Self::GiveUp(_) | Self::Result { .. } => None,
-        }
-    }
-}
-
 /// Errors of agent profiles.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -362,7 +366,7 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a third of the word's length (1 to 3 edits).
-pub(crate) fn did_you_mean<'c>(
+pub fn did_you_mean<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
@@ -422,32 +426,5 @@ mod tests {
         assert_eq!(distance("wirte", "write"), 1);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
-    fn progress_and_usage_map_to_journal_events() {
-        let p = AgentEvent::Progress {
-            message: "Run cargo test".into(),
-            tool: Some("bash".into()),
-            files: vec![],
-        };
-        assert!(matches!(
-            p.to_event_kind(),
-            Some(EventKind::TaskProgress { ref message, .. }) if message == "Run cargo test"
-        ));
-        let u = AgentEvent::Usage {
-            tokens_in: 1,
-            tokens_out: 2,
-            cost_usd: Some(0.5),
-        };
-        assert!(matches!(
-            u.to_event_kind(),
-            Some(EventKind::TaskUsage {
-                tokens_in: 1,
-                tokens_out: 2,
-                cost_usd: Some(c)
-            }) if (c - 0.5).abs() < f64::EPSILON
-        ));
-        assert_eq!(AgentEvent::Error("x".into()).to_event_kind(), None);
     }
 }

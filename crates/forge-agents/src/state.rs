@@ -136,22 +136,24 @@ impl PrivateState {
     }
 }
 
-/// The private state of an attempt of `profile` whose directory is `attempt_dir`
-/// (`<run>/tasks/<task>/<attempt>`): `<run>/tasks/<task>/home`, shared by the task's attempts
-/// (one at a time) so that a retry finds the task's sessions. `None` when the profile's state
-/// is not moved.
-pub(crate) fn for_task(
-    profile: &super::Profile,
-    env: &BTreeMap<String, String>,
-    attempt_dir: &Path,
-) -> Result<Option<PrivateState>, std::io::Error> {
-    let Some(home) = &profile.home else {
-        return Ok(None);
-    };
-    let dir = attempt_dir.parent().unwrap_or(attempt_dir).join("home");
-    let mut all = profile.env.clone();
-    all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    home.prepare(&dir, &all).map(Some)
+impl crate::Profile {
+    /// Prepares the private state of an attempt of this profile in `dir` (Forge uses
+    /// `<run>/tasks/<task>/home`, shared by the task's attempts one at a time, so that a retry
+    /// finds the task's sessions). `env` is the caller's extra environment for the agent, which
+    /// may point the variable at the user's directory. `None` when the profile's state is not
+    /// moved.
+    pub fn private_state(
+        &self,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Option<PrivateState>, std::io::Error> {
+        let Some(home) = &self.home else {
+            return Ok(None);
+        };
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        home.prepare(dir, &all).map(Some)
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use forge_events::OutputStream;
-use forge_exec::agent::{
+use forge_agents::Stream;
+use forge_agents::{
     AgentError, AgentEvent, OutputFormat, OutputParser, Profiles, PromptVars, Usage,
 };
 use proptest::prelude::*;
@@ -32,7 +32,7 @@ struct Parsed {
     result: Option<String>,
 }
 
-fn parse_lines(format: OutputFormat, lines: &[(OutputStream, &str)]) -> Parsed {
+fn parse_lines(format: OutputFormat, lines: &[(Stream, &str)]) -> Parsed {
     let mut parser = OutputParser::new(format).with_workspace(WORKSPACE);
     let mut events = Vec::new();
     for (stream, line) in lines {
@@ -87,8 +87,7 @@ fn summarize(events: Vec<AgentEvent>, parser: &OutputParser) -> Parsed {
 
 fn parse_fixture(format: OutputFormat, name: &str) -> Parsed {
     let text = fixture(name);
-    let lines: Vec<(OutputStream, &str)> =
-        text.lines().map(|l| (OutputStream::Stdout, l)).collect();
+    let lines: Vec<(Stream, &str)> = text.lines().map(|l| (Stream::Stdout, l)).collect();
     parse_lines(format, &lines)
 }
 
@@ -355,14 +354,14 @@ fn unknown_events_and_fields_are_ignored_and_other_lines_are_text() {
             format,
             &[
                 (
-                    OutputStream::Stdout,
+                    Stream::Stdout,
                     r#"{"type":"brand_new_event","x":{"y":[1,2]}}"#,
                 ),
-                (OutputStream::Stdout, r#"{"no_type_at_all":true}"#),
-                (OutputStream::Stdout, "   "),
-                (OutputStream::Stderr, "npm WARN deprecated something@1.0.0"),
-                (OutputStream::Stdout, "\u{1b}[32mplain\u{1b}[0m text"),
-                (OutputStream::Stdout, "{not json"),
+                (Stream::Stdout, r#"{"no_type_at_all":true}"#),
+                (Stream::Stdout, "   "),
+                (Stream::Stderr, "npm WARN deprecated something@1.0.0"),
+                (Stream::Stdout, "\u{1b}[32mplain\u{1b}[0m text"),
+                (Stream::Stdout, "{not json"),
             ],
         );
         let messages: Vec<&str> = p.progress.iter().map(|(m, _, _)| m.as_str()).collect();
@@ -392,7 +391,7 @@ fn unknown_events_and_fields_are_ignored_and_other_lines_are_text() {
     let p = parse_lines(
         OutputFormat::Droid,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"message","role":"assistant","text":"hi","mood":"great","v":2}"#,
         )],
     );
@@ -404,7 +403,7 @@ fn paths_outside_the_workspace_are_kept_as_written() {
     let mut parser = OutputParser::new(OutputFormat::Claude).with_workspace(WORKSPACE);
     let mut out = Vec::new();
     parser.line(
-        OutputStream::Stdout,
+        Stream::Stdout,
         r#"{"type":"assistant","message":{"id":"m","content":[{"type":"tool_use","id":"t","name":"Write","input":{"file_path":"/etc/hosts","content":""}},{"type":"tool_use","id":"u","name":"Edit","input":{"file_path":"src/./x.rs"}}]}}"#,
         &mut out,
     );
@@ -427,17 +426,17 @@ fn paths_outside_the_workspace_are_kept_as_written() {
     let mut parser = OutputParser::new(OutputFormat::Gemini);
     let mut out = Vec::new();
     parser.line(
-        OutputStream::Stdout,
+        Stream::Stdout,
         r#"{"type":"tool_use","tool_name":"write_file","tool_id":"w","parameters":{"file_path":"/work/repo/a.rs"}}"#,
         &mut out,
     );
     assert!(matches!(&out[0], AgentEvent::Progress { files, .. } if files == &["/work/repo/a.rs"]));
     assert_eq!(
-        forge_exec::agent::relative_path("/work/repo/a/b.rs", Path::new(WORKSPACE)).as_deref(),
+        forge_agents::relative_path("/work/repo/a/b.rs", Path::new(WORKSPACE)).as_deref(),
         Some("a/b.rs")
     );
     assert_eq!(
-        forge_exec::agent::relative_path("/tmp/x", Path::new(WORKSPACE)),
+        forge_agents::relative_path("/tmp/x", Path::new(WORKSPACE)),
         None
     );
 }
@@ -448,11 +447,11 @@ fn error_results_and_failed_turns() {
         OutputFormat::Codex,
         &[
             (
-                OutputStream::Stdout,
+                Stream::Stdout,
                 r#"{"type":"error","message":"stream disconnected"}"#,
             ),
             (
-                OutputStream::Stdout,
+                Stream::Stdout,
                 r#"{"type":"turn.failed","error":{"message":"usage limit reached"}}"#,
             ),
         ],
@@ -462,7 +461,7 @@ fn error_results_and_failed_turns() {
     let p = parse_lines(
         OutputFormat::Gemini,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"result","status":"error","error":{"type":"FatalTurnLimitedError","message":"turn limit"},"stats":{"input_tokens":10,"output_tokens":1}}"#,
         )],
     );
@@ -471,7 +470,7 @@ fn error_results_and_failed_turns() {
     let p = parse_lines(
         OutputFormat::Droid,
         &[(
-            OutputStream::Stdout,
+            Stream::Stdout,
             r#"{"type":"error","source":"cli","message":"Insufficient permissions to run Execute","timestamp":1}"#,
         )],
     );
@@ -581,7 +580,7 @@ fn forge_toml_adds_and_overrides_profiles() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install, resume_args, home_var, seed",
+            "{}:3:1: unknown key `formt` in [agents.mine] (did you mean `format`?); known keys: program, args, format, env, install, resume, home_var, seed",
             forge_toml.display()
         )
     );
@@ -760,7 +759,7 @@ proptest! {
         let line = String::from_utf8_lossy(&bytes).replace('\n', " ");
         let mut parser = OutputParser::new(format);
         let mut out = Vec::new();
-        parser.line(OutputStream::Stdout, &line, &mut out);
+        parser.line(Stream::Stdout, &line, &mut out);
         let object = serde_json::from_str::<Value>(line.trim()).is_ok_and(|v| v.is_object());
         if !object && !line.contains('\u{1b}') {
             let text = line.trim();
@@ -785,7 +784,7 @@ proptest! {
         let mut parser = OutputParser::new(format).with_workspace(WORKSPACE);
         let mut out = Vec::new();
         for l in &lines {
-            parser.line(OutputStream::Stdout, l, &mut out);
+            parser.line(Stream::Stdout, l, &mut out);
         }
         parser.finish(&mut out);
         let mut sum = Usage::default();
@@ -802,4 +801,152 @@ proptest! {
         let results = out.iter().filter(|e| matches!(e, AgentEvent::Result { .. })).count();
         prop_assert!(results <= lines.len() + 1);
     }
+}
+
+fn resumed(profiles: &Profiles, name: &str, model: Option<&str>) -> Option<Vec<String>> {
+    let vars = PromptVars {
+        prompt: "- go on",
+        prompt_file: Path::new("/tmp/p.md"),
+        model,
+    };
+    profiles
+        .get(name)
+        .unwrap()
+        .resume_command(&vars, "S-1")
+        .unwrap()
+        .map(|c| {
+            c.args
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        })
+}
+
+/// `resume` is a small template inserted into `args` before the prompt, so a profile's
+/// command line is written once.
+#[test]
+fn resume_is_inserted_before_the_prompt() {
+    let profiles = Profiles::builtin();
+    assert_eq!(
+        resumed(&profiles, "claude", Some("opus")).unwrap(),
+        [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            "Bash",
+            "--model",
+            "opus",
+            "--resume",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "codex", None).unwrap(),
+        [
+            "exec",
+            "--json",
+            "--sandbox",
+            "workspace-write",
+            "--skip-git-repo-check",
+            "resume",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "sim", None).unwrap(),
+        [
+            "sim-agent",
+            "--format",
+            "droid",
+            "--resume",
+            "S-1",
+            "-f",
+            "/tmp/p.md"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "gemini", None).unwrap(),
+        [
+            "--skip-trust",
+            "--resume",
+            "S-1",
+            "--prompt=- go on",
+            "-o",
+            "stream-json",
+            "--approval-mode",
+            "yolo"
+        ]
+    );
+    assert_eq!(
+        resumed(&profiles, "opencode", None).unwrap(),
+        [
+            "run",
+            "--format",
+            "json",
+            "--print-logs",
+            "--log-level",
+            "ERROR",
+            "--session",
+            "S-1",
+            "--",
+            "- go on"
+        ]
+    );
+    // droid's sessions live in Factory's service: a retry starts a new one.
+    for cannot in ["droid", "aider", "amp", "shell"] {
+        assert_eq!(resumed(&profiles, cannot, None), None, "{cannot}");
+        assert!(!profiles.get(cannot).unwrap().can_resume());
+    }
+}
+
+/// A user profile sets `resume` in forge.toml; with no prompt argument it goes at the end, and
+/// the old whole-command-line key is a clear error naming the new one.
+#[test]
+fn forge_toml_sets_resume_and_names_it_for_resume_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let forge_toml = dir.path().join("forge.toml");
+    let text = "[agents.mine]\nprogram = \"mine\"\nargs = [\"run\", \"--json\", \"-m\", \"{prompt}\"]\nresume = [\"--continue={session}\"]\n\n[agents.stdin]\nprogram = \"other\"\nargs = [\"--batch\"]\nresume = [\"--session\", \"{session}\"]\n";
+    let mut profiles = Profiles::builtin();
+    profiles.apply_config_source(text, &forge_toml).unwrap();
+    assert_eq!(
+        resumed(&profiles, "mine", None).unwrap(),
+        ["run", "--json", "--continue=S-1", "-m", "- go on"]
+    );
+    assert_eq!(
+        resumed(&profiles, "stdin", None).unwrap(),
+        ["--batch", "--session", "S-1"]
+    );
+    // `[]` turns resuming off for a built-in profile.
+    profiles
+        .apply_config_source("[agents.claude]\nresume = []\n", &forge_toml)
+        .unwrap();
+    assert_eq!(resumed(&profiles, "claude", None), None);
+
+    let old = "[agents.mine]\nprogram = \"mine\"\nresume_args = [\"--resume\", \"{session}\", \"{prompt}\"]\n";
+    let err = Profiles::builtin()
+        .apply_config_source(old, &forge_toml)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:3:1: [agents.mine] `resume_args` is replaced by `resume`: only the arguments that continue a session, which Forge inserts before the prompt (e.g. `resume = [\"--resume\", \"{{session}}\"]`)",
+            forge_toml.display()
+        )
+    );
+    // A bad template in `resume` names its element.
+    let err = Profiles::builtin()
+        .apply_config_source(
+            "[agents.mine]\nprogram = \"mine\"\nresume = [\"--resume\", \"{sesion}\"]\n",
+            &forge_toml,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("`{sesion}`"), "{err}");
 }

@@ -9,7 +9,7 @@
 //! what both must agree on: usage, errors, the session and the result.
 //!
 //! ```
-//! use forge_exec::agent::{Entry, OutputFormat, TranscriptBuilder};
+//! use forge_agents::{Entry, OutputFormat, TranscriptBuilder};
 //!
 //! let mut t = TranscriptBuilder::new(OutputFormat::Claude).with_root("/repo");
 //! for line in [
@@ -30,13 +30,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use forge_events::OutputStream;
+use crate::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::parse::{codex_file_changes, str_of, strip_ansi};
 use super::summary::{ToolCall, command_text, list_files, one_line, summarize};
 use super::{AgentEvent, OutputFormat, OutputParser, Usage, relative_path};
+use crate::format::codex_file_changes;
+use crate::parse::{str_of, strip_ansi};
 
 /// Lines of a tool's result a transcript keeps.
 pub const RESULT_LINES: usize = 4;
@@ -200,8 +201,7 @@ impl TranscriptBuilder {
 
     /// Reads one line of output (without its newline).
     pub fn line(&mut self, line: &str) {
-        self.parser
-            .line(OutputStream::Stdout, line, &mut self.events);
+        self.parser.line(Stream::Stdout, line, &mut self.events);
         let trimmed = line.trim();
         if self.format == OutputFormat::Text {
             self.take_text_events();

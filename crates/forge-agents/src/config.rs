@@ -10,12 +10,15 @@
 //! format = "claude"              # droid | claude | codex | gemini | opencode | amp | text
 //! env = { CLAUDE_CONFIG_DIR = "/opt/claude/config" }
 //! install = "install Claude Code from the team share"
-//! resume_args = ["-p", "--resume", "{session}", "{prompt}", "--output-format", "stream-json", "--verbose"]
+//! resume = ["--resume", "{session}"]
 //! ```
 //!
-//! `resume_args` continue the agent's own session (`{session}`) when a task is retried or its
-//! check fails; `resume_args = []` says the CLI cannot (a new session then gets the previous
-//! attempt's final message and diff).
+//! `resume` holds the arguments that continue the agent's own session (`{session}`) when a task
+//! is retried or its check fails; they are inserted into `args` before the prompt (before the
+//! argument holding `{prompt}` or `{prompt_file}`, and the `--` or option just before it).
+//! `resume = []` says the CLI cannot (a new session then gets the previous attempt's final
+//! message and diff). The key `resume_args` of earlier versions (a whole command line) is an
+//! error naming `resume`.
 //!
 //! A new profile's `args` default to `["{prompt}"]` and its `format` to `text`.
 
@@ -26,14 +29,7 @@ use super::profile::Profile;
 use super::{AgentError, OutputFormat, Profiles, did_you_mean};
 
 const KEYS: &[&str] = &[
-    "program",
-    "args",
-    "format",
-    "env",
-    "install",
-    "resume_args",
-    "home_var",
-    "seed",
+    "program", "args", "format", "env", "install", "resume", "home_var", "seed",
 ];
 
 /// Where in the `[agents]` table a problem is.
@@ -101,7 +97,7 @@ fn valid_name(name: &str) -> bool {
 impl Profiles {
     /// Applies the `[agents]` table of `forge.toml` (the value of its `agents` key): each
     /// `[agents.<name>]` adds a profile or overrides fields of an existing one (`program`,
-    /// `args`, `format`, `env`, `install`, `resume_args`). Unknown keys, wrong types, bad templates and unknown
+    /// `args`, `format`, `env`, `install`, `resume`). Unknown keys, wrong types, bad templates and unknown
     /// formats are errors naming the agent and key; nothing is changed unless all is well.
     /// [`Profiles::apply_config_source`] also gives `file:line:col`.
     pub fn apply_config(&mut self, agents: &toml::Table) -> Result<(), AgentError> {
@@ -214,7 +210,16 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
             }
             program.clone_into(&mut profile.program);
         }
-        "args" | "resume_args" => {
+        "resume_args" => {
+            return Err(Problem::new(
+                &name,
+                At::Key(key.to_owned()),
+                format!(
+                    "[agents.{name}] `resume_args` is replaced by `resume`: only the arguments that continue a session, which Forge inserts before the prompt (e.g. `resume = [\"--resume\", \"{{session}}\"]`)"
+                ),
+            ));
+        }
+        "args" | "resume" => {
             let items = value
                 .as_array()
                 .ok_or_else(|| expected("an array of strings"))?;
@@ -239,7 +244,7 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
                 }
             } else {
                 Profile {
-                    resume_args: args.clone(),
+                    resume: args.clone(),
                     ..profile.clone()
                 }
             };
@@ -257,7 +262,7 @@ fn apply_key(profile: &mut Profile, key: &str, value: &toml::Value) -> Result<()
             if key == "args" {
                 profile.args = args;
             } else {
-                profile.resume_args = args;
+                profile.resume = args;
             }
         }
         "format" => {
@@ -525,7 +530,7 @@ mod tests {
                 location: None,
                 agent: "bad".into(),
                 key: Some("wat".into()),
-                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install, resume_args, home_var, seed".into(),
+                message: "unknown key `wat` in [agents.bad]; known keys: program, args, format, env, install, resume, home_var, seed".into(),
             }
         );
         assert!(p.get("ok").is_none(), "all or nothing");

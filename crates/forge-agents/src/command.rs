@@ -1,0 +1,54 @@
+//! What a profile expands to: the program, its arguments and environment, and where it is.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The command line that starts an agent: what [`Profile::command`](crate::Profile::command)
+/// expands a profile to for one prompt.
+///
+/// It has no working directory: the caller runs it where the agent should work (Forge: the
+/// attempt's workspace) and may add environment of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The program (looked up on `PATH` when it has no `/`).
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// The profile's extra environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// Finds an executable on `PATH` (or checks a path containing `/`), as `execvp` would.
+///
+/// Resolve agent binaries once before a run: a missing one is then a clear error up front, and
+/// each spawn skips the `PATH` search (on a long `PATH`, a dozen failed `execve`s per spawn).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_like_execvp() {
+        let sh = find_program("sh").unwrap();
+        assert!(sh.is_absolute(), "{}", sh.display());
+        assert_eq!(find_program("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_program("no-such-program-forge"), None);
+        assert_eq!(find_program("/etc/hostname-not-executable"), None);
+    }
+}
