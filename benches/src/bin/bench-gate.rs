@@ -21,6 +21,7 @@ use std::time::Instant;
 use forge_benches::{Better, Report, Row, quick_from_args};
 use forge_events::TaskId;
 use forge_exec::CancelHandle;
+use forge_exec::gate::GateRunner;
 use forge_exec::manager::{BisectOptions, IntegratedChanges, bisect_gate};
 use forge_merge::{Gate, GateCommand, Integration};
 use forge_staging::{
@@ -86,6 +87,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         parallel: false,
     };
     let new_integration = || Integration::new(Arc::clone(&base), store.clone());
+    let runner = GateRunner::new(forge_events::RunId::new("bench-gate")?);
 
     // Ours.
     let t = Instant::now();
@@ -93,6 +95,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         &integrated,
         &new_integration,
         &gate,
+        &runner,
         stager.as_ref(),
         &run.join("bisect"),
         &BisectOptions {
@@ -125,7 +128,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         let layer = run.join(format!("linear/p{k}"));
         std::fs::create_dir_all(run.join("linear"))?;
         let tree = integration.snapshot(&layer)?;
-        let result = gate.run(stager.as_ref(), &tree, &format!("linear-{k}"))?;
+        let result = runner.run_blocking(&gate, stager.as_ref(), &tree, &format!("linear-{k}"))?;
         drop(tree);
         let _ = std::fs::remove_dir_all(&layer);
         peer_runs += 1;

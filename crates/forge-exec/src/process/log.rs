@@ -4,9 +4,10 @@ use std::io::Write;
 use std::path::Path;
 
 /// The attempt's `output.log`, capped. Created (with its directories) on the first line, so an
-/// attempt that prints nothing costs no inode; readers treat a missing log as empty.
+/// attempt that prints nothing costs no inode; readers treat a missing log as empty. Without a
+/// path (a gate command, whose report keeps its output) nothing is written.
 pub(super) struct LogFile<'a> {
-    path: &'a Path,
+    path: Option<&'a Path>,
     file: Option<std::io::BufWriter<std::fs::File>>,
     written: u64,
     cap: u64,
@@ -15,7 +16,7 @@ pub(super) struct LogFile<'a> {
 }
 
 impl<'a> LogFile<'a> {
-    pub(super) fn new(path: &'a Path, cap: u64) -> Self {
+    pub(super) fn new(path: Option<&'a Path>, cap: u64) -> Self {
         Self {
             path,
             file: None,
@@ -27,12 +28,12 @@ impl<'a> LogFile<'a> {
     }
 
     fn open(&mut self) -> Option<&mut std::io::BufWriter<std::fs::File>> {
+        let path = self.path?;
         if self.file.is_none() && self.error.is_none() {
-            let opened = self
-                .path
+            let opened = path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::File::create(self.path));
+                .and_then(|()| std::fs::File::create(path));
             match opened {
                 Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
                 Err(e) => self.error = Some(e),
@@ -42,7 +43,7 @@ impl<'a> LogFile<'a> {
     }
 
     pub(super) fn line(&mut self, line: &str) {
-        if self.capped || self.error.is_some() {
+        if self.capped || self.error.is_some() || self.path.is_none() {
             return;
         }
         let len = line.len() as u64 + 1;

@@ -53,6 +53,7 @@ pub use contain::{
 pub use group::group_alive;
 pub use path::find_program;
 pub use ports::{FIRST_PORT, LAST_PORT, PORTS_PER_ATTEMPT, PortRange};
+pub(crate) use runner::run_group;
 pub use runner::{PrepareCommand, ProcessExit, ProcessOptions, run_process, run_process_in};
 pub use task::{CommandFactory, LineHandler, ProcessRunner};
 pub use view::RepoView;

@@ -113,6 +113,32 @@ pub async fn run_process_in(
     options: &ProcessOptions,
     prepare: Option<&PrepareCommand<'_>>,
 ) -> std::io::Result<ProcessExit> {
+    run_group(
+        spec,
+        env,
+        Some(log_path),
+        on_line,
+        cancel,
+        kill,
+        options,
+        prepare,
+    )
+    .await
+}
+
+/// [`run_process_in`] with the log optional: the one runner behind agents, checks, the gate
+/// and the planner.
+#[allow(clippy::too_many_arguments)] // the pieces of one attempt, each given by a different part
+pub(crate) async fn run_group(
+    spec: &CommandSpec,
+    env: &AttemptEnv<'_>,
+    log_path: Option<&Path>,
+    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
+    cancel: &CancellationToken,
+    kill: &CancellationToken,
+    options: &ProcessOptions,
+    prepare: Option<&PrepareCommand<'_>>,
+) -> std::io::Result<ProcessExit> {
     let (out_pipe, out_child) = std::io::pipe()?;
     let (err_pipe, err_child) = std::io::pipe()?;
     let mut out = Stream::new(OutputStream::Stdout, out_pipe, options.max_line);
