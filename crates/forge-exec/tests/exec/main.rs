@@ -4,6 +4,7 @@
 
 mod agents;
 mod contain;
+mod gate;
 mod manager;
 mod preview;
 mod process;
