@@ -195,7 +195,14 @@ pub fn bisect_gate(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let report = gate_prefix(&integrated[..k], new_integration, gate, runner, stager, layers)?;
+        let report = gate_prefix(
+            &integrated[..k],
+            new_integration,
+            gate,
+            runner,
+            stager,
+            layers,
+        )?;
         runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let passed = report.passed();
         let step = BisectStep {
