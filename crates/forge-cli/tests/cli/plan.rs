@@ -180,26 +180,41 @@ fn a_setsid_child_holding_the_planners_output_ends_with_it() {
     let mark = format!("planner-setsid-{}", std::process::id());
     let flags = tempfile::tempdir().unwrap();
     let held = flags.path().join("held");
-    // `$PPID` of the `run` shell is the planner: the child holds the planner's stdout (and
-    // says so with a file the planner waits for, so a failed redirect cannot pass unseen).
+    // The planner: a shell that starts a `setsid` child on its own stdout (and waits until it
+    // runs), then becomes the simulated agent answering from the prompt file.
+    repo.write(
+        "forge.toml",
+        &format!(
+            "[agents.leaky]\nprogram = \"sh\"\nargs = [\"-c\", \"setsid sh -c 'echo held; touch {held}; exec sleep 1000' </dev/null & \
+             while [ ! -e {held} ]; do sleep 0.01; done; exec {forge} sim-agent -f \\\"$0\\\"\", \"{{prompt_file}}\"]\nformat = \"droid\"\n",
+            held = held.display(),
+            forge = env!("CARGO_BIN_EXE_forge"),
+        ),
+    );
     let request = r#"Split it.
 
 ~~~forge-sim
-run setsid sh -c 'echo held; touch HELD; exec sleep 1000' </dev/null >/proc/$PPID/fd/1 2>&1 &
-run while [ ! -e HELD ]; do sleep 0.01; done
 result
 ```json
 {"name": "one", "task": [{"id": "a", "prompt": "Edit a", "writes": ["src/a.rs"]}]}
 ```
 end
 ~~~
-"#
-    .replace("HELD", &held.display().to_string());
+"#;
     let mut child = repo
-        .cmd(&["plan", &request, "--agent", "sim", "-o", "one.toml"])
+        .cmd(&[
+            "plan",
+            request,
+            "--agent",
+            "leaky",
+            "--task-agent",
+            "sim",
+            "-o",
+            "one.toml",
+        ])
         .env("FORGE_TEST_MARK", &mark)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // A hang guard, not a timing check: the child would hold the output for 1000 s.
@@ -208,7 +223,8 @@ end
         status = child.try_wait().unwrap();
         status.is_some()
     });
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let out = crate::util::Run::from(child.wait_with_output().unwrap()).expect(0);
+    assert!(held.exists(), "the planner's child ran: {}", out.stderr);
     assert!(repo.path().join("one.toml").exists());
     assert_eq!(
         marked(&mark),
