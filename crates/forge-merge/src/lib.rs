@@ -89,7 +89,6 @@ mod error;
 mod gate;
 mod integrate;
 mod merge;
-mod process;
 mod strategy;
 mod text;
 mod unified;
