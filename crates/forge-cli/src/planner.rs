@@ -443,10 +443,6 @@ async fn converse(
         task: "planner",
         attempt: 1,
     };
-    let options = ProcessOptions {
-        pid_namespace: true,
-        ..ProcessOptions::default()
-    };
     let mut parser = OutputParser::new(profile.format).with_workspace(ws.path());
     let mut stderr_tail: Vec<String> = Vec::new();
     let mut events = Vec::new();
@@ -468,37 +464,16 @@ async fn converse(
             }
         }
     };
-    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
     let prepare =
         |cmd: &mut std::process::Command| ws.prepare_command(cmd).map_err(std::io::Error::other);
-    let log = scratch.join("planner.log");
-    let mut interrupted = false;
-    let ended = {
-        let running = run_process_in(
-            &spec,
-            &env,
-            &log,
-            &mut on_line,
-            &cancel,
-            &kill,
-            &options,
-            Some(&prepare),
-        );
-        tokio::pin!(running);
-        loop {
-            tokio::select! {
-                ended = &mut running => break ended,
-                _ = tokio::signal::ctrl_c() => {
-                    if interrupted {
-                        kill.cancel();
-                    } else {
-                        interrupted = true;
-                        cancel.cancel();
-                    }
-                }
-            }
-        }
-    };
+    let (ended, interrupted) = run_stoppable(
+        &spec,
+        &env,
+        &scratch.join("planner.log"),
+        &mut on_line,
+        &prepare,
+    )
+    .await;
     if interrupted {
         return Err(CliError::failed(
             "interrupted; the planner was stopped and nothing was written",
@@ -524,6 +499,48 @@ async fn converse(
         errors,
         stderr_tail,
     ))
+}
+
+/// Runs the planner contained (its own PID namespace where the host has one) until it ends;
+/// Ctrl-C stops it with the runner's escalation, a second Ctrl-C kills it. Returns how it
+/// ended and whether it was interrupted.
+async fn run_stoppable(
+    spec: &forge_exec::CommandSpec,
+    env: &AttemptEnv<'_>,
+    log: &Path,
+    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
+    prepare: &forge_exec::process::PrepareCommand<'_>,
+) -> (std::io::Result<ProcessExit>, bool) {
+    let options = ProcessOptions {
+        pid_namespace: true,
+        ..ProcessOptions::default()
+    };
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    let running = run_process_in(
+        spec,
+        env,
+        log,
+        on_line,
+        &cancel,
+        &kill,
+        &options,
+        Some(prepare),
+    );
+    tokio::pin!(running);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            ended = &mut running => return (ended, interrupted),
+            _ = tokio::signal::ctrl_c() => {
+                if interrupted {
+                    kill.cancel();
+                } else {
+                    interrupted = true;
+                    cancel.cancel();
+                }
+            }
+        }
+    }
 }
 
 /// A one-line status of the planner on a terminal's stderr.

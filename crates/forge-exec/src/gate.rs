@@ -71,10 +71,8 @@ impl GateRunner {
     /// `repo_view` is dropped: the gate runs in its workspace at the workspace's own path.
     #[must_use]
     pub fn options(mut self, options: ProcessOptions) -> Self {
-        self.options = ProcessOptions {
-            repo_view: None,
-            ..options
-        };
+        self.options = options;
+        self.options.repo_view = None;
         self
     }
 

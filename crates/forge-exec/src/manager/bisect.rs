@@ -300,6 +300,14 @@ pub(crate) fn known_steps(history: &[Event], tasks: &[TaskId]) -> HashMap<usize,
     known
 }
 
+/// The runner of the run's gate commands: contained like its attempts, stopped by its cancel.
+pub(crate) fn gate_runner(shared: &Shared, cancel: &CancelHandle) -> GateRunner {
+    let (stop, kill) = cancel.tokens();
+    GateRunner::new(shared.run.clone())
+        .options(shared.process.clone())
+        .cancel_on(stop, kill)
+}
+
 /// The run's bisect of its failed gate, with its events.
 pub(crate) async fn run_bisect(
     shared: &Arc<Shared>,
@@ -370,15 +378,11 @@ pub(crate) async fn run_bisect(
             });
         };
         let options = BisectOptions { concurrency, known };
-        let (stop, kill) = cancel2.tokens();
-        let runner = GateRunner::new(shared.run.clone())
-            .options(shared.process.clone())
-            .cancel_on(stop, kill);
         let result = bisect_gate(
             &integrated,
             &new_integration,
             &gate,
-            &runner,
+            &gate_runner(&shared, &cancel2),
             shared.stager.as_ref(),
             &layers,
             &options,

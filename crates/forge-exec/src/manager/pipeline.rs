@@ -850,10 +850,7 @@ pub(crate) async fn run_gate(
     let ws = blocking(move || stager.stage(&snapshot, "gate")).await??;
     let mut report = GateReport::default();
     let mut failed = false;
-    let (stop, kill) = cancel.tokens();
-    let runner = crate::gate::GateRunner::new(shared.run.clone())
-        .options(shared.process.clone())
-        .cancel_on(stop, kill);
+    let runner = super::bisect::gate_runner(shared, cancel);
     for (i, command) in shared.plan.gate.commands.iter().enumerate() {
         let command = GateCommand {
             timeout: shared.plan.gate.timeout,

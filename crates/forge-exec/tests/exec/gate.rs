@@ -92,8 +92,8 @@ fn mark(test: &str) -> String {
 /// Runs the gate on its own thread, failing (not hanging) if it does not come back: a gate that
 /// waits on a leftover process would block for the 1000 s its `sleep` lasts.
 fn run_gate(
-    runner: GateRunner,
-    gate: Gate,
+    runner: &GateRunner,
+    gate: &Gate,
     f: &Fixture,
     snapshot: &Snapshot,
     name: &str,
@@ -101,7 +101,7 @@ fn run_gate(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            let _ = tx.send(runner.run_blocking(&gate, f.stager.as_ref(), snapshot, name));
+            let _ = tx.send(runner.run_blocking(gate, f.stager.as_ref(), snapshot, name));
         });
         rx.recv_timeout(Duration::from_mins(2))
             .expect("the gate did not come back: it waited for a process its command left")
@@ -129,7 +129,7 @@ fn runs_on_the_integrated_tree_with_the_runs_id_and_counts_tests() {
 
     let runner = GateRunner::new(RunId::new("r-gate").unwrap());
     let gate = Gate::new(["sh test.sh", "echo to-stderr >&2"]);
-    let report = run_gate(runner, gate, &f, &snapshot, "gate");
+    let report = run_gate(&runner, &gate, &f, &snapshot, "gate");
     assert!(report.passed(), "{report:?}");
     assert_eq!(report.summary(), "All tests pass (3/3)");
     assert_eq!(report.commands[0].output, "3 passed, 0 failed\n");
@@ -151,7 +151,7 @@ fn a_failure_stops_the_sequence() {
         parallel: false,
     };
     let runner = GateRunner::new(RunId::new("r").unwrap());
-    let report = run_gate(runner, gate, &f, &f.base_tree(), "g1");
+    let report = run_gate(&runner, &gate, &f, &f.base_tree(), "g1");
     assert!(!report.passed());
     assert_eq!(
         report.commands[0].status,
@@ -191,7 +191,7 @@ fn a_time_limit_ends_the_whole_group() {
             parallel: true,
         };
         let runner = GateRunner::new(RunId::new("r").unwrap()).options(quick(namespace));
-        let report = run_gate(runner, slow, &f, &f.base_tree(), "g2");
+        let report = run_gate(&runner, &slow, &f, &f.base_tree(), "g2");
         assert_eq!(
             report.commands[0].status,
             CommandStatus::TimedOut,
@@ -236,7 +236,7 @@ fn a_setsid_child_holding_the_output_ends_with_the_gate_command() {
     let mark = mark("setsid");
     let gate = Gate::new([hostile(flags.path(), &mark, "echo done").as_str()]);
     let runner = GateRunner::new(RunId::new("r").unwrap()).options(quick(true));
-    let report = run_gate(runner, gate, &f, &f.base_tree(), "g3");
+    let report = run_gate(&runner, &gate, &f, &f.base_tree(), "g3");
     assert!(report.passed(), "{report:?}");
     assert!(report.commands[0].output.contains("done"), "{report:?}");
     assert_eq!(
@@ -275,7 +275,7 @@ fn a_cancel_ends_the_gate_commands_whole_tree_and_skips_the_rest() {
             }
             cancel.cancel();
         });
-        let report = run_gate(runner, gate, &f, &f.base_tree(), "g4");
+        let report = run_gate(&runner, &gate, &f, &f.base_tree(), "g4");
         assert!(
             matches!(report.commands[0].status, CommandStatus::Killed { .. }),
             "{report:?}"
