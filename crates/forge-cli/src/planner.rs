@@ -516,6 +516,12 @@ async fn run_stoppable(
         ..ProcessOptions::default()
     };
     let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    // Listening before the spawn: a Ctrl-C as soon as the planner runs stops it, never Forge.
+    let mut ctrl_c = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(ctrl_c) => ctrl_c,
+        Err(e) => return (Err(e), false),
+    };
     let running = run_process_in(
         spec,
         env,
@@ -531,7 +537,7 @@ async fn run_stoppable(
     loop {
         tokio::select! {
             ended = &mut running => return (ended, interrupted),
-            _ = tokio::signal::ctrl_c() => {
+            _ = ctrl_c.recv() => {
                 if interrupted {
                     kill.cancel();
                 } else {

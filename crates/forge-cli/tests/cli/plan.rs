@@ -123,11 +123,12 @@ fn ctrl_c_stops_the_planner_and_writes_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The planner runs once a process other than forge carries the mark forge passed on.
+    // The planner (the simulated agent, which inherits the mark forge was given) runs.
     crate::util::wait_until(60, "the planner process", || {
-        marked(&mark)
-            .iter()
-            .any(|&pid| u32::try_from(pid).ok() != Some(child.id()))
+        marked(&mark).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"sim-agent"))
+        })
     });
     crate::util::interrupt(child.id());
     let out = crate::util::Run::from(child.wait_with_output().unwrap()).expect(130);
