@@ -23,7 +23,7 @@ use forge_events::TaskId;
 use forge_exec::CancelHandle;
 use forge_exec::gate::GateRunner;
 use forge_exec::manager::{BisectOptions, IntegratedChanges, bisect_gate};
-use forge_merge::{Gate, GateCommand, Integration};
+use forge_merge::{Gate, Integration};
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
 };
@@ -82,10 +82,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
             changes,
         });
     }
-    let gate = Gate {
-        commands: vec![GateCommand::new("sleep 1; ! grep -rq BROKEN src")],
-        parallel: false,
-    };
+    let gate = Gate::new(["sleep 1; ! grep -rq BROKEN src"]);
     let new_integration = || Integration::new(Arc::clone(&base), store.clone());
     let runner = GateRunner::new(forge_events::RunId::new("bench-gate")?);
 
