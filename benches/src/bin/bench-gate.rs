@@ -21,8 +21,9 @@ use std::time::Instant;
 use forge_benches::{Better, Report, Row, quick_from_args};
 use forge_events::TaskId;
 use forge_exec::CancelHandle;
+use forge_exec::gate::GateRunner;
 use forge_exec::manager::{BisectOptions, IntegratedChanges, bisect_gate};
-use forge_merge::{Gate, GateCommand, Integration};
+use forge_merge::{Gate, Integration};
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
 };
@@ -81,11 +82,9 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
             changes,
         });
     }
-    let gate = Gate {
-        commands: vec![GateCommand::new("sleep 1; ! grep -rq BROKEN src")],
-        parallel: false,
-    };
+    let gate = Gate::new(["sleep 1; ! grep -rq BROKEN src"]);
     let new_integration = || Integration::new(Arc::clone(&base), store.clone());
+    let runner = GateRunner::new(forge_events::RunId::new("bench-gate")?);
 
     // Ours.
     let t = Instant::now();
@@ -93,6 +92,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         &integrated,
         &new_integration,
         &gate,
+        &runner,
         stager.as_ref(),
         &run.join("bisect"),
         &BisectOptions {
@@ -125,7 +125,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         let layer = run.join(format!("linear/p{k}"));
         std::fs::create_dir_all(run.join("linear"))?;
         let tree = integration.snapshot(&layer)?;
-        let result = gate.run(stager.as_ref(), &tree, &format!("linear-{k}"))?;
+        let result = runner.run_blocking(&gate, stager.as_ref(), &tree, &format!("linear-{k}"))?;
         drop(tree);
         let _ = std::fs::remove_dir_all(&layer);
         peer_runs += 1;

@@ -12,12 +12,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use forge_agents::{AgentEvent, OutputParser, Profile, Profiles, PromptVars, Stream};
+use forge_events::{OutputStream, RunId};
 use forge_exec::plan::{ConflictPolicy, Plan, PlanFormat, PlanOptions};
+use forge_exec::process::{AttemptEnv, CommandSpec, ProcessExit, ProcessOptions, run_process_in};
 use forge_exec::store::RunStore;
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, StagerConfig, StagerKind, Workspace,
 };
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::PlanArgs;
 use crate::config::Context;
@@ -332,17 +334,18 @@ async fn ask_planner(
     let status = Status::new(style, agent);
     status.show("reading the repository");
     let ws = stage(ctx, &store, scratch.path()).await?;
-    let result = converse(&profile, &ws, prompt, &prompt_file, &status).await;
+    let result = converse(&profile, &ws, prompt, scratch.path(), &status).await;
     status.clear();
     let discarded = ws.changes().map_or(0, |c| c.paths().len());
     let _ = tokio::task::spawn_blocking(move || ws.dispose()).await;
     let (text, exit, failed, errors, stderr_tail) = result?;
     match text {
-        Some(text) if exit.success() && !failed => Ok(Answer { text, discarded }),
+        Some(text) if exit.code == Some(0) && !failed => Ok(Answer { text, discarded }),
         other => {
-            let what = match exit.code() {
-                Some(code) if !exit.success() => format!("exited with code {code}"),
-                None if !exit.success() => "was killed by a signal".to_owned(),
+            let what = match (exit.code, exit.signal) {
+                (Some(code), _) if code != 0 => format!("exited with code {code}"),
+                (None, Some(signal)) => format!("was killed by signal {signal}"),
+                (None, None) => "was killed by a signal".to_owned(),
                 _ => "reported an error".to_owned(),
             };
             let mut report = String::new();
@@ -398,90 +401,65 @@ async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Wor
     Ok(ws.0)
 }
 
-/// What the planner said: its result, exit status, whether it reported failure, its errors and
-/// the end of its stderr.
-type Conversation = (
-    Option<String>,
-    std::process::ExitStatus,
-    bool,
-    Vec<String>,
-    Vec<String>,
-);
+/// What the planner said: its result, how it ended, whether it reported failure, its errors
+/// and the end of its stderr.
+type Conversation = (Option<String>, ProcessExit, bool, Vec<String>, Vec<String>);
 
-/// Runs the planner in `ws` and reads what it prints to its end.
+/// Runs the planner in `ws` and reads what it prints to its end, through the process-group
+/// runner the run's agents use: its own process group and, where the host allows, its own PID
+/// namespace (whatever it starts, `setsid` children included, ends with it; output held open
+/// by a leftover is read for a bounded time only). Ctrl-C stops it with the runner's
+/// escalation (SIGINT, grace, SIGTERM, grace, SIGKILL); a second Ctrl-C kills it at once.
+/// Its environment has `FORGE_RUN_ID` (its scratch directory's name), `FORGE_TASK_ID=planner`
+/// and `FORGE_ATTEMPT=1`; its output is logged to `planner.log` in the scratch directory.
 async fn converse(
     profile: &Profile,
     ws: &Workspace,
     prompt: &str,
-    prompt_file: &Path,
+    scratch: &Path,
     status: &Status,
 ) -> CliResult<Conversation> {
-    let spec = profile
-        .command(&PromptVars {
-            prompt,
-            prompt_file,
-            model: None,
-        })
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        // Agents that trust `$PWD` over `getcwd` (opencode) must see the workspace.
-        .env("PWD", ws.path())
-        .env("OLDPWD", ws.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    ws.prepare_command(cmd.as_std_mut())
-        .map_err(|e| CliError::failed(format!("cannot enter the planner's workspace: {e}")))?;
-    let mut child = cmd.spawn().map_err(|e| {
-        CliError::usage(format!(
-            "cannot start the planner `{}`: {}",
-            spec.program.to_string_lossy(),
-            crate::error::io_reason(&e)
-        ))
-    })?;
+    let prompt_file = scratch.join("prompt.md");
+    let mut spec = CommandSpec::from(
+        profile
+            .command(&PromptVars {
+                prompt,
+                prompt_file: &prompt_file,
+                model: None,
+            })
+            .map_err(|e| CliError::usage(e.to_string()))?,
+    );
+    // `PWD` and `OLDPWD` (which agents such as opencode trust over `getcwd`) follow it.
+    spec.cwd = ws.path().to_path_buf();
+    let run = scratch
+        .file_name()
+        .and_then(|n| RunId::new(n.to_string_lossy()).ok())
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "the planner's scratch directory {} has no usable name",
+                scratch.display()
+            ))
+        })?;
+    let env = AttemptEnv {
+        run: &run,
+        task: "planner",
+        attempt: 1,
+    };
     let mut parser = OutputParser::new(profile.format).with_workspace(ws.path());
     let mut stderr_tail: Vec<String> = Vec::new();
-    let mut out_lines = child.stdout.take().map(|s| BufReader::new(s).lines());
-    let mut err_lines = child.stderr.take().map(|s| BufReader::new(s).lines());
     let mut events = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     status.show("thinking");
-    while out_lines.is_some() || err_lines.is_some() {
-        tokio::select! {
-            line = async { out_lines.as_mut()?.next_line().await.ok().flatten() }, if out_lines.is_some() => {
-                match line {
-                    Some(l) => parser.line(Stream::Stdout, &l, &mut events),
-                    None => out_lines = None,
-                }
-            }
-            line = async { err_lines.as_mut()?.next_line().await.ok().flatten() }, if err_lines.is_some() => {
-                match line {
-                    Some(l) => {
-                        parser.line(Stream::Stderr, &l, &mut events);
-                        stderr_tail.push(l);
-                        if stderr_tail.len() > 20 {
-                            stderr_tail.remove(0);
-                        }
-                    }
-                    None => err_lines = None,
-                }
-            }
-            _ = tokio::signal::ctrl_c() => {
-                // The planner runs in its own process group: stop all of it, then clean up.
-                if let Some(group) = child
-                    .id()
-                    .and_then(|id| i32::try_from(id).ok())
-                    .and_then(rustix::process::Pid::from_raw)
-                {
-                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                }
-                let _ = child.wait().await;
-                return Err(CliError::failed("interrupted; the planner was stopped and nothing was written")
-                    .exit(Exit::Interrupted));
+    let mut on_line = |stream: OutputStream, line: &str| {
+        let agent_stream = match stream {
+            OutputStream::Stdout => Stream::Stdout,
+            OutputStream::Stderr => Stream::Stderr,
+        };
+        parser.line(agent_stream, line, &mut events);
+        if stream == OutputStream::Stderr {
+            stderr_tail.push(line.to_owned());
+            if stderr_tail.len() > 20 {
+                stderr_tail.remove(0);
             }
         }
         for e in events.drain(..) {
@@ -491,16 +469,35 @@ async fn converse(
                 _ => {}
             }
         }
+    };
+    let prepare =
+        |cmd: &mut std::process::Command| ws.prepare_command(cmd).map_err(std::io::Error::other);
+    let (ended, interrupted) = run_stoppable(
+        &spec,
+        &env,
+        &scratch.join("planner.log"),
+        &mut on_line,
+        &prepare,
+    )
+    .await;
+    if interrupted {
+        return Err(CliError::failed(
+            "interrupted; the planner was stopped and nothing was written",
+        )
+        .exit(Exit::Interrupted));
     }
+    let exit = ended.map_err(|e| {
+        CliError::usage(format!(
+            "cannot start the planner `{}`: {}",
+            spec.program.to_string_lossy(),
+            crate::error::io_reason(&e)
+        ))
+    })?;
     parser.finish(&mut events);
     errors.extend(events.drain(..).filter_map(|e| match e {
         AgentEvent::Error(m) => Some(m),
         _ => None,
     }));
-    let exit = child
-        .wait()
-        .await
-        .map_err(|e| CliError::failed(format!("cannot wait for the planner: {e}")))?;
     Ok((
         parser.result().map(str::to_owned),
         exit,
@@ -508,6 +505,54 @@ async fn converse(
         errors,
         stderr_tail,
     ))
+}
+
+/// Runs the planner contained (its own PID namespace where the host has one) until it ends;
+/// Ctrl-C stops it with the runner's escalation, a second Ctrl-C kills it. Returns how it
+/// ended and whether it was interrupted.
+async fn run_stoppable(
+    spec: &forge_exec::CommandSpec,
+    env: &AttemptEnv<'_>,
+    log: &Path,
+    on_line: &mut (dyn FnMut(OutputStream, &str) + Send),
+    prepare: &forge_exec::process::PrepareCommand<'_>,
+) -> (std::io::Result<ProcessExit>, bool) {
+    let options = ProcessOptions {
+        pid_namespace: true,
+        ..ProcessOptions::default()
+    };
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    // Listening before the spawn: a Ctrl-C as soon as the planner runs stops it, never Forge.
+    let mut ctrl_c = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(ctrl_c) => ctrl_c,
+        Err(e) => return (Err(e), false),
+    };
+    let running = run_process_in(
+        spec,
+        env,
+        log,
+        on_line,
+        &cancel,
+        &kill,
+        &options,
+        Some(prepare),
+    );
+    tokio::pin!(running);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            ended = &mut running => return (ended, interrupted),
+            _ = ctrl_c.recv() => {
+                if interrupted {
+                    kill.cancel();
+                } else {
+                    interrupted = true;
+                    cancel.cancel();
+                }
+            }
+        }
+    }
 }
 
 /// A one-line status of the planner on a terminal's stderr.

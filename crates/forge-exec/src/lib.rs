@@ -20,7 +20,10 @@
 //!   concurrency and pools, retries with backoff, timeouts, skip propagation, `fail_fast`, and
 //!   cancellation through a [`CancelHandle`] (first cancel: graceful; second: kill).
 //! - [`process`]: the [`ProcessRunner`], which spawns each attempt in its own process group,
-//!   logs and parses its output line by line, and stops whole process trees.
+//!   logs and parses its output line by line, and stops whole process trees: the one
+//!   process-group runner, behind agents, per-task checks, the gate and the planner.
+//! - [`gate`]: the gate's commands run on the integrated tree through that runner, contained
+//!   like attempts ([`gate::GateRunner`]).
 //! - Agents come from [`forge_agents`] (re-exported): their profiles (argv templates for droid,
 //!   claude, codex, gemini, opencode, amp, aider, shell, sim; more in `forge.toml`), the parsers
 //!   that turn their output into progress, usage, errors and a result, and the simulated agent.
@@ -85,6 +88,7 @@
 //! ```
 
 mod error;
+pub mod gate;
 pub mod manager;
 pub mod plan;
 pub mod process;

@@ -161,6 +161,12 @@ impl CancelHandle {
     pub fn is_cancelled(&self) -> bool {
         self.graceful.is_cancelled()
     }
+
+    /// Tokens that fire with the first cancel (graceful) and with a later one (kill), for
+    /// work outside the scheduler (the gate).
+    pub fn tokens(&self) -> (CancellationToken, CancellationToken) {
+        (self.graceful.child_token(), self.kill.child_token())
+    }
 }
 
 /// Scheduler settings besides those in the plan.

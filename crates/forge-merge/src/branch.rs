@@ -77,7 +77,7 @@ fn git(repo: &Path) -> Command {
 
 /// Runs `cmd` (feeding `input`), returning its standard output.
 fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<Vec<u8>, MergeError> {
-    let line = crate::process::describe(cmd);
+    let line = describe(cmd);
     let describe = || line.clone();
     cmd.stdin(if input.is_some() {
         Stdio::piped()
@@ -485,4 +485,13 @@ pub fn open_pull_request(
         "-",
     ]);
     Ok(text(&run(&mut cmd, Some(body.as_bytes()))?))
+}
+
+/// The command line, for error messages.
+pub(crate) fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(std::ffi::OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

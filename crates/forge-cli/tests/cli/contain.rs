@@ -506,3 +506,57 @@ fn every_route_to_the_repository_lands_in_the_workspace_on_every_privilege_route
         assert_eq!(marked(&mark), Vec::<i32>::new(), "{route}");
     }
 }
+
+/// A gate command carries the run's id, and what it started (a `setsid` child included) does
+/// not outlive a Forge killed with SIGKILL once the run is resumed: the PID namespace takes it
+/// along where the host has one, `forge resume` finds it by `FORGE_RUN_ID` where not.
+#[test]
+fn a_gate_command_carries_the_run_id_and_ends_with_a_killed_forge_and_resume() {
+    let repo = Repo::new();
+    let mark = mark("gate-crash");
+    let flags = tempfile::tempdir().unwrap();
+    let d = flags.path().display();
+    // The first time it leaves a `setsid` child and waits; the resumed run's gate passes.
+    let gate = format!(
+        "echo \"$FORGE_RUN_ID\" > {d}/run-id; if [ -e {d}/first ]; then echo gate-ok; else \
+         setsid sh -c 'touch {d}/first; exec sleep 1000' </dev/null >/dev/null 2>&1 & \
+         while [ ! -e {d}/first ]; do sleep 0.01; done; exec sleep 1000; fi"
+    );
+    let file = repo.plan(
+        "gated",
+        &format!(
+            "{}[gate]\ncommands = ['''{gate}''']\n",
+            crate::util::task("a", "writes = [\"a/**\"]", "write a/x\nx\nend")
+        ),
+    );
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply"])
+        .env("FORGE_TEST_MARK", &mark)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(120, "the gate command's setsid child", || {
+        flags.path().join("first").exists()
+    });
+    let run = repo.runs()[0].clone();
+    assert_eq!(
+        std::fs::read_to_string(flags.path().join("run-id"))
+            .unwrap()
+            .trim(),
+        run,
+        "the gate command's FORGE_RUN_ID"
+    );
+    assert!(
+        marked(&mark).len() > 1,
+        "the gate command and its child run"
+    );
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+    let out = repo.forge(&["resume", &run, "--no-apply"]).expect(0);
+    assert!(out.stdout.contains("passed"), "{}", out.stdout);
+    // A hang guard, not a timing check: the kernel's death signals may still be on their way.
+    wait_until(30, "the first gate command's processes to end", || {
+        marked(&mark).is_empty()
+    });
+}

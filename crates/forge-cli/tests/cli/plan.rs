@@ -1,6 +1,10 @@
 //! `forge plan`: the planner agent (simulated) answers; a valid plan is written, an invalid one
 //! is shown and nothing is written.
 
+use std::io::Write as _;
+
+use forge_testkit::procs::marked_processes as marked;
+
 use crate::util::Repo;
 
 #[test]
@@ -107,6 +111,7 @@ fn an_invalid_answer_is_shown_and_nothing_is_written() {
 #[test]
 fn ctrl_c_stops_the_planner_and_writes_nothing() {
     let repo = Repo::new();
+    let mark = format!("planner-ctrl-c-{}", std::process::id());
     let child = repo
         .cmd(&[
             "plan",
@@ -114,14 +119,17 @@ fn ctrl_c_stops_the_planner_and_writes_nothing() {
             "--agent",
             "sim",
         ])
+        .env("FORGE_TEST_MARK", &mark)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Its sandbox exists once the planner is on its way.
-    crate::util::wait_until(20, "the planner's sandbox", || {
-        std::fs::read_dir(repo.path().join(".forge/planner")).is_ok_and(|mut d| d.next().is_some())
+    // The planner (the simulated agent, which inherits the mark forge was given) runs.
+    crate::util::wait_until(60, "the planner process", || {
+        marked(&mark).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"sim-agent"))
+        })
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
     crate::util::interrupt(child.id());
     let out = crate::util::Run::from(child.wait_with_output().unwrap()).expect(130);
     assert!(
@@ -130,8 +138,98 @@ fn ctrl_c_stops_the_planner_and_writes_nothing() {
         out.stderr
     );
     assert!(!repo.path().join("plan.toml").exists());
+    // Nothing of the planner is left (forge waited for its whole group).
+    assert_eq!(marked(&mark), Vec::<i32>::new());
     // Its sandbox is gone.
     crate::util::wait_until(10, "the sandbox to be removed", || {
         std::fs::read_dir(repo.path().join(".forge/planner")).is_ok_and(|mut d| d.next().is_none())
     });
+}
+
+/// Whether the host gives a PID namespace (the binary decides the same way, by trying);
+/// otherwise says why, and fails when `FORGE_REQUIRE_CONTAINMENT=1` (CI).
+fn namespaces(test: &str) -> bool {
+    let ok = ["-p -f true", "-U -r -p -f true"].iter().any(|args| {
+        std::process::Command::new("unshare")
+            .args(args.split(' '))
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !ok {
+        assert!(
+            std::env::var_os("FORGE_REQUIRE_CONTAINMENT").is_none_or(|v| v != "1"),
+            "{test}: containment is required (FORGE_REQUIRE_CONTAINMENT=1) but unavailable"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: no PID namespace can be had here (unshare -p / -Urp refused)"
+        );
+    }
+    ok
+}
+
+/// A planner that leaves a `setsid` child holding its standard output answers all the same:
+/// Forge does not wait for that child, and the child ends with the planner.
+#[test]
+fn a_setsid_child_holding_the_planners_output_ends_with_it() {
+    let test = "a_setsid_child_holding_the_planners_output_ends_with_it";
+    if !namespaces(test) {
+        return;
+    }
+    let repo = Repo::new();
+    repo.write("src/a.rs", "// a\n");
+    let mark = format!("planner-setsid-{}", std::process::id());
+    let flags = tempfile::tempdir().unwrap();
+    let held = flags.path().join("held");
+    // The planner: a shell that starts a `setsid` child on its own stdout (and waits until it
+    // runs), then becomes the simulated agent answering from the prompt file.
+    repo.write(
+        "forge.toml",
+        &format!(
+            "[agents.leaky]\nprogram = \"sh\"\nargs = [\"-c\", \"setsid sh -c 'echo held; touch {held}; exec sleep 1000' </dev/null & \
+             while [ ! -e {held} ]; do sleep 0.01; done; exec {forge} sim-agent -f \\\"$0\\\"\", \"{{prompt_file}}\"]\nformat = \"droid\"\n",
+            held = held.display(),
+            forge = env!("CARGO_BIN_EXE_forge"),
+        ),
+    );
+    let request = r#"Split it.
+
+~~~forge-sim
+result
+```json
+{"name": "one", "task": [{"id": "a", "prompt": "Edit a", "writes": ["src/a.rs"]}]}
+```
+end
+~~~
+"#;
+    let mut child = repo
+        .cmd(&[
+            "plan",
+            request,
+            "--agent",
+            "leaky",
+            "--task-agent",
+            "sim",
+            "-o",
+            "one.toml",
+        ])
+        .env("FORGE_TEST_MARK", &mark)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang guard, not a timing check: the child would hold the output for 1000 s.
+    let mut status = None;
+    crate::util::wait_until(120, "the planner to answer", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let out = crate::util::Run::from(child.wait_with_output().unwrap()).expect(0);
+    assert!(held.exists(), "the planner's child ran: {}", out.stderr);
+    assert!(repo.path().join("one.toml").exists());
+    assert_eq!(
+        marked(&mark),
+        Vec::<i32>::new(),
+        "a process the planner left behind is alive"
+    );
 }

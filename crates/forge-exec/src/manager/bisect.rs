@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Shared, blocking};
 use crate::ExecError;
+use crate::gate::GateRunner;
 use crate::sched::CancelHandle;
 use crate::store::read_json;
 
@@ -164,11 +165,13 @@ pub fn first_failing<E: Send>(
 /// delta layers made under `layers`, until it names the first failing task or finds that the
 /// base fails. `new_integration` makes an empty integration of the run's base with the run's
 /// merge strategies; `on_step` hears of every tree's result as it comes (from several threads).
+/// `runner` runs the gate's commands (contained, with the run's id); blocks the calling thread.
 #[allow(clippy::too_many_arguments)] // the parts of a run a bisect needs, none optional
 pub fn bisect_gate(
     integrated: &[IntegratedChanges],
     new_integration: &(dyn Fn() -> Integration + Sync),
     gate: &Gate,
+    runner: &GateRunner,
     stager: &dyn Stager,
     layers: &Path,
     options: &BisectOptions,
@@ -192,7 +195,14 @@ pub fn bisect_gate(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let report = gate_prefix(&integrated[..k], new_integration, gate, stager, layers)?;
+        let report = gate_prefix(
+            &integrated[..k],
+            new_integration,
+            gate,
+            runner,
+            stager,
+            layers,
+        )?;
         runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let passed = report.passed();
         let step = BisectStep {
@@ -234,6 +244,7 @@ fn gate_prefix(
     prefix: &[IntegratedChanges],
     new_integration: &(dyn Fn() -> Integration + Sync),
     gate: &Gate,
+    runner: &GateRunner,
     stager: &dyn Stager,
     layers: &Path,
 ) -> Result<GateReport, ExecError> {
@@ -254,10 +265,10 @@ fn gate_prefix(
     }
     std::fs::create_dir_all(layers).map_err(|e| ExecError::io("create", layers, e))?;
     let snapshot = integration.snapshot(&dir)?;
-    let report = gate.run(stager, &snapshot, &format!("bisect-{k}"));
+    let report = runner.run_blocking(gate, stager, &snapshot, &format!("bisect-{k}"));
     drop(snapshot);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(report?)
+    report
 }
 
 /// The results of the latest bisect in `history` over the same integrated `tasks` (a resumed
@@ -287,6 +298,14 @@ pub(crate) fn known_steps(history: &[Event], tasks: &[TaskId]) -> HashMap<usize,
         }
     }
     known
+}
+
+/// The runner of the run's gate commands: contained like its attempts, stopped by its cancel.
+pub(crate) fn gate_runner(shared: &Shared, cancel: &CancelHandle) -> GateRunner {
+    let (stop, kill) = cancel.tokens();
+    GateRunner::new(shared.run.clone())
+        .options(shared.process.clone())
+        .cancel_on(stop, kill)
 }
 
 /// The run's bisect of its failed gate, with its events.
@@ -363,6 +382,7 @@ pub(crate) async fn run_bisect(
             &integrated,
             &new_integration,
             &gate,
+            &gate_runner(&shared, &cancel2),
             shared.stager.as_ref(),
             &layers,
             &options,

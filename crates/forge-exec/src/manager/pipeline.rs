@@ -8,7 +8,7 @@ use std::time::Instant;
 use forge_events::{ClaimRecord, EventKind, EventSink as _, OutputStream, TaskId, TaskStatus};
 use forge_locks::{AcquireOptions, Claim, LockError, LockSet, OwnerId};
 use forge_merge::{
-    Conflict, Gate, GateCommand, GateReport, IntegrationOutcome, IntegrationStatus, Violation,
+    Conflict, GateCommand, GateReport, IntegrationOutcome, IntegrationStatus, Violation,
 };
 use forge_staging::{ChangeSet, Snapshot, Workspace};
 
@@ -853,38 +853,24 @@ pub(crate) async fn run_gate(
     let snapshot = current_snapshot(shared).await?;
     let stager = shared.stager.clone();
     let ws = blocking(move || stager.stage(&snapshot, "gate")).await??;
-    let ws = Arc::new(ws);
     let mut report = GateReport::default();
     let mut failed = false;
-    for command in &shared.plan.gate.commands {
-        let gate = Gate {
-            commands: vec![GateCommand {
-                name: command.clone(),
-                command: command.clone(),
-                timeout: shared.plan.gate.timeout,
-            }],
-            parallel: false,
+    let runner = super::bisect::gate_runner(shared, cancel);
+    for (i, command) in shared.plan.gate.commands.iter().enumerate() {
+        let command = GateCommand {
+            timeout: shared.plan.gate.timeout,
+            ..GateCommand::new(command)
         };
         if failed || cancel.is_cancelled() {
-            report.commands.push(forge_merge::CommandReport {
-                name: command.clone(),
-                command: command.clone(),
-                status: forge_merge::CommandStatus::Skipped,
-                duration_ms: 0,
-                output: String::new(),
-                output_truncated: false,
-                tests: None,
-            });
+            report.commands.push(crate::gate::skipped(&command));
             continue;
         }
         let _ = shared.events.publish_run(EventKind::GateStarted {
-            command: command.clone(),
+            command: command.command.clone(),
         });
-        let ws2 = ws.clone();
-        let mut results = blocking(move || gate.run_in(&ws2)).await?;
-        let Some(result) = results.pop() else {
-            continue;
-        };
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let result = runner.run_command(&ws, &command, number).await;
+        let command = command.command;
         let _ = shared.events.publish_run(EventKind::GateFinished {
             command: command.clone(),
             passed: result.passed(),
@@ -900,9 +886,7 @@ pub(crate) async fn run_gate(
         failed = !result.passed();
         report.commands.push(result);
     }
-    if let Ok(ws) = Arc::try_unwrap(ws) {
-        dispose(ws).await;
-    }
+    dispose(ws).await;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
 }

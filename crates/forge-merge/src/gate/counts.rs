@@ -45,16 +45,17 @@ impl fmt::Display for TestCounts {
 
 /// The test counts `output` reports, if a known test runner's summary is in it.
 pub fn parse_test_counts(output: &str) -> Option<TestCounts> {
-    let mut p = CountParser::default();
+    let mut p = TestCountParser::default();
     for line in output.lines() {
         p.line(line);
     }
     p.finish()
 }
 
-/// Reads output line by line and keeps what each runner's summary lines say.
+/// Reads output line by line and keeps what each runner's summary lines say: the streaming
+/// form of [`parse_test_counts`], for a command's output as it comes.
 #[derive(Debug, Default)]
-pub(crate) struct CountParser {
+pub struct TestCountParser {
     nextest: Option<TestCounts>,
     cargo: Option<TestCounts>,
     pytest: Option<TestCounts>,
@@ -70,9 +71,9 @@ fn add(slot: &mut Option<TestCounts>, c: TestCounts) {
     *slot.get_or_insert_with(TestCounts::default) += c;
 }
 
-impl CountParser {
+impl TestCountParser {
     /// Feeds one line of output (with or without its line ending, colours allowed).
-    pub(crate) fn line(&mut self, raw: &str) {
+    pub fn line(&mut self, raw: &str) {
         let clean = strip_ansi(raw);
         let line = clean.trim();
         if line.is_empty() {
@@ -106,7 +107,7 @@ impl CountParser {
     }
 
     /// The counts of the most specific runner seen.
-    pub(crate) fn finish(self) -> Option<TestCounts> {
+    pub fn finish(self) -> Option<TestCounts> {
         self.nextest
             .or(self.cargo)
             .or(self.pytest)

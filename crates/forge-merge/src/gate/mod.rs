@@ -1,25 +1,18 @@
 //! The gate: the project's own build and test commands, run on the integrated tree before
-//! anything is applied.
+//! anything is applied. What a gate is and what its report says live here (an apply takes a
+//! passed [`GateReport`]); running the commands is forge-exec's (`forge_exec::gate`), through
+//! the process-group runner its agents use.
 
 mod counts;
 #[cfg(test)]
 mod samples;
 
 use std::fmt::Write as _;
-use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use forge_staging::{Snapshot, Stager, Workspace};
 use serde::{Deserialize, Serialize};
 
-pub use counts::{TestCounts, parse_test_counts};
-
-use crate::MergeError;
-use crate::process::{self, Ended};
-
-/// How much of each command's output a report keeps (its end).
-const OUTPUT_KEPT: usize = 64 << 10;
+pub use counts::{TestCountParser, TestCounts, parse_test_counts};
 
 /// One command of the gate, run with `sh -c` in the workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,125 +191,6 @@ impl Gate {
             parallel: false,
         }
     }
-
-    /// Runs the gate on `snapshot` (the integrated tree: [`crate::Integration::snapshot`]) in
-    /// workspaces made by `stager`, named `name` (and `name-1`, `name-2`… when parallel),
-    /// disposed of afterwards.
-    pub fn run(
-        &self,
-        stager: &dyn Stager,
-        snapshot: &Snapshot,
-        name: &str,
-    ) -> Result<GateReport, MergeError> {
-        let start = Instant::now();
-        let commands = if self.parallel && self.commands.len() > 1 {
-            let results = Mutex::new(Vec::new());
-            std::thread::scope(|scope| -> Result<(), MergeError> {
-                let mut handles = Vec::new();
-                for (i, command) in self.commands.iter().enumerate() {
-                    let ws = stager.stage(snapshot, &format!("{name}-{}", i + 1))?;
-                    let results = &results;
-                    handles.push(scope.spawn(move || {
-                        let report = run_one(&ws, command);
-                        let _ = ws.dispose();
-                        if let Ok(mut r) = results.lock() {
-                            r.push((i, report));
-                        }
-                    }));
-                }
-                for h in handles {
-                    let _ = h.join();
-                }
-                Ok(())
-            })?;
-            let mut results = results.into_inner().unwrap_or_default();
-            results.sort_by_key(|(i, _)| *i);
-            results.into_iter().map(|(_, r)| r).collect()
-        } else {
-            let ws = stager.stage(snapshot, name)?;
-            let reports = self.run_in(&ws);
-            ws.dispose()?;
-            reports
-        };
-        Ok(GateReport {
-            commands,
-            duration_ms: millis(start.elapsed()),
-        })
-    }
-
-    /// Runs the commands one after another in `workspace`, stopping at the first failure (the
-    /// rest are reported as skipped).
-    pub fn run_in(&self, workspace: &Workspace) -> Vec<CommandReport> {
-        let mut out = Vec::with_capacity(self.commands.len());
-        let mut failed = false;
-        for command in &self.commands {
-            if failed {
-                out.push(CommandReport {
-                    name: command.name.clone(),
-                    command: command.command.clone(),
-                    status: CommandStatus::Skipped,
-                    duration_ms: 0,
-                    output: String::new(),
-                    output_truncated: false,
-                    tests: None,
-                });
-                continue;
-            }
-            let report = run_one(workspace, command);
-            failed = !report.passed();
-            out.push(report);
-        }
-        out
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Runs one command in `ws` and reports it.
-fn run_one(ws: &Workspace, command: &GateCommand) -> CommandReport {
-    let mut report = CommandReport {
-        name: command.name.clone(),
-        command: command.command.clone(),
-        status: CommandStatus::Passed,
-        duration_ms: 0,
-        output: String::new(),
-        output_truncated: false,
-        tests: None,
-    };
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(&command.command);
-    if let Err(e) = ws.prepare_command(&mut cmd) {
-        report.status = CommandStatus::NotStarted {
-            reason: e.to_string(),
-        };
-        return report;
-    }
-    let mut parser = counts::CountParser::default();
-    let finished = process::run(cmd, command.timeout, OUTPUT_KEPT, |line| {
-        parser.line(&String::from_utf8_lossy(line));
-    });
-    match finished {
-        Err(e) => {
-            report.status = CommandStatus::NotStarted {
-                reason: e.to_string(),
-            };
-        }
-        Ok(f) => {
-            report.status = match f.ended {
-                Ended::Exited(0) => CommandStatus::Passed,
-                Ended::Exited(code) => CommandStatus::Failed { code },
-                Ended::Signaled(signal) => CommandStatus::Killed { signal },
-                Ended::TimedOut => CommandStatus::TimedOut,
-            };
-            report.duration_ms = millis(f.duration);
-            report.output = String::from_utf8_lossy(&f.output).into_owned();
-            report.output_truncated = f.truncated;
-            report.tests = parser.finish();
-        }
-    }
-    report
 }
 
 /// `Option<Duration>` as milliseconds.

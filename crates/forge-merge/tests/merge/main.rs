@@ -14,7 +14,6 @@
 mod apply;
 mod branch;
 mod common;
-mod gate;
 mod git_parity;
 mod integrate;
 mod unified;

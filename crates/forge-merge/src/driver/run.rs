@@ -1,5 +1,9 @@
-//! Running commands (gate commands, merge drivers) in their own process group, with their
-//! output captured, a time limit, and the whole group killed when it is over.
+//! Running a merge driver: `sh -c` in its own process group, its output captured, a time
+//! limit, and the whole group killed when it is over.
+//!
+//! forge-merge runs drivers on its own (it is usable without the rest of Forge and depends on
+//! no process runner); the gate's commands, which Forge contains like agents, are run by
+//! forge-exec's process-group runner instead (`forge_exec::gate`).
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -27,20 +31,15 @@ pub(crate) struct Finished {
     pub(crate) ended: Ended,
     /// The end of its combined stdout and stderr (at most `keep` bytes).
     pub(crate) output: Vec<u8>,
-    /// Whether earlier output was dropped to respect `keep`.
-    pub(crate) truncated: bool,
-    pub(crate) duration: Duration,
 }
 
 /// Runs `cmd` with stdin from `/dev/null` and stdout and stderr into one pipe, in a new process
-/// group, calling `on_line` with each line of output as it comes. After `timeout` the group gets
-/// SIGINT, SIGTERM, then SIGKILL; when the command exits, whatever it left running in its group
-/// is killed, so nothing holds the output pipe open.
+/// group. After `timeout` the group gets SIGINT, SIGTERM, then SIGKILL; when the command exits,
+/// whatever it left running in its group is killed, so nothing holds the output pipe open.
 pub(crate) fn run(
     mut cmd: Command,
     timeout: Option<Duration>,
     keep: usize,
-    mut on_line: impl FnMut(&[u8]) + Send,
 ) -> std::io::Result<Finished> {
     use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 
@@ -58,37 +57,21 @@ pub(crate) fn run(
     std::thread::scope(|scope| {
         let collector = scope.spawn(move || {
             let mut tail = Vec::new();
-            let mut truncated = false;
-            let mut line = Vec::new();
             let mut buf = vec![0u8; 64 << 10];
             loop {
                 let n = match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                for &b in &buf[..n] {
-                    line.push(b);
-                    if b == b'\n' {
-                        on_line(&line);
-                        line.clear();
-                    }
-                }
                 tail.extend_from_slice(&buf[..n]);
                 if tail.len() > keep * 2 {
-                    let cut = tail.len() - keep;
-                    tail.drain(..cut);
-                    truncated = true;
+                    tail.drain(..tail.len() - keep);
                 }
             }
-            if !line.is_empty() {
-                on_line(&line);
-            }
             if tail.len() > keep {
-                let cut = tail.len() - keep;
-                tail.drain(..cut);
-                truncated = true;
+                tail.drain(..tail.len() - keep);
             }
-            (tail, truncated)
+            tail
         });
 
         let deadline = timeout.map(|t| start + t);
@@ -121,9 +104,9 @@ pub(crate) fn run(
         };
         // Whatever the command left behind in its group goes too.
         let _ = kill_process_group(pid, Signal::KILL);
-        let (output, truncated) = collector
+        let output = collector
             .join()
-            .unwrap_or_else(|_| (b"<output lost>".to_vec(), true));
+            .unwrap_or_else(|_| b"<output lost>".to_vec());
         let status = status?;
         let ended = if timed_out {
             Ended::TimedOut
@@ -132,22 +115,8 @@ pub(crate) fn run(
         } else {
             Ended::Signaled(status.signal().unwrap_or(0))
         };
-        Ok(Finished {
-            ended,
-            output,
-            truncated,
-            duration: start.elapsed(),
-        })
+        Ok(Finished { ended, output })
     })
-}
-
-/// The command line, for error messages.
-pub(crate) fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(std::ffi::OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
@@ -163,15 +132,9 @@ mod tests {
 
     #[test]
     fn captures_both_streams_and_the_exit_code() {
-        let mut lines = Vec::new();
-        let f = run(sh("echo out; echo err >&2; exit 3"), None, 1 << 20, |l| {
-            lines.push(String::from_utf8_lossy(l).into_owned());
-        })
-        .unwrap();
+        let f = run(sh("echo out; echo err >&2; exit 3"), None, 1 << 20).unwrap();
         assert_eq!(f.ended, Ended::Exited(3));
-        assert_eq!(lines.len(), 2);
-        assert!(String::from_utf8_lossy(&f.output).contains("err"));
-        assert!(!f.truncated);
+        assert_eq!(String::from_utf8_lossy(&f.output), "out\nerr\n");
     }
 
     /// Runs `script` with `$$` (the process group's id) written to a file first, and returns
@@ -180,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pgid");
         let script = format!("echo $$ > '{}'; {script}", file.display());
-        let f = run(sh(&script), timeout, 1024, |_| {}).unwrap();
+        let f = run(sh(&script), timeout, 1024).unwrap();
         let pgid = std::fs::read_to_string(&file)
             .unwrap()
             .trim()
@@ -221,8 +184,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_tail() {
-        let f = run(sh("seq 1 100000"), None, 100, |_| {}).unwrap();
-        assert!(f.truncated);
+        let f = run(sh("seq 1 100000"), None, 100).unwrap();
         assert!(f.output.len() <= 100);
         assert!(String::from_utf8_lossy(&f.output).ends_with("100000\n"));
     }

@@ -11,7 +11,9 @@ use forge_staging::RepoPath;
 
 use crate::MergeError;
 use crate::error::IoContext as _;
-use crate::process::{self, Ended};
+mod run;
+
+use run::Ended;
 
 /// How long a merge driver may run by default.
 pub(crate) const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_mins(2);
@@ -115,11 +117,10 @@ pub(crate) fn run_driver(
     let line = expand(template, [&files[0], &files[1], &files[2]], input);
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&line).current_dir(cwd);
-    let finished =
-        process::run(cmd, Some(timeout), 16 << 10, |_| {}).map_err(|e| MergeError::Command {
-            command: line.clone(),
-            message: format!("cannot start it: {e}"),
-        })?;
+    let finished = run::run(cmd, Some(timeout), 16 << 10).map_err(|e| MergeError::Command {
+        command: line.clone(),
+        message: format!("cannot start it: {e}"),
+    })?;
     let output = String::from_utf8_lossy(&finished.output).trim().to_owned();
     let why = match finished.ended {
         Ended::Exited(0) => {

@@ -1,0 +1,329 @@
+//! Running the gate: the project's own build and test commands on the integrated tree, through
+//! the same process-group runner as the agents ([`crate::process`]).
+//!
+//! What a gate *is* and what its report says ([`Gate`], [`GateCommand`], [`GateReport`], the
+//! test counts parsed from a runner's summary) lives in `forge_merge`, which applies a result
+//! only with a passed report; running the commands lives here, so that a gate command is
+//! contained like an attempt: its own process group and, where the host allows, its own PID
+//! namespace (a `setsid` child or a daemon it leaves ends with it), the run's `FORGE_RUN_ID` in
+//! its environment (so `forge resume` after a crash finds and stops it), the output held open by
+//! a leftover process read for a bounded time only, and a time limit or a cancel that stops its
+//! whole tree with the one escalation policy (SIGINT → grace → SIGTERM → grace → SIGKILL, the
+//! graces of [`ProcessOptions`]).
+//!
+//! Each command runs as `sh -c <command>` in the workspace with `FORGE_RUN_ID`,
+//! `FORGE_TASK_ID=gate`, `FORGE_ATTEMPT=<the command's number, from 1>` and `FORGE_WORKSPACE`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use forge_events::{OutputStream, RunId};
+use forge_merge::{CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCountParser};
+use forge_staging::{Snapshot, Stager, Workspace};
+use tokio_util::sync::CancellationToken;
+
+use crate::ExecError;
+use crate::process::{AttemptEnv, CommandSpec, ProcessOptions, run_group};
+
+/// How much of each command's output a report keeps (its end).
+const OUTPUT_KEPT: usize = 64 << 10;
+
+/// What `FORGE_TASK_ID` says in a gate command's environment.
+pub const GATE_TASK_ID: &str = "gate";
+
+/// Runs gate commands for one run, contained like the run's attempts.
+///
+/// ```no_run
+/// # async fn gate(ws: &forge_staging::Workspace) -> Result<(), Box<dyn std::error::Error>> {
+/// use forge_exec::gate::GateRunner;
+/// use forge_merge::Gate;
+///
+/// let runner = GateRunner::new(forge_events::RunId::new("r1")?);
+/// let reports = runner.run_in(&Gate::new(["cargo build", "cargo test"]), ws).await;
+/// assert!(reports.iter().all(forge_merge::CommandReport::passed));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct GateRunner {
+    run: RunId,
+    options: ProcessOptions,
+    cancel: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl GateRunner {
+    /// A runner for `run`'s gate: each command in its own PID namespace where the host has
+    /// one (else its process group), never cancelled from outside.
+    pub fn new(run: RunId) -> Self {
+        Self {
+            run,
+            options: ProcessOptions {
+                pid_namespace: true,
+                ..ProcessOptions::default()
+            },
+            cancel: CancellationToken::new(),
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// Changes containment, grace periods and limits (the run's [`ProcessOptions`]). A
+    /// `repo_view` is dropped: the gate runs in its workspace at the workspace's own path.
+    #[must_use]
+    pub fn options(mut self, options: ProcessOptions) -> Self {
+        self.options = options;
+        self.options.repo_view = None;
+        self
+    }
+
+    /// Stops a running command when `cancel` fires (gracefully: the escalation) or `kill`
+    /// fires (at once); commands not yet started are then reported as skipped.
+    #[must_use]
+    pub fn cancel_on(mut self, cancel: CancellationToken, kill: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self.kill = kill;
+        self
+    }
+
+    /// Whether a cancel was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled() || self.kill.is_cancelled()
+    }
+
+    /// Runs one command (number `number`, from 1) in `ws` and reports it. A command that cannot
+    /// be started is reported as [`CommandStatus::NotStarted`], never an error.
+    pub async fn run_command(
+        &self,
+        ws: &Workspace,
+        command: &GateCommand,
+        number: u32,
+    ) -> CommandReport {
+        let mut report = CommandReport {
+            name: command.name.clone(),
+            command: command.command.clone(),
+            status: CommandStatus::Passed,
+            duration_ms: 0,
+            output: String::new(),
+            output_truncated: false,
+            tests: None,
+        };
+        let spec = CommandSpec::shell(&command.command, ws.path());
+        let env = AttemptEnv {
+            run: &self.run,
+            task: GATE_TASK_ID,
+            attempt: number,
+        };
+        let mut parser = TestCountParser::default();
+        let mut tail = Tail::default();
+        let mut on_line = |_: OutputStream, line: &str| {
+            parser.line(line);
+            tail.push(line);
+        };
+        // A time limit is a cancel of this command only.
+        let stop = self.cancel.child_token();
+        let started = Instant::now();
+        let prepare = |cmd: &mut std::process::Command| {
+            ws.prepare_command(cmd).map_err(std::io::Error::other)
+        };
+        let running = run_group(
+            &spec,
+            &env,
+            None,
+            &mut on_line,
+            &stop,
+            &self.kill,
+            &self.options,
+            Some(&prepare),
+        );
+        let (result, timed_out) = with_time_limit(running, command.timeout, &stop).await;
+        report.duration_ms = millis(started.elapsed());
+        match result {
+            Err(e) => {
+                report.status = CommandStatus::NotStarted {
+                    reason: e.to_string(),
+                };
+            }
+            Ok(exit) => {
+                report.status = if timed_out {
+                    CommandStatus::TimedOut
+                } else {
+                    match (exit.code, exit.signal) {
+                        (Some(0), _) => CommandStatus::Passed,
+                        (Some(code), _) => CommandStatus::Failed { code },
+                        (None, signal) => CommandStatus::Killed {
+                            signal: signal.unwrap_or(0),
+                        },
+                    }
+                };
+                report.tests = parser.finish();
+                (report.output, report.output_truncated) = tail.finish();
+            }
+        }
+        report
+    }
+
+    /// Runs `gate`'s commands one after another in `ws`, stopping at the first failure or a
+    /// cancel (the rest are reported as skipped).
+    pub async fn run_in(&self, gate: &Gate, ws: &Workspace) -> Vec<CommandReport> {
+        let mut out = Vec::with_capacity(gate.commands.len());
+        let mut failed = false;
+        for (i, command) in gate.commands.iter().enumerate() {
+            if failed || self.is_cancelled() {
+                out.push(skipped(command));
+                continue;
+            }
+            let report = self.run_command(ws, command, number(i)).await;
+            failed = !report.passed();
+            out.push(report);
+        }
+        out
+    }
+
+    /// Runs `gate` on `snapshot` (the integrated tree) in workspaces made by `stager`, named
+    /// `name` (and `name-1`, `name-2`… when parallel), disposed of afterwards. Blocks the
+    /// calling thread: call it from a thread of its own or `spawn_blocking`, never from async
+    /// code (the commands run on a small runtime of this call's own).
+    pub fn run_blocking(
+        &self,
+        gate: &Gate,
+        stager: &dyn Stager,
+        snapshot: &Snapshot,
+        name: &str,
+    ) -> Result<GateReport, ExecError> {
+        let started = Instant::now();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ExecError::Store(format!("cannot start the gate's runtime: {e}")))?;
+        let commands = if gate.parallel && gate.commands.len() > 1 {
+            let mut workspaces = Vec::with_capacity(gate.commands.len());
+            for i in 0..gate.commands.len() {
+                match stager.stage(snapshot, &format!("{name}-{}", i + 1)) {
+                    Ok(ws) => workspaces.push(ws),
+                    Err(e) => {
+                        dispose_all(workspaces);
+                        return Err(e.into());
+                    }
+                }
+            }
+            let reports = runtime.block_on(futures::future::join_all(
+                gate.commands
+                    .iter()
+                    .zip(&workspaces)
+                    .enumerate()
+                    .map(|(i, (command, ws))| self.run_command(ws, command, number(i))),
+            ));
+            dispose_all(workspaces);
+            reports
+        } else {
+            let ws = stager.stage(snapshot, name)?;
+            let reports = runtime.block_on(self.run_in(gate, &ws));
+            ws.dispose()?;
+            reports
+        };
+        Ok(GateReport {
+            commands,
+            duration_ms: millis(started.elapsed()),
+        })
+    }
+}
+
+/// Awaits `running`, cancelling `stop` once `limit` has passed (then awaiting the stop);
+/// returns its result and whether the limit was hit.
+async fn with_time_limit<T>(
+    running: impl std::future::Future<Output = T>,
+    limit: Option<Duration>,
+    stop: &CancellationToken,
+) -> (T, bool) {
+    let Some(limit) = limit else {
+        return (running.await, false);
+    };
+    tokio::pin!(running);
+    tokio::select! {
+        result = &mut running => (result, false),
+        () = tokio::time::sleep(limit) => {
+            stop.cancel();
+            (running.await, true)
+        }
+    }
+}
+
+fn dispose_all(workspaces: Vec<Workspace>) {
+    for ws in workspaces {
+        // A workspace left behind is removed by `forge gc`.
+        let _ = ws.dispose();
+    }
+}
+
+/// The report of a command not run because an earlier one failed (or the run was cancelled).
+pub fn skipped(command: &GateCommand) -> CommandReport {
+    CommandReport {
+        name: command.name.clone(),
+        command: command.command.clone(),
+        status: CommandStatus::Skipped,
+        duration_ms: 0,
+        output: String::new(),
+        output_truncated: false,
+        tests: None,
+    }
+}
+
+fn number(index: usize) -> u32 {
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The end of a command's combined output: whole lines, at most [`OUTPUT_KEPT`] bytes.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_owned());
+        while self.bytes > OUTPUT_KEPT
+            && let Some(first) = self.lines.pop_front()
+        {
+            self.bytes -= first.len() + 1;
+            self.truncated = true;
+        }
+    }
+
+    fn finish(self) -> (String, bool) {
+        let mut out = String::with_capacity(self.bytes);
+        for line in self.lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        (out, self.truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_whole_lines_up_to_its_limit() {
+        let mut tail = Tail::default();
+        let line = "x".repeat(1000);
+        for _ in 0..100 {
+            tail.push(&line);
+        }
+        tail.push("last");
+        let (out, truncated) = tail.finish();
+        assert!(truncated);
+        assert!(out.len() <= OUTPUT_KEPT);
+        assert!(out.ends_with("x\nlast\n"));
+        let mut short = Tail::default();
+        short.push("one");
+        assert_eq!(short.finish(), ("one\n".to_owned(), false));
+    }
+}
