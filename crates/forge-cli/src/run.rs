@@ -561,7 +561,14 @@ pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
                     format::plural(left as u64, "path")
                 );
             }
-            for c in w.conflicts.iter().filter(|c| w.marked.contains(&c.path)) {
+            crate::partial::print_settled(applied, style);
+            let between_tasks =
+                |c: &&forge_merge::Conflict| applied.settled.iter().any(|s| s.path == c.path);
+            for c in w
+                .conflicts
+                .iter()
+                .filter(|c| w.marked.contains(&c.path) && !between_tasks(c))
+            {
                 outln!(
                     "  {} {}: conflict markers written (yours, the base's, the run's lines); resolve them",
                     style.red("✗"),

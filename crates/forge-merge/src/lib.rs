@@ -94,6 +94,7 @@ mod gate;
 mod integrate;
 mod merge;
 mod process;
+mod settle;
 mod strategy;
 mod text;
 mod unified;
@@ -113,6 +114,7 @@ pub use gate::{
 };
 pub use integrate::{Integration, IntegrationOutcome, IntegrationStatus, Merger, Step};
 pub use merge::{Resolution, ResolveRequest, Resolver};
+pub use settle::{SettledClash, TaskClash};
 pub use strategy::{MergeRules, MergeStrategy, StrategyFor};
 pub use text::{
     ConflictRegion, ConflictStyle, DEFAULT_MARKER_SIZE, Favor, TextMerge, TextMergeOptions,

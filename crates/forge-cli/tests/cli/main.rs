@@ -30,6 +30,7 @@ mod run;
 mod runs;
 mod silence;
 mod split;
+mod task_conflicts;
 mod truth;
 mod tty;
 mod util;
