@@ -64,6 +64,7 @@ mod plan_file;
 mod planner;
 mod preview;
 mod render;
+mod resolve;
 mod retry;
 mod review;
 mod run;

@@ -705,6 +705,9 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
         ApplyMode::WorkingTree
     };
     let conflicts = crate::partial::conflict_choices(&args.conflicts)?;
+    if crate::resolve::wants_agent(&conflicts) {
+        return crate::resolve::apply(ctx, &run, &args.tasks, conflicts, style).await;
+    }
     if !args.tasks.is_empty() || conflicts != forge_merge::ConflictChoices::default() {
         return crate::partial::apply_tasks(
             ctx,

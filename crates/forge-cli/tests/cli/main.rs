@@ -10,6 +10,7 @@ mod bisect;
 mod budget;
 mod checks;
 mod conflicts;
+mod conflicts_agent;
 mod contain;
 mod dashboard;
 mod dashboard_actions;

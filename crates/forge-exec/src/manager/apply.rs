@@ -1,7 +1,11 @@
 //! Applying a finished run: to the working tree (atomic, journaled, merged with the user's own
 //! edits) or as commits on branch `forge/<run>`; and the integrated diff for review.
 
+mod agent;
 mod clashes;
+
+pub(crate) use agent::with_overrides;
+pub use agent::{ConflictRerun, prepare_agent_reruns};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -56,8 +56,9 @@ use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, Sta
 use parking_lot::Mutex;
 
 pub use apply::{
-    ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
-    integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+    ApplyMode, ApplyRequest, ApplySummary, ConflictRerun, DiffSection, TaskSelection, apply_run,
+    apply_run_with, integrated_diff, prepare_agent_reruns, recover_abandoned_applies, run_diff,
+    run_summary,
 };
 pub use bisect::{
     BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,

@@ -90,7 +90,7 @@ pub(super) fn settle(
 }
 
 /// The persisted ChangeSet of the task whose change to `conflict`'s path was set aside.
-fn set_aside_changes(
+pub(super) fn set_aside_changes(
     store: &RunStore,
     run: &RunId,
     conflict: &Conflict,
