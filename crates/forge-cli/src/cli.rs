@@ -308,7 +308,10 @@ pub(crate) struct ApplyArgs {
     pub(crate) tasks: Vec<String>,
     /// Where your own edits clash with the run's: `keep` (your file, the default), `markers`
     /// (diff3 conflict markers to resolve), `ours` or `theirs` (clashing hunks take your lines
-    /// or the run's, like `git merge -X`); `<how>=<path>` for one path (repeatable).
+    /// or the run's, like `git merge -X`), `agent` (the task re-runs on top of your version and
+    /// resolves it); `<how>=<path>` for one path (repeatable). Conflicts between tasks that no
+    /// strategy settled take the same choices: `ours` is the side integrated first, `theirs`
+    /// the task whose change was set aside.
     #[arg(long, value_name = "HOW[=PATH]", conflicts_with = "branch")]
     pub(crate) conflicts: Vec<String>,
     /// With --branch: push `forge/<run>` to REMOTE (default: origin).
