@@ -192,6 +192,11 @@ pub(crate) struct RunArgs {
     pub(crate) writes: Vec<String>,
     #[command(flatten)]
     pub(crate) apply: ApplyFlags,
+    /// With --task: run N candidates of the task side by side (tasks task-1 … task-N), each in
+    /// its own workspace from the same start and never merged into each other, to compare
+    /// (`forge diff <run> task-K`) and pick one (`forge apply <run> --tasks task-K`).
+    #[arg(short = 'n', long = "candidates", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) candidates: Option<u32>,
     #[command(flatten)]
     pub(crate) output: OutputFlags,
     /// How many tasks run at once (overrides the plan's `concurrency`).

@@ -435,6 +435,11 @@ async fn conclude(
         );
         return Ok(exit);
     }
+    if let Some(done) =
+        crate::candidates::conclude(ctx, run, decision == Decision::Ask, style, exit).await
+    {
+        return done;
+    }
     if !report.applicable() {
         if matches!(decision, Decision::Ask)
             && let Some(done) = crate::partial::offer_succeeded(ctx, report, style, exit).await
@@ -720,6 +725,7 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
         )
         .await;
     }
+    crate::candidates::refuse_whole(ctx, &run)?;
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));
         return crate::partial::push(ctx, &run, args, style);

@@ -8,6 +8,7 @@ mod agents;
 mod basics;
 mod bisect;
 mod budget;
+mod candidates;
 mod checks;
 mod conflicts;
 mod conflicts_agent;

@@ -256,8 +256,27 @@ fn select_tasks(
             stack.extend(task.after.iter().map(forge_events::TaskId::as_str));
         }
     }
+    let candidates = super::candidates::finished(store, run, &plan)?;
+    let mut groups: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for c in candidates
+        .iter()
+        .filter(|c| chosen.contains(c.task.as_str()))
+    {
+        if let Some(other) = groups.insert(c.group.as_str(), c.task.as_str()) {
+            return Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: c.task.to_string(),
+                reason: format!(
+                    "it and `{other}` are candidates of the same task `{}`, made to be compared                      and one chosen: apply one of them",
+                    c.group
+                ),
+            });
+        }
+    }
     for id in &chosen {
-        if result.integrated.iter().any(|(t, _)| t.as_str() == id) {
+        if result.integrated.iter().any(|(t, _)| t.as_str() == id)
+            || candidates.iter().any(|c| c.task.as_str() == id)
+        {
             continue;
         }
         let asked = selection.tasks.iter().any(|t| t == id);
@@ -292,11 +311,18 @@ fn select_tasks(
             reason,
         });
     }
+    // The chosen candidates go in last, on top of what they depend on.
     let order: Vec<(forge_events::TaskId, u32)> = result
         .integrated
         .iter()
         .filter(|(t, _)| chosen.contains(t.as_str()))
         .cloned()
+        .chain(
+            candidates
+                .iter()
+                .filter(|c| chosen.contains(c.task.as_str()))
+                .map(|c| (c.task.clone(), c.attempt)),
+        )
         .collect();
     let added = order
         .iter()
@@ -609,10 +635,17 @@ fn integrated_attempts(
         }
         Err(e) => return Err(e),
     };
+    // Candidates succeed without being integrated: their attempts are in the journal.
+    let succeeded = super::candidates::succeeded_attempts(store, run)?;
     tasks
         .iter()
         .map(|task| {
             if let Some((_, attempt)) = result.integrated.iter().find(|(t, _)| t.as_str() == task) {
+                return Ok((task.clone(), *attempt));
+            }
+            if let Some((_, attempt)) = succeeded.iter().find(|(t, _)| t.as_str() == task)
+                && store.changes_path(run, task, *attempt).is_file()
+            {
                 return Ok((task.clone(), *attempt));
             }
             let reason = if result.failed.iter().any(|t| t.as_str() == task) {
@@ -623,6 +656,9 @@ fn integrated_attempts(
                     .iter()
                     .map(|(t, _)| t.as_str())
                     .chain(result.failed.iter().map(forge_events::TaskId::as_str))
+                    .chain(succeeded.keys().map(forge_events::TaskId::as_str))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
                     .collect();
                 format!("the run has no such task (its tasks: {})", known.join(", "))
             };

@@ -34,6 +34,7 @@ mod apply;
 mod audit;
 mod bisect;
 mod budget;
+mod candidates;
 mod check;
 mod fix;
 mod layers;
@@ -64,6 +65,7 @@ pub use bisect::{
     BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
 pub use budget::{ModelPrice, Prices};
+pub use candidates::{Candidate, run_candidates};
 pub use resume::cleanup_leftovers;
 pub use retry::{RetryOrigin, RetryRequest, dependents};
 
