@@ -48,8 +48,8 @@ pub(crate) fn run(ctx: &Context, args: &DiffArgs, style: Style) -> CliResult {
     let headed = sections.len() > 1;
     let mut text = String::new();
     for section in &sections {
-        if headed && let Some(head) = heading(section) {
-            text.push_str(&style.bold(&head));
+        if headed {
+            text.push_str(&style.bold(&heading(section)));
             text.push('\n');
         }
         if args.name_only {
@@ -77,18 +77,16 @@ pub(crate) fn run(ctx: &Context, args: &DiffArgs, style: Style) -> CliResult {
 
 /// The line above a section when there are several: the task (and attempt), the whole run,
 /// or one side of a conflict between tasks.
-fn heading(section: &DiffSection) -> Option<String> {
+fn heading(section: &DiffSection) -> String {
     let task = section.task.as_deref().unwrap_or("the integrated tree");
     let path = section.files.first().map_or("", |f| f.path.as_str());
     match (section.conflict.as_deref(), section.attempt) {
-        (Some("ours"), _) => Some(format!(
-            "# conflict on {path}: {task}'s version (ours: kept in the integrated tree)"
-        )),
-        (Some(_), _) => Some(format!(
-            "# conflict on {path}: {task}'s version (theirs: set aside)"
-        )),
-        (None, Some(attempt)) => Some(format!("# task {task} (attempt {attempt})")),
-        (None, None) => Some("# the run's integrated change".to_owned()),
+        (Some("ours"), _) => {
+            format!("# conflict on {path}: {task}'s version (ours: kept in the integrated tree)")
+        }
+        (Some(_), _) => format!("# conflict on {path}: {task}'s version (theirs: set aside)"),
+        (None, Some(attempt)) => format!("# task {task} (attempt {attempt})"),
+        (None, None) => "# the run's integrated change".to_owned(),
     }
 }
 

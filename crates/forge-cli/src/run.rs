@@ -350,6 +350,7 @@ fn interrupt_message(n: u8, run: &RunId, style: Style) -> String {
 }
 
 /// Prints the summary and the way forward, applies if asked, and picks the exit code.
+#[allow(clippy::too_many_lines)] // the summary, then each way a run can end
 async fn conclude(
     ctx: &Context,
     report: &RunReport,

@@ -9,7 +9,7 @@ use crate::util::{Repo, task};
 /// A `run` line for the sim agent: resolve the markers in `file` if it has some, else `edit`.
 fn resolve_or(file: &str, edit: &str) -> String {
     format!(
-        r#"run if grep -q '^=======$' {file}; then awk '/^<<<<<<< /{{next}} /^[|][|][|][|][|][|][|] /{{skip=1; next}} /^=======$/{{skip=0; next}} /^>>>>>>> /{{next}} !skip' {file} > {file}.tmp && mv {file}.tmp {file}; else {edit}; fi"#
+        r"run if grep -q '^=======$' {file}; then awk '/^<<<<<<< /{{next}} /^[|][|][|][|][|][|][|] /{{skip=1; next}} /^=======$/{{skip=0; next}} /^>>>>>>> /{{next}} !skip' {file} > {file}.tmp && mv {file}.tmp {file}; else {edit}; fi"
     )
 }
 

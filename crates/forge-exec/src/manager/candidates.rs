@@ -4,10 +4,10 @@
 //! The members of a candidate group hold their claims *shared* with each other (as reads), so
 //! none waits for another, and exclusive against every other task's writes; each starts from
 //! the integrated tree when its locks are granted (the base, when nothing else ran before), in
-//! a workspace of its own. A member's ChangeSet is captured, audited and persisted like any
+//! a workspace of its own. A member's `ChangeSet` is captured, audited and persisted like any
 //! task's, and its attempt is recorded as succeeded, but it is **never integrated**: the
 //! members never see each other's work. `forge apply --tasks <member>` integrates the chosen
-//! one's persisted ChangeSet, on top of the tasks it depends on.
+//! one's persisted `ChangeSet`, on top of the tasks it depends on.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,7 +30,7 @@ pub struct Candidate {
     pub group: TaskId,
     /// The candidate task (`<group>-<k>`).
     pub task: TaskId,
-    /// Its succeeded attempt, whose persisted ChangeSet is its result.
+    /// Its succeeded attempt, whose persisted `ChangeSet` is its result.
     pub attempt: u32,
 }
 

@@ -146,7 +146,7 @@ pub struct Task {
     pub candidates: u32,
     /// `candidate_of = "<group>"`: the task is one candidate of the group: candidates of one
     /// group hold their claims shared with each other (none waits for another), start from the
-    /// same integrated tree, and are never integrated: each one's persisted ChangeSet is
+    /// same integrated tree, and are never integrated: each one's persisted `ChangeSet` is
     /// applied only when it is chosen (`forge apply --tasks <candidate>`).
     pub candidate_of: Option<TaskId>,
 }

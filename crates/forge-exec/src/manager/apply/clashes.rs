@@ -52,7 +52,7 @@ pub(super) fn refusal(run: &RunId, open: &[&Conflict]) -> String {
 }
 
 /// Settles each unresolved conflict of `conflicts` in `integration` as `choices` say, with
-/// the set-aside change read from the persisted ChangeSet of its task's attempt in
+/// the set-aside change read from the persisted `ChangeSet` of its task's attempt in
 /// `attempts`.
 pub(super) fn settle(
     store: &RunStore,
@@ -89,7 +89,7 @@ pub(super) fn settle(
     Ok(settled)
 }
 
-/// The persisted ChangeSet of the task whose change to `conflict`'s path was set aside.
+/// The persisted `ChangeSet` of the task whose change to `conflict`'s path was set aside.
 pub(super) fn set_aside_changes(
     store: &RunStore,
     run: &RunId,
