@@ -405,6 +405,7 @@ impl Plan {
             });
         };
         candidates::expand(&mut plan, &mut spans);
+        candidates::check_after(&mut plan, &spans, &mut problems);
         let mut whole = Vec::new();
         let serialize = opts.conflicts == ConflictPolicy::Serialize;
         if serialize {
