@@ -651,15 +651,20 @@ fn integrated_attempts(
             let reason = if result.failed.iter().any(|t| t.as_str() == task) {
                 format!("it did not succeed, so it has no changes in the result; `forge logs {task} {run}` shows what it did")
             } else {
-                let known: Vec<&str> = result
+                let mut known: Vec<&str> = result
                     .integrated
                     .iter()
                     .map(|(t, _)| t.as_str())
                     .chain(result.failed.iter().map(forge_events::TaskId::as_str))
-                    .chain(succeeded.keys().map(forge_events::TaskId::as_str))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
                     .collect();
+                // Then the candidates (succeeded, not integrated), in name order.
+                let mut more: Vec<&str> = succeeded
+                    .keys()
+                    .map(forge_events::TaskId::as_str)
+                    .filter(|t| !known.contains(t))
+                    .collect();
+                more.sort_unstable();
+                known.extend(more);
                 format!("the run has no such task (its tasks: {})", known.join(", "))
             };
             Err(ExecError::TaskNotInRun {
