@@ -101,3 +101,30 @@ fn a_conflict_between_tasks_is_resolved_by_the_set_aside_task() {
         format!("start\nfrom {ours}\nfrom {theirs}\n")
     );
 }
+
+#[test]
+fn a_re_run_that_fails_leaves_your_file_and_says_so() {
+    let repo = Repo::new();
+    repo.write("lib.txt", "one\ntwo\n");
+    let file = repo.plan(
+        "edit",
+        &task(
+            "edit",
+            "writes = [\"lib.txt\"]\nretries = 0",
+            "fail-on-attempt 2 5\nreplace lib.txt two => 2 (run)",
+        ),
+    );
+    repo.forge(&["run", &file, "--no-apply"]).expect(0);
+    let run = repo.runs()[0].clone();
+    repo.write("lib.txt", "one\nTWO (mine)\n");
+    let out = repo
+        .forge(&["apply", &run, "--conflicts", "agent"])
+        .expect(1);
+    assert!(
+        out.stdout
+            .contains("The re-run of edit did not resolve it; nothing more was applied."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(repo.read("lib.txt"), "one\nTWO (mine)\n");
+}
