@@ -17,4 +17,5 @@ mod common;
 mod gate;
 mod git_parity;
 mod integrate;
+mod settle;
 mod unified;
