@@ -42,6 +42,9 @@ pub struct ConflictRerun {
 struct Overrides {
     /// Path → the file put there (the clash with diff3 markers).
     paths: BTreeMap<RepoPath, Entry>,
+    /// The re-run's added instructions: only the retry asked with them gets the files (a
+    /// later `forge retry` of the same attempt starts as usual).
+    prompt: String,
 }
 
 /// Prepares the re-runs of `--conflicts agent` for run `run` of the repository at `repo`:
@@ -119,17 +122,18 @@ pub fn prepare_agent_reruns(
                 reason: "it has no integrated result to re-run on top of".to_owned(),
             });
         };
+        let prompt = instructions(&plan, &task, &clashes, with_working_tree);
         let overrides = Overrides {
             paths: clashes
                 .iter()
                 .map(|(c, e)| (c.path.clone(), e.clone()))
                 .collect(),
+            prompt: prompt.clone(),
         };
         write_json(
             &store.attempt_dir(run, &task, *attempt).join(FILE),
             &overrides,
         )?;
-        let prompt = instructions(&plan, &task, &clashes, with_working_tree);
         let id = TaskId::new(task.as_str()).map_err(|e| ExecError::TaskNotInRun {
             run: run.to_string(),
             task: task.clone(),
@@ -207,6 +211,9 @@ pub(crate) fn with_overrides(
     let Ok(overrides) = read_json::<Overrides>(&path) else {
         return restore;
     };
+    if overrides.prompt != retry.prompt {
+        return restore;
+    }
     let mut changes = restore.unwrap_or_default();
     for (path, entry) in overrides.paths {
         if let Some(change) = Change::between(None, Some(entry)) {
