@@ -108,10 +108,13 @@ pub fn prepare_agent_reruns(
             return Err(not_markable(run, conflict));
         };
         let size = blobs.read(&hash)?.len() as u64;
+        // The file keeps the user's exec bit.
+        let executable = std::fs::metadata(repo.join(conflict.path.as_str()))
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
         by_task
             .entry((task.to_owned(), true))
             .or_default()
-            .push((conflict.clone(), Entry::file(hash, size, false)));
+            .push((conflict.clone(), Entry::file(hash, size, executable)));
     }
     let mut reruns = Vec::new();
     for ((task, with_working_tree), clashes) in by_task {
