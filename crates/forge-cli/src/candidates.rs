@@ -27,6 +27,19 @@ fn how_to(run: &RunId, candidates: &[Candidate]) -> String {
     )
 }
 
+/// For `--json` runs (on stderr): the candidates and how to choose one, if the run has some.
+pub(crate) fn hint(ctx: &Context, run: &RunId) -> Option<String> {
+    let candidates = of_run(ctx, run);
+    let names: Vec<&str> = candidates.iter().map(|c| c.task.as_str()).collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "Candidates to compare: {}; {}.",
+            names.join(", "),
+            how_to(run, &candidates)
+        )
+    })
+}
+
 /// `forge apply <run>` of a whole run that has candidates: one must be chosen.
 pub(crate) fn refuse_whole(ctx: &Context, run: &RunId) -> CliResult<()> {
     let candidates = of_run(ctx, run);

@@ -372,7 +372,9 @@ async fn conclude(
         .as_ref()
         .map_or(exit, |applied| applied_exit(applied, exit));
     if mode == Mode::Json {
-        if report.applicable() && decision == Decision::Keep {
+        if let Some(hint) = crate::candidates::hint(ctx, run) {
+            errln!("{hint}");
+        } else if report.applicable() && decision == Decision::Keep {
             errln!(
                 "Result kept in the run store: apply it with `forge apply {run}` (or `--branch`)."
             );

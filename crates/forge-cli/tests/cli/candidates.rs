@@ -84,6 +84,33 @@ fn three_candidates_three_diffs_and_the_chosen_one_is_applied() {
 }
 
 #[test]
+fn with_json_the_candidates_are_named_on_stderr() {
+    let repo = Repo::new();
+    repo.write("shared.txt", "base\n");
+    repo.commit("shared");
+    let out = repo
+        .forge(&[
+            "run",
+            "--task",
+            &prompt(),
+            "--agent",
+            "sim",
+            "-n",
+            "2",
+            "--json",
+        ])
+        .expect(0);
+    assert!(
+        out.stderr
+            .contains("Candidates to compare: task-1, task-2;"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--tasks task-1"), "{}", out.stderr);
+    json_lines(&out.stdout);
+}
+
+#[test]
 fn n_needs_a_task_and_no_yes() {
     let repo = Repo::new();
     let out = repo.forge(&["run", "plan.toml", "-n", "2"]).expect(2);
