@@ -2,6 +2,7 @@
 //! (one `[[task]]` with the prompt, the agent and the write claims given) and runs like any
 //! other: its copy in the run store is what `forge resume`, `forge diff` and `forge apply` read.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::cli::RunArgs;
@@ -14,14 +15,18 @@ use crate::term::Style;
 /// The id of the ad-hoc task.
 pub(crate) const TASK_ID: &str = "task";
 
-/// The plan text for `prompt`.
-fn plan_text(prompt: &str, agent: &str, writes: &[String]) -> String {
-    format!(
+/// The plan text for `prompt` (run as `candidates` candidates when more than one).
+fn plan_text(prompt: &str, agent: &str, writes: &[String], candidates: u32) -> String {
+    let mut text = format!(
         "name = \"task\"\n\n[[task]]\nid = \"{TASK_ID}\"\nagent = {}\nprompt = {}\nwrites = {}\n",
         toml_string(agent),
         toml_string(prompt),
         toml_array(writes)
-    )
+    );
+    if candidates > 1 {
+        let _ = writeln!(text, "candidates = {candidates}");
+    }
+    text
 }
 
 /// `forge run --task "<prompt>" [--agent NAME] [--writes GLOB]…`.
@@ -41,7 +46,15 @@ pub(crate) async fn run(ctx: &Context, args: &RunArgs, prompt: &str, style: Styl
     } else {
         args.writes.clone()
     };
-    let text = plan_text(prompt, &agent, &writes);
+    let candidates = args.candidates.unwrap_or(1);
+    if candidates > 1 && (args.apply.yes || args.apply.branch) {
+        return Err(CliError::usage(format!(
+            "-n {candidates} runs {candidates} candidates for you to compare and choose from: \
+             there is no one result to apply with --yes or --branch"
+        ))
+        .hint("leave out --yes/--branch; after the run, `forge apply <run> --tasks task-K` applies the one you choose"));
+    }
+    let text = plan_text(prompt, &agent, &writes, candidates);
     let mut plan = crate::plan_file::validate_text(ctx, &text, Path::new("--task"))?;
     if let Some(jobs) = args.jobs {
         plan.concurrency = usize::try_from(jobs).unwrap_or(usize::MAX);
@@ -65,7 +78,7 @@ mod tests {
 
     #[test]
     fn prompts_and_globs_are_quoted() {
-        let text = plan_text("say \"hi\"\n'''", "sim", &["src/**".to_owned()]);
+        let text = plan_text("say \"hi\"\n'''", "sim", &["src/**".to_owned()], 1);
         let value: toml::Table = toml::from_str(&text).unwrap();
         let task = &value["task"].as_array().unwrap()[0];
         assert_eq!(task["prompt"].as_str(), Some("say \"hi\"\n'''"));

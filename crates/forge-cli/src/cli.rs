@@ -192,6 +192,11 @@ pub(crate) struct RunArgs {
     pub(crate) writes: Vec<String>,
     #[command(flatten)]
     pub(crate) apply: ApplyFlags,
+    /// With --task: run N candidates of the task side by side (tasks task-1 … task-N), each in
+    /// its own workspace from the same start and never merged into each other, to compare
+    /// (`forge diff <run> task-K`) and pick one (`forge apply <run> --tasks task-K`).
+    #[arg(short = 'n', long = "candidates", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) candidates: Option<u32>,
     #[command(flatten)]
     pub(crate) output: OutputFlags,
     /// How many tasks run at once (overrides the plan's `concurrency`).
@@ -308,7 +313,10 @@ pub(crate) struct ApplyArgs {
     pub(crate) tasks: Vec<String>,
     /// Where your own edits clash with the run's: `keep` (your file, the default), `markers`
     /// (diff3 conflict markers to resolve), `ours` or `theirs` (clashing hunks take your lines
-    /// or the run's, like `git merge -X`); `<how>=<path>` for one path (repeatable).
+    /// or the run's, like `git merge -X`), `agent` (the task re-runs on top of your version and
+    /// resolves it); `<how>=<path>` for one path (repeatable). Conflicts between tasks that no
+    /// strategy settled take the same choices: `ours` is the side integrated first, `theirs`
+    /// the task whose change was set aside.
     #[arg(long, value_name = "HOW[=PATH]", conflicts_with = "branch")]
     pub(crate) conflicts: Vec<String>,
     /// With --branch: push `forge/<run>` to REMOTE (default: origin).

@@ -20,14 +20,24 @@ pub(crate) fn run(ctx: &Context, args: &DiffArgs, style: Style) -> CliResult {
     for section in &mut sections {
         section.files.retain(|f| matches(&filters, &f.path));
     }
+    // A conflict's side outside the paths asked for is left out whole.
+    sections.retain(|s| s.conflict.is_none() || !s.files.is_empty());
     if args.json {
         let value = match sections.as_slice() {
             [
                 DiffSection {
-                    task: None, files, ..
+                    task: None,
+                    conflict: None,
+                    files,
+                    ..
                 },
-            ] => {
-                serde_json::json!({ "run": run.as_str(), "files": files })
+                clashes @ ..,
+            ] if clashes.iter().all(|s| s.conflict.is_some()) => {
+                if clashes.is_empty() {
+                    serde_json::json!({ "run": run.as_str(), "files": files })
+                } else {
+                    serde_json::json!({ "run": run.as_str(), "files": files, "conflicts": clashes })
+                }
             }
             _ => serde_json::json!({ "run": run.as_str(), "tasks": sections }),
         };
@@ -38,9 +48,8 @@ pub(crate) fn run(ctx: &Context, args: &DiffArgs, style: Style) -> CliResult {
     let headed = sections.len() > 1;
     let mut text = String::new();
     for section in &sections {
-        if headed && let (Some(task), Some(attempt)) = (&section.task, section.attempt) {
-            let head = format!("# task {task} (attempt {attempt})");
-            text.push_str(&style.bold(&head));
+        if headed {
+            text.push_str(&style.bold(&heading(section)));
             text.push('\n');
         }
         if args.name_only {
@@ -64,6 +73,21 @@ pub(crate) fn run(ctx: &Context, args: &DiffArgs, style: Style) -> CliResult {
         write_stdout(&text);
     }
     Ok(Exit::Success)
+}
+
+/// The line above a section when there are several: the task (and attempt), the whole run,
+/// or one side of a conflict between tasks.
+fn heading(section: &DiffSection) -> String {
+    let task = section.task.as_deref().unwrap_or("the integrated tree");
+    let path = section.files.first().map_or("", |f| f.path.as_str());
+    match (section.conflict.as_deref(), section.attempt) {
+        (Some("ours"), _) => {
+            format!("# conflict on {path}: {task}'s version (ours: kept in the integrated tree)")
+        }
+        (Some(_), _) => format!("# conflict on {path}: {task}'s version (theirs: set aside)"),
+        (None, Some(attempt)) => format!("# task {task} (attempt {attempt})"),
+        (None, None) => "# the run's integrated change".to_owned(),
+    }
 }
 
 /// Splits the words before `--` into the run and the tasks: the first word is the run when a

@@ -48,6 +48,7 @@ macro_rules! err {
 mod adhoc;
 mod agents;
 mod budget;
+mod candidates;
 mod cli;
 mod cluster;
 mod complete;
@@ -64,6 +65,7 @@ mod plan_file;
 mod planner;
 mod preview;
 mod render;
+mod resolve;
 mod retry;
 mod review;
 mod run;
@@ -175,11 +177,13 @@ fn dispatch(cli: &Cli) -> CliResult {
                 prompt,
                 out_style,
             )),
-            (None, Some(_)) if args.agent.is_some() || !args.writes.is_empty() => {
+            (None, Some(_))
+                if args.agent.is_some() || !args.writes.is_empty() || args.candidates.is_some() =>
+            {
                 Err(CliError::usage(
-                    "--agent and --writes describe the task of --task; a plan names its own",
+                    "--agent, --writes and -n describe the task of --task; a plan names its own",
                 )
-                .hint("set `agent` and `writes` in the plan, or run one task with --task \"<prompt>\""))
+                .hint("set `agent`, `writes` and `candidates` in the plan, or run one task with --task \"<prompt>\""))
             }
             (None, Some(plan)) if args.dry_run => {
                 preview::check(&ctx, plan, args.jobs, args.output.json, out_style)

@@ -201,3 +201,38 @@ pub(crate) fn push(
     }
     Ok(Exit::Success)
 }
+
+/// How the apply settled the conflicts between tasks that the run left unresolved.
+pub(crate) fn print_settled(applied: &forge_exec::ApplySummary, style: Style) {
+    for s in &applied.settled {
+        let ours = if s.ours.is_empty() {
+            "the integrated tree".to_owned()
+        } else {
+            s.ours.join(", ")
+        };
+        let what = match s.how {
+            _ if s.marked => format!(
+                "conflict markers written ({ours}'s lines, the base's, {}'s); resolve them",
+                s.theirs
+            ),
+            OnConflict::Ours => format!("{ours}'s lines kept where {} clashes (ours)", s.theirs),
+            OnConflict::Theirs => {
+                format!("{}'s lines taken where {ours} clashes (theirs)", s.theirs)
+            }
+            _ => format!(
+                "kept as {ours} left it ({} cannot be merged with markers)",
+                s.theirs
+            ),
+        };
+        let mark = if s.marked {
+            style.red("✗")
+        } else {
+            style.green("✓")
+        };
+        outln!(
+            "  {mark} {}: tasks {ours} and {} clashed: {what}",
+            s.path.as_str(),
+            s.theirs
+        );
+    }
+}

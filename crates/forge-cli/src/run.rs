@@ -350,6 +350,7 @@ fn interrupt_message(n: u8, run: &RunId, style: Style) -> String {
 }
 
 /// Prints the summary and the way forward, applies if asked, and picks the exit code.
+#[allow(clippy::too_many_lines)] // the summary, then each way a run can end
 async fn conclude(
     ctx: &Context,
     report: &RunReport,
@@ -371,7 +372,9 @@ async fn conclude(
         .as_ref()
         .map_or(exit, |applied| applied_exit(applied, exit));
     if mode == Mode::Json {
-        if report.applicable() && decision == Decision::Keep {
+        if let Some(hint) = crate::candidates::hint(ctx, run) {
+            errln!("{hint}");
+        } else if report.applicable() && decision == Decision::Keep {
             errln!(
                 "Result kept in the run store: apply it with `forge apply {run}` (or `--branch`)."
             );
@@ -434,6 +437,11 @@ async fn conclude(
             style.yellow("⊘")
         );
         return Ok(exit);
+    }
+    if let Some(done) =
+        crate::candidates::conclude(ctx, run, decision == Decision::Ask, style, exit).await
+    {
+        return done;
     }
     if !report.applicable() {
         if matches!(decision, Decision::Ask)
@@ -561,7 +569,14 @@ pub(crate) fn print_applied(applied: &ApplySummary, run: &RunId, style: Style) {
                     format::plural(left as u64, "path")
                 );
             }
-            for c in w.conflicts.iter().filter(|c| w.marked.contains(&c.path)) {
+            crate::partial::print_settled(applied, style);
+            let between_tasks =
+                |c: &&forge_merge::Conflict| applied.settled.iter().any(|s| s.path == c.path);
+            for c in w
+                .conflicts
+                .iter()
+                .filter(|c| w.marked.contains(&c.path) && !between_tasks(c))
+            {
                 outln!(
                     "  {} {}: conflict markers written (yours, the base's, the run's lines); resolve them",
                     style.red("✗"),
@@ -698,6 +713,9 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
         ApplyMode::WorkingTree
     };
     let conflicts = crate::partial::conflict_choices(&args.conflicts)?;
+    if crate::resolve::wants_agent(&conflicts) {
+        return crate::resolve::apply(ctx, &run, &args.tasks, conflicts, style).await;
+    }
     if !args.tasks.is_empty() || conflicts != forge_merge::ConflictChoices::default() {
         return crate::partial::apply_tasks(
             ctx,
@@ -710,6 +728,7 @@ pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs, style: Style) -> CliR
         )
         .await;
     }
+    crate::candidates::refuse_whole(ctx, &run)?;
     if let Some(said) = already_applied(ctx, &run, mode, args.again)? {
         outln!("{} {said}", style.green("✓"));
         return crate::partial::push(ctx, &run, args, style);

@@ -183,7 +183,7 @@ async fn apply_handler(
                 return error(
                     StatusCode::BAD_REQUEST,
                     &format!(
-                        "the body must be JSON {{\"tasks\": [..], \"conflicts\": \"keep|markers|ours|theirs\"}}: {e}"
+                        "the body must be JSON {{\"tasks\": [..], \"conflicts\": \"keep|markers|ours|theirs|agent\"}}: {e}"
                     ),
                 );
             }
@@ -200,11 +200,14 @@ async fn apply_handler(
         );
     }
     if let Some(how) = &request.conflicts
-        && !matches!(how.as_str(), "keep" | "markers" | "ours" | "theirs")
+        && !matches!(
+            how.as_str(),
+            "keep" | "markers" | "ours" | "theirs" | "agent"
+        )
     {
         return error(
             StatusCode::BAD_REQUEST,
-            &format!("unknown conflict choice `{how}`: use keep, markers, ours or theirs"),
+            &format!("unknown conflict choice `{how}`: use keep, markers, ours, theirs or agent"),
         );
     }
     let mut args = vec!["apply".to_owned(), run.to_string()];

@@ -1116,11 +1116,14 @@
       }
       const boxes = succeeded.map((id) => h('label', { class: 'apply-task' },
         h('input', { type: 'checkbox', value: id, checked: true, 'data-task': id }), ' ', id));
-      const conflicts = h('select', { id: 'apply-conflicts', 'aria-label': 'Conflicts with your edits' },
+      // Also settles conflicts between tasks that no strategy settled: `ours` is the side
+      // integrated first, `theirs` the task whose change was set aside.
+      const conflicts = h('select', { id: 'apply-conflicts', 'aria-label': 'Conflicts (with your edits, or between tasks)' },
         h('option', { value: 'keep' }, 'keep my files (default)'),
         h('option', { value: 'markers' }, 'write conflict markers'),
-        h('option', { value: 'theirs' }, "take the run's version"),
-        h('option', { value: 'ours' }, 'keep mine, drop the run\'s'));
+        h('option', { value: 'theirs' }, "take the run's version (between tasks: the set-aside task's)"),
+        h('option', { value: 'ours' }, 'keep mine, drop the run\'s (between tasks: the integrated side)'),
+        h('option', { value: 'agent' }, 're-run the task to resolve it'));
       const apply = h('button', {
         type: 'button', id: 'apply', disabled: this.busy || null,
         onclick: () => {

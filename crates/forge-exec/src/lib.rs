@@ -103,6 +103,7 @@ pub use manager::{
     GateBisect, ModelPrice, Prices, RetryOrigin, RetryRequest, RunReport, TaskSelection, apply_run,
     apply_run_with, dependents, integrated_diff, recover_abandoned_applies, run_diff, run_summary,
 };
+pub use manager::{Candidate, ConflictRerun, prepare_agent_reruns, run_candidates};
 pub use plan::{Budget, Plan, PlanError, PlanOptions, Task};
 pub use process::{CommandSpec, ProcessOptions, ProcessRunner};
 pub use runner::{RayConfig, RunnerConfig};

@@ -89,6 +89,7 @@ mod error;
 mod gate;
 mod integrate;
 mod merge;
+mod settle;
 mod strategy;
 mod text;
 mod unified;
@@ -109,6 +110,7 @@ pub use gate::{
 };
 pub use integrate::{Integration, IntegrationOutcome, IntegrationStatus, Merger, Step};
 pub use merge::{Resolution, ResolveRequest, Resolver};
+pub use settle::{SettledClash, TaskClash};
 pub use strategy::{MergeRules, MergeStrategy, StrategyFor};
 pub use text::{
     ConflictRegion, ConflictStyle, DEFAULT_MARKER_SIZE, Favor, TextMerge, TextMergeOptions,

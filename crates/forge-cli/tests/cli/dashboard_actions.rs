@@ -316,3 +316,60 @@ async fn dashboard_retries_a_failed_task_with_added_instructions() {
     server.wait().unwrap();
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_settles_a_conflict_between_tasks() {
+    let Some(browser) = browser::Browser::launch().await else {
+        return;
+    };
+    let secs = Duration::from_secs;
+    let repo = Repo::new();
+    repo.write("notes.txt", "start\n");
+    let plan = repo.plan(
+        "clash",
+        &format!(
+            "name = \"clash\"\n{}{}[merge]\n\"notes.txt\" = \"fail\"\n",
+            // Both run at once (the sleeps outlast staging), so their appends meet.
+            task(
+                "a",
+                "appends = [\"notes.txt\"]",
+                "sleep 800ms\nappend notes.txt from a"
+            ),
+            task(
+                "b",
+                "appends = [\"notes.txt\"]",
+                "sleep 800ms\nappend notes.txt from b"
+            ),
+        ),
+    );
+    repo.forge(&["run", &plan, "--no-apply"]).expect(3);
+    let run = repo.runs()[0].clone();
+    let result: Value =
+        serde_json::from_str(&repo.read(&format!(".forge/runs/{run}/result.json"))).unwrap();
+    let theirs = result["conflicts"][0]["tasks"][1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = free_port();
+    let mut server = serve(&repo, port);
+    let origin = format!("http://127.0.0.1:{port}");
+    browser.open(&format!("{origin}/?run={run}")).await;
+    browser.wait_for("#apply-conflicts", secs(10)).await;
+    browser
+        .js("const s = document.getElementById('apply-conflicts'); s.value = 'theirs'; s.dispatchEvent(new Event('change')); return null;")
+        .await;
+    browser
+        .wait_for("#apply", secs(5))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(30, "the apply to reach the journal", || {
+        !of_type(&journal(&repo, &run), "apply_finished").is_empty()
+    });
+    // The set-aside task's lines were taken where the two clash.
+    assert_eq!(repo.read("notes.txt"), format!("start\nfrom {theirs}\n"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    browser.close().await;
+}

@@ -361,3 +361,24 @@ fn after_failures_the_prompt_offers_the_succeeded_tasks() {
     assert_eq!(repo.read("two/x"), "2\n");
     assert!(!repo.path().join("bad").exists());
 }
+
+#[test]
+fn after_candidates_the_prompt_offers_the_choice_of_one() {
+    let repo = Repo::new();
+    let prompt = "Write out.txt.\n\n```forge-sim\nrun echo \"by $FORGE_TASK_ID\" > out.txt\n```\n";
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(repo.path())
+        .args(["run", "--task", prompt, "--agent", "sim", "-n", "2"])
+        .env("PAGER", "cat")
+        .env_remove("NO_COLOR")
+        .env_remove("COLUMNS");
+    let mut pty = Pty::spawn(cmd);
+    pty.wait_for(30, |s| {
+        s.contains("Apply which? 1) task-1  2) task-2  r) Review changes  k) Keep for later")
+    });
+    assert!(!repo.path().join("out.txt").exists());
+    pty.type_line("2");
+    pty.wait_for(20, |s| s.contains("Applied to the working tree"));
+    assert_eq!(pty.child.wait().unwrap().code(), Some(0));
+    assert_eq!(repo.read("out.txt"), "by task-2\n");
+}

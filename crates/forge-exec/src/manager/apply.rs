@@ -1,6 +1,12 @@
 //! Applying a finished run: to the working tree (atomic, journaled, merged with the user's own
 //! edits) or as commits on branch `forge/<run>`; and the integrated diff for review.
 
+mod agent;
+mod clashes;
+
+pub(crate) use agent::with_overrides;
+pub use agent::{ConflictRerun, prepare_agent_reruns};
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,6 +51,9 @@ pub struct ApplySummary {
     pub tasks: Vec<String>,
     /// For a partial apply: the tasks Forge added because a task asked for depends on them.
     pub added: Vec<String>,
+    /// Conflicts between tasks that the run left unresolved and this apply settled as asked
+    /// (`--conflicts`): each path, its two sides and how.
+    pub settled: Vec<forge_merge::SettledClash>,
 }
 
 impl ApplySummary {
@@ -247,8 +256,27 @@ fn select_tasks(
             stack.extend(task.after.iter().map(forge_events::TaskId::as_str));
         }
     }
+    let candidates = super::candidates::finished(store, run, &plan)?;
+    let mut groups: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for c in candidates
+        .iter()
+        .filter(|c| chosen.contains(c.task.as_str()))
+    {
+        if let Some(other) = groups.insert(c.group.as_str(), c.task.as_str()) {
+            return Err(ExecError::TaskNotInRun {
+                run: run.to_string(),
+                task: c.task.to_string(),
+                reason: format!(
+                    "it and `{other}` are candidates of the same task `{}`, made to be compared                      and one chosen: apply one of them",
+                    c.group
+                ),
+            });
+        }
+    }
     for id in &chosen {
-        if result.integrated.iter().any(|(t, _)| t.as_str() == id) {
+        if result.integrated.iter().any(|(t, _)| t.as_str() == id)
+            || candidates.iter().any(|c| c.task.as_str() == id)
+        {
             continue;
         }
         let asked = selection.tasks.iter().any(|t| t == id);
@@ -283,11 +311,18 @@ fn select_tasks(
             reason,
         });
     }
+    // The chosen candidates go in last, on top of what they depend on.
     let order: Vec<(forge_events::TaskId, u32)> = result
         .integrated
         .iter()
         .filter(|(t, _)| chosen.contains(t.as_str()))
         .cloned()
+        .chain(
+            candidates
+                .iter()
+                .filter(|c| chosen.contains(c.task.as_str()))
+                .map(|c| (c.task.clone(), c.attempt)),
+        )
         .collect();
     let added = order
         .iter()
@@ -317,6 +352,7 @@ async fn apply_scoped(
             recovered: false,
             tasks: Vec::new(),
             added: Vec::new(),
+            settled: Vec::new(),
         });
     }
     let result = match read_result(store, run) {
@@ -345,7 +381,15 @@ async fn apply_scoped(
             gate.summary()
         )));
     }
-    if !result.applicable && selected.is_none() {
+    let open = clashes::unchosen(&result.conflicts, &apply_options.conflicts);
+    let gate_ok = result.gate.as_ref().is_none_or(GateReport::passed);
+    // Unresolved conflicts between tasks are no obstacle once the user chose how to settle
+    // each of them.
+    let chosen = result.failed.is_empty()
+        && open.is_empty()
+        && gate_ok
+        && result.status != forge_events::RunStatus::Cancelled;
+    if !result.applicable && selected.is_none() && !chosen {
         let reason = if !result.failed.is_empty() {
             format!(
                 "tasks did not succeed: {}",
@@ -356,16 +400,8 @@ async fn apply_scoped(
                     .collect::<Vec<_>>()
                     .join(", ")
             )
-        } else if !result.conflicts.is_empty() {
-            format!(
-                "merge conflicts are unresolved on {}",
-                result
-                    .conflicts
-                    .iter()
-                    .map(|c| c.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        } else if !open.is_empty() {
+            clashes::refusal(run, &open)
         } else if let Some(gate) = result.gate.as_ref().filter(|g| !g.passed()) {
             format!("the gate failed: {}", gate.summary())
         } else {
@@ -379,6 +415,8 @@ async fn apply_scoped(
         .filter(GateReport::passed)
         .unwrap_or_else(GateReport::not_run);
     let (store2, run2) = (store.clone(), run.clone());
+    let (run_conflicts, run_integrated) = (result.conflicts.clone(), result.integrated.clone());
+    let choices = apply_options.conflicts.clone();
     let (tasks, added) = match &selected {
         Some(s) => (
             s.order.iter().map(|(t, _)| t.as_str().to_owned()).collect(),
@@ -388,8 +426,12 @@ async fn apply_scoped(
     };
     let mut summary = blocking(move || -> Result<ApplySummary, ExecError> {
         let run_dir = store2.run_dir(&run2);
-        let integration = match selected {
-            None => open_integration(&store2, &run2)?,
+        let (mut integration, conflicts, attempts) = match selected {
+            None => (
+                open_integration(&store2, &run2)?,
+                run_conflicts,
+                run_integrated,
+            ),
             Some(Selected { plan, order, .. }) => {
                 let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
                 let blobs = BlobStore::open(store2.objects_dir())?;
@@ -398,22 +440,24 @@ async fn apply_scoped(
                     .with_audit_policy(plan.on_violation);
                 let (integration, (unresolved, _)) =
                     super::resume::rebuild(fresh, &store2, &run2, &plan, &order)?;
-                if !unresolved.is_empty() {
+                let open = clashes::unchosen(&unresolved, &choices);
+                if !open.is_empty() {
                     return Err(ExecError::NotApplicable {
                         run: run2.to_string(),
-                        reason: format!(
-                            "without the other tasks, merge conflicts are unresolved on {}",
-                            unresolved
-                                .iter()
-                                .map(|c| c.path.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        reason: clashes::refusal(&run2, &open),
                     });
                 }
-                integration
+                (integration, unresolved, order)
             }
         };
+        let settled = clashes::settle(
+            &store2,
+            &run2,
+            &mut integration,
+            &conflicts,
+            &attempts,
+            &choices,
+        )?;
         same_repository(&store2, &run2, integration.base().repo())?;
         let recovered = matches!(
             forge_merge::recover(&run_dir)?,
@@ -422,6 +466,7 @@ async fn apply_scoped(
         Ok(match mode {
             ApplyMode::WorkingTree => {
                 let mut report = apply_to_worktree(&integration, &apply_options, &gate)?;
+                clashes::note_marked(&mut report, &conflicts, &settled);
                 if recovered {
                     // The interrupted apply wrote what now holds the result: report it as this
                     // apply's, not as "0 files written".
@@ -436,6 +481,7 @@ async fn apply_scoped(
                     recovered,
                     tasks: Vec::new(),
                     added: Vec::new(),
+                    settled: settled.clone(),
                 }
             }
             ApplyMode::Branch => ApplySummary {
@@ -449,6 +495,7 @@ async fn apply_scoped(
                 recovered,
                 tasks: Vec::new(),
                 added: Vec::new(),
+                settled: settled.clone(),
             },
             ApplyMode::None => ApplySummary {
                 mode,
@@ -457,6 +504,7 @@ async fn apply_scoped(
                 recovered,
                 tasks: Vec::new(),
                 added: Vec::new(),
+                settled: settled.clone(),
             },
         })
     })
@@ -503,6 +551,11 @@ pub struct DiffSection {
     pub attempt: Option<u32>,
     /// The changed paths.
     pub files: Vec<FileDiff>,
+    /// For one side of a conflict between tasks that the run left unresolved: `ours` (the
+    /// integrated tree's side, `task` its writers) or `theirs` (the task whose change was set
+    /// aside); the diff is from the set-aside task's start to that side's version of the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 /// The change of run `run` for review: with no `tasks`, the integrated tree against the run's
@@ -528,11 +581,22 @@ pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSe
         }
         let integration = open_integration(&store, run)?;
         let files = diff_change_set(&integration.delta(), integration.store())?;
-        return Ok(vec![DiffSection {
+        let mut sections = vec![DiffSection {
             task: None,
             attempt: None,
             files,
-        }]);
+            conflict: None,
+        }];
+        if let Ok(result) = read_result(&store, run) {
+            sections.extend(clashes::diff_sections(
+                &store,
+                run,
+                &integration,
+                &result.conflicts,
+                &result.integrated,
+            )?);
+        }
+        return Ok(sections);
     }
     if !store.result_path(run).is_file() {
         return Err(not_yet());
@@ -546,6 +610,7 @@ pub fn run_diff(repo: &Path, run: &RunId, tasks: &[String]) -> Result<Vec<DiffSe
             files: diff_change_set(&changes, &blobs)?,
             task: Some(task),
             attempt: Some(attempt),
+            conflict: None,
         });
     }
     Ok(sections)
@@ -570,21 +635,36 @@ fn integrated_attempts(
         }
         Err(e) => return Err(e),
     };
+    // Candidates succeed without being integrated: their attempts are in the journal.
+    let succeeded = super::candidates::succeeded_attempts(store, run)?;
     tasks
         .iter()
         .map(|task| {
             if let Some((_, attempt)) = result.integrated.iter().find(|(t, _)| t.as_str() == task) {
                 return Ok((task.clone(), *attempt));
             }
+            if let Some((_, attempt)) = succeeded.iter().find(|(t, _)| t.as_str() == task)
+                && store.changes_path(run, task, *attempt).is_file()
+            {
+                return Ok((task.clone(), *attempt));
+            }
             let reason = if result.failed.iter().any(|t| t.as_str() == task) {
                 format!("it did not succeed, so it has no changes in the result; `forge logs {task} {run}` shows what it did")
             } else {
-                let known: Vec<&str> = result
+                let mut known: Vec<&str> = result
                     .integrated
                     .iter()
                     .map(|(t, _)| t.as_str())
                     .chain(result.failed.iter().map(forge_events::TaskId::as_str))
                     .collect();
+                // Then the candidates (succeeded, not integrated), in name order.
+                let mut more: Vec<&str> = succeeded
+                    .keys()
+                    .map(forge_events::TaskId::as_str)
+                    .filter(|t| !known.contains(t))
+                    .collect();
+                more.sort_unstable();
+                known.extend(more);
                 format!("the run has no such task (its tasks: {})", known.join(", "))
             };
             Err(ExecError::TaskNotInRun {

@@ -34,6 +34,7 @@ mod apply;
 mod audit;
 mod bisect;
 mod budget;
+mod candidates;
 mod check;
 mod fix;
 mod layers;
@@ -56,13 +57,15 @@ use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, Sta
 use parking_lot::Mutex;
 
 pub use apply::{
-    ApplyMode, ApplyRequest, ApplySummary, DiffSection, TaskSelection, apply_run, apply_run_with,
-    integrated_diff, recover_abandoned_applies, run_diff, run_summary,
+    ApplyMode, ApplyRequest, ApplySummary, ConflictRerun, DiffSection, TaskSelection, apply_run,
+    apply_run_with, integrated_diff, prepare_agent_reruns, recover_abandoned_applies, run_diff,
+    run_summary,
 };
 pub use bisect::{
     BisectOptions, BisectStep, GateBisect, IntegratedChanges, bisect_gate, first_failing,
 };
 pub use budget::{ModelPrice, Prices};
+pub use candidates::{Candidate, run_candidates};
 pub use resume::cleanup_leftovers;
 pub use retry::{RetryOrigin, RetryRequest, dependents};
 

@@ -106,7 +106,7 @@ async fn acquire(
     attempt: u32,
     ctx: &AttemptContext,
 ) -> Result<Option<LockSet>, ExecError> {
-    let claims: Vec<Claim> = task.claims().cloned().collect();
+    let claims: Vec<Claim> = super::candidates::lock_claims(task);
     let owner = OwnerId::new(task.id.as_str(), attempt);
     match shared.locks.try_acquire(&owner, &claims) {
         Ok(set) => return Ok(Some(set)),
@@ -742,6 +742,10 @@ async fn attempt_task(
                     policy: shared.plan.on_violation.to_string(),
                 },
             );
+        }
+        // A candidate is never integrated: it waits, persisted, to be chosen.
+        if let Some(done) = super::candidates::finish(shared, task, &changes, &violations) {
+            return Ok(done);
         }
         // 6. Merge, in the integration's order (events published under its lock).
         let outcome = {

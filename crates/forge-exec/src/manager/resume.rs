@@ -122,6 +122,11 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
                         reason: None,
                     }
                 }
+                // A candidate is never integrated: its persisted result waits to be chosen.
+                None if task.candidate_of.is_some() => PriorTask::Finished {
+                    status: TaskStatus::Succeeded,
+                    reason: None,
+                },
                 // Succeeded but its merge was not recorded: run it again to be safe.
                 None => attempted,
             },

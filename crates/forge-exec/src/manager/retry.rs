@@ -212,6 +212,9 @@ pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> 
         })
         .flatten()
         .filter(|c| !c.is_empty());
+    // `forge apply --conflicts agent`: the clashing files, with markers, go in too.
+    let restore =
+        super::apply::with_overrides(&shared.store, &shared.run, &task.id, &retry, restore);
     let instructions = if retry.prompt.trim().is_empty() {
         "Try again.".to_owned()
     } else {

@@ -6,6 +6,7 @@
 //! whole-plan checks look at ids, dependencies, cycles, agents, pools and write claims that would
 //! collide. All problems are reported together, each with `file:line:col` and a caret snippet.
 
+mod candidates;
 mod parse;
 pub mod preview;
 mod problem;
@@ -139,6 +140,15 @@ pub struct Task {
     /// What a cluster runner's node must offer to run an attempt (`resources = { CPU = 2,
     /// agent = 1 }`): Ray's resources by name. The local runner ignores them.
     pub resources: BTreeMap<String, f64>,
+    /// `candidates = N`: run the task as N candidates side by side, to compare and pick one
+    /// (see [`Task::candidate_of`]). Expanded when the plan is parsed: such a task becomes
+    /// the tasks `<id>-1` … `<id>-N`, and every task of a parsed plan has 1 here.
+    pub candidates: u32,
+    /// `candidate_of = "<group>"`: the task is one candidate of the group: candidates of one
+    /// group hold their claims shared with each other (none waits for another), start from the
+    /// same integrated tree, and are never integrated: each one's persisted `ChangeSet` is
+    /// applied only when it is chosen (`forge apply --tasks <candidate>`).
+    pub candidate_of: Option<TaskId>,
 }
 
 impl Task {
@@ -167,6 +177,8 @@ impl Task {
             check: Vec::new(),
             check_rounds: 1,
             resources: BTreeMap::new(),
+            candidates: 1,
+            candidate_of: None,
         }
     }
 
@@ -386,12 +398,14 @@ impl Plan {
         let mut walker = parse::Walker::new(base_dir);
         let parsed = root.and_then(|root| walker.plan(&root));
         problems.append(&mut walker.problems);
-        let Some((mut plan, spans)) = parsed else {
+        let Some((mut plan, mut spans)) = parsed else {
             return Err(PlanError {
                 source: Some(source),
                 problems,
             });
         };
+        candidates::expand(&mut plan, &mut spans);
+        candidates::check_after(&mut plan, &spans, &mut problems);
         let mut whole = Vec::new();
         let serialize = opts.conflicts == ConflictPolicy::Serialize;
         if serialize {

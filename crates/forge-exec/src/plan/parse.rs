@@ -92,6 +92,8 @@ const TASK_KEYS: &[&str] = &[
     "check",
     "check_rounds",
     "resources",
+    "candidates",
+    "candidate_of",
 ];
 const RESOURCES_HELP: &str =
     "write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`";
@@ -658,6 +660,8 @@ impl<'a> Walker<'a> {
             check: defaults.check.clone(),
             check_rounds: defaults.check_rounds.unwrap_or(1),
             resources: BTreeMap::new(),
+            candidates: 1,
+            candidate_of: None,
         };
         spans.pool = defaults.pool.as_ref().map(|(_, s)| s.clone());
         self.task_fields(&what, entries, &mut task, &mut spans);
@@ -736,6 +740,27 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "resources" => task.resources = self.resources(&field, value),
+                "candidates" => {
+                    if let Some(n) = self.uint(&field, value, 1, 20) {
+                        task.candidates = u32::try_from(n).unwrap_or(1);
+                    }
+                }
+                "candidate_of" => {
+                    if let Some(group) = self.string(&field, value) {
+                        match TaskId::new(group.clone()) {
+                            Ok(group) => task.candidate_of = Some(group),
+                            Err(_) => self.push(
+                                Problem::at(
+                                    format!(
+                                        "{what} is a candidate of `{group}`, which is not a valid task id"
+                                    ),
+                                    &value.span,
+                                )
+                                .label("write the group's id, such as \"impl\""),
+                            ),
+                        }
+                    }
+                }
                 "pool" => {
                     task.pool = self.string(&field, value);
                     spans.pool = Some(value.span.clone());

@@ -865,3 +865,57 @@ fix_rounds = 2
         .to_string();
     assert!(err.contains("check"), "{err}");
 }
+
+#[test]
+fn candidates_expand_into_a_group_that_round_trips_and_no_task_runs_after() {
+    let text = r#"
+[[task]]
+id = "impl"
+agent = "sim"
+prompt = "Do it"
+writes = ["src/**"]
+candidates = 3
+
+[[task]]
+id = "docs"
+agent = "sim"
+prompt = "Write docs"
+writes = ["docs/**"]
+"#;
+    let plan = parse(text).unwrap();
+    let ids: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["impl-1", "impl-2", "impl-3", "docs"]);
+    assert!(
+        plan.tasks[..3].iter().all(
+            |t| t.candidate_of.as_ref().map(TaskId::as_str) == Some("impl") && t.candidates == 1
+        )
+    );
+    // Their overlapping writes are no conflict: they hold them shared with each other.
+    // The copy written to the run store reads back as the same group.
+    let again = parse(&plan.to_toml()).unwrap();
+    assert_eq!(
+        again
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.candidate_of.clone()))
+            .collect::<Vec<_>>(),
+        plan.tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.candidate_of.clone()))
+            .collect::<Vec<_>>()
+    );
+
+    let after = format!("{text}after = [\"impl-2\"]\n");
+    let found = problems(&after);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("task `docs` runs after `impl-2`, which is run as candidates")),
+        "{found:?}"
+    );
+    let found = problems(&text.replace("candidates = 3", "candidates = 0"));
+    assert!(found.iter().any(|p| p.contains("candidates")), "{found:?}");
+    // Another task writing the group's files still conflicts with it.
+    let found = problems(&text.replace("docs/**", "src/**"));
+    assert!(found.iter().any(|p| p.contains("both write")), "{found:?}");
+}

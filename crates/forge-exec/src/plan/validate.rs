@@ -207,11 +207,20 @@ pub(crate) fn ordered(g: &DiGraph<usize, ()>, from: usize, to: usize) -> bool {
 
 /// The write/append claims of each task, for conflict analysis. Reads are left out: a reader
 /// and a writer of one file are serialized by the locks at run time, which is not an error.
+///
+/// Candidates of one group (`candidate_of`) hold their claims shared with each other: only the
+/// group's first candidate stands for the group against other tasks.
 pub(crate) fn write_sets(plan: &Plan) -> Vec<(OwnerId, Vec<Claim>)> {
+    let mut groups = std::collections::HashSet::new();
     plan.tasks
         .iter()
         .map(|t| {
-            let claims: Vec<Claim> = t.writes.iter().chain(&t.appends).cloned().collect();
+            let stands = t.candidate_of.as_ref().is_none_or(|g| groups.insert(g));
+            let claims: Vec<Claim> = if stands {
+                t.writes.iter().chain(&t.appends).cloned().collect()
+            } else {
+                Vec::new()
+            };
             (OwnerId::new(t.id.as_str(), 0), claims)
         })
         .collect()

@@ -42,6 +42,12 @@ fn task_table(task: &Task) -> Table {
         t.insert("model".into(), Value::String(model.clone()));
     }
     t.insert("prompt".into(), Value::String(task.prompt.clone()));
+    if task.candidates > 1 {
+        t.insert("candidates".into(), Value::Integer(task.candidates.into()));
+    }
+    if let Some(group) = &task.candidate_of {
+        t.insert("candidate_of".into(), Value::String(group.to_string()));
+    }
     for (key, claims) in [
         ("reads", &task.reads),
         ("writes", &task.writes),

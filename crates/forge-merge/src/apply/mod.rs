@@ -65,6 +65,11 @@ pub enum OnConflict {
     /// Merge, and settle each clashing hunk with the run's lines (`git merge -X theirs`); a
     /// binary file becomes the run's.
     Theirs,
+    /// Re-run the task that produced the path on top of the user's version (or, between two
+    /// tasks, the task whose change was set aside on top of the integrated side), with the clash
+    /// as its added instructions, then apply its new result. forge-merge cannot run agents: the
+    /// caller (forge-exec) does the re-run; here the path is kept like [`OnConflict::Keep`].
+    Agent,
 }
 
 impl std::str::FromStr for OnConflict {
@@ -76,8 +81,9 @@ impl std::str::FromStr for OnConflict {
             "markers" => Ok(Self::Markers),
             "ours" => Ok(Self::Ours),
             "theirs" => Ok(Self::Theirs),
+            "agent" => Ok(Self::Agent),
             other => Err(format!(
-                "`{other}` is not a way to settle conflicts (keep, markers, ours, theirs)"
+                "`{other}` is not a way to settle conflicts (keep, markers, ours, theirs, agent)"
             )),
         }
     }
@@ -522,7 +528,7 @@ fn plan(
             let strategy = match choice {
                 OnConflict::Ours => MergeStrategy::Ours,
                 OnConflict::Theirs => MergeStrategy::Theirs,
-                OnConflict::Keep | OnConflict::Markers => MergeStrategy::Fail,
+                OnConflict::Keep | OnConflict::Markers | OnConflict::Agent => MergeStrategy::Fail,
             };
             match merger.merge(
                 path,

@@ -16,4 +16,5 @@ mod branch;
 mod common;
 mod git_parity;
 mod integrate;
+mod settle;
 mod unified;
