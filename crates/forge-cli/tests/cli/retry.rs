@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::util::{Repo, json_lines, task};
+use crate::util::{Repo, json_lines, task, wait_until};
 
 /// A plan where `b` fails after writing half its work; `c` depends on `b`, `d` on `c`; `a`
 /// stands alone. Every task but `b` counts its runs in `counters/<id>`.
@@ -44,6 +44,23 @@ fn runs_of(counters: &Path, id: &str) -> usize {
 
 fn journal(repo: &Repo, run: &str) -> Vec<serde_json::Value> {
     json_lines(&repo.read(&format!(".forge/runs/{run}/events.jsonl")))
+}
+
+/// Waits until the journal of `run` records that `task` started `attempt`. The terminal shows
+/// an event as soon as it is published, a moment before the journal has it; a kill in between
+/// would make the resume start that attempt number again.
+fn wait_for_journaled_start(repo: &Repo, run: &str, task: &str, attempt: u64) {
+    wait_until(
+        30,
+        &format!("the journal to record {task}'s attempt {attempt}"),
+        || {
+            journal(repo, run).iter().any(|e| {
+                e["type"] == "task_started"
+                    && e["task"] == task
+                    && e["attempt"].as_u64() == Some(attempt)
+            })
+        },
+    );
 }
 
 /// The sessions `task` named, per attempt, in journal order.
@@ -183,6 +200,7 @@ fn a_retry_killed_midway_is_finished_by_resume_without_rerunning_kept_tasks() {
         line.clear();
     }
     assert!(line.contains("b: started attempt 2"), "{line}");
+    wait_for_journaled_start(&repo, &run, "b", 2);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -294,9 +312,10 @@ fn a_fix_round_killed_midway_is_finished_by_resume() {
         line.clear();
     }
     assert!(line.contains("t5: started attempt 2"), "{line}");
+    let run = repo.runs()[0].clone();
+    wait_for_journaled_start(&repo, &run, "t5", 2);
     child.kill().unwrap();
     child.wait().unwrap();
-    let run = repo.runs()[0].clone();
 
     let out = repo.forge(&["resume", &run, "--yes"]).expect(0);
     assert!(
