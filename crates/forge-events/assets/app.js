@@ -18,7 +18,7 @@
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
     'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check',
-    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'unknown',
+    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'task_added', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -311,6 +311,15 @@
     const t = taskOf(s, e.task);
     let next = null;
     switch (e.type) {
+      case 'task_added':
+        // Added while the run runs (`forge add`): the plan grew by one.
+        t.agent = e.agent;
+        t.after = e.after || [];
+        if (!t.queued_at) t.queued_at = e.ts;
+        if (s.plan) s.plan.tasks += 1;
+        recountTotal(s);
+        next = 'queued';
+        break;
       case 'task_queued':
         t.after = e.after || [];
         if (!t.queued_at) t.queued_at = e.ts;
@@ -396,7 +405,8 @@
   }
 
   const TASK_EVENTS = new Set(['task_queued', 'task_waiting_locks', 'task_started',
-    'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished']);
+    'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished',
+    'task_added']);
 
   // Folds one event; false (nothing changed) for an event already folded or of another run.
   function applyEvent(s, e) {

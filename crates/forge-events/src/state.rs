@@ -655,7 +655,8 @@ impl RunState {
             | EventKind::TaskUsage { .. }
             | EventKind::TaskSession { .. }
             | EventKind::TaskRetrying { .. }
-            | EventKind::TaskFinished { .. } => {
+            | EventKind::TaskFinished { .. }
+            | EventKind::TaskAdded { .. } => {
                 if let Some(task) = &event.task {
                     self.apply_task(task, &event.kind, event.ts);
                 }
@@ -901,6 +902,17 @@ impl RunState {
                 t.files_changed.clone_from(files_changed);
                 t.finished_at = Some(ts);
                 new_status = Some((*status).into());
+            }
+            EventKind::TaskAdded { agent, after, .. } => {
+                t.agent = Some(agent.clone());
+                t.after.clone_from(after);
+                t.queued_at.get_or_insert(ts);
+                new_status = Some(TaskPhase::Queued);
+                // The plan grew by one (a resumed run's `run_started` counts it already).
+                if let Some(plan) = &mut self.plan {
+                    plan.tasks = plan.tasks.saturating_add(1);
+                }
+                self.recount_total();
             }
             // Run-level kinds are handled by `apply`.
             _ => {}
