@@ -213,7 +213,7 @@
       interrupted: 0, finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
       progress_events: 0, last_output: null, output_lines: 0, files_touched: [],
       files_changed: [], usage: { tokens_in: 0, tokens_out: 0 }, retry: null, violations: [],
-      integrated: false, integrated_files: [],
+      integrated: false, integrated_files: [], estimate_ms: null, sessions: [],
     };
   }
 
@@ -322,6 +322,7 @@
         break;
       case 'task_queued':
         t.after = e.after || [];
+        t.estimate_ms = e.estimate_ms === undefined ? null : e.estimate_ms;
         if (!t.queued_at) t.queued_at = e.ts;
         next = 'queued';
         break;
