@@ -60,7 +60,8 @@ pub(crate) fn add(ctx: &Context, args: &AddArgs, style: Style) -> CliResult {
     let plan = run_plan(&store, &run, &opts).map_err(crate::run::exec_error)?;
     let id = match &args.id {
         Some(id) => id.clone(),
-        None => (1..)
+        // One of the first `tasks + 1` names is free.
+        None => (1..=plan.tasks.len() + 1)
             .map(|n| format!("added-{n}"))
             .find(|id| TaskId::new(id.as_str()).is_ok_and(|id| plan.task(&id).is_none()))
             .unwrap_or_else(|| "added".to_owned()),

@@ -655,8 +655,7 @@ impl RunState {
             | EventKind::TaskUsage { .. }
             | EventKind::TaskSession { .. }
             | EventKind::TaskRetrying { .. }
-            | EventKind::TaskFinished { .. }
-            | EventKind::TaskAdded { .. } => {
+            | EventKind::TaskFinished { .. } => {
                 if let Some(task) = &event.task {
                     self.apply_task(task, &event.kind, event.ts);
                 }
@@ -667,6 +666,11 @@ impl RunState {
                 } = &event.kind
                 {
                     self.usage.add(*tokens_in, *tokens_out, *cost_usd);
+                }
+            }
+            EventKind::TaskAdded { agent, after, .. } => {
+                if let Some(task) = &event.task {
+                    self.apply_added(task, agent, after, event.ts);
                 }
             }
             EventKind::Unknown(_) => self.unknown_events += 1,
@@ -903,23 +907,27 @@ impl RunState {
                 t.finished_at = Some(ts);
                 new_status = Some((*status).into());
             }
-            EventKind::TaskAdded { agent, after, .. } => {
-                t.agent = Some(agent.clone());
-                t.after.clone_from(after);
-                t.queued_at.get_or_insert(ts);
-                new_status = Some(TaskPhase::Queued);
-                // The plan grew by one (a resumed run's `run_started` counts it already).
-                if let Some(plan) = &mut self.plan {
-                    plan.tasks = plan.tasks.saturating_add(1);
-                }
-                self.recount_total();
-            }
             // Run-level kinds are handled by `apply`.
             _ => {}
         }
         if let Some(status) = new_status {
             self.set_status(i, status);
         }
+    }
+
+    /// A task added while the run runs (`task_added`): queued, and the plan grew by one (a
+    /// resumed run's `run_started` counts it already).
+    fn apply_added(&mut self, task: &TaskId, agent: &str, after: &[TaskId], ts: Timestamp) {
+        let i = self.task_index(task);
+        let t = &mut self.tasks[i];
+        t.agent = Some(agent.to_owned());
+        t.after = after.to_vec();
+        t.queued_at.get_or_insert(ts);
+        if let Some(plan) = &mut self.plan {
+            plan.tasks = plan.tasks.saturating_add(1);
+        }
+        self.set_status(i, TaskPhase::Queued);
+        self.recount_total();
     }
 
     fn set_status(&mut self, i: usize, status: TaskPhase) {

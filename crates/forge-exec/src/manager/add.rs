@@ -186,7 +186,7 @@ impl TaskSpec {
                     });
                 }
             }
-            if !agents.iter().any(|a| *a == task.agent) {
+            if !agents.contains(&task.agent) {
                 problems.push(
                     match did_you_mean(&task.agent, agents.iter().map(String::as_str)) {
                         Some(near) => {
@@ -328,10 +328,9 @@ pub fn add_task(
     let body = serde_json::to_vec_pretty(spec)
         .map_err(|e| ExecError::Store(format!("cannot write the request: {e}")))?;
     write_atomically(&request, &body)?;
-    wait_for_answer(store, run, &task.id, state.last_seq + 1, timeout).map_err(|e| {
+    wait_for_answer(store, run, &task.id, state.last_seq + 1, timeout).inspect_err(|_| {
         // Not taken: withdraw the request (unless the run is taking it right now).
         let _ = std::fs::remove_file(&request);
-        e
     })
 }
 
