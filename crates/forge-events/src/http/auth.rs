@@ -33,8 +33,8 @@ pub fn require_token(router: Router, token: &str) -> Router {
 }
 
 /// Wraps `router` so it answers only requests whose `Host` names this machine's loopback
-/// interface (`localhost`, `127.x.y.z`, `[::1]`, any port); others get `403`. [`Server::start`]
-/// and [`Server::start_with`] apply it to every server without a token: a page on another
+/// interface (`localhost`, `127.x.y.z`, `[::1]`, any port); others get `403`. [`Server::start`](super::Server::start)
+/// and [`Server::start_with`](super::Server::start_with) apply it to every server without a token: a page on another
 /// site whose name was re-bound to 127.0.0.1 (DNS rebinding) sends its own name as `Host`.
 pub fn require_loopback_host(router: Router) -> Router {
     router.layer(middleware::from_fn(check_host))

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /` | the web dashboard (one page; `/?run=<id>` opens a run) |
 //! | `GET /assets/{name}` | the dashboard's script, style sheet and icon |
-//! | `GET /api/runs` | the runs under the runs directory (and attached buses), as JSON [`RunInfo`]s |
+//! | `GET /api/runs` | the runs under the runs directory (and attached buses), as JSON [`RunInfo`](crate::RunInfo)s |
 //! | `GET /api/overview` | the same runs with phase, task counts and conflicts, as JSON [`RunOverview`]s |
 //! | `GET /api/runs/{id}` | the run's folded [`RunState`](crate::RunState) as JSON |
 //! | `GET /api/runs/{id}/events` | Server-Sent Events: `id:` seq, `event:` type, `data:` the event JSON |

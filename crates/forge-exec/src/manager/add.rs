@@ -4,7 +4,7 @@
 //! itself. [`add_task`] checks the task against the run's plan (a unique id, valid claims,
 //! `after` naming tasks of the run, a known agent), writes it as a request file into the run's
 //! folder (`requests/<task>.json`, atomically) and waits. The running manager looks at that
-//! folder while its scheduler runs ([`intake`]): it takes the request (renaming it, so it is
+//! folder while its scheduler runs: it takes the request (renaming it, so it is
 //! taken once), checks it again against the plan as it stands, journals `task_added` and hands
 //! the task to the scheduler, which runs it like a task of the plan — after its `after` tasks,
 //! under the locks of its claims. A request it refuses gets `requests/<task>.rejected` with the
@@ -12,7 +12,7 @@
 //! reason, or when the run ends first.
 //!
 //! The journal is what makes an added task part of the run: a resumed run reads the
-//! `task_added` events and adds those tasks to the plan from `plan.toml` ([`extend_plan`]),
+//! `task_added` events and adds those tasks to the plan from `plan.toml`,
 //! and so do the commands that read a finished run's plan ([`run_plan`]).
 //!
 //! An added task's `appends` must name a pattern the run already merges by a rule (a `[merge]`
