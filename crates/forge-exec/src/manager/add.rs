@@ -309,6 +309,12 @@ pub fn add_task(
             "the run has finished ({how}); tasks can be added only to a run in progress — start a new one with `forge run --task \"…\"`"
         )));
     }
+    if state.phase == forge_events::RunPhase::Gating {
+        return Err(refuse(
+            "every task of the run has ended and its gate is running: it takes no more tasks"
+                .into(),
+        ));
+    }
     if !store.owner(run).is_some_and(|o| o.alive) {
         return Err(refuse(format!(
             "the run is not running (its process is gone); resume it with `forge resume {run}`, then add the task"
