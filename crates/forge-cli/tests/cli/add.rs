@@ -236,4 +236,15 @@ fn a_run_killed_after_a_task_was_added_resumes_with_it() {
         events.iter().filter(|e| e["type"] == "task_added").count(),
         1
     );
+    // Later commands know it like a task of the plan.
+    repo.forge(&["diff", &run, "late", "--name-only"]).expect(0);
+    repo.forge(&[
+        "retry",
+        "late",
+        &run,
+        "--prompt",
+        "Once more.",
+        "--no-apply",
+    ])
+    .expect(0);
 }
