@@ -248,3 +248,56 @@ fn a_run_killed_after_a_task_was_added_resumes_with_it() {
     ])
     .expect(0);
 }
+
+#[test]
+fn a_red_gate_after_an_added_task_keeps_its_work_and_says_why_no_fix_round_runs() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "gated",
+        &format!(
+            "{}{}[gate]\ncommands = [\"test ! -e bad\"]\n",
+            task("first", "writes = [\"a/**\"]", "write a/x\nx\nend"),
+            task(
+                "second",
+                "writes = [\"b/**\"]\nafter = [\"first\"]",
+                "say Thinking hard\nsleep 4s\nwrite b/y\ny\nend"
+            )
+        ),
+    );
+    let (child, run) = start(&repo, &file, &["--no-apply"]);
+    repo.forge(&[
+        "add",
+        &run,
+        "--id",
+        "breaker",
+        "--agent",
+        "sim",
+        "--writes",
+        "bad",
+        "--task",
+        &sim("write bad\noops\nend"),
+    ])
+    .expect(0);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let events = journal(&repo, &run);
+    let warning = events
+        .iter()
+        .find(|e| e["type"] == "run_warning")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("no gate fix round: this run took tasks added with `forge add`"),
+        "{warning}"
+    );
+    // The added task's work is still in the run's result.
+    let diff = repo.forge(&["diff", &run, "--name-only"]).expect(0);
+    assert!(diff.stdout.lines().any(|l| l == "bad"), "{}", diff.stdout);
+}

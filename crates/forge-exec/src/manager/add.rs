@@ -392,7 +392,7 @@ fn wait_for_answer(
 /// The manager's side: takes the requests of `forge add` while the scheduler runs.
 pub(crate) struct Intake {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<bool>,
 }
 
 /// Starts taking requests for the scheduler, which receives the tasks on the returned channel.
@@ -404,14 +404,38 @@ pub(crate) fn intake(shared: &Arc<Shared>) -> (mpsc::Receiver<Task>, Intake) {
 }
 
 impl Intake {
-    /// Stops taking requests (the scheduler has ended); requests left are refused.
-    pub(crate) async fn finish(self) {
+    /// Stops taking requests (the scheduler has ended); requests left are refused. Whether
+    /// any task was added.
+    pub(crate) async fn finish(self) -> bool {
         self.stop.cancel();
-        let _ = self.task.await;
+        self.task.await.unwrap_or(false)
     }
 }
 
-async fn take_requests(shared: Arc<Shared>, tx: mpsc::Sender<Task>, stop: CancellationToken) {
+/// Whether a gate fix round may start. A round re-runs the run from the plan this process
+/// started with, which does not hold the tasks added since: rather than drop their work, the
+/// run says so and ends (`forge retry` on the culprit, or `forge resume`, knows them).
+pub(crate) fn fix_round_allowed(
+    shared: &Shared,
+    took_added: bool,
+    request: &crate::manager::RetryRequest,
+) -> bool {
+    if took_added {
+        let _ = shared.events.publish_run(EventKind::RunWarning {
+            message: format!(
+                "no gate fix round: this run took tasks added with `forge add`; retry `{}` with `forge retry {} {}`",
+                request.task, request.task, shared.run
+            ),
+        });
+    }
+    !took_added
+}
+
+async fn take_requests(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Task>,
+    stop: CancellationToken,
+) -> bool {
     let dir = shared.store.layout(&shared.run).requests();
     let mut added: Vec<Task> = Vec::new();
     let mut tick = tokio::time::interval(POLL);
@@ -432,6 +456,7 @@ async fn take_requests(shared: Arc<Shared>, tx: mpsc::Sender<Task>, stop: Cancel
             let _ = std::fs::remove_file(&taking);
         }
     }
+    !added.is_empty()
 }
 
 /// The ids of the requests waiting in `dir`, oldest name first.

@@ -768,6 +768,7 @@ impl ExecutionManager {
             }
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
+            let mut took_added = false;
             let mut options = scheduler;
             let (sched, gate, bisect) = loop {
                 let sink: Arc<dyn EventSink> = events.clone();
@@ -776,7 +777,7 @@ impl ExecutionManager {
                     .intake(added)
                     .run(&cancel)
                     .await;
-                intake.finish().await;
+                took_added |= intake.finish().await;
                 let any_failed = sched
                     .tasks
                     .iter()
@@ -800,7 +801,8 @@ impl ExecutionManager {
                     rounds_used,
                     gate.as_ref(),
                     bisect.as_ref(),
-                );
+                )
+                .filter(|request| add::fix_round_allowed(&shared, took_added, request));
                 match next {
                     Some(request) if !cancel.is_cancelled() => {
                         rounds_used += 1;
