@@ -233,7 +233,7 @@ pub struct TaskReport {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleReport {
-    /// Every task, in plan order.
+    /// Every task, in plan order, then the tasks added while it ran (in the order they came).
     pub tasks: Vec<TaskReport>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
