@@ -116,6 +116,8 @@ pub(crate) enum Command {
     /// Serve Forge's tools to an agent host (Claude Code, droid) over MCP on stdin/stdout:
     /// plan, validate, run, status, wait, logs, diff, apply, abort (`forge init` registers it).
     Mcp(McpArgs),
+    /// Add a task to a run in progress: its scheduler picks it up under the same locks.
+    Add(crate::add::AddArgs),
 }
 
 /// `forge mcp`.

@@ -45,6 +45,7 @@ macro_rules! err {
     }};
 }
 
+mod add;
 mod adhoc;
 mod agents;
 mod budget;
@@ -223,6 +224,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Serve(args) => runtime()?.block_on(serve::run(&ctx, args, out_style)),
         Command::Retry(args) => runtime()?.block_on(retry::retry(&ctx, args, out_style)),
         Command::Mcp(_) => runtime()?.block_on(mcp::serve(&ctx)),
+        Command::Add(args) => add::add(&ctx, args, out_style),
         Command::Completions(_)
         | Command::Complete(_)
         | Command::SimAgent(_)

@@ -18,7 +18,7 @@
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
     'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check',
-    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'unknown',
+    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'task_added', 'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -213,7 +213,7 @@
       interrupted: 0, finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
       progress_events: 0, last_output: null, output_lines: 0, files_touched: [],
       files_changed: [], usage: { tokens_in: 0, tokens_out: 0 }, retry: null, violations: [],
-      integrated: false, integrated_files: [],
+      integrated: false, integrated_files: [], estimate_ms: null, sessions: [],
     };
   }
 
@@ -311,8 +311,18 @@
     const t = taskOf(s, e.task);
     let next = null;
     switch (e.type) {
+      case 'task_added':
+        // Added while the run runs (`forge add`): the plan grew by one.
+        t.agent = e.agent;
+        t.after = e.after || [];
+        if (!t.queued_at) t.queued_at = e.ts;
+        if (s.plan) s.plan.tasks += 1;
+        recountTotal(s);
+        next = 'queued';
+        break;
       case 'task_queued':
         t.after = e.after || [];
+        t.estimate_ms = e.estimate_ms === undefined ? null : e.estimate_ms;
         if (!t.queued_at) t.queued_at = e.ts;
         next = 'queued';
         break;
@@ -396,7 +406,8 @@
   }
 
   const TASK_EVENTS = new Set(['task_queued', 'task_waiting_locks', 'task_started',
-    'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished']);
+    'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished',
+    'task_added']);
 
   // Folds one event; false (nothing changed) for an event already folded or of another run.
   function applyEvent(s, e) {

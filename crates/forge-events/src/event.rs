@@ -537,6 +537,27 @@ event_kinds! {
         /// What it found, in one line for people.
         message: String,
     },
+    /// A task was added to the run while it runs (`forge add`): it is scheduled like a task
+    /// of the plan, after the tasks in `after`, under its claims' locks. A resumed run takes
+    /// it from here (the run's `plan.toml` does not hold it).
+    TaskAdded = "task_added" {
+        /// What the agent is asked to do.
+        prompt: String,
+        /// The agent profile, e.g. `claude`, `sim`.
+        agent: String,
+        /// Shared claims (globs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reads: Vec<String>,
+        /// Exclusive claims (globs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        writes: Vec<String>,
+        /// Claims shared with other appenders (globs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        appends: Vec<String>,
+        /// The tasks it runs after.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        after: Vec<TaskId>,
+    },
 }
 
 /// The envelope's field names, which no payload may use.
@@ -544,8 +565,8 @@ const ENVELOPE: [&str; 5] = ["v", "seq", "ts", "run", "task"];
 
 impl EventKind {
     /// Whether this is a state transition, which the journal fsyncs before `publish` returns:
-    /// the run starting, a task starting or finishing, a merge result, a gate result, the apply
-    /// and the run finishing. Progress, output, usage, queueing and lock waits are batched.
+    /// the run starting, a task starting, finishing or being added, a merge result, a gate
+    /// result, the apply and the run finishing. Progress, output, usage, queueing and lock waits are batched.
     pub fn is_transition(&self) -> bool {
         matches!(
             self,
@@ -560,6 +581,7 @@ impl EventKind {
                 | Self::TaskRetryRequested { .. }
                 | Self::GateBisectStep { .. }
                 | Self::GateBisectFinished { .. }
+                | Self::TaskAdded { .. }
         )
     }
 

@@ -8,6 +8,7 @@
 //!   runs/<run>/tasks/<task>/<attempt>/output.log every line an attempt printed
 //!   runs/<run>/tasks/<task>/<attempt>/changes.json  the attempt's persisted ChangeSet
 //!   runs/<run>/base, work/, owner                the base snapshot, workspaces, the owner
+//!   runs/<run>/requests/<task>.json              tasks `forge add` hands to the running process
 //!   objects/, bases/                             shared by all runs
 //! ```
 //!
@@ -109,6 +110,11 @@ impl RunDir {
     /// Workspaces and snapshot layers, `work`.
     pub fn work(&self) -> PathBuf {
         self.0.join("work")
+    }
+
+    /// Tasks handed to the run's process by `forge add`, waiting to be taken, `requests`.
+    pub fn requests(&self) -> PathBuf {
+        self.0.join("requests")
     }
 
     /// The tasks' attempt directories, `tasks`.

@@ -668,6 +668,11 @@ impl RunState {
                     self.usage.add(*tokens_in, *tokens_out, *cost_usd);
                 }
             }
+            EventKind::TaskAdded { agent, after, .. } => {
+                if let Some(task) = &event.task {
+                    self.apply_added(task, agent, after, event.ts);
+                }
+            }
             EventKind::Unknown(_) => self.unknown_events += 1,
             _ => self.apply_run(event),
         }
@@ -908,6 +913,21 @@ impl RunState {
         if let Some(status) = new_status {
             self.set_status(i, status);
         }
+    }
+
+    /// A task added while the run runs (`task_added`): queued, and the plan grew by one (a
+    /// resumed run's `run_started` counts it already).
+    fn apply_added(&mut self, task: &TaskId, agent: &str, after: &[TaskId], ts: Timestamp) {
+        let i = self.task_index(task);
+        let t = &mut self.tasks[i];
+        t.agent = Some(agent.to_owned());
+        t.after = after.to_vec();
+        t.queued_at.get_or_insert(ts);
+        if let Some(plan) = &mut self.plan {
+            plan.tasks = plan.tasks.saturating_add(1);
+        }
+        self.set_status(i, TaskPhase::Queued);
+        self.recount_total();
     }
 
     fn set_status(&mut self, i: usize, status: TaskPhase) {

@@ -1563,3 +1563,59 @@ async fn the_dashboard_tells_cancelled_dropped_and_long_named_tasks_apart() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     run.bus.close().unwrap();
 }
+
+/// A task added while the page watches (`forge add`) joins its table and its total, folded
+/// from the live stream as the server folds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_folds_a_task_added_while_it_watches() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let secs = Duration::from_secs;
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join(".forge/runs");
+    let run = Run::open(&runs, "run-live");
+    run.run(Run::started("grow", 1));
+    run.task("a", Run::queued(&[]));
+    run.task("a", Run::attempt(1));
+    let server = serve(&runs, ServeOptions::default().token(TOKEN)).await;
+    let origin = format!("http://{}", server.local_addr());
+    browser
+        .open(&format!(
+            "{origin}/?run=run-live#token={}",
+            form_encode(TOKEN)
+        ))
+        .await;
+    browser
+        .wait_for("tr.task[data-task='a'][data-state='running']", secs(10))
+        .await;
+    run.task(
+        "late",
+        EventKind::TaskAdded {
+            prompt: "Document it".into(),
+            agent: "sim".into(),
+            reads: vec![],
+            writes: vec!["docs/**".into()],
+            appends: vec![],
+            after: vec![tid("a")],
+        },
+    );
+    run.task("late", Run::queued(&["a"]));
+    browser
+        .wait_for("tr.task[data-task='late'][data-state='queued']", secs(10))
+        .await;
+    assert_page_state_matches_server(&browser, &server).await;
+    run.task("a", Run::finished(TaskStatus::Succeeded, 5, &[], None));
+    run.task("late", Run::attempt(1));
+    run.task("late", Run::finished(TaskStatus::Succeeded, 5, &[], None));
+    run.run(Run::run_finished(RunStatus::Succeeded, 2, 0, 0));
+    browser
+        .wait_for("#run-phase[data-state='succeeded']", secs(10))
+        .await;
+    assert_page_state_matches_server(&browser, &server).await;
+    let total = browser
+        .js("return window.forgeDashboard.state().counts.total;")
+        .await;
+    assert_eq!(total, 2);
+    run.bus.close().unwrap();
+}

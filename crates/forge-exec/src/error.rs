@@ -82,6 +82,16 @@ pub enum ExecError {
     /// The event journal failed.
     #[error(transparent)]
     Events(#[from] forge_events::EventsError),
+    /// A task could not be added to a run in progress (`forge add`).
+    #[error("cannot add task `{task}` to run `{run}`: {reason}")]
+    TaskNotAdded {
+        /// The run.
+        run: String,
+        /// The task's id as given.
+        task: String,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl ExecError {

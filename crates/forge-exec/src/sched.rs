@@ -6,7 +6,7 @@
 //! futures inside the scheduler's own task (no spawn per task), which keeps the cost per task in
 //! the microseconds.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use std::time::Duration;
 use forge_events::{EventKind, EventSink, TaskId, TaskStatus};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -237,7 +239,7 @@ pub struct TaskReport {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleReport {
-    /// Every task, in plan order.
+    /// Every task, in plan order, then the tasks added while it ran (in the order they came).
     pub tasks: Vec<TaskReport>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
@@ -285,6 +287,147 @@ enum Msg {
 }
 
 type Pending<'a> = Pin<Box<dyn Future<Output = Msg> + Send + 'a>>;
+
+/// What woke the event loop.
+enum Wake {
+    Msg(Option<Msg>),
+    Cancel,
+    Kill,
+    Added(Option<Box<Task>>),
+}
+
+/// A task the scheduler runs: one of the plan's, or one added while it runs.
+#[derive(Clone)]
+enum TaskRef<'p> {
+    Plan(&'p Task),
+    Added(Arc<Task>),
+}
+
+impl std::ops::Deref for TaskRef<'_> {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        match self {
+            Self::Plan(task) => task,
+            Self::Added(task) => task,
+        }
+    }
+}
+
+/// Room to start attempts: the global limit and each pool's (pool 0 is "no pool", global
+/// limit only), and the ready tasks of each pool.
+struct Slots<'p> {
+    names: Vec<&'p str>,
+    limit: Vec<usize>,
+    running: Vec<usize>,
+    ready: Vec<BinaryHeap<Ready>>,
+    concurrency: usize,
+    total: usize,
+}
+
+impl<'p> Slots<'p> {
+    fn new(plan: &'p Plan) -> Self {
+        let limit: Vec<usize> = std::iter::once(usize::MAX)
+            .chain(plan.pools.values().copied())
+            .collect();
+        Self {
+            names: plan.pools.keys().map(String::as_str).collect(),
+            running: vec![0; limit.len()],
+            ready: (0..limit.len()).map(|_| BinaryHeap::new()).collect(),
+            limit,
+            concurrency: plan.concurrency.max(1),
+            total: 0,
+        }
+    }
+
+    /// The pool a task runs in (0 when it names none, or one the plan does not define).
+    fn pool_of(&self, task: &Task) -> usize {
+        task.pool
+            .as_deref()
+            .and_then(|p| self.names.iter().position(|n| *n == p))
+            .map_or(0, |i| i + 1)
+    }
+
+    fn has_room(&self) -> bool {
+        self.total < self.concurrency
+    }
+
+    fn take(&mut self, pool: usize) {
+        self.total += 1;
+        self.running[pool] += 1;
+    }
+
+    fn release(&mut self, pool: usize) {
+        self.total -= 1;
+        self.running[pool] -= 1;
+    }
+
+    fn push_ready(&mut self, pool: usize, priority: u64, task: usize) {
+        self.ready[pool].push(Ready {
+            priority,
+            earlier: std::cmp::Reverse(task),
+        });
+    }
+
+    /// The best ready task among pools with room.
+    fn pop_ready(&mut self) -> Option<usize> {
+        let best = (0..self.ready.len())
+            .filter(|&p| self.running[p] < self.limit[p])
+            .filter_map(|p| self.ready[p].peek().map(|r| (r, p)))
+            .max_by(|a, b| a.0.cmp(b.0))
+            .map(|(_, p)| p)?;
+        self.ready[best].pop().map(|r| r.earlier.0)
+    }
+}
+
+/// Everything one run of the scheduler keeps, indexed by task position (the plan's tasks,
+/// then the ones added while it runs).
+struct Run<'p> {
+    tasks: Vec<TaskRef<'p>>,
+    state: Vec<State>,
+    dependents: Vec<Vec<usize>>,
+    priority: Vec<u64>,
+    pool_of: Vec<usize>,
+    reports: Vec<TaskReport>,
+    /// Attempts that do not count against `retries` (a resumed task's interrupted ones).
+    first_attempt: Vec<u32>,
+    /// Tasks in [`State::Done`].
+    done: usize,
+    slots: Slots<'p>,
+    /// Retries whose back-off is over. A task waiting to retry keeps its place: its slot (in
+    /// the global count and its pool) stays taken through the back-off and its retry starts
+    /// before anything else, so a runner that keeps the failed attempt's locks for the retry
+    /// never waits behind a task that waits for those locks.
+    due: VecDeque<usize>,
+    /// Why new starts stopped (cancel or `fail_fast`), once they did.
+    stopping: Option<String>,
+    cancelled: bool,
+    /// Cancelled when new starts stop: pending retries end at once.
+    stop_starts: CancellationToken,
+}
+
+impl Run<'_> {
+    fn make_ready(&mut self, i: usize) {
+        self.state[i] = State::Ready;
+        self.slots.push_ready(self.pool_of[i], self.priority[i], i);
+    }
+
+    /// `i` succeeded: each dependent waits for one task less, and starts when none is left.
+    fn release_dependents(&mut self, i: usize) {
+        for k in 0..self.dependents[i].len() {
+            let t = self.dependents[i][k];
+            match self.state[t] {
+                State::Pending(1) => self.make_ready(t),
+                State::Pending(n) => self.state[t] = State::Pending(n.saturating_sub(1)),
+                _ => {}
+            }
+        }
+    }
+
+    fn position(&self, id: &TaskId) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == *id)
+    }
+}
 
 /// Critical-path priorities: the longest chain of weights from each task to the end of the
 /// DAG, itself included. Weights are `estimate`s in milliseconds; tasks without one weigh the
@@ -373,6 +516,7 @@ pub struct Scheduler<'p, R: ?Sized> {
     runner: &'p R,
     events: Arc<dyn EventSink>,
     options: SchedulerOptions,
+    intake: Mutex<Option<mpsc::Receiver<Task>>>,
 }
 
 impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
@@ -388,7 +532,24 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
             runner,
             events,
             options,
+            intake: Mutex::new(None),
         }
+    }
+
+    /// Takes tasks added while the run is under way from `intake` (`forge add`): each is queued
+    /// like a task of the plan — after the tasks it names in `after`, within the same
+    /// concurrency and pools — and reported after the plan's tasks. The sender checks a task
+    /// first (a unique id, `after` naming tasks of the run); here, a task whose id the run
+    /// already has is refused with a `run_warning`, and one that runs after a task the run does
+    /// not have, or one that did not succeed, is skipped.
+    ///
+    /// When nothing is left to run, the scheduler closes the intake, takes the tasks already
+    /// sent (a sender holding a [`mpsc::Sender::reserve`]d permit from before the close is
+    /// still heard) and runs them; then it ends, and later sends fail.
+    #[must_use]
+    pub fn intake(self, intake: mpsc::Receiver<Task>) -> Self {
+        *self.intake.lock() = Some(intake);
+        self
     }
 
     fn publish(&self, task: &TaskId, kind: EventKind) {
@@ -397,8 +558,58 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
     }
 
     /// Runs every task to an end (succeeded, failed, timed out, skipped or cancelled).
-    #[allow(clippy::too_many_lines)] // one event loop, read top to bottom
     pub async fn run(&self, cancel: &CancelHandle) -> ScheduleReport {
+        let mut run = self.prepare();
+        let mut intake = self.intake.lock().take();
+        let mut pending: FuturesUnordered<Pending<'p>> = FuturesUnordered::new();
+        // After a graceful cancel, attempts get `kill_grace` to stop before they are killed.
+        let mut kill_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            self.start_ready(&mut run, &mut pending, cancel);
+            if pending.is_empty() {
+                // Nothing runs: the intake closes, and what was sent before still joins.
+                if let Some(rx) = intake.take()
+                    && self.drain(&mut run, rx).await
+                {
+                    continue;
+                }
+                break;
+            }
+            let wake = tokio::select! {
+                msg = pending.next() => Wake::Msg(msg),
+                () = cancel.graceful.cancelled(), if !run.cancelled => Wake::Cancel,
+                () = async { if let Some(t) = kill_timer.as_mut() { t.await } }, if kill_timer.is_some() => Wake::Kill,
+                task = async { match intake.as_mut() { Some(rx) => rx.recv().await.map(Box::new), None => None } }, if intake.is_some() => Wake::Added(task),
+            };
+            match wake {
+                Wake::Msg(None) => break,
+                Wake::Msg(Some(Msg::RetryDue { task })) => Self::retry_due(&mut run, task),
+                Wake::Msg(Some(Msg::Finished {
+                    task,
+                    outcome,
+                    started,
+                })) => self.finished(&mut run, &mut pending, task, outcome, started, cancel),
+                Wake::Cancel => {
+                    run.stopping
+                        .get_or_insert_with(|| "the run was cancelled".into());
+                    run.cancelled = true;
+                    run.stop_starts.cancel();
+                    kill_timer = Some(Box::pin(tokio::time::sleep(self.options.kill_grace)));
+                }
+                Wake::Kill => {
+                    cancel.kill.cancel();
+                    kill_timer = None;
+                }
+                Wake::Added(Some(task)) => self.add(&mut run, *task),
+                Wake::Added(None) => intake = None,
+            }
+        }
+        self.finish(run)
+    }
+
+    /// The run's state before anything starts: the DAG, what an interrupted run already did
+    /// (see [`SchedulerOptions::prior`]), every unfinished task queued.
+    fn prepare(&self) -> Run<'p> {
         let plan = self.plan;
         let n = plan.tasks.len();
         let index = crate::plan::positions(plan.tasks.iter().map(|t| &t.id));
@@ -412,406 +623,447 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
                 dependents[d].push(t);
             }
         }
-        let priority = critical_path(plan, &deps);
-        // Pools: index 0 is "no pool" (global limit only).
-        let pool_names: Vec<&str> = plan.pools.keys().map(String::as_str).collect();
-        let pool_of: Vec<usize> = plan
-            .tasks
-            .iter()
-            .map(|t| {
-                t.pool
-                    .as_deref()
-                    .and_then(|p| pool_names.iter().position(|n| *n == p))
-                    .map_or(0, |i| i + 1)
-            })
-            .collect();
-        let pool_limit: Vec<usize> = std::iter::once(usize::MAX)
-            .chain(plan.pools.values().copied())
-            .collect();
-        let mut pool_running = vec![0usize; pool_limit.len()];
-        let mut ready: Vec<BinaryHeap<Ready>> =
-            (0..pool_limit.len()).map(|_| BinaryHeap::new()).collect();
+        let slots = Slots::new(plan);
+        let mut run = Run {
+            tasks: plan.tasks.iter().map(TaskRef::Plan).collect(),
+            state: deps.iter().map(|d| State::Pending(d.len())).collect(),
+            dependents,
+            priority: critical_path(plan, &deps),
+            pool_of: plan.tasks.iter().map(|t| slots.pool_of(t)).collect(),
+            reports: plan
+                .tasks
+                .iter()
+                .map(|t| TaskReport {
+                    id: t.id.clone(),
+                    status: TaskStatus::Skipped,
+                    attempts: 0,
+                    reason: None,
+                    outcome: None,
+                })
+                .collect(),
+            first_attempt: vec![0; n],
+            done: 0,
+            slots,
+            due: VecDeque::new(),
+            stopping: None,
+            cancelled: false,
+            stop_starts: CancellationToken::new(),
+        };
+        self.apply_prior(&mut run);
+        for i in 0..n {
+            self.queue(&mut run, i);
+        }
+        run
+    }
 
-        let mut state: Vec<State> = deps.iter().map(|d| State::Pending(d.len())).collect();
-        let mut reports: Vec<TaskReport> = plan
-            .tasks
-            .iter()
-            .map(|t| TaskReport {
-                id: t.id.clone(),
-                status: TaskStatus::Skipped,
-                attempts: 0,
-                reason: None,
-                outcome: None,
-            })
-            .collect();
-        // Cancelled when new starts stop (cancel or fail_fast): pending retries end at once.
-        let stop_starts = CancellationToken::new();
-        // After a graceful cancel, attempts get `kill_grace` to stop before they are killed.
-        let mut kill_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-
-        // Resume: what an interrupted run finished stays finished; numbering goes on.
-        let mut first_attempt = vec![0u32; n];
-        let mut done = 0usize;
-        let mut finished_before: Vec<(usize, TaskStatus)> = Vec::new();
-        for (i, task) in plan.tasks.iter().enumerate() {
+    /// Resume: what an interrupted run finished stays finished (its dependents start or are
+    /// skipped as if it had just ended); attempt numbering goes on.
+    fn apply_prior(&self, run: &mut Run<'p>) {
+        if self.options.prior.is_empty() {
+            return;
+        }
+        let mut finished_before = Vec::new();
+        for (i, task) in self.plan.tasks.iter().enumerate() {
             match self.options.prior.get(&task.id) {
                 Some(PriorTask::Finished { status, reason }) => {
-                    state[i] = State::Done;
-                    done += 1;
-                    reports[i].status = *status;
-                    reports[i].reason.clone_from(reason);
-                    finished_before.push((i, *status));
+                    run.state[i] = State::Done;
+                    run.done += 1;
+                    run.reports[i].status = *status;
+                    run.reports[i].reason.clone_from(reason);
+                    finished_before.push(i);
                 }
                 Some(PriorTask::Attempted { attempts, failed }) => {
-                    reports[i].attempts = *attempts;
-                    first_attempt[i] = attempts.saturating_sub(*failed);
+                    run.reports[i].attempts = *attempts;
+                    run.first_attempt[i] = attempts.saturating_sub(*failed);
                 }
                 None => {}
             }
         }
-        for &(i, status) in &finished_before {
-            if status == TaskStatus::Succeeded {
-                for &t in &dependents[i] {
-                    if let State::Pending(k) = state[t] {
-                        state[t] = State::Pending(k.saturating_sub(1));
-                    }
-                }
+        for i in finished_before {
+            if run.reports[i].status == TaskStatus::Succeeded {
+                run.release_dependents(i);
             } else {
-                let mut stack = dependents[i].clone();
-                while let Some(t) = stack.pop() {
-                    if matches!(state[t], State::Pending(_)) {
-                        state[t] = State::Done;
-                        done += 1;
-                        reports[t].status = TaskStatus::Skipped;
-                        reports[t].reason = Some(format!(
-                            "skipped because `{}` did not succeed",
-                            plan.tasks[i].id
-                        ));
-                        self.publish(
-                            &plan.tasks[t].id,
-                            EventKind::TaskFinished {
-                                status: TaskStatus::Skipped,
-                                exit_code: None,
-                                duration_ms: 0,
-                                files_changed: Vec::new(),
-                                reason: reports[t].reason.clone(),
-                            },
-                        );
-                        stack.extend(dependents[t].iter().copied());
-                    }
-                }
+                self.skip_dependents(run, i);
             }
-        }
-
-        for (i, task) in plan.tasks.iter().enumerate() {
-            if state[i] == State::Done {
-                continue;
-            }
-            self.publish(
-                &task.id,
-                EventKind::TaskQueued {
-                    after: task.after.clone(),
-                    estimate_ms: task
-                        .estimate
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                },
-            );
-            if state[i] == State::Pending(0) {
-                state[i] = State::Ready;
-                ready[pool_of[i]].push(Ready {
-                    priority: priority[i],
-                    earlier: std::cmp::Reverse(i),
-                });
-            }
-        }
-
-        let mut running = 0usize;
-        let mut stopping: Option<String> = None;
-        let mut cancelled = false;
-        let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
-        // Retries whose back-off is over. A task waiting to retry keeps its place: its slot (in
-        // `running` and its pool) stays taken through the back-off and its retry starts before
-        // anything else, so a runner that keeps the failed attempt's locks for the retry never
-        // waits behind a task that waits for those locks.
-        let mut due: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-
-        loop {
-            // Start what may start.
-            while stopping.is_none() && running < plan.concurrency.max(1) {
-                let i = if let Some(i) = due.pop_front() {
-                    i
-                } else {
-                    // The best ready task among pools with room.
-                    let best = (0..ready.len())
-                        .filter(|&p| pool_running[p] < pool_limit[p])
-                        .filter_map(|p| ready[p].peek().map(|r| (r, p)))
-                        .max_by(|a, b| a.0.cmp(b.0))
-                        .map(|(_, p)| p);
-                    let Some(p) = best else { break };
-                    let Some(Ready { earlier, .. }) = ready[p].pop() else {
-                        break;
-                    };
-                    earlier.0
-                };
-                let p = pool_of[i];
-                state[i] = State::Running;
-                running += 1;
-                pool_running[p] += 1;
-                reports[i].attempts += 1;
-                let attempt = reports[i].attempts;
-                let task = &plan.tasks[i];
-                let cancel_token = cancel.graceful.child_token();
-                let kill_token = cancel.kill.child_token();
-                let started = Instant::now();
-                let deadline = task.timeout.map(|t| started + t);
-                let ctx = AttemptContext {
-                    task: task.id.clone(),
-                    attempt,
-                    cancel: cancel_token.clone(),
-                    kill: kill_token.clone(),
-                    deadline,
-                    events: self.events.clone(),
-                };
-                if !self.runner.reports_start() {
-                    self.publish(
-                        &task.id,
-                        EventKind::TaskStarted {
-                            attempt,
-                            agent: task.agent.clone(),
-                            workspace: String::new(),
-                            strategy: String::new(),
-                        },
-                    );
-                }
-                let runner = self.runner;
-                let kill_grace = self.options.kill_grace;
-                pending.push(Box::pin(async move {
-                    let fut = runner.run(task, attempt, ctx);
-                    tokio::pin!(fut);
-                    let outcome = match deadline {
-                        Some(deadline) => {
-                            tokio::select! {
-                                outcome = &mut fut => outcome,
-                                () = tokio::time::sleep_until(deadline) => {
-                                    cancel_token.cancel();
-                                    let mut outcome = stop(&mut fut, &kill_token, kill_grace).await;
-                                    outcome.status = TaskStatus::TimedOut;
-                                    outcome
-                                }
-                            }
-                        }
-                        None => fut.await,
-                    };
-                    Msg::Finished {
-                        task: i,
-                        outcome,
-                        started,
-                    }
-                }));
-            }
-
-            if pending.is_empty() {
-                break;
-            }
-
-            let msg = tokio::select! {
-                msg = pending.next() => msg,
-                () = cancel.graceful.cancelled(), if !cancelled => {
-                    stopping.get_or_insert_with(|| "the run was cancelled".into());
-                    cancelled = true;
-                    stop_starts.cancel();
-                    kill_timer = Some(Box::pin(tokio::time::sleep(self.options.kill_grace)));
-                    continue;
-                }
-                () = async { if let Some(t) = kill_timer.as_mut() { t.await } }, if kill_timer.is_some() => {
-                    cancel.kill.cancel();
-                    kill_timer = None;
-                    continue;
-                }
-            };
-            let Some(msg) = msg else { break };
-            match msg {
-                Msg::RetryDue { task: i } => {
-                    // The slot it kept is handed to its retry, which starts first.
-                    running -= 1;
-                    pool_running[pool_of[i]] -= 1;
-                    if stopping.is_some() {
-                        continue;
-                    }
-                    state[i] = State::Ready;
-                    due.push_back(i);
-                }
-                Msg::Finished {
-                    task: i,
-                    mut outcome,
-                    started,
-                } => {
-                    running -= 1;
-                    pool_running[pool_of[i]] -= 1;
-                    let task = &plan.tasks[i];
-                    if cancel.is_cancelled() && outcome.status != TaskStatus::Succeeded {
-                        outcome.status = TaskStatus::Cancelled;
-                    }
-                    let duration_ms =
-                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let attempt = reports[i].attempts;
-                    let retry = outcome.status != TaskStatus::Succeeded
-                        && stopping.is_none()
-                        && attempt - first_attempt[i] <= task.retries
-                        && should_retry(&task.retry_on, &outcome);
-                    self.publish(
-                        &task.id,
-                        EventKind::TaskFinished {
-                            status: outcome.status,
-                            exit_code: outcome.exit_code,
-                            duration_ms,
-                            files_changed: outcome.files_changed.clone(),
-                            reason: (outcome.status != TaskStatus::Succeeded)
-                                .then(|| outcome.describe()),
-                        },
-                    );
-                    if retry {
-                        let exp = self
-                            .options
-                            .backoff_base
-                            .saturating_mul(1u32 << (attempt - 1).min(20))
-                            .min(self.options.backoff_max);
-                        let delay = if self.options.jitter {
-                            exp.mul_f64(jitter_factor((i as u64) << 32 | u64::from(attempt)))
-                        } else {
-                            exp
-                        };
-                        self.publish(
-                            &task.id,
-                            EventKind::TaskRetrying {
-                                attempt: attempt + 1,
-                                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                                reason: outcome.describe(),
-                            },
-                        );
-                        // It keeps its slot through the back-off (see `due`).
-                        running += 1;
-                        pool_running[pool_of[i]] += 1;
-                        state[i] = State::Backoff;
-                        reports[i].outcome = Some(outcome);
-                        let stop = stop_starts.clone();
-                        pending.push(Box::pin(async move {
-                            tokio::select! {
-                                () = tokio::time::sleep(delay) => {}
-                                () = stop.cancelled() => {}
-                            }
-                            Msg::RetryDue { task: i }
-                        }));
-                        continue;
-                    }
-                    state[i] = State::Done;
-                    done += 1;
-                    self.runner.task_ended(&task.id);
-                    reports[i].status = outcome.status;
-                    if outcome.status != TaskStatus::Succeeded {
-                        reports[i].reason = Some(outcome.describe());
-                    }
-                    reports[i].outcome = Some(outcome.clone());
-                    if outcome.status == TaskStatus::Succeeded {
-                        for &t in &dependents[i] {
-                            if let State::Pending(k) = state[t] {
-                                state[t] = if k == 1 {
-                                    State::Ready
-                                } else {
-                                    State::Pending(k - 1)
-                                };
-                                if k == 1 {
-                                    ready[pool_of[t]].push(Ready {
-                                        priority: priority[t],
-                                        earlier: std::cmp::Reverse(t),
-                                    });
-                                }
-                            }
-                        }
-                    } else if !cancelled {
-                        // Everything downstream is skipped, with the reason. (On a cancelled
-                        // run, what never started is reported as cancelled at the end.)
-                        let mut stack = dependents[i].clone();
-                        while let Some(t) = stack.pop() {
-                            if matches!(state[t], State::Pending(_)) {
-                                state[t] = State::Done;
-                                done += 1;
-                                reports[t].status = TaskStatus::Skipped;
-                                reports[t].reason = Some(format!(
-                                    "skipped because `{}` {}",
-                                    task.id,
-                                    if outcome.status == TaskStatus::Skipped {
-                                        "was skipped"
-                                    } else {
-                                        "did not succeed"
-                                    }
-                                ));
-                                self.publish(
-                                    &plan.tasks[t].id,
-                                    EventKind::TaskFinished {
-                                        status: TaskStatus::Skipped,
-                                        exit_code: None,
-                                        duration_ms: 0,
-                                        files_changed: Vec::new(),
-                                        reason: reports[t].reason.clone(),
-                                    },
-                                );
-                                stack.extend(dependents[t].iter().copied());
-                            }
-                        }
-                        if plan.on_failure == OnFailure::FailFast
-                            && stopping.is_none()
-                            && outcome.status != TaskStatus::Cancelled
-                        {
-                            stopping = Some(format!(
-                                "not started: fail_fast stopped new starts after `{}` failed",
-                                task.id
-                            ));
-                            stop_starts.cancel();
-                        }
-                    }
-                }
-            }
-        }
-
-        // Whatever never ran (cancelled, or stopped by fail_fast) is reported as such.
-        let reason = stopping.unwrap_or_else(|| "not started".into());
-        for i in 0..n {
-            if state[i] != State::Done {
-                if reports[i].attempts > 0 {
-                    self.runner.task_ended(&plan.tasks[i].id);
-                }
-                // A task waiting for its retry keeps the status of the attempt it made.
-                let status = match (&reports[i].outcome, cancelled) {
-                    (_, true) => TaskStatus::Cancelled,
-                    (Some(last), false) => last.status,
-                    (None, false) => TaskStatus::Skipped,
-                };
-                reports[i].status = status;
-                let why = match &reports[i].outcome {
-                    Some(last) => format!("{}; no retry: {reason}", last.describe()),
-                    None => reason.clone(),
-                };
-                reports[i].reason.get_or_insert(why);
-                self.publish(
-                    &plan.tasks[i].id,
-                    EventKind::TaskFinished {
-                        status,
-                        exit_code: None,
-                        duration_ms: 0,
-                        files_changed: Vec::new(),
-                        reason: reports[i].reason.clone(),
-                    },
-                );
-                done += 1;
-            }
-        }
-        debug_assert_eq!(done, n);
-        ScheduleReport {
-            tasks: reports,
-            cancelled,
         }
     }
+
+    /// Publishes `task_queued` for task `i` unless it ended already, and readies it when it
+    /// waits for nothing.
+    fn queue(&self, run: &mut Run<'p>, i: usize) {
+        if run.state[i] == State::Done {
+            return;
+        }
+        let task = &run.tasks[i];
+        self.publish(
+            &task.id,
+            EventKind::TaskQueued {
+                after: task.after.clone(),
+                estimate_ms: task.estimate.map(millis),
+            },
+        );
+        if run.state[i] == State::Pending(0) {
+            run.make_ready(i);
+        }
+    }
+
+    /// The one place where a task that did not succeed takes its dependents with it: every
+    /// task downstream of `failed` that has not started is skipped, once, with a reason naming
+    /// `failed`.
+    fn skip_dependents(&self, run: &mut Run<'p>, failed: usize) {
+        let reason = format!(
+            "skipped because `{}` {}",
+            run.tasks[failed].id,
+            if run.reports[failed].status == TaskStatus::Skipped {
+                "was skipped"
+            } else {
+                "did not succeed"
+            }
+        );
+        let mut stack = run.dependents[failed].clone();
+        while let Some(t) = stack.pop() {
+            if !matches!(run.state[t], State::Pending(_)) {
+                continue;
+            }
+            run.state[t] = State::Done;
+            run.done += 1;
+            run.reports[t].status = TaskStatus::Skipped;
+            run.reports[t].reason = Some(reason.clone());
+            self.publish(
+                &run.tasks[t].id,
+                EventKind::TaskFinished {
+                    status: TaskStatus::Skipped,
+                    exit_code: None,
+                    duration_ms: 0,
+                    files_changed: Vec::new(),
+                    reason: Some(reason.clone()),
+                },
+            );
+            stack.extend(run.dependents[t].iter().copied());
+        }
+    }
+
+    /// Starts what may start: retries that are due first, then the best ready tasks, while
+    /// there is room and starts have not stopped.
+    fn start_ready(
+        &self,
+        run: &mut Run<'p>,
+        pending: &mut FuturesUnordered<Pending<'p>>,
+        cancel: &CancelHandle,
+    ) {
+        while run.stopping.is_none() && run.slots.has_room() {
+            let Some(i) = run.due.pop_front().or_else(|| run.slots.pop_ready()) else {
+                break;
+            };
+            pending.push(self.start(run, i, cancel));
+        }
+    }
+
+    /// Starts the next attempt of task `i`; the future ends with its outcome, after the
+    /// task's timeout if it has one.
+    fn start(&self, run: &mut Run<'p>, i: usize, cancel: &CancelHandle) -> Pending<'p> {
+        run.state[i] = State::Running;
+        run.slots.take(run.pool_of[i]);
+        run.reports[i].attempts += 1;
+        let attempt = run.reports[i].attempts;
+        let task = run.tasks[i].clone();
+        let cancel_token = cancel.graceful.child_token();
+        let kill_token = cancel.kill.child_token();
+        let started = Instant::now();
+        let deadline = task.timeout.map(|t| started + t);
+        let ctx = AttemptContext {
+            task: task.id.clone(),
+            attempt,
+            cancel: cancel_token.clone(),
+            kill: kill_token.clone(),
+            deadline,
+            events: self.events.clone(),
+        };
+        if !self.runner.reports_start() {
+            self.publish(
+                &task.id,
+                EventKind::TaskStarted {
+                    attempt,
+                    agent: task.agent.clone(),
+                    workspace: String::new(),
+                    strategy: String::new(),
+                },
+            );
+        }
+        let runner = self.runner;
+        let kill_grace = self.options.kill_grace;
+        Box::pin(async move {
+            let fut = runner.run(&task, attempt, ctx);
+            tokio::pin!(fut);
+            let outcome = match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        outcome = &mut fut => outcome,
+                        () = tokio::time::sleep_until(deadline) => {
+                            cancel_token.cancel();
+                            let mut outcome = stop(&mut fut, &kill_token, kill_grace).await;
+                            outcome.status = TaskStatus::TimedOut;
+                            outcome
+                        }
+                    }
+                }
+                None => fut.await,
+            };
+            Msg::Finished {
+                task: i,
+                outcome,
+                started,
+            }
+        })
+    }
+
+    /// A retry's back-off is over: the slot it kept is handed to it, and it starts first.
+    fn retry_due(run: &mut Run<'p>, i: usize) {
+        run.slots.release(run.pool_of[i]);
+        if run.stopping.is_some() {
+            return;
+        }
+        run.state[i] = State::Ready;
+        run.due.push_back(i);
+    }
+
+    /// An attempt of task `i` ended: it is retried, or the task ends.
+    fn finished(
+        &self,
+        run: &mut Run<'p>,
+        pending: &mut FuturesUnordered<Pending<'p>>,
+        i: usize,
+        mut outcome: TaskOutcome,
+        started: Instant,
+        cancel: &CancelHandle,
+    ) {
+        run.slots.release(run.pool_of[i]);
+        let task = run.tasks[i].clone();
+        if cancel.is_cancelled() && outcome.status != TaskStatus::Succeeded {
+            outcome.status = TaskStatus::Cancelled;
+        }
+        let attempt = run.reports[i].attempts;
+        let retry = outcome.status != TaskStatus::Succeeded
+            && run.stopping.is_none()
+            && attempt - run.first_attempt[i] <= task.retries
+            && should_retry(&task.retry_on, &outcome);
+        self.publish(
+            &task.id,
+            EventKind::TaskFinished {
+                status: outcome.status,
+                exit_code: outcome.exit_code,
+                duration_ms: millis(started.elapsed()),
+                files_changed: outcome.files_changed.clone(),
+                reason: (outcome.status != TaskStatus::Succeeded).then(|| outcome.describe()),
+            },
+        );
+        if retry {
+            pending.push(self.back_off(run, i, outcome));
+        } else {
+            self.end(run, i, outcome);
+        }
+    }
+
+    /// Task `i` will be tried again after a delay; it keeps its slot meanwhile (see
+    /// [`Run::due`]).
+    fn back_off(&self, run: &mut Run<'p>, i: usize, outcome: TaskOutcome) -> Pending<'p> {
+        let attempt = run.reports[i].attempts;
+        let exp = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.options.backoff_max);
+        let delay = if self.options.jitter {
+            exp.mul_f64(jitter_factor((i as u64) << 32 | u64::from(attempt)))
+        } else {
+            exp
+        };
+        self.publish(
+            &run.tasks[i].id,
+            EventKind::TaskRetrying {
+                attempt: attempt + 1,
+                delay_ms: millis(delay),
+                reason: outcome.describe(),
+            },
+        );
+        run.slots.take(run.pool_of[i]);
+        run.state[i] = State::Backoff;
+        run.reports[i].outcome = Some(outcome);
+        let stop = run.stop_starts.clone();
+        Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => {}
+            }
+            Msg::RetryDue { task: i }
+        })
+    }
+
+    /// Task `i` ended for good: its dependents start, or are skipped.
+    fn end(&self, run: &mut Run<'p>, i: usize, outcome: TaskOutcome) {
+        run.state[i] = State::Done;
+        run.done += 1;
+        self.runner.task_ended(&run.tasks[i].id);
+        let status = outcome.status;
+        run.reports[i].status = status;
+        if status != TaskStatus::Succeeded {
+            run.reports[i].reason = Some(outcome.describe());
+        }
+        run.reports[i].outcome = Some(outcome);
+        if status == TaskStatus::Succeeded {
+            run.release_dependents(i);
+            return;
+        }
+        // On a cancelled run, what never started is reported as cancelled at the end.
+        if run.cancelled {
+            return;
+        }
+        self.skip_dependents(run, i);
+        if self.plan.on_failure == OnFailure::FailFast
+            && run.stopping.is_none()
+            && status != TaskStatus::Cancelled
+        {
+            run.stopping = Some(format!(
+                "not started: fail_fast stopped new starts after `{}` failed",
+                run.tasks[i].id
+            ));
+            run.stop_starts.cancel();
+        }
+    }
+
+    /// A task added while the run is under way (see [`Scheduler::intake`]).
+    fn add(&self, run: &mut Run<'p>, task: Task) {
+        if run.position(&task.id).is_some() {
+            let _ = self.events.publish(
+                None,
+                EventKind::RunWarning {
+                    message: format!(
+                        "the task `{}` added to the run was refused: the run already has a task with this id",
+                        task.id
+                    ),
+                },
+            );
+            return;
+        }
+        let i = run.tasks.len();
+        let deps: Vec<Option<usize>> = task.after.iter().map(|d| run.position(d)).collect();
+        let unknown = task
+            .after
+            .iter()
+            .zip(&deps)
+            .find(|(_, d)| d.is_none())
+            .map(|(id, _)| id.clone());
+        let mut waiting = 0;
+        let mut failed = None;
+        for &d in deps.iter().flatten() {
+            match run.state[d] {
+                State::Done if run.reports[d].status == TaskStatus::Succeeded => {}
+                State::Done => {
+                    failed.get_or_insert(d);
+                    run.dependents[d].push(i);
+                }
+                _ => {
+                    waiting += 1;
+                    run.dependents[d].push(i);
+                }
+            }
+        }
+        run.state
+            .push(State::Pending(waiting + usize::from(failed.is_some())));
+        run.dependents.push(Vec::new());
+        run.priority
+            .push(task.estimate.map_or(1, |d| millis(d).max(1)));
+        run.pool_of.push(run.slots.pool_of(&task));
+        run.reports.push(TaskReport {
+            id: task.id.clone(),
+            status: TaskStatus::Skipped,
+            attempts: 0,
+            reason: None,
+            outcome: None,
+        });
+        run.first_attempt.push(0);
+        run.tasks.push(TaskRef::Added(Arc::new(task)));
+        self.queue(run, i);
+        if let Some(missing) = unknown {
+            let reason =
+                format!("skipped: it runs after `{missing}`, which is not a task of this run");
+            run.state[i] = State::Done;
+            run.done += 1;
+            run.reports[i].reason = Some(reason.clone());
+            self.publish(
+                &run.tasks[i].id,
+                EventKind::TaskFinished {
+                    status: TaskStatus::Skipped,
+                    exit_code: None,
+                    duration_ms: 0,
+                    files_changed: Vec::new(),
+                    reason: Some(reason),
+                },
+            );
+        } else if let Some(d) = failed
+            && !run.cancelled
+        {
+            self.skip_dependents(run, d);
+        }
+    }
+
+    /// Closes the intake and adds what was sent before; whether anything was.
+    async fn drain(&self, run: &mut Run<'p>, mut rx: mpsc::Receiver<Task>) -> bool {
+        rx.close();
+        let mut added = false;
+        while let Some(task) = rx.recv().await {
+            self.add(run, task);
+            added = true;
+        }
+        added
+    }
+
+    /// Whatever never ran (cancelled, or stopped by `fail_fast`) is reported as such.
+    fn finish(&self, mut run: Run<'p>) -> ScheduleReport {
+        let reason = run.stopping.take().unwrap_or_else(|| "not started".into());
+        for i in 0..run.tasks.len() {
+            if run.state[i] == State::Done {
+                continue;
+            }
+            let report = &mut run.reports[i];
+            if report.attempts > 0 {
+                self.runner.task_ended(&report.id);
+            }
+            // A task waiting for its retry keeps the status of the attempt it made.
+            let status = match (&report.outcome, run.cancelled) {
+                (_, true) => TaskStatus::Cancelled,
+                (Some(last), false) => last.status,
+                (None, false) => TaskStatus::Skipped,
+            };
+            report.status = status;
+            let why = match &report.outcome {
+                Some(last) => format!("{}; no retry: {reason}", last.describe()),
+                None => reason.clone(),
+            };
+            report.reason.get_or_insert(why);
+            self.publish(
+                &report.id,
+                EventKind::TaskFinished {
+                    status,
+                    exit_code: None,
+                    duration_ms: 0,
+                    files_changed: Vec::new(),
+                    reason: report.reason.clone(),
+                },
+            );
+            run.done += 1;
+        }
+        debug_assert_eq!(run.done, run.tasks.len());
+        ScheduleReport {
+            tasks: run.reports,
+            cancelled: run.cancelled,
+        }
+    }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Waits for an attempt asked to stop; kills it if it takes longer than the grace.

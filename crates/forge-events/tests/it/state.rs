@@ -423,3 +423,45 @@ fn the_time_a_run_was_stopped_is_not_counted_and_interrupted_attempts_are_known(
         Some(jiff::Timestamp::from_second(1_800_000_100).unwrap())
     );
 }
+
+#[test]
+fn an_added_task_joins_the_table_and_the_total() {
+    let sink = VecSink::new(run_id());
+    sink.publish_run(EventKind::RunStarted {
+        plan: "p".into(),
+        plan_hash: "h".into(),
+        tasks: 1,
+        concurrency: 2,
+        base: "head".into(),
+    })
+    .unwrap();
+    sink.publish_task(
+        &task("late"),
+        EventKind::TaskAdded {
+            prompt: "more".into(),
+            agent: "sim".into(),
+            reads: vec![],
+            writes: vec!["docs/**".into()],
+            appends: vec![],
+            after: vec![task("first")],
+        },
+    )
+    .unwrap();
+    let mut state = RunState::new();
+    for e in sink.events() {
+        state.apply(&e);
+    }
+    let late = state.task("late").unwrap();
+    assert_eq!(late.status, TaskPhase::Queued);
+    assert_eq!(late.agent.as_deref(), Some("sim"));
+    assert_eq!(late.after, [task("first")]);
+    assert_eq!(state.plan.as_ref().unwrap().tasks, 2);
+    assert_eq!(state.counts.total, 2);
+    // The JSON form round-trips with its claims.
+    let json = sink.events()[1].to_json();
+    assert!(
+        json.contains(r#""type":"task_added""#) && json.contains(r#""writes":["docs/**"]"#),
+        "{json}"
+    );
+    assert_eq!(Event::from_json(&json).unwrap(), sink.events()[1]);
+}

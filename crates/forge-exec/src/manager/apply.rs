@@ -232,8 +232,8 @@ fn select_tasks(
     result: &crate::store::RunResult,
     selection: &TaskSelection,
 ) -> Result<Selected, ExecError> {
-    let copy = store.plan_copy(run);
-    let plan = Plan::load(&copy, &selection.plan_options)?;
+    // With the tasks `forge add` added to the run.
+    let plan = super::add::run_plan(store, run, &selection.plan_options)?;
     let by_id: std::collections::HashMap<&str, &crate::plan::Task> =
         plan.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut chosen = std::collections::BTreeSet::new();

@@ -30,6 +30,7 @@
 //! re-runs interrupted attempts from a fresh workspace, after stopping whatever the dead process
 //! left (agent processes, mounts, worktrees) and finishing or undoing a torn apply.
 
+pub mod add;
 mod apply;
 mod audit;
 mod bisect;
@@ -333,7 +334,7 @@ impl ExecutionManagerBuilder {
         let store = RunStore::new(&repo);
         let profiles = self.profiles.unwrap_or_else(Profiles::builtin);
         let resuming = self.resume.is_some();
-        let (run, plan) = match (self.resume, self.plan) {
+        let (run, mut plan) = match (self.resume, self.plan) {
             (Some(_), Some(_)) => {
                 return Err(ExecError::Config(
                     "give the builder either a plan (a new run) or a run to resume, not both"
@@ -410,6 +411,7 @@ impl ExecutionManagerBuilder {
                 Err(e) => return Err(e.into()),
             }
         };
+        add::extend_plan(&mut plan, &history, &journal)?;
         if let Some(request) = &self.retry {
             retry::check_request(&plan, &run, &history, request)?;
         }
@@ -769,12 +771,16 @@ impl ExecutionManager {
             }
             let runner = pipeline::PipelineRunner::new(shared.clone());
             let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
+            let mut took_added = false;
             let mut options = scheduler;
             let (sched, gate, bisect) = loop {
                 let sink: Arc<dyn EventSink> = events.clone();
+                let (added, intake) = add::intake(&shared);
                 let sched = Scheduler::new(&plan, &runner, sink, options.clone())
+                    .intake(added)
                     .run(&cancel)
                     .await;
+                took_added |= intake.finish().await;
                 let any_failed = sched
                     .tasks
                     .iter()
@@ -798,7 +804,8 @@ impl ExecutionManager {
                     rounds_used,
                     gate.as_ref(),
                     bisect.as_ref(),
-                );
+                )
+                .filter(|request| add::fix_round_allowed(&shared, took_added, request));
                 match next {
                     Some(request) if !cancel.is_cancelled() => {
                         rounds_used += 1;

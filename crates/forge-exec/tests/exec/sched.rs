@@ -661,3 +661,217 @@ async fn events_follow_each_task_through_its_states() {
         ]
     );
 }
+
+/// A random DAG where some tasks fail (no retries) and some already ended in an earlier,
+/// interrupted run (each only if every task it runs after succeeded there).
+#[derive(Debug, Clone)]
+struct FailingDag {
+    dag: Dag,
+    fail: Vec<bool>,
+    prior: Vec<bool>,
+}
+
+fn failing_dags() -> impl Strategy<Value = FailingDag> {
+    dags().prop_flat_map(|dag| {
+        let n = dag.deps.len();
+        (
+            Just(dag),
+            prop::collection::vec(prop::bool::weighted(0.25), n),
+            prop::collection::vec(prop::bool::weighted(0.3), n),
+        )
+            .prop_map(|(dag, fail, prior)| FailingDag { dag, fail, prior })
+    })
+}
+
+/// Whether `ancestor` is upstream of `task` (through `after`, transitively).
+fn upstream(deps: &[Vec<usize>], task: usize, ancestor: usize) -> bool {
+    let mut stack = deps[task].clone();
+    let mut seen = vec![false; deps.len()];
+    while let Some(d) = stack.pop() {
+        if d == ancestor {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[d], true) {
+            stack.extend(deps[d].iter().copied());
+        }
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// A task runs only after all its dependencies succeeded; a failed or skipped task's
+    /// transitive dependents are all skipped, exactly once, with a reason naming a task
+    /// upstream that did not succeed — in a new run and in a resumed one alike.
+    #[test]
+    fn failures_skip_every_dependent_exactly_once(case in failing_dags()) {
+        let FailingDag { dag, fail, prior } = case;
+        let n = dag.deps.len();
+        let name = |i: usize| format!("t{i}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let tasks: Vec<Task> = dag.deps.iter().enumerate().map(|(i, ds)| {
+            let after: Vec<String> = ds.iter().map(|d| name(*d)).collect();
+            let after: Vec<&str> = after.iter().map(String::as_str).collect();
+            task(&name(i), &after)
+        }).collect();
+        let plan = plan_of(tasks, dag.concurrency);
+        // The earlier run: tasks in index order (dependencies come first).
+        let mut prior_status: Vec<Option<TaskStatus>> = vec![None; n];
+        for i in 0..n {
+            let deps_ok = dag.deps[i].iter().all(|&d| prior_status[d] == Some(TaskStatus::Succeeded));
+            if prior[i] && deps_ok {
+                prior_status[i] = Some(if fail[i] { TaskStatus::Failed } else { TaskStatus::Succeeded });
+            }
+        }
+        let mut opts = fast();
+        opts.prior = (0..n).filter_map(|i| prior_status[i].map(|status| (
+            TaskId::new(name(i)).unwrap(),
+            PriorTask::Finished { status, reason: None },
+        ))).collect();
+        let runner = Recorder {
+            work: (0..n).map(|i| (name(i), Duration::from_millis(dag.work_ms[i]))).collect(),
+            fail: (0..n).filter(|&i| fail[i]).map(|i| (name(i), (1, 1))).collect(),
+            ..Recorder::default()
+        };
+        let events = sink();
+        let report = rt.block_on(Scheduler::new(&plan, &runner, events.clone(), opts).run(&CancelHandle::new()));
+        let status: Vec<TaskStatus> = report.tasks.iter().map(|t| t.status).collect();
+        let log = runner.log.lock().clone();
+        let ends: Vec<(String, TaskStatus, Option<String>)> = events.events().iter().filter_map(|e| match &e.kind {
+            EventKind::TaskFinished { status, reason, .. } => Some((e.task.as_ref().unwrap().to_string(), *status, reason.clone())),
+            _ => None,
+        }).collect();
+        for i in 0..n {
+            let started = log.iter().position(|(t, w, _)| *t == name(i) && *w == "start");
+            if let Some(start) = started {
+                prop_assert!(prior_status[i].is_none(), "t{i} ended before, yet ran again");
+                for &d in &dag.deps[i] {
+                    prop_assert_eq!(status[d], TaskStatus::Succeeded, "t{} ran though t{} did not succeed", i, d);
+                    if prior_status[d].is_none() {
+                        let end = log.iter().position(|(t, w, _)| *t == name(d) && *w == "end").unwrap();
+                        prop_assert!(end < start, "t{i} started before t{d} ended");
+                    }
+                }
+            }
+            // Every task downstream of one that did not succeed is skipped.
+            if status[i] != TaskStatus::Succeeded {
+                for t in 0..n {
+                    if upstream(&dag.deps, t, i) {
+                        prop_assert_eq!(status[t], TaskStatus::Skipped, "t{} is downstream of t{} ({:?})", t, i, status[i]);
+                        prop_assert!(!log.iter().any(|(id, _, _)| *id == name(t)), "t{t} ran");
+                    }
+                }
+            }
+            // Ended in this run: exactly one `task_finished` (no retries here); a skip names a
+            // task upstream that did not succeed.
+            let mine: Vec<&(String, TaskStatus, Option<String>)> = ends.iter().filter(|(t, _, _)| *t == name(i)).collect();
+            if prior_status[i].is_some() {
+                prop_assert!(mine.is_empty(), "t{i} ended before, yet ended again: {mine:?}");
+                continue;
+            }
+            prop_assert_eq!(mine.len(), 1, "t{}: {:?}", i, mine);
+            prop_assert_eq!(mine[0].1, status[i]);
+            if status[i] == TaskStatus::Skipped {
+                let reason = mine[0].2.clone().unwrap_or_default();
+                let named = reason.split('`').nth(1).unwrap_or_default();
+                let d: usize = named.trim_start_matches('t').parse().map_err(|_| TestCaseError::fail(format!("t{i}: {reason}")))?;
+                prop_assert!(upstream(&dag.deps, i, d), "t{i}: {reason} names no task upstream");
+                prop_assert!(status[d] != TaskStatus::Succeeded, "t{i}: {reason}, but t{d} succeeded");
+                prop_assert_eq!(report.tasks[i].reason.as_deref(), Some(reason.as_str()));
+            } else {
+                prop_assert_eq!(status[i], if fail[i] { TaskStatus::Failed } else { TaskStatus::Succeeded });
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_added_while_running_are_scheduled_after_their_dependencies() {
+    // `slow` runs while tasks are added: `late` runs after it, `free` runs at once, `orphan`
+    // runs after `broken`, which failed, and is skipped; a duplicate id is refused.
+    let plan = plan_of(vec![task("slow", &[]), task("broken", &[])], 4);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let runner = Recorder {
+        work: BTreeMap::from([
+            ("slow".to_owned(), Duration::from_secs(1)),
+            ("free".to_owned(), Duration::from_millis(10)),
+        ]),
+        fail: BTreeMap::from([("broken".to_owned(), (1, 1))]),
+        ..Recorder::default()
+    };
+    let events = sink();
+    let cancel = CancelHandle::new();
+    let scheduler = Scheduler::new(&plan, &runner, events.clone(), fast()).intake(rx);
+    let adder = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in [
+            task("late", &["slow"]),
+            task("free", &[]),
+            task("orphan", &["broken"]),
+            task("slow", &[]),
+        ] {
+            tx.send(t).await.unwrap();
+        }
+    };
+    let (report, ()) = tokio::join!(scheduler.run(&cancel), adder);
+    let status: Vec<(String, TaskStatus)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.id.to_string(), t.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("slow".into(), TaskStatus::Succeeded),
+            ("broken".into(), TaskStatus::Failed),
+            ("late".into(), TaskStatus::Succeeded),
+            ("free".into(), TaskStatus::Succeeded),
+            ("orphan".into(), TaskStatus::Skipped),
+        ]
+    );
+    assert_eq!(
+        report.tasks[4].reason.as_deref(),
+        Some("skipped because `broken` did not succeed")
+    );
+    let log = runner.log.lock().clone();
+    let at = |id: &str, what: &str| log.iter().position(|(t, w, _)| t == id && *w == what);
+    assert!(at("slow", "end") < at("late", "start"), "{log:?}");
+    assert!(at("free", "end") < at("slow", "end"), "{log:?}");
+    assert!(events.events().iter().any(|e| matches!(
+        &e.kind,
+        EventKind::RunWarning { message } if message.contains("`slow`") && message.contains("already has")
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_sent_as_the_run_ends_still_runs_and_later_sends_fail() {
+    // The sender reserves its slot while the last task runs and sends once it ended: the
+    // scheduler, finding nothing left, closes the intake but still takes the reserved send.
+    let plan = plan_of(vec![task("only", &[])], 1);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let runner = Recorder::default();
+    let cancel = CancelHandle::new();
+    let scheduler = Scheduler::new(&plan, &runner, sink(), fast()).intake(rx);
+    let adder = async {
+        let permit = tx.reserve().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        permit.send(task("last", &["only"]));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(task("too_late", &[])).await.is_err()
+    };
+    let (report, refused) = tokio::join!(scheduler.run(&cancel), adder);
+    assert!(refused, "a send after the run ended must fail");
+    let ids: Vec<(&str, TaskStatus)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.status))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("only", TaskStatus::Succeeded),
+            ("last", TaskStatus::Succeeded)
+        ]
+    );
+}
