@@ -396,8 +396,9 @@ async fn apply_scoped(
                 let fresh = Integration::new(Arc::new(base), blobs)
                     .with_strategies(super::merge_rules(&plan)?)
                     .with_audit_policy(plan.on_violation);
-                let (integration, (unresolved, _)) =
-                    super::resume::rebuild(fresh, &store2, &run2, &plan, &order)?;
+                let state = super::integrated::IntegrationState::new(fresh)
+                    .rebuild(&store2, &run2, &plan, &order)?;
+                let (unresolved, _) = state.conflicts();
                 if !unresolved.is_empty() {
                     return Err(ExecError::NotApplicable {
                         run: run2.to_string(),
@@ -411,7 +412,7 @@ async fn apply_scoped(
                         ),
                     });
                 }
-                integration
+                state.into_integration()
             }
         };
         same_repository(&store2, &run2, integration.base().repo())?;

@@ -295,7 +295,7 @@ pub(crate) async fn run_bisect(
     cancel: &CancelHandle,
     history: Option<&[Event]>,
 ) -> Result<GateBisect, ExecError> {
-    let order: Vec<(TaskId, u32)> = shared.integrated.lock().clone();
+    let order: Vec<(TaskId, u32)> = shared.integration.lock().integrated().to_vec();
     let tasks: Vec<TaskId> = order.iter().map(|(t, _)| t.clone()).collect();
     let known = history.map(|h| known_steps(h, &tasks)).unwrap_or_default();
     let concurrency = shared.plan.concurrency.max(1);
@@ -319,7 +319,8 @@ pub(crate) async fn run_bisect(
         }
         let rules = super::merge_rules(&shared.plan)?;
         let (base, blobs) = {
-            let integration = shared.integration.lock();
+            let state = shared.integration.lock();
+            let integration = state.integration();
             (integration.base().clone(), integration.store().clone())
         };
         let policy = shared.plan.on_violation;

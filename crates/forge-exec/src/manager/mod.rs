@@ -31,13 +31,15 @@
 //! left (agent processes, mounts, worktrees) and finishing or undoing a torn apply.
 
 mod apply;
+pub(crate) mod attempt;
 mod audit;
 mod bisect;
 mod budget;
-mod check;
+pub(crate) mod check;
 mod fix;
+mod integrated;
 mod layers;
-pub(crate) mod pipeline;
+mod pipeline;
 mod resume;
 mod retry;
 
@@ -52,6 +54,8 @@ use forge_events::{
 };
 use forge_locks::{LocalLockManager, LockManager};
 use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
+
+use self::integrated::IntegrationState;
 use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, StagerKind};
 use parking_lot::Mutex;
 
@@ -533,17 +537,15 @@ pub(crate) struct Shared {
     pub(crate) locks: Arc<dyn LockManager>,
     pub(crate) stager: Arc<dyn Stager>,
     pub(crate) blobs: BlobStore,
-    pub(crate) integration: Mutex<Integration>,
+    /// What the run has integrated: the tree, the attempts in it, the conflicts.
+    pub(crate) integration: Mutex<IntegrationState>,
     /// The integrated tree's latest snapshot (layers are kept until the run ends: workspaces
     /// stand on them).
     pub(crate) snapshots: Mutex<layers::Snapshots>,
     pub(crate) events: Arc<Fanout>,
     pub(crate) process: ProcessOptions,
+    /// Each task's place in the plan: its order key in the integration.
     pub(crate) order: HashMap<TaskId, u64>,
-    /// Unresolved conflicts, and how many were settled.
-    pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
-    /// Integrated (task, attempt), in order.
-    pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
     /// The locks of tasks whose attempt failed, kept until their retry starts (or they end).
     pub(crate) kept_locks: Mutex<HashMap<TaskId, forge_locks::LockSet>>,
     /// Turns for the file-system-heavy steps (staging a workspace, capturing its changes): at
@@ -558,10 +560,8 @@ pub(crate) struct Shared {
     pub(crate) prices: Prices,
     /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
     pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
-    /// Where attempts run: stage, agent, capture.
-    /// Where attempts run when not on this machine (a cluster); `None`: locally, by the
-    /// pipeline itself.
-    pub(crate) runner: Option<Arc<dyn AttemptRunner>>,
+    /// Where attempts' stage → agent → capture run: this machine or a cluster.
+    pub(crate) runner: Arc<dyn AttemptRunner>,
 }
 
 impl Shared {
@@ -640,16 +640,16 @@ impl ExecutionManager {
             }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
-            let runner: Option<Arc<dyn AttemptRunner>> = match runner {
-                RunnerConfig::Local => None,
-                RunnerConfig::Ray(config) => Some(Arc::new(
+            let runner: Arc<dyn AttemptRunner> = match runner {
+                RunnerConfig::Local => Arc::new(crate::runner::local::LocalRunner),
+                RunnerConfig::Ray(config) => Arc::new(
                     crate::runner::ray::RayRunner::start(
                         config,
                         BlobStore::open(store.objects_dir())?,
                         &run,
                     )
                     .await?,
-                )),
+                ),
             };
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
@@ -704,20 +704,16 @@ impl ExecutionManager {
                 }
             };
             let rules = merge_rules(&plan)?;
-            let mut integration = Integration::new(base.clone(), blobs.clone())
-                .with_strategies(rules)
-                .with_audit_policy(plan.on_violation);
-            let mut conflicts = (Vec::new(), 0usize);
-            let mut integrated = Vec::new();
+            let mut integration = IntegrationState::new(
+                Integration::new(base.clone(), blobs.clone())
+                    .with_strategies(rules)
+                    .with_audit_policy(plan.on_violation),
+            );
             if let Some(prior) = &prior {
                 let (store2, run2, order) = (store.clone(), run.clone(), prior.integrated.clone());
                 let plan2 = plan.clone();
-                let (rebuilt, c) =
-                    blocking(move || resume::rebuild(integration, &store2, &run2, &plan2, &order))
-                        .await??;
-                integration = rebuilt;
-                conflicts = c;
-                integrated.clone_from(&prior.integrated);
+                integration =
+                    blocking(move || integration.rebuild(&store2, &run2, &plan2, &order)).await??;
                 scheduler.prior = prior.tasks.clone();
             }
             let shared = Arc::new(Shared {
@@ -738,8 +734,6 @@ impl ExecutionManager {
                     .enumerate()
                     .map(|(i, t)| (t.id.clone(), i as u64))
                     .collect(),
-                conflicts: Mutex::new(conflicts),
-                integrated: Mutex::new(integrated),
                 kept_locks: Mutex::new(HashMap::new()),
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
@@ -764,7 +758,7 @@ impl ExecutionManager {
                     .map_err(|e| ExecError::Store(format!("the plan preview failed: {e}")))?;
                 events.publish_run(EventKind::PlanPreview { preview })?;
             }
-            let runner = pipeline::PipelineRunner::new(shared.clone());
+            let runner = attempt::PipelineRunner::new(shared.clone());
             let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
             let mut options = scheduler;
             let (sched, gate, bisect) = loop {
@@ -807,10 +801,11 @@ impl ExecutionManager {
                     _ => break (sched, gate, bisect),
                 }
             };
-            let (unresolved, resolved) = shared.conflicts.lock().clone();
+            let (unresolved, resolved) = shared.integration.lock().conflicts();
             let files_changed: Vec<String> = shared
                 .integration
                 .lock()
+                .integration()
                 .delta()
                 .paths()
                 .map(|p| p.as_str().to_owned())
@@ -852,7 +847,7 @@ impl ExecutionManager {
                     .map(|t| t.id.clone())
                     .collect(),
                 conflicts: report.conflicts.clone(),
-                integrated: shared.integrated.lock().clone(),
+                integrated: shared.integration.lock().integrated().to_vec(),
                 bisect: report.bisect.clone(),
             };
             write_json(&store.result_path(&run), &result)?;
