@@ -26,7 +26,7 @@ pub(crate) mod stage;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use forge_events::{EventKind, TaskId, TaskStatus};
+use forge_events::{TaskId, TaskStatus};
 use forge_locks::LockSet;
 use forge_staging::{ChangeSet, Snapshot, Workspace};
 
@@ -143,19 +143,10 @@ impl Attempt {
 
     /// Publishes `task_started` the first time the attempt has a workspace (wherever a runner
     /// made it: `strategy` names how).
-    pub(crate) fn announce(&mut self, shared: &Shared, workspace: String, strategy: &str) {
-        if std::mem::replace(&mut self.started, true) {
-            return;
+    pub(crate) fn announce(&mut self, workspace: &str, strategy: &str) {
+        if !std::mem::replace(&mut self.started, true) {
+            self.ctx.started(&self.task.agent, workspace, strategy);
         }
-        shared.publish(
-            &self.task.id,
-            EventKind::TaskStarted {
-                attempt: self.number,
-                agent: self.task.agent.clone(),
-                workspace,
-                strategy: strategy.to_owned(),
-            },
-        );
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) async fn stage(shared: &Shared, mut a: Attempt) -> Attempt {
         Ok(()) => {
             if let Some(ws) = &a.workspace {
                 let (path, kind) = (ws.path().display().to_string(), ws.kind().name());
-                a.announce(shared, path, kind);
+                a.announce(&path, kind);
             }
             a
         }

@@ -358,7 +358,7 @@ impl RayRunner {
             tree,
         };
         let mut inbox = self.channel.open(&key, order);
-        a.announce(shared, format!("ray:{id}"), "ray");
+        a.announce(&format!("ray:{id}"), "ray");
         let task = &a.task;
         if let Err(e) = self.submit(&id, &key, a).await {
             self.channel.close(&key);
