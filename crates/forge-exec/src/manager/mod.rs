@@ -6,7 +6,9 @@
 //! run():   run_started; for a new run, plan_preview (the plan's lock analysis and time
 //!          estimate, [`crate::plan::preview`], with durations from the repository's earlier runs)
 //!          capture the base snapshot once
-//!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt:
+//!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt,
+//!          one value through one module per step (`attempt`; steps 2-4 are the runner's:
+//!          [`crate::runner`], this machine or a cluster):
 //!            1 locks    acquire the task's claims (all or nothing; `task_waiting_locks` names
 //!                       who is in the way)
 //!            2 stage    a workspace from the integrated tree at that moment (base + everything
@@ -16,7 +18,8 @@
 //!            4 capture  the ChangeSet; audit it against the write and append claims
 //!            5 persist  blobs synced and changes.json written before anything is integrated
 //!            6 merge    integrate it (`agent` conflicts re-run the task on top, `[merge]
-//!                       reruns` times); then release the locks and dispose the workspace
+//!                       reruns` times) into the run's one integration state
+//!                       (`integrated`); then release the locks
 //!          the gate in a workspace staged from the integrated tree
 //!          result.json + integration.json; apply if asked ([`ApplyMode`]); run_finished
 //! ```

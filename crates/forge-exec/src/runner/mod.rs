@@ -6,7 +6,7 @@
 //! verified [`forge_staging::ChangeSet`] (or the reason there is none) comes back, which the
 //! pipeline then persists before the task is recorded as finished, whatever ran it.
 //!
-//! - [`local`] (the default): this machine, in a workspace of the run's stager, with per-task
+//! - `local` (the default): this machine, in a workspace of the run's stager, with per-task
 //!   checks and session resume.
 //! - [`ray`]: a node of a Ray cluster, through Ray's HTTP job API; `forge attempt` (the
 //!   [`node`] module) runs the attempt there and talks back over the run's data channel.
