@@ -63,7 +63,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     let stager: Box<dyn Stager> = StagerKind::Auto.build(&config, &base)?;
     println!(
         "== bisect_ms: {tasks} tasks, culprit #{culprit}, a 1 s gate, {} workspaces",
-        stager.kind().name()
+        stager.strategy()
     );
 
     // Each task's ChangeSet, captured from a real workspace.

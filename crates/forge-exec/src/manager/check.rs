@@ -50,7 +50,7 @@ pub(crate) async fn run_checks(
     task: &Task,
     attempt: u32,
     round: u32,
-    ws: &Workspace,
+    ws: &dyn Workspace,
     ctx: &AttemptContext,
 ) -> Result<CheckOutcome, ExecError> {
     let dir = shared

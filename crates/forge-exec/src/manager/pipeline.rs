@@ -449,7 +449,7 @@ async fn attempt_task(
             };
             let name = format!("{}-{attempt}{suffix}", task.id);
             let stager = shared.stager.clone();
-            let ws: Workspace = {
+            let ws: Box<dyn Workspace> = {
                 let _turn = shared.heavy.acquire().await;
                 blocking(move || stager.stage(&snapshot, &name)).await??
             };
@@ -464,7 +464,7 @@ async fn attempt_task(
                         attempt,
                         agent: task.agent.clone(),
                         workspace: ws.path().display().to_string(),
-                        strategy: ws.kind().name().to_owned(),
+                        strategy: ws.strategy().to_owned(),
                     },
                 );
             }
@@ -640,7 +640,8 @@ async fn attempt_task(
             // Checks in the task's workspace; a failure goes back to the agent.
             if !task.check.is_empty() {
                 check_round += 1;
-                match super::check::run_checks(shared, task, attempt, check_round, &ws, ctx).await?
+                match super::check::run_checks(shared, task, attempt, check_round, &*ws, ctx)
+                    .await?
                 {
                     super::check::CheckOutcome::Passed => {}
                     super::check::CheckOutcome::Stopped => {
@@ -834,7 +835,7 @@ pub(crate) fn first_line(text: &str) -> &str {
 
 /// Removes a workspace off the async threads; a failure leaves it for `forge gc`. Not
 /// throttled: disposing frees what the next stages need.
-pub(crate) async fn dispose(ws: Workspace) {
+pub(crate) async fn dispose(ws: Box<dyn Workspace>) {
     let _ = blocking(move || ws.dispose()).await;
 }
 
@@ -876,7 +877,7 @@ pub(crate) async fn run_gate(
             command: command.clone(),
         });
         let ws2 = ws.clone();
-        let mut results = blocking(move || gate.run_in(&ws2)).await?;
+        let mut results = blocking(move || gate.run_in(&**ws2)).await?;
         let Some(result) = results.pop() else {
             continue;
         };
