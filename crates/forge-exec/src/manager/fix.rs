@@ -102,12 +102,7 @@ pub(crate) async fn start_round(
     let mut prior = super::resume::analyze(&shared.plan, &history);
     let (shared2, order) = (shared.clone(), prior.integrated.clone());
     let (integration, conflicts) = blocking(move || {
-        let fresh = {
-            let integration = shared2.integration.lock();
-            forge_merge::Integration::new(integration.base().clone(), integration.store().clone())
-                .with_strategies(super::merge_rules(&shared2.plan)?)
-                .with_audit_policy(shared2.plan.on_violation)
-        };
+        let fresh = shared2.integration.lock().empty();
         super::resume::rebuild(fresh, &shared2.store, &shared2.run, &shared2.plan, &order)
     })
     .await??;

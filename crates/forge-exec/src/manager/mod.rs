@@ -51,7 +51,7 @@ use forge_events::{
     TaskStatus,
 };
 use forge_locks::{LocalLockManager, LockManager};
-use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
+use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy, Merger};
 use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, StagerKind};
 use parking_lot::Mutex;
 
@@ -139,6 +139,10 @@ impl RunReport {
 /// Edits the stager's configuration before it is built.
 type ConfigEdit = Box<dyn FnOnce(&mut StagerConfig) + Send>;
 
+/// Makes the run's merger from the [`Integration`] Forge would use (over the run's base and
+/// store, with the plan's `[merge]` strategies and violation policy).
+type MergerFn = Arc<dyn Fn(Integration) -> Box<dyn Merger> + Send + Sync>;
+
 /// Where the stager comes from.
 enum StagerChoice {
     Kind(StagerKind),
@@ -162,6 +166,7 @@ pub struct ExecutionManagerBuilder {
     bus: BusOptions,
     runner: RunnerConfig,
     prices: Prices,
+    merger: Option<MergerFn>,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -186,6 +191,7 @@ impl Default for ExecutionManagerBuilder {
             bus: BusOptions::default(),
             runner: RunnerConfig::Local,
             prices: Prices::default(),
+            merger: None,
         }
     }
 }
@@ -311,6 +317,19 @@ impl ExecutionManagerBuilder {
         self
     }
 
+    /// The merge queue (default: [`Integration`]). The run's base is captured when the run
+    /// starts, so `make` is given the integration Forge would use (over that base and the
+    /// run's object store, with the plan's `[merge]` strategies and violation policy) and
+    /// returns the merger to use instead: a wrapper around it, or a merger of its own.
+    #[must_use]
+    pub fn merger(
+        mut self,
+        make: impl Fn(Integration) -> Box<dyn Merger> + Send + Sync + 'static,
+    ) -> Self {
+        self.merger = Some(Arc::new(make));
+        self
+    }
+
     /// Event bus settings.
     #[must_use]
     pub fn bus_options(mut self, options: BusOptions) -> Self {
@@ -429,6 +448,7 @@ impl ExecutionManagerBuilder {
             process: self.process,
             history: resuming.then_some(history),
             prices: self.prices,
+            merger: self.merger,
             retry: self.retry,
             runner: self.runner,
         })
@@ -480,6 +500,7 @@ pub struct ExecutionManager {
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
     prices: Prices,
+    merger: Option<MergerFn>,
     /// The task to retry, if this is a retry.
     retry: Option<RetryRequest>,
     runner: RunnerConfig,
@@ -533,7 +554,7 @@ pub(crate) struct Shared {
     pub(crate) locks: Arc<dyn LockManager>,
     pub(crate) stager: Arc<dyn Stager>,
     pub(crate) blobs: BlobStore,
-    pub(crate) integration: Mutex<Integration>,
+    pub(crate) integration: Mutex<Box<dyn Merger>>,
     /// The integrated tree's latest snapshot (layers are kept until the run ends: workspaces
     /// stand on them).
     pub(crate) snapshots: Mutex<layers::Snapshots>,
@@ -624,6 +645,7 @@ impl ExecutionManager {
             retry,
             runner,
             prices,
+            merger,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -704,9 +726,13 @@ impl ExecutionManager {
                 }
             };
             let rules = merge_rules(&plan)?;
-            let mut integration = Integration::new(base.clone(), blobs.clone())
+            let integration = Integration::new(base.clone(), blobs.clone())
                 .with_strategies(rules)
                 .with_audit_policy(plan.on_violation);
+            let mut integration: Box<dyn Merger> = match &merger {
+                Some(make) => make(integration),
+                None => Box::new(integration),
+            };
             let mut conflicts = (Vec::new(), 0usize);
             let mut integrated = Vec::new();
             if let Some(prior) = &prior {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use forge_events::{Event, EventKind, RunId, TaskId, TaskStatus};
-use forge_merge::{Conflict, Integration, IntegrationStatus};
+use forge_merge::{Conflict, IntegrationStatus, Merger};
 use forge_staging::ChangeSet;
 
 use crate::ExecError;
@@ -157,13 +157,13 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
 /// Integrates the persisted changesets of finished tasks again, in their original order: the
 /// same inputs in the same order give the same integrated tree. Returns it with the unresolved
 /// conflicts and the count of settled ones.
-pub(crate) fn rebuild(
-    mut integration: Integration,
+pub(crate) fn rebuild<M: Merger>(
+    mut integration: M,
     store: &RunStore,
     run: &RunId,
     plan: &Plan,
     order: &[(TaskId, u32)],
-) -> Result<(Integration, (Vec<Conflict>, usize)), ExecError> {
+) -> Result<(M, (Vec<Conflict>, usize)), ExecError> {
     let mut unresolved = Vec::new();
     let mut resolved = 0usize;
     let index = crate::plan::positions(plan.tasks.iter().map(|t| &t.id));
