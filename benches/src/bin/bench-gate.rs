@@ -22,7 +22,7 @@ use forge_benches::{Better, Report, Row, quick_from_args};
 use forge_events::TaskId;
 use forge_exec::CancelHandle;
 use forge_exec::manager::{BisectOptions, IntegratedChanges, bisect_gate};
-use forge_merge::{Gate, GateCommand, Integration};
+use forge_merge::{Gate, GateCommand, Integration, Merger};
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
 };
@@ -63,7 +63,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     let stager: Box<dyn Stager> = StagerKind::Auto.build(&config, &base)?;
     println!(
         "== bisect_ms: {tasks} tasks, culprit #{culprit}, a 1 s gate, {} workspaces",
-        stager.kind().name()
+        stager.strategy()
     );
 
     // Each task's ChangeSet, captured from a real workspace.
@@ -85,7 +85,8 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         commands: vec![GateCommand::new("sleep 1; ! grep -rq BROKEN src")],
         parallel: false,
     };
-    let new_integration = || Integration::new(Arc::clone(&base), store.clone());
+    let new_integration =
+        || -> Box<dyn Merger> { Box::new(Integration::new(Arc::clone(&base), store.clone())) };
 
     // Ours.
     let t = Instant::now();

@@ -333,7 +333,7 @@ async fn ask_planner(
     let status = Status::new(style, agent);
     status.show("reading the repository");
     let ws = stage(ctx, &store, scratch.path()).await?;
-    let result = converse(&profile, &ws, prompt, &prompt_file, &status).await;
+    let result = converse(&profile, &*ws, prompt, &prompt_file, &status).await;
     status.clear();
     let discarded = ws.changes().map_or(0, |c| c.paths().len());
     let _ = tokio::task::spawn_blocking(move || ws.dispose()).await;
@@ -376,7 +376,7 @@ async fn ask_planner(
 }
 
 /// A throwaway workspace staged from the repository's working tree.
-async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Workspace> {
+async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Box<dyn Workspace>> {
     let (repo, root, objects) = (ctx.repo.clone(), scratch.to_path_buf(), store.objects_dir());
     let ws = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let blobs = BlobStore::open(&objects).map_err(|e| e.to_string())?;
@@ -412,7 +412,7 @@ type Conversation = (
 /// Runs the planner in `ws` and reads what it prints to its end.
 async fn converse(
     profile: &Profile,
-    ws: &Workspace,
+    ws: &dyn Workspace,
     prompt: &str,
     prompt_file: &Path,
     status: &Status,

@@ -143,8 +143,10 @@ impl fmt::Display for RunStatus {
 /// One claim of a task, as plain data: the lock mode and the glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClaimRecord {
-    /// `reads`, `writes` or `appends`.
-    pub mode: String,
+    /// How the claim holds its paths, written as its plan key (`reads`, `writes` or
+    /// `appends`).
+    #[serde(with = "forge_types::plan_key")]
+    pub mode: forge_types::LockMode,
     /// The gitignore-style pattern, e.g. `src/api/**`.
     pub pattern: String,
 }

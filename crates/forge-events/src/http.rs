@@ -867,7 +867,7 @@ impl IntoResponse for ApiError {
             Self::Events(e) => {
                 let status = match e {
                     EventsError::UnknownRun { .. } => StatusCode::NOT_FOUND,
-                    EventsError::InvalidCursor { .. } | EventsError::InvalidId { .. } => {
+                    EventsError::InvalidCursor { .. } | EventsError::InvalidId(_) => {
                         StatusCode::BAD_REQUEST
                     }
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -964,7 +964,7 @@ async fn log_handler(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let (run, source) = app.locate(&id)?;
-    let task: TaskId = task.parse()?;
+    let task: TaskId = task.parse().map_err(EventsError::from)?;
     let attempt = number::<u32>("attempt", query.attempt.as_ref())?;
     let offset = number::<u64>("offset", query.offset.as_ref())?;
     let tail = number::<u64>("tail", query.tail.as_ref())?;

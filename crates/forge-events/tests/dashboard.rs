@@ -835,7 +835,7 @@ fn assert_stream_continued(before: &Value, after: &Value, published: u64) {
 
 fn claims(writes: &str) -> Vec<ClaimRecord> {
     vec![ClaimRecord {
-        mode: "writes".into(),
+        mode: forge_events::LockMode::Write,
         pattern: writes.into(),
     }]
 }

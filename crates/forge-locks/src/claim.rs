@@ -3,37 +3,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LockError, Pattern};
-
-/// How a claim holds its paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockMode {
-    /// Shared: any number of readers and appenders, no writer.
-    Read,
-    /// Exclusive: no other holder of an overlapping path.
-    Write,
-    /// Shared with readers and other appenders (files several tasks add to, like CHANGELOG.md);
-    /// their concurrent additions are merged afterwards.
-    Append,
-}
-
-impl LockMode {
-    /// Whether two holders in these modes may hold overlapping paths at the same time.
-    pub fn compatible_with(self, other: LockMode) -> bool {
-        !matches!(self, LockMode::Write) && !matches!(other, LockMode::Write)
-    }
-}
-
-impl fmt::Display for LockMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LockMode::Read => "read",
-            LockMode::Write => "write",
-            LockMode::Append => "append",
-        })
-    }
-}
+use crate::{LockError, LockMode, Pattern};
 
 /// A path pattern held in a mode: what a task declares with `reads`, `writes` or `appends`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -108,8 +108,9 @@ mod pattern;
 mod snapshot;
 
 pub use analysis::{ClaimOverlap, claim_overlaps};
-pub use claim::{Claim, LockMode, OwnerId};
+pub use claim::{Claim, OwnerId};
 pub use error::LockError;
+pub use forge_types::LockMode;
 pub use manager::{
     AcquireOptions, LocalLockManager, LockManager, LockSet, ReleaseSet, VictimPolicy,
 };

@@ -21,10 +21,30 @@ use crate::{
     StrategyFor, Violation,
 };
 
-/// Folds finished tasks' changes into an integrated tree: the merge queue's capability, so that
-/// forge-exec can be written against it and tests can swap it.
-pub trait Merger: Send {
-    /// Integrates the changes of `task` (see [`Integration::integrate_audited`]).
+/// Folds finished tasks' changes into an integrated tree, and hands that tree out: the merge
+/// queue's capability. forge-exec's pipeline holds one as `Box<dyn Merger>` and uses nothing
+/// else of it, so an embedder or a test can put its own in (or wrap [`Integration`], the
+/// implementation Forge uses).
+///
+/// Required are the state ([`Merger::base`], [`Merger::store`], [`Merger::version`],
+/// [`Merger::delta`]), the fold ([`Merger::integrate_audited`]), persistence
+/// ([`Merger::save`]) and a fresh start ([`Merger::empty`], for resume, fix rounds and gate
+/// bisection, which integrate again from the base).
+pub trait Merger: Send + Sync {
+    /// The run's base snapshot, which [`Merger::delta`] is relative to.
+    fn base(&self) -> &Arc<BaseSnapshot>;
+
+    /// The object store holding every content of the integrated tree.
+    fn store(&self) -> &BlobStore;
+
+    /// The integrated tree's version: 0 for the base, one more for each task that changed it.
+    fn version(&self) -> u64;
+
+    /// The integrated tree as changes against the base (what [`Snapshot::with_delta`] takes).
+    fn delta(&self) -> ChangeSet;
+
+    /// Integrates `changes`, made by `task` (at place `order` in task order), which were
+    /// audited with the result `violations` (see [`Integration::integrate_audited`]).
     fn integrate_audited(
         &mut self,
         task: &str,
@@ -33,8 +53,13 @@ pub trait Merger: Send {
         violations: Vec<Violation>,
     ) -> Result<IntegrationOutcome, MergeError>;
 
-    /// The integrated tree, as changes against the run's base.
-    fn integrated(&self) -> ChangeSet;
+    /// Saves the integrated tree to `path`, atomically, as a record [`Integration::open`] reads
+    /// (`forge apply` opens it after the run).
+    fn save(&self, path: &Path) -> Result<(), MergeError>;
+
+    /// An empty merger of the same kind and settings over the same base and store: the tree
+    /// at version 0.
+    fn empty(&self) -> Box<dyn Merger>;
 
     /// Integrates the changes of `task`, which passed the claim audit.
     fn integrate(
@@ -44,6 +69,57 @@ pub trait Merger: Send {
         order: u64,
     ) -> Result<IntegrationOutcome, MergeError> {
         self.integrate_audited(task, changes, order, Vec::new())
+    }
+
+    /// The integrated tree as a [`Snapshot`] (its delta layer built in the new directory
+    /// `layer_dir`), to stage a workspace from: a re-run, or the gate.
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        Ok(Snapshot::with_delta(
+            self.base().clone(),
+            &self.delta(),
+            self.store(),
+            layer_dir,
+        )?)
+    }
+}
+
+impl<M: Merger + ?Sized> Merger for Box<M> {
+    fn base(&self) -> &Arc<BaseSnapshot> {
+        (**self).base()
+    }
+
+    fn store(&self) -> &BlobStore {
+        (**self).store()
+    }
+
+    fn version(&self) -> u64 {
+        (**self).version()
+    }
+
+    fn delta(&self) -> ChangeSet {
+        (**self).delta()
+    }
+
+    fn integrate_audited(
+        &mut self,
+        task: &str,
+        changes: &ChangeSet,
+        order: u64,
+        violations: Vec<Violation>,
+    ) -> Result<IntegrationOutcome, MergeError> {
+        (**self).integrate_audited(task, changes, order, violations)
+    }
+
+    fn save(&self, path: &Path) -> Result<(), MergeError> {
+        (**self).save(path)
+    }
+
+    fn empty(&self) -> Box<dyn Merger> {
+        (**self).empty()
+    }
+
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        (**self).snapshot(layer_dir)
     }
 }
 
@@ -672,6 +748,22 @@ impl Integration {
 }
 
 impl Merger for Integration {
+    fn base(&self) -> &Arc<BaseSnapshot> {
+        Integration::base(self)
+    }
+
+    fn store(&self) -> &BlobStore {
+        Integration::store(self)
+    }
+
+    fn version(&self) -> u64 {
+        Integration::version(self)
+    }
+
+    fn delta(&self) -> ChangeSet {
+        Integration::delta(self)
+    }
+
     fn integrate_audited(
         &mut self,
         task: &str,
@@ -682,7 +774,23 @@ impl Merger for Integration {
         Integration::integrate_audited(self, task, changes, order, violations)
     }
 
-    fn integrated(&self) -> ChangeSet {
-        self.delta()
+    fn save(&self, path: &Path) -> Result<(), MergeError> {
+        Integration::save(self, path)
+    }
+
+    fn empty(&self) -> Box<dyn Merger> {
+        Box::new(Integration {
+            base: self.base.clone(),
+            store: self.store.clone(),
+            strategies: self.strategies.clone(),
+            resolver: self.resolver.clone(),
+            audit_policy: self.audit_policy,
+            driver_timeout: self.driver_timeout,
+            state: State::default(),
+        })
+    }
+
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        Integration::snapshot(self, layer_dir)
     }
 }

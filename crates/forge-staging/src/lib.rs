@@ -87,6 +87,7 @@
 //! ```
 
 mod base;
+mod build;
 mod changes;
 mod entry;
 mod error;
@@ -99,6 +100,7 @@ mod overlay;
 mod path;
 mod rules;
 mod scan;
+mod slot;
 mod snapshot;
 mod stager;
 mod store;
@@ -114,11 +116,13 @@ pub use fsutil::{relative_path, resolve_path, write_atomically};
 pub use gc::{GcReport, gc};
 pub use gitdir::USER_GIT_LINK;
 pub use manifest::Manifest;
-pub use overlay::{OverlayRoute, OverlayStager};
+pub use overlay::OverlayStager;
 pub use path::RepoPath;
 pub use snapshot::Snapshot;
-pub use stager::{DEFAULT_MAX_FILE_SIZE, ShareMode, SharedDir, Stager, StagerConfig, StagerKind};
+pub use stager::{
+    DEFAULT_MAX_FILE_SIZE, OverlayRoute, ShareMode, SharedDir, StagerConfig, StagerKind,
+};
 pub use store::BlobStore;
 pub use tree::{CopyStager, ReflinkStager};
-pub use workspace::Workspace;
+pub use workspace::{Stager, Workspace};
 pub use worktree::WorktreeStager;

@@ -105,13 +105,10 @@ pub(crate) fn unknown_kind() -> impl Strategy<Value = UnknownKind> {
 pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
     let claims = prop::collection::vec(
         (
-            prop::sample::select(vec!["reads", "writes", "appends"]),
+            prop::sample::select(forge_events::LockMode::ALL.to_vec()),
             "[a-z*/]{1,8}",
         )
-            .prop_map(|(mode, pattern)| ClaimRecord {
-                mode: mode.to_owned(),
-                pattern,
-            }),
+            .prop_map(|(mode, pattern)| ClaimRecord { mode, pattern }),
         0..3,
     );
     prop_oneof![

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use forge_events::{Event, EventKind, EventSink as _, TaskId};
-use forge_merge::{Gate, GateCommand, GateReport, Integration, IntegrationStatus};
+use forge_merge::{Gate, GateCommand, GateReport, IntegrationStatus, Merger};
 use forge_staging::{ChangeSet, Stager};
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +167,7 @@ pub fn first_failing<E: Send>(
 #[allow(clippy::too_many_arguments)] // the parts of a run a bisect needs, none optional
 pub fn bisect_gate(
     integrated: &[IntegratedChanges],
-    new_integration: &(dyn Fn() -> Integration + Sync),
+    new_integration: &(dyn Fn() -> Box<dyn Merger> + Sync),
     gate: &Gate,
     stager: &dyn Stager,
     layers: &Path,
@@ -232,7 +232,7 @@ pub fn bisect_gate(
 /// Gates the base with `prefix` integrated.
 fn gate_prefix(
     prefix: &[IntegratedChanges],
-    new_integration: &(dyn Fn() -> Integration + Sync),
+    new_integration: &(dyn Fn() -> Box<dyn Merger> + Sync),
     gate: &Gate,
     stager: &dyn Stager,
     layers: &Path,
@@ -317,18 +317,8 @@ pub(crate) async fn run_bisect(
                 changes: read_json(&path)?,
             });
         }
-        let rules = super::merge_rules(&shared.plan)?;
-        let (base, blobs) = {
-            let state = shared.integration.lock();
-            let integration = state.integration();
-            (integration.base().clone(), integration.store().clone())
-        };
-        let policy = shared.plan.on_violation;
-        let new_integration = move || {
-            Integration::new(base.clone(), blobs.clone())
-                .with_strategies(rules.clone())
-                .with_audit_policy(policy)
-        };
+        let template = shared.integration.lock().integration().empty();
+        let new_integration = move || template.empty();
         let gate = Gate {
             commands: shared
                 .plan

@@ -58,7 +58,7 @@ pub(crate) enum Checked {
 pub(crate) async fn round(shared: &Arc<Shared>, mut a: Attempt) -> Checked {
     a.check_round += 1;
     let ran = match &a.workspace {
-        Some(ws) => run_checks(shared, &a.task, a.number, a.check_round, ws, &a.ctx).await,
+        Some(ws) => run_checks(shared, &a.task, a.number, a.check_round, &**ws, &a.ctx).await,
         None => Err(ExecError::Store(format!(
             "attempt {} of `{}` has no workspace to check",
             a.number,
@@ -117,7 +117,7 @@ pub(crate) async fn run_checks(
     task: &Task,
     attempt: u32,
     round: u32,
-    ws: &Workspace,
+    ws: &dyn Workspace,
     ctx: &AttemptContext,
 ) -> Result<CheckOutcome, ExecError> {
     let dir = shared

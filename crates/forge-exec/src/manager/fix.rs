@@ -102,7 +102,7 @@ pub(crate) async fn start_round(
     let mut prior = super::resume::analyze(&shared.plan, &history);
     let (shared2, order) = (shared.clone(), std::mem::take(&mut prior.integrated));
     let integration = blocking(move || {
-        let fresh = shared2.integration.lock().empty(&shared2.plan)?;
+        let fresh = shared2.integration.lock().empty();
         fresh.rebuild(&shared2.store, &shared2.run, &shared2.plan, &order)
     })
     .await??;

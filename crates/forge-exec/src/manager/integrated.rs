@@ -7,16 +7,16 @@
 use std::path::Path;
 
 use forge_events::{RunId, TaskId};
-use forge_merge::{Conflict, Integration, IntegrationOutcome, IntegrationStatus, Violation};
+use forge_merge::{Conflict, IntegrationOutcome, IntegrationStatus, Merger, Violation};
 use forge_staging::ChangeSet;
 
 use crate::ExecError;
 use crate::plan::{Plan, Task};
 use crate::store::{RunStore, read_json};
 
-/// The run's integration and what it is made of.
-pub(crate) struct IntegrationState {
-    integration: Integration,
+/// The run's integration (the merge queue, `M`) and what it is made of.
+pub(crate) struct IntegrationState<M: Merger = Box<dyn Merger>> {
+    integration: M,
     /// (task, attempt) whose changes went in, in the order they did.
     integrated: Vec<(TaskId, u32)>,
     /// Conflicts no strategy settled (their paths keep the integrated tree's side).
@@ -43,9 +43,9 @@ impl Integrated {
     }
 }
 
-impl IntegrationState {
+impl<M: Merger> IntegrationState<M> {
     /// Nothing integrated yet into `integration`.
-    pub(crate) fn new(integration: Integration) -> Self {
+    pub(crate) fn new(integration: M) -> Self {
         Self {
             integration,
             integrated: Vec::new(),
@@ -55,12 +55,12 @@ impl IntegrationState {
     }
 
     /// The integrated tree.
-    pub(crate) fn integration(&self) -> &Integration {
+    pub(crate) fn integration(&self) -> &M {
         &self.integration
     }
 
     /// The integrated tree, without the record of how it was made.
-    pub(crate) fn into_integration(self) -> Integration {
+    pub(crate) fn into_integration(self) -> M {
         self.integration
     }
 
@@ -113,16 +113,9 @@ impl IntegrationState {
         self.unresolved.extend(conflicts.iter().cloned());
     }
 
-    /// The same base, strategies and audit policy with nothing integrated.
-    pub(crate) fn empty(&self, plan: &Plan) -> Result<Self, ExecError> {
-        Ok(Self::new(
-            Integration::new(
-                self.integration.base().clone(),
-                self.integration.store().clone(),
-            )
-            .with_strategies(super::merge_rules(plan)?)
-            .with_audit_policy(plan.on_violation),
-        ))
+    /// The same kind of merger, base, strategies and audit policy with nothing integrated.
+    pub(crate) fn empty(&self) -> IntegrationState {
+        IntegrationState::new(self.integration.empty())
     }
 
     /// Integrates the persisted changesets of finished attempts again, in their original order:

@@ -56,7 +56,7 @@ use forge_events::{
     TaskStatus,
 };
 use forge_locks::{LocalLockManager, LockManager};
-use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
+use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy, Merger};
 
 use self::integrated::IntegrationState;
 use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, StagerKind};
@@ -146,6 +146,10 @@ impl RunReport {
 /// Edits the stager's configuration before it is built.
 type ConfigEdit = Box<dyn FnOnce(&mut StagerConfig) + Send>;
 
+/// Makes the run's merger from the [`Integration`] Forge would use (over the run's base and
+/// store, with the plan's `[merge]` strategies and violation policy).
+type MergerFn = Arc<dyn Fn(Integration) -> Box<dyn Merger> + Send + Sync>;
+
 /// Where the stager comes from.
 enum StagerChoice {
     Kind(StagerKind),
@@ -169,6 +173,7 @@ pub struct ExecutionManagerBuilder {
     bus: BusOptions,
     runner: RunnerConfig,
     prices: Prices,
+    merger: Option<MergerFn>,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -193,6 +198,7 @@ impl Default for ExecutionManagerBuilder {
             bus: BusOptions::default(),
             runner: RunnerConfig::Local,
             prices: Prices::default(),
+            merger: None,
         }
     }
 }
@@ -318,6 +324,19 @@ impl ExecutionManagerBuilder {
         self
     }
 
+    /// The merge queue (default: [`Integration`]). The run's base is captured when the run
+    /// starts, so `make` is given the integration Forge would use (over that base and the
+    /// run's object store, with the plan's `[merge]` strategies and violation policy) and
+    /// returns the merger to use instead: a wrapper around it, or a merger of its own.
+    #[must_use]
+    pub fn merger(
+        mut self,
+        make: impl Fn(Integration) -> Box<dyn Merger> + Send + Sync + 'static,
+    ) -> Self {
+        self.merger = Some(Arc::new(make));
+        self
+    }
+
     /// Event bus settings.
     #[must_use]
     pub fn bus_options(mut self, options: BusOptions) -> Self {
@@ -436,6 +455,7 @@ impl ExecutionManagerBuilder {
             process: self.process,
             history: resuming.then_some(history),
             prices: self.prices,
+            merger: self.merger,
             retry: self.retry,
             runner: self.runner,
         })
@@ -487,6 +507,7 @@ pub struct ExecutionManager {
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
     prices: Prices,
+    merger: Option<MergerFn>,
     /// The task to retry, if this is a retry.
     retry: Option<RetryRequest>,
     runner: RunnerConfig,
@@ -627,6 +648,7 @@ impl ExecutionManager {
             retry,
             runner,
             prices,
+            merger,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -707,11 +729,13 @@ impl ExecutionManager {
                 }
             };
             let rules = merge_rules(&plan)?;
-            let mut integration = IntegrationState::new(
-                Integration::new(base.clone(), blobs.clone())
-                    .with_strategies(rules)
-                    .with_audit_policy(plan.on_violation),
-            );
+            let integration = Integration::new(base.clone(), blobs.clone())
+                .with_strategies(rules)
+                .with_audit_policy(plan.on_violation);
+            let mut integration = IntegrationState::new(match &merger {
+                Some(make) => make(integration),
+                None => Box::new(integration),
+            });
             if let Some(prior) = &prior {
                 let (store2, run2, order) = (store.clone(), run.clone(), prior.integrated.clone());
                 let plan2 = plan.clone();

@@ -56,7 +56,7 @@ pub(crate) async fn run_gate(
             command: command.clone(),
         });
         let ws2 = ws.clone();
-        let mut results = blocking(move || gate.run_in(&ws2)).await?;
+        let mut results = blocking(move || gate.run_in(&**ws2)).await?;
         let Some(result) = results.pop() else {
             continue;
         };

@@ -5,6 +5,7 @@
 mod agents;
 mod contain;
 mod manager;
+mod parts;
 mod preview;
 mod process;
 mod real_outputs;

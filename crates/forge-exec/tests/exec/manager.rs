@@ -131,7 +131,7 @@ fn leftover_processes(run: &RunId) -> Vec<u32> {
 }
 
 /// A toml string literal holding `text`.
-fn lit(text: &str) -> String {
+pub(crate) fn lit(text: &str) -> String {
     format!("'''\n{text}'''")
 }
 

@@ -217,7 +217,7 @@ impl Gate {
                     let ws = stager.stage(snapshot, &format!("{name}-{}", i + 1))?;
                     let results = &results;
                     handles.push(scope.spawn(move || {
-                        let report = run_one(&ws, command);
+                        let report = run_one(&*ws, command);
                         let _ = ws.dispose();
                         if let Ok(mut r) = results.lock() {
                             r.push((i, report));
@@ -234,7 +234,7 @@ impl Gate {
             results.into_iter().map(|(_, r)| r).collect()
         } else {
             let ws = stager.stage(snapshot, name)?;
-            let reports = self.run_in(&ws);
+            let reports = self.run_in(&*ws);
             ws.dispose()?;
             reports
         };
@@ -246,7 +246,7 @@ impl Gate {
 
     /// Runs the commands one after another in `workspace`, stopping at the first failure (the
     /// rest are reported as skipped).
-    pub fn run_in(&self, workspace: &Workspace) -> Vec<CommandReport> {
+    pub fn run_in(&self, workspace: &dyn Workspace) -> Vec<CommandReport> {
         let mut out = Vec::with_capacity(self.commands.len());
         let mut failed = false;
         for command in &self.commands {
@@ -275,7 +275,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Runs one command in `ws` and reports it.
-fn run_one(ws: &Workspace, command: &GateCommand) -> CommandReport {
+fn run_one(ws: &dyn Workspace, command: &GateCommand) -> CommandReport {
     let mut report = CommandReport {
         name: command.name.clone(),
         command: command.command.clone(),

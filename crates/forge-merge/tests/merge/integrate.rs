@@ -356,7 +356,13 @@ fn save_open_and_snapshot_for_a_workspace() {
     let again = Integration::open(&record, f.base.clone(), f.store.clone()).unwrap();
     assert_eq!(again.delta(), i.delta());
     assert_eq!(again.version(), 1);
-    assert_eq!(Merger::integrated(&again), i.delta());
+    // The same through the trait the pipeline holds; `empty` starts again from the base.
+    let boxed: Box<dyn Merger> = Box::new(again);
+    assert_eq!((boxed.version(), boxed.delta()), (1, i.delta()));
+    let mut empty = boxed.empty();
+    assert_eq!((empty.version(), empty.delta().len()), (0, 0));
+    empty.integrate("t", &t, 1).unwrap();
+    assert_eq!(empty.delta(), i.delta());
 
     let snapshot: Snapshot = i.snapshot(&f.run.join("layers/1")).unwrap();
     let stager = StagerKind::Copy

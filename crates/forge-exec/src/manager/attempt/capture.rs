@@ -31,7 +31,7 @@ pub(crate) async fn capture(shared: &Shared, mut a: Attempt) -> Attempt {
 /// The workspace's changes (on a heavy-work turn), then the workspace disposed of.
 pub(crate) async fn changes_and_dispose(
     shared: &Shared,
-    ws: Workspace,
+    ws: Box<dyn Workspace>,
 ) -> Result<ChangeSet, ExecError> {
     let turn = shared.heavy.acquire().await;
     let (ws, changes) = blocking(move || {
@@ -63,6 +63,6 @@ pub(crate) async fn release(mut a: Attempt) -> Attempt {
 
 /// Removes a workspace off the async threads; a failure leaves it for `forge gc`. Not
 /// throttled: disposing frees what the next stages need.
-pub(crate) async fn dispose(ws: Workspace) {
+pub(crate) async fn dispose(ws: Box<dyn Workspace>) {
     let _ = blocking(move || ws.dispose()).await;
 }

@@ -29,12 +29,7 @@ fn claim_records(claims: &[Claim]) -> Vec<ClaimRecord> {
     claims
         .iter()
         .map(|c| ClaimRecord {
-            mode: match c.mode {
-                forge_locks::LockMode::Read => "reads",
-                forge_locks::LockMode::Write => "writes",
-                forge_locks::LockMode::Append => "appends",
-            }
-            .to_owned(),
+            mode: c.mode,
             pattern: c.pattern.as_str().to_owned(),
         })
         .collect()

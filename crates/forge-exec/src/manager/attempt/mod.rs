@@ -66,7 +66,7 @@ pub(crate) struct Attempt {
     /// The tree this pass starts from: the integrated tree when it was staged.
     pub(crate) start: Option<Arc<Snapshot>>,
     /// The workspace, while the attempt runs on this machine.
-    pub(crate) workspace: Option<Workspace>,
+    pub(crate) workspace: Option<Box<dyn Workspace>>,
     /// What the agent changed against `start`, once captured.
     pub(crate) changes: Option<ChangeSet>,
     /// Whether `task_started` was published.

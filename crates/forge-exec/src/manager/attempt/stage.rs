@@ -13,8 +13,8 @@ pub(crate) async fn stage(shared: &Shared, mut a: Attempt) -> Attempt {
     match workspace(shared, &mut a).await {
         Ok(()) => {
             if let Some(ws) = &a.workspace {
-                let (path, kind) = (ws.path().display().to_string(), ws.kind().name());
-                a.announce(&path, kind);
+                let (path, kind) = (ws.path().display().to_string(), ws.strategy().to_owned());
+                a.announce(&path, &kind);
             }
             a
         }
