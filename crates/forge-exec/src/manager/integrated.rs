@@ -153,3 +153,127 @@ impl<M: Merger> IntegrationState<M> {
         Ok(self.integration.save(path)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use forge_merge::{Integration, Merger as _};
+    use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, ChangeSet, Entry, RepoPath};
+
+    use super::IntegrationState;
+    use crate::plan::{Plan, PlanFormat, PlanOptions};
+    use crate::store::{RunStore, write_json};
+
+    const PLAN: &str = r#"
+[defaults]
+agent = "sim"
+[merge]
+"CHANGELOG.md" = "fail"
+[[task]]
+id = "one"
+prompt = "p"
+appends = ["CHANGELOG.md"]
+[[task]]
+id = "two"
+prompt = "p"
+appends = ["CHANGELOG.md"]
+writes = ["a.txt"]
+[[task]]
+id = "idle"
+prompt = "p"
+writes = ["b.txt"]
+"#;
+
+    /// `text` as a change of `path` from its base entry, its blob in `blobs`.
+    fn edit(base: &BaseSnapshot, blobs: &BlobStore, path: &str, text: &str) -> ChangeSet {
+        let hash = blobs.write(text.as_bytes()).unwrap();
+        let after = Entry::file(hash, text.len() as u64, false);
+        let before = base.manifest().get(path).cloned();
+        let change = Change::between(before, Some(after)).unwrap();
+        std::iter::once((RepoPath::new(path).unwrap(), change)).collect()
+    }
+
+    /// What the pipeline integrates as attempts finish, resume (and a fix round) integrates again
+    /// from the persisted changesets in the same order through the same function: the same tree,
+    /// the same attempts in the same order (an empty changeset included), the same conflicts.
+    #[test]
+    fn a_rebuild_from_persisted_changes_holds_what_the_run_integrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("CHANGELOG.md"), "# Changes\n").unwrap();
+        std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+        let plan = Plan::parse(
+            PLAN,
+            &repo.join("plan.toml"),
+            PlanFormat::Toml,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let store = RunStore::new(&repo);
+        let run = store.new_run("t").unwrap();
+        let blobs = BlobStore::open(store.objects_dir()).unwrap();
+        let base = Arc::new(
+            BaseSnapshot::capture(&repo, BaseMode::Worktree, &store.base_dir(&run), &blobs)
+                .unwrap(),
+        );
+        let merger = || {
+            let integration: Box<dyn forge_merge::Merger> = Box::new(
+                Integration::new(base.clone(), blobs.clone())
+                    .with_strategies(super::super::merge_rules(&plan).unwrap())
+                    .with_audit_policy(plan.on_violation),
+            );
+            IntegrationState::new(integration)
+        };
+        let one = edit(&base, &blobs, "CHANGELOG.md", "# Changes\n- one\n");
+        let mut two = edit(&base, &blobs, "CHANGELOG.md", "# Changes\n- two\n");
+        for (path, change) in &edit(&base, &blobs, "a.txt", "a\nb\n") {
+            two.insert(path.clone(), change.clone());
+        }
+        let idle = ChangeSet::default();
+        let mut live = merger();
+        for (i, (task, attempt, changes)) in
+            [("one", 1, &one), ("two", 2, &two), ("idle", 1, &idle)]
+                .into_iter()
+                .enumerate()
+        {
+            let task = plan.tasks.iter().find(|t| t.id.as_str() == task).unwrap();
+            let done = live.integrate(task, attempt, i as u64, changes).unwrap();
+            assert!(done.went_in(), "{}", done.outcome);
+            write_json(
+                &store.changes_path(&run, task.id.as_str(), attempt),
+                changes,
+            )
+            .unwrap();
+        }
+        let order: Vec<(String, u32)> = live
+            .integrated()
+            .iter()
+            .map(|(t, a)| (t.to_string(), *a))
+            .collect();
+        assert_eq!(
+            order,
+            [("one".into(), 1), ("two".into(), 2), ("idle".into(), 1)]
+        );
+        let (unresolved, resolved) = live.conflicts();
+        assert_eq!(unresolved.len(), 1, "the two appends clash under `fail`");
+        assert_eq!(unresolved[0].path.as_str(), "CHANGELOG.md");
+        assert_eq!(resolved, 0);
+
+        let rebuilt = merger()
+            .rebuild(&store, &run, &plan, live.integrated())
+            .unwrap();
+        assert_eq!(rebuilt.integrated(), live.integrated());
+        assert_eq!(rebuilt.conflicts(), live.conflicts());
+        assert_eq!(rebuilt.integration().delta(), live.integration().delta());
+        assert_eq!(
+            rebuilt.integration().version(),
+            live.integration().version()
+        );
+        // A fix round starts from the same kind of merger with nothing in it.
+        let empty = live.empty();
+        assert!(empty.integrated().is_empty());
+        assert_eq!(empty.integration().version(), 0);
+    }
+}
