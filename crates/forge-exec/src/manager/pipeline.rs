@@ -159,7 +159,7 @@ fn describe_conflicts(shared: &Shared, task: &Task, outcome: &IntegrationOutcome
             c.kind,
             c.tasks
                 .iter()
-                .filter(|t| t.task() != Some(task.id.as_str()))
+                .filter(|t| t.task() != Some(&task.id))
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -223,8 +223,8 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
             tasks: c
                 .tasks
                 .iter()
-                // The working tree is not a task; task ids came from valid `TaskId`s.
-                .filter_map(|t| t.task().and_then(|id| TaskId::new(id).ok()))
+                // The working tree is not a task.
+                .filter_map(|t| t.task().cloned())
                 .collect(),
             strategy: c.strategy.to_string(),
             resolved,
@@ -741,12 +741,8 @@ async fn attempt_task(
             blocking(move || -> Result<IntegrationOutcome, ExecError> {
                 let order = shared2.order.get(&task2.id).copied().unwrap_or(u64::MAX);
                 let mut integration = shared2.integration.lock();
-                let outcome = integration.integrate_audited(
-                    task2.id.as_str(),
-                    &changes2,
-                    order,
-                    violations,
-                )?;
+                let outcome =
+                    integration.integrate_audited(&task2.id, &changes2, order, violations)?;
                 if matches!(
                     outcome.status,
                     IntegrationStatus::Integrated | IntegrationStatus::Conflicted

@@ -175,8 +175,7 @@ pub(crate) fn rebuild<M: Merger>(
         let path = store.changes_path(run, task_id.as_str(), *attempt);
         let changes: ChangeSet = read_json(&path)?;
         let violations = super::audit::claim_violations(task, &changes, integration.store())?;
-        let outcome =
-            integration.integrate_audited(task_id.as_str(), &changes, i as u64, violations)?;
+        let outcome = integration.integrate_audited(task_id, &changes, i as u64, violations)?;
         if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {
             return Err(ExecError::Corrupt {
                 path,
