@@ -121,7 +121,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     for k in 0..=tasks {
         let mut integration = new_integration();
         for c in &integrated[..k] {
-            integration.integrate(c.task.as_str(), &c.changes, c.order)?;
+            integration.integrate(&c.task, &c.changes, c.order)?;
         }
         let layer = run.join(format!("linear/p{k}"));
         std::fs::create_dir_all(run.join("linear"))?;

@@ -1,7 +1,8 @@
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use forge_types::TaskId;
 
 use crate::{LockError, LockMode, Pattern};
 
@@ -52,7 +53,7 @@ impl fmt::Display for Claim {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(from = "OwnerFields", into = "OwnerFields")]
 pub struct OwnerId {
-    name: Arc<str>,
+    task: TaskId,
     attempt: u32,
     hash: u64,
 }
@@ -60,7 +61,7 @@ pub struct OwnerId {
 /// The serialized form of an [`OwnerId`]: `{"name": …, "attempt": …}`.
 #[derive(Serialize, Deserialize)]
 struct OwnerFields {
-    name: Arc<str>,
+    name: TaskId,
     attempt: u32,
 }
 
@@ -73,33 +74,37 @@ impl From<OwnerFields> for OwnerId {
 impl From<OwnerId> for OwnerFields {
     fn from(o: OwnerId) -> Self {
         OwnerFields {
-            name: o.name,
+            name: o.task,
             attempt: o.attempt,
         }
     }
 }
 
 impl OwnerId {
-    /// An owner for attempt `attempt` of `name`.
-    pub fn new(name: impl Into<Arc<str>>, attempt: u32) -> Self {
-        let name = name.into();
+    /// An owner for attempt `attempt` of the task `task`.
+    pub fn new(task: TaskId, attempt: u32) -> Self {
         let hash = {
             use std::hash::{BuildHasher, Hash, Hasher};
             let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            name.hash(&mut h);
+            task.as_str().hash(&mut h);
             attempt.hash(&mut h);
             h.finish()
         };
         Self {
-            name,
+            task,
             attempt,
             hash,
         }
     }
 
-    /// The holder's name, e.g. a task id.
+    /// The task holding the claims.
+    pub fn task(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// The holder's name: its task's id.
     pub fn name(&self) -> &str {
-        &self.name
+        self.task.as_str()
     }
 
     /// Which attempt of it (1 for the first); 0 when attempts are not used.
@@ -118,9 +123,7 @@ impl std::hash::Hash for OwnerId {
 impl PartialEq for OwnerId {
     fn eq(&self, other: &Self) -> bool {
         // Clones share their name: compare pointers before bytes.
-        self.hash == other.hash
-            && self.attempt == other.attempt
-            && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+        self.hash == other.hash && self.attempt == other.attempt && self.task == other.task
     }
 }
 
@@ -134,8 +137,8 @@ impl PartialOrd for OwnerId {
 
 impl Ord for OwnerId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.name
-            .cmp(&other.name)
+        self.task
+            .cmp(&other.task)
             .then(self.attempt.cmp(&other.attempt))
     }
 }
@@ -143,9 +146,9 @@ impl Ord for OwnerId {
 impl fmt::Display for OwnerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.attempt == 0 {
-            f.write_str(&self.name)
+            f.write_str(self.task.as_str())
         } else {
-            write!(f, "{}#{}", self.name, self.attempt)
+            write!(f, "{}#{}", self.task, self.attempt)
         }
     }
 }
@@ -179,10 +182,12 @@ mod tests {
 
     #[test]
     fn owners_compare_by_name_and_attempt_and_round_trip() {
-        let a = OwnerId::new("a", 2);
-        assert_eq!(a, OwnerId::new(String::from("a"), 2));
-        assert_ne!(a, OwnerId::new("a", 1));
-        assert!(OwnerId::new("a", 9) < OwnerId::new("b", 1));
+        let a = OwnerId::new(TaskId::new("a").unwrap(), 2);
+        assert_eq!(a, OwnerId::new(TaskId::new(String::from("a")).unwrap(), 2));
+        assert_ne!(a, OwnerId::new(TaskId::new("a").unwrap(), 1));
+        assert!(
+            OwnerId::new(TaskId::new("a").unwrap(), 9) < OwnerId::new(TaskId::new("b").unwrap(), 1)
+        );
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(json, r#"{"name":"a","attempt":2}"#);
         let back: OwnerId = serde_json::from_str(&json).unwrap();
@@ -194,7 +199,10 @@ mod tests {
 
     #[test]
     fn owner_display() {
-        assert_eq!(OwnerId::new("backend", 2).to_string(), "backend#2");
-        assert_eq!(OwnerId::new("x", 0).to_string(), "x");
+        assert_eq!(
+            OwnerId::new(TaskId::new("backend").unwrap(), 2).to_string(),
+            "backend#2"
+        );
+        assert_eq!(OwnerId::new(TaskId::new("x").unwrap(), 0).to_string(), "x");
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use forge_staging::{
     BaseSnapshot, BlobStore, Change, ChangeSet, Entry, Manifest, RepoPath, Snapshot,
 };
+use forge_types::TaskId;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::DEFAULT_DRIVER_TIMEOUT;
@@ -47,7 +48,7 @@ pub trait Merger: Send + Sync {
     /// audited with the result `violations` (see [`Integration::integrate_audited`]).
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
@@ -64,7 +65,7 @@ pub trait Merger: Send + Sync {
     /// Integrates the changes of `task`, which passed the claim audit.
     fn integrate(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
     ) -> Result<IntegrationOutcome, MergeError> {
@@ -102,7 +103,7 @@ impl<M: Merger + ?Sized> Merger for Box<M> {
 
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
@@ -138,7 +139,7 @@ pub enum IntegrationStatus {
     /// conflicts described.
     NeedsRerun {
         /// The task to re-run.
-        task: String,
+        task: TaskId,
         /// The integrated tree's version to start it from.
         on_top_of: u64,
     },
@@ -151,7 +152,7 @@ pub enum IntegrationStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationOutcome {
     /// The task.
-    pub task: String,
+    pub task: TaskId,
     /// Its place in task order.
     pub order: u64,
     /// What became of it (serialized as `{"kind": "integrated" | "conflicted" | "needs_rerun" |
@@ -215,7 +216,7 @@ impl fmt::Display for IntegrationOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The task.
-    pub task: String,
+    pub task: TaskId,
     /// Its place in task order.
     pub order: u64,
     /// The integrated tree's version this step made.
@@ -228,7 +229,7 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Write {
     version: u64,
-    task: String,
+    task: TaskId,
     order: u64,
     entry: Option<Entry>,
 }
@@ -439,7 +440,7 @@ impl Integration {
     /// finishes. Same as [`Integration::integrate_audited`] with no claim violations.
     pub fn integrate(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
     ) -> Result<IntegrationOutcome, MergeError> {
@@ -448,7 +449,7 @@ impl Integration {
 
     /// The tasks that wrote the integrated tree's current entry at `path` (the last writer
     /// first), for reports.
-    pub fn writers(&self, path: &str) -> Vec<String> {
+    pub fn writers(&self, path: &str) -> Vec<TaskId> {
         let mut out = Vec::new();
         if let Some(writes) = self.state.writers.get(path) {
             for w in writes.iter().rev() {
@@ -471,7 +472,7 @@ impl Integration {
     #[allow(clippy::needless_pass_by_value)]
     pub fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
@@ -481,7 +482,7 @@ impl Integration {
             AuditPolicy::Reject | AuditPolicy::Warn => violations,
         };
         let mut outcome = IntegrationOutcome {
-            task: task.to_owned(),
+            task: task.clone(),
             order,
             status: IntegrationStatus::Integrated,
             integrated: Vec::new(),
@@ -518,7 +519,7 @@ impl Integration {
             // Others changed the path since the task started: merge three ways.
             let finishing = Side {
                 entry: result,
-                label: task,
+                label: task.as_str(),
             };
             rerun |= self.merge_changed(
                 &merger,
@@ -534,7 +535,7 @@ impl Integration {
 
         if rerun {
             outcome.status = IntegrationStatus::NeedsRerun {
-                task: task.to_owned(),
+                task: task.clone(),
                 on_top_of: self.state.version,
             };
             outcome.integrated.clear();
@@ -573,7 +574,7 @@ impl Integration {
                 .join(", ")
         };
         let mut tasks: Vec<Party> = others.iter().map(|(t, _)| Party::Task(t.clone())).collect();
-        tasks.push(Party::Task(finishing.label.to_owned()));
+        tasks.push(Party::Task(outcome.task.clone()));
         let integrated = Side {
             entry: self.get(path.as_str()),
             label: &others_label,
@@ -609,8 +610,8 @@ impl Integration {
     }
 
     /// The tasks (with their order) that wrote `path` after it held `start`, oldest first.
-    fn writers_since(&self, path: &RepoPath, start: Option<&Entry>) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = Vec::new();
+    fn writers_since(&self, path: &RepoPath, start: Option<&Entry>) -> Vec<(TaskId, u64)> {
+        let mut out: Vec<(TaskId, u64)> = Vec::new();
         if let Some(writes) = self.state.writers.get(path) {
             for w in writes.iter().rev() {
                 if w.entry.as_ref() == start {
@@ -674,7 +675,7 @@ impl Integration {
     /// integrated side there and reports a conflict. Returns whether one asks for a re-run.
     fn settle_file_directory_clashes(
         &self,
-        task: &str,
+        task: &TaskId,
         pending: &mut BTreeMap<RepoPath, Option<Entry>>,
         outcome: &mut IntegrationOutcome,
     ) -> bool {
@@ -697,7 +698,7 @@ impl Integration {
                 .and_then(|w| w.last())
                 .map(|w| vec![Party::Task(w.task.clone())])
                 .unwrap_or_default();
-            tasks.push(Party::Task(task.to_owned()));
+            tasks.push(Party::Task(task.clone()));
             let mut conflict = Conflict::new(path, ConflictKind::FileDirectory, tasks, strategy);
             conflict.note = Some(format!("clashes with `{other}`"));
             if conflict.strategy == MergeStrategy::Agent {
@@ -708,7 +709,7 @@ impl Integration {
     }
 
     /// Applies `pending` as one new version of the tree.
-    fn commit(&mut self, task: &str, order: u64, pending: BTreeMap<RepoPath, Option<Entry>>) {
+    fn commit(&mut self, task: &TaskId, order: u64, pending: BTreeMap<RepoPath, Option<Entry>>) {
         let mut changes = ChangeSet::default();
         for (path, entry) in pending {
             if let Some(change) = Change::between(self.get(path.as_str()).cloned(), entry) {
@@ -733,13 +734,13 @@ impl Integration {
                 .or_default()
                 .push(Write {
                     version,
-                    task: task.to_owned(),
+                    task: task.clone(),
                     order,
                     entry: after,
                 });
         }
         self.state.steps.push(Step {
-            task: task.to_owned(),
+            task: task.clone(),
             order,
             version,
             changes,
@@ -766,7 +767,7 @@ impl Merger for Integration {
 
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,

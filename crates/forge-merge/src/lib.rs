@@ -45,7 +45,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use forge_merge::{apply_to_worktree, ApplyOptions, Gate, Integration, IntegrationStatus};
+//! use forge_merge::{apply_to_worktree, ApplyOptions, Gate, Integration, IntegrationStatus, TaskId};
 //! use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, ChangeSet, Entry, RepoPath};
 //! use forge_staging::{StagerConfig, StagerKind};
 //!
@@ -64,8 +64,8 @@
 //!     Ok([(RepoPath::new("notes.md")?, Change::Modified { before, after })].into_iter().collect())
 //! };
 //! let mut integration = Integration::new(base.clone(), store.clone());
-//! integration.integrate("intro", &edit("# Notes\n\nINTRO\n\nend\n")?, 1)?;
-//! let outcome = integration.integrate("end", &edit("# Notes\n\nintro\n\nEND\n")?, 2)?;
+//! integration.integrate(&TaskId::new("intro")?, &edit("# Notes\n\nINTRO\n\nend\n")?, 1)?;
+//! let outcome = integration.integrate(&TaskId::new("end")?, &edit("# Notes\n\nintro\n\nEND\n")?, 2)?;
 //! assert_eq!(outcome.status, IntegrationStatus::Integrated);
 //! assert_eq!(outcome.merged.len(), 1);
 //!
@@ -108,6 +108,7 @@ pub use branch::{
 };
 pub use conflict::{Conflict, ConflictHunk, ConflictKind, Party};
 pub use error::MergeError;
+pub use forge_types::TaskId;
 pub use gate::{
     CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCounts, parse_test_counts,
 };

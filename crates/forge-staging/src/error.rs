@@ -7,13 +7,8 @@ use crate::{ContentHash, RepoPath};
 #[non_exhaustive]
 pub enum StagingError {
     /// A path is not an acceptable repo-relative path.
-    #[error("invalid path `{path}`: {reason}")]
-    InvalidPath {
-        /// The path as given.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidPath(#[from] forge_types::PathError),
     /// A base mode name is not one of `head` or `worktree`.
     #[error(
         "unknown base `{0}`: expected `head` (the git HEAD commit) or `worktree` (the working tree)"

@@ -239,7 +239,7 @@ fn gate_prefix(
 ) -> Result<GateReport, ExecError> {
     let mut integration = new_integration();
     for c in prefix {
-        let outcome = integration.integrate(c.task.as_str(), &c.changes, c.order)?;
+        let outcome = integration.integrate(&c.task, &c.changes, c.order)?;
         if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {
             return Err(ExecError::Store(format!(
                 "bisecting the gate: the changes of `{}` no longer integrate as they did ({outcome})",

@@ -85,12 +85,9 @@ impl<M: Merger> IntegrationState<M> {
         changes: &ChangeSet,
     ) -> Result<Integrated, ExecError> {
         let violations = super::audit::claim_violations(task, changes, self.integration.store())?;
-        let outcome = self.integration.integrate_audited(
-            task.id.as_str(),
-            changes,
-            order,
-            violations.clone(),
-        )?;
+        let outcome =
+            self.integration
+                .integrate_audited(&task.id, changes, order, violations.clone())?;
         let integrated = Integrated {
             violations,
             outcome,

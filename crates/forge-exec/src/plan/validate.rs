@@ -212,7 +212,7 @@ pub(crate) fn write_sets(plan: &Plan) -> Vec<(OwnerId, Vec<Claim>)> {
         .iter()
         .map(|t| {
             let claims: Vec<Claim> = t.writes.iter().chain(&t.appends).cloned().collect();
-            (OwnerId::new(t.id.as_str(), 0), claims)
+            (OwnerId::new(t.id.clone(), 0), claims)
         })
         .collect()
 }

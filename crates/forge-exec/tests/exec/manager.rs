@@ -267,8 +267,8 @@ async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() 
     assert_eq!(
         report.conflicts[0].tasks,
         [
-            forge_merge::Party::from("one"),
-            forge_merge::Party::from("two")
+            forge_merge::Party::Task(forge_events::TaskId::new("one").unwrap()),
+            forge_merge::Party::Task(forge_events::TaskId::new("two").unwrap())
         ]
     );
     let events = journal(repo.path(), &report.run);

@@ -221,7 +221,7 @@ impl Merger for RecordingMerger {
 
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,

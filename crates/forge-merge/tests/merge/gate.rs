@@ -6,7 +6,7 @@ use forge_merge::{CommandStatus, Gate, GateCommand};
 use forge_staging::{StagerConfig, StagerKind};
 use forge_testkit::procs::group_is_gone;
 
-use crate::common::Fixture;
+use crate::common::{Fixture, tid};
 
 #[test]
 fn runs_in_a_workspace_of_the_integrated_tree_and_counts_tests() {
@@ -16,7 +16,7 @@ fn runs_in_a_workspace_of_the_integrated_tree_and_counts_tests() {
         "test.sh",
         Some("test -f README.md && test \"$PWD\" = \"$FORGE_WORKSPACE\" && echo '3 passed, 0 failed'\n"),
     )]);
-    i.integrate("tests", &t, 1).unwrap();
+    i.integrate(&tid("tests"), &t, 1).unwrap();
     let snapshot = i.snapshot(&f.run.join("layers/gate")).unwrap();
     let stager = StagerKind::Auto
         .build(&StagerConfig::new(&f.run, f.store.clone()), &f.base)

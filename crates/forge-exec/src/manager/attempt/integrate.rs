@@ -92,8 +92,8 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
             tasks: c
                 .tasks
                 .iter()
-                // The working tree is not a task; task ids came from valid `TaskId`s.
-                .filter_map(|t| t.task().and_then(|id| TaskId::new(id).ok()))
+                // The working tree is not a task.
+                .filter_map(|t| t.task().cloned())
                 .collect(),
             strategy: c.strategy.to_string(),
             resolved,
@@ -178,7 +178,7 @@ fn describe_conflicts(shared: &Shared, task: &TaskId, outcome: &IntegrationOutco
             c.kind,
             c.tasks
                 .iter()
-                .filter(|t| t.task() != Some(task.as_str()))
+                .filter(|t| t.task() != Some(task))
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
                 .join(", ")

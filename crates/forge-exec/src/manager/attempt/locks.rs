@@ -39,14 +39,11 @@ fn claim_records(claims: &[Claim]) -> Vec<ClaimRecord> {
 async fn acquire(shared: &Shared, a: &Attempt) -> Result<Option<LockSet>, ExecError> {
     let task = &a.task;
     let claims: Vec<Claim> = task.claims().cloned().collect();
-    let owner = OwnerId::new(task.id.as_str(), a.number);
+    let owner = OwnerId::new(task.id.clone(), a.number);
     match shared.locks.try_acquire(&owner, &claims) {
         Ok(set) => return Ok(Some(set)),
         Err(LockError::WouldBlock { blocked_by }) => {
-            let mut by: Vec<TaskId> = blocked_by
-                .iter()
-                .filter_map(|o| TaskId::new(o.name()).ok())
-                .collect();
+            let mut by: Vec<TaskId> = blocked_by.iter().map(|o| o.task().clone()).collect();
             by.dedup();
             shared.publish(
                 &task.id,
@@ -63,7 +60,7 @@ async fn acquire(shared: &Shared, a: &Attempt) -> Result<Option<LockSet>, ExecEr
         set = shared.locks.acquire(&owner, &claims, &options) => match set {
             Ok(set) => Ok(Some(set)),
             Err(LockError::Deadlock { cycle, .. }) => {
-                let cycle: Vec<TaskId> = cycle.iter().filter_map(|o| TaskId::new(o.name()).ok()).collect();
+                let cycle: Vec<TaskId> = cycle.iter().map(|o| o.task().clone()).collect();
                 shared.publish(&task.id, EventKind::LockDeadlock { cycle, victim: task.id.clone() });
                 Err(ExecError::Store(format!("`{}` was chosen to break a lock deadlock", task.id)))
             }

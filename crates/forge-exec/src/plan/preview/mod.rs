@@ -114,12 +114,7 @@ fn overlaps(plan: &Plan) -> Vec<(usize, usize, Overlap)> {
     let sets: Vec<(OwnerId, Vec<Claim>)> = plan
         .tasks
         .iter()
-        .map(|t| {
-            (
-                OwnerId::new(t.id.as_str(), 0),
-                t.claims().cloned().collect(),
-            )
-        })
+        .map(|t| (OwnerId::new(t.id.clone(), 0), t.claims().cloned().collect()))
         .collect();
     let by_name: HashMap<&str, usize> = plan
         .tasks
