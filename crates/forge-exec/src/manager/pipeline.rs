@@ -184,11 +184,7 @@ fn record_integration(shared: &Shared, task: &Task, attempt: u32, outcome: &Inte
     shared.publish(
         &task.id,
         EventKind::MergeIntegrated {
-            files: outcome
-                .integrated
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect(),
+            files: outcome.integrated.clone(),
         },
     );
     shared.integrated.lock().push((task.id.clone(), attempt));
@@ -216,7 +212,7 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
     shared.publish(
         task,
         EventKind::MergeConflict {
-            path: c.path.as_str().to_owned(),
+            path: c.path.clone(),
             tasks: c
                 .tasks
                 .iter()
@@ -723,10 +719,7 @@ async fn attempt_task(
             shared.publish(
                 &task.id,
                 EventKind::ClaimViolation {
-                    paths: violations
-                        .iter()
-                        .map(|v| v.path.as_str().to_owned())
-                        .collect(),
+                    paths: violations.iter().map(|v| v.path.clone()).collect(),
                     policy: shared.plan.on_violation.to_string(),
                 },
             );
