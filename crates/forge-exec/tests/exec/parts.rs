@@ -36,7 +36,7 @@ struct PlainCopy {
 }
 
 impl Stager for PlainCopy {
-    fn strategy(&self) -> &str {
+    fn strategy(&self) -> &'static str {
         "plain-copy"
     }
 
@@ -48,7 +48,7 @@ impl Stager for PlainCopy {
             fs::create_dir_all(dest.parent().unwrap()).ctx("create", &dest)?;
             match entry.link_target() {
                 Some(target) => {
-                    std::os::unix::fs::symlink(target.as_path(), &dest).ctx("symlink", &dest)?
+                    std::os::unix::fs::symlink(target.as_path(), &dest).ctx("symlink", &dest)?;
                 }
                 None => {
                     fs::write(&dest, self.store.read(&entry.hash())?).ctx("write", &dest)?;
@@ -103,7 +103,7 @@ impl Workspace for PlainWorkspace {
         &self.name
     }
 
-    fn strategy(&self) -> &str {
+    fn strategy(&self) -> &'static str {
         "plain-copy"
     }
 
@@ -353,7 +353,15 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         ["integrate first: a.txt", "integrate second: b.txt"]
     );
 
-    // The sink saw the run in order, the workspaces as the custom stager made them.
+    assert_events(&sink, scratch.path());
+    // The journal holds the same story as the sink.
+    let journal = crate::manager::journal(repo.path(), &report.run);
+    assert_eq!(journal.len(), sink.events.lock().unwrap().len());
+}
+
+/// The sink saw the run in order, the workspaces as the custom stager made them (under
+/// `scratch`).
+fn assert_events(sink: &RecordingSink, scratch: &Path) {
     let events = sink.events.lock().unwrap();
     let order: Vec<(Option<&str>, &str)> = events
         .iter()
@@ -390,14 +398,7 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         {
             let task = task.as_ref().unwrap().as_str();
             assert_eq!(strategy, "plain-copy");
-            assert_eq!(
-                Path::new(workspace),
-                scratch.path().join(format!("{task}-1"))
-            );
+            assert_eq!(Path::new(workspace), scratch.join(format!("{task}-1")));
         }
     }
-    // The journal holds the same story as the sink.
-    let journal = crate::manager::journal(repo.path(), &report.run);
-    assert_eq!(journal.len(), events.len());
-    drop(events);
 }
