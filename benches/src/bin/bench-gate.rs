@@ -42,6 +42,11 @@ fn main() -> Result<(), Error> {
     Ok(())
 }
 
+/// An integration of `base` with nothing integrated yet.
+fn empty_integration(base: &Arc<BaseSnapshot>, store: &BlobStore) -> Box<dyn Merger> {
+    Box::new(Integration::new(base.clone(), store.clone()))
+}
+
 fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     let tasks: usize = if quick { 16 } else { 64 };
     // Two thirds in: a linear search pays for most of the run, as it would in practice.
@@ -85,8 +90,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         commands: vec![GateCommand::new("sleep 1; ! grep -rq BROKEN src")],
         parallel: false,
     };
-    let new_integration =
-        || -> Box<dyn Merger> { Box::new(Integration::new(Arc::clone(&base), store.clone())) };
+    let new_integration = || empty_integration(&base, &store);
 
     // Ours.
     let t = Instant::now();

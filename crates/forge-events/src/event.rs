@@ -8,7 +8,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{EventsError, RunId, TaskId, TaskStatus};
+use crate::{EventsError, RepoPath, RunId, TaskId, TaskStatus};
 
 /// The schema version written in every event's `v` field.
 ///
@@ -383,7 +383,7 @@ event_kinds! {
     /// A task changed files outside its claims.
     ClaimViolation = "claim_violation" {
         /// The offending paths.
-        paths: Vec<String>,
+        paths: Vec<RepoPath>,
         /// What the run's policy did about it: `fail`, `warn`, …
         policy: String,
     },
@@ -397,12 +397,12 @@ event_kinds! {
     /// A task's changes were integrated into the run's result.
     MergeIntegrated = "merge_integrated" {
         /// Files it changed that are now integrated.
-        files: Vec<String>,
+        files: Vec<RepoPath>,
     },
     /// Two changes to one path met; `strategy` says how it was (or was not) resolved.
     MergeConflict = "merge_conflict" {
         /// The path in conflict.
-        path: String,
+        path: RepoPath,
         /// The tasks whose changes met.
         tasks: Vec<TaskId>,
         /// The merge strategy applied: `fail`, `ours`, `theirs`, `union`, `agent`, `driver:<cmd>`.

@@ -108,7 +108,7 @@ pub use branch::{
 };
 pub use conflict::{Conflict, ConflictHunk, ConflictKind, Party};
 pub use error::MergeError;
-pub use forge_types::TaskId;
+pub use forge_types::{IoError, TaskId};
 pub use gate::{
     CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCounts, parse_test_counts,
 };

@@ -464,6 +464,7 @@ impl Mounted {
             File::open(&path)
                 .map(OwnedFd::from)
                 .ctx("open namespace", &path)
+                .map_err(Into::into)
         };
         let (user, mnt) = (ns("user")?, ns("mnt")?);
         let dir = CString::new(self.merged.as_os_str().as_bytes())
@@ -483,6 +484,7 @@ impl Mounted {
                     .wait()
                     .map(drop)
                     .ctx("wait for the namespace holder of", &self.merged)
+                    .map_err(Into::into)
             }
             None => unmount_path(&self.merged, self.route == OverlayRoute::Fuse),
         }
@@ -515,7 +517,9 @@ pub(crate) fn unmount_path(path: &Path, fuse: bool) -> Result<(), StagingError> 
     use rustix::mount::{UnmountFlags, unmount};
     match unmount(path, UnmountFlags::empty()) {
         Ok(()) | Err(Errno::INVAL | Errno::NOENT) => Ok(()),
-        Err(Errno::BUSY) => unmount(path, UnmountFlags::DETACH).ctx("unmount", path),
+        Err(Errno::BUSY) => unmount(path, UnmountFlags::DETACH)
+            .ctx("unmount", path)
+            .map_err(Into::into),
         Err(e) if fuse => {
             let tool = which("fusermount3").map_or("fusermount", |_| "fusermount3");
             let plain = crate::git::run(Command::new(tool).arg("-u").arg(path));

@@ -167,9 +167,9 @@ pub(crate) fn write_entry(
 ) -> Result<(), StagingError> {
     let dest = root.join(path);
     match entry {
-        Entry::Symlink { target, .. } => {
-            std::os::unix::fs::symlink(target.as_path(), &dest).ctx("create symlink", &dest)
-        }
+        Entry::Symlink { target, .. } => std::os::unix::fs::symlink(target.as_path(), &dest)
+            .ctx("create symlink", &dest)
+            .map_err(Into::into),
         Entry::File { executable, .. } => {
             let src = crate::store::open_nofollow(source)?;
             let mut out = fs::OpenOptions::new()
@@ -193,6 +193,7 @@ pub(crate) fn write_entry(
             // without reading it.
             out.set_modified(modified)
                 .ctx("set the modification time of", &dest)
+                .map_err(Into::into)
         }
     }
 }
@@ -256,7 +257,9 @@ fn clone_tree(src: &Path, dest: &Path) -> io::Result<()> {
 fn copy_tree(src: &Path, meta: &fs::Metadata, dest: &Path) -> Result<(), StagingError> {
     if meta.file_type().is_symlink() {
         let target = fs::read_link(src).ctx("read link", src)?;
-        return std::os::unix::fs::symlink(target, dest).ctx("create symlink", dest);
+        return std::os::unix::fs::symlink(target, dest)
+            .ctx("create symlink", dest)
+            .map_err(Into::into);
     }
     if meta.is_dir() {
         fs::create_dir(dest).ctx("create directory", dest)?;

@@ -34,9 +34,11 @@ pub trait IoContext<T> {
     fn ctx(self, op: &'static str, path: &Path) -> Result<T, IoError>;
 }
 
-impl<T> IoContext<T> for std::io::Result<T> {
+/// For `std::io` results and any other whose error converts into `std::io::Error` (such as
+/// `rustix`'s `Errno`).
+impl<T, E: Into<std::io::Error>> IoContext<T> for Result<T, E> {
     fn ctx(self, op: &'static str, path: &Path) -> Result<T, IoError> {
-        self.map_err(|e| IoError::new(op, path, e))
+        self.map_err(|e| IoError::new(op, path, e.into()))
     }
 }
 

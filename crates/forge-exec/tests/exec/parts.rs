@@ -15,8 +15,8 @@ use forge_locks::{
 };
 use forge_merge::{Integration, IntegrationOutcome, MergeError, Merger, Violation};
 use forge_staging::{
-    BaseSnapshot, BlobStore, Change, ChangeSet, ContentHash, Entry, LinkTarget, RepoPath, Snapshot,
-    Stager, StagingError, Workspace,
+    BaseSnapshot, BlobStore, Change, ChangeSet, ContentHash, Entry, IoContext, LinkTarget,
+    RepoPath, Snapshot, Stager, StagingError, Workspace,
 };
 
 use crate::manager::{lit, plan, profiles, repo, script};
@@ -28,11 +28,6 @@ fn note(log: &Log, line: String) {
     log.lock().unwrap().push(line);
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StagingError {
-    let path = path.to_path_buf();
-    move |source| StagingError::Io { op, path, source }
-}
-
 /// Stages a workspace as a plain copy of the snapshot's files, read from the object store.
 struct PlainCopy {
     root: PathBuf,
@@ -41,7 +36,7 @@ struct PlainCopy {
 }
 
 impl Stager for PlainCopy {
-    fn strategy(&self) -> &str {
+    fn strategy(&self) -> &'static str {
         "plain-copy"
     }
 
@@ -50,20 +45,20 @@ impl Stager for PlainCopy {
         let path = self.root.join(name);
         for (file, entry) in snapshot.iter() {
             let dest = path.join(file.as_str());
-            fs::create_dir_all(dest.parent().unwrap()).map_err(io("create", &dest))?;
+            fs::create_dir_all(dest.parent().unwrap()).ctx("create", &dest)?;
             match entry.link_target() {
-                Some(target) => std::os::unix::fs::symlink(target.as_path(), &dest)
-                    .map_err(io("symlink", &dest))?,
+                Some(target) => {
+                    std::os::unix::fs::symlink(target.as_path(), &dest).ctx("symlink", &dest)?;
+                }
                 None => {
-                    fs::write(&dest, self.store.read(&entry.hash())?)
-                        .map_err(io("write", &dest))?;
+                    fs::write(&dest, self.store.read(&entry.hash())?).ctx("write", &dest)?;
                     let mode = if entry.is_executable() { 0o755 } else { 0o644 };
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-                        .map_err(io("chmod", &dest))?;
+                        .ctx("chmod", &dest)?;
                 }
             }
         }
-        fs::create_dir_all(&path).map_err(io("create", &path))?;
+        fs::create_dir_all(&path).ctx("create", &path)?;
         Ok(Box::new(PlainWorkspace {
             name: name.to_owned(),
             path,
@@ -85,15 +80,15 @@ struct PlainWorkspace {
 
 impl PlainWorkspace {
     fn walk(&self, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> Result<(), StagingError> {
-        for entry in fs::read_dir(dir).map_err(io("list", dir))? {
-            let entry = entry.map_err(io("list", dir))?;
+        for entry in fs::read_dir(dir).ctx("list", dir)? {
+            let entry = entry.ctx("list", dir)?;
             let abs = entry.path();
             let rel = abs.strip_prefix(&self.path).unwrap();
             let rel = rel.to_str().unwrap().to_owned();
             if rel == ".git" || rel == ".forge" {
                 continue;
             }
-            if entry.file_type().map_err(io("stat", &abs))?.is_dir() {
+            if entry.file_type().ctx("stat", &abs)?.is_dir() {
                 self.walk(&abs, found)?;
             } else {
                 found.push((rel, abs));
@@ -108,7 +103,7 @@ impl Workspace for PlainWorkspace {
         &self.name
     }
 
-    fn strategy(&self) -> &str {
+    fn strategy(&self) -> &'static str {
         "plain-copy"
     }
 
@@ -126,11 +121,11 @@ impl Workspace for PlainWorkspace {
         self.walk(&self.path, &mut found)?;
         let mut set = ChangeSet::default();
         for (rel, abs) in &found {
-            let meta = fs::symlink_metadata(abs).map_err(io("stat", abs))?;
+            let meta = fs::symlink_metadata(abs).ctx("stat", abs)?;
             let now = if meta.file_type().is_symlink() {
                 Entry::symlink(LinkTarget::new(
                     fs::read_link(abs)
-                        .map_err(io("read link", abs))?
+                        .ctx("read link", abs)?
                         .into_os_string()
                         .into_encoded_bytes(),
                 ))
@@ -153,7 +148,7 @@ impl Workspace for PlainWorkspace {
 
     fn dispose(self: Box<Self>) -> Result<(), StagingError> {
         note(&self.log, format!("dispose {}", self.name));
-        fs::remove_dir_all(&self.path).map_err(io("remove", &self.path))
+        Ok(fs::remove_dir_all(&self.path).ctx("remove", &self.path)?)
     }
 }
 
@@ -358,7 +353,15 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         ["integrate first: a.txt", "integrate second: b.txt"]
     );
 
-    // The sink saw the run in order, the workspaces as the custom stager made them.
+    assert_events(&sink, scratch.path());
+    // The journal holds the same story as the sink.
+    let journal = crate::manager::journal(repo.path(), &report.run);
+    assert_eq!(journal.len(), sink.events.lock().unwrap().len());
+}
+
+/// The sink saw the run in order, the workspaces as the custom stager made them (under
+/// `scratch`).
+fn assert_events(sink: &RecordingSink, scratch: &Path) {
     let events = sink.events.lock().unwrap();
     let order: Vec<(Option<&str>, &str)> = events
         .iter()
@@ -395,14 +398,7 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         {
             let task = task.as_ref().unwrap().as_str();
             assert_eq!(strategy, "plain-copy");
-            assert_eq!(
-                Path::new(workspace),
-                scratch.path().join(format!("{task}-1"))
-            );
+            assert_eq!(Path::new(workspace), scratch.join(format!("{task}-1")));
         }
     }
-    // The journal holds the same story as the sink.
-    let journal = crate::manager::journal(repo.path(), &report.run);
-    assert_eq!(journal.len(), events.len());
-    drop(events);
 }

@@ -56,11 +56,7 @@ fn publish(shared: &Shared, task: &TaskId, done: &Integrated) {
         shared.publish(
             task,
             EventKind::ClaimViolation {
-                paths: done
-                    .violations
-                    .iter()
-                    .map(|v| v.path.as_str().to_owned())
-                    .collect(),
+                paths: done.violations.iter().map(|v| v.path.clone()).collect(),
                 policy: shared.plan.on_violation.to_string(),
             },
         );
@@ -74,12 +70,7 @@ fn publish(shared: &Shared, task: &TaskId, done: &Integrated) {
     shared.publish(
         task,
         EventKind::MergeIntegrated {
-            files: done
-                .outcome
-                .integrated
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect(),
+            files: done.outcome.integrated.clone(),
         },
     );
 }
@@ -88,7 +79,7 @@ fn publish_conflict(shared: &Shared, task: &TaskId, c: &Conflict, resolved: bool
     shared.publish(
         task,
         EventKind::MergeConflict {
-            path: c.path.as_str().to_owned(),
+            path: c.path.clone(),
             tasks: c
                 .tasks
                 .iter()
