@@ -31,6 +31,11 @@
 //!   3. [`WorktreeStager`]: a checkout made by git (`checkout-index`) from the workspace's own
 //!      repository (below); changes from `git status` against the start state, and hashes.
 //!   4. [`CopyStager`]: a plain copy; always works.
+//!
+//!   [`Stager`] and [`Workspace`] are traits: each strategy module implements both, and a
+//!   strategy of your own (a container, a remote machine) does the same — `stage` returns a
+//!   `Box<dyn Workspace>`, and only `name`, `strategy`, `path`, `snapshot`, `changes` and
+//!   `dispose` are required ([`IoContext`] names the path of a failed file operation).
 //! - [`ChangeSet`]: what an agent did, path by path ([`Change::Added`], [`Change::Modified`],
 //!   [`Change::Deleted`]), in sorted order, serde round-trippable, with the new contents in the
 //!   blob store. A symlink is recorded as a symlink with its target text, never followed. Paths

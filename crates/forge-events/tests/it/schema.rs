@@ -299,3 +299,36 @@ fn claim_modes_of_old_journals_read_and_write_back_the_same() {
         r#"{"mode":"appends","pattern":"CHANGELOG.md"}"#
     );
 }
+
+/// Paths in merge and violation events were plain strings before they were typed; journals
+/// written then read into `RepoPath`s and are written back byte for byte.
+#[test]
+fn paths_of_old_journals_read_and_write_back_the_same() {
+    use forge_events::{RepoPath, read_journal_bytes};
+    let lines = [
+        r#"{"v":1,"seq":8,"ts":"2026-11-24T14:03:07.123Z","run":"run-1","task":"api","type":"claim_violation","paths":["docs/guide.md"],"policy":"reject"}"#,
+        r#"{"v":1,"seq":9,"ts":"2026-11-24T14:03:07.124Z","run":"run-1","task":"api","type":"merge_integrated","files":["src/api/auth.rs","src/lib.rs"]}"#,
+        r#"{"v":1,"seq":10,"ts":"2026-11-24T14:03:07.125Z","run":"run-1","task":"web","type":"merge_conflict","path":"CHANGELOG.md","tasks":["api","web"],"strategy":"union","resolved":true}"#,
+    ];
+    let events = read_journal_bytes(
+        std::path::Path::new("events.jsonl"),
+        format!("{}\n", lines.join("\n")).as_bytes(),
+    )
+    .unwrap();
+    let path = |p: &str| RepoPath::new(p).unwrap();
+    assert!(matches!(
+        &events[0].kind,
+        EventKind::ClaimViolation { paths, .. } if *paths == [path("docs/guide.md")]
+    ));
+    assert!(matches!(
+        &events[1].kind,
+        EventKind::MergeIntegrated { files } if *files == [path("src/api/auth.rs"), path("src/lib.rs")]
+    ));
+    assert!(matches!(
+        &events[2].kind,
+        EventKind::MergeConflict { path: p, .. } if *p == path("CHANGELOG.md")
+    ));
+    for (event, line) in events.iter().zip(lines) {
+        assert_eq!(event.to_json(), line);
+    }
+}
