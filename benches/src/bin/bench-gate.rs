@@ -23,7 +23,7 @@ use forge_events::TaskId;
 use forge_exec::CancelHandle;
 use forge_exec::gate::GateRunner;
 use forge_exec::manager::{BisectOptions, IntegratedChanges, bisect_gate};
-use forge_merge::{Gate, Integration};
+use forge_merge::{Gate, Integration, Merger};
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
 };
@@ -41,6 +41,11 @@ fn main() -> Result<(), Error> {
     println!("\n{}", report.table());
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// An integration of `base` with nothing integrated yet.
+fn empty_integration(base: &Arc<BaseSnapshot>, store: &BlobStore) -> Box<dyn Merger> {
+    Box::new(Integration::new(base.clone(), store.clone()))
 }
 
 fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
@@ -64,7 +69,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     let stager: Box<dyn Stager> = StagerKind::Auto.build(&config, &base)?;
     println!(
         "== bisect_ms: {tasks} tasks, culprit #{culprit}, a 1 s gate, {} workspaces",
-        stager.kind().name()
+        stager.strategy()
     );
 
     // Each task's ChangeSet, captured from a real workspace.
@@ -83,7 +88,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
         });
     }
     let gate = Gate::new(["sleep 1; ! grep -rq BROKEN src"]);
-    let new_integration = || Integration::new(Arc::clone(&base), store.clone());
+    let new_integration = || empty_integration(&base, &store);
     let runner = GateRunner::new(forge_events::RunId::new("bench-gate")?);
 
     // Ours.
@@ -120,7 +125,7 @@ fn bisect(quick: bool, report: &mut Report) -> Result<(), Error> {
     for k in 0..=tasks {
         let mut integration = new_integration();
         for c in &integrated[..k] {
-            integration.integrate(c.task.as_str(), &c.changes, c.order)?;
+            integration.integrate(&c.task, &c.changes, c.order)?;
         }
         let layer = run.join(format!("linear/p{k}"));
         std::fs::create_dir_all(run.join("linear"))?;

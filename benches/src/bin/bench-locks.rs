@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use forge_benches::{Better, Report, Row, median, peak_rss_bytes, quick_from_args};
+use forge_locks::TaskId;
 use forge_locks::{
     AcquireOptions, Claim, LocalLockManager, LockManager, LockSet, OwnerId, Pattern,
 };
@@ -66,7 +67,7 @@ impl NaiveRwLockMap {
 fn uncontended(report: &mut Report, quick: bool) {
     let iters: u32 = if quick { 200_000 } else { 1_000_000 };
     let locks = LocalLockManager::new();
-    let owner = OwnerId::new("bench", 1);
+    let owner = owner("bench", 1);
     let claims = [
         Claim::write("src/api/auth.rs").unwrap(),
         Claim::read("src/models/**").unwrap(),
@@ -146,7 +147,7 @@ fn contended(report: &mut Report, quick: bool) {
                                 .unwrap()
                             })
                             .collect();
-                        let owner = OwnerId::new(format!("t{t}"), round + 1);
+                        let owner = owner(format!("t{t}"), round + 1);
                         let set = locks
                             .acquire(&owner, &claims, &AcquireOptions::default())
                             .await
@@ -253,7 +254,7 @@ fn deadlock_detect(report: &mut Report, quick: bool) {
         let ms = rt.block_on(async {
             let locks = LocalLockManager::new();
             let patient = AcquireOptions { deadlock_timeout: Duration::from_hours(1), ..AcquireOptions::default() };
-            let owners: Vec<OwnerId> = (0..n).map(|i| OwnerId::new(format!("o{i}"), 1)).collect();
+            let owners: Vec<OwnerId> = (0..n).map(|i| owner(format!("o{i}"), 1)).collect();
             let files: Vec<Claim> = (0..n).map(|i| Claim::write(&format!("d{}/f{i}", i % 100)).unwrap()).collect();
             let held: Vec<LockSet> = (0..n).map(|i| locks.try_acquire(&owners[i], &[files[i].clone()]).unwrap()).collect();
             // o0 -> o1 -> ... -> o(n-1): each waits for the next one's file.
@@ -302,7 +303,7 @@ fn hot_lock(report: &mut Report, quick: bool) {
         let locks = LocalLockManager::new();
         let hot = Claim::write("src/hot.rs").unwrap();
         let _holder = locks
-            .try_acquire(&OwnerId::new("holder", 1), std::slice::from_ref(&hot))
+            .try_acquire(&owner("holder", 1), std::slice::from_ref(&hot))
             .unwrap();
         let patient = AcquireOptions {
             deadlock_timeout: Duration::from_hours(1),
@@ -313,7 +314,7 @@ fn hot_lock(report: &mut Report, quick: bool) {
         let mut held = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         for i in 0..n {
-            let owner = OwnerId::new(format!("w{i}"), 1);
+            let owner = owner(format!("w{i}"), 1);
             held.push(
                 locks
                     .try_acquire(&owner, &[Claim::write(&format!("own/{i}")).unwrap()])
@@ -331,7 +332,7 @@ fn hot_lock(report: &mut Report, quick: bool) {
         };
         let mut samples = Vec::new();
         for c in 0..checks {
-            let owner = OwnerId::new(format!("checker{c}"), 1);
+            let owner = owner(format!("checker{c}"), 1);
             let _own = locks
                 .try_acquire(&owner, &[Claim::write(&format!("checker/{c}")).unwrap()])
                 .unwrap();
@@ -363,7 +364,7 @@ fn memory(report: &mut Report) {
     let before = peak_rss_bytes().unwrap_or(0);
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
-        let owner = OwnerId::new(format!("task-{i}"), 1);
+        let owner = owner(format!("task-{i}"), 1);
         // Half exact files, half subtrees, spread over directories as in a large plan.
         let claim = if i % 2 == 0 {
             Claim::write(&format!("pkg{}/src/file{i}.rs", i % 50))
@@ -387,6 +388,11 @@ fn memory(report: &mut Report) {
         .extra("claims", n),
     );
     drop(held);
+}
+
+/// The owner for attempt `attempt` of the task `name` (a valid id: the bench makes them).
+fn owner(name: impl Into<String>, attempt: u32) -> OwnerId {
+    OwnerId::new(TaskId::new(name).unwrap(), attempt)
 }
 
 fn main() {

@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use forge_benches::{Better, Report, Row, median, quick_from_args};
 use forge_merge::{
-    ApplyOptions, GateReport, Integration, IntegrationStatus, TextMergeOptions, apply_to_worktree,
-    merge_text,
+    ApplyOptions, GateReport, Integration, IntegrationStatus, TaskId, TextMergeOptions,
+    apply_to_worktree, merge_text,
 };
 use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, ChangeSet, Entry, RepoPath};
 
@@ -317,7 +317,7 @@ fn integrate_100x100(quick: bool, report: &mut Report) -> Result<(), Error> {
         let mut integration = Integration::new(run.base.clone(), run.store.clone());
         let start = Instant::now();
         for (t, set) in changesets.iter().enumerate() {
-            let o = integration.integrate(&format!("t{t}"), set, t as u64)?;
+            let o = integration.integrate(&TaskId::new(format!("t{t}"))?, set, t as u64)?;
             if o.status != IntegrationStatus::Integrated {
                 return Err(format!("task {t} did not integrate cleanly: {o}").into());
             }
@@ -363,7 +363,7 @@ fn apply_10k(quick: bool, report: &mut Report) -> Result<(), Error> {
         set.insert(RepoPath::new(path)?, Change::Modified { before, after });
     }
     let mut integration = Integration::new(run.base.clone(), run.store.clone());
-    integration.integrate("all", &set, 0)?;
+    integration.integrate(&TaskId::new("all")?, &set, 0)?;
     let (mut samples, mut plain) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let start = Instant::now();

@@ -275,7 +275,7 @@ fn ours_once(
     edit(ws.host_path(), files, rep)?;
     let disk = if scratch.dedicated {
         free0.saturating_sub(scratch.free_bytes())
-    } else if ws.kind() == StagerKind::Overlay {
+    } else if ws.strategy() == StagerKind::Overlay.name() {
         let dir = ws.path().parent().ok_or("no workspace dir")?;
         allocated(&dir.join("upper")) + allocated(&dir.join("work"))
     } else {

@@ -334,7 +334,7 @@ async fn ask_planner(
     let status = Status::new(style, agent);
     status.show("reading the repository");
     let ws = stage(ctx, &store, scratch.path()).await?;
-    let result = converse(&profile, &ws, prompt, scratch.path(), &status).await;
+    let result = converse(&profile, &*ws, prompt, scratch.path(), &status).await;
     status.clear();
     let discarded = ws.changes().map_or(0, |c| c.paths().len());
     let _ = tokio::task::spawn_blocking(move || ws.dispose()).await;
@@ -378,7 +378,7 @@ async fn ask_planner(
 }
 
 /// A throwaway workspace staged from the repository's working tree.
-async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Workspace> {
+async fn stage(ctx: &Context, store: &RunStore, scratch: &Path) -> CliResult<Box<dyn Workspace>> {
     let (repo, root, objects) = (ctx.repo.clone(), scratch.to_path_buf(), store.objects_dir());
     let ws = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let blobs = BlobStore::open(&objects).map_err(|e| e.to_string())?;
@@ -414,7 +414,7 @@ type Conversation = (Option<String>, ProcessExit, bool, Vec<String>, Vec<String>
 /// and `FORGE_ATTEMPT=1`; its output is logged to `planner.log` in the scratch directory.
 async fn converse(
     profile: &Profile,
-    ws: &Workspace,
+    ws: &dyn Workspace,
     prompt: &str,
     scratch: &Path,
     status: &Status,

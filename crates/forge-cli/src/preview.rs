@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use forge_events::{EstimateSource, PlanPreview, RunState, SerialReason, TaskPhase, Timestamp};
+use forge_events::{
+    EstimateSource, LockMode, PlanPreview, RunState, SerialReason, TaskPhase, Timestamp,
+};
 use forge_exec::plan::Plan;
 use forge_exec::plan::preview::{Estimates, preview, remaining};
 
@@ -96,7 +98,7 @@ pub(crate) fn render(
         .unwrap_or(0);
     for t in preview.tasks.iter().take(limit) {
         let mut what: Vec<String> = Vec::new();
-        for mode in ["writes", "appends", "reads"] {
+        for mode in [LockMode::Write, LockMode::Append, LockMode::Read] {
             let patterns: Vec<&str> = t
                 .claims
                 .iter()
@@ -104,7 +106,7 @@ pub(crate) fn render(
                 .map(|c| c.pattern.as_str())
                 .collect();
             if !patterns.is_empty() {
-                what.push(format!("{mode} {}", patterns.join(", ")));
+                what.push(format!("{} {}", mode.plan_key(), patterns.join(", ")));
             }
         }
         if !t.after.is_empty() {
@@ -181,10 +183,10 @@ fn render_locks(out: &mut String, preview: &PlanPreview, limit: usize, style: St
                 format!(
                     "{} {} {} and {} {} {} both cover {}",
                     s.first,
-                    o.first_claim.mode,
+                    o.first_claim.mode.plan_key(),
                     o.first_claim.pattern,
                     s.then,
-                    o.then_claim.mode,
+                    o.then_claim.mode.plan_key(),
                     o.then_claim.pattern,
                     o.path
                 )

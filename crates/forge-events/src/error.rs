@@ -10,15 +10,8 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum EventsError {
     /// An identifier (run or task id) is not acceptable.
-    #[error("invalid {what} `{id}`: {reason}")]
-    InvalidId {
-        /// `"task id"` or `"run id"`.
-        what: &'static str,
-        /// The offending input, as given.
-        id: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] forge_types::IdError),
 
     /// One serialized event (a JSON object) could not be read.
     #[error("invalid event: {reason}")]

@@ -8,7 +8,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{EventsError, RunId, TaskId, TaskStatus};
+use crate::{EventsError, RepoPath, RunId, TaskId, TaskStatus};
 
 /// The schema version written in every event's `v` field.
 ///
@@ -143,8 +143,10 @@ impl fmt::Display for RunStatus {
 /// One claim of a task, as plain data: the lock mode and the glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClaimRecord {
-    /// `reads`, `writes` or `appends`.
-    pub mode: String,
+    /// How the claim holds its paths, written as its plan key (`reads`, `writes` or
+    /// `appends`).
+    #[serde(with = "forge_types::plan_key")]
+    pub mode: forge_types::LockMode,
     /// The gitignore-style pattern, e.g. `src/api/**`.
     pub pattern: String,
 }
@@ -381,7 +383,7 @@ event_kinds! {
     /// A task changed files outside its claims.
     ClaimViolation = "claim_violation" {
         /// The offending paths.
-        paths: Vec<String>,
+        paths: Vec<RepoPath>,
         /// What the run's policy did about it: `fail`, `warn`, …
         policy: String,
     },
@@ -395,12 +397,12 @@ event_kinds! {
     /// A task's changes were integrated into the run's result.
     MergeIntegrated = "merge_integrated" {
         /// Files it changed that are now integrated.
-        files: Vec<String>,
+        files: Vec<RepoPath>,
     },
     /// Two changes to one path met; `strategy` says how it was (or was not) resolved.
     MergeConflict = "merge_conflict" {
         /// The path in conflict.
-        path: String,
+        path: RepoPath,
         /// The tasks whose changes met.
         tasks: Vec<TaskId>,
         /// The merge strategy applied: `fail`, `ours`, `theirs`, `union`, `agent`, `driver:<cmd>`.

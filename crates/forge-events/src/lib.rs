@@ -160,6 +160,7 @@ pub use event::{
     ClaimRecord, EVENT_VERSION, Event, EventKind, OutputStream, RunStatus, RunSummary, UnknownKind,
     now_millis,
 };
+pub use forge_types::{IdError, LockMode, RepoPath};
 pub use ids::{RunId, TaskId};
 pub use jiff::Timestamp;
 pub use journal::{

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::replay;
 use crate::{
-    ClaimRecord, Event, EventKind, EventsError, RunId, RunStatus, RunSummary, TaskId, TaskStatus,
+    ClaimRecord, Event, EventKind, EventsError, RepoPath, RunId, RunStatus, RunSummary, TaskId,
+    TaskStatus,
 };
 
 /// Where a run is, as folded from its events.
@@ -252,14 +253,14 @@ pub struct TaskState {
     pub retry: Option<Retry>,
     /// Paths it changed outside its claims.
     #[serde(default)]
-    pub violations: Vec<String>,
+    pub violations: Vec<RepoPath>,
     /// Whether its changes were integrated.
     #[serde(default)]
     pub integrated: bool,
     /// The files of its changes that were integrated (fewer than `files_changed` when a merge
     /// conflict dropped some).
     #[serde(default)]
-    pub integrated_files: Vec<String>,
+    pub integrated_files: Vec<RepoPath>,
     /// The agent's session id of each attempt that reported one: (attempt, session).
     #[serde(default)]
     pub sessions: Vec<(u32, String)>,
@@ -274,7 +275,12 @@ impl TaskState {
         }
         self.files_changed
             .iter()
-            .filter(|f| !self.integrated_files.contains(f))
+            .filter(|f| {
+                !self
+                    .integrated_files
+                    .iter()
+                    .any(|i| i.as_str() == f.as_str())
+            })
             .map(String::as_str)
             .collect()
     }
@@ -321,7 +327,7 @@ impl TaskState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictRecord {
     /// The path.
-    pub path: String,
+    pub path: RepoPath,
     /// The tasks whose changes met.
     pub tasks: Vec<TaskId>,
     /// The strategy applied.
@@ -362,7 +368,7 @@ pub struct ViolationRecord {
     /// The task, if the event named one.
     pub task: Option<TaskId>,
     /// The offending paths.
-    pub paths: Vec<String>,
+    pub paths: Vec<RepoPath>,
     /// What the policy did.
     pub policy: String,
 }

@@ -134,7 +134,7 @@ impl Run {
 
     fn conflict(path: &str, tasks: &[&str], strategy: &str, resolved: bool) -> EventKind {
         EventKind::MergeConflict {
-            path: path.into(),
+            path: forge_events::RepoPath::new(path).unwrap(),
             tasks: tasks.iter().map(|t| tid(t)).collect(),
             strategy: strategy.into(),
             resolved,
@@ -835,7 +835,7 @@ fn assert_stream_continued(before: &Value, after: &Value, published: u64) {
 
 fn claims(writes: &str) -> Vec<ClaimRecord> {
     vec![ClaimRecord {
-        mode: "writes".into(),
+        mode: forge_events::LockMode::Write,
         pattern: writes.into(),
     }]
 }
@@ -1002,7 +1002,7 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
     run.task(
         "models",
         EventKind::MergeIntegrated {
-            files: vec!["src/models/user.rs".into()],
+            files: vec![forge_events::RepoPath::new("src/models/user.rs").unwrap()],
         },
     );
     run.task("backend", Run::attempt(1));
@@ -1470,7 +1470,7 @@ async fn the_dashboard_tells_cancelled_dropped_and_long_named_tasks_apart() {
     run.task(
         ids[0],
         EventKind::MergeIntegrated {
-            files: vec!["notes.txt".into()],
+            files: vec![forge_events::RepoPath::new("notes.txt").unwrap()],
         },
     );
     run.task(

@@ -94,7 +94,7 @@ impl GateRunner {
     /// be started is reported as [`CommandStatus::NotStarted`], never an error.
     pub async fn run_command(
         &self,
-        ws: &Workspace,
+        ws: &dyn Workspace,
         command: &GateCommand,
         number: u32,
     ) -> CommandReport {
@@ -164,7 +164,7 @@ impl GateRunner {
 
     /// Runs `gate`'s commands one after another in `ws`, stopping at the first failure or a
     /// cancel (the rest are reported as skipped).
-    pub async fn run_in(&self, gate: &Gate, ws: &Workspace) -> Vec<CommandReport> {
+    pub async fn run_in(&self, gate: &Gate, ws: &dyn Workspace) -> Vec<CommandReport> {
         let mut out = Vec::with_capacity(gate.commands.len());
         let mut failed = false;
         for (i, command) in gate.commands.iter().enumerate() {
@@ -211,13 +211,13 @@ impl GateRunner {
                     .iter()
                     .zip(&workspaces)
                     .enumerate()
-                    .map(|(i, (command, ws))| self.run_command(ws, command, number(i))),
+                    .map(|(i, (command, ws))| self.run_command(&**ws, command, number(i))),
             ));
             dispose_all(workspaces);
             reports
         } else {
             let ws = stager.stage(snapshot, name)?;
-            let reports = runtime.block_on(self.run_in(gate, &ws));
+            let reports = runtime.block_on(self.run_in(gate, &*ws));
             ws.dispose()?;
             reports
         };
@@ -248,7 +248,7 @@ async fn with_time_limit<T>(
     }
 }
 
-fn dispose_all(workspaces: Vec<Workspace>) {
+fn dispose_all(workspaces: Vec<Box<dyn Workspace>>) {
     for ws in workspaces {
         // A workspace left behind is removed by `forge gc`.
         let _ = ws.dispose();

@@ -44,11 +44,11 @@ impl fmt::Display for ClaimOverlap {
 /// thousands of tasks in distinct directories are analysed in near-linear time.
 ///
 /// ```
-/// use forge_locks::{claim_overlaps, Claim, OwnerId};
+/// use forge_locks::{claim_overlaps, Claim, OwnerId, TaskId};
 ///
 /// let sets = vec![
-///     (OwnerId::new("backend", 0), vec![Claim::write("src/api/**")?]),
-///     (OwnerId::new("docs", 0), vec![Claim::write("docs/**")?, Claim::read("src/**")?]),
+///     (OwnerId::new(TaskId::new("backend")?, 0), vec![Claim::write("src/api/**")?]),
+///     (OwnerId::new(TaskId::new("docs")?, 0), vec![Claim::write("docs/**")?, Claim::read("src/**")?]),
 /// ];
 /// let found = claim_overlaps(&sets);
 /// assert_eq!(found.len(), 1);
@@ -97,9 +97,10 @@ pub fn claim_overlaps(sets: &[(OwnerId, Vec<Claim>)]) -> Vec<ClaimOverlap> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskId;
 
     fn set(name: &str, claims: &[Claim]) -> (OwnerId, Vec<Claim>) {
-        (OwnerId::new(name, 0), claims.to_vec())
+        (OwnerId::new(TaskId::new(name).unwrap(), 0), claims.to_vec())
     }
 
     #[test]

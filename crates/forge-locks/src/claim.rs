@@ -1,39 +1,10 @@
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LockError, Pattern};
+use forge_types::TaskId;
 
-/// How a claim holds its paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockMode {
-    /// Shared: any number of readers and appenders, no writer.
-    Read,
-    /// Exclusive: no other holder of an overlapping path.
-    Write,
-    /// Shared with readers and other appenders (files several tasks add to, like CHANGELOG.md);
-    /// their concurrent additions are merged afterwards.
-    Append,
-}
-
-impl LockMode {
-    /// Whether two holders in these modes may hold overlapping paths at the same time.
-    pub fn compatible_with(self, other: LockMode) -> bool {
-        !matches!(self, LockMode::Write) && !matches!(other, LockMode::Write)
-    }
-}
-
-impl fmt::Display for LockMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LockMode::Read => "read",
-            LockMode::Write => "write",
-            LockMode::Append => "append",
-        })
-    }
-}
+use crate::{LockError, LockMode, Pattern};
 
 /// A path pattern held in a mode: what a task declares with `reads`, `writes` or `appends`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,7 +53,7 @@ impl fmt::Display for Claim {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(from = "OwnerFields", into = "OwnerFields")]
 pub struct OwnerId {
-    name: Arc<str>,
+    task: TaskId,
     attempt: u32,
     hash: u64,
 }
@@ -90,7 +61,7 @@ pub struct OwnerId {
 /// The serialized form of an [`OwnerId`]: `{"name": …, "attempt": …}`.
 #[derive(Serialize, Deserialize)]
 struct OwnerFields {
-    name: Arc<str>,
+    name: TaskId,
     attempt: u32,
 }
 
@@ -103,33 +74,37 @@ impl From<OwnerFields> for OwnerId {
 impl From<OwnerId> for OwnerFields {
     fn from(o: OwnerId) -> Self {
         OwnerFields {
-            name: o.name,
+            name: o.task,
             attempt: o.attempt,
         }
     }
 }
 
 impl OwnerId {
-    /// An owner for attempt `attempt` of `name`.
-    pub fn new(name: impl Into<Arc<str>>, attempt: u32) -> Self {
-        let name = name.into();
+    /// An owner for attempt `attempt` of the task `task`.
+    pub fn new(task: TaskId, attempt: u32) -> Self {
         let hash = {
             use std::hash::{BuildHasher, Hash, Hasher};
             let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            name.hash(&mut h);
+            task.as_str().hash(&mut h);
             attempt.hash(&mut h);
             h.finish()
         };
         Self {
-            name,
+            task,
             attempt,
             hash,
         }
     }
 
-    /// The holder's name, e.g. a task id.
+    /// The task holding the claims.
+    pub fn task(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// The holder's name: its task's id.
     pub fn name(&self) -> &str {
-        &self.name
+        self.task.as_str()
     }
 
     /// Which attempt of it (1 for the first); 0 when attempts are not used.
@@ -148,9 +123,7 @@ impl std::hash::Hash for OwnerId {
 impl PartialEq for OwnerId {
     fn eq(&self, other: &Self) -> bool {
         // Clones share their name: compare pointers before bytes.
-        self.hash == other.hash
-            && self.attempt == other.attempt
-            && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+        self.hash == other.hash && self.attempt == other.attempt && self.task == other.task
     }
 }
 
@@ -164,8 +137,8 @@ impl PartialOrd for OwnerId {
 
 impl Ord for OwnerId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.name
-            .cmp(&other.name)
+        self.task
+            .cmp(&other.task)
             .then(self.attempt.cmp(&other.attempt))
     }
 }
@@ -173,9 +146,9 @@ impl Ord for OwnerId {
 impl fmt::Display for OwnerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.attempt == 0 {
-            f.write_str(&self.name)
+            f.write_str(self.task.as_str())
         } else {
-            write!(f, "{}#{}", self.name, self.attempt)
+            write!(f, "{}#{}", self.task, self.attempt)
         }
     }
 }
@@ -209,10 +182,12 @@ mod tests {
 
     #[test]
     fn owners_compare_by_name_and_attempt_and_round_trip() {
-        let a = OwnerId::new("a", 2);
-        assert_eq!(a, OwnerId::new(String::from("a"), 2));
-        assert_ne!(a, OwnerId::new("a", 1));
-        assert!(OwnerId::new("a", 9) < OwnerId::new("b", 1));
+        let a = OwnerId::new(TaskId::new("a").unwrap(), 2);
+        assert_eq!(a, OwnerId::new(TaskId::new(String::from("a")).unwrap(), 2));
+        assert_ne!(a, OwnerId::new(TaskId::new("a").unwrap(), 1));
+        assert!(
+            OwnerId::new(TaskId::new("a").unwrap(), 9) < OwnerId::new(TaskId::new("b").unwrap(), 1)
+        );
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(json, r#"{"name":"a","attempt":2}"#);
         let back: OwnerId = serde_json::from_str(&json).unwrap();
@@ -224,7 +199,10 @@ mod tests {
 
     #[test]
     fn owner_display() {
-        assert_eq!(OwnerId::new("backend", 2).to_string(), "backend#2");
-        assert_eq!(OwnerId::new("x", 0).to_string(), "x");
+        assert_eq!(
+            OwnerId::new(TaskId::new("backend").unwrap(), 2).to_string(),
+            "backend#2"
+        );
+        assert_eq!(OwnerId::new(TaskId::new("x").unwrap(), 0).to_string(), "x");
     }
 }

@@ -48,6 +48,9 @@ pub enum LockError {
         /// The owner.
         owner: OwnerId,
     },
+    /// An owner's name is not a valid task id.
+    #[error(transparent)]
+    InvalidOwner(#[from] forge_types::IdError),
 }
 
 fn owners(list: &[OwnerId]) -> String {
@@ -71,18 +74,22 @@ fn cycle_text(cycle: &[OwnerId]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskId;
 
     #[test]
     fn messages_name_the_owners() {
         let e = LockError::Deadlock {
-            cycle: vec![OwnerId::new("a", 1), OwnerId::new("b", 1)],
+            cycle: vec![
+                OwnerId::new(TaskId::new("a").unwrap(), 1),
+                OwnerId::new(TaskId::new("b").unwrap(), 1),
+            ],
         };
         assert_eq!(
             e.to_string(),
             "deadlock: a#1 -> b#1 -> a#1 (this request was chosen as the victim)"
         );
         let e = LockError::WouldBlock {
-            blocked_by: vec![OwnerId::new("x", 2)],
+            blocked_by: vec![OwnerId::new(TaskId::new("x").unwrap(), 2)],
         };
         assert_eq!(e.to_string(), "the claims are held or awaited by x#2");
     }

@@ -36,13 +36,13 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use forge_locks::{AcquireOptions, Claim, LocalLockManager, LockError, LockManager, OwnerId};
+//! use forge_locks::{AcquireOptions, Claim, LocalLockManager, LockError, LockManager, OwnerId, TaskId};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), LockError> {
 //! let locks = LocalLockManager::new();
-//! let backend = OwnerId::new("backend", 1);
-//! let tests = OwnerId::new("tests", 1);
+//! let backend = OwnerId::new(TaskId::new("backend")?, 1);
+//! let tests = OwnerId::new(TaskId::new("tests")?, 1);
 //!
 //! let held = locks.acquire(&backend, &[Claim::write("src/api/")?], &AcquireOptions::default()).await?;
 //!
@@ -70,13 +70,13 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use forge_locks::{AcquireOptions, Claim, LocalLockManager, LockError, LockManager, OwnerId};
+//! use forge_locks::{AcquireOptions, Claim, LocalLockManager, LockError, LockManager, OwnerId, TaskId};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), LockError> {
 //! let locks = LocalLockManager::new();
 //! let opts = AcquireOptions { deadlock_timeout: Duration::ZERO, ..AcquireOptions::default() };
-//! let (a, b) = (OwnerId::new("a", 1), OwnerId::new("b", 1));
+//! let (a, b) = (OwnerId::new(TaskId::new("a")?, 1), OwnerId::new(TaskId::new("b")?, 1));
 //! let _a_holds = locks.acquire(&a, &[Claim::write("x.rs")?], &opts).await?;
 //! let _b_holds = locks.acquire(&b, &[Claim::write("y.rs")?], &opts).await?;
 //!
@@ -108,8 +108,9 @@ mod pattern;
 mod snapshot;
 
 pub use analysis::{ClaimOverlap, claim_overlaps};
-pub use claim::{Claim, LockMode, OwnerId};
+pub use claim::{Claim, OwnerId};
 pub use error::LockError;
+pub use forge_types::{LockMode, TaskId};
 pub use manager::{
     AcquireOptions, LocalLockManager, LockManager, LockSet, ReleaseSet, VictimPolicy,
 };

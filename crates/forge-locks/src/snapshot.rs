@@ -123,29 +123,37 @@ pub struct LockSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskId;
 
     #[test]
-    fn dot_escapes_and_styles() {
+    fn dot_quotes_and_styles() {
+        // Owners are task ids, which hold no `"` or `\\`: quoting needs no escapes.
         let g = WaitForGraph {
-            nodes: vec![OwnerId::new("a\"b", 1), OwnerId::new("c", 0)],
+            nodes: vec![
+                OwnerId::new(TaskId::new("a.b").unwrap(), 1),
+                OwnerId::new(TaskId::new("c").unwrap(), 0),
+            ],
             edges: vec![WaitEdge {
-                from: OwnerId::new("a\"b", 1),
-                to: OwnerId::new("c", 0),
+                from: OwnerId::new(TaskId::new("a.b").unwrap(), 1),
+                to: OwnerId::new(TaskId::new("c").unwrap(), 0),
                 kind: EdgeKind::Soft,
             }],
         };
         let dot = g.to_dot();
-        assert!(dot.contains(r#""a\"b#1" -> "c" [style=dashed];"#), "{dot}");
+        assert!(dot.contains(r#""a.b#1" -> "c" [style=dashed];"#), "{dot}");
     }
 
     #[cfg(feature = "petgraph")]
     #[test]
     fn petgraph_has_the_nodes_and_edges() {
         let g = WaitForGraph {
-            nodes: vec![OwnerId::new("a", 1), OwnerId::new("c", 0)],
+            nodes: vec![
+                OwnerId::new(TaskId::new("a").unwrap(), 1),
+                OwnerId::new(TaskId::new("c").unwrap(), 0),
+            ],
             edges: vec![WaitEdge {
-                from: OwnerId::new("a", 1),
-                to: OwnerId::new("c", 0),
+                from: OwnerId::new(TaskId::new("a").unwrap(), 1),
+                to: OwnerId::new(TaskId::new("c").unwrap(), 0),
                 kind: EdgeKind::Soft,
             }],
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use forge_locks::{
     AcquireOptions, Claim, EdgeKind, LocalLockManager, LockError, LockManager, LockMode, OwnerId,
-    Pattern, VictimPolicy,
+    Pattern, TaskId, VictimPolicy,
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
@@ -85,7 +85,7 @@ proptest! {
 // The async manager.
 
 fn o(name: &str) -> OwnerId {
-    OwnerId::new(name, 1)
+    OwnerId::new(TaskId::new(name).unwrap(), 1)
 }
 
 fn w(p: &str) -> Claim {
@@ -401,7 +401,7 @@ async fn concurrent_holders_never_conflict() {
                         Claim::new(patterns[next(patterns.len())], mode).unwrap()
                     })
                     .collect();
-                let owner = OwnerId::new(format!("t{t}"), round + 1);
+                let owner = OwnerId::new(TaskId::new(format!("t{t}")).unwrap(), round + 1);
                 let set = locks
                     .acquire(&owner, &claims, &AcquireOptions::default())
                     .await

@@ -14,7 +14,7 @@ use forge_staging::{BaseMode, ChangeSet, Entry, RepoPath};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext as _;
-use crate::{GateReport, Integration, MergeError};
+use crate::{GateReport, Integration, MergeError, TaskId};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -45,7 +45,7 @@ impl BranchOptions {
 pub struct BranchCommit {
     /// The task it holds (`None` for a squash, or the commit of the base's uncommitted
     /// changes).
-    pub task: Option<String>,
+    pub task: Option<TaskId>,
     /// Its object id.
     pub commit: String,
 }
@@ -275,7 +275,7 @@ fn target(
 fn commit_plan(
     integration: &Integration,
     options: &BranchOptions,
-) -> Vec<(Option<String>, ChangeSet, String)> {
+) -> Vec<(Option<TaskId>, ChangeSet, String)> {
     if options.squash {
         let tasks: Vec<&str> = integration
             .steps()

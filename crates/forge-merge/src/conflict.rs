@@ -2,6 +2,7 @@ use std::fmt;
 use std::ops::Range;
 
 use forge_staging::{ContentHash, RepoPath};
+use forge_types::{IdError, TaskId};
 use serde::{Deserialize, Serialize};
 
 use crate::MergeStrategy;
@@ -62,18 +63,20 @@ impl ConflictHunk {
 /// Serialized as a plain string (the task id, or `working tree`), which no task id can be.
 ///
 /// ```
-/// use forge_merge::Party;
+/// use forge_merge::{Party, TaskId};
 ///
-/// assert_eq!(Party::from("api".to_owned()), Party::Task("api".into()));
-/// assert_eq!(Party::from("working tree".to_owned()), Party::WorkingTree);
+/// let api = TaskId::new("api")?;
+/// assert_eq!(Party::try_from("api".to_owned())?, Party::Task(api.clone()));
+/// assert_eq!(Party::try_from("working tree".to_owned())?, Party::WorkingTree);
 /// assert_eq!(Party::WorkingTree.to_string(), "working tree");
-/// assert_eq!(Party::Task("api".into()).task(), Some("api"));
+/// assert_eq!(Party::Task(api.clone()).task(), Some(&api));
+/// # Ok::<(), forge_types::IdError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+#[serde(try_from = "String", into = "String")]
 pub enum Party {
     /// A task of the run, by id.
-    Task(String),
+    Task(TaskId),
     /// The user's own edits in the working tree.
     WorkingTree,
 }
@@ -84,7 +87,7 @@ impl Party {
 
     /// The task's id, or `None` for the working tree.
     #[must_use]
-    pub fn task(&self) -> Option<&str> {
+    pub fn task(&self) -> Option<&TaskId> {
         match self {
             Self::Task(id) => Some(id),
             Self::WorkingTree => None,
@@ -92,26 +95,27 @@ impl Party {
     }
 }
 
-impl From<String> for Party {
-    fn from(s: String) -> Self {
+impl TryFrom<String> for Party {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
         if s == Self::WORKING_TREE_LABEL {
-            Self::WorkingTree
+            Ok(Self::WorkingTree)
         } else {
-            Self::Task(s)
+            TaskId::new(s).map(Self::Task)
         }
     }
 }
 
-impl From<&str> for Party {
-    fn from(s: &str) -> Self {
-        Self::from(s.to_owned())
+impl From<TaskId> for Party {
+    fn from(task: TaskId) -> Self {
+        Self::Task(task)
     }
 }
 
 impl From<Party> for String {
     fn from(p: Party) -> Self {
         match p {
-            Party::Task(id) => id,
+            Party::Task(id) => id.as_str().to_owned(),
             Party::WorkingTree => Party::WORKING_TREE_LABEL.to_owned(),
         }
     }
@@ -120,7 +124,7 @@ impl From<Party> for String {
 impl fmt::Display for Party {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Task(id) => id,
+            Self::Task(id) => id.as_str(),
             Self::WorkingTree => Self::WORKING_TREE_LABEL,
         })
     }
@@ -210,7 +214,10 @@ mod tests {
         let mut c = Conflict::new(
             RepoPath::new("CHANGELOG.md").unwrap(),
             ConflictKind::Content,
-            vec!["docs".into(), "api".into()],
+            vec![
+                Party::Task(crate::TaskId::new("docs").unwrap()),
+                Party::Task(crate::TaskId::new("api").unwrap()),
+            ],
             MergeStrategy::Fail,
         );
         assert_eq!(

@@ -25,17 +25,9 @@ pub enum MergeError {
     /// Reading or writing the object store, a snapshot or a changeset failed.
     #[error(transparent)]
     Staging(#[from] StagingError),
-    /// A file-system operation failed.
-    #[error("cannot {op} `{}`: {source}", path.display())]
-    Io {
-        /// What was being done (`read`, `rename into place`, …).
-        op: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file-system operation failed (what was done, to which path, and why).
+    #[error(transparent)]
+    Io(#[from] forge_types::IoError),
     /// An external command (git, a merge driver) could not be run or failed.
     #[error("`{command}` failed: {message}")]
     Command {
@@ -95,28 +87,10 @@ pub enum MergeError {
 impl MergeError {
     /// An [`MergeError::Io`] error for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Self::Io(forge_types::IoError::new(op, path, source))
     }
 }
 
-/// Adds the operation and path to an `io::Result`.
-pub(crate) trait IoContext<T> {
-    /// Maps an I/O error to [`MergeError::Io`].
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, MergeError>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, MergeError> {
-        self.map_err(|e| MergeError::io(op, path, e))
-    }
-}
-
-impl<T> IoContext<T> for rustix::io::Result<T> {
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, MergeError> {
-        self.map_err(|e| MergeError::io(op, path, e.into()))
-    }
-}
+/// `.ctx(op, path)` on I/O results: the one helper of `forge-types`, whose [`forge_types::IoError`]
+/// `?` converts into this crate's error.
+pub(crate) use forge_types::IoContext;

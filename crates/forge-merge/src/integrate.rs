@@ -11,6 +11,7 @@ use std::time::Duration;
 use forge_staging::{
     BaseSnapshot, BlobStore, Change, ChangeSet, Entry, Manifest, RepoPath, Snapshot,
 };
+use forge_types::TaskId;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::DEFAULT_DRIVER_TIMEOUT;
@@ -21,29 +22,105 @@ use crate::{
     StrategyFor, Violation,
 };
 
-/// Folds finished tasks' changes into an integrated tree: the merge queue's capability, so that
-/// forge-exec can be written against it and tests can swap it.
-pub trait Merger: Send {
-    /// Integrates the changes of `task` (see [`Integration::integrate_audited`]).
+/// Folds finished tasks' changes into an integrated tree, and hands that tree out: the merge
+/// queue's capability. forge-exec's pipeline holds one as `Box<dyn Merger>` and uses nothing
+/// else of it, so an embedder or a test can put its own in (or wrap [`Integration`], the
+/// implementation Forge uses).
+///
+/// Required are the state ([`Merger::base`], [`Merger::store`], [`Merger::version`],
+/// [`Merger::delta`]), the fold ([`Merger::integrate_audited`]), persistence
+/// ([`Merger::save`]) and a fresh start ([`Merger::empty`], for resume, fix rounds and gate
+/// bisection, which integrate again from the base).
+pub trait Merger: Send + Sync {
+    /// The run's base snapshot, which [`Merger::delta`] is relative to.
+    fn base(&self) -> &Arc<BaseSnapshot>;
+
+    /// The object store holding every content of the integrated tree.
+    fn store(&self) -> &BlobStore;
+
+    /// The integrated tree's version: 0 for the base, one more for each task that changed it.
+    fn version(&self) -> u64;
+
+    /// The integrated tree as changes against the base (what [`Snapshot::with_delta`] takes).
+    fn delta(&self) -> ChangeSet;
+
+    /// Integrates `changes`, made by `task` (at place `order` in task order), which were
+    /// audited with the result `violations` (see [`Integration::integrate_audited`]).
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
     ) -> Result<IntegrationOutcome, MergeError>;
 
-    /// The integrated tree, as changes against the run's base.
-    fn integrated(&self) -> ChangeSet;
+    /// Saves the integrated tree to `path`, atomically, as a record [`Integration::open`] reads
+    /// (`forge apply` opens it after the run).
+    fn save(&self, path: &Path) -> Result<(), MergeError>;
+
+    /// An empty merger of the same kind and settings over the same base and store: the tree
+    /// at version 0.
+    fn empty(&self) -> Box<dyn Merger>;
 
     /// Integrates the changes of `task`, which passed the claim audit.
     fn integrate(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
     ) -> Result<IntegrationOutcome, MergeError> {
         self.integrate_audited(task, changes, order, Vec::new())
+    }
+
+    /// The integrated tree as a [`Snapshot`] (its delta layer built in the new directory
+    /// `layer_dir`), to stage a workspace from: a re-run, or the gate.
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        Ok(Snapshot::with_delta(
+            self.base().clone(),
+            &self.delta(),
+            self.store(),
+            layer_dir,
+        )?)
+    }
+}
+
+impl<M: Merger + ?Sized> Merger for Box<M> {
+    fn base(&self) -> &Arc<BaseSnapshot> {
+        (**self).base()
+    }
+
+    fn store(&self) -> &BlobStore {
+        (**self).store()
+    }
+
+    fn version(&self) -> u64 {
+        (**self).version()
+    }
+
+    fn delta(&self) -> ChangeSet {
+        (**self).delta()
+    }
+
+    fn integrate_audited(
+        &mut self,
+        task: &TaskId,
+        changes: &ChangeSet,
+        order: u64,
+        violations: Vec<Violation>,
+    ) -> Result<IntegrationOutcome, MergeError> {
+        (**self).integrate_audited(task, changes, order, violations)
+    }
+
+    fn save(&self, path: &Path) -> Result<(), MergeError> {
+        (**self).save(path)
+    }
+
+    fn empty(&self) -> Box<dyn Merger> {
+        (**self).empty()
+    }
+
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        (**self).snapshot(layer_dir)
     }
 }
 
@@ -62,7 +139,7 @@ pub enum IntegrationStatus {
     /// conflicts described.
     NeedsRerun {
         /// The task to re-run.
-        task: String,
+        task: TaskId,
         /// The integrated tree's version to start it from.
         on_top_of: u64,
     },
@@ -75,7 +152,7 @@ pub enum IntegrationStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationOutcome {
     /// The task.
-    pub task: String,
+    pub task: TaskId,
     /// Its place in task order.
     pub order: u64,
     /// What became of it (serialized as `{"kind": "integrated" | "conflicted" | "needs_rerun" |
@@ -139,7 +216,7 @@ impl fmt::Display for IntegrationOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The task.
-    pub task: String,
+    pub task: TaskId,
     /// Its place in task order.
     pub order: u64,
     /// The integrated tree's version this step made.
@@ -152,7 +229,7 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Write {
     version: u64,
-    task: String,
+    task: TaskId,
     order: u64,
     entry: Option<Entry>,
 }
@@ -363,7 +440,7 @@ impl Integration {
     /// finishes. Same as [`Integration::integrate_audited`] with no claim violations.
     pub fn integrate(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
     ) -> Result<IntegrationOutcome, MergeError> {
@@ -372,7 +449,7 @@ impl Integration {
 
     /// The tasks that wrote the integrated tree's current entry at `path` (the last writer
     /// first), for reports.
-    pub fn writers(&self, path: &str) -> Vec<String> {
+    pub fn writers(&self, path: &str) -> Vec<TaskId> {
         let mut out = Vec::new();
         if let Some(writes) = self.state.writers.get(path) {
             for w in writes.iter().rev() {
@@ -395,7 +472,7 @@ impl Integration {
     #[allow(clippy::needless_pass_by_value)]
     pub fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
@@ -405,7 +482,7 @@ impl Integration {
             AuditPolicy::Reject | AuditPolicy::Warn => violations,
         };
         let mut outcome = IntegrationOutcome {
-            task: task.to_owned(),
+            task: task.clone(),
             order,
             status: IntegrationStatus::Integrated,
             integrated: Vec::new(),
@@ -442,7 +519,7 @@ impl Integration {
             // Others changed the path since the task started: merge three ways.
             let finishing = Side {
                 entry: result,
-                label: task,
+                label: task.as_str(),
             };
             rerun |= self.merge_changed(
                 &merger,
@@ -458,7 +535,7 @@ impl Integration {
 
         if rerun {
             outcome.status = IntegrationStatus::NeedsRerun {
-                task: task.to_owned(),
+                task: task.clone(),
                 on_top_of: self.state.version,
             };
             outcome.integrated.clear();
@@ -497,7 +574,7 @@ impl Integration {
                 .join(", ")
         };
         let mut tasks: Vec<Party> = others.iter().map(|(t, _)| Party::Task(t.clone())).collect();
-        tasks.push(Party::Task(finishing.label.to_owned()));
+        tasks.push(Party::Task(outcome.task.clone()));
         let integrated = Side {
             entry: self.get(path.as_str()),
             label: &others_label,
@@ -533,8 +610,8 @@ impl Integration {
     }
 
     /// The tasks (with their order) that wrote `path` after it held `start`, oldest first.
-    fn writers_since(&self, path: &RepoPath, start: Option<&Entry>) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = Vec::new();
+    fn writers_since(&self, path: &RepoPath, start: Option<&Entry>) -> Vec<(TaskId, u64)> {
+        let mut out: Vec<(TaskId, u64)> = Vec::new();
         if let Some(writes) = self.state.writers.get(path) {
             for w in writes.iter().rev() {
                 if w.entry.as_ref() == start {
@@ -598,7 +675,7 @@ impl Integration {
     /// integrated side there and reports a conflict. Returns whether one asks for a re-run.
     fn settle_file_directory_clashes(
         &self,
-        task: &str,
+        task: &TaskId,
         pending: &mut BTreeMap<RepoPath, Option<Entry>>,
         outcome: &mut IntegrationOutcome,
     ) -> bool {
@@ -621,7 +698,7 @@ impl Integration {
                 .and_then(|w| w.last())
                 .map(|w| vec![Party::Task(w.task.clone())])
                 .unwrap_or_default();
-            tasks.push(Party::Task(task.to_owned()));
+            tasks.push(Party::Task(task.clone()));
             let mut conflict = Conflict::new(path, ConflictKind::FileDirectory, tasks, strategy);
             conflict.note = Some(format!("clashes with `{other}`"));
             if conflict.strategy == MergeStrategy::Agent {
@@ -632,7 +709,7 @@ impl Integration {
     }
 
     /// Applies `pending` as one new version of the tree.
-    fn commit(&mut self, task: &str, order: u64, pending: BTreeMap<RepoPath, Option<Entry>>) {
+    fn commit(&mut self, task: &TaskId, order: u64, pending: BTreeMap<RepoPath, Option<Entry>>) {
         let mut changes = ChangeSet::default();
         for (path, entry) in pending {
             if let Some(change) = Change::between(self.get(path.as_str()).cloned(), entry) {
@@ -657,13 +734,13 @@ impl Integration {
                 .or_default()
                 .push(Write {
                     version,
-                    task: task.to_owned(),
+                    task: task.clone(),
                     order,
                     entry: after,
                 });
         }
         self.state.steps.push(Step {
-            task: task.to_owned(),
+            task: task.clone(),
             order,
             version,
             changes,
@@ -672,9 +749,25 @@ impl Integration {
 }
 
 impl Merger for Integration {
+    fn base(&self) -> &Arc<BaseSnapshot> {
+        Integration::base(self)
+    }
+
+    fn store(&self) -> &BlobStore {
+        Integration::store(self)
+    }
+
+    fn version(&self) -> u64 {
+        Integration::version(self)
+    }
+
+    fn delta(&self) -> ChangeSet {
+        Integration::delta(self)
+    }
+
     fn integrate_audited(
         &mut self,
-        task: &str,
+        task: &TaskId,
         changes: &ChangeSet,
         order: u64,
         violations: Vec<Violation>,
@@ -682,7 +775,23 @@ impl Merger for Integration {
         Integration::integrate_audited(self, task, changes, order, violations)
     }
 
-    fn integrated(&self) -> ChangeSet {
-        self.delta()
+    fn save(&self, path: &Path) -> Result<(), MergeError> {
+        Integration::save(self, path)
+    }
+
+    fn empty(&self) -> Box<dyn Merger> {
+        Box::new(Integration {
+            base: self.base.clone(),
+            store: self.store.clone(),
+            strategies: self.strategies.clone(),
+            resolver: self.resolver.clone(),
+            audit_policy: self.audit_policy,
+            driver_timeout: self.driver_timeout,
+            state: State::default(),
+        })
+    }
+
+    fn snapshot(&self, layer_dir: &Path) -> Result<Snapshot, MergeError> {
+        Integration::snapshot(self, layer_dir)
     }
 }

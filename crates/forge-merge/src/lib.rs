@@ -46,7 +46,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use forge_merge::{apply_to_worktree, ApplyOptions, GateReport, Integration, IntegrationStatus};
+//! use forge_merge::{apply_to_worktree, ApplyOptions, GateReport, Integration, IntegrationStatus, TaskId};
 //! use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Change, ChangeSet, Entry, RepoPath};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,8 +64,8 @@
 //!     Ok([(RepoPath::new("notes.md")?, Change::Modified { before, after })].into_iter().collect())
 //! };
 //! let mut integration = Integration::new(base.clone(), store.clone());
-//! integration.integrate("intro", &edit("# Notes\n\nINTRO\n\nend\n")?, 1)?;
-//! let outcome = integration.integrate("end", &edit("# Notes\n\nintro\n\nEND\n")?, 2)?;
+//! integration.integrate(&TaskId::new("intro")?, &edit("# Notes\n\nINTRO\n\nend\n")?, 1)?;
+//! let outcome = integration.integrate(&TaskId::new("end")?, &edit("# Notes\n\nintro\n\nEND\n")?, 2)?;
 //! assert_eq!(outcome.status, IntegrationStatus::Integrated);
 //! assert_eq!(outcome.merged.len(), 1);
 //!
@@ -104,6 +104,7 @@ pub use branch::{
 };
 pub use conflict::{Conflict, ConflictHunk, ConflictKind, Party};
 pub use error::MergeError;
+pub use forge_types::{IoError, TaskId};
 pub use gate::{
     CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCountParser, TestCounts,
     parse_test_counts,

@@ -537,7 +537,10 @@ mod tests {
                         label: "t2",
                     },
                     strategy,
-                    vec!["t1".into(), "t2".into()],
+                    vec![
+                        Party::Task(crate::TaskId::new("t1").unwrap()),
+                        Party::Task(crate::TaskId::new("t2").unwrap()),
+                    ],
                 )
                 .unwrap()
         }

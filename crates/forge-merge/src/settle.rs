@@ -11,7 +11,7 @@ use forge_staging::{Change, ChangeSet, Entry, RepoPath};
 use serde::{Deserialize, Serialize};
 
 use crate::merge::{PathMerger, PathResult, Settle, Side};
-use crate::{Conflict, Integration, MergeError, MergeStrategy, OnConflict, Party};
+use crate::{Conflict, Integration, MergeError, MergeStrategy, OnConflict, Party, TaskId};
 
 /// A conflict between tasks that the run left unresolved, with the change that was set aside.
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +31,9 @@ pub struct SettledClash {
     /// The path.
     pub path: RepoPath,
     /// The tasks of the integrated side (`ours`), the last writer first.
-    pub ours: Vec<String>,
+    pub ours: Vec<TaskId>,
     /// The task whose change had been set aside (`theirs`).
-    pub theirs: String,
+    pub theirs: TaskId,
     /// How it was settled.
     pub how: OnConflict,
     /// Whether the path now holds the file with conflict markers, for the user to resolve.
@@ -68,7 +68,10 @@ impl Integration {
         let ours_label = if ours.is_empty() {
             "integrated".to_owned()
         } else {
-            ours.join(", ")
+            ours.iter()
+                .map(TaskId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let mut settled = SettledClash {
             path: path.clone(),
@@ -102,7 +105,7 @@ impl Integration {
             },
             Side {
                 entry: clash.result,
-                label: theirs,
+                label: theirs.as_str(),
             },
             &strategy,
             parties,

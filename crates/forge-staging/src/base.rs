@@ -332,7 +332,7 @@ pub(crate) fn partial_dir(dir: &Path) -> PathBuf {
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StagingError> {
     let text = serde_json::to_vec(value).map_err(|e| StagingError::io("encode", path, e.into()))?;
-    fs::write(path, text).ctx("write", path)
+    fs::write(path, text).ctx("write", path).map_err(Into::into)
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(

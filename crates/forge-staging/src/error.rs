@@ -7,13 +7,8 @@ use crate::{ContentHash, RepoPath};
 #[non_exhaustive]
 pub enum StagingError {
     /// A path is not an acceptable repo-relative path.
-    #[error("invalid path `{path}`: {reason}")]
-    InvalidPath {
-        /// The path as given.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidPath(#[from] forge_types::PathError),
     /// A base mode name is not one of `head` or `worktree`.
     #[error(
         "unknown base `{0}`: expected `head` (the git HEAD commit) or `worktree` (the working tree)"
@@ -27,17 +22,9 @@ pub enum StagingError {
     /// A content hash is not 64 hexadecimal digits.
     #[error("invalid content hash `{0}`: expected 64 hexadecimal digits")]
     InvalidHash(String),
-    /// A file-system operation failed.
-    #[error("cannot {op} `{}`: {source}", path.display())]
-    Io {
-        /// What was being done (`read`, `create directory`, `mount overlay on`, …).
-        op: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file-system operation failed (what was done, to which path, and why).
+    #[error(transparent)]
+    Io(#[from] forge_types::IoError),
     /// An external command (git, unshare, fuse-overlayfs, …) failed.
     #[error("`{command}` failed: {message}")]
     Command {
@@ -114,28 +101,10 @@ pub enum StagingError {
 impl StagingError {
     /// An [`StagingError::Io`] error for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Self::Io(forge_types::IoError::new(op, path, source))
     }
 }
 
-/// Adds the operation and path to an `io::Result`.
-pub(crate) trait IoContext<T> {
-    /// Maps an I/O error to [`StagingError::Io`].
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError> {
-        self.map_err(|e| StagingError::io(op, path, e))
-    }
-}
-
-impl<T> IoContext<T> for rustix::io::Result<T> {
-    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StagingError> {
-        self.map_err(|e| StagingError::io(op, path, e.into()))
-    }
-}
+/// `.ctx(op, path)` on I/O results: the one helper of `forge-types`, whose [`forge_types::IoError`]
+/// `?` converts into this crate's error.
+pub(crate) use forge_types::IoContext;

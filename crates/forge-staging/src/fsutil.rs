@@ -104,7 +104,9 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), StagingError> {
         Err(e) => return Err(StagingError::io("stat", path, e)),
     };
     if !meta.is_dir() {
-        return fs::remove_file(path).ctx("remove", path);
+        return fs::remove_file(path)
+            .ctx("remove", path)
+            .map_err(Into::into);
     }
     remove_dir_on(path, meta.dev())
 }
@@ -144,7 +146,9 @@ fn remove_dir_on(dir: &Path, dev: u64) -> Result<(), StagingError> {
             }
         }
     }
-    fs::remove_dir(dir).ctx("remove directory", dir)
+    fs::remove_dir(dir)
+        .ctx("remove directory", dir)
+        .map_err(Into::into)
 }
 
 /// A mount listed in `/proc/self/mountinfo`.

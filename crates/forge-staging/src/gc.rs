@@ -7,7 +7,7 @@ use crate::base::read_json;
 use crate::error::IoContext;
 use crate::fsutil::{mounts_of_process_under, mounts_under, process_start_time, remove_tree};
 use crate::overlay::unmount_path;
-use crate::workspace::WorkspaceRecord;
+use crate::slot::WorkspaceRecord;
 
 /// What [`gc`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

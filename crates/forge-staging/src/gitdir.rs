@@ -588,7 +588,9 @@ fn set_head(dot: &Path, commit: &str) -> Result<(), StagingError> {
     tmp.push(".forge-tmp");
     let tmp = PathBuf::from(tmp);
     fs::write(&tmp, format!("{commit}\n")).ctx("write", &tmp)?;
-    fs::rename(&tmp, &target).ctx("move into place", &target)
+    fs::rename(&tmp, &target)
+        .ctx("move into place", &target)
+        .map_err(Into::into)
 }
 
 /// Makes `dest` (a new `.git` directory) a copy of the repository `src` (a git layer's
@@ -600,7 +602,9 @@ pub(crate) fn install(src: &Path, dest: &Path) -> Result<(), StagingError> {
     fs::create_dir_all(dest.join("objects/pack")).ctx("create directory", dest)?;
     let alternates = info.join("alternates");
     let objects = std::path::absolute(src.join("objects")).ctx("resolve", src)?;
-    fs::write(&alternates, format!("{}\n", objects.display())).ctx("write", &alternates)
+    fs::write(&alternates, format!("{}\n", objects.display()))
+        .ctx("write", &alternates)
+        .map_err(Into::into)
 }
 
 fn copy_dir(src: &Path, dest: &Path, top: bool) -> Result<(), StagingError> {

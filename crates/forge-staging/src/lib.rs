@@ -31,6 +31,11 @@
 //!   3. [`WorktreeStager`]: a checkout made by git (`checkout-index`) from the workspace's own
 //!      repository (below); changes from `git status` against the start state, and hashes.
 //!   4. [`CopyStager`]: a plain copy; always works.
+//!
+//!   [`Stager`] and [`Workspace`] are traits: each strategy module implements both, and a
+//!   strategy of your own (a container, a remote machine) does the same — `stage` returns a
+//!   `Box<dyn Workspace>`, and only `name`, `strategy`, `path`, `snapshot`, `changes` and
+//!   `dispose` are required ([`IoContext`] names the path of a failed file operation).
 //! - [`ChangeSet`]: what an agent did, path by path ([`Change::Added`], [`Change::Modified`],
 //!   [`Change::Deleted`]), in sorted order, serde round-trippable, with the new contents in the
 //!   blob store. A symlink is recorded as a symlink with its target text, never followed. Paths
@@ -87,6 +92,7 @@
 //! ```
 
 mod base;
+mod build;
 mod changes;
 mod entry;
 mod error;
@@ -99,6 +105,7 @@ mod overlay;
 mod path;
 mod rules;
 mod scan;
+mod slot;
 mod snapshot;
 mod stager;
 mod store;
@@ -110,15 +117,18 @@ pub use base::{BaseMode, BaseSnapshot};
 pub use changes::{Change, ChangeSet, SkipReason, Skipped};
 pub use entry::{ContentHash, Entry, LinkTarget};
 pub use error::StagingError;
+pub use forge_types::{IoContext, IoError, PathError};
 pub use fsutil::{relative_path, resolve_path, write_atomically};
 pub use gc::{GcReport, gc};
 pub use gitdir::USER_GIT_LINK;
 pub use manifest::Manifest;
-pub use overlay::{OverlayRoute, OverlayStager};
+pub use overlay::OverlayStager;
 pub use path::RepoPath;
 pub use snapshot::Snapshot;
-pub use stager::{DEFAULT_MAX_FILE_SIZE, ShareMode, SharedDir, Stager, StagerConfig, StagerKind};
+pub use stager::{
+    DEFAULT_MAX_FILE_SIZE, OverlayRoute, ShareMode, SharedDir, StagerConfig, StagerKind,
+};
 pub use store::BlobStore;
 pub use tree::{CopyStager, ReflinkStager};
-pub use workspace::Workspace;
+pub use workspace::{Stager, Workspace};
 pub use worktree::WorktreeStager;

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -15,51 +14,16 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::IoContext;
-use crate::fsutil::{has_xattr, is_whiteout_device, process_start_time, remove_tree, xattr_is_yes};
+use crate::fsutil::{has_xattr, is_whiteout_device, process_start_time, xattr_is_yes};
 use crate::rules::{Excluded, IgnoreRules};
 use crate::scan::{Capture, child};
+use crate::slot::{Slot, WorkspaceRecord, create_slot, install_setup, skip_nested, write_record};
 use crate::stager::Shared;
-use crate::workspace::{Backend, WorkspaceRecord, create_slot, install_setup, write_record};
 use crate::{
-    ChangeSet, RepoPath, SkipReason, Snapshot, Stager, StagerConfig, StagerKind, StagingError,
-    Workspace,
+    ChangeSet, OverlayRoute, RepoPath, SkipReason, Snapshot, Stager, StagerConfig, StagerKind,
+    StagingError, Workspace,
 };
-
-/// How an overlay is mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OverlayRoute {
-    /// `mount(2)` in this process's mount namespace (needs `CAP_SYS_ADMIN`).
-    Direct,
-    /// Inside an unprivileged user + mount namespace (Linux 5.11 or later, the `userxattr`
-    /// option), held by a small `unshare` process; agents enter it through
-    /// [`Workspace::prepare_command`].
-    UserNamespace,
-    /// `fuse-overlayfs`, where it is installed and `/dev/fuse` is usable.
-    Fuse,
-}
-
-impl OverlayRoute {
-    /// The routes in the order [`OverlayStager::new`] tries them.
-    pub const ALL: [OverlayRoute; 3] = [Self::Direct, Self::UserNamespace, Self::Fuse];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Direct => "direct mount",
-            Self::UserNamespace => "user namespace",
-            Self::Fuse => "fuse-overlayfs",
-        }
-    }
-}
-
-impl fmt::Display for OverlayRoute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// `unshare` arguments for the user-namespace route: keep our own uid inside when util-linux
 /// can (2.38+), else map it to root.
@@ -151,7 +115,7 @@ fn probe(
         route: Some(route),
         ..WorkspaceRecord::default()
     };
-    let slot = create_slot(shared, &name, &record)?;
+    let mut slot = create_slot(shared, &name, &record)?;
     let result = (|| {
         let (lower, upper, work, merged) = layout(&slot.dir);
         for d in [&lower, &upper, &work, &merged] {
@@ -173,8 +137,7 @@ fn probe(
         let unmounted = mounted.unmount();
         check.and(unmounted)
     })();
-    let removed = remove_tree(&slot.dir);
-    drop(slot.lock);
+    let removed = slot.release();
     result.and(removed)
 }
 
@@ -188,18 +151,18 @@ fn layout(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 }
 
 impl Stager for OverlayStager {
-    fn kind(&self) -> StagerKind {
-        StagerKind::Overlay
+    fn strategy(&self) -> &str {
+        StagerKind::Overlay.name()
     }
 
-    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError> {
+    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Box<dyn Workspace>, StagingError> {
         let lowers = snapshot.lower_dirs()?;
         let mut record = WorkspaceRecord {
             strategy: StagerKind::Overlay,
             route: Some(self.route),
             ..WorkspaceRecord::default()
         };
-        let slot = create_slot(&self.shared, name, &record)?;
+        let mut slot = create_slot(&self.shared, name, &record)?;
         let (_, upper, work, merged) = layout(&slot.dir);
         let mounted = (|| {
             for d in [&upper, &work, &merged] {
@@ -219,22 +182,100 @@ impl Stager for OverlayStager {
         let mounted = match mounted {
             Ok(m) => m,
             Err(e) => {
-                let _ = remove_tree(&slot.dir);
+                let _ = slot.release();
                 return Err(e);
             }
         };
-        Ok(Workspace {
-            name: name.to_owned(),
-            kind: StagerKind::Overlay,
-            dir: slot.dir,
+        Ok(Box::new(OverlayWorkspace {
+            slot,
             host_path: mounted.host_path(),
             path: merged,
             snapshot: snapshot.clone(),
             shared: Arc::clone(&self.shared),
-            backend: Backend::Overlay(mounted),
-            lock: Some(slot.lock),
-        })
+            mounted: Some(mounted),
+        }))
     }
+}
+
+/// A workspace of the overlay strategy: its merged directory, mounted until disposed of.
+#[derive(Debug)]
+struct OverlayWorkspace {
+    slot: Slot,
+    path: PathBuf,
+    host_path: PathBuf,
+    snapshot: Snapshot,
+    shared: Arc<Shared>,
+    /// `None` once unmounted.
+    mounted: Option<Mounted>,
+}
+
+impl OverlayWorkspace {
+    fn teardown(&mut self) -> Result<(), StagingError> {
+        let unmounted = self.mounted.take().map_or(Ok(()), Mounted::unmount);
+        // A failed unmount leaves the files alone: `release` never crosses into a mount.
+        let removed = self.slot.release();
+        unmounted.and(removed)
+    }
+}
+
+impl Workspace for OverlayWorkspace {
+    fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    fn strategy(&self) -> &str {
+        StagerKind::Overlay.name()
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn host_path(&self) -> &Path {
+        &self.host_path
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn prepare_command(&self, cmd: &mut Command) -> Result<(), StagingError> {
+        cmd.current_dir(&self.path)
+            .env("FORGE_WORKSPACE", &self.path);
+        match &self.mounted {
+            Some(m) => m.enter(cmd),
+            None => Err(disposed(&self.path)),
+        }
+    }
+
+    fn changes(&self) -> Result<ChangeSet, StagingError> {
+        let Some(m) = &self.mounted else {
+            return Err(disposed(&self.path));
+        };
+        let mut set = changes(self, m)?;
+        skip_nested(&self.snapshot, &mut set);
+        Ok(set)
+    }
+
+    fn dispose(mut self: Box<Self>) -> Result<(), StagingError> {
+        self.teardown()
+    }
+}
+
+impl Drop for OverlayWorkspace {
+    fn drop(&mut self) {
+        if self.slot.is_held() {
+            let _ = self.teardown();
+        }
+    }
+}
+
+fn disposed(path: &Path) -> StagingError {
+    StagingError::io(
+        "read",
+        path,
+        std::io::Error::other("the workspace was disposed of"),
+    )
 }
 
 /// A mounted overlay.
@@ -423,6 +464,7 @@ impl Mounted {
             File::open(&path)
                 .map(OwnedFd::from)
                 .ctx("open namespace", &path)
+                .map_err(Into::into)
         };
         let (user, mnt) = (ns("user")?, ns("mnt")?);
         let dir = CString::new(self.merged.as_os_str().as_bytes())
@@ -442,6 +484,7 @@ impl Mounted {
                     .wait()
                     .map(drop)
                     .ctx("wait for the namespace holder of", &self.merged)
+                    .map_err(Into::into)
             }
             None => unmount_path(&self.merged, self.route == OverlayRoute::Fuse),
         }
@@ -474,7 +517,9 @@ pub(crate) fn unmount_path(path: &Path, fuse: bool) -> Result<(), StagingError> 
     use rustix::mount::{UnmountFlags, unmount};
     match unmount(path, UnmountFlags::empty()) {
         Ok(()) | Err(Errno::INVAL | Errno::NOENT) => Ok(()),
-        Err(Errno::BUSY) => unmount(path, UnmountFlags::DETACH).ctx("unmount", path),
+        Err(Errno::BUSY) => unmount(path, UnmountFlags::DETACH)
+            .ctx("unmount", path)
+            .map_err(Into::into),
         Err(e) if fuse => {
             let tool = which("fusermount3").map_or("fusermount", |_| "fusermount3");
             let plain = crate::git::run(Command::new(tool).arg("-u").arg(path));
@@ -498,7 +543,7 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// What changed: a walk of the upper directory only.
-pub(crate) fn changes(ws: &Workspace, m: &Mounted) -> Result<ChangeSet, StagingError> {
+fn changes(ws: &OverlayWorkspace, m: &Mounted) -> Result<ChangeSet, StagingError> {
     let config = &ws.shared.config;
     let mut walk = UpperWalk {
         cap: Capture::new(&config.store, config.max_file_size),

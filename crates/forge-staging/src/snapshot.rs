@@ -540,9 +540,9 @@ fn write_entry(store: &BlobStore, entry: Option<&Entry>, dest: &Path) -> Result<
         Some(Entry::File {
             hash, executable, ..
         }) => store.copy_to(hash, dest, *executable),
-        Some(Entry::Symlink { target, .. }) => {
-            std::os::unix::fs::symlink(target.as_path(), dest).ctx("create symlink", dest)
-        }
+        Some(Entry::Symlink { target, .. }) => std::os::unix::fs::symlink(target.as_path(), dest)
+            .ctx("create symlink", dest)
+            .map_err(Into::into),
         None => Ok(()),
     }
 }

@@ -8,23 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
 use crate::rules::Excluded;
-use crate::{
-    BaseSnapshot, BlobStore, CopyStager, OverlayStager, ReflinkStager, RepoPath, Snapshot,
-    StagingError, Workspace, WorktreeStager,
-};
-
-/// Makes workspaces from snapshots. One implementation per strategy; [`StagerKind::build`]
-/// picks one.
-pub trait Stager: Send + Sync {
-    /// Which strategy this is (never [`StagerKind::Auto`]).
-    fn kind(&self) -> StagerKind;
-
-    /// Makes the workspace `name` (a directory name, unique within the run) holding `snapshot`.
-    ///
-    /// The workspace lives under `<run_root>/workspaces/<name>` and is removed by
-    /// [`Workspace::dispose`], when dropped, or by [`crate::gc`] after a crash.
-    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError>;
-}
+use crate::{BlobStore, RepoPath, StagingError};
 
 /// A staging strategy, by name (`auto`, `overlay`, `reflink`, `worktree`, `copy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -58,35 +42,6 @@ impl StagerKind {
             Self::Copy => "copy",
         }
     }
-
-    /// A stager of this kind for snapshots of `base`, after checking it can run here. `Auto`
-    /// returns the first strategy that can: overlay (direct mount, then user namespace, then
-    /// fuse-overlayfs), reflink, git worktree, copy.
-    pub fn build(
-        self,
-        config: &StagerConfig,
-        base: &BaseSnapshot,
-    ) -> Result<Box<dyn Stager>, StagingError> {
-        match self {
-            Self::Overlay => Ok(Box::new(OverlayStager::new(config)?)),
-            Self::Reflink => Ok(Box::new(ReflinkStager::new(config, base)?)),
-            Self::Worktree => Ok(Box::new(WorktreeStager::new(config, base)?)),
-            Self::Copy => Ok(Box::new(CopyStager::new(config)?)),
-            Self::Auto => {
-                let mut last = None;
-                for kind in Self::STRATEGIES {
-                    match kind.build(config, base) {
-                        Ok(stager) => return Ok(stager),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| StagingError::Unsupported {
-                    strategy: "copy",
-                    reason: "no strategy could be set up".to_owned(),
-                }))
-            }
-        }
-    }
 }
 
 impl FromStr for StagerKind {
@@ -101,6 +56,39 @@ impl FromStr for StagerKind {
 }
 
 impl fmt::Display for StagerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How an overlay is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlayRoute {
+    /// `mount(2)` in this process's mount namespace (needs `CAP_SYS_ADMIN`).
+    Direct,
+    /// Inside an unprivileged user + mount namespace (Linux 5.11 or later, the `userxattr`
+    /// option), held by a small `unshare` process; agents enter it through
+    /// [`crate::Workspace::prepare_command`].
+    UserNamespace,
+    /// `fuse-overlayfs`, where it is installed and `/dev/fuse` is usable.
+    Fuse,
+}
+
+impl OverlayRoute {
+    /// The routes in the order [`crate::OverlayStager::new`] tries them.
+    pub const ALL: [OverlayRoute; 3] = [Self::Direct, Self::UserNamespace, Self::Fuse];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct mount",
+            Self::UserNamespace => "user namespace",
+            Self::Fuse => "fuse-overlayfs",
+        }
+    }
+}
+
+impl fmt::Display for OverlayRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

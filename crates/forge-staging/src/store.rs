@@ -61,6 +61,7 @@ impl BlobStore {
         let result = tmp
             .write_all(content)
             .ctx("write", &tmp_path)
+            .map_err(Into::into)
             .and_then(|()| Self::publish(&tmp_path, &dest));
         if result.is_err() {
             let _ = fs::remove_file(&tmp_path);
@@ -167,7 +168,9 @@ impl BlobStore {
                     actual,
                 });
             }
-            set_executable(&out, executable).ctx("set permissions of", dest)
+            set_executable(&out, executable)
+                .ctx("set permissions of", dest)
+                .map_err(Into::into)
         })();
         if result.is_err() {
             let _ = fs::remove_file(dest);
@@ -178,7 +181,9 @@ impl BlobStore {
     /// Makes every blob written so far durable (one `syncfs(2)` of the store's file system).
     pub fn sync(&self) -> Result<(), StagingError> {
         let dir = File::open(&self.dir).ctx("open", &self.dir)?;
-        rustix::fs::syncfs(&dir).ctx("sync the file system of", &self.dir)
+        rustix::fs::syncfs(&dir)
+            .ctx("sync the file system of", &self.dir)
+            .map_err(Into::into)
     }
 
     fn blob_path(&self, hash: &ContentHash) -> PathBuf {
@@ -223,7 +228,9 @@ impl BlobStore {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).ctx("create directory", parent)?;
         }
-        fs::rename(tmp, dest).ctx("rename into place", dest)
+        fs::rename(tmp, dest)
+            .ctx("rename into place", dest)
+            .map_err(Into::into)
     }
 
     fn remove_stale_temp(&self) {

@@ -4,15 +4,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::IoContext;
-use crate::fsutil::{par_map, remove_tree};
+use crate::fsutil::par_map;
 use crate::rules::IgnoreRules;
 use crate::scan::{Capture, child};
+use crate::slot::{Slot, WorkspaceRecord, create_slot, install_setup, skip_nested, write_entry};
 use crate::stager::Shared;
-use crate::workspace::{Backend, WorkspaceRecord, create_slot, install_setup, write_entry};
 use crate::{
     BaseSnapshot, ChangeSet, Entry, RepoPath, SkipReason, Snapshot, Stager, StagerConfig,
     StagerKind, StagingError, Workspace,
@@ -35,11 +35,11 @@ impl CopyStager {
 }
 
 impl Stager for CopyStager {
-    fn kind(&self) -> StagerKind {
-        StagerKind::Copy
+    fn strategy(&self) -> &str {
+        StagerKind::Copy.name()
     }
 
-    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError> {
+    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Box<dyn Workspace>, StagingError> {
         stage_tree(&self.shared, snapshot, name, false)
     }
 }
@@ -108,11 +108,11 @@ fn probe(dir: &Path) -> bool {
 }
 
 impl Stager for ReflinkStager {
-    fn kind(&self) -> StagerKind {
-        StagerKind::Reflink
+    fn strategy(&self) -> &str {
+        StagerKind::Reflink.name()
     }
 
-    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError> {
+    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Box<dyn Workspace>, StagingError> {
         stage_tree(&self.shared, snapshot, name, true)
     }
 }
@@ -122,7 +122,7 @@ fn stage_tree(
     snapshot: &Snapshot,
     name: &str,
     clone: bool,
-) -> Result<Workspace, StagingError> {
+) -> Result<Box<dyn Workspace>, StagingError> {
     let kind = if clone {
         StagerKind::Reflink
     } else {
@@ -132,7 +132,7 @@ fn stage_tree(
         strategy: kind,
         ..WorkspaceRecord::default()
     };
-    let slot = create_slot(shared, name, &record)?;
+    let mut slot = create_slot(shared, name, &record)?;
     let tree = slot.dir.join("tree");
     let stamp = (|| {
         fs::create_dir(&tree).ctx("create directory", &tree)?;
@@ -151,21 +151,67 @@ fn stage_tree(
     let stamp = match stamp {
         Ok(s) => s,
         Err(e) => {
-            let _ = remove_tree(&slot.dir);
+            let _ = slot.release();
             return Err(e);
         }
     };
-    Ok(Workspace {
-        name: name.to_owned(),
+    Ok(Box::new(TreeWorkspace {
+        slot,
         kind,
-        dir: slot.dir,
-        host_path: tree.clone(),
         path: tree,
         snapshot: snapshot.clone(),
         shared: Arc::clone(shared),
-        backend: Backend::Tree { stamp },
-        lock: Some(slot.lock),
-    })
+        stamp,
+    }))
+}
+
+/// A workspace of the copy or reflink strategy: a plain tree; files whose mtime and ctime are
+/// older than `stamp` (the file system's time when staging finished) and whose size matches
+/// are unchanged.
+#[derive(Debug)]
+struct TreeWorkspace {
+    slot: Slot,
+    kind: StagerKind,
+    path: PathBuf,
+    snapshot: Snapshot,
+    shared: Arc<Shared>,
+    stamp: (i64, i64),
+}
+
+impl Workspace for TreeWorkspace {
+    fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    fn strategy(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn changes(&self) -> Result<ChangeSet, StagingError> {
+        let mut set = changes(self)?;
+        skip_nested(&self.snapshot, &mut set);
+        Ok(set)
+    }
+
+    fn dispose(mut self: Box<Self>) -> Result<(), StagingError> {
+        self.slot.release()
+    }
+}
+
+impl Drop for TreeWorkspace {
+    fn drop(&mut self) {
+        if self.slot.is_held() {
+            let _ = self.slot.release();
+        }
+    }
 }
 
 /// Writes every entry of `snapshot` under `root` (directories first, then files in parallel).
@@ -203,13 +249,13 @@ fn materialize(snapshot: &Snapshot, root: &Path, clone: bool) -> Result<(), Stag
 
 /// Changes found by walking the whole tree and comparing with the snapshot: a file whose size
 /// and exec bit match and whose mtime and ctime precede `stamp` is unchanged; others are hashed.
-pub(crate) fn changes(ws: &Workspace, stamp: (i64, i64)) -> Result<ChangeSet, StagingError> {
+fn changes(ws: &TreeWorkspace) -> Result<ChangeSet, StagingError> {
     let config = &ws.shared.config;
     let mut walk = TreeWalk {
         cap: Capture::new(&config.store, config.max_file_size),
         rules: IgnoreRules::at_start(&ws.snapshot, &config.store),
         ws,
-        stamp,
+        stamp: ws.stamp,
         seen: HashSet::new(),
     };
     walk.dir(&ws.path, "")?;
@@ -225,7 +271,7 @@ pub(crate) fn changes(ws: &Workspace, stamp: (i64, i64)) -> Result<ChangeSet, St
 struct TreeWalk<'a> {
     cap: Capture<'a>,
     rules: IgnoreRules<'a>,
-    ws: &'a Workspace,
+    ws: &'a TreeWorkspace,
     stamp: (i64, i64),
     seen: HashSet<String>,
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::IoContext;
@@ -15,8 +15,8 @@ use crate::fsutil::remove_tree;
 use crate::git::{git, run, status_paths};
 use crate::rules::IgnoreRules;
 use crate::scan::Capture;
+use crate::slot::{Slot, WorkspaceRecord, create_slot, install_setup, skip_nested, write_entry};
 use crate::stager::Shared;
-use crate::workspace::{Backend, WorkspaceRecord, create_slot, install_setup, write_entry};
 use crate::{
     BaseSnapshot, ChangeSet, RepoPath, SkipReason, Snapshot, Stager, StagerConfig, StagerKind,
     StagingError, Workspace,
@@ -52,11 +52,11 @@ impl WorktreeStager {
 }
 
 impl Stager for WorktreeStager {
-    fn kind(&self) -> StagerKind {
-        StagerKind::Worktree
+    fn strategy(&self) -> &str {
+        StagerKind::Worktree.name()
     }
 
-    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Workspace, StagingError> {
+    fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Box<dyn Workspace>, StagingError> {
         let base = snapshot.base();
         let Some(layer) = snapshot.git_layer() else {
             return Err(StagingError::Unsupported {
@@ -74,7 +74,7 @@ impl Stager for WorktreeStager {
             strategy: StagerKind::Worktree,
             ..WorkspaceRecord::default()
         };
-        let slot = create_slot(&self.shared, name, &record)?;
+        let mut slot = create_slot(&self.shared, name, &record)?;
         let start_index = slot.dir.join("start-index");
         let result = (|| {
             fs::create_dir(&tree).ctx("create directory", &tree)?;
@@ -96,23 +96,68 @@ impl Stager for WorktreeStager {
             Ok(())
         })();
         if let Err(e) = result {
-            let _ = remove_tree(&slot.dir);
+            let _ = slot.release();
             return Err(e);
         }
-        Ok(Workspace {
-            name: name.to_owned(),
-            kind: StagerKind::Worktree,
-            dir: slot.dir,
-            host_path: tree.clone(),
+        Ok(Box::new(WorktreeWorkspace {
+            slot,
             path: tree,
             snapshot: snapshot.clone(),
             shared: Arc::clone(&self.shared),
-            backend: Backend::Worktree {
-                start_index,
-                start_git: layer.join(".git"),
-            },
-            lock: Some(slot.lock),
-        })
+            start_index,
+            start_git: layer.join(".git"),
+        }))
+    }
+}
+
+/// A workspace of the worktree strategy: a git checkout with a private repository; changes
+/// from `git status` against the start state, whatever the agent did to the workspace's own
+/// repository.
+#[derive(Debug)]
+struct WorktreeWorkspace {
+    slot: Slot,
+    path: PathBuf,
+    snapshot: Snapshot,
+    shared: Arc<Shared>,
+    /// A copy of the workspace's index as staged, outside the workspace.
+    start_index: PathBuf,
+    /// The snapshot's repository (its git layer's `.git`), which the agent cannot reach.
+    start_git: PathBuf,
+}
+
+impl Workspace for WorktreeWorkspace {
+    fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    fn strategy(&self) -> &str {
+        StagerKind::Worktree.name()
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn changes(&self) -> Result<ChangeSet, StagingError> {
+        let mut set = changes(self)?;
+        skip_nested(&self.snapshot, &mut set);
+        Ok(set)
+    }
+
+    fn dispose(mut self: Box<Self>) -> Result<(), StagingError> {
+        self.slot.release()
+    }
+}
+
+impl Drop for WorktreeWorkspace {
+    fn drop(&mut self) {
+        if self.slot.is_held() {
+            let _ = self.slot.release();
+        }
     }
 }
 
@@ -185,11 +230,8 @@ pub(crate) fn remove(repo: &Path, tree: &Path) {
 
 /// Changes: the paths `git status` lists plus those where the snapshot differs from the commit,
 /// each compared with the snapshot.
-pub(crate) fn changes(
-    ws: &Workspace,
-    start_git: &Path,
-    start_index: &Path,
-) -> Result<ChangeSet, StagingError> {
+fn changes(ws: &WorktreeWorkspace) -> Result<ChangeSet, StagingError> {
+    let (start_git, start_index) = (&ws.start_git, &ws.start_index);
     let config = &ws.shared.config;
     let tree = &ws.path;
     // git as it was when staged: the snapshot's repository and the index the workspace started

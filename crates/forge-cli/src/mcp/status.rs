@@ -199,7 +199,7 @@ fn from_state(run: &RunId, state: &RunState, liveness: Liveness) -> RunStatus {
             .conflicts
             .iter()
             .map(|c| ConflictStatus {
-                path: c.path.clone(),
+                path: c.path.to_string(),
                 tasks: c.tasks.iter().map(ToString::to_string).collect(),
                 strategy: c.strategy.clone(),
                 resolved: c.resolved,

@@ -40,9 +40,12 @@ pub(crate) fn files_changed(state: &RunState) -> usize {
         .filter(|t| t.status == TaskPhase::Succeeded)
         .flat_map(|t| {
             if t.integrated {
-                t.integrated_files.iter()
+                t.integrated_files
+                    .iter()
+                    .map(forge_events::RepoPath::as_str)
+                    .collect::<Vec<_>>()
             } else {
-                t.files_changed.iter()
+                t.files_changed.iter().map(String::as_str).collect()
             }
         })
         .collect::<BTreeSet<_>>()
@@ -350,7 +353,7 @@ mod tests {
             (
                 None,
                 EventKind::MergeConflict {
-                    path: "CHANGELOG.md".into(),
+                    path: forge_events::RepoPath::new("CHANGELOG.md").unwrap(),
                     tasks: vec![TaskId::new("a").unwrap(), TaskId::new("b").unwrap()],
                     strategy: "union".into(),
                     resolved: true,

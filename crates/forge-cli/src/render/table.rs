@@ -592,7 +592,7 @@ mod tests {
                 Some("docs"),
                 EventKind::TaskWaitingLocks {
                     claims: vec![ClaimRecord {
-                        mode: "writes".into(),
+                        mode: forge_events::LockMode::Write,
                         pattern: "docs/**".into(),
                     }],
                     blocked_by: vec![TaskId::new("frontend").unwrap()],

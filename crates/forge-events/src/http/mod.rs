@@ -306,7 +306,7 @@ impl IntoResponse for ApiError {
             Self::Events(e) => {
                 let status = match e {
                     EventsError::UnknownRun { .. } => StatusCode::NOT_FOUND,
-                    EventsError::InvalidCursor { .. } | EventsError::InvalidId { .. } => {
+                    EventsError::InvalidCursor { .. } | EventsError::InvalidId(_) => {
                         StatusCode::BAD_REQUEST
                     }
                     _ => StatusCode::INTERNAL_SERVER_ERROR,

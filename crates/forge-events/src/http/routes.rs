@@ -238,7 +238,7 @@ async fn log_handler(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let (run, source) = app.locate(&id)?;
-    let task: TaskId = task.parse()?;
+    let task: TaskId = task.parse().map_err(EventsError::from)?;
     let attempt = number::<u32>("attempt", query.attempt.as_ref())?;
     let offset = number::<u64>("offset", query.offset.as_ref())?;
     let tail = number::<u64>("tail", query.tail.as_ref())?;

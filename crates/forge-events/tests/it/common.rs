@@ -54,6 +54,14 @@ fn paths() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec("[a-z]{1,4}/[a-z]{1,4}\\.rs", 0..3)
 }
 
+fn repo_paths() -> impl Strategy<Value = Vec<forge_events::RepoPath>> {
+    paths().prop_map(|ps| {
+        ps.iter()
+            .map(|p| forge_events::RepoPath::new(p).unwrap())
+            .collect()
+    })
+}
+
 fn opt_text() -> impl Strategy<Value = Option<String>> {
     prop::option::of(text())
 }
@@ -105,13 +113,10 @@ pub(crate) fn unknown_kind() -> impl Strategy<Value = UnknownKind> {
 pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
     let claims = prop::collection::vec(
         (
-            prop::sample::select(vec!["reads", "writes", "appends"]),
+            prop::sample::select(forge_events::LockMode::ALL.to_vec()),
             "[a-z*/]{1,8}",
         )
-            .prop_map(|(mode, pattern)| ClaimRecord {
-                mode: mode.to_owned(),
-                pattern,
-            }),
+            .prop_map(|(mode, pattern)| ClaimRecord { mode, pattern }),
         0..3,
     );
     prop_oneof![
@@ -177,12 +182,16 @@ pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
                     reason,
                 }
             }),
-        (paths(), text()).prop_map(|(paths, policy)| EventKind::ClaimViolation { paths, policy }),
+        (repo_paths(), text())
+            .prop_map(|(paths, policy)| EventKind::ClaimViolation { paths, policy }),
         (tasks(), task_id()).prop_map(|(cycle, victim)| EventKind::LockDeadlock { cycle, victim }),
-        paths().prop_map(|files| EventKind::MergeIntegrated { files }),
-        (text(), tasks(), text(), any::<bool>()).prop_map(|(path, tasks, strategy, resolved)| {
+        repo_paths().prop_map(|files| EventKind::MergeIntegrated { files }),
+        (paths(), tasks(), text(), any::<bool>()).prop_map(|(path, tasks, strategy, resolved)| {
             EventKind::MergeConflict {
-                path,
+                path: path.first().map_or_else(
+                    || forge_events::RepoPath::new("README.md").unwrap(),
+                    |p| forge_events::RepoPath::new(p).unwrap(),
+                ),
                 tasks,
                 strategy,
                 resolved,

@@ -268,3 +268,68 @@ fn hand_made_fields_that_collide_are_not_written_twice() {
     assert_eq!(text.matches("\"type\"").count(), 1, "{text}");
     assert_eq!(Event::from_json(&text).unwrap().type_name(), "x_new");
 }
+
+/// Claims were written with their plan key as a string before the mode was typed; those
+/// journals read into the typed mode and are written back byte for byte.
+#[test]
+fn claim_modes_of_old_journals_read_and_write_back_the_same() {
+    use forge_events::{ClaimRecord, LockMode, read_journal_bytes};
+    let line = r#"{"v":1,"seq":3,"ts":"2026-11-24T14:03:07.123Z","run":"run-1","task":"tests","type":"task_waiting_locks","claims":[{"mode":"reads","pattern":"src/**"},{"mode":"writes","pattern":"tests/**"},{"mode":"appends","pattern":"CHANGELOG.md"}],"blocked_by":["backend"]}"#;
+    let events = read_journal_bytes(
+        std::path::Path::new("events.jsonl"),
+        format!("{line}\n").as_bytes(),
+    )
+    .unwrap();
+    let EventKind::TaskWaitingLocks { claims, blocked_by } = &events[0].kind else {
+        panic!("{:?}", events[0].kind);
+    };
+    let modes: Vec<LockMode> = claims.iter().map(|c| c.mode).collect();
+    assert_eq!(modes, [LockMode::Read, LockMode::Write, LockMode::Append]);
+    assert_eq!(blocked_by, &[task("backend")]);
+    assert_eq!(events[0].to_json(), line);
+    // A mode no version wrote is an error naming it, not a silent default.
+    let bad = line.replace(r#""mode":"writes""#, r#""mode":"exclusive""#);
+    let err = Event::from_json(&bad).unwrap_err().to_string();
+    assert!(err.contains("unknown lock mode `exclusive`"), "{err}");
+    let record = ClaimRecord {
+        mode: LockMode::Append,
+        pattern: "CHANGELOG.md".into(),
+    };
+    assert_eq!(
+        serde_json::to_string(&record).unwrap(),
+        r#"{"mode":"appends","pattern":"CHANGELOG.md"}"#
+    );
+}
+
+/// Paths in merge and violation events were plain strings before they were typed; journals
+/// written then read into `RepoPath`s and are written back byte for byte.
+#[test]
+fn paths_of_old_journals_read_and_write_back_the_same() {
+    use forge_events::{RepoPath, read_journal_bytes};
+    let lines = [
+        r#"{"v":1,"seq":8,"ts":"2026-11-24T14:03:07.123Z","run":"run-1","task":"api","type":"claim_violation","paths":["docs/guide.md"],"policy":"reject"}"#,
+        r#"{"v":1,"seq":9,"ts":"2026-11-24T14:03:07.124Z","run":"run-1","task":"api","type":"merge_integrated","files":["src/api/auth.rs","src/lib.rs"]}"#,
+        r#"{"v":1,"seq":10,"ts":"2026-11-24T14:03:07.125Z","run":"run-1","task":"web","type":"merge_conflict","path":"CHANGELOG.md","tasks":["api","web"],"strategy":"union","resolved":true}"#,
+    ];
+    let events = read_journal_bytes(
+        std::path::Path::new("events.jsonl"),
+        format!("{}\n", lines.join("\n")).as_bytes(),
+    )
+    .unwrap();
+    let path = |p: &str| RepoPath::new(p).unwrap();
+    assert!(matches!(
+        &events[0].kind,
+        EventKind::ClaimViolation { paths, .. } if *paths == [path("docs/guide.md")]
+    ));
+    assert!(matches!(
+        &events[1].kind,
+        EventKind::MergeIntegrated { files } if *files == [path("src/api/auth.rs"), path("src/lib.rs")]
+    ));
+    assert!(matches!(
+        &events[2].kind,
+        EventKind::MergeConflict { path: p, .. } if *p == path("CHANGELOG.md")
+    ));
+    for (event, line) in events.iter().zip(lines) {
+        assert_eq!(event.to_json(), line);
+    }
+}

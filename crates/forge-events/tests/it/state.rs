@@ -105,7 +105,7 @@ fn sample_run() -> Vec<Event> {
     sink.publish_task(
         &a,
         EventKind::MergeIntegrated {
-            files: vec!["src/lib.rs".into()],
+            files: vec![forge_events::RepoPath::new("src/lib.rs").unwrap()],
         },
     )
     .unwrap();
@@ -119,7 +119,7 @@ fn sample_run() -> Vec<Event> {
     .unwrap();
     sink.publish_task(&b, finished(TaskStatus::Failed)).unwrap();
     sink.publish_run(EventKind::MergeConflict {
-        path: "CHANGELOG.md".into(),
+        path: forge_events::RepoPath::new("CHANGELOG.md").unwrap(),
         tasks: vec![a.clone(), b.clone()],
         strategy: "union".into(),
         resolved: true,
@@ -220,7 +220,10 @@ fn cancelled_tasks_are_not_done_and_dropped_changes_are_not_integrated() {
     })
     .unwrap();
     // Both changed src/lib.rs; a conflict dropped b's change.
-    for (t, integrated) in [(&a, vec!["src/lib.rs".to_owned()]), (&b, vec![])] {
+    for (t, integrated) in [
+        (&a, vec![forge_events::RepoPath::new("src/lib.rs").unwrap()]),
+        (&b, vec![]),
+    ] {
         sink.publish_task(t, EventKind::MergeIntegrated { files: integrated })
             .unwrap();
         sink.publish_task(t, finished(TaskStatus::Succeeded))

@@ -438,8 +438,9 @@ async fn apply_scoped(
                 let fresh = Integration::new(Arc::new(base), blobs)
                     .with_strategies(super::merge_rules(&plan)?)
                     .with_audit_policy(plan.on_violation);
-                let (integration, (unresolved, _)) =
-                    super::resume::rebuild(fresh, &store2, &run2, &plan, &order)?;
+                let state = super::integrated::IntegrationState::new(fresh)
+                    .rebuild(&store2, &run2, &plan, &order)?;
+                let (unresolved, _) = state.conflicts();
                 let open = clashes::unchosen(&unresolved, &choices);
                 if !open.is_empty() {
                     return Err(ExecError::NotApplicable {
@@ -447,7 +448,7 @@ async fn apply_scoped(
                         reason: clashes::refusal(&run2, &open),
                     });
                 }
-                (integration, unresolved, order)
+                (state.into_integration(), unresolved, order)
             }
         };
         let settled = clashes::settle(

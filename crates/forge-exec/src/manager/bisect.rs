@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use forge_events::{Event, EventKind, EventSink as _, TaskId};
-use forge_merge::{Gate, GateCommand, GateReport, Integration, IntegrationStatus};
+use forge_merge::{Gate, GateCommand, GateReport, IntegrationStatus, Merger};
 use forge_staging::{ChangeSet, Stager};
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +169,7 @@ pub fn first_failing<E: Send>(
 #[allow(clippy::too_many_arguments)] // the parts of a run a bisect needs, none optional
 pub fn bisect_gate(
     integrated: &[IntegratedChanges],
-    new_integration: &(dyn Fn() -> Integration + Sync),
+    new_integration: &(dyn Fn() -> Box<dyn Merger> + Sync),
     gate: &Gate,
     runner: &GateRunner,
     stager: &dyn Stager,
@@ -242,7 +242,7 @@ pub fn bisect_gate(
 /// Gates the base with `prefix` integrated.
 fn gate_prefix(
     prefix: &[IntegratedChanges],
-    new_integration: &(dyn Fn() -> Integration + Sync),
+    new_integration: &(dyn Fn() -> Box<dyn Merger> + Sync),
     gate: &Gate,
     runner: &GateRunner,
     stager: &dyn Stager,
@@ -250,7 +250,7 @@ fn gate_prefix(
 ) -> Result<GateReport, ExecError> {
     let mut integration = new_integration();
     for c in prefix {
-        let outcome = integration.integrate(c.task.as_str(), &c.changes, c.order)?;
+        let outcome = integration.integrate(&c.task, &c.changes, c.order)?;
         if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {
             return Err(ExecError::Store(format!(
                 "bisecting the gate: the changes of `{}` no longer integrate as they did ({outcome})",
@@ -314,7 +314,7 @@ pub(crate) async fn run_bisect(
     cancel: &CancelHandle,
     history: Option<&[Event]>,
 ) -> Result<GateBisect, ExecError> {
-    let order: Vec<(TaskId, u32)> = shared.integrated.lock().clone();
+    let order: Vec<(TaskId, u32)> = shared.integration.lock().integrated().to_vec();
     let tasks: Vec<TaskId> = order.iter().map(|(t, _)| t.clone()).collect();
     let known = history.map(|h| known_steps(h, &tasks)).unwrap_or_default();
     let concurrency = shared.plan.concurrency.max(1);
@@ -336,17 +336,8 @@ pub(crate) async fn run_bisect(
                 changes: read_json(&path)?,
             });
         }
-        let rules = super::merge_rules(&shared.plan)?;
-        let (base, blobs) = {
-            let integration = shared.integration.lock();
-            (integration.base().clone(), integration.store().clone())
-        };
-        let policy = shared.plan.on_violation;
-        let new_integration = move || {
-            Integration::new(base.clone(), blobs.clone())
-                .with_strategies(rules.clone())
-                .with_audit_policy(policy)
-        };
+        let template = shared.integration.lock().integration().empty();
+        let new_integration = move || template.empty();
         let gate = Gate {
             commands: shared
                 .plan

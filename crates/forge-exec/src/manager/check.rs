@@ -5,15 +5,17 @@
 //! word on the integrated tree.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use forge_events::{EventKind, OutputStream};
 use forge_staging::Workspace;
 
 use super::Shared;
+use super::attempt::{Attempt, capture};
 use crate::ExecError;
 use crate::plan::Task;
 use crate::process::{AttemptEnv, CommandSpec, run_process_in};
-use crate::sched::AttemptContext;
+use crate::sched::{AttemptContext, TaskOutcome};
 
 /// Lines of a failing command's output kept around each error line, after it.
 const CONTEXT_AFTER: usize = 3;
@@ -44,13 +46,78 @@ pub(crate) enum CheckOutcome {
     Stopped,
 }
 
+/// Where a round of checks leaves the attempt.
+pub(crate) enum Checked {
+    /// The checks passed, or the attempt ended: it goes on (or stops) as it is.
+    Done(Attempt),
+    /// A check failed with rounds left: the agent runs again from what it did so far, told why.
+    Again(Attempt),
+}
+
+/// One round of the task's checks in the attempt's workspace, after its agent succeeded.
+pub(crate) async fn round(shared: &Arc<Shared>, mut a: Attempt) -> Checked {
+    a.check_round += 1;
+    let ran = match &a.workspace {
+        Some(ws) => run_checks(shared, &a.task, a.number, a.check_round, &**ws, &a.ctx).await,
+        None => Err(ExecError::Store(format!(
+            "attempt {} of `{}` has no workspace to check",
+            a.number,
+            a.id()
+        ))),
+    };
+    let (command, how, output) = match ran {
+        Ok(CheckOutcome::Passed) => return Checked::Done(a),
+        Ok(CheckOutcome::Stopped) => return Checked::Done(a.cancel("stopped while its check ran")),
+        Err(e) => return Checked::Done(a.fail(&e)),
+        Ok(CheckOutcome::Failed {
+            command,
+            how,
+            output,
+        }) => (command, how, output),
+    };
+    if a.check_round > a.task.check_rounds {
+        let rounds = a.task.check_rounds;
+        a = capture::keep_for_retry(shared, a).await;
+        return Checked::Done(a.end(TaskOutcome::failed(format!(
+            "its check `{command}` failed ({how}){}",
+            if rounds > 0 {
+                format!(" after {rounds} round(s) of feedback to the agent")
+            } else {
+                String::new()
+            }
+        ))));
+    }
+    let text = feedback(&command, &how, &output);
+    // The agent goes on from where it is: same session where it can, same files.
+    if let Some(ws) = a.workspace.take() {
+        match capture::changes_and_dispose(shared, ws).await {
+            Ok(changes) => a.restore = Some(changes),
+            Err(e) => return Checked::Done(a.fail(&e)),
+        }
+    }
+    let continued = a
+        .agent_session
+        .take()
+        .or_else(|| a.session.clone())
+        .filter(|_| a.profile.can_resume());
+    a.prompt = match &continued {
+        Some(_) => text,
+        None => format!(
+            "{}\n\n---\nYour changes so far are in the workspace.\n{text}",
+            a.task.prompt
+        ),
+    };
+    a.session = continued;
+    Checked::Again(a)
+}
+
 /// Runs the task's checks, in order, in `ws`; the first failure ends them. `round` counts from 1.
 pub(crate) async fn run_checks(
     shared: &Shared,
     task: &Task,
     attempt: u32,
     round: u32,
-    ws: &Workspace,
+    ws: &dyn Workspace,
     ctx: &AttemptContext,
 ) -> Result<CheckOutcome, ExecError> {
     let dir = shared

@@ -100,22 +100,15 @@ pub(crate) async fn start_round(
     let journal = shared.store.journal(&shared.run);
     let history = blocking(move || forge_events::read_journal(journal)).await??;
     let mut prior = super::resume::analyze(&shared.plan, &history);
-    let (shared2, order) = (shared.clone(), prior.integrated.clone());
-    let (integration, conflicts) = blocking(move || {
-        let fresh = {
-            let integration = shared2.integration.lock();
-            forge_merge::Integration::new(integration.base().clone(), integration.store().clone())
-                .with_strategies(super::merge_rules(&shared2.plan)?)
-                .with_audit_policy(shared2.plan.on_violation)
-        };
-        super::resume::rebuild(fresh, &shared2.store, &shared2.run, &shared2.plan, &order)
+    let (shared2, order) = (shared.clone(), std::mem::take(&mut prior.integrated));
+    let integration = blocking(move || {
+        let fresh = shared2.integration.lock().empty();
+        fresh.rebuild(&shared2.store, &shared2.run, &shared2.plan, &order)
     })
     .await??;
     // Workspaces of the last round are gone; snapshot versions start again with the new tree.
     shared.snapshots.lock().clear();
     *shared.integration.lock() = integration;
-    *shared.conflicts.lock() = conflicts;
-    *shared.integrated.lock() = std::mem::take(&mut prior.integrated);
     *shared.retries.lock() = std::mem::take(&mut prior.retries);
     Ok(prior.tasks)
 }

@@ -31,7 +31,8 @@ pub(crate) async fn current(shared: &Arc<Shared>) -> Result<Arc<Snapshot>, ExecE
     let shared = shared.clone();
     blocking(move || {
         let mut snapshots = shared.snapshots.lock();
-        let integration = shared.integration.lock();
+        let state = shared.integration.lock();
+        let integration = state.integration();
         let version = integration.version();
         if let Some((v, s)) = &snapshots.latest
             && *v == version

@@ -6,7 +6,9 @@
 //! run():   run_started; for a new run, plan_preview (the plan's lock analysis and time
 //!          estimate, [`crate::plan::preview`], with durations from the repository's earlier runs)
 //!          capture the base snapshot once
-//!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt:
+//!          Scheduler (critical path, concurrency, retries, timeouts, cancel) runs each attempt,
+//!          one value through one module per step (`attempt`; steps 2-4 are the runner's:
+//!          [`crate::runner`], this machine or a cluster):
 //!            1 locks    acquire the task's claims (all or nothing; `task_waiting_locks` names
 //!                       who is in the way)
 //!            2 stage    a workspace from the integrated tree at that moment (base + everything
@@ -16,7 +18,8 @@
 //!            4 capture  the ChangeSet; audit it against the write and append claims
 //!            5 persist  blobs synced and changes.json written before anything is integrated
 //!            6 merge    integrate it (`agent` conflicts re-run the task on top, `[merge]
-//!                       reruns` times); then release the locks and dispose the workspace
+//!                       reruns` times) into the run's one integration state
+//!                       (`integrated`); then release the locks
 //!          the gate in a workspace staged from the integrated tree
 //!          result.json + integration.json; apply if asked ([`ApplyMode`]); run_finished
 //! ```
@@ -32,14 +35,16 @@
 
 pub mod add;
 mod apply;
+pub(crate) mod attempt;
 mod audit;
 mod bisect;
 mod budget;
 mod candidates;
-mod check;
+pub(crate) mod check;
 mod fix;
+mod integrated;
 mod layers;
-pub(crate) mod pipeline;
+mod pipeline;
 mod resume;
 mod retry;
 
@@ -53,7 +58,9 @@ use forge_events::{
     TaskStatus,
 };
 use forge_locks::{LocalLockManager, LockManager};
-use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy};
+use forge_merge::{Conflict, GateReport, Integration, MergeRules, MergeStrategy, Merger};
+
+use self::integrated::IntegrationState;
 use forge_staging::{BaseMode, BaseSnapshot, BlobStore, Stager, StagerConfig, StagerKind};
 use parking_lot::Mutex;
 
@@ -143,6 +150,10 @@ impl RunReport {
 /// Edits the stager's configuration before it is built.
 type ConfigEdit = Box<dyn FnOnce(&mut StagerConfig) + Send>;
 
+/// Makes the run's merger from the [`Integration`] Forge would use (over the run's base and
+/// store, with the plan's `[merge]` strategies and violation policy).
+type MergerFn = Arc<dyn Fn(Integration) -> Box<dyn Merger> + Send + Sync>;
+
 /// Where the stager comes from.
 enum StagerChoice {
     Kind(StagerKind),
@@ -166,6 +177,7 @@ pub struct ExecutionManagerBuilder {
     bus: BusOptions,
     runner: RunnerConfig,
     prices: Prices,
+    merger: Option<MergerFn>,
 }
 
 impl Default for ExecutionManagerBuilder {
@@ -190,6 +202,7 @@ impl Default for ExecutionManagerBuilder {
             bus: BusOptions::default(),
             runner: RunnerConfig::Local,
             prices: Prices::default(),
+            merger: None,
         }
     }
 }
@@ -315,6 +328,19 @@ impl ExecutionManagerBuilder {
         self
     }
 
+    /// The merge queue (default: [`Integration`]). The run's base is captured when the run
+    /// starts, so `make` is given the integration Forge would use (over that base and the
+    /// run's object store, with the plan's `[merge]` strategies and violation policy) and
+    /// returns the merger to use instead: a wrapper around it, or a merger of its own.
+    #[must_use]
+    pub fn merger(
+        mut self,
+        make: impl Fn(Integration) -> Box<dyn Merger> + Send + Sync + 'static,
+    ) -> Self {
+        self.merger = Some(Arc::new(make));
+        self
+    }
+
     /// Event bus settings.
     #[must_use]
     pub fn bus_options(mut self, options: BusOptions) -> Self {
@@ -434,6 +460,7 @@ impl ExecutionManagerBuilder {
             process: self.process,
             history: resuming.then_some(history),
             prices: self.prices,
+            merger: self.merger,
             retry: self.retry,
             runner: self.runner,
         })
@@ -485,6 +512,7 @@ pub struct ExecutionManager {
     /// The journal so far, when resuming.
     history: Option<Vec<forge_events::Event>>,
     prices: Prices,
+    merger: Option<MergerFn>,
     /// The task to retry, if this is a retry.
     retry: Option<RetryRequest>,
     runner: RunnerConfig,
@@ -538,17 +566,15 @@ pub(crate) struct Shared {
     pub(crate) locks: Arc<dyn LockManager>,
     pub(crate) stager: Arc<dyn Stager>,
     pub(crate) blobs: BlobStore,
-    pub(crate) integration: Mutex<Integration>,
+    /// What the run has integrated: the tree, the attempts in it, the conflicts.
+    pub(crate) integration: Mutex<IntegrationState>,
     /// The integrated tree's latest snapshot (layers are kept until the run ends: workspaces
     /// stand on them).
     pub(crate) snapshots: Mutex<layers::Snapshots>,
     pub(crate) events: Arc<Fanout>,
     pub(crate) process: ProcessOptions,
+    /// Each task's place in the plan: its order key in the integration.
     pub(crate) order: HashMap<TaskId, u64>,
-    /// Unresolved conflicts, and how many were settled.
-    pub(crate) conflicts: Mutex<(Vec<Conflict>, usize)>,
-    /// Integrated (task, attempt), in order.
-    pub(crate) integrated: Mutex<Vec<(TaskId, u32)>>,
     /// The locks of tasks whose attempt failed, kept until their retry starts (or they end).
     pub(crate) kept_locks: Mutex<HashMap<TaskId, forge_locks::LockSet>>,
     /// Turns for the file-system-heavy steps (staging a workspace, capturing its changes): at
@@ -563,10 +589,8 @@ pub(crate) struct Shared {
     pub(crate) prices: Prices,
     /// Retried tasks: how their attempts start (the journal's `task_retry_requested`).
     pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
-    /// Where attempts run: stage, agent, capture.
-    /// Where attempts run when not on this machine (a cluster); `None`: locally, by the
-    /// pipeline itself.
-    pub(crate) runner: Option<Arc<dyn AttemptRunner>>,
+    /// Where attempts' stage → agent → capture run: this machine or a cluster.
+    pub(crate) runner: Arc<dyn AttemptRunner>,
 }
 
 impl Shared {
@@ -629,6 +653,7 @@ impl ExecutionManager {
             retry,
             runner,
             prices,
+            merger,
         } = self;
         store.claim_owner(&run)?;
         let events = Arc::new(Fanout {
@@ -645,16 +670,16 @@ impl ExecutionManager {
             }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
-            let runner: Option<Arc<dyn AttemptRunner>> = match runner {
-                RunnerConfig::Local => None,
-                RunnerConfig::Ray(config) => Some(Arc::new(
+            let runner: Arc<dyn AttemptRunner> = match runner {
+                RunnerConfig::Local => Arc::new(crate::runner::local::LocalRunner),
+                RunnerConfig::Ray(config) => Arc::new(
                     crate::runner::ray::RayRunner::start(
                         config,
                         BlobStore::open(store.objects_dir())?,
                         &run,
                     )
                     .await?,
-                )),
+                ),
             };
             events.publish_run(EventKind::RunStarted {
                 plan: plan.name.clone(),
@@ -709,20 +734,18 @@ impl ExecutionManager {
                 }
             };
             let rules = merge_rules(&plan)?;
-            let mut integration = Integration::new(base.clone(), blobs.clone())
+            let integration = Integration::new(base.clone(), blobs.clone())
                 .with_strategies(rules)
                 .with_audit_policy(plan.on_violation);
-            let mut conflicts = (Vec::new(), 0usize);
-            let mut integrated = Vec::new();
+            let mut integration = IntegrationState::new(match &merger {
+                Some(make) => make(integration),
+                None => Box::new(integration),
+            });
             if let Some(prior) = &prior {
                 let (store2, run2, order) = (store.clone(), run.clone(), prior.integrated.clone());
                 let plan2 = plan.clone();
-                let (rebuilt, c) =
-                    blocking(move || resume::rebuild(integration, &store2, &run2, &plan2, &order))
-                        .await??;
-                integration = rebuilt;
-                conflicts = c;
-                integrated.clone_from(&prior.integrated);
+                integration =
+                    blocking(move || integration.rebuild(&store2, &run2, &plan2, &order)).await??;
                 scheduler.prior = prior.tasks.clone();
             }
             let shared = Arc::new(Shared {
@@ -743,8 +766,6 @@ impl ExecutionManager {
                     .enumerate()
                     .map(|(i, t)| (t.id.clone(), i as u64))
                     .collect(),
-                conflicts: Mutex::new(conflicts),
-                integrated: Mutex::new(integrated),
                 kept_locks: Mutex::new(HashMap::new()),
                 heavy: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
@@ -769,7 +790,7 @@ impl ExecutionManager {
                     .map_err(|e| ExecError::Store(format!("the plan preview failed: {e}")))?;
                 events.publish_run(EventKind::PlanPreview { preview })?;
             }
-            let runner = pipeline::PipelineRunner::new(shared.clone());
+            let runner = attempt::PipelineRunner::new(shared.clone());
             let mut rounds_used = history.as_deref().map_or(0, fix::rounds_used);
             let mut took_added = false;
             let mut options = scheduler;
@@ -817,10 +838,11 @@ impl ExecutionManager {
                     _ => break (sched, gate, bisect),
                 }
             };
-            let (unresolved, resolved) = shared.conflicts.lock().clone();
+            let (unresolved, resolved) = shared.integration.lock().conflicts();
             let files_changed: Vec<String> = shared
                 .integration
                 .lock()
+                .integration()
                 .delta()
                 .paths()
                 .map(|p| p.as_str().to_owned())
@@ -862,7 +884,7 @@ impl ExecutionManager {
                     .map(|t| t.id.clone())
                     .collect(),
                 conflicts: report.conflicts.clone(),
-                integrated: shared.integrated.lock().clone(),
+                integrated: shared.integration.lock().integrated().to_vec(),
                 bisect: report.bisect.clone(),
             };
             write_json(&store.result_path(&run), &result)?;

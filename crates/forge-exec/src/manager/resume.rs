@@ -1,17 +1,15 @@
-//! Resume: what the journal says was done, the integration rebuilt from persisted changesets,
-//! and the leftovers of a dead process cleaned up.
+//! Resume: what the journal says was done (the integration is rebuilt from it by
+//! [`super::integrated::IntegrationState::rebuild`]), and the leftovers of a dead process cleaned up.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use forge_events::{Event, EventKind, RunId, TaskId, TaskStatus};
-use forge_merge::{Conflict, Integration, IntegrationStatus};
-use forge_staging::ChangeSet;
 
 use crate::ExecError;
 use crate::plan::Plan;
 use crate::sched::{PriorTask, TaskOutcome, should_retry};
-use crate::store::{RunStore, read_json};
+use crate::store::RunStore;
 
 /// What an interrupted run had done.
 #[derive(Debug, Default)]
@@ -157,48 +155,6 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
     prior.integrated = order.into_iter().map(|(_, t, a)| (t, a)).collect();
     prior.retries = super::retry::contexts(requests, &sessions);
     prior
-}
-
-/// Integrates the persisted changesets of finished tasks again, in their original order: the
-/// same inputs in the same order give the same integrated tree. Returns it with the unresolved
-/// conflicts and the count of settled ones.
-pub(crate) fn rebuild(
-    mut integration: Integration,
-    store: &RunStore,
-    run: &RunId,
-    plan: &Plan,
-    order: &[(TaskId, u32)],
-) -> Result<(Integration, (Vec<Conflict>, usize)), ExecError> {
-    let mut unresolved = Vec::new();
-    let mut resolved = 0usize;
-    let index = crate::plan::positions(plan.tasks.iter().map(|t| &t.id));
-    for (task_id, attempt) in order {
-        let Some(&i) = index.get(task_id) else {
-            continue;
-        };
-        let task = &plan.tasks[i];
-        let path = store.changes_path(run, task_id.as_str(), *attempt);
-        let changes: ChangeSet = read_json(&path)?;
-        let violations = super::audit::claim_violations(task, &changes, integration.store())?;
-        let outcome =
-            integration.integrate_audited(task_id.as_str(), &changes, i as u64, violations)?;
-        if let IntegrationStatus::NeedsRerun { .. } | IntegrationStatus::Rejected = outcome.status {
-            return Err(ExecError::Corrupt {
-                path,
-                reason: format!(
-                    "its changes no longer integrate as they did ({outcome}); was the run store edited?"
-                ),
-            });
-        }
-        for c in outcome.conflicts {
-            if c.resolved {
-                resolved += 1;
-            } else {
-                unresolved.push(c);
-            }
-        }
-    }
-    Ok((integration, (unresolved, resolved)))
 }
 
 /// Stops and removes what a dead process running `run` left behind: agent processes (found by

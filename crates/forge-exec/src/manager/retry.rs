@@ -384,7 +384,7 @@ pub(crate) async fn keep_changes_and_dispose(
     shared: &std::sync::Arc<Shared>,
     task: &Task,
     attempt: u32,
-    ws: forge_staging::Workspace,
+    ws: Box<dyn forge_staging::Workspace>,
 ) {
     let path = shared
         .store

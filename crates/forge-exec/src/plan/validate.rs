@@ -221,7 +221,7 @@ pub(crate) fn write_sets(plan: &Plan) -> Vec<(OwnerId, Vec<Claim>)> {
             } else {
                 Vec::new()
             };
-            (OwnerId::new(t.id.as_str(), 0), claims)
+            (OwnerId::new(t.id.clone(), 0), claims)
         })
         .collect()
 }

@@ -6,30 +6,25 @@
 //! verified [`forge_staging::ChangeSet`] (or the reason there is none) comes back, which the
 //! pipeline then persists before the task is recorded as finished, whatever ran it.
 //!
-//! - this machine (the default): the pipeline stages, runs and captures the attempt itself,
-//!   with per-task checks and session resume (`manager/pipeline.rs`); moving that route behind
-//!   this trait as well is open work.
+//! - `local` (the default): this machine, in a workspace of the run's stager, with per-task
+//!   checks and session resume.
 //! - [`ray`]: a node of a Ray cluster, through Ray's HTTP job API; `forge attempt` (the
 //!   [`node`] module) runs the attempt there and talks back over the run's data channel.
 //!
 //! Another launcher (Kubernetes Jobs, Slurm) is one more module: it submits `forge attempt` as its
 //! engine's job and shares the data channel of the Ray runner ([`ray::channel`]).
 
+pub(crate) mod local;
 pub mod node;
 pub mod ray;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-
-use forge_staging::{ChangeSet, Snapshot};
 
 use crate::ExecError;
 use crate::manager::Shared;
-use crate::plan::Task;
-use crate::sched::{AttemptContext, TaskOutcome};
-use forge_agents::Profile;
+use crate::manager::attempt::Attempt;
 
 /// Where a run's attempts execute (`[runner]` in `forge.toml`, `forge run --runner`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -83,33 +78,14 @@ impl RayConfig {
     }
 }
 
-/// One pass of an attempt, as the pipeline hands it to a runner.
-#[allow(clippy::struct_field_names)] // `pass` is the word the pipeline uses for re-runs
-pub(crate) struct Pass<'a> {
-    pub(crate) task: &'a Task,
-    pub(crate) attempt: u32,
-    /// 0, then 1, 2, … when a conflicting attempt runs again on top of the integrated tree.
-    pub(crate) pass: u32,
-    pub(crate) prompt: &'a str,
-    /// The start tree: the integrated tree when the task's locks were granted.
-    pub(crate) snapshot: Arc<Snapshot>,
-    pub(crate) ctx: &'a AttemptContext,
-    /// `.forge/runs/<run>/tasks/<task>/<attempt>/`: prompt files and output logs.
-    pub(crate) attempt_dir: &'a Path,
-    pub(crate) profile: &'a Profile,
-}
-
-/// What a runner gives back.
-pub(crate) enum Ran {
-    /// The agent succeeded; its changes against the start tree, every blob in the run's store.
-    Changes(ChangeSet),
-    /// No changes to integrate: why (failed, stopped, could not start, node lost).
-    Ended(TaskOutcome),
-}
-
 /// Runs the *stage → agent → capture* part of an attempt somewhere.
+///
+/// The attempt comes with its start tree (`Attempt::start`), prompt and the session it
+/// continues; it goes back with its captured `ChangeSet` (`Attempt::changes`, every blob in the
+/// run's store) or ended (failed, stopped, could not start, node lost), never holding a
+/// workspace.
 #[async_trait::async_trait]
 pub(crate) trait AttemptRunner: Send + Sync {
-    /// Runs one pass, publishing the agent's progress as it comes.
-    async fn run(&self, shared: &Arc<Shared>, pass: Pass<'_>) -> Result<Ran, ExecError>;
+    /// Runs one pass of the attempt, publishing the agent's progress as it comes.
+    async fn run(&self, shared: &Arc<Shared>, attempt: Attempt) -> Attempt;
 }

@@ -124,7 +124,9 @@ fn runs_on_the_integrated_tree_with_the_runs_id_and_counts_tests() {
     let changes = ws.changes().unwrap();
     ws.dispose().unwrap();
     let mut integration = Integration::new(Arc::clone(&f.base), f.store.clone());
-    integration.integrate("tests", &changes, 1).unwrap();
+    integration
+        .integrate(&forge_events::TaskId::new("tests").unwrap(), &changes, 1)
+        .unwrap();
     let snapshot = integration.snapshot(&f.run.join("layers/gate")).unwrap();
 
     let runner = GateRunner::new(RunId::new("r-gate").unwrap());

@@ -5,6 +5,7 @@
 mod contain;
 mod gate;
 mod manager;
+mod parts;
 mod preview;
 mod process;
 mod sched;

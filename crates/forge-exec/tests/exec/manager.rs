@@ -129,7 +129,7 @@ fn leftover_processes(run: &RunId) -> Vec<u32> {
 }
 
 /// A toml string literal holding `text`.
-fn lit(text: &str) -> String {
+pub(crate) fn lit(text: &str) -> String {
     format!("'''\n{text}'''")
 }
 
@@ -265,8 +265,8 @@ async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() 
     assert_eq!(
         report.conflicts[0].tasks,
         [
-            forge_merge::Party::from("one"),
-            forge_merge::Party::from("two")
+            forge_merge::Party::Task(forge_events::TaskId::new("one").unwrap()),
+            forge_merge::Party::Task(forge_events::TaskId::new("two").unwrap())
         ]
     );
     let events = journal(repo.path(), &report.run);
@@ -282,7 +282,7 @@ async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() 
             _ => None,
         })
         .unwrap();
-    assert_eq!(conflict.0, "CHANGELOG.md");
+    assert_eq!(conflict.0.as_str(), "CHANGELOG.md");
     let names: Vec<&str> = conflict
         .1
         .iter()
@@ -403,7 +403,10 @@ async fn writing_outside_the_claims_is_a_violation_and_not_integrated() {
         .unwrap();
     assert_eq!(
         violation,
-        (vec!["src/lib.rs".to_owned()], "reject".to_owned())
+        (
+            vec![forge_staging::RepoPath::new("src/lib.rs").unwrap()],
+            "reject".to_owned()
+        )
     );
     assert_eq!(read(repo.path(), "src/lib.rs"), "// lib\n");
     assert!(!repo.path().join("docs/guide.md").exists());

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
+use crate::TaskId;
 
 fn owner(i: usize) -> OwnerId {
-    OwnerId::new(format!("o{i}"), 1)
+    OwnerId::new(TaskId::new(format!("o{i}")).unwrap(), 1)
 }
 
 fn claim(pattern: &str, mode: LockMode) -> Claim {

@@ -264,7 +264,9 @@ fn alive(pid: u32) -> bool {
 /// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix
 /// ([`forge_staging::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), MergeError> {
-    forge_staging::write_atomically(path, content).ctx("save", path)
+    forge_staging::write_atomically(path, content)
+        .ctx("save", path)
+        .map_err(Into::into)
 }
 
 fn split(path: &RepoPath) -> (&str, &str) {

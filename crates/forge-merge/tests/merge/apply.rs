@@ -10,7 +10,7 @@ use forge_merge::{
 };
 use forge_staging::{BaseSnapshot, BlobStore, RepoPath};
 
-use crate::common::{Fixture, lines, tree, write};
+use crate::common::{Fixture, lines, tid, tree, write};
 
 fn opts(f: &Fixture) -> ApplyOptions {
     ApplyOptions::new(f.repo.join(".forge/runs/r1"))
@@ -34,7 +34,7 @@ fn applies_the_run_and_merges_the_users_own_edits() {
         ("gone.txt", None),
         ("new/deep/b.txt", Some("b\n")),
     ]);
-    i.integrate("task", &t, 1).unwrap();
+    i.integrate(&tid("task"), &t, 1).unwrap();
     // The user works on during the run: another line of a.rs, and an untracked file.
     write(
         &f.repo,
@@ -84,7 +84,7 @@ fn clashing_user_edits_are_reported_and_never_overwritten() {
         ("b.txt", Some("B\n")),
         ("c.txt", Some("C\n")),
     ]);
-    i.integrate("t1", &t, 1).unwrap();
+    i.integrate(&tid("t1"), &t, 1).unwrap();
     let users_a = lines("l", 5).replace("l 3\n", "user\n");
     write(&f.repo, "a.txt", &users_a);
     std::fs::remove_file(f.repo.join("c.txt")).unwrap();
@@ -110,12 +110,12 @@ fn clashing_user_edits_are_reported_and_never_overwritten() {
             (
                 "a.txt",
                 ConflictKind::Content,
-                vec![Party::WorkingTree, Party::from("t1")]
+                vec![Party::WorkingTree, Party::Task(tid("t1"))]
             ),
             (
                 "c.txt",
                 ConflictKind::ModifyDelete,
-                vec![Party::WorkingTree, Party::from("t1")]
+                vec![Party::WorkingTree, Party::Task(tid("t1"))]
             ),
         ]
     );
@@ -130,7 +130,7 @@ fn clashing_user_edits_are_reported_and_never_overwritten() {
 fn a_failing_gate_blocks_the_apply() {
     let f = Fixture::git(&[("a", "a\n")]);
     let mut i = f.integration();
-    i.integrate("t", &f.task_from_base(&[("a", Some("A\n"))]), 1)
+    i.integrate(&tid("t"), &f.task_from_base(&[("a", Some("A\n"))]), 1)
         .unwrap();
     let failed = GateReport {
         commands: vec![CommandReport {
@@ -161,7 +161,7 @@ fn never_writes_through_a_symlink_or_outside_the_repository() {
         ("conf/new.toml", Some("n\n")),
         ("keep", Some("K\n")),
     ]);
-    i.integrate("t", &t, 1).unwrap();
+    i.integrate(&tid("t"), &t, 1).unwrap();
     // The user swaps the directory for a symlink to somewhere outside the repository.
     std::fs::remove_dir_all(f.repo.join("conf")).unwrap();
     symlink(&outside, f.repo.join("conf")).unwrap();
@@ -202,7 +202,7 @@ fn files_become_directories_and_back() {
         ("lib/y.rs", None),
         ("lib", Some("now a file\n")),
     ]);
-    let o = i.integrate("t", &t, 1).unwrap();
+    let o = i.integrate(&tid("t"), &t, 1).unwrap();
     assert!(o.conflicts.is_empty(), "{o:?}");
     apply_to_worktree(&i, &opts(&f), &ok()).unwrap();
     assert_eq!(
@@ -237,7 +237,8 @@ fn big_run(n: usize) -> (Fixture, Integration) {
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_deref()))
         .collect();
-    i.integrate("t", &f.task_from_base(&edits), 1).unwrap();
+    i.integrate(&tid("t"), &f.task_from_base(&edits), 1)
+        .unwrap();
     (f, i)
 }
 

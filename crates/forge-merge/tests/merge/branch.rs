@@ -3,7 +3,7 @@
 use forge_merge::{BranchOptions, GateReport, MergeError, apply_to_branch};
 use forge_staging::BaseMode;
 
-use crate::common::{Fixture, git, tree, write};
+use crate::common::{Fixture, git, tid, tree, write};
 
 /// What the user's repository looks like from outside: HEAD, the index file, status, files.
 fn user_state(
@@ -27,7 +27,7 @@ fn one_commit_per_task_without_touching_the_users_checkout() {
     let f = Fixture::git(&[("src/a.rs", "a\n"), ("old.txt", "old\n"), ("tool", "t\n")]);
     let mut i = f.integration();
     i.integrate(
-        "api",
+        &tid("api"),
         &f.task_from_base(&[("src/a.rs", Some("A\n")), ("old.txt", None)]),
         1,
     )
@@ -39,14 +39,14 @@ fn one_commit_per_task_without_touching_the_users_checkout() {
             ("src/a.rs", Some("A2\n")),
         ],
     );
-    i.integrate("docs", &t2, 2).unwrap();
+    i.integrate(&tid("docs"), &t2, 2).unwrap();
     write(&f.repo, "scratch.txt", "user's untracked file\n");
     let before = user_state(&f);
 
     let report = apply_to_branch(&i, &BranchOptions::new("run-1"), &GateReport::not_run()).unwrap();
     assert_eq!(report.branch, "forge/run-1");
     assert_eq!(report.commits.len(), 2);
-    assert_eq!(report.commits[0].task.as_deref(), Some("api"));
+    assert_eq!(report.commits[0].task, Some(tid("api")));
     assert_eq!(user_state(&f), before, "index, HEAD and files untouched");
 
     assert_eq!(git(&f.repo, &["show", "forge/run-1:src/a.rs"]), "A2\n");
@@ -127,7 +127,7 @@ fn modes_symlinks_and_a_worktree_base() {
     .into_iter()
     .map(|(p, c)| (forge_staging::RepoPath::new(p).unwrap(), c))
     .collect();
-    let o = i.integrate("t", &changes, 1).unwrap();
+    let o = i.integrate(&tid("t"), &changes, 1).unwrap();
     assert!(o.conflicts.is_empty(), "{o:?}");
     let index_before = std::fs::read(f.repo.join(".git/index")).unwrap();
     let report = apply_to_branch(&i, &BranchOptions::new("r2"), &GateReport::not_run()).unwrap();

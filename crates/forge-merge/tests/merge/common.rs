@@ -210,3 +210,8 @@ pub(crate) fn announce(msg: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
+
+/// A task id.
+pub(crate) fn tid(id: &str) -> forge_merge::TaskId {
+    forge_merge::TaskId::new(id).unwrap()
+}

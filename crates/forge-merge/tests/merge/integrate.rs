@@ -9,7 +9,7 @@ use forge_merge::{
 use forge_staging::{Entry, RepoPath, Snapshot, StagerConfig, StagerKind};
 use proptest::prelude::*;
 
-use crate::common::{Fixture, lines};
+use crate::common::{Fixture, lines, tid};
 
 fn p(s: &str) -> RepoPath {
     RepoPath::new(s).unwrap()
@@ -28,12 +28,12 @@ fn takes_what_only_the_task_changed() {
     let mut i = f.integration();
     let t1 = f.task_from_base(&[("a.txt", Some("A\n")), ("gone.txt", None)]);
     let t2 = f.task_from_base(&[("b.txt", Some("B\n")), ("new/c.txt", Some("C\n"))]);
-    let o1 = i.integrate("t1", &t1, 1).unwrap();
+    let o1 = i.integrate(&tid("t1"), &t1, 1).unwrap();
     assert_eq!(o1.status, IntegrationStatus::Integrated);
     assert_eq!(o1.integrated, [p("a.txt"), p("gone.txt")]);
     assert!(o1.merged.is_empty() && o1.conflicts.is_empty());
     assert_eq!(o1.version, 1);
-    let o2 = i.integrate("t2", &t2, 2).unwrap();
+    let o2 = i.integrate(&tid("t2"), &t2, 2).unwrap();
     assert_eq!(o2.version, 2);
     assert_eq!(f.content(&i, "a.txt").unwrap(), "A\n");
     assert_eq!(f.content(&i, "new/c.txt").unwrap(), "C\n");
@@ -62,8 +62,8 @@ fn merges_paths_changed_meanwhile_line_by_line() {
     let mut i = f.integration();
     let t1 = f.task_from_base(&[("CHANGELOG.md", Some(&edit_line(20, 2, "first")))]);
     let t2 = f.task_from_base(&[("CHANGELOG.md", Some(&edit_line(20, 15, "second")))]);
-    i.integrate("t1", &t1, 1).unwrap();
-    let o = i.integrate("t2", &t2, 2).unwrap();
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
     assert_eq!(o.status, IntegrationStatus::Integrated);
     assert_eq!(o.merged, [p("CHANGELOG.md")]);
     let merged = f.content(&i, "CHANGELOG.md").unwrap();
@@ -74,7 +74,7 @@ fn merges_paths_changed_meanwhile_line_by_line() {
     assert_eq!(merged.lines().count(), 20);
     // The same change made twice is not a conflict.
     let t3 = f.task_from_base(&[("CHANGELOG.md", Some(&edit_line(20, 2, "first")))]);
-    let o = i.integrate("t3", &t3, 3).unwrap();
+    let o = i.integrate(&tid("t3"), &t3, 3).unwrap();
     assert_eq!(o.status, IntegrationStatus::Integrated);
     assert!(o.conflicts.is_empty());
 }
@@ -88,8 +88,8 @@ fn conflicts_report_both_tasks_and_the_hunk_and_keep_the_integrated_side() {
         ("src/lib.rs", Some(&edit_line(5, 3, "from docs"))),
         ("other", Some("O\n")),
     ]);
-    i.integrate("api", &t1, 1).unwrap();
-    let o = i.integrate("docs", &t2, 2).unwrap();
+    i.integrate(&tid("api"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("docs"), &t2, 2).unwrap();
     assert_eq!(o.status, IntegrationStatus::Conflicted);
     assert_eq!(o.integrated, [p("other")], "the rest of the task goes in");
     let c = &o.conflicts[0];
@@ -97,7 +97,7 @@ fn conflicts_report_both_tasks_and_the_hunk_and_keep_the_integrated_side() {
         (c.kind, c.tasks.as_slice(), c.resolved, &c.strategy),
         (
             ConflictKind::Content,
-            [Party::from("api"), Party::from("docs")].as_slice(),
+            [Party::Task(tid("api")), Party::Task(tid("docs"))].as_slice(),
             false,
             &MergeStrategy::Fail
         )
@@ -152,7 +152,7 @@ fn ours_theirs_and_union_follow_task_order_not_finishing_order() {
             } else {
                 (&t_late, 2)
             };
-            let o = i.integrate(name, changes, order).unwrap();
+            let o = i.integrate(&tid(name), changes, order).unwrap();
             assert_eq!(o.status, IntegrationStatus::Integrated, "{o:?}");
         }
         results.push((
@@ -177,12 +177,12 @@ fn agent_conflicts_ask_for_a_rerun_or_go_to_the_resolver() {
     };
 
     let mut i = f.integration().with_strategies(agent());
-    i.integrate("t1", &t1, 1).unwrap();
-    let o = i.integrate("t2", &t2, 2).unwrap();
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
     assert_eq!(
         o.status,
         IntegrationStatus::NeedsRerun {
-            task: "t2".into(),
+            task: tid("t2"),
             on_top_of: 1
         }
     );
@@ -203,7 +203,10 @@ fn agent_conflicts_ask_for_a_rerun_or_go_to_the_resolver() {
     struct Both;
     impl Resolver for Both {
         fn resolve(&self, r: &ResolveRequest<'_>) -> Result<Resolution, MergeError> {
-            assert_eq!(r.conflict.tasks, [Party::from("t1"), Party::from("t2")]);
+            assert_eq!(
+                r.conflict.tasks,
+                [Party::Task(tid("t1")), Party::Task(tid("t2"))]
+            );
             Ok(Resolution::Content(b"fn x() { 1 + 2 }\n".to_vec()))
         }
     }
@@ -211,8 +214,8 @@ fn agent_conflicts_ask_for_a_rerun_or_go_to_the_resolver() {
         .integration()
         .with_strategies(agent())
         .with_resolver(Arc::new(Both));
-    i.integrate("t1", &t1, 1).unwrap();
-    let o = i.integrate("t2", &t2, 2).unwrap();
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
     assert_eq!(o.status, IntegrationStatus::Integrated);
     assert!(o.conflicts[0].resolved);
     assert_eq!(f.content(&i, "x.rs").unwrap(), "fn x() { 1 + 2 }\n");
@@ -228,8 +231,8 @@ fn a_driver_merges_with_a_real_command() {
         .with_strategies(MergeRules::new([("*.lock", driver.clone())]).unwrap());
     let t1 = f.task_from_base(&[("deps.lock", Some("a 2\nc 1\n"))]);
     let t2 = f.task_from_base(&[("deps.lock", Some("a 3\nc 1\n"))]);
-    i.integrate("t1", &t1, 1).unwrap();
-    let o = i.integrate("t2", &t2, 2).unwrap();
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
     assert_eq!(o.status, IntegrationStatus::Integrated, "{o:?}");
     assert!(o.conflicts[0].resolved);
     assert_eq!(f.content(&i, "deps.lock").unwrap(), "a 2\na 3\nc 1\n");
@@ -252,8 +255,8 @@ fn other_kinds_of_conflict() {
         ("file/inside", Some("y\n")),
         ("dir", Some("now a file\n")),
     ]);
-    i.integrate("t1", &t1, 1).unwrap();
-    let o = i.integrate("t2", &t2, 2).unwrap();
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
     let kinds: Vec<_> = o
         .conflicts
         .iter()
@@ -299,8 +302,8 @@ fn symlinks_and_exec_bits() {
     .into_iter()
     .collect();
     let edit = f.task_from_base(&[("run.sh", Some("echo hello\n"))]);
-    i.integrate("chmod", &exec, 1).unwrap();
-    let o = i.integrate("edit", &edit, 2).unwrap();
+    i.integrate(&tid("chmod"), &exec, 1).unwrap();
+    let o = i.integrate(&tid("edit"), &edit, 2).unwrap();
     assert_eq!(o.status, IntegrationStatus::Integrated);
     let now = i.get("run.sh").unwrap();
     assert!(now.is_executable());
@@ -316,9 +319,9 @@ fn symlinks_and_exec_bits() {
     )]
     .into_iter()
     .collect();
-    i.integrate("link", &link, 3).unwrap();
+    i.integrate(&tid("link"), &link, 3).unwrap();
     let o = i
-        .integrate("edit2", &f.task_from_base(&[("cfg", Some("C\n"))]), 4)
+        .integrate(&tid("edit2"), &f.task_from_base(&[("cfg", Some("C\n"))]), 4)
         .unwrap();
     assert_eq!(o.conflicts[0].kind, ConflictKind::Symlink);
 }
@@ -337,7 +340,7 @@ fn claim_violations_follow_the_policy() {
     ] {
         let mut i = f.integration().with_audit_policy(policy);
         let o = i
-            .integrate_audited("t", &changes, 1, violations.clone())
+            .integrate_audited(&tid("t"), &changes, 1, violations.clone())
             .unwrap();
         assert_eq!(o.status, status);
         assert_eq!(o.violations.len(), reported);
@@ -350,13 +353,19 @@ fn save_open_and_snapshot_for_a_workspace() {
     let f = Fixture::git(&[("a", "a\n")]);
     let mut i = f.integration();
     let t = f.task_from_base(&[("a", Some("A\n")), ("b/c", Some("C\n"))]);
-    i.integrate("t", &t, 1).unwrap();
+    i.integrate(&tid("t"), &t, 1).unwrap();
     let record = f.run.join("integration.json");
     i.save(&record).unwrap();
     let again = Integration::open(&record, f.base.clone(), f.store.clone()).unwrap();
     assert_eq!(again.delta(), i.delta());
     assert_eq!(again.version(), 1);
-    assert_eq!(Merger::integrated(&again), i.delta());
+    // The same through the trait the pipeline holds; `empty` starts again from the base.
+    let boxed: Box<dyn Merger> = Box::new(again);
+    assert_eq!((boxed.version(), boxed.delta()), (1, i.delta()));
+    let mut empty = boxed.empty();
+    assert_eq!((empty.version(), empty.delta().len()), (0, 0));
+    empty.integrate(&tid("t"), &t, 1).unwrap();
+    assert_eq!(empty.delta(), i.delta());
 
     let snapshot: Snapshot = i.snapshot(&f.run.join("layers/1")).unwrap();
     let stager = StagerKind::Copy
@@ -457,7 +466,7 @@ proptest! {
         for finishing in [order.clone(), (0..per_task.len()).collect()] {
             let mut i = f.integration();
             for &t in &finishing {
-                let o = i.integrate(&format!("t{t}"), &changes[t], t as u64).unwrap();
+                let o = i.integrate(&tid(&format!("t{t}")), &changes[t], t as u64).unwrap();
                 prop_assert_eq!(o.status, IntegrationStatus::Integrated);
                 prop_assert!(o.conflicts.is_empty());
             }
@@ -518,7 +527,7 @@ proptest! {
             } else {
                 f.changes(|p| i.get(p).cloned(), &edits_ref)
             };
-            let o = i.integrate(&format!("t{t}"), &changes, t).unwrap();
+            let o = i.integrate(&tid(&format!("t{t}")), &changes, t).unwrap();
             for (path, change) in &changes {
                 let conflicted = o.conflicts.iter().any(|c| c.path == *path && !c.resolved);
                 prop_assert!(

@@ -4,7 +4,7 @@
 
 use forge_merge::{IntegrationStatus, OnConflict, TaskClash};
 
-use crate::common::{Fixture, git_merge_file, lines};
+use crate::common::{Fixture, git_merge_file, lines, tid};
 
 /// `lines("l", 10)` with the given 1-based lines replaced.
 fn edited(edits: &[(usize, &str)]) -> String {
@@ -42,10 +42,10 @@ fn settling_a_clash_between_tasks_is_what_git_merge_file_writes() {
         ] {
             let f = Fixture::git(&[("f.txt", base)]);
             let mut i = f.integration();
-            i.integrate("ours", &f.task_from_base(&[("f.txt", Some(ours))]), 1)
+            i.integrate(&tid("ours"), &f.task_from_base(&[("f.txt", Some(ours))]), 1)
                 .unwrap();
             let set_aside = f.task_from_base(&[("f.txt", Some(theirs))]);
-            let outcome = i.integrate("theirs", &set_aside, 2).unwrap();
+            let outcome = i.integrate(&tid("theirs"), &set_aside, 2).unwrap();
             assert_eq!(outcome.status, IntegrationStatus::Conflicted);
             let conflict = outcome.unresolved().next().unwrap().clone();
             let change = set_aside.get("f.txt").unwrap();
@@ -78,10 +78,14 @@ fn settling_a_clash_between_tasks_is_what_git_merge_file_writes() {
 fn keep_and_agent_leave_the_integrated_side() {
     let f = Fixture::git(&[("f.txt", "a\nb\n")]);
     let mut i = f.integration();
-    i.integrate("ours", &f.task_from_base(&[("f.txt", Some("a\nB1\n"))]), 1)
-        .unwrap();
+    i.integrate(
+        &tid("ours"),
+        &f.task_from_base(&[("f.txt", Some("a\nB1\n"))]),
+        1,
+    )
+    .unwrap();
     let set_aside = f.task_from_base(&[("f.txt", Some("a\nB2\n"))]);
-    let outcome = i.integrate("theirs", &set_aside, 2).unwrap();
+    let outcome = i.integrate(&tid("theirs"), &set_aside, 2).unwrap();
     let conflict = outcome.unresolved().next().unwrap().clone();
     let change = set_aside.get("f.txt").unwrap();
     for how in [OnConflict::Keep, OnConflict::Agent] {

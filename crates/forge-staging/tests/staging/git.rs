@@ -42,7 +42,7 @@ fn git_in_workspace_copy() {
 
 /// Runs `sh -c script` in the workspace as an agent would (entering its namespace if it has
 /// one), with git's identity set and nothing pointing git elsewhere; returns its stdout.
-fn agent(ws: &Workspace, script: &str) -> String {
+fn agent(ws: &dyn Workspace, script: &str) -> String {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(script)
@@ -58,7 +58,7 @@ fn agent(ws: &Workspace, script: &str) -> String {
     assert!(
         out.status.success(),
         "{script} in {} workspace: {}\n{}",
-        ws.kind(),
+        ws.strategy(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -85,42 +85,42 @@ fn git_in_workspaces(strategy: Strategy) {
 
         // Clean at the start, at the base commit (on the user's branch); for a `worktree` base
         // the uncommitted work is one Forge commit on top of it.
-        assert_eq!(agent(&ws, STATUS), "", "{strategy:?} {mode}");
-        assert_eq!(agent(&ws, "git branch --show-current").trim(), "main");
+        assert_eq!(agent(&*ws, STATUS), "", "{strategy:?} {mode}");
+        assert_eq!(agent(&*ws, "git branch --show-current").trim(), "main");
         let head_at = match mode {
             BaseMode::Head => "HEAD",
             BaseMode::Worktree => "HEAD~1",
         };
         assert_eq!(
-            agent(&ws, &format!("git rev-parse {head_at}")).trim(),
+            agent(&*ws, &format!("git rev-parse {head_at}")).trim(),
             user_commit
         );
-        let log = agent(&ws, "git log --format=%s");
+        let log = agent(&*ws, "git log --format=%s");
         assert!(log.ends_with("base\n"), "{log}");
         if mode == BaseMode::Worktree {
             assert!(log.starts_with("forge: the uncommitted work"), "{log}");
             assert_eq!(
-                agent(&ws, "git show HEAD:src/lib.rs"),
+                agent(&*ws, "git show HEAD:src/lib.rs"),
                 "pub fn f() {} // edited, uncommitted\n"
             );
         }
 
-        if ws.kind() == StagerKind::Overlay {
+        if ws.strategy() == StagerKind::Overlay.name() {
             // The prebuilt index is trusted without an lstat of each file: fsmonitor-valid
             // entries (lowercase tags) for everything the upper directory does not hold.
-            assert_eq!(agent(&ws, "git ls-files -f src/lib.rs"), "h src/lib.rs\n");
+            assert_eq!(agent(&*ws, "git ls-files -f src/lib.rs"), "h src/lib.rs\n");
         }
 
         // Exactly the agent's changes.
         agent(
-            &ws,
+            &*ws,
             "echo 'fn main() { run() }' > src/main.rs && rm README.md && echo new > new.txt \
              && echo ignored > build.log && rm -r dir",
         );
         let want = " D README.md\n D dir/a/b/deep.txt\n M src/main.rs\n?? new.txt\n";
-        assert_eq!(agent(&ws, STATUS), want, "{strategy:?} {mode}");
-        assert_eq!(agent(&ws, &format!("cd src && {STATUS}")), want);
-        let diff = agent(&ws, "git diff");
+        assert_eq!(agent(&*ws, STATUS), want, "{strategy:?} {mode}");
+        assert_eq!(agent(&*ws, &format!("cd src && {STATUS}")), want);
+        let diff = agent(&*ws, "git diff");
         assert!(
             diff.contains("-fn main() {}\n+fn main() { run() }\n"),
             "{diff}"
@@ -129,18 +129,18 @@ fn git_in_workspaces(strategy: Strategy) {
 
         // Commits, branches, stashes, config and hooks stay in the workspace.
         agent(
-            &ws,
+            &*ws,
             "git add -A && git commit -q -m 'agent work' && git branch agent-branch \
              && echo more >> new.txt && git stash -q && git stash pop -q \
              && git config forge.agent yes && printf '#!/bin/sh\\nexit 0\\n' > .git/hooks/pre-commit \
              && chmod +x .git/hooks/pre-commit && git tag agent-tag",
         );
-        assert_eq!(agent(&ws, STATUS), " M new.txt\n");
-        assert_eq!(agent(&ws, "git log -1 --format=%s"), "agent work\n");
+        assert_eq!(agent(&*ws, STATUS), " M new.txt\n");
+        assert_eq!(agent(&*ws, "git log -1 --format=%s"), "agent work\n");
 
         // The capture holds the files, never `.git`, and does not depend on it: a workspace
         // whose repository the agent removed is captured the same.
-        agent(&ws, "rm -rf .git");
+        agent(&*ws, "rm -rf .git");
         let changes = ws.changes().unwrap();
         let paths: Vec<&str> = changes
             .paths()
@@ -186,7 +186,7 @@ fn git_in_workspace_of_a_delta_snapshot() {
             .stage(&Snapshot::from(base.clone()), "first")
             .unwrap();
         agent(
-            &first,
+            &*first,
             "echo integrated > src/lib.rs && rm README.md && echo added > added.txt",
         );
         let delta = first.changes().unwrap();
@@ -194,24 +194,24 @@ fn git_in_workspace_of_a_delta_snapshot() {
         let snapshot =
             Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join("layer-1")).unwrap();
         let ws = stager.stage(&snapshot, "second").unwrap();
-        assert_eq!(agent(&ws, STATUS), "", "{strategy:?}");
-        let log = agent(&ws, "git log --format=%s");
+        assert_eq!(agent(&*ws, STATUS), "", "{strategy:?}");
+        let log = agent(&*ws, "git log --format=%s");
         assert!(
             log.starts_with(
                 "forge: the changes integrated before this workspace (3 paths)\nbase\n"
             ),
             "{log}"
         );
-        assert_eq!(agent(&ws, "git show HEAD:src/lib.rs"), "integrated\n");
-        if ws.kind() == StagerKind::Overlay {
+        assert_eq!(agent(&*ws, "git show HEAD:src/lib.rs"), "integrated\n");
+        if ws.strategy() == StagerKind::Overlay.name() {
             // The delta layer's index keeps the base's entries valid and adds its own.
             assert_eq!(
-                agent(&ws, "git ls-files -f src/main.rs src/lib.rs added.txt"),
+                agent(&*ws, "git ls-files -f src/main.rs src/lib.rs added.txt"),
                 "h added.txt\nh src/lib.rs\nh src/main.rs\n"
             );
         }
-        agent(&ws, "echo mine > added.txt");
-        assert_eq!(agent(&ws, STATUS), " M added.txt\n", "{strategy:?}");
+        agent(&*ws, "echo mine > added.txt");
+        assert_eq!(agent(&*ws, STATUS), " M added.txt\n", "{strategy:?}");
         let changes = ws.changes().unwrap();
         let paths: Vec<&str> = changes
             .paths()
@@ -250,13 +250,13 @@ fn git_in_workspace_of_a_directory_outside_git() {
         let ws = stager
             .stage(&Snapshot::from(base.clone()), "plain")
             .unwrap();
-        assert_eq!(agent(&ws, STATUS), "", "{strategy:?}");
+        assert_eq!(agent(&*ws, STATUS), "", "{strategy:?}");
         assert_eq!(
-            agent(&ws, "git log --format=%s"),
+            agent(&*ws, "git log --format=%s"),
             "forge: the directory the run started from\n"
         );
-        agent(&ws, "echo c >> b.txt");
-        assert_eq!(agent(&ws, STATUS), " M b.txt\n", "{strategy:?}");
+        agent(&*ws, "echo c >> b.txt");
+        assert_eq!(agent(&*ws, STATUS), " M b.txt\n", "{strategy:?}");
         ws.dispose().unwrap();
         assert!(!dir.join(".git").exists());
     }

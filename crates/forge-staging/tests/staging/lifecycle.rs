@@ -140,7 +140,7 @@ fn a_panic_drops_and_removes_the_workspace() {
             .unwrap();
         let dir = ws.host_path().to_path_buf();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _held: Workspace = ws;
+            let _held: Box<dyn Workspace> = ws;
             panic!("agent crashed");
         }));
         assert!(result.is_err());
@@ -320,7 +320,7 @@ fn crash_child() {
 #[test]
 fn workspaces_and_stagers_cross_threads() {
     fn send_sync<T: Send + Sync + 'static>() {}
-    send_sync::<Workspace>();
+    send_sync::<Box<dyn Workspace>>();
     send_sync::<Box<dyn Stager>>();
     send_sync::<Snapshot>();
     send_sync::<forge_staging::BlobStore>();

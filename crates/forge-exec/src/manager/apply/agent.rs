@@ -93,7 +93,7 @@ pub fn prepare_agent_reruns(
                 return Err(not_markable(run, conflict));
             };
             by_task
-                .entry((settled.theirs, false))
+                .entry((settled.theirs.to_string(), false))
                 .or_default()
                 .push((conflict.clone(), marked));
         }
@@ -112,7 +112,7 @@ pub fn prepare_agent_reruns(
         let executable = std::fs::metadata(repo.join(conflict.path.as_str()))
             .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
         by_task
-            .entry((task.to_owned(), true))
+            .entry((task.to_string(), true))
             .or_default()
             .push((conflict.clone(), Entry::file(hash, size, executable)));
     }
@@ -183,7 +183,7 @@ fn instructions(
             let others: Vec<String> = c
                 .tasks
                 .iter()
-                .filter(|p| p.task() != Some(task))
+                .filter(|p| p.task().map(TaskId::as_str) != Some(task))
                 .map(|p| format!("task `{p}`"))
                 .collect();
             others.join(", ")

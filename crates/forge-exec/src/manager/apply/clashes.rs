@@ -96,7 +96,11 @@ pub(super) fn set_aside_changes(
     conflict: &Conflict,
     attempts: &[(TaskId, u32)],
 ) -> Result<ChangeSet, ExecError> {
-    let task = conflict.tasks.last().and_then(|p| p.task()).unwrap_or("");
+    let task = conflict
+        .tasks
+        .last()
+        .and_then(|p| p.task())
+        .map_or("", TaskId::as_str);
     let Some((_, attempt)) = attempts.iter().find(|(t, _)| t.as_str() == task) else {
         return Err(ExecError::Corrupt {
             path: store.run_dir(run).join("result.json"),
@@ -148,19 +152,19 @@ pub(super) fn diff_sections(
         };
         let start = change.before().cloned();
         let ours = integration.writers(conflict.path.as_str());
-        let attempt = attempts
-            .iter()
-            .find(|(t, _)| t.as_str() == theirs)
-            .map(|(_, a)| *a);
+        let attempt = attempts.iter().find(|(t, _)| t == theirs).map(|(_, a)| *a);
         let sides = [
             (
-                ours.join(", "),
+                ours.iter()
+                    .map(TaskId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 None,
                 integration.get(conflict.path.as_str()).cloned(),
                 "ours",
             ),
             (
-                theirs.to_owned(),
+                theirs.to_string(),
                 attempt,
                 change.after().cloned(),
                 "theirs",

@@ -19,7 +19,7 @@ use forge_events::{
     ClaimRecord, Overlap, PlanPreview, PreviewTask, RunState, SerialReason, Serialized, TaskId,
     TaskPhase, Timestamp,
 };
-use forge_locks::{Claim, LockMode, OwnerId};
+use forge_locks::{Claim, OwnerId};
 
 use super::Plan;
 
@@ -43,12 +43,7 @@ fn overlap(first: &Claim, then: &Claim, path: &str) -> Overlap {
 
 fn claim_record(claim: &Claim) -> ClaimRecord {
     ClaimRecord {
-        mode: match claim.mode {
-            LockMode::Read => "reads",
-            LockMode::Write => "writes",
-            LockMode::Append => "appends",
-        }
-        .to_owned(),
+        mode: claim.mode,
         pattern: claim.pattern.as_str().to_owned(),
     }
 }
@@ -119,12 +114,7 @@ fn overlaps(plan: &Plan) -> Vec<(usize, usize, Overlap)> {
     let sets: Vec<(OwnerId, Vec<Claim>)> = plan
         .tasks
         .iter()
-        .map(|t| {
-            (
-                OwnerId::new(t.id.as_str(), 0),
-                t.claims().cloned().collect(),
-            )
-        })
+        .map(|t| (OwnerId::new(t.id.clone(), 0), t.claims().cloned().collect()))
         .collect();
     let by_name: HashMap<&str, usize> = plan
         .tasks

@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forge_events::{EventKind, TaskStatus};
-use forge_staging::{BlobStore, ChangeSet};
+use forge_staging::{BlobStore, ChangeSet, Snapshot};
 use serde_json::{Value, json};
 
 use self::channel::{Channel, NodeResult, Order, PROMPT_FILE};
-use super::{AttemptRunner, Pass, Ran, RayConfig};
+use super::{AttemptRunner, RayConfig};
 use crate::ExecError;
 use crate::manager::Shared;
-use crate::manager::pipeline::OutputEvents;
+use crate::manager::attempt::Attempt;
+use crate::manager::attempt::agent::OutputEvents;
 use crate::sched::TaskOutcome;
 use forge_agents::PromptVars;
 
@@ -105,7 +106,7 @@ impl RayRunner {
         }
     }
 
-    async fn submit(&self, id: &str, key: &str, pass: &Pass<'_>) -> Result<(), String> {
+    async fn submit(&self, id: &str, key: &str, a: &Attempt) -> Result<(), String> {
         let mut entrypoint = String::new();
         for word in [
             self.config.forge.as_str(),
@@ -131,10 +132,10 @@ impl RayRunner {
             "submission_id": id,
             "entrypoint": entrypoint.trim_end(),
             "runtime_env": { "env_vars": env },
-            "metadata": { "forge_task": pass.task.id.as_str() },
+            "metadata": { "forge_task": a.task.id.as_str() },
         });
         let mut custom = serde_json::Map::new();
-        for (name, amount) in &pass.task.resources {
+        for (name, amount) in &a.task.resources {
             match name.as_str() {
                 "CPU" => body["entrypoint_num_cpus"] = json!(amount),
                 "GPU" => body["entrypoint_num_gpus"] = json!(amount),
@@ -247,6 +248,14 @@ impl RayRunner {
     }
 }
 
+/// What a job gave back.
+enum Ran {
+    /// The agent succeeded; its changes against the start tree, every blob in the run's store.
+    Changes(ChangeSet),
+    /// No changes to integrate: why (failed, stopped, could not start, node lost).
+    Ended(TaskOutcome),
+}
+
 fn terminal(status: &str) -> bool {
     matches!(status, "SUCCEEDED" | "FAILED" | "STOPPED")
 }
@@ -262,9 +271,9 @@ fn failed(message: String) -> Ran {
 
 /// Checks a node's changes before anything keeps them: against the start tree, and every blob
 /// they add by its hash in the run's store.
-fn verify(changes: &ChangeSet, pass: &Pass<'_>, blobs: &BlobStore) -> Result<(), String> {
+fn verify(changes: &ChangeSet, start: &Snapshot, blobs: &BlobStore) -> Result<(), String> {
     for (path, change) in changes.iter() {
-        if change.before() != pass.snapshot.get(path.as_str()) {
+        if change.before() != start.get(path.as_str()) {
             return Err(format!(
                 "the node's change of `{path}` does not start from the attempt's start tree"
             ));
@@ -280,17 +289,38 @@ fn verify(changes: &ChangeSet, pass: &Pass<'_>, blobs: &BlobStore) -> Result<(),
 
 #[async_trait::async_trait]
 impl AttemptRunner for RayRunner {
+    async fn run(&self, shared: &Arc<Shared>, mut a: Attempt) -> Attempt {
+        match self.job_of(shared, &mut a).await {
+            Ok(Ran::Changes(changes)) => {
+                a.changes = Some(changes);
+                a
+            }
+            Ok(Ran::Ended(outcome)) => a.end(outcome),
+            Err(e) => a.fail(&e),
+        }
+    }
+}
+
+impl RayRunner {
+    /// The attempt as a Ray job: submitted, followed to its end, its changes verified.
     #[allow(clippy::too_many_lines)] // submit, follow, collect: one loop
-    async fn run(&self, shared: &Arc<Shared>, p: Pass<'_>) -> Result<Ran, ExecError> {
-        let (task, attempt) = (p.task, p.attempt);
-        let id = format!("{}{}-{attempt}-{}", self.prefix, task.id, p.pass);
+    async fn job_of(&self, shared: &Arc<Shared>, a: &mut Attempt) -> Result<Ran, ExecError> {
+        let Some(start) = a.start.clone() else {
+            return Err(ExecError::Store(format!(
+                "attempt {} of `{}` has no start tree",
+                a.number,
+                a.id()
+            )));
+        };
+        let attempt = a.number;
+        let id = format!("{}{}-{attempt}-{}", self.prefix, a.task.id, a.pass);
         let key = id.clone();
-        let spec = p
+        let spec = a
             .profile
             .command(&PromptVars {
-                prompt: p.prompt,
+                prompt: &a.prompt,
                 prompt_file: std::path::Path::new(PROMPT_FILE),
-                model: task.model.as_deref(),
+                model: a.task.model.as_deref(),
             })
             .map_err(|e| ExecError::Agent(e.to_string()))?;
         // The simulated agent is `forge sim-agent`: the node runs its own `forge`.
@@ -299,9 +329,10 @@ impl AttemptRunner for RayRunner {
             || given.file_name().and_then(|n| n.to_str()) == Some("forge");
         let program = (!own).then(|| spec.program.to_string_lossy().into_owned());
         let tree = {
-            let snapshot = p.snapshot.clone();
+            let snapshot = start.clone();
             crate::manager::blocking(move || snapshot.manifest()).await?
         };
+        let task = &a.task;
         let order = Order {
             run: shared.run.to_string(),
             task: task.id.to_string(),
@@ -323,34 +354,25 @@ impl AttemptRunner for RayRunner {
                 })
                 .chain(task.env.iter().map(|(k, v)| (k.clone(), v.clone())))
                 .collect(),
-            prompt: p.prompt.to_owned(),
+            prompt: a.prompt.clone(),
             tree,
         };
         let mut inbox = self.channel.open(&key, order);
-        if p.pass == 0 {
-            shared.publish(
-                &task.id,
-                EventKind::TaskStarted {
-                    attempt,
-                    agent: task.agent.clone(),
-                    workspace: format!("ray:{id}"),
-                    strategy: "ray".to_owned(),
-                },
-            );
-        }
-        if let Err(e) = self.submit(&id, &key, &p).await {
+        a.announce(&format!("ray:{id}"), "ray");
+        let task = &a.task;
+        if let Err(e) = self.submit(&id, &key, a).await {
             self.channel.close(&key);
             return Ok(failed(e));
         }
-        let suffix = if p.pass == 0 {
+        let suffix = if a.pass == 0 {
             String::new()
         } else {
-            format!("-rerun{}", p.pass)
+            format!("-rerun{}", a.pass)
         };
-        let log_path = p.attempt_dir.join(format!("output{suffix}.log"));
+        let log_path = a.dir.join(format!("output{suffix}.log"));
         let mut log =
             std::fs::File::create(&log_path).map_err(|e| ExecError::io("create", &log_path, e))?;
-        let mut output = OutputEvents::new(shared, task, attempt, p.profile.format, p.ctx);
+        let mut output = OutputEvents::new(shared, task, attempt, a.profile.format, &a.ctx);
         let mut poll = tokio::time::interval(POLL);
         let mut node: Option<(String, String)> = None;
         let outcome = loop {
@@ -402,7 +424,7 @@ impl AttemptRunner for RayRunner {
                     self.stop(&id).await;
                     let reason = output.gave_up.take();
                     break Err(Ran::Ended(match reason {
-                        Some(reason) if !p.ctx.cancel.is_cancelled() => TaskOutcome::failed(format!("the agent could not reach its model: {reason}")),
+                        Some(reason) if !a.ctx.cancel.is_cancelled() => TaskOutcome::failed(format!("the agent could not reach its model: {reason}")),
                         _ => TaskOutcome { status: TaskStatus::Cancelled, ..TaskOutcome::failed("stopped") },
                     }));
                 }
@@ -449,7 +471,7 @@ impl AttemptRunner for RayRunner {
                 message: Some(message),
             }));
         }
-        if let Err(e) = verify(&result.changes, &p, &shared.blobs) {
+        if let Err(e) = verify(&result.changes, &start, &shared.blobs) {
             return Ok(failed(e));
         }
         Ok(Ran::Changes(result.changes))
