@@ -112,7 +112,7 @@ pub use entry::{ContentHash, Entry, LinkTarget};
 pub use error::StagingError;
 pub use fsutil::{relative_path, resolve_path, write_atomically};
 pub use gc::{GcReport, gc};
-pub use gitdir::USER_GIT_LINK;
+pub use gitdir::{USER_GIT_LINK, WORKSPACE_HOST_VAR};
 pub use manifest::Manifest;
 pub use overlay::{OverlayRoute, OverlayStager};
 pub use path::RepoPath;

@@ -712,7 +712,12 @@ async fn attempt_task(
                 changes.clone(),
             );
             blocking(move || -> Result<(), ExecError> {
-                blobs.sync()?;
+                // The changeset's own blobs, not the whole file system (`syncfs`).
+                blobs.sync_blobs(
+                    changes
+                        .iter()
+                        .filter_map(|(_, c)| c.after().map(forge_staging::Entry::hash)),
+                )?;
                 write_json(&path, &changes)
             })
             .await??;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 mod agents;
+mod bases;
 mod contain;
 mod manager;
 mod preview;
