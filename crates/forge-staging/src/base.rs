@@ -225,14 +225,21 @@ impl BaseSnapshot {
         })
     }
 
-    /// Whether the snapshot is what this version of Forge captures: its record is of the
-    /// current version and, for a base in git, it has the link to the user's git directory
+    /// Whether the snapshot in `dir` is what this version of Forge captures: its record is of
+    /// the current version and, for a base in git, it has the link to the user's git directory
     /// that an attempt's view of the repository needs ([`BaseSnapshot::user_git_link`]).
     /// Snapshots kept for reuse across runs (Forge's `.forge/bases/`) are captured again when
-    /// this is false; an older snapshot can still be opened, to resume a run that used it.
-    pub fn is_current(&self) -> bool {
-        self.record.version == RECORD_VERSION
-            && (self.record.commit.is_none() || self.user_git_link().is_some())
+    /// this is false (also when `dir` holds no readable snapshot); an older snapshot can still
+    /// be opened, to resume a run that used it. Reads the small record only, not the manifest.
+    pub fn is_current(dir: &Path) -> bool {
+        read_json::<SnapshotRecord>(&dir.join("snapshot.json"), "snapshot record").is_ok_and(
+            |record| {
+                record.version == RECORD_VERSION
+                    && (record.commit.is_none()
+                        || fs::symlink_metadata(dir.join(gitdir::USER_GIT_LINK))
+                            .is_ok_and(|m| m.file_type().is_symlink()))
+            },
+        )
     }
 
     /// The snapshot's directory.

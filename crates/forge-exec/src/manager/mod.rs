@@ -940,7 +940,7 @@ fn base_snapshot(
         lock.lock()
             .map_err(|e| ExecError::io("lock", &lock_path, e))?;
         // A base an older version cached lacks what attempts need now: captured again.
-        if !BaseSnapshot::open(&cached).is_ok_and(|b| b.is_current()) {
+        if !BaseSnapshot::is_current(&cached) {
             if cached.exists() {
                 std::fs::remove_dir_all(&cached)
                     .map_err(|e| ExecError::io("remove", &cached, e))?;
