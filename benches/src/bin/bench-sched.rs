@@ -451,11 +451,11 @@ fn attempt_setup(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool)
         memory: Some(1 << 30),
         cpus: Some(1.0),
     };
-    let (repo, base, stager) = overlay_repo(dir.path(), 1000);
+    let (repo_dir, base, stager) = overlay_repo(dir.path(), 1000);
     let viewed = forge_exec::ProcessOptions {
         repo_view: Some(forge_exec::process::RepoView {
             user_git: base.user_git_link(),
-            ..forge_exec::process::RepoView::new(&repo)
+            ..forge_exec::process::RepoView::new(&repo_dir)
         }),
         ..namespace.clone()
     };
