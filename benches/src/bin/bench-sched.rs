@@ -328,19 +328,21 @@ fn overhead(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
     );
 }
 
-/// Mean wall time (ms) of one attempt running `true` under `options`, over `n` attempts.
+/// Mean wall time (ms) of one attempt running `true` under `options`, over `n` attempts, in
+/// `dir` or (with `ws`) in the workspace, entered as the pipeline enters it.
 fn attempt_ms(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     n: usize,
     options: &forge_exec::ProcessOptions,
+    ws: Option<&dyn forge_staging::Workspace>,
 ) -> f64 {
-    use forge_exec::process::{AttemptEnv, run_process};
+    use forge_exec::process::{AttemptEnv, run_process_in};
     let run = RunId::new("bench").unwrap();
     let spec = CommandSpec {
         program: "/bin/true".into(),
         args: Vec::new(),
-        cwd: dir.to_path_buf(),
+        cwd: ws.map_or_else(|| dir.to_path_buf(), |ws| ws.host_path().to_path_buf()),
         env: Vec::new(),
     };
     let log = dir.join("out.log");
@@ -348,6 +350,12 @@ fn attempt_ms(
         tokio_util::sync::CancellationToken::new(),
         tokio_util::sync::CancellationToken::new(),
     );
+    let prepare = |cmd: &mut std::process::Command| -> std::io::Result<()> {
+        match ws {
+            Some(ws) => ws.prepare_command(cmd).map_err(std::io::Error::other),
+            None => Ok(()),
+        }
+    };
     let start = Instant::now();
     for attempt in 0..n {
         let env = AttemptEnv {
@@ -356,7 +364,7 @@ fn attempt_ms(
             attempt: u32::try_from(attempt).unwrap(),
         };
         let exit = rt
-            .block_on(run_process(
+            .block_on(run_process_in(
                 &spec,
                 &env,
                 &log,
@@ -364,6 +372,7 @@ fn attempt_ms(
                 &cancel,
                 &kill,
                 options,
+                ws.map(|_| &prepare as &forge_exec::process::PrepareCommand<'_>),
             ))
             .unwrap();
         assert_eq!(exit.code, Some(0));
@@ -371,8 +380,64 @@ fn attempt_ms(
     start.elapsed().as_secs_f64() * 1e3 / n as f64
 }
 
+/// A committed repository of `files` small files in `dir/repo`, its base snapshot in its
+/// `.forge` (as a run keeps it) and an overlay stager for it, or why there is none here.
+fn overlay_repo(
+    dir: &Path,
+    files: usize,
+) -> (
+    std::path::PathBuf,
+    Arc<forge_staging::BaseSnapshot>,
+    Result<Box<dyn forge_staging::Stager>, String>,
+) {
+    use forge_staging::{BaseMode, BaseSnapshot, BlobStore, StagerConfig, StagerKind};
+    let repo = dir.join("repo");
+    for i in 0..files {
+        let path = repo.join(format!("d{:02}/f{i}.txt", i % 20));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("file {i}\n")).unwrap();
+    }
+    std::fs::write(repo.join(".gitignore"), ".forge/\n").unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .current_dir(&repo)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let forge = repo.join(".forge");
+    let store = BlobStore::open(forge.join("objects")).unwrap();
+    let base = Arc::new(
+        BaseSnapshot::capture(&repo, BaseMode::Head, &forge.join("bases/b"), &store).unwrap(),
+    );
+    let stager = StagerKind::Overlay
+        .build(&StagerConfig::new(forge.join("runs/bench"), store), &base)
+        .map_err(|e| e.to_string());
+    (repo, base, stager)
+}
+
 /// What containing an attempt costs: the same attempt (`/bin/true`) on the `posix_spawn` fast
-/// path, in its own PID namespace, and in a PID namespace plus a memory/CPU cgroup, alternating.
+/// path, in its own PID namespace, in a PID namespace plus the view of the repository (an
+/// overlay workspace of a committed repository shown at the repository's path, as the pipeline
+/// runs every attempt), and with a memory/CPU cgroup on top, alternating; plus staging and
+/// disposing of the overlay workspace (its git repository is a lower layer: no git command).
+#[allow(clippy::too_many_lines)] // one row and its parts
 fn attempt_setup(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool) {
     let reps = if quick { 3 } else { 5 };
     let n = if quick { 100 } else { 500 };
@@ -382,25 +447,75 @@ fn attempt_setup(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool)
         pid_namespace: true,
         ..forge_exec::ProcessOptions::default()
     };
-    let limited = forge_exec::ProcessOptions {
-        limits: forge_exec::process::Limits {
-            memory: Some(1 << 30),
-            cpus: Some(1.0),
-        },
+    let limits = forge_exec::process::Limits {
+        memory: Some(1 << 30),
+        cpus: Some(1.0),
+    };
+    let (repo_dir, base, stager) = overlay_repo(dir.path(), 1000);
+    let viewed = forge_exec::ProcessOptions {
+        repo_view: Some(forge_exec::process::RepoView {
+            user_git: base.user_git_link(),
+            ..forge_exec::process::RepoView::new(&repo_dir)
+        }),
         ..namespace.clone()
+    };
+    let limited = forge_exec::ProcessOptions {
+        limits,
+        ..viewed.clone()
     };
     // Whether limits can be set here at all (a cgroup may be out of reach).
     let cgroups = forge_exec::process::AttemptCgroup::create("probe", &limited.limits).is_ok();
-    let (mut p, mut ns, mut cg) = (Vec::new(), Vec::new(), Vec::new());
+    let snapshot = forge_staging::Snapshot::from(base.clone());
+    let ws = match &stager {
+        Ok(stager) => Some(stager.stage(&snapshot, "bench").unwrap()),
+        Err(why) => {
+            eprintln!(
+                "attempt_setup_ms: no overlay workspace here ({why}): the view is not measured"
+            );
+            None
+        }
+    };
+    let (mut p, mut ns, mut view, mut cg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut stage, mut dispose) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        p.push(attempt_ms(rt, dir.path(), n, &plain));
-        ns.push(attempt_ms(rt, dir.path(), n, &namespace));
-        if cgroups {
-            cg.push(attempt_ms(rt, dir.path(), n, &limited));
+        p.push(attempt_ms(rt, dir.path(), n, &plain, None));
+        ns.push(attempt_ms(rt, dir.path(), n, &namespace, None));
+        if let Some(ws) = &ws {
+            view.push(attempt_ms(rt, dir.path(), n, &viewed, Some(&**ws)));
+            if cgroups {
+                cg.push(attempt_ms(rt, dir.path(), n, &limited, Some(&**ws)));
+            }
+        }
+        if let Ok(stager) = &stager {
+            let (mut staging, mut disposing) = (0.0, 0.0);
+            for i in 0..n {
+                let start = Instant::now();
+                let ws = stager.stage(&snapshot, &format!("s{i}")).unwrap();
+                staging += start.elapsed().as_secs_f64();
+                let start = Instant::now();
+                ws.dispose().unwrap();
+                disposing += start.elapsed().as_secs_f64();
+            }
+            stage.push(staging * 1e3 / n as f64);
+            dispose.push(disposing * 1e3 / n as f64);
         }
     }
+    if let Some(ws) = ws {
+        ws.dispose().unwrap();
+    }
     let (p, ns) = (median(&p), median(&ns));
-    let mut row = Row::new("attempt_setup_ms", ns - p, "ms", Better::Lower, reps)
+    // The value: namespace + view (+ cgroup where the host allows one) + the overlay workspace.
+    let contained = if cg.is_empty() {
+        median(&view)
+    } else {
+        median(&cg)
+    };
+    let value = if view.is_empty() {
+        ns - p
+    } else {
+        contained - p + median(&stage) + median(&dispose)
+    };
+    let mut row = Row::new("attempt_setup_ms", value, "ms", Better::Lower, reps)
         .goal("< 10")
         .extra("attempts", n)
         .extra(
@@ -409,15 +524,24 @@ fn attempt_setup(report: &mut Report, rt: &tokio::runtime::Runtime, quick: bool)
         )
         .extra("plain_attempt_ms", p)
         .extra("pid_namespace_attempt_ms", ns)
+        .extra("pid_namespace_ms", ns - p)
         .extra(
             "route",
             format!("{:?}", forge_exec::process::pid_namespace_support()),
         );
-    if cgroups {
-        let cg = median(&cg);
+    if !view.is_empty() {
+        let v = median(&view);
         row = row
-            .extra("with_cgroup_attempt_ms", cg)
-            .extra("cgroup_setup_ms", cg - ns);
+            .extra("view_attempt_ms", v)
+            .extra("view_ms", v - ns)
+            .extra("overlay_stage_ms", median(&stage))
+            .extra("overlay_dispose_ms", median(&dispose));
+    }
+    if !cg.is_empty() {
+        let c = median(&cg);
+        row = row
+            .extra("with_cgroup_attempt_ms", c)
+            .extra("cgroup_setup_ms", c - median(&view));
     }
     report.push(row);
 }

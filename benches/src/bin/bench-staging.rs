@@ -12,7 +12,13 @@
 //! first strategy that runs here (the overlay, where it can) against the same command in the
 //! user's own clean clone.
 //!
-//! `--quick` runs the 10k size only.
+//! Where this machine gives attempts a private mount namespace, the workspace's figure is taken
+//! *inside the attempt's view of the repository* (the workspace shown at the repository's path,
+//! as every agent sees it); `extra.outside_view_ms` keeps the figure taken at the workspace's own
+//! path.
+//!
+//! `--quick` runs the 10k size only; `--size <label>` (`10k`, `100k`) one size;
+//! `--git-status-only` only the capture and the `git_status_*` row of each size.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 // Byte counts and sample counts fit f64's 52-bit mantissa by far.
@@ -54,8 +60,16 @@ fn main() -> Result<(), Error> {
     } else {
         &[(10_000, "10k", 5), (100_000, "100k", 3)]
     };
+    let args: Vec<String> = std::env::args().collect();
+    let size = args
+        .iter()
+        .position(|a| a == "--size")
+        .and_then(|i| args.get(i + 1));
+    let status_only = args.iter().any(|a| a == "--git-status-only");
     for &(files, label, reps) in sizes {
-        run_size(&scratch, files, label, reps, &mut report)?;
+        if size.is_none_or(|s| s == label) {
+            run_size(&scratch, files, label, reps, status_only, &mut report)?;
+        }
     }
     let path = report.write()?;
     println!("\n{}", report.table());
@@ -379,6 +393,7 @@ fn run_size(
     files: usize,
     label: &str,
     reps: usize,
+    status_only: bool,
     report: &mut Report,
 ) -> Result<(), Error> {
     let size_dir = scratch.dir.join(label);
@@ -439,7 +454,7 @@ fn run_size(
     let mut cp = Samples::default();
     let mut peer_owner: Option<String> = None;
     let mut ours: Vec<(String, Samples)> = Vec::new();
-    for (name, stager) in &strategies {
+    for (name, stager) in strategies.iter().filter(|_| !status_only) {
         let stager = match stager {
             Ok(s) => s,
             Err(reason) => {
@@ -559,6 +574,13 @@ fn git_status_row(
     reps: usize,
     report: &mut Report,
 ) -> Result<(), Error> {
+    let in_view = !matches!(
+        forge_exec::process::pid_namespace_support(),
+        forge_exec::process::PidNamespaceSupport::Unavailable(_)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let status = |cmd: &mut Command| -> Result<f64, Error> {
         cmd.args(["status", "--porcelain"]).stdin(Stdio::null());
         let t = Instant::now();
@@ -574,18 +596,33 @@ fn git_status_row(
         }
         Ok(took)
     };
-    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    let (mut ours, mut outside, mut peer) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
+        if in_view {
+            let ws = stager.stage(snapshot, &format!("status-view-{rep}"))?;
+            ours.push(status_in_view(&rt, &*ws, snapshot, clone)?);
+            ws.dispose()?;
+        }
         let ws = stager.stage(snapshot, &format!("status-{rep}"))?;
         let mut cmd = Command::new("git");
         ws.prepare_command(&mut cmd)?;
-        ours.push(status(&mut cmd)?);
+        outside.push(status(&mut cmd)?);
         ws.dispose()?;
         peer.push(status(Command::new("git").arg("-C").arg(clone))?);
     }
+    if !in_view {
+        ours.clone_from(&outside);
+    }
     println!(
-        "   git status: {:.2} ms in a fresh {name} workspace, {:.2} ms in the clean clone",
+        "   git status: {:.2} ms in a fresh {name} workspace ({}), {:.2} ms at its own path, \
+         {:.2} ms in the clean clone",
         med(&ours),
+        if in_view {
+            "in the view"
+        } else {
+            "no view here"
+        },
+        med(&outside),
         med(&peer)
     );
     report.push(
@@ -598,7 +635,68 @@ fn git_status_row(
         )
         .peer("git status in the user's clean clone", med(&peer))
         .goal("ratio >= 0.5")
-        .extra("strategy", name),
+        .extra("strategy", name)
+        .extra("in_view", in_view)
+        .extra("outside_view_ms", med(&outside)),
     );
     Ok(())
+}
+
+/// `git status --porcelain` timed by a shell inside the attempt's view of the repository
+/// `repo` (the workspace `ws` shown at its path, in a PID and mount namespace, as the pipeline
+/// runs agents), in ms.
+fn status_in_view(
+    rt: &tokio::runtime::Runtime,
+    ws: &dyn forge_staging::Workspace,
+    snapshot: &Snapshot,
+    repo: &Path,
+) -> Result<f64, Error> {
+    use forge_exec::process::{AttemptEnv, ProcessOptions, RepoView, run_process_in};
+    // The view shows `.forge` read-only: it must exist (the run store of this bench is
+    // elsewhere).
+    fs::create_dir_all(repo.join(".forge"))?;
+    let script = "s=$(date +%s%N); out=$(git status --porcelain) || exit 1; e=$(date +%s%N); \
+                  [ -z \"$out\" ] || { echo \"dirty: $out\"; exit 1; }; \
+                  [ \"$PWD\" = \"$FORGE_WORKSPACE\" ] && echo \"us=$(( (e - s) / 1000 ))\"";
+    let spec = forge_exec::CommandSpec::shell(script, ws.host_path());
+    let options = ProcessOptions {
+        pid_namespace: true,
+        require_isolation: true,
+        repo_view: Some(RepoView {
+            user_git: snapshot.base().user_git_link(),
+            ..RepoView::new(repo)
+        }),
+        ..ProcessOptions::default()
+    };
+    let run = forge_events::RunId::new("bench")?;
+    let env = AttemptEnv {
+        run: &run,
+        task: "status",
+        attempt: 1,
+    };
+    let log = ws.host_path().with_file_name("status-in-view.log");
+    let (cancel, kill) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let prepare = |cmd: &mut Command| ws.prepare_command(cmd).map_err(std::io::Error::other);
+    let mut lines = Vec::new();
+    let exit = rt.block_on(run_process_in(
+        &spec,
+        &env,
+        &log,
+        &mut |_, line: &str| lines.push(line.to_owned()),
+        &cancel,
+        &kill,
+        &options,
+        Some(&prepare),
+    ))?;
+    let micros = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("us="))
+        .and_then(|us| us.parse::<f64>().ok());
+    match (exit.code, micros) {
+        (Some(0), Some(us)) => Ok(us / 1000.0),
+        _ => Err(format!("git status in the view: {exit:?}: {}", lines.join("\n")).into()),
+    }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! <repo>/.forge/
 //!   objects/                       content-addressed blobs (forge-staging's BlobStore)
-//!   bases/<commit>/                base snapshots of `head` runs, shared per commit
+//!   bases/<commit>/                base snapshots of `head` runs, shared per commit (one an
+//!                                  older Forge made is captured again: `BaseSnapshot::is_current`)
 //!   runs/<run>/
 //!     plan.toml                    the plan as run (defaults applied, prompts inlined)
 //!     events.jsonl                 the journal: the source of truth

@@ -62,7 +62,11 @@ struct SnapshotRecord {
     excludes: String,
 }
 
-const RECORD_VERSION: u32 = 1;
+/// The version of `snapshot.json` this code writes. 2: a base in git has the link to the user's
+/// git directory ([`crate::USER_GIT_LINK`]) and the fsmonitor hook that also works inside an
+/// attempt's view of the repository. Version 1 records are still opened (a resumed run), but a
+/// cache of bases does not reuse them ([`BaseSnapshot::is_current`]).
+const RECORD_VERSION: u32 = 2;
 
 /// The state of the repository a run starts from, taken once per run and never changed after.
 ///
@@ -206,7 +210,7 @@ impl BaseSnapshot {
         let mut record: SnapshotRecord = read_json(&dir.join("snapshot.json"), "snapshot record")?;
         let resolved_dir = fs::canonicalize(dir).ctx("resolve", dir)?;
         record.repo = crate::resolve_path(&resolved_dir, &record.repo);
-        if record.version != RECORD_VERSION {
+        if !(1..=RECORD_VERSION).contains(&record.version) {
             return Err(StagingError::Corrupt {
                 path: dir.join("snapshot.json"),
                 what: "snapshot record",
@@ -219,6 +223,23 @@ impl BaseSnapshot {
             record,
             manifest,
         })
+    }
+
+    /// Whether the snapshot in `dir` is what this version of Forge captures: its record is of
+    /// the current version and, for a base in git, it has the link to the user's git directory
+    /// that an attempt's view of the repository needs ([`BaseSnapshot::user_git_link`]).
+    /// Snapshots kept for reuse across runs (Forge's `.forge/bases/`) are captured again when
+    /// this is false (also when `dir` holds no readable snapshot); an older snapshot can still
+    /// be opened, to resume a run that used it. Reads the small record only, not the manifest.
+    pub fn is_current(dir: &Path) -> bool {
+        read_json::<SnapshotRecord>(&dir.join("snapshot.json"), "snapshot record").is_ok_and(
+            |record| {
+                record.version == RECORD_VERSION
+                    && (record.commit.is_none()
+                        || fs::symlink_metadata(dir.join(gitdir::USER_GIT_LINK))
+                            .is_ok_and(|m| m.file_type().is_symlink()))
+            },
+        )
     }
 
     /// The snapshot's directory.

@@ -25,7 +25,9 @@
 //!   every file, which on a fresh overlay mount costs an overlay inode per file: the index is
 //!   written with every entry marked valid under a fixed token, and in an overlay workspace the
 //!   hook reports as changed exactly what the upper directory holds (all the agent has written
-//!   or deleted since the snapshot). Anywhere else (another strategy, a moved workspace, an
+//!   or deleted since the snapshot), also inside an attempt's view of the repository, where the
+//!   workspace shows at the user's repository path and [`WORKSPACE_HOST_VAR`] says where it is
+//!   outside. Anywhere else (another strategy, a moved workspace, an
 //!   unexpected token, fuse-overlayfs whiteouts) it reports everything as changed, so git
 //!   checks every file as usual: the hook can make git slower, never wrong.
 //!
@@ -65,20 +67,33 @@ const WORKSPACE_CONFIG: &str = "\
 ";
 
 /// The fsmonitor hook (see the module documentation). git runs it from the top of the work
-/// tree; an overlay workspace is `<slot>/merged` beside `<slot>/upper` and `<slot>/work`.
+/// tree; an overlay workspace is `<slot>/merged` beside `<slot>/upper` and `<slot>/work`. In an
+/// attempt's view the work tree shows at the user's repository path instead, and
+/// [`WORKSPACE_HOST_VAR`] names where it is outside the view: the hook takes that path only when
+/// it is the very directory git runs it in (`-ef`: same device and inode).
 const FSMONITOR_HOOK: &str = r#"#!/bin/sh
 # git's fsmonitor hook (protocol 2) for a Forge workspace. In an overlay workspace everything
 # written or deleted since the snapshot is in the upper directory: those paths are reported.
 # Anywhere else, or if unsure, it reports everything ("/"), and git checks every file.
 token=forge-snapshot
-if [ "$1" != 2 ] || [ "$2" != "$token" ] || [ "${PWD##*/}" != merged ] || [ ! -d ../work ] \
-    || [ ! -d ../upper ] || ! cd ../upper || [ -n "$(find . -name '.wh.*' -print -quit)" ]; then
+ws=$PWD
+if [ "${ws##*/}" != merged ] && [ -n "$FORGE_WORKSPACE_HOST" ] && [ . -ef "$FORGE_WORKSPACE_HOST" ]; then
+    ws=$FORGE_WORKSPACE_HOST
+fi
+if [ "$1" != 2 ] || [ "$2" != "$token" ] || [ "${ws##*/}" != merged ] || [ ! -d "$ws/../work" ] \
+    || [ ! -d "$ws/../upper" ] || ! cd "$ws/../upper" \
+    || [ -n "$(find . -name '.wh.*' -print -quit)" ]; then
     printf '%s\0/\0' "$token"
     exit 0
 fi
 printf '%s\0' "$token"
 exec find . -mindepth 1 -path ./.git -prune -o -printf '%P\0%P/\0'
 "#;
+
+/// The variable that names, inside an attempt's view of the repository (where the workspace
+/// shows at the user's repository path), the workspace's path outside the view: the fsmonitor
+/// hook finds the overlay's upper directory beside it.
+pub const WORKSPACE_HOST_VAR: &str = "FORGE_WORKSPACE_HOST";
 
 /// The fsmonitor hook a delta layer's index is built with: the delta's paths (listed beside
 /// it) are all that may have changed since the base layer's index.
@@ -485,7 +500,10 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     let dot = out.join(".git");
     fs::create_dir_all(out).ctx("create directory", out)?;
     let below = spec.below.join(".git");
-    install(&below, &dot)?;
+    // Hard links, not copies (the index alone is ~100 bytes per path): git replaces the index
+    // and refs it writes (a new file renamed over the old name), and nothing here writes into a
+    // file it did not create, so the layer below never changes.
+    copy_dir(&below, &dot, true, true)?;
     if !spec.objects_now.exists() {
         // A new chain: its objects directory falls back on the objects below (the base
         // layer's, which fall back on the user's).
@@ -496,7 +514,10 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
         fs::write(&alternates, format!("{}\n", below_objects.display()))
             .ctx("write", &alternates)?;
     }
-    let alternates = dot.join("objects/info/alternates");
+    let info = dot.join("objects/info");
+    fs::create_dir_all(&info).ctx("create directory", &info)?;
+    fs::create_dir_all(dot.join("objects/pack")).ctx("create directory", &dot)?;
+    let alternates = info.join("alternates");
     fs::write(&alternates, format!("{}\n", spec.objects.display())).ctx("write", &alternates)?;
     // Objects go to the chain's directory (a layer's own `objects/` stays empty).
     let git = || {
@@ -596,7 +617,7 @@ fn set_head(dot: &Path, commit: &str) -> Result<(), StagingError> {
 /// Makes `dest` (a new `.git` directory) a copy of the repository `src` (a git layer's
 /// `.git`), sharing its objects through `alternates` instead of copying them.
 pub(crate) fn install(src: &Path, dest: &Path) -> Result<(), StagingError> {
-    copy_dir(src, dest, true)?;
+    copy_dir(src, dest, true, false)?;
     let info = dest.join("objects/info");
     fs::create_dir_all(&info).ctx("create directory", &info)?;
     fs::create_dir_all(dest.join("objects/pack")).ctx("create directory", dest)?;
@@ -607,7 +628,9 @@ pub(crate) fn install(src: &Path, dest: &Path) -> Result<(), StagingError> {
         .map_err(Into::into)
 }
 
-fn copy_dir(src: &Path, dest: &Path, top: bool) -> Result<(), StagingError> {
+/// Copies the directory `src` to the new directory `dest` (without `objects/` at the top),
+/// hard-linking its files when `link` says so (copying those a link fails for).
+fn copy_dir(src: &Path, dest: &Path, top: bool, link: bool) -> Result<(), StagingError> {
     fs::create_dir(dest).ctx("create directory", dest)?;
     for entry in fs::read_dir(src).ctx("list", src)? {
         let entry = entry.ctx("list", src)?;
@@ -617,8 +640,8 @@ fn copy_dir(src: &Path, dest: &Path, top: bool) -> Result<(), StagingError> {
         let (from, to) = (entry.path(), dest.join(entry.file_name()));
         let ft = entry.file_type().ctx("stat", &from)?;
         if ft.is_dir() {
-            copy_dir(&from, &to, false)?;
-        } else if ft.is_file() {
+            copy_dir(&from, &to, false, link)?;
+        } else if ft.is_file() && !(link && fs::hard_link(&from, &to).is_ok()) {
             fs::copy(&from, &to).ctx("copy into", &to)?;
         }
     }

@@ -120,7 +120,7 @@ pub use error::StagingError;
 pub use forge_types::{IoContext, IoError, PathError};
 pub use fsutil::{relative_path, resolve_path, write_atomically};
 pub use gc::{GcReport, gc};
-pub use gitdir::USER_GIT_LINK;
+pub use gitdir::{USER_GIT_LINK, WORKSPACE_HOST_VAR};
 pub use manifest::Manifest;
 pub use overlay::OverlayStager;
 pub use path::RepoPath;

@@ -186,6 +186,34 @@ impl BlobStore {
             .map_err(Into::into)
     }
 
+    /// Makes the blobs `hashes` durable, and only them: each blob's file is flushed, then each
+    /// directory that holds one (once however many blobs it holds), then the store's own
+    /// directory (a fan-out directory may be new). Where [`BlobStore::sync`] waits for
+    /// everything written to the file system (other processes' writes included), this waits
+    /// for the named files: what persisting one changeset needs.
+    pub fn sync_blobs(
+        &self,
+        hashes: impl IntoIterator<Item = ContentHash>,
+    ) -> Result<(), StagingError> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for hash in hashes {
+            let path = self.blob_path(&hash);
+            let file = File::open(&path).map_err(|e| self.missing_or(&hash, &path, e))?;
+            file.sync_data().ctx("sync", &path)?;
+            dirs.insert(self.fan_out_dir(&hash));
+        }
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        dirs.insert(self.dir.clone());
+        for dir in dirs {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .ctx("sync directory", &dir)?;
+        }
+        Ok(())
+    }
+
     fn blob_path(&self, hash: &ContentHash) -> PathBuf {
         let hex = hash.to_hex();
         self.dir.join(&hex[..2]).join(&hex[2..])
@@ -335,6 +363,19 @@ mod tests {
                 .is_none()
         );
         store.sync().unwrap();
+    }
+
+    #[test]
+    fn sync_blobs_flushes_the_named_blobs_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("objects")).unwrap();
+        let (a, b) = (store.write(b"a").unwrap(), store.write(b"b").unwrap());
+        store.sync_blobs([a, b, a]).unwrap();
+        store.sync_blobs([]).unwrap();
+        let missing = ContentHash::of(b"never stored");
+        assert!(
+            matches!(store.sync_blobs([a, missing]), Err(StagingError::BlobMissing { hash, .. }) if hash == missing)
+        );
     }
 
     #[test]

@@ -971,7 +971,8 @@ fn base_snapshot(
             .map_err(|e| ExecError::io("create", &lock_path, e))?;
         lock.lock()
             .map_err(|e| ExecError::io("lock", &lock_path, e))?;
-        if !cached.join("snapshot.json").is_file() {
+        // A base an older version cached lacks what attempts need now: captured again.
+        if !BaseSnapshot::is_current(&cached) {
             if cached.exists() {
                 std::fs::remove_dir_all(&cached)
                     .map_err(|e| ExecError::io("remove", &cached, e))?;

@@ -140,6 +140,12 @@ impl Prepared {
 // `mkdir`, `chdir`, `open`/`write`/`close`) on C strings prepared before the fork; it allocates
 // nothing and takes no lock.
 pub(crate) fn enter_view(cmd: &mut Command, view: Prepared) {
+    // Where the workspace is outside the view: git's fsmonitor hook finds the overlay's upper
+    // directory beside it (see `forge_staging::WORKSPACE_HOST_VAR`).
+    cmd.env(
+        forge_staging::WORKSPACE_HOST_VAR,
+        std::ffi::OsStr::from_bytes(view.workspace.to_bytes()),
+    );
     let hook = move || -> std::io::Result<()> {
         // SAFETY: see the comment above the function.
         unsafe { set_up(&view) }

@@ -22,7 +22,12 @@ pub(crate) async fn persist(shared: &Shared, a: Attempt) -> Attempt {
         .store
         .changes_path(&shared.run, a.id().as_str(), a.number);
     let written = blocking(move || -> Result<(), ExecError> {
-        blobs.sync()?;
+        // The changeset's own blobs, not the whole file system (`syncfs`).
+        blobs.sync_blobs(
+            changes
+                .iter()
+                .filter_map(|(_, c)| c.after().map(forge_staging::Entry::hash)),
+        )?;
         write_json(&path, &changes)
     })
     .await
