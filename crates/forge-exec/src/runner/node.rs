@@ -58,6 +58,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .map_err(err)?;
     let auth = format!("Bearer {}", at.token);
     let base = at.server.trim_end_matches('/');
+    let shipping = std::time::Instant::now();
     let order: Order = http
         .get(format!("{base}/v1/attempts/{}", at.key))
         .header("authorization", &auth)
@@ -68,6 +69,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .json()
         .await
         .map_err(|e| err(format!("the order of attempt `{}`: {e}", at.key)))?;
+    let order_ms = shipping.elapsed().as_millis();
     let node = node_name();
     let post_result = |result: NodeResult| {
         let (http, auth) = (http.clone(), auth.clone());
@@ -88,6 +90,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
     std::fs::create_dir_all(&at.cache).map_err(|e| ExecError::io("create", &at.cache, e))?;
     let cache = BlobStore::open(&at.cache)?;
     let mut fetched = 0usize;
+    let mut fetched_bytes = 0usize;
     for (path, entry) in order.tree.iter() {
         if let Entry::File { hash, .. } = entry
             && !cache.contains(hash)
@@ -102,6 +105,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
                 .bytes()
                 .await
                 .map_err(|e| err(format!("blob of `{path}`: {e}")))?;
+            fetched_bytes += body.len();
             let got = cache.write(&body)?;
             if got != *hash {
                 return Err(err(format!(
@@ -111,12 +115,14 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
             fetched += 1;
         }
     }
+    let blobs_ms = shipping.elapsed().as_millis() - order_ms;
     let work = tempfile::Builder::new()
         .prefix("forge-attempt-")
         .tempdir()
         .map_err(|e| err(format!("a workspace: {e}")))?;
     let ws = work.path().join("ws");
     lay_out(&order.tree, &cache, &ws)?;
+    let layout_ms = shipping.elapsed().as_millis() - order_ms - blobs_ms;
     git_start(&ws).await;
     let prompt_file = work.path().join("prompt.md");
     std::fs::write(&prompt_file, &order.prompt)
@@ -147,7 +153,8 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         stream: OutputStream::Stderr,
         line: format!(
             "forge attempt on {node}: fetched {fetched} blob(s) for the {} path(s) of the start \
-             tree (the rest were in the node's cache)",
+             tree (the rest were in the node's cache): order {order_ms} ms, blobs {blobs_ms} ms \
+             ({fetched_bytes} bytes), lay-out {layout_ms} ms",
             order.tree.len()
         ),
     }]));

@@ -204,12 +204,21 @@ impl RayRunner {
         &self,
         shared: &Shared,
         task: &forge_events::TaskId,
+        attempt: u32,
         driver: String,
     ) -> (String, String) {
         let ip = self
             .node(&driver)
             .await
             .map_or_else(|| "?".to_owned(), |(ip, _)| ip);
+        shared.publish(
+            task,
+            EventKind::TaskPlaced {
+                attempt,
+                node: ip.clone(),
+                node_id: Some(driver.clone()),
+            },
+        );
         shared.publish(
             task,
             EventKind::TaskProgress {
@@ -375,7 +384,7 @@ impl AttemptRunner for RayRunner {
                 _ = poll.tick() => {
                     let Ok((status, message, driver)) = self.job(&id).await else { continue };
                     if let Some(driver) = driver.filter(|d| node.as_ref().is_none_or(|(n, _)| n != d)) {
-                        node = Some(self.placed(shared, &task.id, driver).await);
+                        node = Some(self.placed(shared, &task.id, attempt, driver).await);
                     }
                     if let Some((driver, ip)) = &node
                         && let Some((_, false)) = self.node(driver).await
@@ -414,7 +423,7 @@ impl AttemptRunner for RayRunner {
         if node.is_none()
             && let Ok((_, _, Some(driver))) = self.job(&id).await
         {
-            self.placed(shared, &task.id, driver).await;
+            self.placed(shared, &task.id, attempt, driver).await;
         }
         let result: NodeResult = match outcome {
             Ok(result) => result,
