@@ -139,7 +139,10 @@ fn parse(text: &str) -> Plan {
 
 fn profiles() -> Profiles {
     let mut p = Profiles::builtin();
-    p.set_sim_program(std::env::current_exe().unwrap(), vec!["sim-agent".to_owned()]);
+    p.set_sim_program(
+        std::env::current_exe().unwrap(),
+        vec!["sim-agent".to_owned()],
+    );
     p
 }
 
@@ -203,7 +206,10 @@ fn shipping(events: &[serde_json::Value]) -> Shipping {
         .find(|l| l.starts_with("forge attempt on "))
         .unwrap_or_else(|| panic!("no shipping line in {events:#?}"));
     let number_after = |word: &str| -> f64 {
-        let rest = &line[line.find(word).unwrap_or_else(|| panic!("{word} in {line}")) + word.len()..];
+        let rest = &line[line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word} in {line}"))
+            + word.len()..];
         rest.trim_start()
             .split(|c: char| !c.is_ascii_digit())
             .next()
@@ -265,7 +271,10 @@ fn attempt(args: &[String]) -> i32 {
     };
     let cache = value("--cache")
         .or_else(|| std::env::var("FORGE_NODE_CACHE").ok())
-        .map_or_else(|| std::env::temp_dir().join("forge-node-objects"), PathBuf::from);
+        .map_or_else(
+            || std::env::temp_dir().join("forge-node-objects"),
+            PathBuf::from,
+        );
     let at = NodeAttempt {
         server: value("--server").expect("--server"),
         key: value("--key").expect("--key"),
@@ -360,7 +369,12 @@ fn main() {
     let plan = plan_text(tasks, sleep);
     let s_ms = sleep.as_secs_f64() * 1000.0;
     // The base snapshot once; the first Ray run fills the nodes' caches.
-    timed_run(&rt, &repo, &plan_text(1, Duration::ZERO), RunnerConfig::Local);
+    timed_run(
+        &rt,
+        &repo,
+        &plan_text(1, Duration::ZERO),
+        RunnerConfig::Local,
+    );
     timed_run(&rt, &repo, &plan, ray_config(&cluster, None));
     let (mut local, mut on_ray, mut local_attempt, mut ray_attempt) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

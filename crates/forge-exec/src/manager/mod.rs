@@ -647,6 +647,8 @@ impl ExecutionManager {
                         config,
                         BlobStore::open(store.objects_dir())?,
                         &run,
+                        &store.run_dir(&run),
+                        history.is_some(),
                     )
                     .await?,
                 )),
@@ -670,6 +672,9 @@ impl ExecutionManager {
                 ));
             }
             let mut prior = history.as_ref().map(|h| resume::analyze(&plan, h));
+            if let (Some(prior), Some(runner)) = (prior.as_mut(), &runner) {
+                resume::reattach(prior, &runner.reattachable());
+            }
             // What the run will do (estimates from earlier runs), worked out while the base is
             // captured and published before any task is queued. History that cannot be read
             // leaves the estimates unknown, as the preview then says; it does not stop the run.

@@ -112,4 +112,11 @@ pub(crate) enum Ran {
 pub(crate) trait AttemptRunner: Send + Sync {
     /// Runs one pass, publishing the agent's progress as it comes.
     async fn run(&self, shared: &Arc<Shared>, pass: Pass<'_>) -> Result<Ran, ExecError>;
+
+    /// Attempts (task, attempt number) that a dead process of this run left running where
+    /// this runner can take them over: a resumed run runs them under the same number, and
+    /// [`AttemptRunner::run`] reattaches instead of starting them again.
+    fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
+        Vec::new()
+    }
 }

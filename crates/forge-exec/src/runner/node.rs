@@ -74,16 +74,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
     let post_result = |result: NodeResult| {
         let (http, auth) = (http.clone(), auth.clone());
         let url = format!("{base}/v1/attempts/{}/result", at.key);
-        async move {
-            http.post(url)
-                .header("authorization", auth)
-                .json(&result)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map(|_| ())
-                .map_err(|e| err(format!("posting the result: {e}")))
-        }
+        async move { post_until_taken(&http, &url, &auth, &result).await }
     };
 
     // The start tree: blobs the cache lacks, then the files.
@@ -171,12 +162,26 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
                 };
                 let lines = std::mem::take(&mut *pending.lock());
                 if !lines.is_empty() {
-                    let _ = http
+                    let sent = http
                         .post(&url)
                         .header("authorization", &auth)
                         .json(&lines)
                         .send()
                         .await;
+                    // The run's process may be gone for a while (killed, then resumed): its
+                    // lines wait here (up to a bound) for the process that reattaches.
+                    let keep = match &sent {
+                        Err(_) => true,
+                        Ok(r) => r.status() == reqwest::StatusCode::NOT_FOUND,
+                    };
+                    if keep {
+                        let mut pending = pending.lock();
+                        let mut kept = lines;
+                        kept.append(&mut pending);
+                        let over = kept.len().saturating_sub(MAX_KEPT_LINES);
+                        kept.drain(..over);
+                        *pending = kept;
+                    }
                 }
                 if last {
                     break;
@@ -286,6 +291,56 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         files: order.tree.len(),
         exit_code: exit.code,
     })
+}
+
+/// Output lines a node keeps while the run's process cannot take them (the oldest go first).
+const MAX_KEPT_LINES: usize = 100_000;
+
+/// How long a node keeps trying to hand its result to the run: a run whose process died can be
+/// resumed within this time and take it (`forge resume` reattaches to the job).
+const RESULT_PATIENCE: Duration = Duration::from_mins(10);
+
+/// Posts the result until the run takes it. While the run's process is unreachable, or has not
+/// opened the attempt (a resumed run reattaches when the scheduler reaches the task), it tries
+/// again every second, for [`RESULT_PATIENCE`].
+async fn post_until_taken(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    result: &NodeResult,
+) -> Result<(), ExecError> {
+    let deadline = tokio::time::Instant::now() + RESULT_PATIENCE;
+    loop {
+        let why = match http
+            .post(url)
+            .header("authorization", auth)
+            .json(result)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                format!("the run has no attempt open at {url} (404)")
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(err(format!(
+                    "posting the result: {status}: {}",
+                    text.trim()
+                )));
+            }
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(err(format!(
+                "posting the result: the run did not take it within {} s ({why}); was its \
+                 `forge` killed and not resumed?",
+                RESULT_PATIENCE.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The node's name in results: the host name and, under Ray, the node's address.

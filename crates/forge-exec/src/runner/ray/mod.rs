@@ -11,12 +11,16 @@
 
 pub mod channel;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use forge_events::{EventKind, TaskStatus};
 use forge_staging::{BlobStore, ChangeSet};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use self::channel::{Channel, NodeResult, Order, PROMPT_FILE};
@@ -38,16 +42,52 @@ pub(crate) struct RayRunner {
     /// `forge-<run>-<session>-`: the start of this process's job ids. The session (random)
     /// keeps a resumed run's jobs apart from those of the process it replaces.
     prefix: String,
+    /// Jobs of a dead process of this run still running, by (task, attempt): a resumed run
+    /// reattaches to them instead of running the attempt again. Taken when reattached.
+    leftovers: parking_lot::Mutex<HashMap<(String, u32), String>>,
+}
+
+/// What a run keeps of its data channel (`.forge/runs/<run>/runner.json`, readable by its
+/// owner only), so that a resumed run listens where its jobs still running post, with the
+/// token they hold.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    listen: SocketAddr,
+    token: String,
+}
+
+/// `runner.json` of a run.
+fn saved_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("runner.json")
+}
+
+fn save(run_dir: &Path, saved: &Saved) -> Result<(), ExecError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = saved_path(run_dir);
+    let text = serde_json::to_vec(saved)
+        .map_err(|e| ExecError::Config(format!("the runner's state: {e}")))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ExecError::io("create", &path, e))?;
+    std::io::Write::write_all(&mut file, &text).map_err(|e| ExecError::io("write", &path, e))
 }
 
 impl RayRunner {
-    /// Checks that the cluster answers, stops the jobs an earlier process of this run left
-    /// running (a `forge` killed mid-run: their results could never be taken, so the attempts
-    /// run again), then opens the data channel.
+    /// Checks that the cluster answers, then opens the data channel. A resumed run
+    /// (`resuming`) listens where its dead process did, with its token, and keeps the jobs that
+    /// process left running (first passes of attempts) to reattach to; any other job of the run
+    /// still running is stopped (its attempt runs again). If the old address cannot be had, every
+    /// such job is stopped.
     pub(crate) async fn start(
         config: RayConfig,
         blobs: BlobStore,
         run: &forge_events::RunId,
+        run_dir: &Path,
+        resuming: bool,
     ) -> Result<Self, ExecError> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -75,20 +115,49 @@ impl RayRunner {
                 )));
             }
         }
-        let channel = Channel::start(config.listen, blobs).await?;
+        // The dead process's channel, when its address is still this run's to have.
+        let old = if resuming {
+            std::fs::read(saved_path(run_dir))
+                .ok()
+                .and_then(|text| serde_json::from_slice::<Saved>(&text).ok())
+                .filter(|old| {
+                    old.listen.ip() == config.listen.ip()
+                        && (config.listen.port() == 0 || config.listen.port() == old.listen.port())
+                })
+        } else {
+            None
+        };
+        let (channel, reattach) = match old {
+            Some(old) => match Channel::start(old.listen, blobs.clone(), Some(old.token)).await {
+                Ok(channel) => (channel, true),
+                Err(_) => (Channel::start(config.listen, blobs, None).await?, false),
+            },
+            None => (Channel::start(config.listen, blobs, None).await?, false),
+        };
+        save(
+            run_dir,
+            &Saved {
+                listen: channel.addr(),
+                token: channel.token().to_owned(),
+            },
+        )?;
         let session = &channel::new_token()?[..8];
         let runner = Self {
             prefix: format!("forge-{run}-{session}-"),
             config,
             http,
             channel,
+            leftovers: parking_lot::Mutex::new(HashMap::new()),
         };
-        runner.stop_leftovers(&format!("forge-{run}-")).await;
+        runner
+            .sort_leftovers(&format!("forge-{run}-"), reattach)
+            .await;
         Ok(runner)
     }
 
-    /// Stops every job of this run still pending or running.
-    async fn stop_leftovers(&self, run_prefix: &str) {
+    /// Jobs of this run still pending or running: the first passes of attempts are kept to
+    /// reattach to (when `reattach`), the others stopped.
+    async fn sort_leftovers(&self, run_prefix: &str, reattach: bool) {
         let url = format!("{}/api/jobs/", self.config.address);
         let Ok(response) = self.http.get(&url).send().await else {
             return;
@@ -99,8 +168,21 @@ impl RayRunner {
         for job in jobs {
             let id = job["submission_id"].as_str().unwrap_or_default();
             let status = job["status"].as_str().unwrap_or_default();
-            if id.starts_with(run_prefix) && !terminal(status) {
-                self.stop(id).await;
+            if !id.starts_with(run_prefix) || terminal(status) {
+                continue;
+            }
+            let meta = &job["metadata"];
+            let attempt = meta["forge_attempt"]
+                .as_str()
+                .and_then(|a| a.parse::<u32>().ok());
+            let task = meta["forge_task"].as_str();
+            match (reattach, task, attempt, meta["forge_pass"].as_str()) {
+                (true, Some(task), Some(attempt), Some("0")) => {
+                    self.leftovers
+                        .lock()
+                        .insert((task.to_owned(), attempt), id.to_owned());
+                }
+                _ => self.stop(id).await,
             }
         }
     }
@@ -131,7 +213,11 @@ impl RayRunner {
             "submission_id": id,
             "entrypoint": entrypoint.trim_end(),
             "runtime_env": { "env_vars": env },
-            "metadata": { "forge_task": pass.task.id.as_str() },
+            "metadata": {
+                "forge_task": pass.task.id.as_str(),
+                "forge_attempt": pass.attempt.to_string(),
+                "forge_pass": pass.pass.to_string(),
+            },
         });
         let mut custom = serde_json::Map::new();
         for (name, amount) in &pass.task.resources {
@@ -289,10 +375,32 @@ fn verify(changes: &ChangeSet, pass: &Pass<'_>, blobs: &BlobStore) -> Result<(),
 
 #[async_trait::async_trait]
 impl AttemptRunner for RayRunner {
+    fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
+        self.leftovers
+            .lock()
+            .keys()
+            .filter_map(|(task, attempt)| {
+                forge_events::TaskId::new(task)
+                    .ok()
+                    .map(|task| (task, *attempt))
+            })
+            .collect()
+    }
+
     #[allow(clippy::too_many_lines)] // submit, follow, collect: one loop
     async fn run(&self, shared: &Arc<Shared>, p: Pass<'_>) -> Result<Ran, ExecError> {
         let (task, attempt) = (p.task, p.attempt);
-        let id = format!("{}{}-{attempt}-{}", self.prefix, task.id, p.pass);
+        // A job a dead process of this run left running for this very attempt: taken over.
+        let reattached = if p.pass == 0 {
+            self.leftovers
+                .lock()
+                .remove(&(task.id.as_str().to_owned(), attempt))
+        } else {
+            None
+        };
+        let id = reattached
+            .clone()
+            .unwrap_or_else(|| format!("{}{}-{attempt}-{}", self.prefix, task.id, p.pass));
         let key = id.clone();
         let spec = p
             .profile
@@ -347,7 +455,18 @@ impl AttemptRunner for RayRunner {
                 },
             );
         }
-        if let Err(e) = self.submit(&id, &key, &p).await {
+        if reattached.is_some() {
+            shared.publish(
+                &task.id,
+                EventKind::TaskProgress {
+                    message: format!(
+                        "reattached to Ray job {id}, still running after the run's process ended"
+                    ),
+                    tool: None,
+                    files: Vec::new(),
+                },
+            );
+        } else if let Err(e) = self.submit(&id, &key, &p).await {
             self.channel.close(&key);
             return Ok(failed(e));
         }
@@ -357,8 +476,14 @@ impl AttemptRunner for RayRunner {
             format!("-rerun{}", p.pass)
         };
         let log_path = p.attempt_dir.join(format!("output{suffix}.log"));
-        let mut log =
-            std::fs::File::create(&log_path).map_err(|e| ExecError::io("create", &log_path, e))?;
+        // A reattached attempt's log goes on where the dead process's stopped.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(reattached.is_some())
+            .truncate(reattached.is_none())
+            .open(&log_path)
+            .map_err(|e| ExecError::io("create", &log_path, e))?;
         let mut output = OutputEvents::new(shared, task, attempt, p.profile.format, p.ctx);
         let mut poll = tokio::time::interval(POLL);
         let mut node: Option<(String, String)> = None;
