@@ -615,3 +615,75 @@ fn resume_after_forge_was_killed_reattaches_to_running_jobs_and_retries_gone_one
         assert_eq!(integrated, 1, "{task}: {journal}");
     }
 }
+
+#[test]
+fn the_gate_runs_as_a_ray_job_on_the_integrated_tree() {
+    let Some(ray) = require() else { return };
+    let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("gate-dir");
+    let repo = Repo::new();
+    let file = repo.plan(
+        "gated",
+        &format!(
+            "[[task]]\nid = \"work\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\n\
+             prompt = \"echo from the task > a.txt\"\n\
+             [gate]\non = \"cluster\"\ncommands = [\"grep -q 'from the task' a.txt && pwd > {} \
+             && echo gate-on-node\", \"echo 'test result: ok. 3 passed; 0 failed'\"]\n",
+            marker.display()
+        ),
+    );
+    ray_toml(&repo, &cluster);
+    let out = repo.forge(&["run", &file, "--yes", "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let events = crate::util::json_lines(&out.stdout);
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "gate_finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{events:#?}");
+    assert!(finished.iter().all(|e| e["passed"] == true), "{events:#?}");
+    assert_eq!(finished[1]["tests_passed"], 3, "{events:#?}");
+    // It ran in a node's workspace (`forge attempt`'s), not in a local gate workspace, on the
+    // integrated tree (the task's a.txt was there).
+    let dir = std::fs::read_to_string(&marker).unwrap();
+    assert!(dir.contains("forge-attempt-"), "{dir}");
+    assert!(!dir.contains(".forge"), "{dir}");
+    // Its output is in the run's result, as a local gate's.
+    let run = repo.runs().remove(0);
+    let result =
+        std::fs::read_to_string(repo.path().join(format!(".forge/runs/{run}/result.json")))
+            .unwrap();
+    assert!(result.contains("gate-on-node"), "{result}");
+    assert_eq!(repo.read("a.txt"), "from the task\n");
+}
+
+#[test]
+fn a_cluster_gate_without_a_cluster_runner_is_refused_before_anything_runs() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "gated",
+        "[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"echo hi > a.txt\"\n\
+         [gate]\non = \"cluster\"\ncommands = [\"true\"]\n",
+    );
+    let out = repo.forge(&["run", &file, "--yes"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("`[gate] on = \"cluster\"`") && out.stderr.contains("[runner]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!repo.path().join("a.txt").exists());
+    let bad = repo.plan(
+        "bad",
+        "[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"true\"\n[gate]\non = \"moon\"\n",
+    );
+    let out = repo.forge(&["run", &bad, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`gate.on` must be \"local\" or \"cluster\", not \"moon\""),
+        "{}",
+        out.stderr
+    );
+}

@@ -640,6 +640,14 @@ impl ExecutionManager {
             }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
+            if plan.gate.on == crate::plan::GateOn::Cluster && runner == RunnerConfig::Local {
+                return Err(ExecError::Config(
+                    "the plan's gate runs on the cluster (`[gate] on = \"cluster\"`) but attempts \
+                     run on this machine: set `[runner] kind = \"ray\"` in forge.toml (or \
+                     `--runner ray://host:port`), or remove `on` to gate locally; nothing was run"
+                        .to_owned(),
+                ));
+            }
             let runner: Option<Arc<dyn AttemptRunner>> = match runner {
                 RunnerConfig::Local => None,
                 RunnerConfig::Ray(config) => Some(Arc::new(

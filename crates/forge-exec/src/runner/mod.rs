@@ -119,4 +119,21 @@ pub(crate) trait AttemptRunner: Send + Sync {
     fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
         Vec::new()
     }
+
+    /// Runs the plan's gate on `tree` (the integrated tree) where this runner runs attempts
+    /// (`[gate] on = "cluster"`), publishing `gate_started` / `gate_finished` per command as
+    /// the local gate does.
+    async fn gate(
+        &self,
+        shared: &Arc<Shared>,
+        tree: Arc<Snapshot>,
+        cancel: &crate::CancelHandle,
+    ) -> Result<forge_merge::GateReport, ExecError> {
+        let _ = (shared, tree, cancel);
+        Err(ExecError::Config(
+            "`[gate] on = \"cluster\"` needs a cluster runner (`[runner] kind = \"ray\"` in \
+             forge.toml, or `--runner ray://host:port`)"
+                .to_owned(),
+        ))
+    }
 }

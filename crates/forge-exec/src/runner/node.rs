@@ -264,7 +264,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
     result.exit_code = exit.code;
     result.signal = exit.signal;
     result.stopped = exit.stopped;
-    if exit.code == Some(0) && !exit.stopped {
+    if exit.code == Some(0) && !exit.stopped && order.capture {
         // Capture: the tree now against the start tree; new blobs go up first.
         let (ws2, cache2) = (ws.clone(), cache.clone());
         let after = tokio::task::spawn_blocking(move || scan(&ws2, &cache2))

@@ -50,6 +50,14 @@ pub struct Order {
     pub prompt: String,
     /// The start tree.
     pub tree: Manifest,
+    /// Whether the node captures and sends back what the program changed (an attempt); the
+    /// gate's commands (`[gate] on = "cluster"`) change nothing that is kept.
+    #[serde(default = "yes")]
+    pub capture: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Stands for the node's prompt file in [`Order::args`].

@@ -10,6 +10,7 @@
 //! scheduler retries it, and Ray places the retry on a node that is alive.
 
 pub mod channel;
+mod gate;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forge_events::{EventKind, TaskStatus};
+use forge_merge::GateReport;
 use forge_staging::{BlobStore, ChangeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -187,7 +189,15 @@ impl RayRunner {
         }
     }
 
-    async fn submit(&self, id: &str, key: &str, pass: &Pass<'_>) -> Result<(), String> {
+    /// Submits the job `id`, running `forge attempt` for the channel's `key`, placed by
+    /// `resources`, with `metadata` (strings) for a later process of the run to read.
+    async fn submit(
+        &self,
+        id: &str,
+        key: &str,
+        resources: &std::collections::BTreeMap<String, f64>,
+        metadata: Value,
+    ) -> Result<(), String> {
         let mut entrypoint = String::new();
         for word in [
             self.config.forge.as_str(),
@@ -213,14 +223,10 @@ impl RayRunner {
             "submission_id": id,
             "entrypoint": entrypoint.trim_end(),
             "runtime_env": { "env_vars": env },
-            "metadata": {
-                "forge_task": pass.task.id.as_str(),
-                "forge_attempt": pass.attempt.to_string(),
-                "forge_pass": pass.pass.to_string(),
-            },
+            "metadata": metadata,
         });
         let mut custom = serde_json::Map::new();
-        for (name, amount) in &pass.task.resources {
+        for (name, amount) in resources {
             match name.as_str() {
                 "CPU" => body["entrypoint_num_cpus"] = json!(amount),
                 "GPU" => body["entrypoint_num_gpus"] = json!(amount),
@@ -375,6 +381,15 @@ fn verify(changes: &ChangeSet, pass: &Pass<'_>, blobs: &BlobStore) -> Result<(),
 
 #[async_trait::async_trait]
 impl AttemptRunner for RayRunner {
+    async fn gate(
+        &self,
+        shared: &Arc<Shared>,
+        tree: Arc<forge_staging::Snapshot>,
+        cancel: &crate::CancelHandle,
+    ) -> Result<GateReport, ExecError> {
+        gate::run(self, shared, tree, cancel).await
+    }
+
     fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
         self.leftovers
             .lock()
@@ -442,6 +457,7 @@ impl AttemptRunner for RayRunner {
                 .collect(),
             prompt: p.prompt.to_owned(),
             tree,
+            capture: true,
         };
         let mut inbox = self.channel.open(&key, order);
         if p.pass == 0 {
@@ -466,7 +482,19 @@ impl AttemptRunner for RayRunner {
                     files: Vec::new(),
                 },
             );
-        } else if let Err(e) = self.submit(&id, &key, &p).await {
+        } else if let Err(e) = self
+            .submit(
+                &id,
+                &key,
+                &task.resources,
+                json!({
+                    "forge_task": task.id.as_str(),
+                    "forge_attempt": attempt.to_string(),
+                    "forge_pass": p.pass.to_string(),
+                }),
+            )
+            .await
+        {
             self.channel.close(&key);
             return Ok(failed(e));
         }
