@@ -155,6 +155,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
             (pending.clone(), done.clone(), http.clone(), auth.clone());
         let url = format!("{base}/v1/attempts/{}/output", at.key);
         tokio::spawn(async move {
+            let mut give_up = None;
             loop {
                 let last = tokio::select! {
                     () = done.cancelled() => true,
@@ -184,7 +185,13 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
                     }
                 }
                 if last {
-                    break;
+                    // The last lines go before the result, whenever the run takes them.
+                    let deadline = *give_up
+                        .get_or_insert_with(|| tokio::time::Instant::now() + RESULT_PATIENCE);
+                    if pending.lock().is_empty() || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         })
