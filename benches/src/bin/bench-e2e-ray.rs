@@ -332,7 +332,7 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let (tasks, sleep, reps, sizes): (usize, Duration, usize, &[(&str, usize)]) = if quick {
+    let (tasks, sleep, repetitions, sizes): (usize, Duration, usize, &[(&str, usize)]) = if quick {
         (10, Duration::from_secs(1), 2, &[("10k", 10_000)])
     } else {
         (
@@ -378,7 +378,7 @@ fn main() {
     timed_run(&rt, &repo, &plan, ray_config(&cluster, None));
     let (mut local, mut on_ray, mut local_attempt, mut ray_attempt) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..reps {
+    for _ in 0..repetitions {
         let (wall, r) = timed_run(&rt, &repo, &plan, RunnerConfig::Local);
         local.push(wall.as_secs_f64() * 1000.0);
         local_attempt.push(attempt_ms(&journal(&repo, &r.run)) - s_ms);
@@ -395,7 +395,7 @@ fn main() {
             per_task(on_ray),
             "ms",
             Better::Lower,
-            reps,
+            repetitions,
         )
         .peer("local-runner", per_task(local))
         .extra("tasks", tasks as u64)

@@ -879,10 +879,8 @@ impl RunState {
                 t.sessions.retain(|(a, _)| a != attempt);
                 t.sessions.push((*attempt, session.clone()));
             }
-            EventKind::TaskPlaced { attempt, node, .. } => {
-                if *attempt == t.attempt {
-                    t.node = Some(node.clone());
-                }
+            EventKind::TaskPlaced { attempt, node, .. } if *attempt == t.attempt => {
+                t.node = Some(node.clone());
             }
             EventKind::TaskRetrying {
                 attempt,

@@ -89,6 +89,62 @@ prompt = "cat b.txt README.md > c.txt"
     )
 }
 
+/// The node of each task is an event of its own (`task_placed`), folded into the state that
+/// `forge status` (table and `--json`) and the summary show.
+fn nodes_are_shown(repo: &Repo, events: &[serde_json::Value]) {
+    let placed: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "task_placed")
+        .map(|e| {
+            assert_eq!(e["attempt"], 1, "{e}");
+            (
+                e["task"].as_str().unwrap().to_owned(),
+                e["node"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (task, ip) in [
+        ("first", "127.0.0.2"),
+        ("second", "127.0.0.3"),
+        ("third", "127.0.0.2"),
+    ] {
+        assert!(
+            placed.iter().any(|(t, n)| t == task && n == ip),
+            "{task} on {ip}: {placed:?}"
+        );
+    }
+    let run = repo.runs().remove(0);
+    let status = repo.forge(&["status", &run, "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let state: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let node_of = |task: &str| {
+        state["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == task)
+            .map(|t| t["node"].clone())
+            .unwrap()
+    };
+    assert_eq!(node_of("first"), "127.0.0.2", "{state:#}");
+    assert_eq!(node_of("second"), "127.0.0.3", "{state:#}");
+    let table = repo.forge(&["status", &run]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.contains(" second "))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(row.contains("shell  127.0.0.3  "), "{}", table.stdout);
+    assert!(
+        table
+            .stdout
+            .contains("On nodes 127.0.0.2 (first and third) · 127.0.0.3 (second)"),
+        "{}",
+        table.stdout
+    );
+}
+
 #[test]
 fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_runner() {
     let Some(ray) = require() else { return };
@@ -166,59 +222,7 @@ fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_ru
         on_node("third")
     );
 
-    // The node of each task is an event of its own (`task_placed`), folded into the state that
-    // `forge status` (table and `--json`), the summary and the dashboard show.
-    let placed: Vec<(String, String)> = events
-        .iter()
-        .filter(|e| e["type"] == "task_placed")
-        .map(|e| {
-            assert_eq!(e["attempt"], 1, "{e}");
-            (
-                e["task"].as_str().unwrap().to_owned(),
-                e["node"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    for (task, ip) in [
-        ("first", "127.0.0.2"),
-        ("second", "127.0.0.3"),
-        ("third", "127.0.0.2"),
-    ] {
-        assert!(
-            placed.iter().any(|(t, n)| t == task && n == ip),
-            "{task} on {ip}: {placed:?}"
-        );
-    }
-    let run = repo.runs().remove(0);
-    let status = repo.forge(&["status", &run, "--json"]);
-    assert_eq!(status.code, 0, "{}", status.stderr);
-    let state: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let node_of = |task: &str| {
-        state["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == task)
-            .map(|t| t["node"].clone())
-            .unwrap()
-    };
-    assert_eq!(node_of("first"), "127.0.0.2", "{state:#}");
-    assert_eq!(node_of("second"), "127.0.0.3", "{state:#}");
-    let table = repo.forge(&["status", &run]);
-    assert_eq!(table.code, 0, "{}", table.stderr);
-    let row = table
-        .stdout
-        .lines()
-        .find(|l| l.contains(" second "))
-        .unwrap_or_else(|| panic!("{}", table.stdout));
-    assert!(row.contains("shell  127.0.0.3  "), "{}", table.stdout);
-    assert!(
-        table
-            .stdout
-            .contains("On nodes 127.0.0.2 (first and third) · 127.0.0.3 (second)"),
-        "{}",
-        table.stdout
-    );
+    nodes_are_shown(&repo, &events);
 
     // Start trees ship incrementally: each node fetches only the blobs its cache lacks. The
     // head, back for `third`, already holds the base and what `first` made there.
@@ -490,20 +494,23 @@ fn job_of(events: &[serde_json::Value], task: &str) -> (String, u64) {
     events
         .iter()
         .find(|e| e["type"] == "task_started" && e["task"] == task)
-        .map(|e| {
-            (
-                e["workspace"]
-                    .as_str()
-                    .and_then(|w| w.strip_prefix("ray:"))
-                    .unwrap()
-                    .to_owned(),
-                e["attempt"].as_u64().unwrap(),
-            )
-        })
-        .unwrap_or_else(|| panic!("no task_started for {task}: {events:#?}"))
+        .map_or_else(
+            || panic!("no task_started for {task}: {events:#?}"),
+            |e| {
+                (
+                    e["workspace"]
+                        .as_str()
+                        .and_then(|w| w.strip_prefix("ray:"))
+                        .unwrap()
+                        .to_owned(),
+                    e["attempt"].as_u64().unwrap(),
+                )
+            },
+        )
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // killed, then resumed: one story
 fn resume_after_forge_was_killed_reattaches_to_running_jobs_and_retries_gone_ones() {
     let Some(ray) = require() else { return };
     let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
