@@ -114,7 +114,7 @@ fn plan_text(tasks: usize, sleep: Duration) -> String {
         }
         let _ = writeln!(
             script,
-            "replace {dir}/f000.txt line 0 => line 0, edited by agent {i}"
+            "replace {dir}/f000.txt some text => some text, edited by agent {i}"
         );
         let _ = writeln!(script, "write {dir}/agent.txt\nwritten by agent {i}\nend");
         let _ = writeln!(script, "append CHANGES.md - agent {i}");

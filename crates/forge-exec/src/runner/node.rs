@@ -112,7 +112,12 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .tempdir()
         .map_err(|e| err(format!("a workspace: {e}")))?;
     let ws = work.path().join("ws");
-    lay_out(&order.tree, &cache, &ws)?;
+    {
+        let (tree, cache, ws) = (order.tree.clone(), cache.clone(), ws.clone());
+        tokio::task::spawn_blocking(move || lay_out(&tree, &cache, &ws))
+            .await
+            .map_err(err)??;
+    }
     let layout_ms = shipping.elapsed().as_millis() - order_ms - blobs_ms;
     git_start(&ws).await;
     let prompt_file = work.path().join("prompt.md");
@@ -405,9 +410,18 @@ fn lay_out(tree: &Manifest, cache: &BlobStore, dir: &Path) -> Result<(), ExecErr
             std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
         }
         match entry {
+            // Read whole (checked against its hash) and written: start trees are mostly small
+            // files, for which `copy_to`'s streaming buffer costs more than the copy.
             Entry::File {
                 hash, executable, ..
-            } => cache.copy_to(hash, &dest, *executable)?,
+            } => {
+                let content = cache.read(hash)?;
+                std::fs::write(&dest, &content).map_err(|e| ExecError::io("write", &dest, e))?;
+                if *executable {
+                    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                        .map_err(|e| ExecError::io("set permissions of", &dest, e))?;
+                }
+            }
             Entry::Symlink { target, .. } => std::os::unix::fs::symlink(target.as_path(), &dest)
                 .map_err(|e| ExecError::io("create symlink", &dest, e))?,
         }
