@@ -18,7 +18,8 @@
     'task_output', 'task_usage', 'task_session', 'task_retrying', 'task_finished', 'claim_violation',
     'lock_deadlock', 'merge_integrated', 'merge_conflict', 'gate_started', 'gate_finished',
     'apply_finished', 'run_warning', 'run_finished', 'task_retry_requested', 'task_check',
-    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'task_added', 'unknown',
+    'gate_bisect_started', 'gate_bisect_step', 'gate_bisect_finished', 'task_added', 'task_placed',
+    'unknown',
   ];
   const TASK_PHASES = ['queued', 'waiting_locks', 'running', 'retrying', 'succeeded', 'failed',
     'timed_out', 'cancelled', 'skipped'];
@@ -213,7 +214,7 @@
       interrupted: 0, finished_at: null, duration_ms: null, exit_code: null, reason: null, last_progress: null,
       progress_events: 0, last_output: null, output_lines: 0, files_touched: [],
       files_changed: [], usage: { tokens_in: 0, tokens_out: 0 }, retry: null, violations: [],
-      integrated: false, integrated_files: [], estimate_ms: null, sessions: [],
+      integrated: false, integrated_files: [], estimate_ms: null, sessions: [], node: null,
     };
   }
 
@@ -336,6 +337,7 @@
         t.agent = e.agent;
         t.workspace = e.workspace;
         t.strategy = e.strategy;
+        t.node = null;
         t.blocked_by = [];
         if (!t.started_at) t.started_at = e.ts;
         t.attempt_started_at = e.ts;
@@ -372,6 +374,10 @@
           s.usage.cost_usd = (s.usage.cost_usd || 0) + e.cost_usd;
         }
         break;
+      case 'task_placed':
+        // The cluster node an attempt runs on (a cluster runner's; none for local attempts).
+        if (e.attempt === t.attempt) t.node = e.node;
+        break;
       case 'task_retrying':
         t.retry = { attempt: e.attempt, delay_ms: e.delay_ms, reason: e.reason, at: e.ts };
         next = 'retrying';
@@ -407,7 +413,7 @@
 
   const TASK_EVENTS = new Set(['task_queued', 'task_waiting_locks', 'task_started',
     'task_progress', 'task_output', 'task_usage', 'task_retrying', 'task_finished',
-    'task_added']);
+    'task_added', 'task_placed']);
 
   // Folds one event; false (nothing changed) for an event already folded or of another run.
   function applyEvent(s, e) {
@@ -1062,7 +1068,7 @@
         h('div', { class: 'table-wrap' }, h('table', null,
           h('thead', null, h('tr', null,
             h('th', null, 'Task'), h('th', null, 'State'), h('th', null, 'Agent'),
-            h('th', { class: 'num' }, 'Att.'), h('th', null, 'Latest activity'),
+            h('th', null, 'Node'), h('th', { class: 'num' }, 'Att.'), h('th', null, 'Latest activity'),
             h('th', { class: 'num' }, 'Elapsed'), h('th', { class: 'num' }, 'Tokens in/out'),
             h('th', { class: 'num' }, 'Cost'), h('th', { class: 'num' }, 'Files'))),
           this.tbody)));
@@ -1347,7 +1353,7 @@
 
     makeRow(id) {
       const cells = {
-        state: pill('queued'), agent: h('td'), attempt: h('td', { class: 'num' }),
+        state: pill('queued'), agent: h('td'), node: h('td', { class: 'node' }), attempt: h('td', { class: 'num' }),
         activity: h('td', { class: 'activity' }), elapsed: h('td', { class: 'num' }),
         tokens: h('td', { class: 'num' }), cost: h('td', { class: 'num' }),
         files: h('td', { class: 'num' }),
@@ -1357,7 +1363,7 @@
         onkeydown: (ev) => { if (ev.key === 'Enter') this.select(id); },
       },
       h('td', { class: 'id' }, id), h('td', { class: 'state' }, cells.state), cells.agent,
-      cells.attempt, cells.activity, cells.elapsed, cells.tokens, cells.cost, cells.files);
+      cells.node, cells.attempt, cells.activity, cells.elapsed, cells.tokens, cells.cost, cells.files);
       return cells;
     }
 
@@ -1367,6 +1373,7 @@
       row.tr.classList.toggle('critical', this.critical.nodes.has(t.id));
       updatePill(row.state, t.status);
       setText(row.agent, t.agent || '');
+      setText(row.node, t.node || '');
       setText(row.attempt, t.attempt ? String(t.attempt) : '');
       const act = activityOf(t);
       const key = `${act.tool || ''}\u0000${act.text}`;

@@ -560,6 +560,17 @@ event_kinds! {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         after: Vec<TaskId>,
     },
+    /// A runner placed an attempt on a node of a cluster (the Ray runner, once Ray says where
+    /// the attempt's job runs). Local attempts have no such event: they run on this machine.
+    TaskPlaced = "task_placed" {
+        /// The attempt placed.
+        attempt: u32,
+        /// The node's address, as the cluster names it (`10.0.0.7`).
+        node: String,
+        /// The cluster's own id of the node (Ray's node id), when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<String>,
+    },
 }
 
 /// The envelope's field names, which no payload may use.

@@ -264,6 +264,10 @@ pub struct TaskState {
     /// The agent's session id of each attempt that reported one: (attempt, session).
     #[serde(default)]
     pub sessions: Vec<(u32, String)>,
+    /// The cluster node its current (or last) attempt runs on (`task_placed`); `None` for an
+    /// attempt on this machine.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 impl TaskState {
@@ -319,6 +323,7 @@ impl TaskState {
             integrated: false,
             integrated_files: Vec::new(),
             sessions: Vec::new(),
+            node: None,
         }
     }
 }
@@ -660,6 +665,7 @@ impl RunState {
             | EventKind::TaskOutput { .. }
             | EventKind::TaskUsage { .. }
             | EventKind::TaskSession { .. }
+            | EventKind::TaskPlaced { .. }
             | EventKind::TaskRetrying { .. }
             | EventKind::TaskFinished { .. } => {
                 if let Some(task) = &event.task {
@@ -848,6 +854,7 @@ impl RunState {
                 t.agent = Some(agent.clone());
                 t.workspace = Some(workspace.clone());
                 t.strategy = Some(strategy.clone());
+                t.node = None;
                 t.blocked_by.clear();
                 t.started_at.get_or_insert(ts);
                 t.attempt_started_at = Some(ts);
@@ -882,6 +889,9 @@ impl RunState {
             EventKind::TaskSession { attempt, session } => {
                 t.sessions.retain(|(a, _)| a != attempt);
                 t.sessions.push((*attempt, session.clone()));
+            }
+            EventKind::TaskPlaced { attempt, node, .. } if *attempt == t.attempt => {
+                t.node = Some(node.clone());
             }
             EventKind::TaskRetrying {
                 attempt,

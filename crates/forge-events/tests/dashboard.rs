@@ -953,6 +953,21 @@ async fn the_dashboard_follows_a_live_run_in_chromium() {
             secs(10),
         )
         .await;
+    // The node a cluster runner placed the attempt on, in its own column.
+    run.task(
+        "models",
+        EventKind::TaskPlaced {
+            attempt: 1,
+            node: "10.0.0.7".into(),
+            node_id: Some("c0ffee".into()),
+        },
+    );
+    browser
+        .wait_for_js(
+            "document.querySelector(\"tr.task[data-task='models'] td.node\").textContent === '10.0.0.7' && document.querySelector(\"tr.task[data-task='docs'] td.node\").textContent === ''",
+            secs(10),
+        )
+        .await;
     browser
         .wait_for(
             "svg.dag g.node[data-task='models'][data-state='running']",

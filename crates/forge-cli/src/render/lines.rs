@@ -214,6 +214,9 @@ pub(crate) fn line(event: &Event, state: &RunState) -> Option<String> {
         EventKind::TaskRetryRequested { .. } | EventKind::TaskCheck { .. } => {
             super::retry::line(&event.kind, task)?
         }
+        EventKind::TaskPlaced { attempt, node, .. } => {
+            format!("{task}: attempt {attempt} runs on node {node}")
+        }
         // Queueing, progress, output, usage, unknown and future types: shown by the table and
         // `--json`, not here.
         _ => return None,

@@ -58,6 +58,9 @@ pub(crate) fn items(state: &RunState) -> Vec<Item> {
     if let Some(bisect) = super::bisect::summary_item(state) {
         items.insert(2, bisect);
     }
+    if let Some(nodes) = nodes(state) {
+        items.push(nodes);
+    }
     if let Some(spent) = super::format::spent(&state.usage) {
         items.push(Item {
             mark: Mark::Info,
@@ -65,6 +68,33 @@ pub(crate) fn items(state: &RunState) -> Vec<Item> {
         });
     }
     items
+}
+
+/// Where a cluster runner ran the tasks: each node with the tasks whose last attempt it ran
+/// (`On nodes 10.0.0.7 (api, db) · 10.0.0.8 (ui)`); nothing for a run on this machine.
+fn nodes(state: &RunState) -> Option<Item> {
+    let mut by_node: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for t in &state.tasks {
+        if let Some(node) = &t.node {
+            by_node.entry(node).or_default().push(t.id.as_str());
+        }
+    }
+    if by_node.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = by_node
+        .iter()
+        .map(|(node, tasks)| format!("{node} ({})", format::list(tasks, 3)))
+        .collect();
+    Some(Item {
+        mark: Mark::Info,
+        text: format!(
+            "On {} {}",
+            if parts.len() == 1 { "node" } else { "nodes" },
+            parts.join(" · ")
+        ),
+    })
 }
 
 fn conflicts(state: &RunState) -> Item {
@@ -329,6 +359,41 @@ mod tests {
             files_changed: files.iter().map(|f| (*f).to_owned()).collect(),
             reason: None,
         }
+    }
+
+    #[test]
+    fn tasks_run_on_cluster_nodes_are_listed_by_node() {
+        let started = |attempt| EventKind::TaskStarted {
+            attempt,
+            agent: "shell".into(),
+            workspace: "ray:j".into(),
+            strategy: "ray".into(),
+        };
+        let placed = |attempt, node: &str| EventKind::TaskPlaced {
+            attempt,
+            node: node.into(),
+            node_id: None,
+        };
+        let s = state(vec![
+            (Some("a"), started(1)),
+            (Some("a"), placed(1, "10.0.0.8")),
+            (Some("b"), started(1)),
+            (Some("b"), placed(1, "10.0.0.7")),
+            (Some("c"), started(1)),
+            (Some("c"), placed(1, "10.0.0.8")),
+            (Some("a"), finished(&["x"])),
+            (Some("b"), finished(&["y"])),
+            (Some("c"), finished(&["z"])),
+        ]);
+        let nodes = items(&s)
+            .into_iter()
+            .find(|i| i.text.starts_with("On "))
+            .unwrap();
+        assert_eq!(nodes.text, "On nodes 10.0.0.7 (b) · 10.0.0.8 (a and c)");
+        assert_eq!(nodes.mark, Mark::Info);
+        // A local run says nothing of nodes.
+        let local = state(vec![(Some("a"), finished(&["x"]))]);
+        assert!(items(&local).iter().all(|i| !i.text.starts_with("On ")));
     }
 
     #[test]

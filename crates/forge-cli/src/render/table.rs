@@ -1,5 +1,5 @@
-//! The task table: one row per task (state icon, id, agent, latest activity, attempt, elapsed,
-//! tokens/cost), an overall progress bar, and the gate and apply once they start.
+//! The task table: one row per task (state icon, id, agent, the cluster node its attempt runs
+//! on when a cluster runner placed it, latest activity, attempt, elapsed, tokens/cost), an overall progress bar, and the gate and apply once they start.
 //!
 //! Rendering is a pure function of a [`RunState`] and the time, so the live table of
 //! `forge run`, `forge status` and `forge status --follow` are the same table. Each line fits the
@@ -400,6 +400,13 @@ pub(crate) fn render(
         .max()
         .unwrap_or(0)
         .min(12);
+    // The node column only appears once a cluster runner placed an attempt.
+    let mut node_w = rows
+        .iter()
+        .filter_map(|t| t.node.as_deref().map(display_width))
+        .max()
+        .unwrap_or(0)
+        .min(16);
     let usages: Vec<String> = rows.iter().map(|t| usage(t)).collect();
     let mut usage_w = usages.iter().map(|u| display_width(u)).max().unwrap_or(0);
     let mut agent_w = agent_w;
@@ -424,6 +431,7 @@ pub(crate) fn render(
         + id_w
         + GAP
         + if agent_w > 0 { agent_w + GAP } else { 0 }
+        + if node_w > 0 { node_w + GAP } else { 0 }
         + 1
         + if attempt_w > 0 { attempt_w + 1 } else { 0 }
         + ELAPSED_W
@@ -433,6 +441,10 @@ pub(crate) fn render(
     if width < fixed + 1 + MIN_ACTIVITY && usage_w > 0 {
         fixed -= usage_w + 1;
         usage_w = 0;
+    }
+    if width < fixed + 1 + MIN_ACTIVITY && node_w > 0 {
+        fixed -= node_w + GAP;
+        node_w = 0;
     }
     if width < fixed + 1 + MIN_ACTIVITY && agent_w > 0 {
         fixed -= agent_w + GAP;
@@ -447,6 +459,11 @@ pub(crate) fn render(
         line.push_str(&" ".repeat(GAP));
         if agent_w > 0 {
             line.push_str(&style.dim(&pad(&agent_of(t), agent_w)));
+            line.push_str(&" ".repeat(GAP));
+        }
+        if node_w > 0 {
+            let node = t.node.as_deref().unwrap_or("");
+            line.push_str(&style.dim(&pad(&elide_middle(node, node_w), node_w)));
             line.push_str(&" ".repeat(GAP));
         }
         let act = pad(&activity(t, state), activity_w);
@@ -672,6 +689,70 @@ mod tests {
         );
         for l in &lines {
             assert!(display_width(l) <= 100, "too wide: {l}");
+        }
+    }
+
+    #[test]
+    fn a_placed_attempt_shows_its_node_and_local_tables_have_no_node_column() {
+        let local = render(
+            &sample(),
+            &TableInfo::default(),
+            at(20),
+            Layout {
+                width: 100,
+                max_rows: 50,
+                frame: None,
+            },
+            Style::plain(),
+        );
+        let mut state = sample();
+        state.apply(&ev(
+            100,
+            Some("backend"),
+            EventKind::TaskPlaced {
+                attempt: 1,
+                node: "10.0.0.7".into(),
+                node_id: Some("abc".into()),
+            },
+        ));
+        // A placement of another attempt than the current one is not where it runs now.
+        state.apply(&ev(
+            101,
+            Some("frontend"),
+            EventKind::TaskPlaced {
+                attempt: 9,
+                node: "10.0.0.8".into(),
+                node_id: None,
+            },
+        ));
+        let lines = render(
+            &state,
+            &TableInfo::default(),
+            at(20),
+            Layout {
+                width: 100,
+                max_rows: 50,
+                frame: None,
+            },
+            Style::plain(),
+        );
+        let backend = lines.iter().find(|l| l.contains("backend ")).unwrap();
+        assert!(backend.contains("sim  10.0.0.7  "), "{backend}");
+        assert!(!lines.join("\n").contains("10.0.0.8"), "{lines:#?}");
+        assert!(!local.join("\n").contains("10.0.0"), "{local:#?}");
+        // Narrow: the node column goes before the activity is squeezed.
+        for l in render(
+            &state,
+            &TableInfo::default(),
+            at(20),
+            Layout {
+                width: 40,
+                max_rows: 50,
+                frame: None,
+            },
+            Style::plain(),
+        ) {
+            assert!(display_width(&l) <= 40, "too wide: {l}");
         }
     }
 

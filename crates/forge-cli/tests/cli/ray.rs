@@ -89,6 +89,62 @@ prompt = "cat b.txt README.md > c.txt"
     )
 }
 
+/// The node of each task is an event of its own (`task_placed`), folded into the state that
+/// `forge status` (table and `--json`) and the summary show.
+fn nodes_are_shown(repo: &Repo, events: &[serde_json::Value]) {
+    let placed: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "task_placed")
+        .map(|e| {
+            assert_eq!(e["attempt"], 1, "{e}");
+            (
+                e["task"].as_str().unwrap().to_owned(),
+                e["node"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (task, ip) in [
+        ("first", "127.0.0.2"),
+        ("second", "127.0.0.3"),
+        ("third", "127.0.0.2"),
+    ] {
+        assert!(
+            placed.iter().any(|(t, n)| t == task && n == ip),
+            "{task} on {ip}: {placed:?}"
+        );
+    }
+    let run = repo.runs().remove(0);
+    let status = repo.forge(&["status", &run, "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let state: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let node_of = |task: &str| {
+        state["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == task)
+            .map(|t| t["node"].clone())
+            .unwrap()
+    };
+    assert_eq!(node_of("first"), "127.0.0.2", "{state:#}");
+    assert_eq!(node_of("second"), "127.0.0.3", "{state:#}");
+    let table = repo.forge(&["status", &run]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.contains(" second "))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(row.contains("shell  127.0.0.3  "), "{}", table.stdout);
+    assert!(
+        table
+            .stdout
+            .contains("On nodes 127.0.0.2 (first and third) · 127.0.0.3 (second)"),
+        "{}",
+        table.stdout
+    );
+}
+
 #[test]
 fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_runner() {
     let Some(ray) = require() else { return };
@@ -165,6 +221,8 @@ fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_ru
         "{}",
         on_node("third")
     );
+
+    nodes_are_shown(&repo, &events);
 
     // Start trees ship incrementally: each node fetches only the blobs its cache lacks. The
     // head, back for `third`, already holds the base and what `first` made there.
@@ -431,50 +489,99 @@ fn cancelling_a_run_stops_its_ray_job_and_the_agent_process() {
     });
 }
 
+/// The Ray job of `task` (its `task_started`'s workspace is `ray:<job id>`) and its attempt.
+fn job_of(events: &[serde_json::Value], task: &str) -> (String, u64) {
+    events
+        .iter()
+        .find(|e| e["type"] == "task_started" && e["task"] == task)
+        .map_or_else(
+            || panic!("no task_started for {task}: {events:#?}"),
+            |e| {
+                (
+                    e["workspace"]
+                        .as_str()
+                        .and_then(|w| w.strip_prefix("ray:"))
+                        .unwrap()
+                        .to_owned(),
+                    e["attempt"].as_u64().unwrap(),
+                )
+            },
+        )
+}
+
 #[test]
-fn resume_after_forge_was_killed_stops_the_old_job_and_integrates_the_task_once() {
+#[allow(clippy::too_many_lines)] // killed, then resumed: one story
+fn resume_after_forge_was_killed_reattaches_to_running_jobs_and_retries_gone_ones() {
     let Some(ray) = require() else { return };
     let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let go = scratch.path().join("go");
+    let (kept_runs, gone_runs) = (scratch.path().join("kept"), scratch.path().join("gone"));
+    let wait = format!(
+        "i=0\nwhile [ ! -f {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n\
+         [ -f {go} ] || exit 7\n",
+        go = go.display()
+    );
     let repo = Repo::new();
     let file = repo.plan(
         "killed",
         &format!(
-            "[[task]]\nid = \"work\"\nagent = \"shell\"\nwrites = [\"out.txt\"]\nprompt = '''\n\
-             echo started\ni=0\n\
-             while [ ! -f {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n\
-             [ -f {go} ] || exit 7\necho done > out.txt\n'''\n",
-            go = go.display()
+            "concurrency = 2\n\
+             [[task]]\nid = \"kept\"\nagent = \"shell\"\nwrites = [\"out.txt\"]\nprompt = '''\n\
+             echo run >> {kept}\necho started-kept\n{wait}echo done > out.txt\necho after-go\n'''\n\
+             [[task]]\nid = \"gone\"\nagent = \"shell\"\nwrites = [\"gone.txt\"]\nprompt = '''\n\
+             echo run >> {gone}\necho started-gone\n{wait}echo again > gone.txt\n'''\n",
+            kept = kept_runs.display(),
+            gone = gone_runs.display(),
         ),
     );
     ray_toml(&repo, &cluster);
     let (mut child, rx, reader) = spawn_run(&repo, &["run", &file, "--yes", "--json"]);
     let mut events = Vec::new();
+    let mut started = 0;
     events_until(&rx, &mut events, |e| {
-        e["type"] == "task_output" && e["line"].as_str() == Some("started")
+        if e["type"] == "task_output"
+            && matches!(e["line"].as_str(), Some("started-kept" | "started-gone"))
+        {
+            started += 1;
+        }
+        started == 2
     });
-    let old_job = events
-        .iter()
-        .find(|e| e["type"] == "task_started")
-        .and_then(|e| e["workspace"].as_str())
-        .and_then(|w| w.strip_prefix("ray:"))
-        .unwrap()
-        .to_owned();
+    let (kept_job, _) = job_of(&events, "kept");
+    let (gone_job, _) = job_of(&events, "gone");
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     child.wait().unwrap();
     reader.join().unwrap();
-    assert_eq!(cluster.job_status(&old_job), "RUNNING");
+    assert_eq!(cluster.job_status(&kept_job), "RUNNING");
+    // One job is gone while forge is down: its attempt must run again.
+    let (code, body) = cluster
+        .post(&format!("/api/jobs/{gone_job}/stop"), &json!({}))
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    crate::util::wait_until(60, "the stopped job to end", || {
+        cluster.job_status(&gone_job) == "STOPPED"
+    });
 
     let run = repo.runs().remove(0);
     let (child, rx, reader) = spawn_run(&repo, &["resume", &run, "--yes", "--json"]);
     let mut events = Vec::new();
-    events_until(&rx, &mut events, |e| e["type"] == "task_started");
-    // The old job ended before the resumed run started anything: stopped by the runner or,
-    // as the node is this machine here, failed when resume's cleanup ended the dead run's
-    // agent processes (they carry its FORGE_RUN_ID).
-    let status = cluster.job_status(&old_job);
-    assert!(matches!(status.as_str(), "STOPPED" | "FAILED"), "{status}");
+    let mut both = 0;
+    events_until(&rx, &mut events, |e| {
+        if e["type"] == "task_started" {
+            both += 1;
+        }
+        both == 2
+    });
+    // The running job was taken over, not stopped: the same job, the same attempt.
+    assert_eq!(
+        job_of(&events, "kept"),
+        (kept_job.clone(), 1),
+        "{events:#?}"
+    );
+    assert_eq!(cluster.job_status(&kept_job), "RUNNING");
+    let (new_gone, gone_attempt) = job_of(&events, "gone");
+    assert_ne!(new_gone, gone_job);
+    assert_eq!(gone_attempt, 2);
     std::fs::write(&go, "").unwrap();
     events.extend(rx.iter());
     reader.join().unwrap();
@@ -485,13 +592,105 @@ fn resume_after_forge_was_killed_stops_the_old_job_and_integrates_the_task_once(
         "{}\n{events:#?}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Its live output came to the resumed run; the kept task's agent ran once, the gone one's
+    // twice.
+    assert!(
+        events.iter().any(|e| e["type"] == "task_output"
+            && e["task"] == "kept"
+            && e["line"].as_str() == Some("after-go")),
+        "{events:#?}"
+    );
+    assert!(
+        serde_json::to_string(&events)
+            .unwrap()
+            .contains(&format!("reattached to Ray job {kept_job}")),
+        "{events:#?}"
+    );
+    assert_eq!(std::fs::read_to_string(&kept_runs).unwrap(), "run\n");
+    assert_eq!(std::fs::read_to_string(&gone_runs).unwrap(), "run\nrun\n");
+    assert_eq!(cluster.job_status(&kept_job), "SUCCEEDED");
     assert_eq!(repo.read("out.txt"), "done\n");
+    assert_eq!(repo.read("gone.txt"), "again\n");
     let journal =
         std::fs::read_to_string(repo.path().join(format!(".forge/runs/{run}/events.jsonl")))
             .unwrap();
-    let integrated = crate::util::json_lines(&journal)
-        .into_iter()
-        .filter(|e| e["type"] == "merge_integrated" && e["task"] == "work")
-        .count();
-    assert_eq!(integrated, 1, "{journal}");
+    for task in ["kept", "gone"] {
+        let integrated = crate::util::json_lines(&journal)
+            .into_iter()
+            .filter(|e| e["type"] == "merge_integrated" && e["task"] == task)
+            .count();
+        assert_eq!(integrated, 1, "{task}: {journal}");
+    }
+}
+
+#[test]
+fn the_gate_runs_as_a_ray_job_on_the_integrated_tree() {
+    let Some(ray) = require() else { return };
+    let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("gate-dir");
+    let repo = Repo::new();
+    let file = repo.plan(
+        "gated",
+        &format!(
+            "[[task]]\nid = \"work\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\n\
+             prompt = \"echo from the task > a.txt\"\n\
+             [gate]\non = \"cluster\"\ncommands = [\"grep -q 'from the task' a.txt && pwd > {} \
+             && echo gate-on-node\", \"echo 'test result: ok. 3 passed; 0 failed'\"]\n",
+            marker.display()
+        ),
+    );
+    ray_toml(&repo, &cluster);
+    let out = repo.forge(&["run", &file, "--yes", "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let events = crate::util::json_lines(&out.stdout);
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "gate_finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{events:#?}");
+    assert!(finished.iter().all(|e| e["passed"] == true), "{events:#?}");
+    assert_eq!(finished[1]["tests_passed"], 3, "{events:#?}");
+    // It ran in a node's workspace (`forge attempt`'s), not in a local gate workspace, on the
+    // integrated tree (the task's a.txt was there).
+    let dir = std::fs::read_to_string(&marker).unwrap();
+    assert!(dir.contains("forge-attempt-"), "{dir}");
+    assert!(!dir.contains(".forge"), "{dir}");
+    // Its output is in the run's result, as a local gate's.
+    let run = repo.runs().remove(0);
+    let result =
+        std::fs::read_to_string(repo.path().join(format!(".forge/runs/{run}/result.json")))
+            .unwrap();
+    assert!(result.contains("gate-on-node"), "{result}");
+    assert_eq!(repo.read("a.txt"), "from the task\n");
+}
+
+#[test]
+fn a_cluster_gate_without_a_cluster_runner_is_refused_before_anything_runs() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "gated",
+        "[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"echo hi > a.txt\"\n\
+         [gate]\non = \"cluster\"\ncommands = [\"true\"]\n",
+    );
+    let out = repo.forge(&["run", &file, "--yes"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("`[gate] on = \"cluster\"`") && out.stderr.contains("[runner]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!repo.path().join("a.txt").exists());
+    let bad = repo.plan(
+        "bad",
+        "[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"true\"\n[gate]\non = \"moon\"\n",
+    );
+    let out = repo.forge(&["run", &bad, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`gate.on` must be \"local\" or \"cluster\", not \"moon\""),
+        "{}",
+        out.stderr
+    );
 }

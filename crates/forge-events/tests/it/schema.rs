@@ -93,6 +93,7 @@ fn every_known_type_is_listed_and_transitions_are_the_documented_ones() {
             "gate_bisect_step",
             "gate_bisect_finished",
             "task_added",
+            "task_placed",
         ]
     );
     assert!(finished(TaskStatus::Succeeded).is_transition());

@@ -670,6 +670,14 @@ impl ExecutionManager {
             }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
+            if plan.gate.on == crate::plan::GateOn::Cluster && runner == RunnerConfig::Local {
+                return Err(ExecError::Config(
+                    "the plan's gate runs on the cluster (`[gate] on = \"cluster\"`) but attempts \
+                     run on this machine: set `[runner] kind = \"ray\"` in forge.toml (or \
+                     `--runner ray://host:port`), or remove `on` to gate locally; nothing was run"
+                        .to_owned(),
+                ));
+            }
             let runner: Arc<dyn AttemptRunner> = match runner {
                 RunnerConfig::Local => Arc::new(crate::runner::local::LocalRunner),
                 RunnerConfig::Ray(config) => Arc::new(
@@ -677,6 +685,8 @@ impl ExecutionManager {
                         config,
                         BlobStore::open(store.objects_dir())?,
                         &run,
+                        &store.run_dir(&run),
+                        history.is_some(),
                     )
                     .await?,
                 ),
@@ -700,6 +710,9 @@ impl ExecutionManager {
                 ));
             }
             let mut prior = history.as_ref().map(|h| resume::analyze(&plan, h));
+            if let Some(prior) = prior.as_mut() {
+                resume::reattach(prior, &runner.reattachable());
+            }
             // What the run will do (estimates from earlier runs), worked out while the base is
             // captured and published before any task is queued. History that cannot be read
             // leaves the estimates unknown, as the preview then says; it does not stop the run.

@@ -26,6 +26,10 @@ pub(crate) async fn run_gate(
 ) -> Result<GateReport, ExecError> {
     let started = Instant::now();
     let snapshot = current_snapshot(shared).await?;
+    // `[gate] on = "cluster"`: a job of the cluster runner, on the integrated tree.
+    if shared.plan.gate.on == crate::plan::GateOn::Cluster {
+        return shared.runner.gate(shared, snapshot, cancel).await;
+    }
     let stager = shared.stager.clone();
     let ws = blocking(move || stager.stage(&snapshot, "gate")).await??;
     let mut report = GateReport::default();

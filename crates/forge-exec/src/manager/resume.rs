@@ -157,6 +157,19 @@ pub(crate) fn analyze(plan: &Plan, history: &[Event]) -> Prior {
     prior
 }
 
+/// Attempts a cluster runner can take over (still running where a dead process left them)
+/// run again under their own number: the scheduler numbers a task's next attempt from
+/// `attempts + 1`, so an interrupted attempt `n` that is reattachable counts `n - 1`.
+pub(crate) fn reattach(prior: &mut Prior, reattachable: &[(TaskId, u32)]) {
+    for (task, attempt) in reattachable {
+        if let Some(PriorTask::Attempted { attempts, .. }) = prior.tasks.get_mut(task)
+            && *attempts == *attempt
+        {
+            *attempts = attempt.saturating_sub(1);
+        }
+    }
+}
+
 /// Stops and removes what a dead process running `run` left behind: agent processes (found by
 /// their `FORGE_RUN_ID`), workspaces (mounts, git worktrees, directories), snapshot layers, and
 /// a torn apply (finished or undone by `forge_merge::recover`).
@@ -214,7 +227,12 @@ fn run_processes(marker: &str, me: u32) -> Vec<u32> {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if env.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+        // A cluster job's processes (`forge attempt` and its agent, here when a node runs on
+        // this machine) are the cluster's: the runner reattaches to the job or stops it.
+        let mut vars = env.split(|b| *b == 0);
+        if vars.clone().any(|var| var == marker.as_bytes())
+            && !vars.any(|var| var.starts_with(b"FORGE_ATTEMPT_TOKEN="))
+        {
             out.push(pid);
         }
     }

@@ -216,6 +216,8 @@ pub struct Gate {
     /// that task is retried with the failure as feedback, its dependents re-run, and the gate
     /// runs again, at most this many times.
     pub fix_rounds: u32,
+    /// Where the gate runs (`on`, default `"local"`).
+    pub on: GateOn,
 }
 
 impl Default for Gate {
@@ -224,8 +226,20 @@ impl Default for Gate {
             commands: Vec::new(),
             timeout: None,
             fix_rounds: 1,
+            on: GateOn::Local,
         }
     }
+}
+
+/// Where the gate runs (`[gate] on`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GateOn {
+    /// On this machine, in a workspace of the integrated tree (the default).
+    #[default]
+    Local,
+    /// As a job of the run's cluster runner, on the integrated tree shipped like an attempt's
+    /// start tree (`[runner] kind = "ray"`).
+    Cluster,
 }
 
 /// A validated plan.

@@ -14,7 +14,7 @@ use forge_staging::BaseMode;
 
 use super::problem::Problem;
 use super::tree::{Key, Kind, Node};
-use super::{Budget, Gate, Isolation, MergeRule, OnFailure, Plan, RetryOn, Task};
+use super::{Budget, Gate, GateOn, Isolation, MergeRule, OnFailure, Plan, RetryOn, Task};
 use crate::HumanDuration;
 
 /// Where each part of a task was written, for messages.
@@ -97,7 +97,7 @@ const TASK_KEYS: &[&str] = &[
 ];
 const RESOURCES_HELP: &str =
     "write the amounts a node must offer, such as `resources = { CPU = 2, agent = 1 }`";
-const GATE_KEYS: &[&str] = &["commands", "timeout", "fix_rounds"];
+const GATE_KEYS: &[&str] = &["commands", "timeout", "fix_rounds", "on"];
 
 /// `<what>.<key>`, formatted only when a message needs it.
 struct Field<'a>(&'a dyn fmt::Display, &'a str);
@@ -878,6 +878,18 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "timeout" => gate.timeout = self.timeout(&"gate.timeout", value),
+                "on" => match self.string(&"gate.on", value).as_deref() {
+                    Some("local") => gate.on = GateOn::Local,
+                    Some("cluster") => gate.on = GateOn::Cluster,
+                    Some(other) => self.push(
+                        Problem::at(
+                            format!("`gate.on` must be \"local\" or \"cluster\", not \"{other}\""),
+                            &value.span,
+                        )
+                        .help("\"cluster\" runs the gate as a job of the run's cluster runner; \"local\" (the default) on this machine"),
+                    ),
+                    None => {}
+                },
                 "fix_rounds" => {
                     if let Some(n) = self.uint(&"gate.fix_rounds", value, 0, 100) {
                         gate.fix_rounds = u32::try_from(n).unwrap_or(1);

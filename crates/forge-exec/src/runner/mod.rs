@@ -88,4 +88,28 @@ impl RayConfig {
 pub(crate) trait AttemptRunner: Send + Sync {
     /// Runs one pass of the attempt, publishing the agent's progress as it comes.
     async fn run(&self, shared: &Arc<Shared>, attempt: Attempt) -> Attempt;
+
+    /// Attempts (task, attempt number) that a dead process of this run left running where
+    /// this runner can take them over: a resumed run runs them under the same number, and
+    /// [`AttemptRunner::run`] reattaches instead of starting them again.
+    fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
+        Vec::new()
+    }
+
+    /// Runs the plan's gate on `tree` (the integrated tree) where this runner runs attempts
+    /// (`[gate] on = "cluster"`), publishing `gate_started` / `gate_finished` per command as
+    /// the local gate does.
+    async fn gate(
+        &self,
+        shared: &Arc<Shared>,
+        tree: Arc<forge_staging::Snapshot>,
+        cancel: &crate::CancelHandle,
+    ) -> Result<forge_merge::GateReport, ExecError> {
+        let _ = (shared, tree, cancel);
+        Err(ExecError::Config(
+            "`[gate] on = \"cluster\"` needs a cluster runner (`[runner] kind = \"ray\"` in \
+             forge.toml, or `--runner ray://host:port`)"
+                .to_owned(),
+        ))
+    }
 }

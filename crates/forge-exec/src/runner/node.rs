@@ -58,6 +58,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .map_err(err)?;
     let auth = format!("Bearer {}", at.token);
     let base = at.server.trim_end_matches('/');
+    let shipping = std::time::Instant::now();
     let order: Order = http
         .get(format!("{base}/v1/attempts/{}", at.key))
         .header("authorization", &auth)
@@ -68,26 +69,19 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         .json()
         .await
         .map_err(|e| err(format!("the order of attempt `{}`: {e}", at.key)))?;
+    let order_ms = shipping.elapsed().as_millis();
     let node = node_name();
     let post_result = |result: NodeResult| {
         let (http, auth) = (http.clone(), auth.clone());
         let url = format!("{base}/v1/attempts/{}/result", at.key);
-        async move {
-            http.post(url)
-                .header("authorization", auth)
-                .json(&result)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map(|_| ())
-                .map_err(|e| err(format!("posting the result: {e}")))
-        }
+        async move { post_until_taken(&http, &url, &auth, &result).await }
     };
 
     // The start tree: blobs the cache lacks, then the files.
     std::fs::create_dir_all(&at.cache).map_err(|e| ExecError::io("create", &at.cache, e))?;
     let cache = BlobStore::open(&at.cache)?;
     let mut fetched = 0usize;
+    let mut fetched_bytes = 0usize;
     for (path, entry) in order.tree.iter() {
         if let Entry::File { hash, .. } = entry
             && !cache.contains(hash)
@@ -102,6 +96,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
                 .bytes()
                 .await
                 .map_err(|e| err(format!("blob of `{path}`: {e}")))?;
+            fetched_bytes += body.len();
             let got = cache.write(&body)?;
             if got != *hash {
                 return Err(err(format!(
@@ -111,12 +106,19 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
             fetched += 1;
         }
     }
+    let blobs_ms = shipping.elapsed().as_millis() - order_ms;
     let work = tempfile::Builder::new()
         .prefix("forge-attempt-")
         .tempdir()
         .map_err(|e| err(format!("a workspace: {e}")))?;
     let ws = work.path().join("ws");
-    lay_out(&order.tree, &cache, &ws)?;
+    {
+        let (tree, cache, ws) = (order.tree.clone(), cache.clone(), ws.clone());
+        tokio::task::spawn_blocking(move || lay_out(&tree, &cache, &ws))
+            .await
+            .map_err(err)??;
+    }
+    let layout_ms = shipping.elapsed().as_millis() - order_ms - blobs_ms;
     git_start(&ws).await;
     let prompt_file = work.path().join("prompt.md");
     std::fs::write(&prompt_file, &order.prompt)
@@ -147,7 +149,8 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         stream: OutputStream::Stderr,
         line: format!(
             "forge attempt on {node}: fetched {fetched} blob(s) for the {} path(s) of the start \
-             tree (the rest were in the node's cache)",
+             tree (the rest were in the node's cache): order {order_ms} ms, blobs {blobs_ms} ms \
+             ({fetched_bytes} bytes), lay-out {layout_ms} ms",
             order.tree.len()
         ),
     }]));
@@ -157,6 +160,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
             (pending.clone(), done.clone(), http.clone(), auth.clone());
         let url = format!("{base}/v1/attempts/{}/output", at.key);
         tokio::spawn(async move {
+            let mut give_up = None;
             loop {
                 let last = tokio::select! {
                     () = done.cancelled() => true,
@@ -164,15 +168,35 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
                 };
                 let lines = std::mem::take(&mut *pending.lock());
                 if !lines.is_empty() {
-                    let _ = http
+                    let sent = http
                         .post(&url)
                         .header("authorization", &auth)
                         .json(&lines)
                         .send()
                         .await;
+                    // The run's process may be gone for a while (killed, then resumed): its
+                    // lines wait here (up to a bound) for the process that reattaches.
+                    let keep = match &sent {
+                        Err(_) => true,
+                        Ok(r) => r.status() == reqwest::StatusCode::NOT_FOUND,
+                    };
+                    if keep {
+                        let mut pending = pending.lock();
+                        let mut kept = lines;
+                        kept.append(&mut pending);
+                        let over = kept.len().saturating_sub(MAX_KEPT_LINES);
+                        kept.drain(..over);
+                        *pending = kept;
+                    }
                 }
                 if last {
-                    break;
+                    // The last lines go before the result, whenever the run takes them.
+                    let deadline = *give_up
+                        .get_or_insert_with(|| tokio::time::Instant::now() + RESULT_PATIENCE);
+                    if pending.lock().is_empty() || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         })
@@ -252,7 +276,7 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
     result.exit_code = exit.code;
     result.signal = exit.signal;
     result.stopped = exit.stopped;
-    if exit.code == Some(0) && !exit.stopped {
+    if exit.code == Some(0) && !exit.stopped && order.capture {
         // Capture: the tree now against the start tree; new blobs go up first.
         let (ws2, cache2) = (ws.clone(), cache.clone());
         let after = tokio::task::spawn_blocking(move || scan(&ws2, &cache2))
@@ -279,6 +303,56 @@ pub async fn run_attempt(at: &NodeAttempt) -> Result<NodeReport, ExecError> {
         files: order.tree.len(),
         exit_code: exit.code,
     })
+}
+
+/// Output lines a node keeps while the run's process cannot take them (the oldest go first).
+const MAX_KEPT_LINES: usize = 100_000;
+
+/// How long a node keeps trying to hand its result to the run: a run whose process died can be
+/// resumed within this time and take it (`forge resume` reattaches to the job).
+const RESULT_PATIENCE: Duration = Duration::from_mins(10);
+
+/// Posts the result until the run takes it. While the run's process is unreachable, or has not
+/// opened the attempt (a resumed run reattaches when the scheduler reaches the task), it tries
+/// again every second, for [`RESULT_PATIENCE`].
+async fn post_until_taken(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    result: &NodeResult,
+) -> Result<(), ExecError> {
+    let deadline = tokio::time::Instant::now() + RESULT_PATIENCE;
+    loop {
+        let why = match http
+            .post(url)
+            .header("authorization", auth)
+            .json(result)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                format!("the run has no attempt open at {url} (404)")
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(err(format!(
+                    "posting the result: {status}: {}",
+                    text.trim()
+                )));
+            }
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(err(format!(
+                "posting the result: the run did not take it within {} s ({why}); was its \
+                 `forge` killed and not resumed?",
+                RESULT_PATIENCE.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The node's name in results: the host name and, under Ray, the node's address.
@@ -336,9 +410,18 @@ fn lay_out(tree: &Manifest, cache: &BlobStore, dir: &Path) -> Result<(), ExecErr
             std::fs::create_dir_all(parent).map_err(|e| ExecError::io("create", parent, e))?;
         }
         match entry {
+            // Read whole (checked against its hash) and written: start trees are mostly small
+            // files, for which `copy_to`'s streaming buffer costs more than the copy.
             Entry::File {
                 hash, executable, ..
-            } => cache.copy_to(hash, &dest, *executable)?,
+            } => {
+                let content = cache.read(hash)?;
+                std::fs::write(&dest, &content).map_err(|e| ExecError::io("write", &dest, e))?;
+                if *executable {
+                    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                        .map_err(|e| ExecError::io("set permissions of", &dest, e))?;
+                }
+            }
             Entry::Symlink { target, .. } => std::os::unix::fs::symlink(target.as_path(), &dest)
                 .map_err(|e| ExecError::io("create symlink", &dest, e))?,
         }

@@ -7,6 +7,10 @@
 //! - `POST /v1/attempts/{key}/output`: lines the agent printed ([`OutputLine`]s), as they come.
 //! - `PUT /v1/blobs/{hash}`: a blob of the changes; refused unless its content has that hash.
 //! - `POST /v1/attempts/{key}/result`: how the agent ended and its [`ChangeSet`].
+//!
+//! An attempt not open in this process answers 404: a node keeps its lines and its result and
+//! tries again, so a run resumed after its process died (same address, same token, kept in the
+//! run's `runner.json`) takes them when it reattaches to the job.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,6 +50,14 @@ pub struct Order {
     pub prompt: String,
     /// The start tree.
     pub tree: Manifest,
+    /// Whether the node captures and sends back what the program changed (an attempt); the
+    /// gate's commands (`[gate] on = "cluster"`) change nothing that is kept.
+    #[serde(default = "yes")]
+    pub capture: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Stands for the node's prompt file in [`Order::args`].
@@ -110,8 +122,14 @@ impl Drop for Channel {
 }
 
 impl Channel {
-    /// Listens on `listen` (only there) with a fresh token; blobs come from and go to `blobs`.
-    pub(crate) async fn start(listen: SocketAddr, blobs: BlobStore) -> Result<Self, ExecError> {
+    /// Listens on `listen` (only there) with `token` (a fresh one when `None`: a resumed run
+    /// passes its dead process's, so that jobs still running reach it); blobs come from and go
+    /// to `blobs`.
+    pub(crate) async fn start(
+        listen: SocketAddr,
+        blobs: BlobStore,
+        token: Option<String>,
+    ) -> Result<Self, ExecError> {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             ExecError::Config(format!(
                 "the runner's data channel cannot listen on {listen}: {e}; set `[runner] listen` \
@@ -122,7 +140,10 @@ impl Channel {
             .local_addr()
             .map_err(|e| ExecError::Config(format!("the data channel's address: {e}")))?;
         let inner = Arc::new(Inner {
-            token: new_token()?,
+            token: match token {
+                Some(token) => token,
+                None => new_token()?,
+            },
             blobs,
             attempts: Mutex::new(HashMap::new()),
             blobs_served: AtomicU64::new(0),
@@ -146,6 +167,11 @@ impl Channel {
     /// `http://host:port` as the nodes reach it.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The run's token.
@@ -227,7 +253,8 @@ async fn output(
     }
     let tx = inner.attempts.lock().get(&key).map(|s| s.output.clone());
     let Some(tx) = tx else {
-        return refuse(StatusCode::GONE, "the attempt is over");
+        // Not open (yet): a resumed run opens it when it reattaches; the node keeps its lines.
+        return refuse(StatusCode::NOT_FOUND, "no such attempt open in this run");
     };
     for line in lines {
         let _ = tx.send(line);
@@ -244,20 +271,15 @@ async fn result(
     if !authorized(&inner, &headers) {
         return refuse(StatusCode::UNAUTHORIZED, "a valid run token is required");
     }
-    let tx = inner
-        .attempts
-        .lock()
-        .get_mut(&key)
-        .and_then(|s| s.result.take());
+    let tx = inner.attempts.lock().get_mut(&key).map(|s| s.result.take());
     match tx {
-        Some(tx) => {
+        Some(Some(tx)) => {
             let _ = tx.send(result);
             StatusCode::NO_CONTENT.into_response()
         }
-        None => refuse(
-            StatusCode::GONE,
-            "the attempt is over or already has a result",
-        ),
+        Some(None) => refuse(StatusCode::GONE, "the attempt already has a result"),
+        // Not open (yet): a resumed run opens it when it reattaches; the node tries again.
+        None => refuse(StatusCode::NOT_FOUND, "no such attempt open in this run"),
     }
 }
 

@@ -10,13 +10,19 @@
 //! scheduler retries it, and Ray places the retry on a node that is alive.
 
 pub mod channel;
+mod gate;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use forge_events::{EventKind, TaskStatus};
+use forge_merge::GateReport;
 use forge_staging::{BlobStore, ChangeSet, Snapshot};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use self::channel::{Channel, NodeResult, Order, PROMPT_FILE};
@@ -39,16 +45,52 @@ pub(crate) struct RayRunner {
     /// `forge-<run>-<session>-`: the start of this process's job ids. The session (random)
     /// keeps a resumed run's jobs apart from those of the process it replaces.
     prefix: String,
+    /// Jobs of a dead process of this run still running, by (task, attempt): a resumed run
+    /// reattaches to them instead of running the attempt again. Taken when reattached.
+    leftovers: parking_lot::Mutex<HashMap<(String, u32), String>>,
+}
+
+/// What a run keeps of its data channel (`.forge/runs/<run>/runner.json`, readable by its
+/// owner only), so that a resumed run listens where its jobs still running post, with the
+/// token they hold.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    listen: SocketAddr,
+    token: String,
+}
+
+/// `runner.json` of a run.
+fn saved_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("runner.json")
+}
+
+fn save(run_dir: &Path, saved: &Saved) -> Result<(), ExecError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = saved_path(run_dir);
+    let text = serde_json::to_vec(saved)
+        .map_err(|e| ExecError::Config(format!("the runner's state: {e}")))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ExecError::io("create", &path, e))?;
+    std::io::Write::write_all(&mut file, &text).map_err(|e| ExecError::io("write", &path, e))
 }
 
 impl RayRunner {
-    /// Checks that the cluster answers, stops the jobs an earlier process of this run left
-    /// running (a `forge` killed mid-run: their results could never be taken, so the attempts
-    /// run again), then opens the data channel.
+    /// Checks that the cluster answers, then opens the data channel. A resumed run
+    /// (`resuming`) listens where its dead process did, with its token, and keeps the jobs that
+    /// process left running (first passes of attempts) to reattach to; any other job of the run
+    /// still running is stopped (its attempt runs again). If the old address cannot be had, every
+    /// such job is stopped.
     pub(crate) async fn start(
         config: RayConfig,
         blobs: BlobStore,
         run: &forge_events::RunId,
+        run_dir: &Path,
+        resuming: bool,
     ) -> Result<Self, ExecError> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -76,20 +118,49 @@ impl RayRunner {
                 )));
             }
         }
-        let channel = Channel::start(config.listen, blobs).await?;
+        // The dead process's channel, when its address is still this run's to have.
+        let old = if resuming {
+            std::fs::read(saved_path(run_dir))
+                .ok()
+                .and_then(|text| serde_json::from_slice::<Saved>(&text).ok())
+                .filter(|old| {
+                    old.listen.ip() == config.listen.ip()
+                        && (config.listen.port() == 0 || config.listen.port() == old.listen.port())
+                })
+        } else {
+            None
+        };
+        let (channel, reattach) = match old {
+            Some(old) => match Channel::start(old.listen, blobs.clone(), Some(old.token)).await {
+                Ok(channel) => (channel, true),
+                Err(_) => (Channel::start(config.listen, blobs, None).await?, false),
+            },
+            None => (Channel::start(config.listen, blobs, None).await?, false),
+        };
+        save(
+            run_dir,
+            &Saved {
+                listen: channel.addr(),
+                token: channel.token().to_owned(),
+            },
+        )?;
         let session = &channel::new_token()?[..8];
         let runner = Self {
             prefix: format!("forge-{run}-{session}-"),
             config,
             http,
             channel,
+            leftovers: parking_lot::Mutex::new(HashMap::new()),
         };
-        runner.stop_leftovers(&format!("forge-{run}-")).await;
+        runner
+            .sort_leftovers(&format!("forge-{run}-"), reattach)
+            .await;
         Ok(runner)
     }
 
-    /// Stops every job of this run still pending or running.
-    async fn stop_leftovers(&self, run_prefix: &str) {
+    /// Jobs of this run still pending or running: the first passes of attempts are kept to
+    /// reattach to (when `reattach`), the others stopped.
+    async fn sort_leftovers(&self, run_prefix: &str, reattach: bool) {
         let url = format!("{}/api/jobs/", self.config.address);
         let Ok(response) = self.http.get(&url).send().await else {
             return;
@@ -100,13 +171,34 @@ impl RayRunner {
         for job in jobs {
             let id = job["submission_id"].as_str().unwrap_or_default();
             let status = job["status"].as_str().unwrap_or_default();
-            if id.starts_with(run_prefix) && !terminal(status) {
-                self.stop(id).await;
+            if !id.starts_with(run_prefix) || terminal(status) {
+                continue;
+            }
+            let meta = &job["metadata"];
+            let attempt = meta["forge_attempt"]
+                .as_str()
+                .and_then(|a| a.parse::<u32>().ok());
+            let task = meta["forge_task"].as_str();
+            match (reattach, task, attempt, meta["forge_pass"].as_str()) {
+                (true, Some(task), Some(attempt), Some("0")) => {
+                    self.leftovers
+                        .lock()
+                        .insert((task.to_owned(), attempt), id.to_owned());
+                }
+                _ => self.stop(id).await,
             }
         }
     }
 
-    async fn submit(&self, id: &str, key: &str, a: &Attempt) -> Result<(), String> {
+    /// Submits the job `id`, running `forge attempt` for the channel's `key`, placed by
+    /// `resources`, with `metadata` (strings) for a later process of the run to read.
+    async fn submit(
+        &self,
+        id: &str,
+        key: &str,
+        resources: &std::collections::BTreeMap<String, f64>,
+        metadata: Value,
+    ) -> Result<(), String> {
         let mut entrypoint = String::new();
         for word in [
             self.config.forge.as_str(),
@@ -132,10 +224,10 @@ impl RayRunner {
             "submission_id": id,
             "entrypoint": entrypoint.trim_end(),
             "runtime_env": { "env_vars": env },
-            "metadata": { "forge_task": a.task.id.as_str() },
+            "metadata": metadata,
         });
         let mut custom = serde_json::Map::new();
-        for (name, amount) in &a.task.resources {
+        for (name, amount) in resources {
             match name.as_str() {
                 "CPU" => body["entrypoint_num_cpus"] = json!(amount),
                 "GPU" => body["entrypoint_num_gpus"] = json!(amount),
@@ -205,12 +297,21 @@ impl RayRunner {
         &self,
         shared: &Shared,
         task: &forge_events::TaskId,
+        attempt: u32,
         driver: String,
     ) -> (String, String) {
         let ip = self
             .node(&driver)
             .await
             .map_or_else(|| "?".to_owned(), |(ip, _)| ip);
+        shared.publish(
+            task,
+            EventKind::TaskPlaced {
+                attempt,
+                node: ip.clone(),
+                node_id: Some(driver.clone()),
+            },
+        );
         shared.publish(
             task,
             EventKind::TaskProgress {
@@ -248,14 +349,6 @@ impl RayRunner {
     }
 }
 
-/// What a job gave back.
-enum Ran {
-    /// The agent succeeded; its changes against the start tree, every blob in the run's store.
-    Changes(ChangeSet),
-    /// No changes to integrate: why (failed, stopped, could not start, node lost).
-    Ended(TaskOutcome),
-}
-
 fn terminal(status: &str) -> bool {
     matches!(status, "SUCCEEDED" | "FAILED" | "STOPPED")
 }
@@ -263,6 +356,14 @@ fn terminal(status: &str) -> bool {
 /// `word` quoted for the job's shell.
 fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// What a job gave back.
+enum Ran {
+    /// The agent succeeded; its changes against the start tree, every blob in the run's store.
+    Changes(ChangeSet),
+    /// No changes to integrate: why (failed, stopped, could not start, node lost).
+    Ended(TaskOutcome),
 }
 
 fn failed(message: String) -> Ran {
@@ -289,6 +390,27 @@ fn verify(changes: &ChangeSet, start: &Snapshot, blobs: &BlobStore) -> Result<()
 
 #[async_trait::async_trait]
 impl AttemptRunner for RayRunner {
+    async fn gate(
+        &self,
+        shared: &Arc<Shared>,
+        tree: Arc<forge_staging::Snapshot>,
+        cancel: &crate::CancelHandle,
+    ) -> Result<GateReport, ExecError> {
+        gate::run(self, shared, tree, cancel).await
+    }
+
+    fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
+        self.leftovers
+            .lock()
+            .keys()
+            .filter_map(|(task, attempt)| {
+                forge_events::TaskId::new(task)
+                    .ok()
+                    .map(|task| (task, *attempt))
+            })
+            .collect()
+    }
+
     async fn run(&self, shared: &Arc<Shared>, mut a: Attempt) -> Attempt {
         match self.job_of(shared, &mut a).await {
             Ok(Ran::Changes(changes)) => {
@@ -302,7 +424,8 @@ impl AttemptRunner for RayRunner {
 }
 
 impl RayRunner {
-    /// The attempt as a Ray job: submitted, followed to its end, its changes verified.
+    /// The attempt as a Ray job: submitted (or a dead process's job taken over), followed to
+    /// its end, its changes verified.
     #[allow(clippy::too_many_lines)] // submit, follow, collect: one loop
     async fn job_of(&self, shared: &Arc<Shared>, a: &mut Attempt) -> Result<Ran, ExecError> {
         let Some(start) = a.start.clone() else {
@@ -312,15 +435,27 @@ impl RayRunner {
                 a.id()
             )));
         };
+        let task = a.task.clone();
+        let task = &task;
         let attempt = a.number;
-        let id = format!("{}{}-{attempt}-{}", self.prefix, a.task.id, a.pass);
+        // A job a dead process of this run left running for this very attempt: taken over.
+        let reattached = if a.pass == 0 {
+            self.leftovers
+                .lock()
+                .remove(&(task.id.as_str().to_owned(), attempt))
+        } else {
+            None
+        };
+        let id = reattached
+            .clone()
+            .unwrap_or_else(|| format!("{}{}-{attempt}-{}", self.prefix, task.id, a.pass));
         let key = id.clone();
         let spec = a
             .profile
             .command(&PromptVars {
                 prompt: &a.prompt,
                 prompt_file: std::path::Path::new(PROMPT_FILE),
-                model: a.task.model.as_deref(),
+                model: task.model.as_deref(),
             })
             .map_err(|e| ExecError::Agent(e.to_string()))?;
         // The simulated agent is `forge sim-agent`: the node runs its own `forge`.
@@ -332,7 +467,6 @@ impl RayRunner {
             let snapshot = start.clone();
             crate::manager::blocking(move || snapshot.manifest()).await?
         };
-        let task = &a.task;
         let order = Order {
             run: shared.run.to_string(),
             task: task.id.to_string(),
@@ -356,11 +490,34 @@ impl RayRunner {
                 .collect(),
             prompt: a.prompt.clone(),
             tree,
+            capture: true,
         };
         let mut inbox = self.channel.open(&key, order);
         a.announce(&format!("ray:{id}"), "ray");
-        let task = &a.task;
-        if let Err(e) = self.submit(&id, &key, a).await {
+        if reattached.is_some() {
+            shared.publish(
+                &task.id,
+                EventKind::TaskProgress {
+                    message: format!(
+                        "reattached to Ray job {id}, still running after the run's process ended"
+                    ),
+                    tool: None,
+                    files: Vec::new(),
+                },
+            );
+        } else if let Err(e) = self
+            .submit(
+                &id,
+                &key,
+                &task.resources,
+                json!({
+                    "forge_task": task.id.as_str(),
+                    "forge_attempt": attempt.to_string(),
+                    "forge_pass": a.pass.to_string(),
+                }),
+            )
+            .await
+        {
             self.channel.close(&key);
             return Ok(failed(e));
         }
@@ -370,8 +527,14 @@ impl RayRunner {
             format!("-rerun{}", a.pass)
         };
         let log_path = a.dir.join(format!("output{suffix}.log"));
-        let mut log =
-            std::fs::File::create(&log_path).map_err(|e| ExecError::io("create", &log_path, e))?;
+        // A reattached attempt's log goes on where the dead process's stopped.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(reattached.is_some())
+            .truncate(reattached.is_none())
+            .open(&log_path)
+            .map_err(|e| ExecError::io("create", &log_path, e))?;
         let mut output = OutputEvents::new(shared, task, attempt, a.profile.format, &a.ctx);
         let mut poll = tokio::time::interval(POLL);
         let mut node: Option<(String, String)> = None;
@@ -397,7 +560,7 @@ impl RayRunner {
                 _ = poll.tick() => {
                     let Ok((status, message, driver)) = self.job(&id).await else { continue };
                     if let Some(driver) = driver.filter(|d| node.as_ref().is_none_or(|(n, _)| n != d)) {
-                        node = Some(self.placed(shared, &task.id, driver).await);
+                        node = Some(self.placed(shared, &task.id, attempt, driver).await);
                     }
                     if let Some((driver, ip)) = &node
                         && let Some((_, false)) = self.node(driver).await
@@ -436,7 +599,7 @@ impl RayRunner {
         if node.is_none()
             && let Ok((_, _, Some(driver))) = self.job(&id).await
         {
-            self.placed(shared, &task.id, driver).await;
+            self.placed(shared, &task.id, attempt, driver).await;
         }
         let result: NodeResult = match outcome {
             Ok(result) => result,
