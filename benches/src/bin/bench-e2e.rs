@@ -19,7 +19,7 @@
 //! - `first_agent_ms_100k`: from the start of a run to the first agent process on a 100,000-file
 //!   repository, warm (its base snapshot exists) and cold (`extra`), against `git worktree add`.
 //!
-//! The binary is its own simulated agent (`bench-e2e sim-agent …` runs `forge_exec::sim`) and
+//! The binary is its own simulated agent (`bench-e2e sim-agent …` runs `forge_agents::sim`) and
 //! its own orchestrator child for the memory row (`bench-e2e orchestrate <repo> <plan>`).
 
 #![allow(
