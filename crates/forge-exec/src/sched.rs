@@ -780,15 +780,7 @@ impl<'p, R: TaskRunner + ?Sized> Scheduler<'p, R> {
             events: self.events.clone(),
         };
         if !self.runner.reports_start() {
-            self.publish(
-                &task.id,
-                EventKind::TaskStarted {
-                    attempt,
-                    agent: task.agent.clone(),
-                    workspace: String::new(),
-                    strategy: String::new(),
-                },
-            );
+            ctx.started(&task.agent, "", "");
         }
         let runner = self.runner;
         let kill_grace = self.options.kill_grace;
