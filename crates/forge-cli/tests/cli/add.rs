@@ -301,3 +301,38 @@ fn a_red_gate_after_an_added_task_keeps_its_work_and_says_why_no_fix_round_runs(
     let diff = repo.forge(&["diff", &run, "--name-only"]).expect(0);
     assert!(diff.stdout.lines().any(|l| l == "bad"), "{}", diff.stdout);
 }
+
+#[test]
+fn a_task_cannot_be_added_after_a_candidate() {
+    let repo = Repo::new();
+    let file = repo.plan(
+        "pick",
+        &format!(
+            "{}{}",
+            task(
+                "pick",
+                "writes = [\"c/**\"]\ncandidates = 2",
+                "write c/x\nx\nend"
+            ),
+            task(
+                "second",
+                "writes = [\"b/**\"]",
+                "say Thinking hard\nsleep 30s\nwrite b/y\ny\nend"
+            )
+        ),
+    );
+    let (mut child, run) = start(&repo, &file, &["--no-apply"]);
+    let out = repo
+        .forge(&[
+            "add", &run, "--agent", "sim", "--after", "pick-1", "--task", "x",
+        ])
+        .expect(1);
+    assert!(
+        out.stderr
+            .contains("--after `pick-1`: it is a candidate of `pick`"),
+        "{}",
+        out.stderr
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -169,6 +169,12 @@ impl TaskSpec {
             for dep in &task.after {
                 if *dep == task.id {
                     problems.push(format!("task `{}` runs after itself", task.id));
+                } else if let Some(group) = plan.task(dep).and_then(|t| t.candidate_of.as_ref()) {
+                    problems.push(format!(
+                        "--after `{dep}`: it is a candidate of `{group}`, which is never \
+                         integrated until you choose one; choose it first (`forge apply --tasks \
+                         {dep}`), then run the task on top"
+                    ));
                 } else if plan.task(dep).is_none() {
                     let ids = plan.tasks.iter().map(|t| t.id.as_str());
                     problems.push(match did_you_mean(dep.as_str(), ids) {
