@@ -70,7 +70,9 @@ fn transition() -> EventKind {
         status: TaskStatus::Succeeded,
         exit_code: Some(0),
         duration_ms: 1234,
-        files_changed: vec!["src/lib.rs".to_owned()],
+        files_changed: forge_events::RepoPath::new("src/lib.rs")
+            .into_iter()
+            .collect(),
         reason: None,
     }
 }

@@ -374,7 +374,7 @@ event_kinds! {
         duration_ms: u64,
         /// Files its captured `ChangeSet` changes.
         #[serde(default)]
-        files_changed: Vec<String>,
+        files_changed: Vec<RepoPath>,
         /// Why it failed, timed out, was cancelled or skipped, in words (absent on success),
         /// e.g. "skipped because `backend` did not succeed".
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -244,7 +244,7 @@ pub struct TaskState {
     pub files_touched: BTreeSet<String>,
     /// Files its last finished attempt changed.
     #[serde(default)]
-    pub files_changed: Vec<String>,
+    pub files_changed: Vec<RepoPath>,
     /// Tokens and cost.
     #[serde(default)]
     pub usage: Usage,
@@ -285,7 +285,7 @@ impl TaskState {
                     .iter()
                     .any(|i| i.as_str() == f.as_str())
             })
-            .map(String::as_str)
+            .map(RepoPath::as_str)
             .collect()
     }
 }

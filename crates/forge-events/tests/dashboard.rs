@@ -127,7 +127,10 @@ impl Run {
             status,
             exit_code: Some(i32::from(status.is_failure())),
             duration_ms: ms,
-            files_changed: files.iter().map(|f| (*f).to_owned()).collect(),
+            files_changed: files
+                .iter()
+                .map(|f| forge_events::RepoPath::new(f).unwrap())
+                .collect(),
             reason: reason.map(Into::into),
         }
     }

@@ -34,7 +34,7 @@ pub struct TaskOutcome {
     /// The signal that killed the process, if one did.
     pub signal: Option<i32>,
     /// Files the attempt changed (repo-relative).
-    pub files_changed: Vec<String>,
+    pub files_changed: Vec<forge_events::RepoPath>,
     /// Why it failed, in words, when it did.
     pub message: Option<String>,
 }

@@ -134,6 +134,18 @@ impl std::borrow::Borrow<str> for RepoPath {
     }
 }
 
+impl PartialEq<str> for RepoPath {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RepoPath {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl AsRef<str> for RepoPath {
     fn as_ref(&self) -> &str {
         &self.0

@@ -180,7 +180,7 @@ fn from_state(run: &RunId, state: &RunState, liveness: Liveness) -> RunStatus {
             tokens_in: t.usage.tokens_in,
             tokens_out: t.usage.tokens_out,
             cost_usd: t.usage.cost_usd,
-            files_changed: t.files_changed.clone(),
+            files_changed: t.files_changed.iter().map(ToString::to_string).collect(),
         })
         .collect();
     let counts = &state.counts;

@@ -45,7 +45,10 @@ pub(crate) fn files_changed(state: &RunState) -> usize {
                     .map(forge_events::RepoPath::as_str)
                     .collect::<Vec<_>>()
             } else {
-                t.files_changed.iter().map(String::as_str).collect()
+                t.files_changed
+                    .iter()
+                    .map(forge_events::RepoPath::as_str)
+                    .collect()
             }
         })
         .collect::<BTreeSet<_>>()
@@ -356,7 +359,10 @@ mod tests {
             status: TaskStatus::Succeeded,
             exit_code: Some(0),
             duration_ms: 1,
-            files_changed: files.iter().map(|f| (*f).to_owned()).collect(),
+            files_changed: files
+                .iter()
+                .map(|f| forge_events::RepoPath::new(f).unwrap())
+                .collect(),
             reason: None,
         }
     }

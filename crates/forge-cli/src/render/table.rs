@@ -632,7 +632,10 @@ mod tests {
                     status: TaskStatus::Succeeded,
                     exit_code: Some(0),
                     duration_ms: 1000,
-                    files_changed: vec!["ui/a.js".into(), "ui/b.js".into()],
+                    files_changed: vec![
+                        forge_events::RepoPath::new("ui/a.js").unwrap(),
+                        forge_events::RepoPath::new("ui/b.js").unwrap(),
+                    ],
                     reason: None,
                 },
             ),

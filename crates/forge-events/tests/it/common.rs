@@ -29,7 +29,7 @@ pub(crate) fn finished(status: TaskStatus) -> EventKind {
         status,
         exit_code: Some(0),
         duration_ms: 10,
-        files_changed: vec!["src/lib.rs".into()],
+        files_changed: vec![forge_events::RepoPath::new("src/lib.rs").unwrap()],
         reason: None,
     }
 }
@@ -170,7 +170,7 @@ pub(crate) fn kind() -> impl Strategy<Value = EventKind> {
             status(),
             prop::option::of(any::<i32>()),
             any::<u64>(),
-            paths(),
+            repo_paths(),
             prop::option::of(text())
         )
             .prop_map(|(status, exit_code, duration_ms, files_changed, reason)| {

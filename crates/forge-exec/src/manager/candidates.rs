@@ -75,7 +75,7 @@ pub(crate) fn finish(
         },
     );
     Some(TaskOutcome {
-        files_changed: changes.paths().map(|p| p.as_str().to_owned()).collect(),
+        files_changed: changes.paths().cloned().collect(),
         ..TaskOutcome::succeeded()
     })
 }

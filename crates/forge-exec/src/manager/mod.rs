@@ -102,7 +102,7 @@ pub struct RunReport {
     /// cancelled).
     pub gate: Option<GateReport>,
     /// Paths the integrated result changes relative to the base.
-    pub files_changed: Vec<String>,
+    pub files_changed: Vec<forge_events::RepoPath>,
     /// What the apply did, if the builder asked for one and the run could be applied.
     pub applied: Option<ApplySummary>,
     /// Whether the run was cancelled.
@@ -852,13 +852,13 @@ impl ExecutionManager {
                 }
             };
             let (unresolved, resolved) = shared.integration.lock().conflicts();
-            let files_changed: Vec<String> = shared
+            let files_changed: Vec<forge_events::RepoPath> = shared
                 .integration
                 .lock()
                 .integration()
                 .delta()
                 .paths()
-                .map(|p| p.as_str().to_owned())
+                .cloned()
                 .collect();
             let mut report = RunReport {
                 run: run.clone(),

@@ -28,7 +28,7 @@ pub(crate) async fn integrate(shared: &Arc<Shared>, mut a: Attempt) -> Attempt {
     if a.task.candidate_of.is_some() {
         return candidate(shared, a, &changes).await;
     }
-    let files: Vec<String> = changes.paths().map(|p| p.as_str().to_owned()).collect();
+    let files: Vec<forge_events::RepoPath> = changes.paths().cloned().collect();
     let (shared2, task, number) = (shared.clone(), a.task.clone(), a.number);
     let done = blocking(move || {
         let order = shared2.order.get(&task.id).copied().unwrap_or(u64::MAX);
