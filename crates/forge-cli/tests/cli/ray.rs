@@ -694,3 +694,23 @@ fn a_cluster_gate_without_a_cluster_runner_is_refused_before_anything_runs() {
         out.stderr
     );
 }
+
+#[test]
+fn per_task_checks_on_a_ray_runner_are_refused_before_anything_runs() {
+    // No cluster needed: the plan is refused before the cluster is asked.
+    let repo = Repo::new();
+    let file = repo.plan(
+        "checked",
+        "[[task]]\nid = \"a\"\nagent = \"shell\"\nprompt = \"echo hi > a.txt\"\n\
+         check = [\"test -f a.txt\"]\n",
+    );
+    let out = repo.forge(&["run", &file, "--yes", "--runner", "ray://127.0.0.1:9"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("task `a` has per-task `check` commands, which run only on this machine"),
+        "{}",
+        out.stderr
+    );
+    assert!(!repo.path().join("a.txt").exists());
+}

@@ -678,6 +678,16 @@ impl ExecutionManager {
                         .to_owned(),
                 ));
             }
+            if let (RunnerConfig::Ray(_), Some(task)) =
+                (&runner, plan.tasks.iter().find(|t| !t.check.is_empty()))
+            {
+                return Err(ExecError::Config(format!(
+                    "task `{}` has per-task `check` commands, which run only on this machine \
+                     today, but attempts run on a Ray cluster: remove `check` (the gate still \
+                     runs), or run with the local runner; nothing was run",
+                    task.id
+                )));
+            }
             let runner: Arc<dyn AttemptRunner> = match runner {
                 RunnerConfig::Local => Arc::new(crate::runner::local::LocalRunner),
                 RunnerConfig::Ray(config) => Arc::new(

@@ -220,7 +220,12 @@ pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> 
     } else {
         retry.prompt.clone()
     };
-    if let Some(session) = retry.session.clone().filter(|_| profile.can_resume()) {
+    let carried = shared.runner.continues_attempts();
+    if let Some(session) = retry
+        .session
+        .clone()
+        .filter(|_| carried && profile.can_resume())
+    {
         let mut prompt = String::from(
             "Forge: this task is being retried. Your working directory is a new workspace: it \
              holds what your previous attempt left, on top of the other tasks' finished work. \
@@ -249,17 +254,20 @@ pub(crate) fn attempt_start(shared: &Shared, task: &Task, profile: &Profile) -> 
         }
         if let Some(changes) = &restore {
             let diff = render_diff(changes, &shared.blobs);
-            let _ = write!(
-                prompt,
-                "\nIts changes are already in your workspace:\n\n```diff\n{diff}```\n"
-            );
+            let where_they_are = if carried {
+                "Its changes are already in your workspace"
+            } else {
+                "Its changes are NOT in your workspace (this attempt starts again from the \
+                 task's start tree): redo what is still needed"
+            };
+            let _ = write!(prompt, "\n{where_they_are}:\n\n```diff\n{diff}```\n");
         }
     }
     let _ = write!(prompt, "\nWhat to do now:\n\n{instructions}\n");
     AttemptStart {
         prompt,
         session: None,
-        restore,
+        restore: restore.filter(|_| carried),
     }
 }
 

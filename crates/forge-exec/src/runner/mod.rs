@@ -89,6 +89,14 @@ pub(crate) trait AttemptRunner: Send + Sync {
     /// Runs one pass of the attempt, publishing the agent's progress as it comes.
     async fn run(&self, shared: &Arc<Shared>, attempt: Attempt) -> Attempt;
 
+    /// Whether what a retried attempt continues reaches its agent: the previous attempt's
+    /// changes put into the workspace, and the agent's own session (its state lives in the
+    /// attempt's private folder on this machine). A runner that starts every attempt afresh
+    /// elsewhere says no; the retry's prompt then carries the previous work instead.
+    fn continues_attempts(&self) -> bool {
+        true
+    }
+
     /// Attempts (task, attempt number) that a dead process of this run left running where
     /// this runner can take them over: a resumed run runs them under the same number, and
     /// [`AttemptRunner::run`] reattaches instead of starting them again.

@@ -399,6 +399,10 @@ impl AttemptRunner for RayRunner {
         gate::run(self, shared, tree, cancel).await
     }
 
+    fn continues_attempts(&self) -> bool {
+        false
+    }
+
     fn reattachable(&self) -> Vec<(forge_events::TaskId, u32)> {
         self.leftovers
             .lock()
