@@ -410,7 +410,11 @@ fn hang_sleeps_until_interrupted() {
         prompt("say waiting for ever\nhang\nwrite never.txt\nend"),
     )
     .unwrap();
-    let mut child = Command::new(SIM)
+    // SIGINT at its default action, as Forge starts agents: a test run from a script's
+    // background job (or `nohup`) would otherwise hand down SIGINT ignored.
+    let mut child = Command::new("env")
+        .arg("--default-signal=INT")
+        .arg(SIM)
         .arg("-f")
         .arg(&prompt_file)
         .current_dir(dir.path())
