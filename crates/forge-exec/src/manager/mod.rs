@@ -44,7 +44,7 @@ pub(crate) mod check;
 mod fix;
 mod integrated;
 mod layers;
-mod pipeline;
+pub(crate) mod pipeline;
 mod resume;
 mod retry;
 
