@@ -285,7 +285,7 @@ where
 
 /// Awaits `running`, cancelling `stop` once `limit` has passed (then awaiting the stop);
 /// returns its result and whether the limit was hit.
-async fn with_time_limit<T>(
+pub(crate) async fn with_time_limit<T>(
     running: impl std::future::Future<Output = T>,
     limit: Option<Duration>,
     stop: &CancellationToken,
@@ -331,19 +331,36 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The end of a command's combined output: whole lines, at most [`OUTPUT_KEPT`] bytes.
-#[derive(Default)]
-struct Tail {
+/// The end of a command's combined output: whole lines, at most `keep` bytes ([`OUTPUT_KEPT`]
+/// for the gate).
+pub(crate) struct Tail {
     lines: VecDeque<String>,
     bytes: usize,
+    keep: usize,
     truncated: bool,
 }
 
+impl Default for Tail {
+    fn default() -> Self {
+        Self::new(OUTPUT_KEPT)
+    }
+}
+
 impl Tail {
-    fn push(&mut self, line: &str) {
+    /// An empty tail keeping at most `keep` bytes.
+    pub(crate) fn new(keep: usize) -> Self {
+        Self {
+            lines: VecDeque::new(),
+            bytes: 0,
+            keep,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, line: &str) {
         self.bytes += line.len() + 1;
         self.lines.push_back(line.to_owned());
-        while self.bytes > OUTPUT_KEPT
+        while self.bytes > self.keep
             && let Some(first) = self.lines.pop_front()
         {
             self.bytes -= first.len() + 1;
@@ -351,7 +368,8 @@ impl Tail {
         }
     }
 
-    fn finish(self) -> (String, bool) {
+    /// The lines kept, each ended by a newline, and whether any were dropped.
+    pub(crate) fn finish(self) -> (String, bool) {
         let mut out = String::with_capacity(self.bytes);
         for line in self.lines {
             out.push_str(&line);
@@ -376,6 +394,10 @@ mod tests {
         let (out, truncated) = tail.finish();
         assert!(truncated);
         assert!(out.len() <= OUTPUT_KEPT);
+        let mut small = Tail::new(8);
+        small.push("abc");
+        small.push("defg");
+        assert_eq!(small.finish(), ("defg\n".to_owned(), true));
         assert!(out.ends_with("x\nlast\n"));
         let mut short = Tail::default();
         short.push("one");
