@@ -128,13 +128,14 @@ impl CommandRunner for DriverRunner {
     /// any thread, async worker or not (forge-merge's calls block).
     fn run(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
         std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
+            std::thread::Builder::new()
+                .name("forge-merge-driver".to_owned())
+                .spawn_scoped(scope, || {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?
                         .block_on(self.run_async(command))
-                })
+                })?
                 .join()
                 .unwrap_or_else(|_| {
                     Err(std::io::Error::other(
