@@ -13,8 +13,14 @@
 //!
 //! Each command runs as `sh -c <command>` in the workspace with `FORGE_RUN_ID`,
 //! `FORGE_TASK_ID=gate`, `FORGE_ATTEMPT=<the command's number, from 1>` and `FORGE_WORKSPACE`.
+//!
+//! Commands run one after another through one loop, [`run_sequence`], whatever runs each
+//! command (this machine's [`GateRunner`], or a cluster for `[gate] on = "cluster"`): it holds
+//! the rule that a failure or a cancel skips the rest, and tells a [`GateObserver`] before and
+//! after each command (a run publishes `gate_started` / `gate_finished` from there).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use forge_events::{OutputStream, RunId};
@@ -34,12 +40,12 @@ pub const GATE_TASK_ID: &str = "gate";
 /// Runs gate commands for one run, contained like the run's attempts.
 ///
 /// ```no_run
-/// # async fn gate(ws: &forge_staging::Workspace) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn gate(ws: &dyn forge_staging::Workspace) -> Result<(), Box<dyn std::error::Error>> {
 /// use forge_exec::gate::GateRunner;
 /// use forge_merge::Gate;
 ///
 /// let runner = GateRunner::new(forge_events::RunId::new("r1")?);
-/// let reports = runner.run_in(&Gate::new(["cargo build", "cargo test"]), ws).await;
+/// let reports = runner.run_in(&Gate::new(["cargo build", "cargo test"]), ws, &()).await;
 /// assert!(reports.iter().all(forge_merge::CommandReport::passed));
 /// # Ok(())
 /// # }
@@ -162,21 +168,22 @@ impl GateRunner {
         report
     }
 
-    /// Runs `gate`'s commands one after another in `ws`, stopping at the first failure or a
-    /// cancel (the rest are reported as skipped).
-    pub async fn run_in(&self, gate: &Gate, ws: &dyn Workspace) -> Vec<CommandReport> {
-        let mut out = Vec::with_capacity(gate.commands.len());
-        let mut failed = false;
-        for (i, command) in gate.commands.iter().enumerate() {
-            if failed || self.is_cancelled() {
-                out.push(skipped(command));
-                continue;
-            }
-            let report = self.run_command(ws, command, number(i)).await;
-            failed = !report.passed();
-            out.push(report);
-        }
-        out
+    /// Runs `gate`'s commands one after another in `ws` ([`run_sequence`]: stopping at the
+    /// first failure or a cancel, the rest reported as skipped), telling `observer` before and
+    /// after each command (`&()` tells no one).
+    pub async fn run_in(
+        &self,
+        gate: &Gate,
+        ws: &dyn Workspace,
+        observer: &dyn GateObserver,
+    ) -> Vec<CommandReport> {
+        run_sequence(
+            &gate.commands,
+            || self.is_cancelled(),
+            |command, number| self.run_command(ws, command, number),
+            observer,
+        )
+        .await
     }
 
     /// Runs `gate` on `snapshot` (the integrated tree) in workspaces made by `stager`, named
@@ -217,7 +224,7 @@ impl GateRunner {
             reports
         } else {
             let ws = stager.stage(snapshot, name)?;
-            let reports = runtime.block_on(self.run_in(gate, &*ws));
+            let reports = runtime.block_on(self.run_in(gate, &*ws, &()));
             ws.dispose()?;
             reports
         };
@@ -228,9 +235,57 @@ impl GateRunner {
     }
 }
 
+/// Hears of each gate command as it starts and as it ends: how a run publishes `gate_started`
+/// and `gate_finished`. Both methods do nothing unless overridden; `()` hears nothing.
+pub trait GateObserver: Sync {
+    /// Command number `number` (from 1) is about to run.
+    fn started(&self, number: u32, command: &GateCommand) {
+        let _ = (number, command);
+    }
+
+    /// Command number `number` ended with `report` (a command skipped after a failure or a
+    /// cancel never started, and is not heard of).
+    fn finished(&self, number: u32, report: &CommandReport) {
+        let _ = (number, report);
+    }
+}
+
+impl GateObserver for () {}
+
+/// The gate's one loop: runs `commands` in order, each through `run_one` (given the command and
+/// its number, from 1), telling `observer` before and after each. Once a command has not
+/// passed, or `is_cancelled` says so, the remaining commands are not run and are reported as
+/// [`CommandStatus::Skipped`]. Returns a report per command, in order.
+pub async fn run_sequence<'c, F, Fut>(
+    commands: &'c [GateCommand],
+    is_cancelled: impl Fn() -> bool,
+    mut run_one: F,
+    observer: &dyn GateObserver,
+) -> Vec<CommandReport>
+where
+    F: FnMut(&'c GateCommand, u32) -> Fut,
+    Fut: Future<Output = CommandReport>,
+{
+    let mut out = Vec::with_capacity(commands.len());
+    let mut failed = false;
+    for (i, command) in commands.iter().enumerate() {
+        if failed || is_cancelled() {
+            out.push(skipped(command));
+            continue;
+        }
+        let number = number(i);
+        observer.started(number, command);
+        let report = run_one(command, number).await;
+        observer.finished(number, &report);
+        failed = !report.passed();
+        out.push(report);
+    }
+    out
+}
+
 /// Awaits `running`, cancelling `stop` once `limit` has passed (then awaiting the stop);
 /// returns its result and whether the limit was hit.
-async fn with_time_limit<T>(
+pub(crate) async fn with_time_limit<T>(
     running: impl std::future::Future<Output = T>,
     limit: Option<Duration>,
     stop: &CancellationToken,
@@ -276,19 +331,36 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The end of a command's combined output: whole lines, at most [`OUTPUT_KEPT`] bytes.
-#[derive(Default)]
-struct Tail {
+/// The end of a command's combined output: whole lines, at most `keep` bytes ([`OUTPUT_KEPT`]
+/// for the gate).
+pub(crate) struct Tail {
     lines: VecDeque<String>,
     bytes: usize,
+    keep: usize,
     truncated: bool,
 }
 
+impl Default for Tail {
+    fn default() -> Self {
+        Self::new(OUTPUT_KEPT)
+    }
+}
+
 impl Tail {
-    fn push(&mut self, line: &str) {
+    /// An empty tail keeping at most `keep` bytes.
+    pub(crate) fn new(keep: usize) -> Self {
+        Self {
+            lines: VecDeque::new(),
+            bytes: 0,
+            keep,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, line: &str) {
         self.bytes += line.len() + 1;
         self.lines.push_back(line.to_owned());
-        while self.bytes > OUTPUT_KEPT
+        while self.bytes > self.keep
             && let Some(first) = self.lines.pop_front()
         {
             self.bytes -= first.len() + 1;
@@ -296,7 +368,8 @@ impl Tail {
         }
     }
 
-    fn finish(self) -> (String, bool) {
+    /// The lines kept, each ended by a newline, and whether any were dropped.
+    pub(crate) fn finish(self) -> (String, bool) {
         let mut out = String::with_capacity(self.bytes);
         for line in self.lines {
             out.push_str(&line);
@@ -321,6 +394,10 @@ mod tests {
         let (out, truncated) = tail.finish();
         assert!(truncated);
         assert!(out.len() <= OUTPUT_KEPT);
+        let mut small = Tail::new(8);
+        small.push("abc");
+        small.push("defg");
+        assert_eq!(small.finish(), ("defg\n".to_owned(), true));
         assert!(out.ends_with("x\nlast\n"));
         let mut short = Tail::default();
         short.push("one");

@@ -23,7 +23,8 @@
 //!   logs and parses its output line by line, and stops whole process trees: the one
 //!   process-group runner, behind agents, per-task checks, the gate and the planner.
 //! - [`gate`]: the gate's commands run on the integrated tree through that runner, contained
-//!   like attempts ([`gate::GateRunner`]).
+//!   like attempts ([`gate::GateRunner`]); [`driver`]: merge drivers through it too
+//!   ([`driver::DriverRunner`]).
 //! - Agents come from [`forge_agents`] (re-exported): their profiles (argv templates for droid,
 //!   claude, codex, gemini, opencode, amp, aider, shell, sim; more in `forge.toml`), the parsers
 //!   that turn their output into progress, usage, errors and a result, and the simulated agent.
@@ -87,6 +88,7 @@
 //! # }
 //! ```
 
+pub mod driver;
 mod error;
 pub mod gate;
 pub mod manager;

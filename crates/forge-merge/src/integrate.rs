@@ -14,7 +14,7 @@ use forge_staging::{
 use forge_types::TaskId;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::DEFAULT_DRIVER_TIMEOUT;
+use crate::driver::{CommandRunner, DEFAULT_DRIVER_TIMEOUT, StandaloneRunner};
 use crate::error::IoContext as _;
 use crate::merge::{PathMerger, PathResult, Settle, Side};
 use crate::{
@@ -276,6 +276,7 @@ pub struct Integration {
     resolver: Option<Arc<dyn Resolver>>,
     audit_policy: AuditPolicy,
     driver_timeout: Duration,
+    command_runner: Arc<dyn CommandRunner>,
     state: State,
 }
 
@@ -304,6 +305,7 @@ impl Integration {
             resolver: None,
             audit_policy: AuditPolicy::default(),
             driver_timeout: DEFAULT_DRIVER_TIMEOUT,
+            command_runner: Arc::new(StandaloneRunner),
             state: State::default(),
         }
     }
@@ -334,6 +336,19 @@ impl Integration {
     pub fn with_driver_timeout(mut self, timeout: Duration) -> Self {
         self.driver_timeout = timeout;
         self
+    }
+
+    /// Sets what runs merge drivers (`driver:<command>` strategies); by default
+    /// [`StandaloneRunner`](crate::StandaloneRunner). Kept by [`Merger::empty`].
+    #[must_use]
+    pub fn with_command_runner(mut self, runner: Arc<dyn CommandRunner>) -> Self {
+        self.command_runner = runner;
+        self
+    }
+
+    /// What runs merge drivers.
+    pub(crate) fn command_runner(&self) -> &dyn CommandRunner {
+        &*self.command_runner
     }
 
     /// The run's base snapshot.
@@ -501,6 +516,7 @@ impl Integration {
             repo: self.base.repo(),
             resolver: self.resolver.as_deref(),
             driver_timeout: self.driver_timeout,
+            driver_runner: &*self.command_runner,
         };
         let mut pending: BTreeMap<RepoPath, Option<Entry>> = BTreeMap::new();
         let mut rerun = false;
@@ -787,6 +803,7 @@ impl Merger for Integration {
             resolver: self.resolver.clone(),
             audit_policy: self.audit_policy,
             driver_timeout: self.driver_timeout,
+            command_runner: self.command_runner.clone(),
             state: State::default(),
         })
     }

@@ -21,7 +21,8 @@
 //! - [`MergeStrategy`] per path ([`MergeRules`] or any [`StrategyFor`]): `fail` reports the
 //!   conflict (with diff3-marked hunks) and keeps the integrated side; `ours`/`theirs`/`union`
 //!   settle conflicting hunks by **task order**, so results never depend on which task finished
-//!   first; `driver:<cmd>` runs a git-compatible merge driver (`mergiraf merge` plugs in);
+//!   first; `driver:<cmd>` runs a git-compatible merge driver (`mergiraf merge` plugs in)
+//!   through a [`CommandRunner`] ([`StandaloneRunner`] alone, Forge's process runner in Forge);
 //!   `agent` goes to a [`Resolver`] the caller plugs in, or asks for the task to be re-run on
 //!   top of the integrated tree ([`IntegrationStatus::NeedsRerun`]).
 //! - [`audit`]: changes outside a task's write claims ([`Violation`]); the [`AuditPolicy`]
@@ -103,6 +104,7 @@ pub use branch::{
     BranchCommit, BranchOptions, BranchReport, apply_to_branch, open_pull_request, push_branch,
 };
 pub use conflict::{Conflict, ConflictHunk, ConflictKind, Party};
+pub use driver::{CommandEnd, CommandOutcome, CommandRunner, ShellCommand, StandaloneRunner};
 pub use error::MergeError;
 pub use forge_types::{IoError, TaskId};
 pub use gate::{

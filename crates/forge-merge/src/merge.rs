@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use forge_staging::{BlobStore, ContentHash, Entry, RepoPath};
 
-use crate::driver::{DriverInput, DriverResult, run_driver};
+use crate::driver::{CommandRunner, DriverInput, DriverResult, run_driver};
 use crate::text::{ConflictRegion, ConflictStyle, Favor, TextMergeOptions, split_lines};
 use crate::{
     Conflict, ConflictHunk, ConflictKind, MergeError, MergeStrategy, Party, is_binary, merge_text,
@@ -86,6 +86,8 @@ pub(crate) struct PathMerger<'a> {
     pub(crate) repo: &'a Path,
     pub(crate) resolver: Option<&'a dyn Resolver>,
     pub(crate) driver_timeout: Duration,
+    /// What runs merge drivers.
+    pub(crate) driver_runner: &'a dyn CommandRunner,
 }
 
 /// The exec bit of a merged file: agreed, or both sides added the file with different bits.
@@ -335,7 +337,13 @@ impl PathMerger<'_> {
                     second: &contents.second,
                     labels: ["base", first.label, second.label],
                 };
-                match run_driver(command, self.repo, &input, self.driver_timeout)? {
+                match run_driver(
+                    command,
+                    self.repo,
+                    &input,
+                    self.driver_timeout,
+                    self.driver_runner,
+                )? {
                     DriverResult::Resolved(content) => {
                         self.take_content(&content, exec.pick(Favor::Union))?
                     }
@@ -514,6 +522,7 @@ mod tests {
                 repo: Path::new("/"),
                 resolver: None,
                 driver_timeout: Duration::from_secs(10),
+                driver_runner: &crate::StandaloneRunner,
             }
         }
 

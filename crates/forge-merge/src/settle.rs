@@ -93,6 +93,7 @@ impl Integration {
             repo: self.base().repo(),
             resolver: None,
             driver_timeout: std::time::Duration::from_secs(1),
+            driver_runner: self.command_runner(),
         };
         let mut parties: Vec<Party> = ours.iter().cloned().map(Party::Task).collect();
         parties.push(Party::Task(theirs.clone()));

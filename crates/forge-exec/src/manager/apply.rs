@@ -71,6 +71,12 @@ impl ApplySummary {
     }
 }
 
+/// What runs merge drivers for `forge apply` of `run`: Forge's process runner, with the run's
+/// id.
+fn driver_runner(run: &RunId) -> Arc<dyn forge_merge::CommandRunner> {
+    Arc::new(crate::driver::DriverRunner::new(run.clone()))
+}
+
 /// The run's integrated tree, reopened from the run store.
 fn open_integration(store: &RunStore, run: &RunId) -> Result<Integration, ExecError> {
     let base = BaseSnapshot::open(&store.base_dir(run))?;
@@ -79,7 +85,8 @@ fn open_integration(store: &RunStore, run: &RunId) -> Result<Integration, ExecEr
         &store.run_dir(run).join("integration.json"),
         Arc::new(base),
         blobs,
-    )?)
+    )?
+    .with_command_runner(driver_runner(run)))
 }
 
 /// Finishes or undoes the applies that a process killed mid-way left in the runs of the
@@ -437,7 +444,8 @@ async fn apply_scoped(
                 let blobs = BlobStore::open(store2.objects_dir())?;
                 let fresh = Integration::new(Arc::new(base), blobs)
                     .with_strategies(super::merge_rules(&plan)?)
-                    .with_audit_policy(plan.on_violation);
+                    .with_audit_policy(plan.on_violation)
+                    .with_command_runner(driver_runner(&run2));
                 let state = super::integrated::IntegrationState::new(fresh)
                     .rebuild(&store2, &run2, &plan, &order)?;
                 let (unresolved, _) = state.conflicts();

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use forge_events::{Event, EventKind, EventSink as _, TaskId};
-use forge_merge::{Gate, GateCommand, GateReport, IntegrationStatus, Merger};
+use forge_merge::{Gate, GateReport, IntegrationStatus, Merger};
 use forge_staging::{ChangeSet, Stager};
 use serde::{Deserialize, Serialize};
 
@@ -338,19 +338,7 @@ pub(crate) async fn run_bisect(
         }
         let template = shared.integration.lock().integration().empty();
         let new_integration = move || template.empty();
-        let gate = Gate {
-            commands: shared
-                .plan
-                .gate
-                .commands
-                .iter()
-                .map(|c| GateCommand {
-                    timeout: shared.plan.gate.timeout,
-                    ..GateCommand::new(c)
-                })
-                .collect(),
-            parallel: false,
-        };
+        let gate = super::pipeline::plan_gate(&shared.plan);
         let layers = shared.store.work_dir(&shared.run).join("bisect");
         let on_step = |step: &BisectStep| {
             let failed_command = step.report.as_ref().and_then(|r| {

@@ -44,7 +44,7 @@ pub(crate) mod check;
 mod fix;
 mod integrated;
 mod layers;
-mod pipeline;
+pub(crate) mod pipeline;
 mod resume;
 mod retry;
 
@@ -759,7 +759,8 @@ impl ExecutionManager {
             let rules = merge_rules(&plan)?;
             let integration = Integration::new(base.clone(), blobs.clone())
                 .with_strategies(rules)
-                .with_audit_policy(plan.on_violation);
+                .with_audit_policy(plan.on_violation)
+                .with_command_runner(crate::driver::for_run(&run, &process, &cancel));
             let mut integration = IntegrationState::new(match &merger {
                 Some(make) => make(integration),
                 None => Box::new(integration),

@@ -5,17 +5,62 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use forge_events::{EventKind, EventSink as _};
-use forge_merge::{GateCommand, GateReport};
+use forge_merge::{CommandReport, CommandStatus, Gate, GateCommand, GateReport};
 use forge_staging::Snapshot;
 
 use super::attempt::capture::dispose;
 use super::{Shared, blocking};
 use crate::ExecError;
+use crate::gate::GateObserver;
+use crate::plan::Plan;
 use crate::sched::CancelHandle;
 
 /// The integrated tree now, as a snapshot to stage from (one layer per version, stacked).
 async fn current_snapshot(shared: &Arc<Shared>) -> Result<Arc<Snapshot>, ExecError> {
     super::layers::current(shared).await
+}
+
+/// The plan's `[gate]` as the commands to run, one after another, each with the gate's
+/// time limit: what the local gate, the cluster gate and the bisect run.
+pub(crate) fn plan_gate(plan: &Plan) -> Gate {
+    Gate {
+        commands: plan
+            .gate
+            .commands
+            .iter()
+            .map(|c| GateCommand {
+                timeout: plan.gate.timeout,
+                ..GateCommand::new(c)
+            })
+            .collect(),
+        parallel: false,
+    }
+}
+
+/// Publishes `gate_started` / `gate_finished` for each command of the run's gate.
+pub(crate) struct GateEvents<'a>(pub(crate) &'a Shared);
+
+impl GateObserver for GateEvents<'_> {
+    fn started(&self, _: u32, command: &GateCommand) {
+        let _ = self.0.events.publish_run(EventKind::GateStarted {
+            command: command.command.clone(),
+        });
+    }
+
+    fn finished(&self, _: u32, report: &CommandReport) {
+        let _ = self.0.events.publish_run(EventKind::GateFinished {
+            command: report.command.clone(),
+            passed: report.passed(),
+            exit_code: match report.status {
+                CommandStatus::Passed => Some(0),
+                CommandStatus::Failed { code } => Some(code),
+                _ => None,
+            },
+            duration_ms: report.duration_ms,
+            tests_passed: report.tests.map(|t| t.passed),
+            tests_failed: report.tests.map(|t| t.failed),
+        });
+    }
 }
 
 /// Runs the gate's commands one after another in a workspace staged from the integrated
@@ -32,40 +77,13 @@ pub(crate) async fn run_gate(
     }
     let stager = shared.stager.clone();
     let ws = blocking(move || stager.stage(&snapshot, "gate")).await??;
-    let mut report = GateReport::default();
-    let mut failed = false;
     let runner = super::bisect::gate_runner(shared, cancel);
-    for (i, command) in shared.plan.gate.commands.iter().enumerate() {
-        let command = GateCommand {
-            timeout: shared.plan.gate.timeout,
-            ..GateCommand::new(command)
-        };
-        if failed || cancel.is_cancelled() {
-            report.commands.push(crate::gate::skipped(&command));
-            continue;
-        }
-        let _ = shared.events.publish_run(EventKind::GateStarted {
-            command: command.command.clone(),
-        });
-        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let result = runner.run_command(&*ws, &command, number).await;
-        let command = command.command;
-        let _ = shared.events.publish_run(EventKind::GateFinished {
-            command: command.clone(),
-            passed: result.passed(),
-            exit_code: match result.status {
-                forge_merge::CommandStatus::Passed => Some(0),
-                forge_merge::CommandStatus::Failed { code } => Some(code),
-                _ => None,
-            },
-            duration_ms: result.duration_ms,
-            tests_passed: result.tests.map(|t| t.passed),
-            tests_failed: result.tests.map(|t| t.failed),
-        });
-        failed = !result.passed();
-        report.commands.push(result);
-    }
+    let commands = runner
+        .run_in(&plan_gate(&shared.plan), &*ws, &GateEvents(shared))
+        .await;
     dispose(ws).await;
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(report)
+    Ok(GateReport {
+        commands,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forge_events::RunId;
-use forge_exec::gate::GateRunner;
+use forge_exec::gate::{GateObserver, GateRunner, run_sequence};
 use forge_exec::process::{PidNamespaceSupport, ProcessOptions, pid_namespace_support};
-use forge_merge::{CommandStatus, Gate, GateCommand, GateReport, Integration};
+use forge_merge::{CommandReport, CommandStatus, Gate, GateCommand, GateReport, Integration};
 use forge_staging::{
     BaseMode, BaseSnapshot, BlobStore, Snapshot, Stager, StagerConfig, StagerKind,
 };
@@ -288,5 +288,103 @@ fn a_cancel_ends_the_gate_commands_whole_tree_and_skips_the_rest() {
         marked_processes(&mark),
         Vec::<i32>::new(),
         "a process of the cancelled gate command is alive"
+    );
+}
+
+/// What an observer heard: `started` and `finished` calls, in order.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl GateObserver for Heard {
+    fn started(&self, number: u32, command: &GateCommand) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("started {number} {}", command.command));
+    }
+
+    fn finished(&self, number: u32, report: &CommandReport) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("finished {number} {:?}", report.status));
+    }
+}
+
+/// The observer hears each command run in a real workspace, before and after it, and nothing
+/// of the commands skipped after a failure.
+#[tokio::test]
+async fn the_observer_hears_each_command_run_and_none_skipped() {
+    let f = Fixture::new(StagerKind::Copy);
+    let ws = f.stager.stage(&f.base_tree(), "observed").unwrap();
+    let gate = Gate::new(["test -f README.md", "exit 3", "echo never"]);
+    let heard = Heard::default();
+    let reports = GateRunner::new(RunId::new("r").unwrap())
+        .run_in(&gate, &*ws, &heard)
+        .await;
+    ws.dispose().unwrap();
+    let statuses: Vec<_> = reports.iter().map(|r| r.status.clone()).collect();
+    assert_eq!(
+        statuses,
+        [
+            CommandStatus::Passed,
+            CommandStatus::Failed { code: 3 },
+            CommandStatus::Skipped
+        ]
+    );
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        [
+            "started 1 test -f README.md",
+            "finished 1 Passed",
+            "started 2 exit 3",
+            "finished 2 Failed { code: 3 }",
+        ]
+    );
+}
+
+/// The one gate loop holds its rule whatever runs each command (a cluster does, for
+/// `[gate] on = "cluster"`): after a cancel, the rest are skipped and never run.
+#[tokio::test]
+async fn the_gate_loop_skips_the_rest_after_a_cancel_whatever_runs_the_commands() {
+    let gate = Gate::new(["one", "two", "three"]);
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    let ran = std::sync::Mutex::new(Vec::new());
+    let heard = Heard::default();
+    let reports = run_sequence(
+        &gate.commands,
+        || cancelled.load(std::sync::atomic::Ordering::SeqCst),
+        |command, number| {
+            ran.lock().unwrap().push(number);
+            // The first command is cancelled from outside while it runs, and still passes.
+            cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+            let report = CommandReport {
+                name: command.name.clone(),
+                command: command.command.clone(),
+                status: CommandStatus::Passed,
+                duration_ms: 0,
+                output: String::new(),
+                output_truncated: false,
+                tests: None,
+            };
+            async move { report }
+        },
+        &heard,
+    )
+    .await;
+    assert_eq!(*ran.lock().unwrap(), [1]);
+    let statuses: Vec<_> = reports.iter().map(|r| r.status.clone()).collect();
+    assert_eq!(
+        statuses,
+        [
+            CommandStatus::Passed,
+            CommandStatus::Skipped,
+            CommandStatus::Skipped
+        ]
+    );
+    assert_eq!(reports[2].command, "three");
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        ["started 1 one", "finished 1 Passed"]
     );
 }

@@ -4,6 +4,7 @@
 
 mod bases;
 mod contain;
+mod driver;
 mod gate;
 mod manager;
 mod parts;

@@ -302,6 +302,37 @@ async fn lines_added_at_one_place_under_fail_are_a_conflict_naming_both_tasks() 
     );
 }
 
+/// A merge driver inside a run goes through Forge's process runner: it sees the run's id (so a
+/// resume after a crash finds and stops it) and `FORGE_TASK_ID=merge-driver`, and leaves no
+/// process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_driver_runs_through_the_process_runner_with_the_runs_id() {
+    let repo = repo(&[("CHANGELOG.md", "# Changes\nunreleased\n")]);
+    let seen = tempfile::tempdir().unwrap();
+    let env_file = seen.path().join("driver-env");
+    let driver = format!(
+        "driver:echo $FORGE_RUN_ID $FORGE_TASK_ID > {}; tail -n 1 %B >> %A",
+        env_file.display()
+    );
+    let report = run(
+        repo.path(),
+        plan(&changelog_plan(Some(&driver))),
+        ApplyMode::WorkingTree,
+    )
+    .await;
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    assert_eq!(
+        read(repo.path(), "CHANGELOG.md"),
+        "# Changes\nunreleased\n- one\n- two\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        format!("{} merge-driver\n", report.run),
+        "the driver ran without the run's environment: not through forge-exec's runner"
+    );
+    assert_eq!(leftover_processes(&report.run), Vec::<u32>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_conflict_reruns_the_later_task_on_top() {
     let repo = repo(&[("CHANGELOG.md", "# Changes\n")]);

@@ -410,6 +410,7 @@ fn plan(
         repo: &repo,
         resolver: None,
         driver_timeout: std::time::Duration::from_secs(1),
+        driver_runner: integration.command_runner(),
     };
     let deleted: BTreeSet<&RepoPath> = delta
         .iter()

@@ -1,9 +1,9 @@
-//! Git-compatible merge drivers: `driver:<command>` with `%O %A %B %P` placeholders.
+//! Git-compatible merge drivers: `driver:<command>` with `%O %A %B %P` placeholders, run by a
+//! [`CommandRunner`] ([`StandaloneRunner`] unless the caller installs another).
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,7 +13,10 @@ use crate::MergeError;
 use crate::error::IoContext as _;
 mod run;
 
-use run::Ended;
+pub use run::{CommandEnd, CommandOutcome, CommandRunner, ShellCommand, StandaloneRunner};
+
+/// How much of the end of a driver's output a failure note keeps.
+const OUTPUT_KEPT: usize = 16 << 10;
 
 /// How long a merge driver may run by default.
 pub(crate) const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_mins(2);
@@ -92,14 +95,15 @@ fn expand(template: &str, files: [&Path; 3], input: &DriverInput<'_>) -> String 
     out
 }
 
-/// Runs the driver `template` through `sh -c` in `cwd` on temporary files holding the three
-/// versions (named after the path's extension, so drivers that look at it can), and returns what
-/// it left in `%A` when it exits 0.
+/// Runs the driver `template` through `sh -c` in `cwd` (by `runner`) on temporary files holding
+/// the three versions (named after the path's extension, so drivers that look at it can), and
+/// returns what it left in `%A` when it exits 0.
 pub(crate) fn run_driver(
     template: &str,
     cwd: &Path,
     input: &DriverInput<'_>,
     timeout: Duration,
+    runner: &dyn CommandRunner,
 ) -> Result<DriverResult, MergeError> {
     let tmp = TempDir::new()?;
     let ext = Path::new(input.path.file_name())
@@ -115,21 +119,26 @@ pub(crate) fn run_driver(
         fs::write(file, content).ctx("write", file)?;
     }
     let line = expand(template, [&files[0], &files[1], &files[2]], input);
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(&line).current_dir(cwd);
-    let finished = run::run(cmd, Some(timeout), 16 << 10).map_err(|e| MergeError::Command {
-        command: line.clone(),
-        message: format!("cannot start it: {e}"),
-    })?;
+    let finished = runner
+        .run(&ShellCommand {
+            line: &line,
+            dir: cwd,
+            timeout: Some(timeout),
+            keep: OUTPUT_KEPT,
+        })
+        .map_err(|e| MergeError::Command {
+            command: line.clone(),
+            message: format!("cannot start it: {e}"),
+        })?;
     let output = String::from_utf8_lossy(&finished.output).trim().to_owned();
     let why = match finished.ended {
-        Ended::Exited(0) => {
+        CommandEnd::Exited(0) => {
             let merged = fs::read(&files[1]).ctx("read the driver's result", &files[1])?;
             return Ok(DriverResult::Resolved(merged));
         }
-        Ended::Exited(code) => format!("merge driver `{line}` exited with {code}"),
-        Ended::Signaled(sig) => format!("merge driver `{line}` was killed by signal {sig}"),
-        Ended::TimedOut => format!(
+        CommandEnd::Exited(code) => format!("merge driver `{line}` exited with {code}"),
+        CommandEnd::Signaled(sig) => format!("merge driver `{line}` was killed by signal {sig}"),
+        CommandEnd::TimedOut => format!(
             "merge driver `{line}` did not finish within {}s",
             timeout.as_secs()
         ),
@@ -178,6 +187,7 @@ mod tests {
             &cwd,
             &input(&path),
             DEFAULT_DRIVER_TIMEOUT,
+            &StandaloneRunner,
         )
         .unwrap();
         assert!(matches!(r, DriverResult::Resolved(ref c) if c == b"first\nsecond\n"));
@@ -186,6 +196,7 @@ mod tests {
             &cwd,
             &input(&path),
             DEFAULT_DRIVER_TIMEOUT,
+            &StandaloneRunner,
         )
         .unwrap();
         assert!(matches!(r, DriverResult::Failed(ref w) if w.contains("exited with 1: nope")));

@@ -1,46 +1,88 @@
-//! Running a merge driver: `sh -c` in its own process group, its output captured, a time
-//! limit, and the whole group killed when it is over.
+//! Running a merge driver's command: the [`CommandRunner`] seam, and [`StandaloneRunner`], the
+//! implementation forge-merge uses on its own.
 //!
-//! forge-merge runs drivers on its own (it is usable without the rest of Forge and depends on
-//! no process runner); the gate's commands, which Forge contains like agents, are run by
-//! forge-exec's process-group runner instead (`forge_exec::gate`).
+//! A program that embeds forge-merge alone gets drivers run by [`StandaloneRunner`]: `sh -c` in
+//! its own process group, its output captured, a time limit, and the whole group killed when it
+//! is over. Forge itself installs the process runner that also runs its agents and the gate
+//! (`forge_exec::driver`, with the run's `FORGE_RUN_ID` and containment) through
+//! [`crate::Integration::with_command_runner`]; forge-merge depends on no process runner.
 
 use std::io::Read as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
-/// How long a command may ignore SIGINT, then SIGTERM, before the next signal.
-const GRACE: Duration = Duration::from_millis(1500);
+/// A merge driver's command: `sh -c <line>` in `dir`, with stdin from `/dev/null` and stdout
+/// and stderr read together.
+#[derive(Debug, Clone, Copy)]
+pub struct ShellCommand<'a> {
+    /// The command line, placeholders already filled in.
+    pub line: &'a str,
+    /// The directory it runs in (the repository's top directory).
+    pub dir: &'a Path,
+    /// How long it may run; then it and everything it started are stopped.
+    pub timeout: Option<Duration>,
+    /// How much of the end of its output to keep, in bytes.
+    pub keep: usize,
+}
 
-/// How a finished command ended.
+/// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub enum CommandEnd {
     /// It exited with this code.
     Exited(i32),
     /// A signal killed it.
     Signaled(i32),
-    /// It ran out of time and was killed.
+    /// It ran out of time and was stopped.
     TimedOut,
 }
 
 /// A finished command.
-#[derive(Debug)]
-pub(crate) struct Finished {
-    pub(crate) ended: Ended,
-    /// The end of its combined stdout and stderr (at most `keep` bytes).
-    pub(crate) output: Vec<u8>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    /// How it ended.
+    pub ended: CommandEnd,
+    /// The end of its combined stdout and stderr (at most [`ShellCommand::keep`] bytes).
+    pub output: Vec<u8>,
+}
+
+/// Runs merge drivers' commands: what an [`crate::Integration`] calls for a `driver:<command>`
+/// strategy. One method; [`StandaloneRunner`] is the default.
+pub trait CommandRunner: Send + Sync {
+    /// Runs `command` to its end, and returns only when no process it started is left (a
+    /// leftover would hold the output open). An error only when it could not be started.
+    fn run(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome>;
+}
+
+/// How long the stand-alone runner lets a command ignore SIGINT, then SIGTERM, before the
+/// next signal.
+const GRACE: Duration = Duration::from_millis(1500);
+
+/// The stand-alone fallback [`CommandRunner`], used unless another is installed: the command
+/// in a new process group of its own; after its time limit the group gets SIGINT, SIGTERM,
+/// then SIGKILL (1.5 s apart); when the command exits, whatever it left running in its group
+/// is killed, so nothing holds the output pipe open. A process that leaves the group
+/// (`setsid`) escapes it: Forge's own runner, installed by forge-exec, contains those too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandaloneRunner;
+
+impl CommandRunner for StandaloneRunner {
+    fn run(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(command.line).current_dir(command.dir);
+        run(cmd, command.timeout, command.keep)
+    }
 }
 
 /// Runs `cmd` with stdin from `/dev/null` and stdout and stderr into one pipe, in a new process
-/// group. After `timeout` the group gets SIGINT, SIGTERM, then SIGKILL; when the command exits,
-/// whatever it left running in its group is killed, so nothing holds the output pipe open.
-pub(crate) fn run(
+/// group (see [`StandaloneRunner`]).
+fn run(
     mut cmd: Command,
     timeout: Option<Duration>,
     keep: usize,
-) -> std::io::Result<Finished> {
+) -> std::io::Result<CommandOutcome> {
     use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 
     let (mut reader, writer) = std::io::pipe()?;
@@ -109,13 +151,13 @@ pub(crate) fn run(
             .unwrap_or_else(|_| b"<output lost>".to_vec());
         let status = status?;
         let ended = if timed_out {
-            Ended::TimedOut
+            CommandEnd::TimedOut
         } else if let Some(code) = status.code() {
-            Ended::Exited(code)
+            CommandEnd::Exited(code)
         } else {
-            Ended::Signaled(status.signal().unwrap_or(0))
+            CommandEnd::Signaled(status.signal().unwrap_or(0))
         };
-        Ok(Finished { ended, output })
+        Ok(CommandOutcome { ended, output })
     })
 }
 
@@ -133,13 +175,13 @@ mod tests {
     #[test]
     fn captures_both_streams_and_the_exit_code() {
         let f = run(sh("echo out; echo err >&2; exit 3"), None, 1 << 20).unwrap();
-        assert_eq!(f.ended, Ended::Exited(3));
+        assert_eq!(f.ended, CommandEnd::Exited(3));
         assert_eq!(String::from_utf8_lossy(&f.output), "out\nerr\n");
     }
 
     /// Runs `script` with `$$` (the process group's id) written to a file first, and returns
     /// how it ended with that group id.
-    fn run_recording_group(script: &str, timeout: Option<Duration>) -> (Finished, i32) {
+    fn run_recording_group(script: &str, timeout: Option<Duration>) -> (CommandOutcome, i32) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pgid");
         let script = format!("echo $$ > '{}'; {script}", file.display());
@@ -158,7 +200,7 @@ mod tests {
             "sleep 30 & sleep 30; echo never",
             Some(Duration::from_millis(200)),
         );
-        assert_eq!(f.ended, Ended::TimedOut);
+        assert_eq!(f.ended, CommandEnd::TimedOut);
         assert!(!String::from_utf8_lossy(&f.output).contains("never"));
         assert!(
             group_is_gone(pgid),
@@ -174,7 +216,7 @@ mod tests {
             "(sleep 3; echo late) & (exec sleep 30 >/dev/null 2>&1) & echo done",
             None,
         );
-        assert_eq!(f.ended, Ended::Exited(0));
+        assert_eq!(f.ended, CommandEnd::Exited(0));
         assert_eq!(String::from_utf8_lossy(&f.output), "done\n");
         assert!(
             group_is_gone(pgid),

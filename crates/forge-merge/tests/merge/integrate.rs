@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use forge_merge::{
-    AuditPolicy, ConflictKind, Integration, IntegrationStatus, MergeError, MergeRules,
-    MergeStrategy, Merger, Party, Resolution, ResolveRequest, Resolver, audit,
+    AuditPolicy, CommandOutcome, CommandRunner, ConflictKind, Integration, IntegrationStatus,
+    MergeError, MergeRules, MergeStrategy, Merger, Party, Resolution, ResolveRequest, Resolver,
+    ShellCommand, StandaloneRunner, audit,
 };
 use forge_staging::{Entry, RepoPath, Snapshot, StagerConfig, StagerKind};
 use proptest::prelude::*;
@@ -236,6 +237,77 @@ fn a_driver_merges_with_a_real_command() {
     assert_eq!(o.status, IntegrationStatus::Integrated, "{o:?}");
     assert!(o.conflicts[0].resolved);
     assert_eq!(f.content(&i, "deps.lock").unwrap(), "a 2\na 3\nc 1\n");
+}
+
+/// A runner written by the caller: records each command line and where it ran, then runs it
+/// with the stand-alone runner.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<(String, std::path::PathBuf)>>);
+
+impl CommandRunner for Recording {
+    fn run(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((command.line.to_owned(), command.dir.to_path_buf()));
+        StandaloneRunner.run(command)
+    }
+}
+
+/// A driver goes through the runner the caller installed (also in an empty integration made
+/// from it, as gate bisection makes), in the repository's top directory.
+#[test]
+fn a_driver_runs_through_the_installed_command_runner() {
+    let f = Fixture::git(&[("deps.lock", "a 1\nc 1\n")]);
+    let driver = MergeStrategy::Driver("sort -u %A %B -o %A.sorted && mv %A.sorted %A".into());
+    let runner = Arc::new(Recording::default());
+    let mut i = f
+        .integration()
+        .with_strategies(MergeRules::new([("*.lock", driver)]).unwrap())
+        .with_command_runner(runner.clone());
+    let t1 = f.task_from_base(&[("deps.lock", Some("a 2\nc 1\n"))]);
+    let t2 = f.task_from_base(&[("deps.lock", Some("a 3\nc 1\n"))]);
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let o = i.integrate(&tid("t2"), &t2, 2).unwrap();
+    assert!(o.conflicts[0].resolved, "{o:?}");
+    assert_eq!(f.content(&i, "deps.lock").unwrap(), "a 2\na 3\nc 1\n");
+    {
+        let calls = runner.0.lock().unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].0.starts_with("sort -u '"), "{calls:?}");
+        assert_eq!(calls[0].1, i.base().repo());
+    }
+    let mut again = Merger::empty(&i);
+    again.integrate(&tid("t1"), &t1, 1).unwrap();
+    again.integrate(&tid("t2"), &t2, 2).unwrap();
+    assert_eq!(runner.0.lock().unwrap().len(), 2, "empty() kept the runner");
+}
+
+/// A driver the runner cannot start is an error naming its command line, never a silent drop.
+#[test]
+fn a_driver_that_cannot_start_is_an_error_naming_it() {
+    struct Refusing;
+    impl CommandRunner for Refusing {
+        fn run(&self, _: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
+            Err(std::io::Error::other("no shell here"))
+        }
+    }
+    let f = Fixture::git(&[("deps.lock", "a 1\n")]);
+    let mut i = f
+        .integration()
+        .with_strategies(
+            MergeRules::new([("*.lock", MergeStrategy::Driver("merge-it %A %B".into()))]).unwrap(),
+        )
+        .with_command_runner(Arc::new(Refusing));
+    let t1 = f.task_from_base(&[("deps.lock", Some("a 2\n"))]);
+    let t2 = f.task_from_base(&[("deps.lock", Some("a 3\n"))]);
+    i.integrate(&tid("t1"), &t1, 1).unwrap();
+    let err = i.integrate(&tid("t2"), &t2, 2).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("merge-it") && text.contains("no shell here"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -2,22 +2,24 @@
 //! `forge attempt` on the integrated tree, shipped like an attempt's start tree (only the blobs
 //! the node's cache lacks), with nothing captured back. Its output comes back over the data
 //! channel into the command's report; `gate_started` / `gate_finished` go to the journal as
-//! for the local gate. A command runs after the previous one passed, as locally.
+//! for the local gate. A command runs after the previous one passed, through the same loop as
+//! locally ([`crate::gate::run_sequence`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use forge_events::{EventKind, EventSink as _};
-use forge_merge::{CommandReport, CommandStatus, GateReport, parse_test_counts};
-use forge_staging::Snapshot;
+use forge_merge::{CommandReport, CommandStatus, GateCommand, GateReport, parse_test_counts};
+use forge_staging::{Manifest, Snapshot};
 use serde_json::json;
 
 use super::channel::{NodeResult, Order};
 use super::{POLL, RayRunner, terminal};
 use crate::ExecError;
+use crate::gate::run_sequence;
 use crate::manager::Shared;
+use crate::manager::pipeline::{GateEvents, plan_gate};
 
 /// The most output kept per gate command (the start is dropped first, as locally the tail is
 /// what tells why a build failed).
@@ -43,100 +45,87 @@ pub(super) async fn run(
     let started = Instant::now();
     let round = RUNS.fetch_add(1, Ordering::Relaxed);
     let manifest = crate::manager::blocking(move || tree.manifest()).await?;
-    let mut report = GateReport::default();
-    let mut failed = false;
-    for (i, command) in shared.plan.gate.commands.iter().enumerate() {
-        if failed || cancel.is_cancelled() {
-            report.commands.push(CommandReport {
-                name: command.clone(),
-                command: command.clone(),
-                status: CommandStatus::Skipped,
-                duration_ms: 0,
-                output: String::new(),
-                output_truncated: false,
-                tests: None,
-            });
-            continue;
-        }
-        let _ = shared.events.publish_run(EventKind::GateStarted {
-            command: command.clone(),
-        });
-        let began = Instant::now();
-        let id = format!("{}gate-{round}-{i}", ray.prefix);
-        let order = Order {
-            run: shared.run.to_string(),
-            task: "gate".to_owned(),
-            attempt: 1,
-            program: Some("/bin/sh".to_owned()),
-            args: vec!["-c".to_owned(), command.clone()],
-            env: Vec::new(),
-            prompt: String::new(),
-            tree: manifest.clone(),
-            capture: false,
-        };
-        let mut output = String::new();
-        let mut truncated = false;
-        let timeout = shared.plan.gate.timeout;
-        let ended = follow(
-            ray,
-            &id,
-            order,
-            (cancel, timeout),
-            &mut output,
-            &mut truncated,
-        )
-        .await;
-        let (status, note) = match ended {
-            Ended::Result(r) => match (r.error, r.exit_code, r.signal) {
-                (Some(e), ..) => (
-                    CommandStatus::NotStarted {
-                        reason: format!("on node {}: {e}", r.node),
-                    },
-                    None,
-                ),
-                (None, Some(0), _) => (CommandStatus::Passed, None),
-                (None, _, Some(signal)) => (CommandStatus::Killed { signal }, None),
-                (None, Some(code), None) => (CommandStatus::Failed { code }, None),
-                (None, None, None) => (
-                    CommandStatus::NotStarted {
-                        reason: "the node reported no exit status".to_owned(),
-                    },
-                    None,
-                ),
-            },
-            Ended::TimedOut => (CommandStatus::TimedOut, None),
-            Ended::Cancelled => (CommandStatus::Skipped, Some("cancelled")),
-            Ended::Failed(why) => (CommandStatus::NotStarted { reason: why }, None),
-        };
-        if let Some(note) = note {
-            let _ = write!(output, "\n[forge: {note}]\n");
-        }
-        let result = CommandReport {
-            name: command.clone(),
-            command: command.clone(),
-            tests: parse_test_counts(&output),
-            status,
-            duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-            output,
-            output_truncated: truncated,
-        };
-        let _ = shared.events.publish_run(EventKind::GateFinished {
-            command: command.clone(),
-            passed: result.passed(),
-            exit_code: match result.status {
-                CommandStatus::Passed => Some(0),
-                CommandStatus::Failed { code } => Some(code),
-                _ => None,
-            },
-            duration_ms: result.duration_ms,
-            tests_passed: result.tests.map(|t| t.passed),
-            tests_failed: result.tests.map(|t| t.failed),
-        });
-        failed = !result.passed();
-        report.commands.push(result);
+    let gate = plan_gate(&shared.plan);
+    let commands = run_sequence(
+        &gate.commands,
+        || cancel.is_cancelled(),
+        |command, number| run_command(ray, shared, (round, number), &manifest, command, cancel),
+        &GateEvents(shared),
+    )
+    .await;
+    Ok(GateReport {
+        commands,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Runs gate command number `number` (from 1) of gate run `round` as a Ray job on `tree`.
+async fn run_command(
+    ray: &RayRunner,
+    shared: &Shared,
+    (round, number): (u32, u32),
+    tree: &Manifest,
+    command: &GateCommand,
+    cancel: &crate::CancelHandle,
+) -> CommandReport {
+    let began = Instant::now();
+    let id = format!("{}gate-{round}-{}", ray.prefix, number.saturating_sub(1));
+    let order = Order {
+        run: shared.run.to_string(),
+        task: "gate".to_owned(),
+        attempt: 1,
+        program: Some("/bin/sh".to_owned()),
+        args: vec!["-c".to_owned(), command.command.clone()],
+        env: Vec::new(),
+        prompt: String::new(),
+        tree: tree.clone(),
+        capture: false,
+    };
+    let mut output = String::new();
+    let mut truncated = false;
+    let ended = follow(
+        ray,
+        &id,
+        order,
+        (cancel, command.timeout),
+        &mut output,
+        &mut truncated,
+    )
+    .await;
+    let (status, note) = match ended {
+        Ended::Result(r) => match (r.error, r.exit_code, r.signal) {
+            (Some(e), ..) => (
+                CommandStatus::NotStarted {
+                    reason: format!("on node {}: {e}", r.node),
+                },
+                None,
+            ),
+            (None, Some(0), _) => (CommandStatus::Passed, None),
+            (None, _, Some(signal)) => (CommandStatus::Killed { signal }, None),
+            (None, Some(code), None) => (CommandStatus::Failed { code }, None),
+            (None, None, None) => (
+                CommandStatus::NotStarted {
+                    reason: "the node reported no exit status".to_owned(),
+                },
+                None,
+            ),
+        },
+        Ended::TimedOut => (CommandStatus::TimedOut, None),
+        Ended::Cancelled => (CommandStatus::Skipped, Some("cancelled")),
+        Ended::Failed(why) => (CommandStatus::NotStarted { reason: why }, None),
+    };
+    if let Some(note) = note {
+        let _ = write!(output, "\n[forge: {note}]\n");
     }
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(report)
+    CommandReport {
+        name: command.name.clone(),
+        command: command.command.clone(),
+        tests: parse_test_counts(&output),
+        status,
+        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+        output,
+        output_truncated: truncated,
+    }
 }
 
 /// Submits the job and follows it to its end, its output lines appended to `output`.

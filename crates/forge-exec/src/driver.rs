@@ -1,0 +1,161 @@
+//! Merge drivers (`driver:<command>` in a plan's `[merge]`) run by the one process-group runner
+//! ([`crate::process`]), like agents and the gate.
+//!
+//! forge-merge decides when a driver runs and what it is given; it calls a
+//! [`forge_merge::CommandRunner`] to run it, and on its own uses a stand-alone one. Every
+//! [`forge_merge::Integration`] Forge builds (a run, its resume, its gate bisection, `forge
+//! apply`) gets a [`DriverRunner`] instead, so a driver is contained like an attempt: its own
+//! process group and, where the host allows, its own PID namespace; the run's `FORGE_RUN_ID`
+//! in its environment (so `forge resume` after a crash finds and stops it); a time limit or
+//! the run's cancel stopping its whole tree with the one escalation policy (SIGINT → grace →
+//! SIGTERM → grace → SIGKILL, the graces of [`ProcessOptions`]).
+//!
+//! The command runs as `sh -c <command>` in the repository's top directory, with
+//! `FORGE_RUN_ID`, `FORGE_TASK_ID=merge-driver`, `FORGE_ATTEMPT=1` and `FORGE_WORKSPACE` (that
+//! directory).
+
+use std::sync::Arc;
+
+use forge_events::{OutputStream, RunId};
+use forge_merge::{CommandEnd, CommandOutcome, CommandRunner, ShellCommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::gate::{Tail, with_time_limit};
+use crate::process::{AttemptEnv, CommandSpec, ProcessOptions, run_group};
+use crate::sched::CancelHandle;
+
+/// What `FORGE_TASK_ID` says in a merge driver's environment.
+pub const DRIVER_TASK_ID: &str = "merge-driver";
+
+/// Runs a run's merge drivers through Forge's process runner: install it with
+/// [`forge_merge::Integration::with_command_runner`].
+///
+/// ```no_run
+/// # fn f(base: std::sync::Arc<forge_staging::BaseSnapshot>, store: forge_staging::BlobStore)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use forge_exec::driver::DriverRunner;
+/// use forge_merge::Integration;
+///
+/// let runner = DriverRunner::new(forge_events::RunId::new("r1")?);
+/// let integration = Integration::new(base, store).with_command_runner(Arc::new(runner));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DriverRunner {
+    run: RunId,
+    options: ProcessOptions,
+    cancel: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl DriverRunner {
+    /// A runner for `run`'s merge drivers: each in its own PID namespace where the host has
+    /// one (else its process group), never cancelled from outside.
+    pub fn new(run: RunId) -> Self {
+        Self {
+            run,
+            options: ProcessOptions {
+                pid_namespace: true,
+                ..ProcessOptions::default()
+            },
+            cancel: CancellationToken::new(),
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// Changes containment, grace periods and limits (the run's [`ProcessOptions`]). A
+    /// `repo_view` is dropped: a driver runs in the repository itself.
+    #[must_use]
+    pub fn options(mut self, options: ProcessOptions) -> Self {
+        self.options = options;
+        self.options.repo_view = None;
+        self
+    }
+
+    /// Stops a running driver when `cancel` fires (gracefully: the escalation) or `kill`
+    /// fires (at once).
+    #[must_use]
+    pub fn cancel_on(mut self, cancel: CancellationToken, kill: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self.kill = kill;
+        self
+    }
+
+    async fn run_async(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
+        let spec = CommandSpec::shell(command.line, command.dir);
+        let env = AttemptEnv {
+            run: &self.run,
+            task: DRIVER_TASK_ID,
+            attempt: 1,
+        };
+        // Whole lines, room for at least one of the longest; cut to `keep` bytes at the end.
+        let mut tail = Tail::new(command.keep.max(self.options.max_line + 64));
+        let mut on_line = |_: OutputStream, line: &str| tail.push(line);
+        // A time limit is a cancel of this command only.
+        let stop = self.cancel.child_token();
+        let running = run_group(
+            &spec,
+            &env,
+            None,
+            &mut on_line,
+            &stop,
+            &self.kill,
+            &self.options,
+            None,
+        );
+        let (exit, timed_out) = with_time_limit(running, command.timeout, &stop).await;
+        let exit = exit?;
+        let ended = if timed_out {
+            CommandEnd::TimedOut
+        } else {
+            match (exit.code, exit.signal) {
+                (Some(code), _) => CommandEnd::Exited(code),
+                (None, signal) => CommandEnd::Signaled(signal.unwrap_or(0)),
+            }
+        };
+        let mut output = tail.finish().0.into_bytes();
+        if output.len() > command.keep {
+            output.drain(..output.len() - command.keep);
+        }
+        Ok(CommandOutcome { ended, output })
+    }
+}
+
+impl CommandRunner for DriverRunner {
+    /// Runs the driver on a thread and a small runtime of its own, so it may be called from
+    /// any thread, async worker or not (forge-merge's calls block).
+    fn run(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("forge-merge-driver".to_owned())
+                .spawn_scoped(scope, || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(self.run_async(command))
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::other(
+                        "the thread running the merge driver panicked",
+                    ))
+                })
+        })
+    }
+}
+
+/// The driver runner of a run: `run`'s id, its process options, stopped by its cancel.
+pub(crate) fn for_run(
+    run: &RunId,
+    options: &ProcessOptions,
+    cancel: &CancelHandle,
+) -> Arc<dyn CommandRunner> {
+    let (stop, kill) = cancel.tokens();
+    Arc::new(
+        DriverRunner::new(run.clone())
+            .options(options.clone())
+            .cancel_on(stop, kill),
+    )
+}
