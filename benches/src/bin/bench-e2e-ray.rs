@@ -11,6 +11,9 @@
 //! - `ship_<size>_incremental_ms`: the same node, its cache warm, after 10 files changed: only
 //!   those blobs are sent; the manifest and the lay-out are still per attempt.
 //!
+//! `--ship-only` runs the shipping rows alone (both sizes unless `--quick`), for a machine where
+//! the overhead row's many attempts would take too long.
+//!
 //! The binary is its own simulated agent (`bench-e2e-ray sim-agent …`) and, on the nodes, its
 //! own `forge attempt` (`bench-e2e-ray attempt --server … --key …`). Ray comes from
 //! `target/ray-venv` (see `.ci/run`), `FORGE_RAY_BIN` or `PATH`.
@@ -325,6 +328,7 @@ fn main() {
         _ => {}
     }
     let quick = quick_from_args();
+    let ship_only = args.iter().any(|a| a == "--ship-only");
     let Some(ray) = forge_testkit::ray::find() else {
         eprintln!(
             "bench-e2e-ray needs Ray: `python3 -m venv target/ray-venv && \
@@ -362,50 +366,19 @@ fn main() {
     let root = tempfile::tempdir().unwrap();
     let mut report = Report::new("e2e_ray", quick);
 
-    // Overhead per task: N agents at once, local and Ray alternating.
-    let repo = root.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    generate_repo(&repo, 10_000);
-    let plan = plan_text(tasks, sleep);
-    let s_ms = sleep.as_secs_f64() * 1000.0;
-    // The base snapshot once; the first Ray run fills the nodes' caches.
-    timed_run(
-        &rt,
-        &repo,
-        &plan_text(1, Duration::ZERO),
-        RunnerConfig::Local,
-    );
-    timed_run(&rt, &repo, &plan, ray_config(&cluster, None));
-    let (mut local, mut on_ray, mut local_attempt, mut ray_attempt) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..repetitions {
-        let (wall, r) = timed_run(&rt, &repo, &plan, RunnerConfig::Local);
-        local.push(wall.as_secs_f64() * 1000.0);
-        local_attempt.push(attempt_ms(&journal(&repo, &r.run)) - s_ms);
-        let (wall, r) = timed_run(&rt, &repo, &plan, ray_config(&cluster, None));
-        on_ray.push(wall.as_secs_f64() * 1000.0);
-        ray_attempt.push(attempt_ms(&journal(&repo, &r.run)) - s_ms);
-    }
-    let (local, on_ray) = (median(&local), median(&on_ray));
-    println!("{tasks} agents at once: local {local:.0} ms, Ray {on_ray:.0} ms");
-    let per_task = |wall: f64| (wall - s_ms) / tasks as f64;
-    report.push(
-        Row::new(
-            "ray_overhead_per_task_ms",
-            per_task(on_ray),
-            "ms",
-            Better::Lower,
+    if !ship_only {
+        overhead(
+            &rt,
+            &cluster,
+            root.path(),
+            &mut report,
+            tasks,
+            sleep,
             repetitions,
-        )
-        .peer("local-runner", per_task(local))
-        .extra("tasks", tasks as u64)
-        .extra("sleep_ms", s_ms as u64)
-        .extra("wall_ray_ms", on_ray as u64)
-        .extra("wall_local_ms", local as u64)
-        .extra("attempt_above_s_ray_ms", median(&ray_attempt) as u64)
-        .extra("attempt_above_s_local_ms", median(&local_attempt) as u64),
-    );
+        );
+    }
 
+    // Shipping start trees: a cold node cache, then a warm one after 10 files changed.
     // Shipping start trees: a cold node cache, then a warm one after 10 files changed.
     let one = "name = \"ship\"\n[defaults]\nagent = \"sim\"\n[[task]]\nid = \"one\"\n\
                writes = [\"x.txt\"]\nresources = { second = 1 }\nprompt = '''\n```forge-sim\n\
@@ -455,4 +428,58 @@ fn main() {
     print!("{}", report.table());
     let path = report.write().unwrap();
     println!("wrote {}", path.display());
+}
+
+/// Row `ray_overhead_per_task_ms`: N agents at once, local and Ray alternating.
+fn overhead(
+    rt: &tokio::runtime::Runtime,
+    cluster: &RayCluster,
+    root: &std::path::Path,
+    report: &mut Report,
+    tasks: usize,
+    sleep: Duration,
+    repetitions: usize,
+) {
+    let repo = root.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    generate_repo(&repo, 10_000);
+    let plan = plan_text(tasks, sleep);
+    let s_ms = sleep.as_secs_f64() * 1000.0;
+    // The base snapshot once; the first Ray run fills the nodes' caches.
+    timed_run(
+        rt,
+        &repo,
+        &plan_text(1, Duration::ZERO),
+        RunnerConfig::Local,
+    );
+    timed_run(rt, &repo, &plan, ray_config(cluster, None));
+    let (mut local, mut on_ray, mut local_attempt, mut ray_attempt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repetitions {
+        let (wall, r) = timed_run(rt, &repo, &plan, RunnerConfig::Local);
+        local.push(wall.as_secs_f64() * 1000.0);
+        local_attempt.push(attempt_ms(&journal(&repo, &r.run)) - s_ms);
+        let (wall, r) = timed_run(rt, &repo, &plan, ray_config(cluster, None));
+        on_ray.push(wall.as_secs_f64() * 1000.0);
+        ray_attempt.push(attempt_ms(&journal(&repo, &r.run)) - s_ms);
+    }
+    let (local, on_ray) = (median(&local), median(&on_ray));
+    println!("{tasks} agents at once: local {local:.0} ms, Ray {on_ray:.0} ms");
+    let per_task = |wall: f64| (wall - s_ms) / tasks as f64;
+    report.push(
+        Row::new(
+            "ray_overhead_per_task_ms",
+            per_task(on_ray),
+            "ms",
+            Better::Lower,
+            repetitions,
+        )
+        .peer("local-runner", per_task(local))
+        .extra("tasks", tasks as u64)
+        .extra("sleep_ms", s_ms as u64)
+        .extra("wall_ray_ms", on_ray as u64)
+        .extra("wall_local_ms", local as u64)
+        .extra("attempt_above_s_ray_ms", median(&ray_attempt) as u64)
+        .extra("attempt_above_s_local_ms", median(&local_attempt) as u64),
+    );
 }
