@@ -61,7 +61,7 @@
 //!     status: TaskStatus::Succeeded,
 //!     exit_code: Some(0),
 //!     duration_ms: 1200,
-//!     files_changed: vec!["src/api.rs".into()],
+//!     files_changed: vec!["src/api.rs".parse()?],
 //!     reason: None,
 //! })?;
 //! assert_eq!(seq, 2);
