@@ -98,6 +98,17 @@ impl Slot {
     }
 }
 
+/// A workspace dropped without `dispose` (a panic, an early return) still loses its directory.
+/// A strategy with more to undo first (the overlay's mount) does that in its own `Drop`, which
+/// runs before its fields' and releases the slot itself.
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.is_held() {
+            let _ = self.release();
+        }
+    }
+}
+
 pub(crate) fn create_slot(
     shared: &Shared,
     name: &str,

@@ -206,14 +206,6 @@ impl Workspace for TreeWorkspace {
     }
 }
 
-impl Drop for TreeWorkspace {
-    fn drop(&mut self) {
-        if self.slot.is_held() {
-            let _ = self.slot.release();
-        }
-    }
-}
-
 /// Writes every entry of `snapshot` under `root` (directories first, then files in parallel).
 fn materialize(snapshot: &Snapshot, root: &Path, clone: bool) -> Result<(), StagingError> {
     let entries: Vec<(&RepoPath, &Entry)> = snapshot.iter().collect();

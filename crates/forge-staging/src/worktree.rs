@@ -153,14 +153,6 @@ impl Workspace for WorktreeWorkspace {
     }
 }
 
-impl Drop for WorktreeWorkspace {
-    fn drop(&mut self) {
-        if self.slot.is_held() {
-            let _ = self.slot.release();
-        }
-    }
-}
-
 /// Makes `path` in the worktree hold what the snapshot holds (or nothing).
 fn place(snapshot: &Snapshot, tree: &Path, path: &RepoPath) -> Result<(), StagingError> {
     let dest = tree.join(path.as_str());
