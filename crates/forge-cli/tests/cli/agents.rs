@@ -773,7 +773,9 @@ fn codex_eight_attempts_at_once() {
             "{}\n{log}",
             out.stdout,
         );
-        assert_eq!(agent.repo.read(&format!("out/c{i}.txt")), format!("c{i}\n"));
+        let written = std::fs::read_to_string(agent.repo.path().join(format!("out/c{i}.txt")))
+            .unwrap_or_else(|e| format!("<out/c{i}.txt: {e}>"));
+        assert_eq!(written, format!("c{i}\n"), "{}\n{log}", out.stdout);
         let uname = std::fs::read_to_string(agent.repo.path().join(format!("out/u{i}.txt")))
             .unwrap_or_else(|e| format!("<out/u{i}.txt: {e}>"));
         assert_eq!(uname, "Linux\n", "{log}");

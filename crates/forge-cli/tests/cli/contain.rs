@@ -560,3 +560,30 @@ fn a_gate_command_carries_the_run_id_and_ends_with_a_killed_forge_and_resume() {
         marked(&mark).is_empty()
     });
 }
+
+/// An attempt's mount table holds no other workspace's mount (nor its own original one), so
+/// a sandbox in the agent that walks the table and remounts every entry (Codex's `bwrap`)
+/// never trips over a workspace disposed of meanwhile on the host, and sibling workspaces are
+/// not visible.
+#[test]
+fn an_attempt_sees_no_other_workspace_mounted() {
+    if !namespaces("an_attempt_sees_no_other_workspace_mounted") {
+        return;
+    }
+    let repo = Repo::new();
+    let list = r"awk '/ - (overlay|fuse)/ && $5 ~ /\/\.forge\// { print $5 }' /proc/self/mountinfo";
+    let plan = format!(
+        "concurrency = 2\n\n\
+         [[task]]\nid = \"a\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\nprompt = '''sleep 2; echo a > a.txt'''\n\n\
+         [[task]]\nid = \"b\"\nagent = \"shell\"\nwrites = [\"b.txt\"]\nprompt = '''sleep 0.5; {list} > b.txt; echo seen >> b.txt'''\n"
+    );
+    let file = repo.plan("mounts", &plan);
+    let run = repo.forge(&["run", &file, "--yes"]).expect(0);
+    assert!(run.stdout.contains("b: integrated"), "{}", run.stdout);
+    assert_eq!(repo.read("a.txt"), "a\n");
+    assert_eq!(
+        repo.read("b.txt"),
+        "seen\n",
+        "mounts of workspaces seen by b"
+    );
+}

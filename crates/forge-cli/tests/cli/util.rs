@@ -56,6 +56,30 @@ pub(crate) struct Repo {
     dir: tempfile::TempDir,
 }
 
+/// Tests that kill Forge on purpose (`kill -9`, no `forge gc` after) leave its workspace mounts
+/// behind; unmount them so the temporary directory can go and the host's mount table does not
+/// grow from one test run to the next.
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let root = self.path().to_string_lossy().into_owned();
+        let mut points: Vec<&str> = table
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(&format!("{root}/")))
+            .collect();
+        points.sort_unstable();
+        for point in points.iter().rev() {
+            let _ = Command::new("umount")
+                .args(["-l", point])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Repo {
     pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()

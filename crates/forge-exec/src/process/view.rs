@@ -231,6 +231,109 @@ unsafe fn attach(fd: libc::c_int, path: &std::ffi::CStr) -> std::io::Result<()> 
     }
 }
 
+/// The directory whose mounts [`detach_forge_mounts`] drops: Forge's own directory in any
+/// repository (workspaces of this run's other attempts, of other runs, gate workspaces).
+const FORGE_MOUNTS: &[u8] = b"/.forge/";
+
+/// Detaches from this (private) mount namespace every mount below a `.forge/` directory.
+///
+/// The namespace starts as a copy of the host's mounts, workspaces of other attempts and runs
+/// included. When one of them is disposed of on the host, its mount point directory is removed,
+/// which detaches the copy here too, at any moment. A sandbox inside the agent that walks the
+/// mount table and remounts every entry (Codex's `bwrap`) then fails on the entry that vanished
+/// under it ("Can't bind mount … No such file or directory"). Without those mounts the table
+/// the agent sees changes only by its own doing, and sibling workspaces are not visible.
+///
+/// Best effort: a mount that cannot be detached (locked in a user namespace) stays, and an
+/// unreadable table leaves everything as it is. Async-signal-safe: it reads
+/// `/proc/self/mountinfo` into stack buffers and calls `umount2`; passes repeat while one
+/// detached something (detaching while reading may skip a line), at most eight.
+unsafe fn detach_forge_mounts() {
+    for _ in 0..8 {
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/mountinfo".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        let mut chunk = [0u8; 8192];
+        let mut line = [0u8; 8192];
+        let mut len = 0;
+        let mut detached = 0;
+        loop {
+            // SAFETY: `chunk` is writable for its length.
+            let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
+                break;
+            }
+            for &byte in &chunk[..n] {
+                if byte == b'\n' {
+                    // SAFETY: called from the same context as this function.
+                    if unsafe { detach_line(&line[..len]) } {
+                        detached += 1;
+                    }
+                    len = 0;
+                } else if len < line.len() {
+                    // A longer line keeps its start, where the mount point is.
+                    line[len] = byte;
+                    len += 1;
+                }
+            }
+        }
+        // SAFETY: `fd` is ours.
+        unsafe { libc::close(fd) };
+        if detached == 0 {
+            return;
+        }
+    }
+}
+
+/// Detaches the mount of one `mountinfo` line if its mount point lies below [`FORGE_MOUNTS`];
+/// whether it did.
+unsafe fn detach_line(line: &[u8]) -> bool {
+    // `id parent major:minor root mount-point …`, the mount point with `\ooo` escapes.
+    let Some(point) = line.split(|&b| b == b' ').nth(4) else {
+        return false;
+    };
+    let mut path = [0u8; 4097];
+    let mut n = 0;
+    let mut i = 0;
+    while i < point.len() {
+        if n + 1 >= path.len() {
+            return false;
+        }
+        let escaped = point
+            .get(i + 1..i + 4)
+            .filter(|d| point[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let Some(d) = escaped {
+            let value =
+                u32::from(d[0] - b'0') << 6 | u32::from(d[1] - b'0') << 3 | u32::from(d[2] - b'0');
+            let Ok(byte) = u8::try_from(value) else {
+                return false;
+            };
+            path[n] = byte;
+            i += 4;
+        } else {
+            path[n] = point[i];
+            i += 1;
+        }
+        n += 1;
+    }
+    if !path[..n]
+        .windows(FORGE_MOUNTS.len())
+        .any(|w| w == FORGE_MOUNTS)
+    {
+        return false;
+    }
+    // SAFETY: `path` is NUL-terminated at `n` (zero-initialised, `n` < its length).
+    unsafe { libc::umount2(path.as_ptr().cast(), libc::MNT_DETACH) == 0 }
+}
+
 unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
     // SAFETY: async-signal-safe system calls on prepared values (see `enter_view`).
     unsafe {
@@ -249,6 +352,9 @@ unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
         ))?;
         // Clone every tree while the paths still show the originals.
         let workspace = clone_tree(&view.workspace)?;
+        // Then drop the other workspaces' mounts from this namespace (see
+        // `detach_forge_mounts`), so the `.forge` clone below carries none of them either.
+        detach_forge_mounts();
         let forge = clone_tree(&view.forge)?;
         read_only(forge)?;
         let git = match &view.git_dir {
