@@ -566,15 +566,24 @@ async fn the_direct_spawn_gives_the_child_what_std_gives() {
     // Signals 1–31 only: glibc keeps 32 and 33 for itself, and whether a child inherits an
     // ignored one depends on the route (its `posix_spawn` leaves them as the parent has them,
     // `fork` does not), which no agent can observe through a signal it may use.
+    // The port range is whichever was free at the spawn (other tests of this binary hold
+    // some at the same time): each run has one, the two need not be the same.
     let standard = |lines: Vec<String>| -> Vec<String> {
         lines
             .into_iter()
-            .map(|l| match l.strip_prefix("SigIgn:") {
-                Some(mask) => format!(
-                    "SigIgn:\t{:016x}",
-                    u64::from_str_radix(mask.trim(), 16).unwrap() & 0x7fff_ffff
-                ),
-                None => l,
+            .map(|l| {
+                if let Some(mask) = l.strip_prefix("SigIgn:") {
+                    format!(
+                        "SigIgn:\t{:016x}",
+                        u64::from_str_radix(mask.trim(), 16).unwrap() & 0x7fff_ffff
+                    )
+                } else if let Some(base) = l.strip_prefix("FORGE_PORT_BASE=") {
+                    let base: u16 = base.parse().unwrap();
+                    assert!((40_000..60_000).contains(&base), "{l}");
+                    "FORGE_PORT_BASE=<a free range>".to_owned()
+                } else {
+                    l
+                }
             })
             .collect()
     };
@@ -586,6 +595,7 @@ async fn the_direct_spawn_gives_the_child_what_std_gives() {
         "FORGE_TASK_ID=t".to_owned(),
         "FORGE_RUN_ID=r".to_owned(),
         "FORGE_ATTEMPT=1".to_owned(),
+        "FORGE_PORT_BASE=<a free range>".to_owned(),
         format!("FORGE_WORKSPACE={}", dir.path().display()),
         format!("PATH={}", std::env::var("PATH").unwrap()),
         dir.path().display().to_string(),
