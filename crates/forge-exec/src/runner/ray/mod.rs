@@ -36,6 +36,8 @@ use forge_agents::PromptVars;
 
 /// How often a running job's status (and its node's) is looked at.
 const POLL: Duration = Duration::from_millis(500);
+/// How many times a job is submitted when the head answers with a server error.
+const SUBMIT_TRIES: u32 = 4;
 
 /// Runs attempts as Ray jobs.
 pub(crate) struct RayRunner {
@@ -241,19 +243,32 @@ impl RayRunner {
             body["entrypoint_resources"] = Value::Object(custom);
         }
         let url = format!("{}/api/jobs/", self.config.address);
-        let r = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("could not submit the job to {url}: {e}"))?;
-        if !r.status().is_success() {
+        // A loaded head answers 5xx now and then (its job manager timed out starting the
+        // job's supervisor): submit again, a few times. A retry that finds the job already
+        // there means an earlier try went through.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let r = self
+                .http
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("could not submit the job to {url}: {e}"))?;
             let status = r.status();
+            if status.is_success() {
+                return Ok(());
+            }
             let text = r.text().await.unwrap_or_default();
-            return Err(format!("Ray refused the job ({status}): {}", text.trim()));
+            if tries > 1 && text.contains("already exists") {
+                return Ok(());
+            }
+            if !status.is_server_error() || tries == SUBMIT_TRIES {
+                return Err(format!("Ray refused the job ({status}): {}", text.trim()));
+            }
+            tokio::time::sleep(POLL * tries).await;
         }
-        Ok(())
     }
 
     /// The job's status, its message and the node its entrypoint runs on.
