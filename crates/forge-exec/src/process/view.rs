@@ -64,6 +64,8 @@ impl RepoView {
 pub(crate) struct Prepared {
     repo: CString,
     workspace: CString,
+    /// The workspace's path as the mount table shows it (symbolic links resolved).
+    keep: CString,
     forge: CString,
     forge_in_view: CString,
     user: CString,
@@ -117,6 +119,7 @@ impl Prepared {
             writable,
             repo: c(&repo)?,
             workspace: c(workspace)?,
+            keep: c(&std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf()))?,
             forge: c(&forge)?,
             forge_in_view: c(&forge)?,
             user: c(link.parent().unwrap_or(&forge))?,
@@ -235,7 +238,8 @@ unsafe fn attach(fd: libc::c_int, path: &std::ffi::CStr) -> std::io::Result<()> 
 /// repository (workspaces of this run's other attempts, of other runs, gate workspaces).
 const FORGE_MOUNTS: &[u8] = b"/.forge/";
 
-/// Detaches from this (private) mount namespace every mount below a `.forge/` directory.
+/// Detaches from this (private) mount namespace every mount below a `.forge/` directory but
+/// the one at `keep` (the attempt's own workspace).
 ///
 /// The namespace starts as a copy of the host's mounts, workspaces of other attempts and runs
 /// included. When one of them is disposed of on the host, its mount point directory is removed,
@@ -248,7 +252,7 @@ const FORGE_MOUNTS: &[u8] = b"/.forge/";
 /// unreadable table leaves everything as it is. Async-signal-safe: it reads
 /// `/proc/self/mountinfo` into stack buffers and calls `umount2`; passes repeat while one
 /// detached something (detaching while reading may skip a line), at most eight.
-unsafe fn detach_forge_mounts() {
+unsafe fn detach_forge_mounts(keep: &[u8]) {
     for _ in 0..8 {
         // SAFETY: a NUL-terminated path; the descriptor is closed below.
         let fd = unsafe {
@@ -274,7 +278,7 @@ unsafe fn detach_forge_mounts() {
             for &byte in &chunk[..n] {
                 if byte == b'\n' {
                     // SAFETY: called from the same context as this function.
-                    if unsafe { detach_line(&line[..len]) } {
+                    if unsafe { detach_line(&line[..len], keep) } {
                         detached += 1;
                     }
                     len = 0;
@@ -293,9 +297,9 @@ unsafe fn detach_forge_mounts() {
     }
 }
 
-/// Detaches the mount of one `mountinfo` line if its mount point lies below [`FORGE_MOUNTS`];
-/// whether it did.
-unsafe fn detach_line(line: &[u8]) -> bool {
+/// Detaches the mount of one `mountinfo` line if its mount point lies below [`FORGE_MOUNTS`]
+/// and is not `keep`; whether it did.
+unsafe fn detach_line(line: &[u8], keep: &[u8]) -> bool {
     // `id parent major:minor root mount-point …`, the mount point with `\ooo` escapes.
     let Some(point) = line.split(|&b| b == b' ').nth(4) else {
         return false;
@@ -324,9 +328,10 @@ unsafe fn detach_line(line: &[u8]) -> bool {
         }
         n += 1;
     }
-    if !path[..n]
-        .windows(FORGE_MOUNTS.len())
-        .any(|w| w == FORGE_MOUNTS)
+    if path[..n] == *keep
+        || !path[..n]
+            .windows(FORGE_MOUNTS.len())
+            .any(|w| w == FORGE_MOUNTS)
     {
         return false;
     }
@@ -354,7 +359,9 @@ unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
         let workspace = clone_tree(&view.workspace)?;
         // Then drop the other workspaces' mounts from this namespace (see
         // `detach_forge_mounts`), so the `.forge` clone below carries none of them either.
-        detach_forge_mounts();
+        // The attempt's own stays where it is: git's fsmonitor hook finds its upper directory
+        // from there (`FORGE_WORKSPACE_HOST`).
+        detach_forge_mounts(view.keep.to_bytes());
         let forge = clone_tree(&view.forge)?;
         read_only(forge)?;
         let git = match &view.git_dir {
