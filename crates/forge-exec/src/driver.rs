@@ -18,10 +18,11 @@
 use std::sync::Arc;
 
 use forge_events::{OutputStream, RunId};
-use forge_merge::{CommandOutcome, CommandRunner, ShellCommand};
+use forge_merge::{CommandOutcome, CommandRunner, Integration, ShellCommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::contained::{ContainedRunner, Tail};
+use crate::plan::Plan;
 use crate::process::{CommandSpec, ProcessOptions};
 use crate::sched::CancelHandle;
 
@@ -116,6 +117,20 @@ impl CommandRunner for DriverRunner {
                     ))
                 })
         })
+    }
+}
+
+/// `integration` with `runner` running its merge drivers, within the plan's time limit
+/// (`[merge] driver_timeout`; forge-merge's 2 minutes when the plan gives none).
+pub(crate) fn install(
+    integration: Integration,
+    runner: Arc<dyn CommandRunner>,
+    plan: &Plan,
+) -> Integration {
+    let integration = integration.with_command_runner(runner);
+    match plan.merge_driver_timeout {
+        Some(limit) => integration.with_driver_timeout(limit),
+        None => integration,
     }
 }
 
