@@ -9,7 +9,7 @@
 //! finds and stops it); the run's limits and grace periods ([`ProcessOptions`]); a time limit or
 //! the run's cancel stopping its whole tree with the one escalation policy (SIGINT → grace →
 //! SIGTERM → grace → SIGKILL). Neither writes a log file: the caller keeps the end of the output
-//! ([`Tail`]) for its report.
+//! (a tail of whole lines) for its report.
 //!
 //! A [`ContainedRunner`] holds that set-up once per run; [`ContainedRunner::run`] runs one
 //! command with it and says how it ended ([`ContainedExit`]). What the output means and how an

@@ -935,9 +935,9 @@ fn merge_driver_timeout_is_a_setting_unless_its_value_is_a_strategy() {
     assert_eq!(again.merge_driver_timeout, Some(Duration::from_secs(30)));
 
     // Without the key: forge-merge's default.
-    let plain = parse("[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n").unwrap();
-    assert_eq!(plain.merge_driver_timeout, None);
-    assert!(!plain.to_toml().contains("driver_timeout"));
+    let without = parse("[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n").unwrap();
+    assert_eq!(without.merge_driver_timeout, None);
+    assert!(!without.to_toml().contains("driver_timeout"));
 
     // A file of that name with a strategy is a rule.
     let file = parse("[merge]\ndriver_timeout = \"union\"\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n")
