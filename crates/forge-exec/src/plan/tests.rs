@@ -234,7 +234,7 @@ fn syntax_errors_and_wrong_types() {
 #[test]
 fn unknown_pools_and_strategies() {
     let got = problems(
-        "[defaults]\nagent = \"sim\"\n[pools]\nclaude = 2\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\npool = \"claud\"\n[merge]\n\"CHANGELOG.md\" = \"newest\"\n",
+        "[defaults]\nagent = \"sim\"\n[pools]\nclaude = 2\n[[task]]\nid = \"a\"\nprompt = \"x\"\npool = \"claud\"\n[merge]\n\"CHANGELOG.md\" = \"newest\"\n",
     );
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].starts_with("plan.toml:8:8: task `a` uses pool `claud`"));
