@@ -8,7 +8,8 @@
 //! process group and, where the host allows, its own PID namespace; the run's `FORGE_RUN_ID`
 //! in its environment (so `forge resume` after a crash finds and stops it); a time limit or
 //! the run's cancel stopping its whole tree with the one escalation policy (SIGINT → grace →
-//! SIGTERM → grace → SIGKILL, the graces of [`ProcessOptions`]).
+//! SIGTERM → grace → SIGKILL, the graces of [`ProcessOptions`]): the set-up of a
+//! [`ContainedRunner`], shared with the gate.
 //!
 //! The command runs as `sh -c <command>` in the repository's top directory, with
 //! `FORGE_RUN_ID`, `FORGE_TASK_ID=merge-driver`, `FORGE_ATTEMPT=1` and `FORGE_WORKSPACE` (that
@@ -17,11 +18,12 @@
 use std::sync::Arc;
 
 use forge_events::{OutputStream, RunId};
-use forge_merge::{CommandEnd, CommandOutcome, CommandRunner, ShellCommand};
+use forge_merge::{CommandOutcome, CommandRunner, Integration, ShellCommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::gate::{Tail, with_time_limit};
-use crate::process::{AttemptEnv, CommandSpec, ProcessOptions, run_group};
+use crate::contained::{ContainedRunner, Tail};
+use crate::plan::Plan;
+use crate::process::{CommandSpec, ProcessOptions};
 use crate::sched::CancelHandle;
 
 /// What `FORGE_TASK_ID` says in a merge driver's environment.
@@ -44,10 +46,7 @@ pub const DRIVER_TASK_ID: &str = "merge-driver";
 /// ```
 #[derive(Debug, Clone)]
 pub struct DriverRunner {
-    run: RunId,
-    options: ProcessOptions,
-    cancel: CancellationToken,
-    kill: CancellationToken,
+    contained: ContainedRunner,
 }
 
 impl DriverRunner {
@@ -55,71 +54,46 @@ impl DriverRunner {
     /// one (else its process group), never cancelled from outside.
     pub fn new(run: RunId) -> Self {
         Self {
-            run,
-            options: ProcessOptions {
-                pid_namespace: true,
-                ..ProcessOptions::default()
-            },
-            cancel: CancellationToken::new(),
-            kill: CancellationToken::new(),
+            contained: ContainedRunner::new(run, DRIVER_TASK_ID),
         }
     }
 
     /// Changes containment, grace periods and limits (the run's [`ProcessOptions`]). A
     /// `repo_view` is dropped: a driver runs in the repository itself.
     #[must_use]
-    pub fn options(mut self, options: ProcessOptions) -> Self {
-        self.options = options;
-        self.options.repo_view = None;
-        self
+    pub fn options(self, options: ProcessOptions) -> Self {
+        Self {
+            contained: self.contained.options(options),
+        }
     }
 
     /// Stops a running driver when `cancel` fires (gracefully: the escalation) or `kill`
     /// fires (at once).
     #[must_use]
-    pub fn cancel_on(mut self, cancel: CancellationToken, kill: CancellationToken) -> Self {
-        self.cancel = cancel;
-        self.kill = kill;
-        self
+    pub fn cancel_on(self, cancel: CancellationToken, kill: CancellationToken) -> Self {
+        Self {
+            contained: self.contained.cancel_on(cancel, kill),
+        }
     }
 
     async fn run_async(&self, command: &ShellCommand<'_>) -> std::io::Result<CommandOutcome> {
         let spec = CommandSpec::shell(command.line, command.dir);
-        let env = AttemptEnv {
-            run: &self.run,
-            task: DRIVER_TASK_ID,
-            attempt: 1,
-        };
         // Whole lines, room for at least one of the longest; cut to `keep` bytes at the end.
-        let mut tail = Tail::new(command.keep.max(self.options.max_line + 64));
+        let max_line = self.contained.process_options().max_line;
+        let mut tail = Tail::new(command.keep.max(max_line + 64));
         let mut on_line = |_: OutputStream, line: &str| tail.push(line);
-        // A time limit is a cancel of this command only.
-        let stop = self.cancel.child_token();
-        let running = run_group(
-            &spec,
-            &env,
-            None,
-            &mut on_line,
-            &stop,
-            &self.kill,
-            &self.options,
-            None,
-        );
-        let (exit, timed_out) = with_time_limit(running, command.timeout, &stop).await;
-        let exit = exit?;
-        let ended = if timed_out {
-            CommandEnd::TimedOut
-        } else {
-            match (exit.code, exit.signal) {
-                (Some(code), _) => CommandEnd::Exited(code),
-                (None, signal) => CommandEnd::Signaled(signal.unwrap_or(0)),
-            }
-        };
+        let ended = self
+            .contained
+            .run(&spec, 1, command.timeout, &mut on_line, None)
+            .await?;
         let mut output = tail.finish().0.into_bytes();
         if output.len() > command.keep {
             output.drain(..output.len() - command.keep);
         }
-        Ok(CommandOutcome { ended, output })
+        Ok(CommandOutcome {
+            ended: ended.end(),
+            output,
+        })
     }
 }
 
@@ -143,6 +117,20 @@ impl CommandRunner for DriverRunner {
                     ))
                 })
         })
+    }
+}
+
+/// `integration` with `runner` running its merge drivers, within the plan's time limit
+/// (`[merge] driver_timeout`; forge-merge's 2 minutes when the plan gives none).
+pub(crate) fn install(
+    integration: Integration,
+    runner: Arc<dyn CommandRunner>,
+    plan: &Plan,
+) -> Integration {
+    let integration = integration.with_command_runner(runner);
+    match plan.merge_driver_timeout {
+        Some(limit) => integration.with_driver_timeout(limit),
+        None => integration,
     }
 }
 

@@ -9,7 +9,8 @@
 //! its environment (so `forge resume` after a crash finds and stops it), the output held open by
 //! a leftover process read for a bounded time only, and a time limit or a cancel that stops its
 //! whole tree with the one escalation policy (SIGINT → grace → SIGTERM → grace → SIGKILL, the
-//! graces of [`ProcessOptions`]).
+//! graces of [`ProcessOptions`]). That set-up is [`ContainedRunner`]'s, shared with merge
+//! drivers.
 //!
 //! Each command runs as `sh -c <command>` in the workspace with `FORGE_RUN_ID`,
 //! `FORGE_TASK_ID=gate`, `FORGE_ATTEMPT=<the command's number, from 1>` and `FORGE_WORKSPACE`.
@@ -19,20 +20,19 @@
 //! the rule that a failure or a cancel skips the rest, and tells a [`GateObserver`] before and
 //! after each command (a run publishes `gate_started` / `gate_finished` from there).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use forge_events::{OutputStream, RunId};
-use forge_merge::{CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCountParser};
+use forge_merge::{
+    CommandEnd, CommandReport, CommandStatus, Gate, GateCommand, GateReport, TestCountParser,
+};
 use forge_staging::{Snapshot, Stager, Workspace};
 use tokio_util::sync::CancellationToken;
 
 use crate::ExecError;
-use crate::process::{AttemptEnv, CommandSpec, ProcessOptions, run_group};
-
-/// How much of each command's output a report keeps (its end).
-const OUTPUT_KEPT: usize = 64 << 10;
+use crate::contained::{ContainedRunner, Tail};
+use crate::process::{CommandSpec, ProcessOptions};
 
 /// What `FORGE_TASK_ID` says in a gate command's environment.
 pub const GATE_TASK_ID: &str = "gate";
@@ -52,10 +52,7 @@ pub const GATE_TASK_ID: &str = "gate";
 /// ```
 #[derive(Debug, Clone)]
 pub struct GateRunner {
-    run: RunId,
-    options: ProcessOptions,
-    cancel: CancellationToken,
-    kill: CancellationToken,
+    contained: ContainedRunner,
 }
 
 impl GateRunner {
@@ -63,37 +60,31 @@ impl GateRunner {
     /// one (else its process group), never cancelled from outside.
     pub fn new(run: RunId) -> Self {
         Self {
-            run,
-            options: ProcessOptions {
-                pid_namespace: true,
-                ..ProcessOptions::default()
-            },
-            cancel: CancellationToken::new(),
-            kill: CancellationToken::new(),
+            contained: ContainedRunner::new(run, GATE_TASK_ID),
         }
     }
 
     /// Changes containment, grace periods and limits (the run's [`ProcessOptions`]). A
     /// `repo_view` is dropped: the gate runs in its workspace at the workspace's own path.
     #[must_use]
-    pub fn options(mut self, options: ProcessOptions) -> Self {
-        self.options = options;
-        self.options.repo_view = None;
-        self
+    pub fn options(self, options: ProcessOptions) -> Self {
+        Self {
+            contained: self.contained.options(options),
+        }
     }
 
     /// Stops a running command when `cancel` fires (gracefully: the escalation) or `kill`
     /// fires (at once); commands not yet started are then reported as skipped.
     #[must_use]
-    pub fn cancel_on(mut self, cancel: CancellationToken, kill: CancellationToken) -> Self {
-        self.cancel = cancel;
-        self.kill = kill;
-        self
+    pub fn cancel_on(self, cancel: CancellationToken, kill: CancellationToken) -> Self {
+        Self {
+            contained: self.contained.cancel_on(cancel, kill),
+        }
     }
 
     /// Whether a cancel was asked for.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled() || self.kill.is_cancelled()
+        self.contained.is_cancelled()
     }
 
     /// Runs one command (number `number`, from 1) in `ws` and reports it. A command that cannot
@@ -114,34 +105,20 @@ impl GateRunner {
             tests: None,
         };
         let spec = CommandSpec::shell(&command.command, ws.path());
-        let env = AttemptEnv {
-            run: &self.run,
-            task: GATE_TASK_ID,
-            attempt: number,
-        };
         let mut parser = TestCountParser::default();
         let mut tail = Tail::default();
         let mut on_line = |_: OutputStream, line: &str| {
             parser.line(line);
             tail.push(line);
         };
-        // A time limit is a cancel of this command only.
-        let stop = self.cancel.child_token();
         let started = Instant::now();
         let prepare = |cmd: &mut std::process::Command| {
             ws.prepare_command(cmd).map_err(std::io::Error::other)
         };
-        let running = run_group(
-            &spec,
-            &env,
-            None,
-            &mut on_line,
-            &stop,
-            &self.kill,
-            &self.options,
-            Some(&prepare),
-        );
-        let (result, timed_out) = with_time_limit(running, command.timeout, &stop).await;
+        let result = self
+            .contained
+            .run(&spec, number, command.timeout, &mut on_line, Some(&prepare))
+            .await;
         report.duration_ms = millis(started.elapsed());
         match result {
             Err(e) => {
@@ -149,17 +126,12 @@ impl GateRunner {
                     reason: e.to_string(),
                 };
             }
-            Ok(exit) => {
-                report.status = if timed_out {
-                    CommandStatus::TimedOut
-                } else {
-                    match (exit.code, exit.signal) {
-                        (Some(0), _) => CommandStatus::Passed,
-                        (Some(code), _) => CommandStatus::Failed { code },
-                        (None, signal) => CommandStatus::Killed {
-                            signal: signal.unwrap_or(0),
-                        },
-                    }
+            Ok(ended) => {
+                report.status = match ended.end() {
+                    CommandEnd::TimedOut => CommandStatus::TimedOut,
+                    CommandEnd::Exited(0) => CommandStatus::Passed,
+                    CommandEnd::Exited(code) => CommandStatus::Failed { code },
+                    CommandEnd::Signaled(signal) => CommandStatus::Killed { signal },
                 };
                 report.tests = parser.finish();
                 (report.output, report.output_truncated) = tail.finish();
@@ -283,26 +255,6 @@ where
     out
 }
 
-/// Awaits `running`, cancelling `stop` once `limit` has passed (then awaiting the stop);
-/// returns its result and whether the limit was hit.
-pub(crate) async fn with_time_limit<T>(
-    running: impl std::future::Future<Output = T>,
-    limit: Option<Duration>,
-    stop: &CancellationToken,
-) -> (T, bool) {
-    let Some(limit) = limit else {
-        return (running.await, false);
-    };
-    tokio::pin!(running);
-    tokio::select! {
-        result = &mut running => (result, false),
-        () = tokio::time::sleep(limit) => {
-            stop.cancel();
-            (running.await, true)
-        }
-    }
-}
-
 fn dispose_all(workspaces: Vec<Box<dyn Workspace>>) {
     for ws in workspaces {
         // A workspace left behind is removed by `forge gc`.
@@ -329,78 +281,4 @@ fn number(index: usize) -> u32 {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The end of a command's combined output: whole lines, at most `keep` bytes ([`OUTPUT_KEPT`]
-/// for the gate).
-pub(crate) struct Tail {
-    lines: VecDeque<String>,
-    bytes: usize,
-    keep: usize,
-    truncated: bool,
-}
-
-impl Default for Tail {
-    fn default() -> Self {
-        Self::new(OUTPUT_KEPT)
-    }
-}
-
-impl Tail {
-    /// An empty tail keeping at most `keep` bytes.
-    pub(crate) fn new(keep: usize) -> Self {
-        Self {
-            lines: VecDeque::new(),
-            bytes: 0,
-            keep,
-            truncated: false,
-        }
-    }
-
-    pub(crate) fn push(&mut self, line: &str) {
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line.to_owned());
-        while self.bytes > self.keep
-            && let Some(first) = self.lines.pop_front()
-        {
-            self.bytes -= first.len() + 1;
-            self.truncated = true;
-        }
-    }
-
-    /// The lines kept, each ended by a newline, and whether any were dropped.
-    pub(crate) fn finish(self) -> (String, bool) {
-        let mut out = String::with_capacity(self.bytes);
-        for line in self.lines {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        (out, self.truncated)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tail_keeps_whole_lines_up_to_its_limit() {
-        let mut tail = Tail::default();
-        let line = "x".repeat(1000);
-        for _ in 0..100 {
-            tail.push(&line);
-        }
-        tail.push("last");
-        let (out, truncated) = tail.finish();
-        assert!(truncated);
-        assert!(out.len() <= OUTPUT_KEPT);
-        let mut small = Tail::new(8);
-        small.push("abc");
-        small.push("defg");
-        assert_eq!(small.finish(), ("defg\n".to_owned(), true));
-        assert!(out.ends_with("x\nlast\n"));
-        let mut short = Tail::default();
-        short.push("one");
-        assert_eq!(short.finish(), ("one\n".to_owned(), false));
-    }
 }

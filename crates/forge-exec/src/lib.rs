@@ -24,7 +24,8 @@
 //!   process-group runner, behind agents, per-task checks, the gate and the planner.
 //! - [`gate`]: the gate's commands run on the integrated tree through that runner, contained
 //!   like attempts ([`gate::GateRunner`]); [`driver`]: merge drivers through it too
-//!   ([`driver::DriverRunner`]).
+//!   ([`driver::DriverRunner`]); both set their commands up through one
+//!   [`contained::ContainedRunner`] (run id, containment, limits, time limit, cancel).
 //! - Agents come from [`forge_agents`] (re-exported): their profiles (argv templates for droid,
 //!   claude, codex, gemini, opencode, amp, aider, shell, sim; more in `forge.toml`), the parsers
 //!   that turn their output into progress, usage, errors and a result, and the simulated agent.
@@ -88,6 +89,7 @@
 //! # }
 //! ```
 
+pub mod contained;
 pub mod driver;
 mod error;
 pub mod gate;

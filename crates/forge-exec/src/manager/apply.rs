@@ -442,10 +442,13 @@ async fn apply_scoped(
             Some(Selected { plan, order, .. }) => {
                 let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
                 let blobs = BlobStore::open(store2.objects_dir())?;
-                let fresh = Integration::new(Arc::new(base), blobs)
-                    .with_strategies(super::merge_rules(&plan)?)
-                    .with_audit_policy(plan.on_violation)
-                    .with_command_runner(driver_runner(&run2));
+                let fresh = crate::driver::install(
+                    Integration::new(Arc::new(base), blobs)
+                        .with_strategies(super::merge_rules(&plan)?)
+                        .with_audit_policy(plan.on_violation),
+                    driver_runner(&run2),
+                    &plan,
+                );
                 let state = super::integrated::IntegrationState::new(fresh)
                     .rebuild(&store2, &run2, &plan, &order)?;
                 let (unresolved, _) = state.conflicts();

@@ -757,10 +757,13 @@ impl ExecutionManager {
                 }
             };
             let rules = merge_rules(&plan)?;
-            let integration = Integration::new(base.clone(), blobs.clone())
-                .with_strategies(rules)
-                .with_audit_policy(plan.on_violation)
-                .with_command_runner(crate::driver::for_run(&run, &process, &cancel));
+            let integration = crate::driver::install(
+                Integration::new(base.clone(), blobs.clone())
+                    .with_strategies(rules)
+                    .with_audit_policy(plan.on_violation),
+                crate::driver::for_run(&run, &process, &cancel),
+                &plan,
+            );
             let mut integration = IntegrationState::new(match &merger {
                 Some(make) => make(integration),
                 None => Box::new(integration),

@@ -262,6 +262,9 @@ pub struct Plan {
     /// How many times a task whose changes conflict under the `agent` strategy is re-run on
     /// top of the integrated tree (`[merge] reruns`, default 1).
     pub merge_reruns: u32,
+    /// How long a merge driver (`driver:<command>`) may run before it is stopped and its
+    /// merge counted as failed (`[merge] driver_timeout`; `None`: 2 minutes).
+    pub merge_driver_timeout: Option<Duration>,
     /// What happens to a task that changed files outside its write and append claims
     /// (`on_violation`: `reject`, the default, integrates none of its changes).
     pub on_violation: AuditPolicy,

@@ -901,7 +901,12 @@ impl<'a> Walker<'a> {
         gate
     }
 
-    fn merge(&mut self, node: &Node, reruns: &mut u32) -> Vec<MergeRule> {
+    fn merge(
+        &mut self,
+        node: &Node,
+        reruns: &mut u32,
+        driver_timeout: &mut Option<Duration>,
+    ) -> Vec<MergeRule> {
         let mut rules = Vec::new();
         let Some(entries) = self.table(&"merge", node) else {
             return rules;
@@ -912,6 +917,14 @@ impl<'a> Walker<'a> {
                 if let Some(n) = self.uint(&"merge.reruns", value, 0, 10) {
                     *reruns = u32::try_from(n).unwrap_or(1);
                 }
+                continue;
+            }
+            // So is `driver_timeout` (a duration), unless its value is a strategy: then it is
+            // the rule of a file of that name.
+            if key.name == "driver_timeout"
+                && !matches!(&value.kind, Kind::Str(s) if s.parse::<MergeStrategy>().is_ok())
+            {
+                *driver_timeout = self.timeout(&"merge.driver_timeout", value);
                 continue;
             }
             let pattern = match forge_locks::Pattern::new(&key.name) {
@@ -971,6 +984,7 @@ impl<'a> Walker<'a> {
             pools: BTreeMap::new(),
             merge: Vec::new(),
             merge_reruns: 1,
+            merge_driver_timeout: None,
             on_violation: AuditPolicy::Reject,
             gate: Gate::default(),
             isolation: Isolation::default(),
@@ -1014,7 +1028,7 @@ impl<'a> Walker<'a> {
             plan.pools = self.pools(v);
         }
         if let Some(v) = get("merge") {
-            plan.merge = self.merge(v, &mut plan.merge_reruns);
+            plan.merge = self.merge(v, &mut plan.merge_reruns, &mut plan.merge_driver_timeout);
         }
         if let Some(v) = get("on_violation")
             && let Some(text) = self.string(&"on_violation", v)

@@ -919,3 +919,41 @@ writes = ["docs/**"]
     let found = problems(&text.replace("docs/**", "src/**"));
     assert!(found.iter().any(|p| p.contains("both write")), "{found:?}");
 }
+
+#[test]
+fn merge_driver_timeout_is_a_setting_unless_its_value_is_a_strategy() {
+    let plan = parse(
+        "[merge]\ndriver_timeout = \"30s\"\n\"Cargo.lock\" = \"driver:./merge.sh %O %A %B\"\n\
+         [[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(plan.merge_driver_timeout, Some(Duration::from_secs(30)));
+    let patterns: Vec<&str> = plan.merge.iter().map(|r| r.pattern.as_str()).collect();
+    assert_eq!(patterns, ["Cargo.lock"]);
+    // The plan's copy in the run folder keeps it.
+    let again = parse(&plan.to_toml()).unwrap();
+    assert_eq!(again.merge_driver_timeout, Some(Duration::from_secs(30)));
+
+    // Without the key: forge-merge's default.
+    let without = parse("[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n").unwrap();
+    assert_eq!(without.merge_driver_timeout, None);
+    assert!(!without.to_toml().contains("driver_timeout"));
+
+    // A file of that name with a strategy is a rule.
+    let file = parse("[merge]\ndriver_timeout = \"union\"\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n")
+        .unwrap();
+    assert_eq!(file.merge_driver_timeout, None);
+    assert_eq!(file.merge[0].pattern.as_str(), "driver_timeout");
+
+    // Zero and nonsense are errors that name the key.
+    for bad in ["\"0s\"", "\"soon\"", "12"] {
+        let text = format!(
+            "[merge]\ndriver_timeout = {bad}\n[[task]]\nid = \"a\"\nagent = \"sim\"\nprompt = \"x\"\n"
+        );
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.contains("merge.driver_timeout")),
+            "{bad}: {found:?}"
+        );
+    }
+}

@@ -215,6 +215,9 @@ impl Plan {
                 Value::Integer(i64::from(self.merge_reruns)),
             );
         }
+        if let Some(timeout) = self.merge_driver_timeout {
+            merge.insert("driver_timeout".into(), duration(timeout));
+        }
         if !merge.is_empty() {
             doc.insert("merge".into(), Value::Table(merge));
         }

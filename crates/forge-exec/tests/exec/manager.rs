@@ -334,6 +334,22 @@ async fn a_merge_driver_runs_through_the_process_runner_with_the_runs_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_driver_is_stopped_at_the_plans_driver_timeout() {
+    let repo = repo(&[("CHANGELOG.md", "# Changes\nunreleased\n")]);
+    // Without `driver_timeout` this driver would hold the merge for forge-merge's 2 minutes.
+    let text = changelog_plan(Some("driver:sleep 600 & wait"))
+        .replace("[merge]\n", "[merge]\ndriver_timeout = \"1s\"\n");
+    let report = run(repo.path(), plan(&text), ApplyMode::WorkingTree).await;
+    assert_eq!(report.exit_code(), 3, "{report:#?}");
+    assert_eq!(report.conflicts.len(), 1, "{report:#?}");
+    let note = report.conflicts[0].note.clone().unwrap_or_default();
+    assert!(note.contains("did not finish within 1s"), "{note}");
+    assert!(!report.conflicts[0].resolved);
+    assert_eq!(read(repo.path(), "CHANGELOG.md"), "# Changes\nunreleased\n");
+    assert_eq!(leftover_processes(&report.run), Vec::<u32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_conflict_reruns_the_later_task_on_top() {
     let repo = repo(&[("CHANGELOG.md", "# Changes\n")]);
     let report = run(
