@@ -742,6 +742,12 @@ fn main() {
         );
     }
 
+    // Issue 19: the same runs with and without containment, alternating (next to the
+    // speedup rows: the namespace route forks this process, so its size matters).
+    if selected("containment") {
+        containment_rows(&rt, &repo, sleep, quick, &mut report);
+    }
+
     // 100 agents at once, in a child orchestrator whose peak RSS is its own.
     if selected("rss") {
         let plan_file = root.join("plan100.toml");
@@ -870,11 +876,6 @@ fn main() {
                 .extra("files", big_files as u64),
         );
         let _ = std::fs::remove_dir_all(&big);
-    }
-
-    // Issue 19: the same runs with and without containment, alternating.
-    if selected("containment") {
-        containment_rows(&rt, &repo, sleep, quick, &mut report);
     }
 
     // Resume of a 1,000-task run.
@@ -1070,7 +1071,11 @@ fn containment_rows(
         .extra("cpu_per_task_uncontained_ms", cpu_off)
         .extra("contained_share", share_on)
         .extra("uncontained_share", share_off)
-        .extra("s_ms", sleep.as_millis() as u64);
+        .extra("s_ms", sleep.as_millis() as u64)
+        .extra(
+            "orchestrator_rss_bytes",
+            forge_benches::current_rss_bytes().unwrap_or(0),
+        );
         let mut cpu_cgroup = None;
         if let Some(cg) = runs.get(&Containment::Cgroup) {
             let (wall_cg, cpu_cg, _) = containment_medians(cg);
