@@ -929,6 +929,8 @@ struct ContainmentRun {
     contained: usize,
     /// Agents that logged their end.
     agents: usize,
+    /// From the first agent's start to the last one's (ms).
+    start_spread_ms: f64,
 }
 
 /// The e2e workload (`tasks` agents at once) contained as `how`, with the apply.
@@ -969,13 +971,18 @@ fn containment_run(
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     let (mut agents_cpu, mut contained, mut agents) = (0.0, 0, 0);
+    let (mut first, mut last) = (u64::MAX, 0);
     for line in log.lines() {
         // `<task> <start ms> <own CPU ns> <pid> <directory>`
         let f: Vec<&str> = line.splitn(5, ' ').collect();
-        let [_, _, cpu, pid, cwd] = f[..] else {
+        let [_, start, cpu, pid, cwd] = f[..] else {
             continue;
         };
         agents += 1;
+        if let Ok(start) = start.parse::<u64>() {
+            first = first.min(start);
+            last = last.max(start);
+        }
         agents_cpu += cpu.parse::<u64>().unwrap_or(0) as f64 / 1e6;
         if pid == "2" && Path::new(cwd) == repo_path {
             contained += 1;
@@ -988,6 +995,7 @@ fn containment_run(
         cpu_per_task_ms: (cpu_after - cpu_before - agents_cpu) / tasks as f64,
         contained,
         agents,
+        start_spread_ms: last.saturating_sub(first) as f64,
     }
 }
 
@@ -1002,6 +1010,11 @@ fn containment_medians(runs: &[ContainmentRun]) -> (f64, f64, f64) {
         median(&cpu),
         contained as f64 / agents.max(1) as f64,
     )
+}
+
+/// The median time from the first agent's start to the last one's, over `runs`.
+fn start_spread(runs: &[ContainmentRun]) -> f64 {
+    median(&runs.iter().map(|r| r.start_spread_ms).collect::<Vec<_>>())
 }
 
 /// Issue 19's rows: the 10- and 50-agent runs with the default containment, with a cgroup per
@@ -1042,8 +1055,12 @@ fn containment_rows(
             for how in order {
                 let run = containment_run(rt, repo, tasks, sleep, how);
                 println!(
-                    "containment, {tasks} agents, {how:?}: {:.0} ms, orchestrator CPU {:.1} ms/task, {} of {} agents contained",
-                    run.wall_ms, run.cpu_per_task_ms, run.contained, run.agents
+                    "containment, {tasks} agents, {how:?}: {:.0} ms, orchestrator CPU {:.1} ms/task, agents started within {:.0} ms, {} of {} agents contained",
+                    run.wall_ms,
+                    run.cpu_per_task_ms,
+                    run.start_spread_ms,
+                    run.contained,
+                    run.agents
                 );
                 runs.entry(how).or_default().push(run);
             }
@@ -1071,6 +1088,14 @@ fn containment_rows(
         .extra("cpu_per_task_uncontained_ms", cpu_off)
         .extra("contained_share", share_on)
         .extra("uncontained_share", share_off)
+        .extra(
+            "start_spread_contained_ms",
+            start_spread(&runs[&Containment::Contained]),
+        )
+        .extra(
+            "start_spread_uncontained_ms",
+            start_spread(&runs[&Containment::Uncontained]),
+        )
         .extra("s_ms", sleep.as_millis() as u64)
         .extra(
             "orchestrator_rss_bytes",
