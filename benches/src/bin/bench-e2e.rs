@@ -1017,6 +1017,62 @@ fn start_spread(runs: &[ContainmentRun]) -> f64 {
     median(&runs.iter().map(|r| r.start_spread_ms).collect::<Vec<_>>())
 }
 
+/// `containment_cost_<tasks>_agents` from one size's runs, and the CPU per task (ms) with
+/// containment, without it and with a cgroup besides (when that variant ran).
+fn containment_cost_row(
+    tasks: usize,
+    reps: usize,
+    sleep: Duration,
+    runs: &HashMap<Containment, Vec<ContainmentRun>>,
+) -> (Row, (f64, f64, Option<f64>)) {
+    let (wall_on, cpu_on, share_on) = containment_medians(&runs[&Containment::Contained]);
+    let (wall_off, cpu_off, share_off) = containment_medians(&runs[&Containment::Uncontained]);
+    if share_on < 1.0 || share_off > 0.0 {
+        println!(
+            "containment: {:.0} % of the contained agents and {:.0} % of the others ran in a PID namespace at the repository path; the rows do not compare what they say",
+            share_on * 100.0,
+            share_off * 100.0
+        );
+    }
+    let mut row = Row::new(
+        &format!("containment_cost_{tasks}_agents"),
+        wall_on / wall_off,
+        "ratio",
+        Better::Lower,
+        reps,
+    )
+    .goal("<= 1.10")
+    .extra("wall_contained_ms", wall_on)
+    .extra("wall_uncontained_ms", wall_off)
+    .extra("cpu_per_task_contained_ms", cpu_on)
+    .extra("cpu_per_task_uncontained_ms", cpu_off)
+    .extra("contained_share", share_on)
+    .extra("uncontained_share", share_off)
+    .extra(
+        "start_spread_contained_ms",
+        start_spread(&runs[&Containment::Contained]),
+    )
+    .extra(
+        "start_spread_uncontained_ms",
+        start_spread(&runs[&Containment::Uncontained]),
+    )
+    .extra("s_ms", sleep.as_millis() as u64)
+    .extra(
+        "orchestrator_rss_bytes",
+        forge_benches::current_rss_bytes().unwrap_or(0),
+    );
+    let mut cpu_cgroup = None;
+    if let Some(cg) = runs.get(&Containment::Cgroup) {
+        let (wall_cg, cpu_cg, _) = containment_medians(cg);
+        cpu_cgroup = Some(cpu_cg);
+        row = row
+            .extra("wall_cgroup_ms", wall_cg)
+            .extra("cgroup_cost", wall_cg / wall_off)
+            .extra("cpu_per_task_cgroup_ms", cpu_cg);
+    }
+    (row, (cpu_on, cpu_off, cpu_cgroup))
+}
+
 /// Issue 19's rows: the 10- and 50-agent runs with the default containment, with a cgroup per
 /// attempt besides, and without containment, alternating (the order reversed every other
 /// repetition, so neither side always runs first).
@@ -1065,53 +1121,9 @@ fn containment_rows(
                 runs.entry(how).or_default().push(run);
             }
         }
-        let (wall_on, cpu_on, share_on) = containment_medians(&runs[&Containment::Contained]);
-        let (wall_off, cpu_off, share_off) = containment_medians(&runs[&Containment::Uncontained]);
-        if share_on < 1.0 || share_off > 0.0 {
-            println!(
-                "containment: {:.0} % of the contained agents and {:.0} % of the others ran in a PID namespace at the repository path; the rows do not compare what they say",
-                share_on * 100.0,
-                share_off * 100.0
-            );
-        }
-        let mut row = Row::new(
-            &format!("containment_cost_{tasks}_agents"),
-            wall_on / wall_off,
-            "ratio",
-            Better::Lower,
-            reps,
-        )
-        .goal("<= 1.10")
-        .extra("wall_contained_ms", wall_on)
-        .extra("wall_uncontained_ms", wall_off)
-        .extra("cpu_per_task_contained_ms", cpu_on)
-        .extra("cpu_per_task_uncontained_ms", cpu_off)
-        .extra("contained_share", share_on)
-        .extra("uncontained_share", share_off)
-        .extra(
-            "start_spread_contained_ms",
-            start_spread(&runs[&Containment::Contained]),
-        )
-        .extra(
-            "start_spread_uncontained_ms",
-            start_spread(&runs[&Containment::Uncontained]),
-        )
-        .extra("s_ms", sleep.as_millis() as u64)
-        .extra(
-            "orchestrator_rss_bytes",
-            forge_benches::current_rss_bytes().unwrap_or(0),
-        );
-        let mut cpu_cgroup = None;
-        if let Some(cg) = runs.get(&Containment::Cgroup) {
-            let (wall_cg, cpu_cg, _) = containment_medians(cg);
-            cpu_cgroup = Some(cpu_cg);
-            row = row
-                .extra("wall_cgroup_ms", wall_cg)
-                .extra("cgroup_cost", wall_cg / wall_off)
-                .extra("cpu_per_task_cgroup_ms", cpu_cg);
-        }
+        let (row, cpu) = containment_cost_row(tasks, reps, sleep, &runs);
         report.push(row);
-        cpu_at.insert(tasks, (cpu_on, cpu_off, cpu_cgroup));
+        cpu_at.insert(tasks, cpu);
     }
     let (cpu_on, cpu_off, cpu_cgroup) = cpu_at[&50];
     let mut row = Row::new(
