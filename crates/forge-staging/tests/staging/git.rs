@@ -261,3 +261,61 @@ fn git_in_workspace_of_a_directory_outside_git() {
         assert!(!dir.join(".git").exists());
     }
 }
+
+/// A delta layer's index is built with a hook that names the step's paths in a shell script:
+/// paths holding the shell's and git's special characters come through it intact, and the
+/// layer's index keeps every entry valid (an overlay workspace's `git status` then looks at
+/// nothing).
+#[test]
+fn delta_layer_paths_with_shell_characters() {
+    let strategy = Strategy::OverlayDirect;
+    let fx = Fixture::new(strategy);
+    let config = fx.config();
+    let base = fx.capture(BaseMode::Head);
+    let stager = match stager(strategy, &config, &base) {
+        Ok(s) => s,
+        Err(reason) => {
+            skip("a delta layer with odd paths", strategy, &reason);
+            return;
+        }
+    };
+    let first = stager
+        .stage(&Snapshot::from(base.clone()), "first")
+        .unwrap();
+    let odd = [
+        "it's a \"quoted\" $name 100% `x`.txt",
+        "back\\slash; & | * ? [a] #~=.txt",
+        "src/tab\there.rs",
+    ];
+    for name in odd {
+        fs::write(first.host_path().join(name), name).unwrap();
+    }
+    let delta = first.changes().unwrap();
+    first.dispose().unwrap();
+    assert_eq!(delta.len(), odd.len());
+    let snapshot =
+        Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join("layer-1")).unwrap();
+    let ws = stager.stage(&snapshot, "second").unwrap();
+    assert_eq!(agent(&*ws, STATUS), "");
+    let listed = agent(&*ws, "git ls-files -f -z");
+    let mut odd_seen = 0;
+    for entry in listed.split('\0').filter(|e| !e.is_empty()) {
+        // `h`: valid under the fsmonitor token, so git trusts it without a look.
+        assert!(entry.starts_with("h "), "{entry:?} in {listed:?}");
+        odd_seen += usize::from(odd.contains(&&entry[2..]));
+    }
+    assert_eq!(odd_seen, odd.len(), "{listed:?}");
+    for name in odd {
+        assert_eq!(
+            agent(
+                &*ws,
+                &format!(
+                    "git show HEAD:\"$(printf '%s' '{}')\"",
+                    name.replace('\'', r"'\''")
+                )
+            ),
+            name
+        );
+    }
+    ws.dispose().unwrap();
+}
