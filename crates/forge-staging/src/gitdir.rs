@@ -442,23 +442,33 @@ fn commit_snapshot(
         dot,
         parent.map(|p| (p, None)),
         message,
+        false,
     )
 }
 
-/// [`commit_snapshot`] with the git commands `git` makes.
+/// [`commit_snapshot`] with the git commands `git` makes. With `in_place`, `write-tree` works
+/// on the index itself and stores the trees it computed there (its cache-tree extension), so
+/// that the next layer's `write-tree` recomputes only what that layer's step changed; `git`
+/// must then run the commands with fsmonitor on, or the rewritten index would lose the
+/// validity of its entries.
 fn commit_in(
     git: &mut dyn FnMut() -> Command,
     dot: &Path,
     parent: Option<(&str, Option<&str>)>,
     message: &str,
+    in_place: bool,
 ) -> Result<String, StagingError> {
-    // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
-    // fsmonitor off) would drop the validity `mark_valid` records.
-    let copy = dot.join("index.forge-write-tree");
-    fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
-    let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
-    fs::remove_file(&copy).ctx("remove", &copy)?;
-    let written = text(&written?);
+    let written = if in_place {
+        text(&run(git().arg("write-tree"))?)
+    } else {
+        // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
+        // fsmonitor off) would drop the validity `mark_valid` records.
+        let copy = dot.join("index.forge-write-tree");
+        fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
+        let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
+        fs::remove_file(&copy).ctx("remove", &copy)?;
+        text(&written?)
+    };
     if let Some((parent, known)) = parent {
         let parent_tree = match known {
             Some(tree) => tree.to_owned(),
@@ -526,8 +536,9 @@ pub(crate) fn head(layer: &Path) -> Result<(String, String), StagingError> {
 /// the parent commit. Returns that parent and its tree.
 ///
 /// Three git commands: `update-index` (plus one for deletions), `write-tree`, `commit-tree`;
-/// `update-index` runs the build hook ([`build_hook`]), one shell started directly by git.
-/// Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
+/// `update-index` runs the build hook ([`build_hook`]), one shell started directly by git;
+/// `write-tree` keeps the trees it computed in the layer's index, so that the layer above
+/// recomputes only the trees its own step changed. Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
 /// valid when it records its stat data with fsmonitor on), and the ref is written directly.
 pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), StagingError> {
     let (out, tree) = (spec.out, spec.tree);
@@ -594,20 +605,25 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
             &written,
         )?;
     }
-    fs::remove_file(&hook).ctx("remove", &hook)?;
     let (parent, parent_tree) = match spec.parent {
         Some((parent, tree)) => (parent.to_owned(), tree.to_owned()),
         None => head(spec.below)?,
     };
     let head = commit_in(
-        &mut || git(),
+        &mut || {
+            let mut cmd = git();
+            cmd.arg("-c").arg(&setting);
+            cmd
+        },
         &dot,
         Some((&parent, Some(&parent_tree))),
         &format!(
             "forge: the changes integrated before this workspace ({} paths)",
             spec.total
         ),
+        true,
     )?;
+    fs::remove_file(&hook).ctx("remove", &hook)?;
     set_head(&dot, &head)?;
     Ok((parent, parent_tree))
 }
