@@ -296,6 +296,9 @@ fn delta_layer_paths_with_shell_characters() {
     let snapshot =
         Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join("layer-1")).unwrap();
     let ws = stager.stage(&snapshot, "second").unwrap();
+    // The layer's index keeps the trees its `write-tree` computed, for the layer above.
+    let index = fs::read(ws.host_path().join(".git/index")).unwrap();
+    assert!(root_tree_cached(&index), "no valid cache-tree for the root");
     assert_eq!(agent(&*ws, STATUS), "");
     let listed = agent(&*ws, "git ls-files -f -z");
     let mut odd_seen = 0;
@@ -318,4 +321,15 @@ fn delta_layer_paths_with_shell_characters() {
         );
     }
     ws.dispose().unwrap();
+}
+
+/// Whether the index file `index` holds a valid cache-tree for its root: git's `TREE`
+/// extension (signature, 4-byte size, then entries), whose first entry is the root's: an empty
+/// path, its entry count (`-1` when invalid), a space, its number of subtrees.
+fn root_tree_cached(index: &[u8]) -> bool {
+    let Some(at) = index.windows(4).rposition(|w| w == b"TREE") else {
+        return false;
+    };
+    let data = &index[at + 8..];
+    data.first() == Some(&0) && data.get(1).is_some_and(u8::is_ascii_digit)
 }
