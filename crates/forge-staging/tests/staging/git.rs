@@ -268,6 +268,16 @@ fn git_in_workspace_of_a_directory_outside_git() {
 /// nothing).
 #[test]
 fn delta_layer_paths_with_shell_characters() {
+    delta_layer_with_odd_paths("layer-1");
+}
+
+/// The same where the layer's own path holds a space: git then runs the hook through `sh -c`.
+#[test]
+fn delta_layer_in_a_directory_with_a_space() {
+    delta_layer_with_odd_paths("layer 1");
+}
+
+fn delta_layer_with_odd_paths(layer: &str) {
     let strategy = Strategy::OverlayDirect;
     let fx = Fixture::new(strategy);
     let config = fx.config();
@@ -294,7 +304,7 @@ fn delta_layer_paths_with_shell_characters() {
     first.dispose().unwrap();
     assert_eq!(delta.len(), odd.len());
     let snapshot =
-        Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join("layer-1")).unwrap();
+        Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join(layer)).unwrap();
     let ws = stager.stage(&snapshot, "second").unwrap();
     // The layer's index keeps the trees its `write-tree` computed, for the layer above.
     let index = fs::read(ws.host_path().join(".git/index")).unwrap();
