@@ -42,6 +42,7 @@
 
 use std::fs;
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -95,12 +96,44 @@ exec find . -mindepth 1 -path ./.git -prune -o -printf '%P\0%P/\0'
 /// hook finds the overlay's upper directory beside it.
 pub const WORKSPACE_HOST_VAR: &str = "FORGE_WORKSPACE_HOST";
 
-/// The fsmonitor hook a delta layer's index is built with: the delta's paths (listed beside
-/// it) are all that may have changed since the base layer's index.
-const BUILD_HOOK: &str = r#"#!/bin/sh
-printf 'forge-snapshot\0'
-exec cat "${0%/*}/fsmonitor-build.list"
-"#;
+/// The fsmonitor hook a delta layer's index is built with: the step's paths (each also as a
+/// directory) are all that may have changed since the index below. They are written into the
+/// hook itself, as the arguments of one `printf` (a shell builtin), so that building the index
+/// runs one shell and no other program (see [`hook_setting`]).
+fn build_hook(changed: &ChangeSet) -> String {
+    let quote = |p: &str| format!("'{}'", p.replace('\'', r"'\''"));
+    let mut hook = String::from(
+        "#!/bin/sh\n# Forge: what may have changed since the index below (fsmonitor protocol 2).\n\
+         printf '%s\\0' forge-snapshot",
+    );
+    for path in changed.paths() {
+        let path = quote(path.as_str());
+        hook.push_str(" \\\n    ");
+        hook.push_str(&path);
+        hook.push(' ');
+        hook.push_str(&path[..path.len() - 1]);
+        hook.push_str("/'");
+    }
+    hook.push('\n');
+    hook
+}
+
+/// Characters for which git runs a hook command through `sh -c` rather than directly
+/// (`prepare_shell_cmd` in git's `run-command.c`).
+const SHELL_METACHARACTERS: &str = "|&;<>()$`\\\"' \t\n*?[#~=%";
+
+/// `core.fsmonitor` running the executable hook `hook`: its path alone, which git executes
+/// directly (one process, the hook's shell), unless the path holds a character that makes git
+/// go through `sh -c` anyway; then [`fsmonitor_setting`]'s form.
+fn hook_setting(hook: &Path) -> Result<String, StagingError> {
+    let hook = std::path::absolute(hook).ctx("resolve", hook)?;
+    match hook.to_str() {
+        Some(path) if !path.contains(|c| SHELL_METACHARACTERS.contains(c)) => {
+            Ok(format!("core.fsmonitor={path}"))
+        }
+        _ => fsmonitor_setting(&hook),
+    }
+}
 
 /// Settings for the commands Forge runs against the user's repository while building a layer:
 /// nothing may be written into the user's `.git` (a split index would be).
@@ -409,23 +442,33 @@ fn commit_snapshot(
         dot,
         parent.map(|p| (p, None)),
         message,
+        false,
     )
 }
 
-/// [`commit_snapshot`] with the git commands `git` makes.
+/// [`commit_snapshot`] with the git commands `git` makes. With `in_place`, `write-tree` works
+/// on the index itself and stores the trees it computed there (its cache-tree extension), so
+/// that the next layer's `write-tree` recomputes only what that layer's step changed; `git`
+/// must then run the commands with fsmonitor on, or the rewritten index would lose the
+/// validity of its entries.
 fn commit_in(
     git: &mut dyn FnMut() -> Command,
     dot: &Path,
     parent: Option<(&str, Option<&str>)>,
     message: &str,
+    in_place: bool,
 ) -> Result<String, StagingError> {
-    // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
-    // fsmonitor off) would drop the validity `mark_valid` records.
-    let copy = dot.join("index.forge-write-tree");
-    fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
-    let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
-    fs::remove_file(&copy).ctx("remove", &copy)?;
-    let written = text(&written?);
+    let written = if in_place {
+        text(&run(git().arg("write-tree"))?)
+    } else {
+        // On a copy of the index: `write-tree` may rewrite the index it reads, which (with
+        // fsmonitor off) would drop the validity `mark_valid` records.
+        let copy = dot.join("index.forge-write-tree");
+        fs::copy(dot.join("index"), &copy).ctx("copy into", &copy)?;
+        let written = run(git().env("GIT_INDEX_FILE", &copy).arg("write-tree"));
+        fs::remove_file(&copy).ctx("remove", &copy)?;
+        text(&written?)
+    };
     if let Some((parent, known)) = parent {
         let parent_tree = match known {
             Some(tree) => tree.to_owned(),
@@ -492,8 +535,10 @@ pub(crate) fn head(layer: &Path) -> Result<(String, String), StagingError> {
 /// files are in the layer's tree) written into its index and the snapshot committed on top of
 /// the parent commit. Returns that parent and its tree.
 ///
-/// Three git commands: `update-index` (plus one for deletions), `write-tree`, `commit-tree`.
-/// Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
+/// Three git commands: `update-index` (plus one for deletions), `write-tree`, `commit-tree`;
+/// `update-index` runs the build hook ([`build_hook`]), one shell started directly by git;
+/// `write-tree` keeps the trees it computed in the layer's index, so that the layer above
+/// recomputes only the trees its own step changed. Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
 /// valid when it records its stat data with fsmonitor on), and the ref is written directly.
 pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), StagingError> {
     let (out, tree) = (spec.out, spec.tree);
@@ -527,24 +572,10 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     };
     // While the changes are written into the index, git is told (by a hook that lists them)
     // that only those paths may have changed: the other entries keep their validity.
-    let (hook, changed) = (
-        out.with_file_name("fsmonitor-build.sh"),
-        out.with_file_name("fsmonitor-build.list"),
-    );
-    fs::write(&hook, BUILD_HOOK).ctx("write", &hook)?;
-    let listed: Vec<u8> = spec
-        .changed
-        .paths()
-        .flat_map(|p| {
-            p.as_str()
-                .bytes()
-                .chain([0])
-                .chain(p.as_str().bytes())
-                .chain(*b"/\0")
-        })
-        .collect();
-    fs::write(&changed, listed).ctx("write", &changed)?;
-    let setting = fsmonitor_setting(&hook)?;
+    let hook = out.with_file_name("fsmonitor-build.sh");
+    fs::write(&hook, build_hook(spec.changed)).ctx("write", &hook)?;
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).ctx("make executable", &hook)?;
+    let setting = hook_setting(&hook)?;
     let list = |deleted: bool| -> Vec<u8> {
         spec.changed
             .iter()
@@ -574,21 +605,25 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
             &written,
         )?;
     }
-    fs::remove_file(&hook).ctx("remove", &hook)?;
-    fs::remove_file(&changed).ctx("remove", &changed)?;
     let (parent, parent_tree) = match spec.parent {
         Some((parent, tree)) => (parent.to_owned(), tree.to_owned()),
         None => head(spec.below)?,
     };
     let head = commit_in(
-        &mut || git(),
+        &mut || {
+            let mut cmd = git();
+            cmd.arg("-c").arg(&setting);
+            cmd
+        },
         &dot,
         Some((&parent, Some(&parent_tree))),
         &format!(
             "forge: the changes integrated before this workspace ({} paths)",
             spec.total
         ),
+        true,
     )?;
+    fs::remove_file(&hook).ctx("remove", &hook)?;
     set_head(&dot, &head)?;
     Ok((parent, parent_tree))
 }

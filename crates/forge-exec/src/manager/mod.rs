@@ -591,6 +591,8 @@ pub(crate) struct Shared {
     pub(crate) retries: Mutex<HashMap<TaskId, retry::RetryContext>>,
     /// Where attempts' stage → agent → capture run: this machine or a cluster.
     pub(crate) runner: Arc<dyn AttemptRunner>,
+    /// Workspaces being disposed of in the background, waited for before the run cleans up.
+    pub(crate) disposals: attempt::capture::Disposals,
 }
 
 impl Shared {
@@ -810,6 +812,7 @@ impl ExecutionManager {
                         .unwrap_or_default(),
                 ),
                 runner,
+                disposals: attempt::capture::Disposals::default(),
             });
             if let Some(preview) = preview {
                 let preview = preview
@@ -916,7 +919,9 @@ impl ExecutionManager {
             };
             write_json(&store.result_path(&run), &result)?;
             report.status = result.status;
-            // Workspaces are gone; the layers they stood on can go too.
+            // Workspaces are gone (once their disposals end); the layers they stood on can go
+            // too.
+            shared.disposals.finish().await;
             shared.snapshots.lock().clear();
             drop(runner);
             drop(shared);

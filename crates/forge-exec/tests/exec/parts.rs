@@ -5,7 +5,8 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use forge_events::{EventKind, EventSink, EventsError, TaskId};
 use forge_exec::store::RunStore;
@@ -33,6 +34,43 @@ struct PlainCopy {
     root: PathBuf,
     store: BlobStore,
     log: Log,
+    hold: Option<Arc<Hold>>,
+}
+
+/// Holds the disposal of workspace `name` until workspace `until` is staged (or a minute has
+/// passed, so that a run that waits for the disposal first still ends, and fails the test).
+struct Hold {
+    name: String,
+    until: String,
+    staged: (Mutex<bool>, Condvar),
+}
+
+impl Hold {
+    fn new(name: &str, until: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            until: until.to_owned(),
+            staged: (Mutex::new(false), Condvar::new()),
+        })
+    }
+
+    fn staging(&self, name: &str) {
+        if name == self.until {
+            *self.staged.0.lock().unwrap() = true;
+            self.staged.1.notify_all();
+        }
+    }
+
+    fn disposing(&self, name: &str) {
+        if name == self.name {
+            let staged = self.staged.0.lock().unwrap();
+            let _ = self
+                .staged
+                .1
+                .wait_timeout_while(staged, Duration::from_mins(1), |s| !*s)
+                .unwrap();
+        }
+    }
 }
 
 impl Stager for PlainCopy {
@@ -42,6 +80,9 @@ impl Stager for PlainCopy {
 
     fn stage(&self, snapshot: &Snapshot, name: &str) -> Result<Box<dyn Workspace>, StagingError> {
         note(&self.log, format!("stage {name}"));
+        if let Some(hold) = &self.hold {
+            hold.staging(name);
+        }
         let path = self.root.join(name);
         for (file, entry) in snapshot.iter() {
             let dest = path.join(file.as_str());
@@ -65,17 +106,27 @@ impl Stager for PlainCopy {
             snapshot: snapshot.clone(),
             store: self.store.clone(),
             log: self.log.clone(),
+            hold: self.hold.clone(),
         }))
     }
 }
 
-#[derive(Debug)]
 struct PlainWorkspace {
     name: String,
     path: PathBuf,
     snapshot: Snapshot,
     store: BlobStore,
     log: Log,
+    hold: Option<Arc<Hold>>,
+}
+
+impl std::fmt::Debug for PlainWorkspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainWorkspace")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PlainWorkspace {
@@ -148,7 +199,12 @@ impl Workspace for PlainWorkspace {
 
     fn dispose(self: Box<Self>) -> Result<(), StagingError> {
         note(&self.log, format!("dispose {}", self.name));
-        Ok(fs::remove_dir_all(&self.path).ctx("remove", &self.path)?)
+        if let Some(hold) = &self.hold {
+            hold.disposing(&self.name);
+        }
+        fs::remove_dir_all(&self.path).ctx("remove", &self.path)?;
+        note(&self.log, format!("disposed {}", self.name));
+        Ok(())
     }
 }
 
@@ -279,6 +335,7 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         root: scratch.path().to_path_buf(),
         store,
         log: log.clone(),
+        hold: None,
     });
     let locks = Arc::new(RecordingLocks {
         inner: LocalLockManager::new(),
@@ -313,7 +370,8 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
     assert_eq!(read("a.txt"), "from the first task\n");
     assert_eq!(read("b.txt"), "from the first task\n");
 
-    // Each attempt: staged, captured, disposed of, in that order; nothing left behind.
+    // Each attempt: staged, captured, disposed of, in that order (the disposal in the
+    // background: the next attempt may be staged before it); nothing left behind.
     let stager_calls: Vec<String> = log
         .lock()
         .unwrap()
@@ -325,17 +383,28 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         })
         .cloned()
         .collect();
-    assert_eq!(
-        stager_calls,
-        [
-            "stage first-1",
-            "changes first-1",
-            "dispose first-1",
-            "stage second-1",
-            "changes second-1",
-            "dispose second-1",
-        ]
+    let at = |line: &str| stager_calls.iter().position(|l| l == line).unwrap();
+    assert!(
+        at("stage first-1") < at("changes first-1"),
+        "{stager_calls:?}"
     );
+    assert!(
+        at("changes first-1") < at("dispose first-1"),
+        "{stager_calls:?}"
+    );
+    assert!(
+        at("changes first-1") < at("stage second-1"),
+        "{stager_calls:?}"
+    );
+    assert!(
+        at("stage second-1") < at("changes second-1"),
+        "{stager_calls:?}"
+    );
+    assert!(
+        at("changes second-1") < at("dispose second-1"),
+        "{stager_calls:?}"
+    );
+    assert_eq!(stager_calls.len(), 6, "{stager_calls:?}");
     assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
 
     // Each task's claims, through the custom lock manager.
@@ -401,4 +470,53 @@ fn assert_events(sink: &RecordingSink, scratch: &Path) {
             assert_eq!(Path::new(workspace), scratch.join(format!("{task}-1")));
         }
     }
+}
+
+/// A workspace's disposal does not hold up what comes after its attempt: the next task is
+/// staged while the first task's workspace is still being disposed of, and the run ends only
+/// once every workspace is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_is_disposed_of_off_the_attempts_path() {
+    let repo = repo(&[("README.md", "x\n")]);
+    let scratch = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nagent = \"sim\"\n\
+         [[task]]\nid = \"first\"\nwrites = [\"a.txt\"]\nprompt = {}\n\
+         [[task]]\nid = \"second\"\nafter = [\"first\"]\nwrites = [\"b.txt\"]\nprompt = {}\n",
+        lit(&script(&["write a.txt", "one", "end"])),
+        lit(&script(&["write b.txt", "two", "end"])),
+    );
+    let log: Log = Arc::default();
+    let store = BlobStore::open(RunStore::new(repo.path()).objects_dir()).unwrap();
+    let stager = Arc::new(PlainCopy {
+        root: scratch.path().to_path_buf(),
+        store,
+        log: log.clone(),
+        hold: Some(Hold::new("first-1", "second-1")),
+    });
+    let report = ExecutionManager::builder()
+        .repo(repo.path())
+        .plan(plan(&text))
+        .profiles(profiles())
+        .stager_impl(stager)
+        .apply(ApplyMode::None)
+        .build()
+        .unwrap()
+        .run(CancelHandle::new())
+        .await
+        .unwrap();
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    let calls = log.lock().unwrap().clone();
+    let at = |line: &str| {
+        calls
+            .iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no `{line}` in {calls:?}"))
+    };
+    // The first workspace was still being disposed of when the second task was staged (its
+    // disposal waited for that staging).
+    assert!(at("stage second-1") < at("disposed first-1"), "{calls:?}");
+    // The run waited for every disposal: nothing is left.
+    at("disposed second-1");
+    assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
 }

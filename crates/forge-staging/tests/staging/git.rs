@@ -261,3 +261,85 @@ fn git_in_workspace_of_a_directory_outside_git() {
         assert!(!dir.join(".git").exists());
     }
 }
+
+/// A delta layer's index is built with a hook that names the step's paths in a shell script:
+/// paths holding the shell's and git's special characters come through it intact, and the
+/// layer's index keeps every entry valid (an overlay workspace's `git status` then looks at
+/// nothing).
+#[test]
+fn delta_layer_paths_with_shell_characters() {
+    delta_layer_with_odd_paths("layer-1");
+}
+
+/// The same where the layer's own path holds a space: git then runs the hook through `sh -c`.
+#[test]
+fn delta_layer_in_a_directory_with_a_space() {
+    delta_layer_with_odd_paths("layer 1");
+}
+
+fn delta_layer_with_odd_paths(layer: &str) {
+    let strategy = Strategy::OverlayDirect;
+    let fx = Fixture::new(strategy);
+    let config = fx.config();
+    let base = fx.capture(BaseMode::Head);
+    let stager = match stager(strategy, &config, &base) {
+        Ok(s) => s,
+        Err(reason) => {
+            skip("a delta layer with odd paths", strategy, &reason);
+            return;
+        }
+    };
+    let first = stager
+        .stage(&Snapshot::from(base.clone()), "first")
+        .unwrap();
+    let odd = [
+        "it's a \"quoted\" $name 100% `x`.txt",
+        "back\\slash; & | * ? [a] #~=.txt",
+        "src/tab\there.rs",
+    ];
+    for name in odd {
+        fs::write(first.host_path().join(name), name).unwrap();
+    }
+    let delta = first.changes().unwrap();
+    first.dispose().unwrap();
+    assert_eq!(delta.len(), odd.len());
+    let snapshot =
+        Snapshot::with_delta(base.clone(), &delta, &fx.store, &fx.run.join(layer)).unwrap();
+    let ws = stager.stage(&snapshot, "second").unwrap();
+    // The layer's index keeps the trees its `write-tree` computed, for the layer above.
+    let index = fs::read(ws.host_path().join(".git/index")).unwrap();
+    assert!(root_tree_cached(&index), "no valid cache-tree for the root");
+    assert_eq!(agent(&*ws, STATUS), "");
+    let listed = agent(&*ws, "git ls-files -f -z");
+    let mut odd_seen = 0;
+    for entry in listed.split('\0').filter(|e| !e.is_empty()) {
+        // `h`: valid under the fsmonitor token, so git trusts it without a look.
+        assert!(entry.starts_with("h "), "{entry:?} in {listed:?}");
+        odd_seen += usize::from(odd.contains(&&entry[2..]));
+    }
+    assert_eq!(odd_seen, odd.len(), "{listed:?}");
+    for name in odd {
+        assert_eq!(
+            agent(
+                &*ws,
+                &format!(
+                    "git show HEAD:\"$(printf '%s' '{}')\"",
+                    name.replace('\'', r"'\''")
+                )
+            ),
+            name
+        );
+    }
+    ws.dispose().unwrap();
+}
+
+/// Whether the index file `index` holds a valid cache-tree for its root: git's `TREE`
+/// extension (signature, 4-byte size, then entries), whose first entry is the root's: an empty
+/// path, its entry count (`-1` when invalid), a space, its number of subtrees.
+fn root_tree_cached(index: &[u8]) -> bool {
+    let Some(at) = index.windows(4).rposition(|w| w == b"TREE") else {
+        return false;
+    };
+    let data = &index[at + 8..];
+    data.first() == Some(&0) && data.get(1).is_some_and(u8::is_ascii_digit)
+}

@@ -1,9 +1,12 @@
 //! Step 4, capture (on this machine): what the agent changed in the workspace against the
-//! attempt's start tree, as a `ChangeSet`; then the workspace goes.
+//! attempt's start tree, as a `ChangeSet`; then the workspace goes, off the attempt's path
+//! ([`Disposals`]).
 
 use std::sync::Arc;
 
 use forge_staging::{ChangeSet, Workspace};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
 
 use super::Attempt;
 use crate::ExecError;
@@ -28,7 +31,8 @@ pub(crate) async fn capture(shared: &Shared, mut a: Attempt) -> Attempt {
     }
 }
 
-/// The workspace's changes (on a heavy-work turn), then the workspace disposed of.
+/// The workspace's changes (on a heavy-work turn), then the workspace disposed of in the
+/// background (see [`Disposals`]).
 pub(crate) async fn changes_and_dispose(
     shared: &Shared,
     ws: Box<dyn Workspace>,
@@ -40,7 +44,7 @@ pub(crate) async fn changes_and_dispose(
     })
     .await?;
     drop(turn);
-    dispose(ws).await;
+    shared.disposals.start(ws);
     Ok(changes?)
 }
 
@@ -65,4 +69,42 @@ pub(crate) async fn release(mut a: Attempt) -> Attempt {
 /// throttled: disposing frees what the next stages need.
 pub(crate) async fn dispose(ws: Box<dyn Workspace>) {
     let _ = blocking(move || ws.dispose()).await;
+}
+
+/// Workspaces being disposed of off the attempts' path. Once its changes are captured, an
+/// attempt no longer needs its workspace: unmounting an overlay waits for the kernel to retire
+/// the mount (milliseconds, more on a loaded machine) and removing its upper directory is file
+/// system work, none of which the attempt's result, its integration or the tasks after it
+/// need to wait for. The run waits for every disposal ([`Disposals::finish`]) before it cleans
+/// its work directory up; a crash before that leaves the workspace to `forge gc` and to the
+/// clean-up of `forge resume`, as a crash during an attempt does.
+#[derive(Default)]
+pub(crate) struct Disposals {
+    pending: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Disposals {
+    /// Disposes of `ws` on a blocking thread, now, without waiting for it; a failure leaves
+    /// it for `forge gc`.
+    pub(crate) fn start(&self, ws: Box<dyn Workspace>) {
+        let handle = tokio::task::spawn_blocking(move || {
+            let _ = ws.dispose();
+        });
+        let mut pending = self.pending.lock();
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+    }
+
+    /// Waits until every disposal started so far has ended.
+    pub(crate) async fn finish(&self) {
+        loop {
+            let handles = std::mem::take(&mut *self.pending.lock());
+            if handles.is_empty() {
+                return;
+            }
+            for handle in handles {
+                let _ = handle.await;
+            }
+        }
+    }
 }
