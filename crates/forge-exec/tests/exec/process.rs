@@ -178,11 +178,12 @@ async fn timeout_kills_the_whole_process_tree() {
 #[tokio::test]
 async fn second_cancel_kills_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = shell_plan(&[(
-        "stubborn",
-        "trap '' INT TERM; while :; do sleep 0.05; done",
-        None,
-    )]);
+    let trapped = dir.path().join("trapped");
+    let script = format!(
+        "trap '' INT TERM; touch {}; while :; do sleep 0.05; done",
+        trapped.display()
+    );
+    let plan = shell_plan(&[("stubborn", &script, None)]);
     let runner = ProcessRunner::shell(
         RunId::new("r").unwrap(),
         dir.path().to_path_buf(),
@@ -203,7 +204,8 @@ async fn second_cancel_kills_at_once() {
                 .await
         })
     };
-    while !events.types().contains(&"task_started".to_owned()) {
+    // Once the task ignores the signals (a cancel before its `trap` would end it).
+    while !events.types().contains(&"task_started".to_owned()) || !trapped.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cancel.cancel();
