@@ -3,7 +3,7 @@
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::Stdio;
 
-use crate::util::{Repo, interrupt, json_lines, task};
+use crate::util::{Repo, Run, interrupt, json_lines, task};
 
 fn two_tasks() -> String {
     format!(
@@ -354,4 +354,45 @@ fn ctrl_c_interrupts_with_130_and_resume_finishes_the_run() {
     // A finished run cannot be resumed.
     let out = repo.forge(&["resume", &run]).expect(2);
     assert!(out.stderr.contains("already finished"), "{}", out.stderr);
+}
+
+/// A `head` base is written by git's parallel checkout: on a big repository, creating the
+/// files is most of a cold first run (issue 24, `first_agent_ms_100k`). git's own trace shows
+/// the `checkout--worker` processes (parallel checkout starts at 100 files).
+#[test]
+fn a_head_base_is_checked_out_by_parallel_workers() {
+    let repo = Repo::new();
+    for i in 0..150 {
+        repo.write(&format!("src/f{i:03}.txt"), &format!("file {i}\n"));
+    }
+    let file = repo.plan(
+        "one",
+        &format!(
+            "name = \"one\"\n{}",
+            task("t", "writes = [\"x.txt\"]", "write x.txt\nx\nend")
+        ),
+    );
+    let trace = repo.path().join("git-trace2.json");
+    let out = Run::from(
+        repo.cmd(&["run", &file, "--no-apply"])
+            .env("GIT_TRACE2_EVENT", &trace)
+            .output()
+            .unwrap(),
+    )
+    .expect(0);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let workers = json_lines(&text)
+        .into_iter()
+        .filter(|e| e["event"] == "child_start" && e["argv"][1] == "checkout--worker")
+        .count();
+    assert!(workers >= 2, "{workers} checkout workers\n{}", out.stdout);
+    // What they wrote is the commit.
+    let base = repo
+        .path()
+        .join(".forge/bases")
+        .join(repo.git(&["rev-parse", "HEAD"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(base.join("tree/src/f149.txt")).unwrap(),
+        "file 149\n"
+    );
 }
