@@ -19,6 +19,16 @@
 //! - `first_agent_ms_100k`: from the start of a run to the first agent process on a 100,000-file
 //!   repository, warm (its base snapshot exists) and cold (`extra`), against `git worktree add`.
 //!
+//! Rows from issue #19 (what containment costs end to end; `--only containment`):
+//! - `containment_cost_10_agents`, `containment_cost_50_agents`: wall of the N-agent run with
+//!   the default containment (each attempt in its own PID namespace, the repository path showing
+//!   its workspace) ÷ wall of the same run without it (`ProcessOptions { pid_namespace: false,
+//!   .. }`), runs alternating; a third variant adds a cgroup per attempt (`extra`). The git
+//!   repository in each workspace cannot be switched off through the public API: both sides
+//!   have it.
+//! - `containment_cpu_per_task_ms`: orchestrator CPU per task (as `orchestrator_cpu_per_task_ms`)
+//!   in the 50-agent run with containment, against the same without it (the peer).
+//!
 //! The binary is its own simulated agent (`bench-e2e sim-agent …` runs `forge_agents::sim`) and
 //! its own orchestrator child for the memory row (`bench-e2e orchestrate <repo> <plan>`).
 
@@ -48,7 +58,7 @@ use forge_benches::{Better, Report, Row, median, quick_from_args};
 use forge_events::RunId;
 use forge_exec::plan::{Plan, PlanFormat, PlanOptions};
 use forge_exec::store::RunStore;
-use forge_exec::{ApplyMode, CancelHandle, ExecutionManager, RunReport};
+use forge_exec::{ApplyMode, CancelHandle, ExecutionManager, ProcessOptions, RunReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn git(dir: &Path, args: &[&str]) {
@@ -559,7 +569,14 @@ fn main() {
             );
             if let Some(log) = log {
                 let task = std::env::var("FORGE_TASK_ID").unwrap_or_default();
-                let line = format!("{task} {started} {}\n", self_cpu_ns());
+                // The pid and directory say whether it ran contained (`containment_cost_*`).
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let line = format!(
+                    "{task} {started} {} {} {}\n",
+                    self_cpu_ns(),
+                    std::process::id(),
+                    cwd.display()
+                );
                 // One short append: lines of concurrent agents do not interleave.
                 if let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)
@@ -725,6 +742,12 @@ fn main() {
         );
     }
 
+    // Issue 19: the same runs with and without containment, alternating (next to the
+    // speedup rows: the namespace route forks this process, so its size matters).
+    if selected("containment") {
+        containment_rows(&rt, &repo, sleep, quick, &mut report);
+    }
+
     // 100 agents at once, in a child orchestrator whose peak RSS is its own.
     if selected("rss") {
         let plan_file = root.join("plan100.toml");
@@ -880,4 +903,231 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// How the attempts of one run of the containment rows are contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Containment {
+    /// The builder's defaults: each attempt in its own PID namespace, the repository path
+    /// showing its workspace (a private mount namespace), a git repository in the workspace.
+    Contained,
+    /// The defaults plus a cgroup per attempt (a `memory` limit no task comes near).
+    Cgroup,
+    /// `ProcessOptions { pid_namespace: false, .. }`: the attempt runs in its process group
+    /// at its workspace's own path (the repository view needs the namespace). The workspace's
+    /// git repository stays: the public API has no switch for it.
+    Uncontained,
+}
+
+/// What one run of the containment rows measured.
+struct ContainmentRun {
+    wall_ms: f64,
+    /// Orchestrator CPU per task (ms), the agents' own CPU taken out.
+    cpu_per_task_ms: f64,
+    /// Agents that ran contained: PID 2 in their namespace (its init is 1), at the repository
+    /// path (the view).
+    contained: usize,
+    /// Agents that logged their end.
+    agents: usize,
+    /// From the first agent's start to the last one's (ms).
+    start_spread_ms: f64,
+}
+
+/// The e2e workload (`tasks` agents at once) contained as `how`, with the apply.
+fn containment_run(
+    rt: &tokio::runtime::Runtime,
+    repo: &Path,
+    tasks: usize,
+    sleep: Duration,
+    how: Containment,
+) -> ContainmentRun {
+    let mut text = plan_text(tasks, tasks, sleep);
+    if how == Containment::Cgroup {
+        text = text.replacen("[defaults]\n", "[defaults]\nmemory = \"4G\"\n", 1);
+    }
+    clear_agent_log();
+    let cpu_before = orchestrator_cpu_ms();
+    let start = Instant::now();
+    let mut builder = ExecutionManager::builder()
+        .repo(repo)
+        .plan(parse(&text))
+        .profiles(profiles())
+        .apply(ApplyMode::WorkingTree);
+    if how == Containment::Uncontained {
+        builder = builder.process_options(ProcessOptions {
+            pid_namespace: false,
+            ..ProcessOptions::default()
+        });
+    }
+    let report = rt
+        .block_on(builder.build().unwrap().run(CancelHandle::new()))
+        .unwrap();
+    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(report.exit_code(), 0, "{how:?}: {report:#?}");
+    let cpu_after = orchestrator_cpu_ms();
+    let repo_path = std::fs::canonicalize(repo).unwrap();
+    let log = AGENT_LOG
+        .get()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let (mut agents_cpu, mut contained, mut agents) = (0.0, 0, 0);
+    let (mut first, mut last) = (u64::MAX, 0);
+    for line in log.lines() {
+        // `<task> <start ms> <own CPU ns> <pid> <directory>`
+        let f: Vec<&str> = line.splitn(5, ' ').collect();
+        let [_, start, cpu, pid, cwd] = f[..] else {
+            continue;
+        };
+        agents += 1;
+        if let Ok(start) = start.parse::<u64>() {
+            first = first.min(start);
+            last = last.max(start);
+        }
+        agents_cpu += cpu.parse::<u64>().unwrap_or(0) as f64 / 1e6;
+        if pid == "2" && Path::new(cwd) == repo_path {
+            contained += 1;
+        }
+    }
+    assert_eq!(agents, tasks, "{how:?}: every agent logs its end");
+    reset(repo);
+    ContainmentRun {
+        wall_ms,
+        cpu_per_task_ms: (cpu_after - cpu_before - agents_cpu) / tasks as f64,
+        contained,
+        agents,
+        start_spread_ms: last.saturating_sub(first) as f64,
+    }
+}
+
+/// The medians of one variant's runs: wall (ms), CPU per task (ms), share of agents contained.
+fn containment_medians(runs: &[ContainmentRun]) -> (f64, f64, f64) {
+    let wall: Vec<f64> = runs.iter().map(|r| r.wall_ms).collect();
+    let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_per_task_ms).collect();
+    let contained: usize = runs.iter().map(|r| r.contained).sum();
+    let agents: usize = runs.iter().map(|r| r.agents).sum();
+    (
+        median(&wall),
+        median(&cpu),
+        contained as f64 / agents.max(1) as f64,
+    )
+}
+
+/// The median time from the first agent's start to the last one's, over `runs`.
+fn start_spread(runs: &[ContainmentRun]) -> f64 {
+    median(&runs.iter().map(|r| r.start_spread_ms).collect::<Vec<_>>())
+}
+
+/// Issue 19's rows: the 10- and 50-agent runs with the default containment, with a cgroup per
+/// attempt besides, and without containment, alternating (the order reversed every other
+/// repetition, so neither side always runs first).
+fn containment_rows(
+    rt: &tokio::runtime::Runtime,
+    repo: &Path,
+    sleep: Duration,
+    quick: bool,
+    report: &mut Report,
+) {
+    let reps = if quick { 3 } else { 5 };
+    // Asking for a limit where no cgroup can be made fails the run: probe first.
+    let probe = forge_exec::process::AttemptCgroup::create(
+        "bench-probe",
+        &forge_exec::process::Limits {
+            memory: Some(4 << 30),
+            cpus: None,
+        },
+    );
+    let mut variants = vec![Containment::Contained, Containment::Uncontained];
+    match probe {
+        Ok(group) => {
+            drop(group);
+            variants.push(Containment::Cgroup);
+        }
+        Err(e) => println!("containment: no cgroup variant, this host gives none: {e}"),
+    }
+    let mut cpu_at = HashMap::new();
+    for tasks in [10, 50] {
+        let mut runs: HashMap<Containment, Vec<ContainmentRun>> = HashMap::new();
+        for rep in 0..reps {
+            let mut order = variants.clone();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for how in order {
+                let run = containment_run(rt, repo, tasks, sleep, how);
+                println!(
+                    "containment, {tasks} agents, {how:?}: {:.0} ms, orchestrator CPU {:.1} ms/task, agents started within {:.0} ms, {} of {} agents contained",
+                    run.wall_ms,
+                    run.cpu_per_task_ms,
+                    run.start_spread_ms,
+                    run.contained,
+                    run.agents
+                );
+                runs.entry(how).or_default().push(run);
+            }
+        }
+        let (wall_on, cpu_on, share_on) = containment_medians(&runs[&Containment::Contained]);
+        let (wall_off, cpu_off, share_off) = containment_medians(&runs[&Containment::Uncontained]);
+        if share_on < 1.0 || share_off > 0.0 {
+            println!(
+                "containment: {:.0} % of the contained agents and {:.0} % of the others ran in a PID namespace at the repository path; the rows do not compare what they say",
+                share_on * 100.0,
+                share_off * 100.0
+            );
+        }
+        let mut row = Row::new(
+            &format!("containment_cost_{tasks}_agents"),
+            wall_on / wall_off,
+            "ratio",
+            Better::Lower,
+            reps,
+        )
+        .goal("<= 1.10")
+        .extra("wall_contained_ms", wall_on)
+        .extra("wall_uncontained_ms", wall_off)
+        .extra("cpu_per_task_contained_ms", cpu_on)
+        .extra("cpu_per_task_uncontained_ms", cpu_off)
+        .extra("contained_share", share_on)
+        .extra("uncontained_share", share_off)
+        .extra(
+            "start_spread_contained_ms",
+            start_spread(&runs[&Containment::Contained]),
+        )
+        .extra(
+            "start_spread_uncontained_ms",
+            start_spread(&runs[&Containment::Uncontained]),
+        )
+        .extra("s_ms", sleep.as_millis() as u64)
+        .extra(
+            "orchestrator_rss_bytes",
+            forge_benches::current_rss_bytes().unwrap_or(0),
+        );
+        let mut cpu_cgroup = None;
+        if let Some(cg) = runs.get(&Containment::Cgroup) {
+            let (wall_cg, cpu_cg, _) = containment_medians(cg);
+            cpu_cgroup = Some(cpu_cg);
+            row = row
+                .extra("wall_cgroup_ms", wall_cg)
+                .extra("cgroup_cost", wall_cg / wall_off)
+                .extra("cpu_per_task_cgroup_ms", cpu_cg);
+        }
+        report.push(row);
+        cpu_at.insert(tasks, (cpu_on, cpu_off, cpu_cgroup));
+    }
+    let (cpu_on, cpu_off, cpu_cgroup) = cpu_at[&50];
+    let mut row = Row::new(
+        "containment_cpu_per_task_ms",
+        cpu_on,
+        "ms",
+        Better::Lower,
+        reps,
+    )
+    .peer("forge-uncontained", cpu_off)
+    .goal("within 10 % of the peer")
+    .extra("agents", 50)
+    .extra("at_10_agents_ms", cpu_at[&10].0)
+    .extra("at_10_agents_uncontained_ms", cpu_at[&10].1);
+    if let Some(cg) = cpu_cgroup {
+        row = row.extra("cgroup_ms", cg);
+    }
+    report.push(row);
 }
