@@ -1,7 +1,9 @@
 //! Containing an attempt's process tree: its own PID namespace, its own cgroup, limits.
 //!
 //! **PID namespace.** The attempt's leader (the process Forge spawns and waits on) enters a new
-//! PID namespace and forks a tiny init (PID 1 there), which forks the agent itself. The init
+//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself; both are
+//! clones sharing the leader's memory (the agent until its `exec`), so Forge's address space is
+//! copied once per attempt, at the leader's fork (see [`enter_pid_namespace`]). The init
 //! waits for the agent only; when the agent is gone the init exits, and the kernel kills every
 //! other process of the namespace (`setsid` children, double-forked daemons) before the
 //! leader sees the init's end. So when Forge sees its child exit, nothing of the attempt is
@@ -229,7 +231,7 @@ pub(crate) fn enter_pid_namespace(
 /// Size of the init's stack: it calls a handful of system calls in shallow frames.
 const INIT_STACK: usize = 64 * 1024;
 /// Size of the agent's stack besides its `argv` (glibc's `execvp` keeps a path buffer and, for
-/// a script, a copy of `argv` there; `posix_spawn` gives it 32 KiB more than `argv`).
+/// a script, a copy of `argv` there; `posix_spawn` gives it the size of `argv` plus 32768 bytes).
 const AGENT_STACK: usize = 64 * 1024;
 
 /// Memory for a stack, never read through Rust references (only the cloned process uses it).
@@ -263,7 +265,7 @@ struct Agent {
     /// The strings `argv` and `envp` point at (besides `environ`'s own entries).
     _strings: Vec<CString>,
     init_stack: Stack,
-    agent_stack: Stack,
+    exec_stack: Stack,
     own_proc: bool,
     /// The status pipe's write end (set by the leader before the init is cloned).
     status: libc::c_int,
@@ -311,12 +313,12 @@ impl Agent {
                 strings.push(c(&entry)?);
             }
         }
-        let args = cmd.get_args().len();
-        let mut argv = Vec::with_capacity(args + 2);
+        let arg_count = cmd.get_args().len();
+        let mut argv = Vec::with_capacity(arg_count + 2);
         argv.push(program.as_ptr());
-        argv.extend(strings[..args].iter().map(|s| s.as_ptr()));
+        argv.extend(strings[..arg_count].iter().map(|s| s.as_ptr()));
         argv.push(std::ptr::null());
-        let mut envp = Vec::with_capacity(64 + strings.len() - args);
+        let mut envp = Vec::with_capacity(64 + strings.len() - arg_count);
         // SAFETY: `environ` is a null-terminated array of NUL-terminated strings, changed only
         // by `setenv`/`putenv`, which Rust marks unsafe on the promise that no other thread
         // reads the environment meanwhile (std's own spawn reads it the same way). The agent
@@ -332,11 +334,11 @@ impl Agent {
                 entry = entry.add(1);
             }
         }
-        envp.extend(strings[args..].iter().map(|s| s.as_ptr()));
+        envp.extend(strings[arg_count..].iter().map(|s| s.as_ptr()));
         envp.push(std::ptr::null());
         Ok(Self {
             program,
-            agent_stack: Stack::new(AGENT_STACK + 8 * argv.len()),
+            exec_stack: Stack::new(AGENT_STACK + 8 * argv.len()),
             argv,
             envp,
             _strings: strings,
@@ -381,7 +383,7 @@ extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
         // Runs until the agent `exec`s or exits (`CLONE_VFORK`).
         let pid = libc::clone(
             agent_main,
-            agent.agent_stack.top,
+            agent.exec_stack.top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             data,
         );
