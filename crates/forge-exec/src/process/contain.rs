@@ -177,8 +177,12 @@ pub(crate) fn enter_pid_namespace(
             agent.status = write_end;
             let top = agent.init_stack.top;
             let data: *mut Agent = &raw mut *agent;
-            // PID 1 of the namespace, in this process's memory (see `init_main`).
-            let init = libc::clone(init_main, top, libc::CLONE_VM | libc::SIGCHLD, data.cast());
+            // PID 1 of the namespace, in this process's memory (see `init_main`). A kernel
+            // that refuses `CLONE_VM` into a new PID namespace gets a copy, as with `fork`.
+            let mut init = libc::clone(init_main, top, libc::CLONE_VM | libc::SIGCHLD, data.cast());
+            if init < 0 && *libc::__errno_location() == libc::EINVAL {
+                init = libc::clone(init_main, top, libc::SIGCHLD, data.cast());
+            }
             if init < 0 {
                 let err = std::io::Error::last_os_error();
                 libc::close(read_end);
