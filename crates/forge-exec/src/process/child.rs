@@ -168,7 +168,7 @@ impl Child {
         }
         // Last: hooks added after it would run in the agent only, not in the leader.
         if let Some(route) = &contain.namespace {
-            contain::enter_pid_namespace(&mut command, *route, contain.view.is_some());
+            contain::enter_pid_namespace(&mut command, *route, contain.view.is_some())?;
         }
         command
             .stdin(Stdio::from(dev_null()?))

@@ -1,7 +1,9 @@
 //! Containing an attempt's process tree: its own PID namespace, its own cgroup, limits.
 //!
 //! **PID namespace.** The attempt's leader (the process Forge spawns and waits on) enters a new
-//! PID namespace and forks a tiny init (PID 1 there), which forks the agent itself. The init
+//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself; both are
+//! clones sharing the leader's memory (the agent until its `exec`), so Forge's address space is
+//! copied once per attempt, at the leader's fork (see [`enter_pid_namespace`]). The init
 //! waits for the agent only; when the agent is gone the init exits, and the kernel kills every
 //! other process of the namespace (`setsid` children, double-forked daemons) before the
 //! leader sees the init's end. So when Forge sees its child exit, nothing of the attempt is
@@ -19,6 +21,7 @@
 //! is swept (every member killed) and removed when the attempt ends.
 #![allow(unsafe_code)]
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -67,7 +70,7 @@ pub fn pid_namespace_support() -> &'static PidNamespaceSupport {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            enter_pid_namespace(&mut cmd, route, false);
+            enter_pid_namespace(&mut cmd, route, false)?;
             cmd.status()
         };
         match probe(NsRoute::Direct) {
@@ -112,16 +115,29 @@ impl NsRoute {
 }
 
 /// Makes `cmd` run in a new PID namespace under a minimal init (see the module docs). Call it
-/// after every other `pre_exec` hook that must run in the leader (joining a cgroup, entering
-/// a workspace's namespaces): hooks added later run in the agent's process only.
+/// after every other `pre_exec` hook and after the command's environment is complete: the
+/// agent's program, arguments and environment are taken from `cmd` here, and the agent `exec`s
+/// them itself (std's own `exec` runs only if the leader's hook fails).
+///
+/// Only the leader is a copy of Forge's address space (std's `fork`): the init is a
+/// `clone(CLONE_VM)` of the leader on a stack prepared here, and the agent a
+/// `clone(CLONE_VM | CLONE_VFORK)` of the init on another, so the page tables are copied once
+/// per attempt, not three times, and no copy-on-write fault follows the later two. The leader
+/// and the init share memory but touch only their own stacks and [`Agent`]'s status fields.
 //
 // `pre_exec` runs between `fork` and `exec`, where only async-signal-safe work is allowed:
-// this closure calls `unshare`, `fork`, `waitpid`, `read`/`write`/`open`/`close`, `signal`,
+// this closure calls `unshare`, `clone`, `waitpid`, `read`/`write`/`open`/`close`, `signal`,
 // `kill` and `_exit` on values prepared before the fork; it allocates nothing and takes no lock.
 ///
 /// With `own_proc` (the leader is in a private mount namespace: see `view.rs`), the init mounts
 /// the namespace's own `/proc` before the agent starts.
-pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute, own_proc: bool) {
+///
+/// An `exec` failure of the agent (a missing program) is the spawn's error, as with std.
+pub(crate) fn enter_pid_namespace(
+    cmd: &mut Command,
+    route: NsRoute,
+    own_proc: bool,
+) -> std::io::Result<()> {
     let paths = (
         c"/proc/self/setgroups",
         c"/proc/self/uid_map",
@@ -129,6 +145,7 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute, own_proc: b
     );
     // SAFETY: `getpid` has no preconditions.
     let forge = unsafe { libc::getpid() };
+    let mut agent = Box::new(Agent::new(cmd, own_proc)?);
     let hook = move || -> std::io::Result<()> {
         // SAFETY: see the comment above the function; every call is async-signal-safe.
         unsafe {
@@ -157,75 +174,320 @@ pub(crate) fn enter_pid_namespace(cmd: &mut Command, route: NsRoute, own_proc: b
             let mut fds = [0 as libc::c_int; 2];
             check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
             let [read_end, write_end] = fds;
-            match libc::fork() {
-                -1 => Err(std::io::Error::last_os_error()),
-                0 => {
-                    // PID 1 of the namespace.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    if own_proc
-                        && libc::mount(
-                            c"proc".as_ptr(),
-                            c"/proc".as_ptr(),
-                            c"proc".as_ptr(),
-                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                            std::ptr::null(),
-                        ) < 0
-                    {
-                        // Refused (a container masking parts of `/proc` refuses a new one to a
-                        // user namespace): the agent runs on, contained, but sees the outer
-                        // `/proc`; its log says so.
-                        let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
-                        libc::write(2, note.as_ptr().cast(), note.len());
-                    }
-                    let agent = libc::fork();
-                    if agent == 0 {
-                        // The agent: on to `exec` (the pipe is close-on-exec). It keeps no
-                        // death signal: the init's end kills it anyway.
-                        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
-                        return Ok(());
-                    }
-                    if agent < 0 {
-                        libc::_exit(127);
-                    }
-                    close_all_but(write_end);
-                    let status = reap_until(agent);
-                    let bytes = status.to_ne_bytes();
-                    libc::write(write_end, bytes.as_ptr().cast(), bytes.len());
-                    // Leaving ends the namespace: the kernel kills what is left in it.
-                    libc::_exit(0)
-                }
-                init => {
-                    // The leader: relays the agent's status, holds nothing else open (std's
-                    // exec-error pipe included, so the spawn returns at once).
-                    close_all_but(read_end);
-                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                        libc::signal(sig, libc::SIG_IGN);
-                    }
-                    let mut status = 0;
-                    while libc::waitpid(init, &raw mut status, 0) < 0
-                        && *libc::__errno_location() == libc::EINTR
-                    {}
-                    let mut bytes = [0u8; 4];
-                    let n = libc::read(read_end, bytes.as_mut_ptr().cast(), bytes.len());
-                    if n != 4 {
-                        // The init was killed (SIGKILL to the group): so is the attempt.
-                        if libc::WIFSIGNALED(status) {
-                            reraise(libc::WTERMSIG(status));
-                        }
-                        libc::_exit(127);
-                    }
-                    let agent = libc::c_int::from_ne_bytes(bytes);
-                    if libc::WIFSIGNALED(agent) {
-                        reraise(libc::WTERMSIG(agent));
-                    }
-                    libc::_exit(libc::WEXITSTATUS(agent))
-                }
+            agent.status = write_end;
+            let top = agent.init_stack.top;
+            let data: *mut Agent = &raw mut *agent;
+            // PID 1 of the namespace, in this process's memory (see `init_main`). A kernel
+            // that refuses `CLONE_VM` into a new PID namespace gets a copy, as with `fork`.
+            let mut init = libc::clone(init_main, top, libc::CLONE_VM | libc::SIGCHLD, data.cast());
+            if init < 0 && *libc::__errno_location() == libc::EINVAL {
+                init = libc::clone(init_main, top, libc::SIGCHLD, data.cast());
             }
+            if init < 0 {
+                let err = std::io::Error::last_os_error();
+                libc::close(read_end);
+                libc::close(write_end);
+                return Err(err);
+            }
+            libc::close(write_end);
+            // First word: whether the agent's `exec` worked (0) or its error.
+            let Some(started) = read_word(read_end) else {
+                // The init was killed before the agent ran (SIGKILL to the group).
+                let status = wait_for(init);
+                if libc::WIFSIGNALED(status) {
+                    reraise(libc::WTERMSIG(status));
+                }
+                libc::_exit(127)
+            };
+            if started != 0 {
+                // Std reports it as the spawn's error, on the pipe this hook still holds.
+                wait_for(init);
+                libc::close(read_end);
+                return Err(std::io::Error::from_raw_os_error(started));
+            }
+            // The leader: relays the agent's status, holds nothing else open (std's exec-error
+            // pipe included, so the spawn returns at once).
+            close_all_but(read_end);
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let status = wait_for(init);
+            let Some(agent) = read_word(read_end) else {
+                // The init was killed (SIGKILL to the group): so is the attempt.
+                if libc::WIFSIGNALED(status) {
+                    reraise(libc::WTERMSIG(status));
+                }
+                libc::_exit(127)
+            };
+            if libc::WIFSIGNALED(agent) {
+                reraise(libc::WTERMSIG(agent));
+            }
+            libc::_exit(libc::WEXITSTATUS(agent))
         }
     };
     // SAFETY: see the comment above the function.
     unsafe {
         cmd.pre_exec(hook);
+    }
+    Ok(())
+}
+
+/// Size of the init's stack: it calls a handful of system calls in shallow frames.
+const INIT_STACK: usize = 64 * 1024;
+/// Size of the agent's stack besides its `argv` (glibc's `execvp` keeps a path buffer and, for
+/// a script, a copy of `argv` there; `posix_spawn` gives it the size of `argv` plus 32768 bytes).
+const AGENT_STACK: usize = 64 * 1024;
+
+/// Memory for a stack, never read through Rust references (only the cloned process uses it).
+struct Stack {
+    _memory: Vec<std::mem::MaybeUninit<u128>>,
+    /// The highest address (stacks grow down), 16-byte aligned.
+    top: *mut libc::c_void,
+}
+
+impl Stack {
+    fn new(bytes: usize) -> Self {
+        let mut memory: Vec<std::mem::MaybeUninit<u128>> = Vec::with_capacity(bytes.div_ceil(16));
+        let top = memory
+            .as_mut_ptr()
+            .wrapping_add(memory.capacity())
+            .cast::<libc::c_void>();
+        Self {
+            _memory: memory,
+            top,
+        }
+    }
+}
+
+/// What the init and the agent need, prepared before the leader's fork: the agent's program,
+/// `argv` and `envp` as C strings, the two stacks, the status pipe, and where the agent leaves
+/// its `exec` error.
+struct Agent {
+    program: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    /// The strings `argv` and `envp` point at (besides `environ`'s own entries).
+    _strings: Vec<CString>,
+    init_stack: Stack,
+    exec_stack: Stack,
+    own_proc: bool,
+    /// The status pipe's write end (set by the leader before the init is cloned).
+    status: libc::c_int,
+    /// The agent's `exec` error, 0 while none.
+    exec_error: std::sync::atomic::AtomicI32,
+}
+
+// SAFETY: the raw pointers point into `_strings` (owned here) or at `environ`'s entries, which
+// are only read; the value moves into the `pre_exec` hook once and is used by the child only.
+unsafe impl Send for Agent {}
+// SAFETY: as above; shared use is reading only (`exec_error` is atomic).
+unsafe impl Sync for Agent {}
+
+impl Agent {
+    /// The agent's `exec` as std would do it for `cmd`: the program as `argv[0]`, its
+    /// arguments, this process's environment with `cmd`'s changes.
+    fn new(cmd: &Command, own_proc: bool) -> std::io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "nul byte found in provided data (in `{}`)",
+                        String::from_utf8_lossy(bytes)
+                    ),
+                )
+            })
+        };
+        let program = c(cmd.get_program().as_bytes())?;
+        let mut strings = Vec::with_capacity(cmd.get_args().len() + cmd.get_envs().len());
+        for arg in cmd.get_args() {
+            strings.push(c(arg.as_bytes())?);
+        }
+        let changed: Vec<(&[u8], Option<&std::ffi::OsStr>)> = cmd
+            .get_envs()
+            .map(|(name, value)| (name.as_bytes(), value))
+            .collect();
+        for (name, value) in &changed {
+            if let Some(value) = value {
+                let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+                entry.extend_from_slice(name);
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                strings.push(c(&entry)?);
+            }
+        }
+        let arg_count = cmd.get_args().len();
+        let mut argv = Vec::with_capacity(arg_count + 2);
+        argv.push(program.as_ptr());
+        argv.extend(strings[..arg_count].iter().map(|s| s.as_ptr()));
+        argv.push(std::ptr::null());
+        let mut envp = Vec::with_capacity(64 + strings.len() - arg_count);
+        // SAFETY: `environ` is a null-terminated array of NUL-terminated strings, changed only
+        // by `setenv`/`putenv`, which Rust marks unsafe on the promise that no other thread
+        // reads the environment meanwhile (std's own spawn reads it the same way). The agent
+        // reads the entries in the leader's copy of this memory, taken at its fork.
+        unsafe {
+            let mut entry = libc::environ;
+            while !entry.is_null() && !(*entry).is_null() {
+                let bytes = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                let name = bytes.split(|b| *b == b'=').next().unwrap_or(bytes);
+                if !changed.iter().any(|(changed, _)| *changed == name) {
+                    envp.push((*entry).cast_const());
+                }
+                entry = entry.add(1);
+            }
+        }
+        envp.extend(strings[arg_count..].iter().map(|s| s.as_ptr()));
+        envp.push(std::ptr::null());
+        Ok(Self {
+            program,
+            exec_stack: Stack::new(AGENT_STACK + 8 * argv.len()),
+            argv,
+            envp,
+            _strings: strings,
+            init_stack: Stack::new(INIT_STACK),
+            own_proc,
+            status: -1,
+            exec_error: std::sync::atomic::AtomicI32::new(0),
+        })
+    }
+}
+
+/// The init (PID 1 of the namespace), cloned by the leader into the leader's memory: mounts
+/// the namespace's `/proc` when asked, clones the agent (see [`agent_main`]), reports its
+/// `exec`, waits for it while reaping every orphan, reports its status and ends, which ends
+/// the namespace (the kernel kills what is left in it).
+extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the leader's `Agent`, alive until the leader exits (after the init);
+    // every call is async-signal-safe and allocates nothing.
+    unsafe {
+        let agent = &*data.cast::<Agent>();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if agent.own_proc
+            && libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ) < 0
+        {
+            // Refused (a container masking parts of `/proc` refuses a new one to a user
+            // namespace): the agent runs on, contained, but sees the outer `/proc`; its log
+            // says so.
+            let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
+            libc::write(2, note.as_ptr().cast(), note.len());
+        }
+        // No handler may run in the agent while it shares this memory (as in `posix_spawn`).
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigprocmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
+        // Runs until the agent `exec`s or exits (`CLONE_VFORK`).
+        let pid = libc::clone(
+            agent_main,
+            agent.exec_stack.top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            data,
+        );
+        let clone_error = if pid < 0 {
+            *libc::__errno_location()
+        } else {
+            0
+        };
+        libc::sigprocmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
+        let error = if pid < 0 {
+            clone_error
+        } else {
+            agent.exec_error.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        if error != 0 {
+            if pid > 0 {
+                reap_until(pid);
+            }
+            write_word(agent.status, error);
+            libc::_exit(127);
+        }
+        write_word(agent.status, 0);
+        close_all_but(agent.status);
+        let status = reap_until(pid);
+        write_word(agent.status, status);
+        // Leaving ends the namespace: the kernel kills what is left in it.
+        libc::_exit(0)
+    }
+}
+
+/// The agent, cloned by the init into the same memory while the init waits (`CLONE_VFORK`):
+/// signal handlers back to default, the signal mask emptied (std's child starts so), then the
+/// program `exec`ed with `PATH` looked up in the agent's own environment, as std does.
+extern "C" fn agent_main(data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the leader's `Agent` (see `init_main`); the init is suspended until
+    // this process `exec`s or exits; async-signal-safe calls only.
+    unsafe {
+        let agent = &*data.cast::<Agent>();
+        let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::sigaction(sig, std::ptr::null(), action.as_mut_ptr()) == 0 {
+                let handler = (*action.as_ptr()).sa_sigaction;
+                if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+        }
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+        // `execvp` searches the `PATH` of `environ`: the agent's, as std sets it.
+        libc::environ = agent.envp.as_ptr().cast_mut().cast();
+        libc::execvp(agent.program.as_ptr(), agent.argv.as_ptr());
+        agent.exec_error.store(
+            *libc::__errno_location(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        libc::_exit(127)
+    }
+}
+
+/// Writes one status word to the leader.
+unsafe fn write_word(fd: libc::c_int, word: libc::c_int) {
+    let bytes = word.to_ne_bytes();
+    // SAFETY: `write` from a stack buffer that outlives the call.
+    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// Reads one status word from the init; `None` at end of file (the init ended without it).
+unsafe fn read_word(fd: libc::c_int) -> Option<libc::c_int> {
+    let mut bytes = [0u8; 4];
+    let mut at = 0;
+    while at < bytes.len() {
+        // SAFETY: the descriptor is open; `bytes` has room for what is asked.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match rustix::io::read(fd, &mut bytes[at..]) {
+            Ok(0) => return None,
+            Ok(n) => at += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(libc::c_int::from_ne_bytes(bytes))
+}
+
+/// Waits for the child `pid` (errors but `EINTR` end the wait) and returns its raw status.
+/// Through rustix: no `errno`, which the leader and the init share.
+unsafe fn wait_for(pid: libc::pid_t) -> libc::c_int {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return 127 << 8;
+    };
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => return status.as_raw(),
+            Err(rustix::io::Errno::INTR) => {}
+            Ok(None) | Err(_) => return 127 << 8,
+        }
     }
 }
 
@@ -277,18 +539,16 @@ fn id_map(buf: &mut [u8; 40], id: u32) -> &[u8] {
     &buf[..=at]
 }
 
-/// Waits, as a namespace's init, for `agent` while reaping every orphan handed to it.
+/// Waits, as a namespace's init, for `agent` while reaping every orphan handed to it. Through
+/// rustix: no `errno`, which the init shares with the leader.
 unsafe fn reap_until(agent: libc::pid_t) -> libc::c_int {
     loop {
-        let mut status = 0;
-        // SAFETY: `waitpid` is async-signal-safe and writes only `status`.
-        let pid = unsafe { libc::waitpid(-1, &raw mut status, 0) };
-        if pid == agent {
-            return status;
-        }
-        // SAFETY: reading this thread's errno.
-        if pid < 0 && unsafe { *libc::__errno_location() } != libc::EINTR {
-            return 127 << 8;
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == agent => {
+                return status.as_raw();
+            }
+            Ok(Some(_)) | Err(rustix::io::Errno::INTR) => {}
+            Ok(None) | Err(_) => return 127 << 8,
         }
     }
 }

@@ -477,3 +477,97 @@ async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy(
         assert_eq!(marked_processes(&mark), Vec::<i32>::new(), "{kind:?}");
     }
 }
+
+/// The namespace route's agent is started by Forge's own `exec` (not std's): it must behave as
+/// std's does on the other routes: `PATH` searched in the agent's environment, arguments and
+/// variables passed, the exit code and a killing signal relayed, a missing program (absolute
+/// or looked up) the spawn's error.
+#[tokio::test]
+async fn the_namespace_route_execs_the_agent_as_std_does() {
+    let mut routes = vec![("fast", ProcessOptions::default())];
+    if namespaces_or_skip("the_namespace_route_execs_the_agent_as_std_does") {
+        routes.push(("namespace", contained()));
+    }
+    let run_id = RunId::new("r").unwrap();
+    let env = AttemptEnv {
+        run: &run_id,
+        task: "t",
+        attempt: 1,
+    };
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    for (route, options) in routes {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let agent = bin.join("forge-test-agent");
+        std::fs::write(
+            &agent,
+            "#!/bin/sh\necho \"$0|$1|$2|$FORGE_TEST_VAR|$PATH\"\n[ \"$1\" = die ] && kill -TERM $$\nexit 7\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let spec = |program: &str, args: &[&str]| CommandSpec {
+            program: program.into(),
+            args: args.iter().map(Into::into).collect(),
+            cwd: dir.path().to_path_buf(),
+            env: vec![
+                ("PATH".into(), path.clone().into()),
+                ("FORGE_TEST_VAR".into(), "a b".into()),
+            ],
+        };
+        let log = dir.path().join("out.log");
+        // Found through the agent's own PATH (not Forge's), with its arguments and variables.
+        let mut lines = Vec::new();
+        let exit = run_process(
+            &spec("forge-test-agent", &["one", "two words"]),
+            &env,
+            &log,
+            &mut |_, line: &str| lines.push(line.to_owned()),
+            &cancel,
+            &kill,
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            lines,
+            [format!("{}|one|two words|a b|{path}", agent.display())],
+            "{route}"
+        );
+        assert_eq!((exit.code, exit.signal), (Some(7), None), "{route}");
+        // A signal that ends the agent is the attempt's.
+        let exit = run_process(
+            &spec("forge-test-agent", &["die"]),
+            &env,
+            &log,
+            &mut |_, _| {},
+            &cancel,
+            &kill,
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(exit.signal, Some(libc::SIGTERM), "{route}: {exit:?}");
+        // A missing program, absolute or looked up, is the spawn's error.
+        for missing in ["/nonexistent/agent", "forge-no-such-agent"] {
+            let err = run_process(
+                &spec(missing, &[]),
+                &env,
+                &log,
+                &mut |_, _| {},
+                &cancel,
+                &kill,
+                &options,
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::NotFound,
+                "{route} {missing}: {err}"
+            );
+        }
+    }
+}
