@@ -307,7 +307,7 @@ impl RayRunner {
         ))
     }
 
-    /// Says on which node an attempt runs (a `task_progress` "on Ray node <ip> (<id>)").
+    /// Says on which node an attempt runs (a `task_progress` "on Ray node `<ip>` (`<id>`)").
     async fn placed(
         &self,
         shared: &Shared,
