@@ -178,9 +178,9 @@ pub(crate) fn enter_pid_namespace(
             let top = agent.init_stack.top;
             let data: *mut Agent = &raw mut *agent;
             // PID 1 of the namespace, in this process's memory (see `init_main`). A kernel
-            // that refuses `CLONE_VM` into a new PID namespace gets a copy, as with `fork`.
+            // (or a seccomp filter) that refuses `CLONE_VM` here gets a copy, as with `fork`.
             let mut init = libc::clone(init_main, top, libc::CLONE_VM | libc::SIGCHLD, data.cast());
-            if init < 0 && *libc::__errno_location() == libc::EINVAL {
+            if init < 0 {
                 init = libc::clone(init_main, top, libc::SIGCHLD, data.cast());
             }
             if init < 0 {
@@ -384,13 +384,22 @@ extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
         libc::sigfillset(all.as_mut_ptr());
         let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigprocmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
-        // Runs until the agent `exec`s or exits (`CLONE_VFORK`).
-        let pid = libc::clone(
+        // Runs until the agent `exec`s or exits (`CLONE_VFORK`). Where `CLONE_VM` is refused
+        // the agent gets a copy instead: an `exec` error then shows as its exit 127.
+        let mut pid = libc::clone(
             agent_main,
             agent.exec_stack.top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             data,
         );
+        if pid < 0 {
+            pid = libc::clone(
+                agent_main,
+                agent.exec_stack.top,
+                libc::CLONE_VFORK | libc::SIGCHLD,
+                data,
+            );
+        }
         let clone_error = if pid < 0 {
             *libc::__errno_location()
         } else {
@@ -598,7 +607,7 @@ unsafe fn close_all_but(keep: RawFd) {
                 0 as libc::c_uint,
             ) == 0;
             if !done {
-                for fd in first..last.min(4096) {
+                for fd in first..=last.min(4095) {
                     libc::close(fd);
                 }
             }

@@ -90,6 +90,11 @@ pub async fn run_process(
 
 /// A hook that sets a command up before it is spawned (such as
 /// `forge_staging::Workspace::prepare_command`, which may enter a namespace).
+///
+/// In a PID namespace the agent is started from the command's program, arguments and
+/// variables as its getters show them (see `contain.rs`): a hook may add `pre_exec` steps,
+/// variables (and remove some) and arguments, but `env_clear` and
+/// `arg0` are not seen there; set what the agent needs instead.
 pub type PrepareCommand<'a> = dyn Fn(&mut std::process::Command) -> std::io::Result<()> + Sync + 'a;
 
 /// How long a child's pipes stay *quiet* (not registered with the runtime's reactor, read only

@@ -271,6 +271,10 @@ unsafe fn detach_forge_mounts(keep: &[u8]) {
         loop {
             // SAFETY: `chunk` is writable for its length.
             let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            // SAFETY: reading this thread's errno.
+            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
             let Ok(n) = usize::try_from(n) else { break };
             if n == 0 {
                 break;
@@ -336,7 +340,12 @@ unsafe fn detach_line(line: &[u8], keep: &[u8]) -> bool {
         return false;
     }
     // SAFETY: `path` is NUL-terminated at `n` (zero-initialised, `n` < its length).
-    unsafe { libc::umount2(path.as_ptr().cast(), libc::MNT_DETACH) == 0 }
+    unsafe {
+        libc::umount2(
+            path.as_ptr().cast(),
+            libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW,
+        ) == 0
+    }
 }
 
 unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
