@@ -149,3 +149,66 @@ fn the_run_budget_flag_stops_a_run_and_the_plan_key_is_checked() {
         err.stderr
     );
 }
+
+/// What a task spent before Forge was killed still counts after `forge resume`: the task's
+/// next attempt is stopped as soon as the two attempts together are over its budget. One whole
+/// attempt (four model turns, ~4,600 tokens) fits the budget of 5,000: without the restored
+/// spend the second attempt would think its minute and write its file.
+#[test]
+fn a_task_budget_counts_what_was_spent_before_a_resume() {
+    let repo = Repo::new();
+    config(&repo);
+    let task = "[[task]]\nid = \"b\"\nagent = \"simclaude\"\nwrites = [\"b.txt\"]\nmax_tokens = 5000\nprompt = '''\nTask b.\n\n```forge-sim\nsay one\nsay two\nsay three\nsleep 60s\nwrite b.txt\ndone\nend\n```\n'''\n";
+    let file = repo.plan("resume", task);
+    let mut child = repo
+        .cmd(&["run", &file, "--no-apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the first attempt has reported both turns (and thinks).
+    let mut spent = 0;
+    crate::util::wait_until(
+        60,
+        "the first attempt to report its usage three times",
+        || {
+            if repo.runs().is_empty() {
+                return false;
+            }
+            let state = status(&repo);
+            let Some(b) = state["tasks"]
+                .as_array()
+                .and_then(|tasks| tasks.iter().find(|t| t["id"] == "b"))
+            else {
+                return false;
+            };
+            spent = b["usage"]["tokens_in"].as_u64().unwrap_or(0)
+                + b["usage"]["tokens_out"].as_u64().unwrap_or(0);
+            spent >= 3300
+        },
+    );
+    assert!(
+        spent < 5000,
+        "the first attempt alone is within the budget: {spent}"
+    );
+    // kill -9: the journal is all that is left of what it spent.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = repo.runs()[0].clone();
+    let out = repo.forge(&["resume", &run, "--no-apply"]).expect(1);
+    let state = status(&repo);
+    let b = task_state(&state, "b");
+    assert_eq!(b["status"], "failed", "{b}\n{}", out.stdout);
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("over max_tokens = 5000") || reason.contains("budget is spent"),
+        "{reason}"
+    );
+    assert!(
+        b["files_changed"].as_array().is_none_or(Vec::is_empty),
+        "{b}"
+    );
+    let total =
+        b["usage"]["tokens_in"].as_u64().unwrap() + b["usage"]["tokens_out"].as_u64().unwrap();
+    assert!(total > spent, "both attempts count: {total} after {spent}");
+}
