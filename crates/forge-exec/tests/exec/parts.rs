@@ -384,26 +384,18 @@ async fn a_manager_runs_on_parts_written_outside_forge() {
         .cloned()
         .collect();
     let at = |line: &str| stager_calls.iter().position(|l| l == line).unwrap();
-    assert!(
-        at("stage first-1") < at("changes first-1"),
-        "{stager_calls:?}"
-    );
-    assert!(
-        at("changes first-1") < at("dispose first-1"),
-        "{stager_calls:?}"
-    );
-    assert!(
-        at("changes first-1") < at("stage second-1"),
-        "{stager_calls:?}"
-    );
-    assert!(
-        at("stage second-1") < at("changes second-1"),
-        "{stager_calls:?}"
-    );
-    assert!(
-        at("changes second-1") < at("dispose second-1"),
-        "{stager_calls:?}"
-    );
+    for (before, after) in [
+        ("stage first-1", "changes first-1"),
+        ("changes first-1", "dispose first-1"),
+        ("changes first-1", "stage second-1"),
+        ("stage second-1", "changes second-1"),
+        ("changes second-1", "dispose second-1"),
+    ] {
+        assert!(
+            at(before) < at(after),
+            "{before} before {after}: {stager_calls:?}"
+        );
+    }
     assert_eq!(stager_calls.len(), 6, "{stager_calls:?}");
     assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
 
