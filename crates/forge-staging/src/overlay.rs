@@ -248,6 +248,10 @@ impl Workspace for OverlayWorkspace {
         }
     }
 
+    fn needs_command_hook(&self) -> bool {
+        self.mounted.as_ref().is_none_or(|m| m.holder.is_some())
+    }
+
     fn changes(&self) -> Result<ChangeSet, StagingError> {
         let Some(m) = &self.mounted else {
             return Err(disposed(&self.path));

@@ -74,4 +74,12 @@ pub trait Workspace: Send + Sync + fmt::Debug {
             .env("FORGE_WORKSPACE", self.path());
         Ok(())
     }
+
+    /// Whether [`Workspace::prepare_command`] does more than set the current directory to
+    /// [`Workspace::path`] and `FORGE_WORKSPACE` to the same (an overlay mounted in a user
+    /// namespace enters it before `exec`; a disposed workspace refuses). A caller that starts
+    /// processes without a `Command` may set those two itself when this is `false`.
+    fn needs_command_hook(&self) -> bool {
+        false
+    }
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use super::runner::{PrepareCommand, ProcessOptions};
 use super::{
-    AttemptCgroup, AttemptEnv, CommandSpec, PORTS_PER_ATTEMPT, PortRange, RepoView, contain, spawn,
-    view,
+    AttemptCgroup, AttemptEnv, CommandSpec, PORTS_PER_ATTEMPT, PortRange, RepoView, contain,
+    leader, spawn, view,
 };
 
 pub(super) struct Containment {
@@ -65,6 +65,8 @@ impl Containment {
 /// A spawned attempt's leader process.
 pub(super) enum Child {
     Direct(spawn::DirectChild),
+    /// A contained attempt spawned without a copy of Forge (see `leader.rs`): its init.
+    Contained(leader::ContainedChild),
     Std(tokio::process::Child),
 }
 
@@ -142,6 +144,13 @@ impl Child {
                 return Ok(Self::Direct(child));
             }
         }
+        if prepare.is_none()
+            && let Some(route) = contain.namespace
+            && let Some(child) =
+                Self::spawn_contained(spec, &vars, contain, route, &stdout, &stderr)?
+        {
+            return Ok(Self::Contained(child));
+        }
         let mut command = std::process::Command::new(&spec.program);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         // First: every later hook and the agent see default handling of the stop signals.
@@ -181,10 +190,69 @@ impl Child {
             .map(Self::Std)
     }
 
+    /// The contained route without a fork (see `leader.rs`); `Ok(None)` where it does not
+    /// apply.
+    fn spawn_contained(
+        spec: &CommandSpec,
+        vars: &[(&OsStr, &OsStr)],
+        contain: &Containment,
+        route: contain::NsRoute,
+        stdout: &std::io::PipeWriter,
+        stderr: &std::io::PipeWriter,
+    ) -> std::io::Result<Option<leader::ContainedChild>> {
+        let Some(stdin) = shared_dev_null() else {
+            return Ok(None);
+        };
+        let mut env: Vec<(&OsStr, &OsStr)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .chain(vars.iter().copied())
+            .collect();
+        let view = contain
+            .view
+            .as_ref()
+            .map(|view| view::Prepared::new(view, &spec.cwd))
+            .transpose()?;
+        // The view's paths, owned: `view` itself moves into the spawn.
+        let paths = view.as_ref().map(|view| {
+            (
+                OsStr::from_bytes(view.repo().to_bytes()).to_os_string(),
+                OsStr::from_bytes(view.workspace().to_bytes()).to_os_string(),
+            )
+        });
+        if let Some((repo, workspace)) = &paths {
+            env.extend([
+                ("PWD".as_ref(), repo.as_os_str()),
+                ("OLDPWD".as_ref(), repo.as_os_str()),
+                ("FORGE_WORKSPACE".as_ref(), repo.as_os_str()),
+                (
+                    forge_staging::WORKSPACE_HOST_VAR.as_ref(),
+                    workspace.as_os_str(),
+                ),
+            ]);
+        }
+        let cgroups = match &contain.cgroup {
+            Some(cgroup) => cgroup.procs_files()?,
+            None => Vec::new(),
+        };
+        leader::spawn(leader::Request {
+            program: &spec.program,
+            args: &spec.args,
+            cwd: &spec.cwd,
+            env,
+            stdio: [stdin, stdout.as_fd(), stderr.as_fd()],
+            cgroups,
+            view,
+            route,
+        })
+    }
+
     /// The leader's pid, which is also its group's id; `None` once std has reaped it.
     pub(super) fn pgid(&self) -> Option<rustix::process::Pid> {
         match self {
             Self::Direct(child) => Some(child.pid()),
+            Self::Contained(child) => Some(child.pid()),
             Self::Std(child) => child
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
@@ -196,6 +264,7 @@ impl Child {
     pub(super) async fn wait(&mut self) -> std::io::Result<spawn::Exit> {
         match self {
             Self::Direct(child) => child.wait().await,
+            Self::Contained(child) => child.wait().await,
             Self::Std(child) => child.wait().await.map(|status| spawn::Exit {
                 code: status.code(),
                 signal: std::os::unix::process::ExitStatusExt::signal(&status),

@@ -1,9 +1,12 @@
 //! Containing an attempt's process tree: its own PID namespace, its own cgroup, limits.
 //!
 //! **PID namespace.** The attempt's leader (the process Forge spawns and waits on) enters a new
-//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself; both are
-//! clones sharing the leader's memory (the agent until its `exec`), so Forge's address space is
-//! copied once per attempt, at the leader's fork (see [`enter_pid_namespace`]). The init
+//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself. Where the
+//! spawn needs no hook of the caller's (the manager's agents), none of the three copies Forge's
+//! address space: the leader is a `clone(CLONE_VM | CLONE_VFORK)` of the spawning thread and
+//! the init becomes Forge's own child (see `leader.rs`). Otherwise the leader is std's `fork`
+//! and the init and the agent are clones sharing its memory, so Forge's address space is copied
+//! once per attempt (see [`enter_pid_namespace`]). The init
 //! waits for the agent only; when the agent is gone the init exits, and the kernel kills every
 //! other process of the namespace (`setsid` children, double-forked daemons) before the
 //! leader sees the init's end. So when Forge sees its child exit, nothing of the attempt is
@@ -138,11 +141,6 @@ pub(crate) fn enter_pid_namespace(
     route: NsRoute,
     own_proc: bool,
 ) -> std::io::Result<()> {
-    let paths = (
-        c"/proc/self/setgroups",
-        c"/proc/self/uid_map",
-        c"/proc/self/gid_map",
-    );
     // SAFETY: `getpid` has no preconditions.
     let forge = unsafe { libc::getpid() };
     let mut agent = Box::new(Agent::new(cmd, own_proc)?);
@@ -156,21 +154,7 @@ pub(crate) fn enter_pid_namespace(
             if libc::getppid() != forge {
                 libc::_exit(137);
             }
-            // A hook before this one may have entered a user namespace where this process is
-            // privileged (a workspace's): then the PID namespace needs no user namespace of its
-            // own. Otherwise, unprivileged, one maps the user (as seen here) to itself.
-            let direct = libc::unshare(libc::CLONE_NEWPID);
-            if direct < 0 {
-                if matches!(route, NsRoute::Direct) {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let (uid, gid) = (libc::getuid(), libc::getgid());
-                check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID))?;
-                let mut buf = [0u8; 40];
-                write_file(paths.0.as_ptr(), b"deny")?;
-                write_file(paths.1.as_ptr(), id_map(&mut buf, uid))?;
-                write_file(paths.2.as_ptr(), id_map(&mut buf, gid))?;
-            }
+            unshare_pid(route)?;
             let mut fds = [0 as libc::c_int; 2];
             check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
             let [read_end, write_end] = fds;
@@ -232,6 +216,49 @@ pub(crate) fn enter_pid_namespace(
     Ok(())
 }
 
+/// Unshares the PID namespace for the calling process's next child, by `route`
+/// (async-signal-safe). A hook before this one may have entered a user namespace where this
+/// process is privileged (a workspace's): then the PID namespace needs no user namespace of its
+/// own. Otherwise, unprivileged, one maps the user (as seen here) to itself.
+pub(super) unsafe fn unshare_pid(route: NsRoute) -> std::io::Result<()> {
+    // SAFETY: system calls on static paths and stack buffers.
+    unsafe {
+        let direct = libc::unshare(libc::CLONE_NEWPID);
+        if direct < 0 {
+            if matches!(route, NsRoute::Direct) {
+                return Err(std::io::Error::last_os_error());
+            }
+            let (uid, gid) = (libc::getuid(), libc::getgid());
+            check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID))?;
+            let mut buf = [0u8; 40];
+            write_file(c"/proc/self/setgroups".as_ptr(), b"deny")?;
+            write_file(c"/proc/self/uid_map".as_ptr(), id_map(&mut buf, uid))?;
+            write_file(c"/proc/self/gid_map".as_ptr(), id_map(&mut buf, gid))?;
+        }
+        Ok(())
+    }
+}
+
+/// Mounts the PID namespace's own `/proc` (the init does, async-signal-safe). Where the host
+/// refuses it (a container masking parts of `/proc` refuses a new one to a user namespace),
+/// the agent runs on, contained, but sees the outer `/proc`; its log says so.
+pub(super) unsafe fn mount_own_proc() {
+    // SAFETY: static strings; `write` from a static buffer.
+    unsafe {
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) < 0
+        {
+            let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
+            libc::write(2, note.as_ptr().cast(), note.len());
+        }
+    }
+}
+
 /// Size of the init's stack: it calls a handful of system calls in shallow frames.
 const INIT_STACK: usize = 64 * 1024;
 /// Size of the agent's stack besides its `argv` (glibc's `execvp` keeps a path buffer and, for
@@ -239,14 +266,14 @@ const INIT_STACK: usize = 64 * 1024;
 const AGENT_STACK: usize = 64 * 1024;
 
 /// Memory for a stack, never read through Rust references (only the cloned process uses it).
-struct Stack {
+pub(super) struct Stack {
     _memory: Vec<std::mem::MaybeUninit<u128>>,
     /// The highest address (stacks grow down), 16-byte aligned.
-    top: *mut libc::c_void,
+    pub(super) top: *mut libc::c_void,
 }
 
 impl Stack {
-    fn new(bytes: usize) -> Self {
+    pub(super) fn new(bytes: usize) -> Self {
         let mut memory: Vec<std::mem::MaybeUninit<u128>> = Vec::with_capacity(bytes.div_ceil(16));
         let top = memory
             .as_mut_ptr()
@@ -364,20 +391,8 @@ extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
     unsafe {
         let agent = &*data.cast::<Agent>();
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if agent.own_proc
-            && libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ) < 0
-        {
-            // Refused (a container masking parts of `/proc` refuses a new one to a user
-            // namespace): the agent runs on, contained, but sees the outer `/proc`; its log
-            // says so.
-            let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
-            libc::write(2, note.as_ptr().cast(), note.len());
+        if agent.own_proc {
+            mount_own_proc();
         }
         // No handler may run in the agent while it shares this memory (as in `posix_spawn`).
         let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -462,14 +477,14 @@ extern "C" fn agent_main(data: *mut libc::c_void) -> libc::c_int {
 }
 
 /// Writes one status word to the leader.
-unsafe fn write_word(fd: libc::c_int, word: libc::c_int) {
+pub(super) unsafe fn write_word(fd: libc::c_int, word: libc::c_int) {
     let bytes = word.to_ne_bytes();
     // SAFETY: `write` from a stack buffer that outlives the call.
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
 }
 
 /// Reads one status word from the init; `None` at end of file (the init ended without it).
-unsafe fn read_word(fd: libc::c_int) -> Option<libc::c_int> {
+pub(super) unsafe fn read_word(fd: libc::c_int) -> Option<libc::c_int> {
     let mut bytes = [0u8; 4];
     let mut at = 0;
     while at < bytes.len() {
@@ -550,7 +565,7 @@ fn id_map(buf: &mut [u8; 40], id: u32) -> &[u8] {
 
 /// Waits, as a namespace's init, for `agent` while reaping every orphan handed to it. Through
 /// rustix: no `errno`, which the init shares with the leader.
-unsafe fn reap_until(agent: libc::pid_t) -> libc::c_int {
+pub(super) unsafe fn reap_until(agent: libc::pid_t) -> libc::c_int {
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == agent => {
@@ -591,7 +606,7 @@ unsafe fn reraise(sig: libc::c_int) -> ! {
 }
 
 /// Closes every descriptor of this process except `keep`.
-unsafe fn close_all_but(keep: RawFd) {
+pub(super) unsafe fn close_all_but(keep: RawFd) {
     // SAFETY: `close_range` only closes descriptors; where it is missing, `close` each.
     unsafe {
         let ranges = [(0, keep - 1), (keep + 1, libc::c_int::MAX)];

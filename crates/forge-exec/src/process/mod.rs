@@ -5,7 +5,9 @@
 //! environment plus the attempt's variables when no hook has to prepare the command (see
 //! `spawn.rs`: std would rebuild the whole environment on every spawn), through
 //! `std::process::Command` with `process_group(0)` otherwise (std takes its own `posix_spawn`
-//! path unless the hook adds a `pre_exec`).
+//! path unless the hook adds a `pre_exec`). A contained attempt without a caller's hook is
+//! spawned the way `posix_spawn` spawns, with the namespaces set up on the way (`leader.rs`):
+//! no process copies Forge's memory.
 //!
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren
@@ -36,6 +38,7 @@ use forge_events::RunId;
 mod child;
 mod contain;
 mod group;
+mod leader;
 mod lines;
 mod log;
 mod ports;

@@ -37,6 +37,11 @@ use super::CommandSpec;
 /// Set once `pidfd_open` is found missing: from then on every spawn takes std's path.
 static NO_PIDFD: AtomicBool = AtomicBool::new(false);
 
+/// Whether pidfds were found missing (every spawn then takes std's path).
+pub(crate) fn pidfd_missing() -> bool {
+    NO_PIDFD.load(Ordering::Relaxed)
+}
+
 /// How a process ended: its exit code or the signal that killed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Exit {
@@ -50,6 +55,9 @@ pub(crate) struct DirectChild {
     /// `None` once reaped.
     pidfd: Option<AsyncFd<OwnedFd>>,
     exit: Option<Exit>,
+    /// What must outlive the child (memory it shares with this process), dropped once it is
+    /// reaped.
+    keep: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl DirectChild {
@@ -77,6 +85,7 @@ impl DirectChild {
             drop(ready);
             self.exit = exit;
             self.pidfd = None;
+            self.keep = None;
         }
     }
 }
@@ -90,11 +99,13 @@ impl Drop for DirectChild {
         // reaped without blocking the runtime (SIGKILL may take a moment to land).
         let _ = rustix::process::kill_process_group(self.pid, rustix::process::Signal::KILL);
         let pidfd = pidfd.into_inner();
+        let keep = self.keep.take();
         if let Ok(Some(_)) = reap(pidfd.as_fd(), WaitIdOptions::NOHANG) {
             return;
         }
         let wait = move || {
             let _ = reap(pidfd.as_fd(), WaitIdOptions::empty());
+            drop(keep);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(wait)),
@@ -183,11 +194,21 @@ pub(crate) fn spawn(
     argv.push(program.as_ptr().cast_mut());
     argv.extend(c_args.iter().map(|a| a.as_ptr().cast_mut()));
     argv.push(std::ptr::null_mut());
-    let mut envp = inherited_env(&vars);
+    let names: Vec<&[u8]> = vars.iter().map(|(name, _)| *name).collect();
+    let mut envp = inherited_env(&names);
     envp.extend(vars.iter().map(|(_, entry)| entry.as_ptr().cast_mut()));
     envp.push(std::ptr::null_mut());
 
     let pid = posix_spawn(&program, search, &cwd, stdio, &argv, &envp)?;
+    watch(pid, None).map(Some)
+}
+
+/// Waits on the child `pid` of this process through a pidfd; `keep` is dropped once it is
+/// reaped. Without a pidfd the child is killed (its group) and reaped, and the error returned.
+pub(crate) fn watch(
+    pid: Pid,
+    keep: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+) -> std::io::Result<DirectChild> {
     let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => fd,
         Err(e) => {
@@ -203,11 +224,12 @@ pub(crate) fn spawn(
     // SAFETY: an `OwnedFd` is an open descriptor that stays open, and the same, until it is
     // dropped or taken back with `into_inner`.
     match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
-        Ok(pidfd) => Ok(Some(DirectChild {
+        Ok(pidfd) => Ok(DirectChild {
             pid,
             pidfd: Some(pidfd),
             exit: None,
-        })),
+            keep,
+        }),
         Err(e) => {
             let (pidfd, e) = e.into_parts();
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
@@ -217,10 +239,10 @@ pub(crate) fn spawn(
     }
 }
 
-/// The parent's environment entries whose names `vars` does not override, as pointers into
+/// The parent's environment entries whose names are not in `overridden`, as pointers into
 /// `environ` itself.
-fn inherited_env(vars: &[(&[u8], CString)]) -> Vec<*mut c_char> {
-    let mut envp = Vec::with_capacity(64 + vars.len());
+pub(crate) fn inherited_env(overridden: &[&[u8]]) -> Vec<*mut c_char> {
+    let mut envp = Vec::with_capacity(64 + overridden.len());
     // SAFETY: `environ` is a null-terminated array of NUL-terminated strings. It is only
     // changed by `setenv`/`putenv`, which Rust marks unsafe (`std::env::set_var`) on the
     // promise that no other thread reads the environment meanwhile, the same promise every
@@ -234,7 +256,7 @@ fn inherited_env(vars: &[(&[u8], CString)]) -> Vec<*mut c_char> {
         while !(*entry).is_null() {
             let bytes = CStr::from_ptr(*entry).to_bytes();
             let name = bytes.split(|b| *b == b'=').next().unwrap_or(bytes);
-            if !vars.iter().any(|(overridden, _)| *overridden == name) {
+            if !overridden.contains(&name) {
                 envp.push(*entry);
             }
             entry = entry.add(1);

@@ -133,6 +133,11 @@ impl Prepared {
     pub(crate) fn repo(&self) -> &std::ffi::CStr {
         &self.repo
     }
+
+    /// The workspace's own path (outside the view).
+    pub(crate) fn workspace(&self) -> &std::ffi::CStr {
+        &self.workspace
+    }
 }
 
 /// Makes `cmd` set the view up in its leader (after any hook that enters the workspace's own
@@ -348,7 +353,9 @@ unsafe fn detach_line(line: &[u8], keep: &[u8]) -> bool {
     }
 }
 
-unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
+/// Sets the view up in the calling process (the attempt's leader): a private mount namespace
+/// in which the repository path shows the workspace (see the module docs). Async-signal-safe.
+pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
     // SAFETY: async-signal-safe system calls on prepared values (see `enter_view`).
     unsafe {
         let (uid, gid) = (libc::getuid(), libc::getgid());

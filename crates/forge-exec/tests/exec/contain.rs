@@ -571,3 +571,53 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
         }
     }
 }
+
+/// The parent pid of process `pid` (from `/proc/<pid>/stat`), if it is alive.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The namespace route copies nothing of Forge for an attempt: the agent's parent, the init of
+/// its PID namespace, is a child of Forge itself (no forked leader of Forge stands between, as
+/// on std's route), and it is in the namespace of the agent, not of Forge.
+#[tokio::test]
+async fn the_attempts_init_is_forges_own_child() {
+    if !namespaces_or_skip("the_attempts_init_is_forges_own_child") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mark = mark("init");
+    let seen = std::sync::Mutex::new(None);
+    let ran = run(
+        dir.path(),
+        &mark,
+        "echo ready; exec sleep 1000",
+        &contained(),
+        |cancel, _| {
+            // The agent (`sh`, then `sleep`) is the only marked process; its parent the init.
+            let agent = marked_processes(&mark);
+            let init = agent.first().and_then(|pid| parent_of(*pid));
+            let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+            *seen.lock().unwrap() = Some((
+                agent.len(),
+                init.and_then(parent_of),
+                init.and_then(ns),
+                agent.first().and_then(|pid| ns(*pid)),
+            ));
+            cancel.cancel();
+        },
+    )
+    .await
+    .unwrap();
+    assert!(ran.exit.stopped, "{:?}", ran.lines);
+    let (agents, forge, init_ns, agent_ns) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(agents, 1);
+    assert_eq!(forge, i32::try_from(std::process::id()).ok());
+    assert_eq!(init_ns, agent_ns);
+    assert_ne!(init_ns, std::fs::read_link("/proc/self/ns/pid").ok());
+}

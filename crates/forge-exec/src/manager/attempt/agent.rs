@@ -168,6 +168,10 @@ async fn spawn(
             view.writable.push(state.dir().to_path_buf());
         }
     }
+    // The spawn sets the directory (`spec.cwd`, the workspace) and `FORGE_WORKSPACE` itself;
+    // without a hook it can take its fast routes (no copy of Forge, see `process/leader.rs`).
+    let prepare =
+        |cmd: &mut std::process::Command| ws.prepare_command(cmd).map_err(std::io::Error::other);
     let exit = run_process_in(
         &spec,
         &env,
@@ -176,7 +180,8 @@ async fn spawn(
         &stop,
         &a.ctx.kill,
         &options,
-        Some(&|cmd| ws.prepare_command(cmd).map_err(std::io::Error::other)),
+        ws.needs_command_hook()
+            .then_some(&prepare as &crate::process::PrepareCommand<'_>),
     )
     .await;
     if let Some(state) = state {

@@ -1,0 +1,549 @@
+//! The contained spawn without a copy of Forge: the attempt's leader is a
+//! `clone(CLONE_VM | CLONE_VFORK)` of the spawning thread, as `posix_spawn` makes its child.
+//!
+//! `contain.rs` describes the attempt's process tree: a leader that sets the attempt up (its
+//! cgroups, the repository view, a new PID namespace), an init (PID 1 of that namespace) and
+//! the agent. Through `std::process::Command` the leader is a `fork` of Forge: the kernel copies
+//! Forge's page tables for it, both processes then take a copy-on-write fault on every page
+//! either writes, and the copy is torn down when the leader ends — the larger Forge's address
+//! space, the more each attempt costs, and the spawning thread's other work waits meanwhile.
+//!
+//! Here no process ever copies Forge's memory:
+//!
+//! 1. The spawning thread blocks every signal (no handler may run in a process that shares its
+//!    memory) and clones the **leader** into its own memory with `CLONE_VFORK`: the thread
+//!    sleeps until the leader exits. The leader resets every handled signal to its default,
+//!    joins the cgroups, puts the standard streams in place, changes to the working directory,
+//!    sets the view up and unshares the PID namespace — the same steps, on the same prepared
+//!    values, as the `pre_exec` hooks of the std route.
+//! 2. The leader clones the **init** with `CLONE_VM | CLONE_PARENT`: PID 1 of the new namespace
+//!    and a child of the spawning thread, not of the leader. The init makes its own process
+//!    group (the attempt's), asks for `SIGKILL` when Forge's thread dies, mounts the
+//!    namespace's `/proc` when asked, and clones the **agent** (`CLONE_VM | CLONE_VFORK`), which
+//!    empties its signal mask and `execve`s the program, searching the agent's own `PATH`.
+//! 3. The init reports the `exec` (or its error) to the leader on a pipe, closes every other
+//!    descriptor, and the leader exits: the spawning thread wakes, reaps the leader and waits on
+//!    the init through a pidfd.
+//! 4. The init waits for the agent while reaping the namespace's orphans, stores the agent's
+//!    wait status in the prepared [`Shared`] value and exits, which ends the namespace (the
+//!    kernel kills what is left in it). Forge maps that status back to the agent's exit.
+//!
+//! The init shares Forge's memory for the attempt's life; it touches only its stack and the
+//! atomic fields of [`Shared`], which Forge frees only after the init has been reaped. After
+//! the leader is gone the init makes no call that can set `errno` (it shares the spawning
+//! thread's thread-local storage): `close_range`, `wait4` through rustix, and `_exit`.
+//!
+//! A host that refuses `CLONE_VM` (a seccomp filter, an old kernel) gets the std route.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr, OsString, c_char, c_int};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use super::contain::{self, NsRoute, Stack};
+use super::spawn::{self, DirectChild, Exit};
+use super::view;
+
+/// Size of the leader's stack: the view's set-up keeps two 8-KiB buffers and a path on it.
+const LEADER_STACK: usize = 256 * 1024;
+/// Size of the init's stack: a handful of system calls in shallow frames.
+const INIT_STACK: usize = 64 * 1024;
+/// Size of the agent's stack before `execve`.
+const AGENT_STACK: usize = 64 * 1024;
+
+/// The step of the leader or the init that failed (for the spawn's error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Step {
+    None = 0,
+    Cgroup = 1,
+    Stdio = 2,
+    Chdir = 3,
+    View = 4,
+    Namespace = 5,
+    Init = 6,
+    Exec = 7,
+    /// The init ended before it reported the `exec` (killed).
+    Killed = 8,
+}
+
+impl Step {
+    fn from_raw(raw: i32) -> Self {
+        match raw {
+            1 => Self::Cgroup,
+            2 => Self::Stdio,
+            3 => Self::Chdir,
+            4 => Self::View,
+            5 => Self::Namespace,
+            6 => Self::Init,
+            7 => Self::Exec,
+            8 => Self::Killed,
+            _ => Self::None,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::None | Self::Exec => "",
+            Self::Cgroup => "joining the attempt's cgroup",
+            Self::Stdio => "setting up the agent's standard streams",
+            Self::Chdir => "changing to the workspace",
+            Self::View => "showing the workspace at the repository path",
+            Self::Namespace => "entering a new PID namespace",
+            Self::Init => "starting the namespace's init",
+            Self::Killed => "starting the agent",
+        }
+    }
+}
+
+/// Everything the leader, the init and the agent use, prepared before the clone and freed only
+/// once the init has been reaped. The children read the prepared fields and write the atomic
+/// ones only.
+pub(super) struct Shared {
+    /// Where the agent's program may be, in `PATH` order (one path when it names a directory).
+    candidates: Vec<CString>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    /// The strings `argv` and `envp` point at (besides `environ`'s own entries).
+    _strings: Vec<CString>,
+    cwd: CString,
+    stdio: [RawFd; 3],
+    cgroups: Vec<RawFd>,
+    view: Option<view::Prepared>,
+    route: NsRoute,
+    own_proc: bool,
+    /// Forge's pid, whose end the init checks for once it asked for its death signal.
+    forge: libc::pid_t,
+    leader_stack: Stack,
+    init_stack: Stack,
+    agent_stack: Stack,
+    /// Set by the leader: the status pipe's write end, the pidfd of Forge.
+    status: AtomicI32,
+    forge_pidfd: AtomicI32,
+    /// Results: the failed step and its error, the init's pid.
+    failed: AtomicI32,
+    error: AtomicI32,
+    init: AtomicI32,
+    /// The agent's `exec` error (0 while none).
+    exec_error: AtomicI32,
+    /// The agent's wait status, stored by the init before it exits.
+    agent_status: AtomicI32,
+    has_status: AtomicBool,
+}
+
+// SAFETY: the raw pointers point into `_strings` (owned here) or at `environ`'s entries, which
+// are only read; shared use is reading the prepared fields and the atomics.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn fail(&self, step: Step, error: c_int) {
+        self.error.store(error, Ordering::SeqCst);
+        self.failed.store(step as i32, Ordering::SeqCst);
+    }
+}
+
+/// An attempt spawned here: the init, waited on through its pidfd, and the values it uses.
+pub(super) struct ContainedChild {
+    init: DirectChild,
+    shared: Arc<Shared>,
+}
+
+impl ContainedChild {
+    /// The init's pid, which is also the attempt's process group.
+    pub(super) fn pid(&self) -> rustix::process::Pid {
+        self.init.pid()
+    }
+
+    /// Waits for the attempt to end: the agent's exit, or the signal that ended the init.
+    pub(super) async fn wait(&mut self) -> std::io::Result<Exit> {
+        let exit = self.init.wait().await?;
+        if exit.signal.is_some() || !self.shared.has_status.load(Ordering::SeqCst) {
+            return Ok(exit);
+        }
+        let status = self.shared.agent_status.load(Ordering::SeqCst);
+        Ok(if libc::WIFSIGNALED(status) {
+            Exit {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+            }
+        } else {
+            Exit {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+            }
+        })
+    }
+}
+
+/// What [`spawn`] is asked to start.
+pub(super) struct Request<'a> {
+    pub(super) program: &'a OsStr,
+    pub(super) args: &'a [OsString],
+    pub(super) cwd: &'a std::path::Path,
+    /// The environment's changes, later entries winning.
+    pub(super) env: Vec<(&'a OsStr, &'a OsStr)>,
+    pub(super) stdio: [BorrowedFd<'a>; 3],
+    pub(super) cgroups: Vec<OwnedFd>,
+    pub(super) view: Option<view::Prepared>,
+    pub(super) route: NsRoute,
+}
+
+/// Spawns the attempt as the module docs say. `Ok(None)`: this route does not apply here
+/// (nothing is left running); the caller takes the std route.
+pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<ContainedChild>> {
+    if spawn::pidfd_missing()
+        || request.stdio.iter().any(|fd| fd.as_raw_fd() <= 2)
+        || tokio::runtime::Handle::try_current().is_err()
+    {
+        return Ok(None);
+    }
+    let view = request.view.take();
+    let Some(shared) = prepare(&request, view) else {
+        return Ok(None);
+    };
+    let shared = Arc::new(shared);
+    let data = Arc::as_ptr(&shared).cast_mut().cast::<libc::c_void>();
+    // SAFETY: the signal sets are initialised by `sigfillset`/`pthread_sigmask` before use;
+    // `leader_main` runs on its own prepared stack in this memory while this thread sleeps
+    // (`CLONE_VFORK`), reads `shared` (alive: owned here) and writes its atomics only.
+    let leader = unsafe {
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
+        let pid = libc::clone(
+            leader_main,
+            shared.leader_stack.top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            data,
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
+        pid
+    };
+    drop(request.cgroups);
+    let Some(leader) = rustix::process::Pid::from_raw(leader) else {
+        // `CLONE_VM` refused: the std route.
+        return Ok(None);
+    };
+    while let Err(rustix::io::Errno::INTR) =
+        rustix::process::waitpid(Some(leader), rustix::process::WaitOptions::empty())
+    {}
+    let init = rustix::process::Pid::from_raw(shared.init.load(Ordering::SeqCst));
+    let step = Step::from_raw(shared.failed.load(Ordering::SeqCst));
+    if step != Step::None {
+        if let Some(init) = init {
+            let _ = rustix::process::kill_process(init, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(init), rustix::process::WaitOptions::empty());
+        }
+        let errno = shared.error.load(Ordering::SeqCst);
+        if step == Step::Init && matches!(errno, libc::EINVAL | libc::EPERM | libc::ENOSYS) {
+            return Ok(None);
+        }
+        let error = std::io::Error::from_raw_os_error(errno);
+        return Err(match step {
+            Step::Exec | Step::None => error,
+            Step::Killed => std::io::Error::other(format!(
+                "{}: the attempt's init was killed before the agent ran",
+                step.what()
+            )),
+            _ => std::io::Error::new(error.kind(), format!("{}: {error}", step.what())),
+        });
+    }
+    let Some(init) = init else {
+        return Err(std::io::Error::other("the attempt's init has no pid"));
+    };
+    let keep: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
+    match spawn::watch(init, Some(keep)) {
+        Ok(child) => Ok(Some(ContainedChild {
+            init: child,
+            shared,
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// The values of [`Shared`] for `request`; `None` when a string holds a NUL byte (std reports
+/// it).
+fn prepare(request: &Request<'_>, view: Option<view::Prepared>) -> Option<Shared> {
+    let c = |bytes: &[u8]| CString::new(bytes).ok();
+    let program = request.program.as_bytes();
+    let (Some(program_c), Some(cwd)) = (c(program), c(request.cwd.as_os_str().as_bytes())) else {
+        return None;
+    };
+    let mut strings = Vec::with_capacity(request.args.len() + request.env.len());
+    for arg in request.args {
+        strings.push(c(arg.as_bytes())?);
+    }
+    let arg_count = strings.len();
+    // The changes as `NAME=value`, the last of each name only.
+    let mut names: Vec<&[u8]> = Vec::with_capacity(request.env.len());
+    let mut path = None;
+    for (i, (name, value)) in request.env.iter().enumerate() {
+        let name = name.as_bytes();
+        if name.is_empty() || name.contains(&b'=') {
+            return None;
+        }
+        if request.env[i + 1..]
+            .iter()
+            .any(|(later, _)| later.as_bytes() == name)
+        {
+            continue;
+        }
+        if name == b"PATH" {
+            path = Some(value.as_bytes().to_vec());
+        }
+        let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+        entry.extend_from_slice(name);
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        names.push(name);
+        strings.push(c(&entry)?);
+    }
+    // Where `execvp` would look, in the agent's own `PATH` (glibc's default without one).
+    let candidates = if program.contains(&b'/') {
+        vec![program_c.clone()]
+    } else {
+        let path = path
+            .or_else(|| std::env::var_os("PATH").map(|p| p.as_bytes().to_vec()))
+            .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
+        let mut candidates = Vec::new();
+        for dir in path.split(|b| *b == b':') {
+            let mut full = Vec::with_capacity(dir.len() + program.len() + 1);
+            // An empty entry is the working directory.
+            if !dir.is_empty() {
+                full.extend_from_slice(dir);
+                full.push(b'/');
+            }
+            full.extend_from_slice(program);
+            if let Some(full) = c(&full) {
+                candidates.push(full);
+            }
+        }
+        candidates
+    };
+    let mut argv = Vec::with_capacity(arg_count + 2);
+    argv.push(program_c.as_ptr());
+    argv.extend(strings[..arg_count].iter().map(|s| s.as_ptr()));
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const c_char> = spawn::inherited_env(&names)
+        .into_iter()
+        .map(<*mut c_char>::cast_const)
+        .collect();
+    envp.extend(strings[arg_count..].iter().map(|s| s.as_ptr()));
+    envp.push(std::ptr::null());
+    strings.push(program_c);
+    Some(Shared {
+        candidates,
+        agent_stack: Stack::new(AGENT_STACK + 8 * argv.len()),
+        argv,
+        envp,
+        _strings: strings,
+        cwd,
+        stdio: request.stdio.map(|fd| fd.as_raw_fd()),
+        cgroups: request.cgroups.iter().map(AsRawFd::as_raw_fd).collect(),
+        own_proc: view.is_some(),
+        view,
+        route: request.route,
+        // SAFETY: `getpid` has no preconditions.
+        forge: unsafe { libc::getpid() },
+        leader_stack: Stack::new(LEADER_STACK),
+        init_stack: Stack::new(INIT_STACK),
+        status: AtomicI32::new(-1),
+        forge_pidfd: AtomicI32::new(-1),
+        failed: AtomicI32::new(0),
+        error: AtomicI32::new(0),
+        init: AtomicI32::new(0),
+        exec_error: AtomicI32::new(0),
+        agent_status: AtomicI32::new(0),
+        has_status: AtomicBool::new(false),
+    })
+}
+
+/// The errno of the last failed call (the leader runs while the spawning thread sleeps).
+fn errno() -> c_int {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// The leader (see the module docs). Runs in Forge's memory while the spawning thread sleeps.
+extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
+    // SAFETY: `data` is the spawn's `Shared`, alive while the spawning thread sleeps; every call
+    // is async-signal-safe and allocates nothing.
+    unsafe {
+        let s = &*data.cast::<Shared>();
+        // No handler of Forge's may run in a process sharing its memory, nor be inherited.
+        let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::sigaction(sig, std::ptr::null(), action.as_mut_ptr()) == 0 {
+                let handler = (*action.as_ptr()).sa_sigaction;
+                if (handler != libc::SIG_DFL && handler != libc::SIG_IGN)
+                    || spawn::RESET_SIGNALS.contains(&sig)
+                {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+        }
+        for fd in &s.cgroups {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                s.fail(Step::Cgroup, errno());
+                libc::_exit(1);
+            }
+        }
+        for (fd, target) in s.stdio.iter().zip(0..) {
+            if libc::dup2(*fd, target) < 0 {
+                s.fail(Step::Stdio, errno());
+                libc::_exit(1);
+            }
+        }
+        if libc::chdir(s.cwd.as_ptr()) < 0 {
+            s.fail(Step::Chdir, errno());
+            libc::_exit(1);
+        }
+        if let Some(view) = &s.view
+            && let Err(e) = view::set_up(view)
+        {
+            s.fail(Step::View, e.raw_os_error().unwrap_or(libc::EIO));
+            libc::_exit(1);
+        }
+        if let Err(e) = contain::unshare_pid(s.route) {
+            s.fail(Step::Namespace, e.raw_os_error().unwrap_or(libc::EIO));
+            libc::_exit(1);
+        }
+        // Forge's end is checked by the init once it asked for its death signal.
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, s.forge, 0);
+        s.forge_pidfd
+            .store(c_int::try_from(pidfd).unwrap_or(-1), Ordering::SeqCst);
+        let mut fds = [0 as c_int; 2];
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+            s.fail(Step::Init, errno());
+            libc::_exit(1);
+        }
+        let [read_end, write_end] = fds;
+        s.status.store(write_end, Ordering::SeqCst);
+        // PID 1 of the namespace, a child of the spawning thread (this process ends next).
+        let init = libc::clone(
+            init_main,
+            s.init_stack.top,
+            libc::CLONE_VM | libc::CLONE_PARENT | libc::SIGCHLD,
+            data,
+        );
+        if init < 0 {
+            s.fail(Step::Init, errno());
+            libc::_exit(1);
+        }
+        s.init.store(init, Ordering::SeqCst);
+        libc::close(write_end);
+        match contain::read_word(read_end) {
+            Some(0) => {}
+            Some(error) => s.fail(Step::Exec, error),
+            None => s.fail(Step::Killed, 0),
+        }
+        libc::_exit(0)
+    }
+}
+
+/// The init (see the module docs): shares Forge's memory for the attempt's life.
+extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
+    // SAFETY: `data` is the spawn's `Shared`, freed only after this process was reaped; until
+    // the status word is written the spawning thread sleeps, after it no call here sets
+    // `errno` (see the module docs).
+    unsafe {
+        let s = &*data.cast::<Shared>();
+        let status = s.status.load(Ordering::SeqCst);
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // Forge may have died before the death signal was asked for.
+        let pidfd = s.forge_pidfd.load(Ordering::SeqCst);
+        if pidfd >= 0 {
+            let mut poll = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&raw mut poll, 1, 0) == 1 {
+                libc::_exit(137);
+            }
+        }
+        if s.own_proc {
+            contain::mount_own_proc();
+        }
+        // Every signal stays blocked here (the spawning thread blocked them); the agent
+        // empties its mask.
+        let mut pid = libc::clone(
+            agent_main,
+            s.agent_stack.top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            data,
+        );
+        if pid < 0 {
+            pid = libc::clone(
+                agent_main,
+                s.agent_stack.top,
+                libc::CLONE_VFORK | libc::SIGCHLD,
+                data,
+            );
+        }
+        let error = if pid < 0 {
+            errno()
+        } else {
+            s.exec_error.load(Ordering::SeqCst)
+        };
+        if error != 0 {
+            if pid > 0 {
+                contain::reap_until(pid);
+            }
+            contain::write_word(status, error);
+            libc::_exit(127);
+        }
+        contain::close_all_but(status);
+        contain::write_word(status, 0);
+        // From here on the spawning thread runs again: no call that sets `errno`.
+        rustix::io::close(status);
+        let agent = contain::reap_until(pid);
+        s.agent_status.store(agent, Ordering::SeqCst);
+        s.has_status.store(true, Ordering::SeqCst);
+        // Leaving ends the namespace: the kernel kills what is left in it.
+        libc::_exit(0)
+    }
+}
+
+/// The agent, cloned by the init into the same memory while the init waits (`CLONE_VFORK`):
+/// an empty signal mask (its handlers are the defaults already), then `execve` of each
+/// candidate path in turn, as `execvp` searches `PATH`.
+extern "C" fn agent_main(data: *mut libc::c_void) -> c_int {
+    // SAFETY: `data` is the spawn's `Shared`; the init and the spawning thread sleep until this
+    // process `exec`s or exits; async-signal-safe calls only.
+    unsafe {
+        let s = &*data.cast::<Shared>();
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+        let mut error = libc::ENOENT;
+        let mut denied = false;
+        for path in &s.candidates {
+            libc::execve(path.as_ptr(), s.argv.as_ptr(), s.envp.as_ptr());
+            match errno() {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => {
+                    error = other;
+                    denied = false;
+                    break;
+                }
+            }
+        }
+        if denied {
+            error = libc::EACCES;
+        }
+        s.exec_error.store(error, Ordering::SeqCst);
+        libc::_exit(127)
+    }
+}
