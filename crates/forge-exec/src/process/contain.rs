@@ -1,12 +1,12 @@
 //! Containing an attempt's process tree: its own PID namespace, its own cgroup, limits.
 //!
 //! **PID namespace.** The attempt's leader (the process Forge spawns and waits on) enters a new
-//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself. Where the
-//! spawn needs no hook of the caller's (the manager's agents), none of the three copies Forge's
-//! address space: the leader is a `clone(CLONE_VM | CLONE_VFORK)` of the spawning thread and
-//! the init becomes Forge's own child (see `leader.rs`). Otherwise the leader is std's `fork`
-//! and the init and the agent are clones sharing its memory, so Forge's address space is copied
-//! once per attempt (see [`enter_pid_namespace`]). The init
+//! PID namespace and starts a tiny init (PID 1 there), which starts the agent itself. Forge's
+//! address space is copied once per attempt. Where the spawn needs no hook of the caller's (the
+//! manager's agents), the leader is a `clone(CLONE_VM | CLONE_VFORK)` of the spawning thread
+//! that ends once the agent runs, and the init, a fork, becomes Forge's own child (see
+//! `leader.rs`). Otherwise the leader is std's `fork` and lives as long as the attempt, and the
+//! init and the agent are clones sharing its memory (see [`enter_pid_namespace`]). The init
 //! waits for the agent only; when the agent is gone the init exits, and the kernel kills every
 //! other process of the namespace (`setsid` children, double-forked daemons) before the
 //! leader sees the init's end. So when Forge sees its child exit, nothing of the attempt is
@@ -191,7 +191,7 @@ pub(crate) fn enter_pid_namespace(
             }
             // The leader: relays the agent's status, holds nothing else open (std's exec-error
             // pipe included, so the spawn returns at once).
-            close_all_but(read_end);
+            close_all_but(&[read_end]);
             for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
                 libc::signal(sig, libc::SIG_IGN);
             }
@@ -434,7 +434,7 @@ extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
             libc::_exit(127);
         }
         write_word(agent.status, 0);
-        close_all_but(agent.status);
+        close_all_but(&[agent.status]);
         let status = reap_until(pid);
         write_word(agent.status, status);
         // Leaving ends the namespace: the kernel kills what is left in it.
@@ -605,26 +605,37 @@ unsafe fn reraise(sig: libc::c_int) -> ! {
     }
 }
 
-/// Closes every descriptor of this process except `keep`.
-pub(super) unsafe fn close_all_but(keep: RawFd) {
+/// Closes every descriptor of this process except those in `keep` (at most four, any order).
+pub(super) unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut kept = [-1 as RawFd; 4];
+    let n = keep.len().min(kept.len());
+    kept[..n].copy_from_slice(&keep[..n]);
+    kept[..n].sort_unstable();
+    let mut first = 0;
+    for &fd in kept[..n].iter().chain(std::iter::once(&libc::c_int::MAX)) {
+        let last = if fd == libc::c_int::MAX { fd } else { fd - 1 };
+        if fd >= 0 && first <= last {
+            // SAFETY: `close_range` only closes descriptors; where it is missing, `close` each.
+            unsafe { close_range(first, last) };
+        }
+        first = fd.saturating_add(1).max(first);
+    }
+}
+
+/// Closes the descriptors `first..=last` (async-signal-safe).
+unsafe fn close_range(first: RawFd, last: RawFd) {
     // SAFETY: `close_range` only closes descriptors; where it is missing, `close` each.
     unsafe {
-        let ranges = [(0, keep - 1), (keep + 1, libc::c_int::MAX)];
-        for (first, last) in ranges {
-            if first > last {
-                continue;
-            }
-            #[allow(clippy::cast_sign_loss)] // both are non-negative here
-            let done = libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last as libc::c_uint,
-                0 as libc::c_uint,
-            ) == 0;
-            if !done {
-                for fd in first..=last.min(4095) {
-                    libc::close(fd);
-                }
+        #[allow(clippy::cast_sign_loss)] // both are non-negative here
+        let done = libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0 as libc::c_uint,
+        ) == 0;
+        if !done {
+            for fd in first..=last.min(4095) {
+                libc::close(fd);
             }
         }
     }

@@ -8,7 +8,7 @@
 //! either writes, and the copy is torn down when the leader ends — the larger Forge's address
 //! space, the more each attempt costs, and the spawning thread's other work waits meanwhile.
 //!
-//! Here no process ever copies Forge's memory:
+//! Here only the init copies Forge's memory:
 //!
 //! 1. The spawning thread blocks every signal (no handler may run in a process that shares its
 //!    memory) and clones the **leader** into its own memory with `CLONE_VFORK`: the thread
@@ -16,22 +16,25 @@
 //!    joins the cgroups, puts the standard streams in place, changes to the working directory,
 //!    sets the view up and unshares the PID namespace — the same steps, on the same prepared
 //!    values, as the `pre_exec` hooks of the std route.
-//! 2. The leader clones the **init** with `CLONE_VM | CLONE_PARENT`: PID 1 of the new namespace
-//!    and a child of the spawning thread, not of the leader. The init makes its own process
-//!    group (the attempt's), asks for `SIGKILL` when Forge's thread dies, mounts the
-//!    namespace's `/proc` when asked, and clones the **agent** (`CLONE_VM | CLONE_VFORK`), which
-//!    empties its signal mask and `execve`s the program, searching the agent's own `PATH`.
+//! 2. The leader forks the **init** with `CLONE_PARENT`: PID 1 of the new namespace and a
+//!    child of the spawning thread, not of the leader. The init makes its own process group
+//!    (the attempt's), asks for `SIGKILL` when Forge's thread dies, mounts the namespace's
+//!    `/proc` when asked, and clones the **agent** into its own memory (`CLONE_VM |
+//!    CLONE_VFORK`), which empties its signal mask and `execve`s the program, searching the
+//!    agent's own `PATH`.
 //! 3. The init reports the `exec` (or its error) to the leader on a pipe, closes every other
-//!    descriptor, and the leader exits: the spawning thread wakes, reaps the leader and waits on
-//!    the init through a pidfd.
-//! 4. The init waits for the agent while reaping the namespace's orphans, stores the agent's
-//!    wait status in the prepared [`Shared`] value and exits, which ends the namespace (the
-//!    kernel kills what is left in it). Forge maps that status back to the agent's exit.
+//!    descriptor but the one to Forge, and the leader exits: the spawning thread wakes, reaps the
+//!    leader and waits on the init through a pidfd.
+//! 4. The init waits for the agent while reaping the namespace's orphans, writes the agent's
+//!    wait status to Forge's pipe and exits, which ends the namespace (the kernel kills what is
+//!    left in it). Forge maps that status back to the agent's exit.
 //!
-//! The init shares Forge's memory for the attempt's life; it touches only its stack and the
-//! atomic fields of [`Shared`], which Forge frees only after the init has been reaped. After
-//! the leader is gone the init makes no call that can set `errno` (it shares the spawning
-//! thread's thread-local storage): `close_range`, `wait4` through rustix, and `_exit`.
+//! The init is a copy of Forge, not a process sharing its memory: the agent can see (and, as
+//! the same user, trace) its namespace's PID 1, and a memory limit's OOM killer may pick it,
+//! so no process of the attempt may share Forge's address space beyond the spawn itself.
+//! Against the std route (a forked leader that lives as long as the attempt and relays its
+//! status) this saves std's command set-up (its environment rebuilt per spawn, its `exec`
+//! error pipe) and one process per attempt.
 //!
 //! A host that refuses `CLONE_VM` (a seccomp filter, an old kernel) gets the std route.
 #![allow(unsafe_code)]
@@ -39,8 +42,7 @@
 use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::contain::{self, NsRoute, Stack};
 use super::spawn::{self, DirectChild, Exit};
@@ -98,9 +100,9 @@ impl Step {
     }
 }
 
-/// Everything the leader, the init and the agent use, prepared before the clone and freed only
-/// once the init has been reaped. The children read the prepared fields and write the atomic
-/// ones only.
+/// Everything the leader, the init and the agent use, prepared before the clone. The leader
+/// reads the prepared fields and writes the atomic ones while the spawning thread sleeps; the
+/// init and the agent use their own copy.
 pub(super) struct Shared {
     /// Where the agent's program may be, in `PATH` order (one path when it names a directory).
     candidates: Vec<CString>,
@@ -126,11 +128,10 @@ pub(super) struct Shared {
     failed: AtomicI32,
     error: AtomicI32,
     init: AtomicI32,
-    /// The agent's `exec` error (0 while none).
+    /// The agent's `exec` error (0 while none; in the init's copy).
     exec_error: AtomicI32,
-    /// The agent's wait status, stored by the init before it exits.
-    agent_status: AtomicI32,
-    has_status: AtomicBool,
+    /// The write end of the pipe on which the init reports the agent's wait status to Forge.
+    report: RawFd,
 }
 
 // SAFETY: the raw pointers point into `_strings` (owned here) or at `environ`'s entries, which
@@ -146,10 +147,11 @@ impl Shared {
     }
 }
 
-/// An attempt spawned here: the init, waited on through its pidfd, and the values it uses.
+/// An attempt spawned here: the init, waited on through its pidfd, and the pipe on which it
+/// reports the agent's wait status.
 pub(super) struct ContainedChild {
     init: DirectChild,
-    shared: Arc<Shared>,
+    report: OwnedFd,
 }
 
 impl ContainedChild {
@@ -161,10 +163,19 @@ impl ContainedChild {
     /// Waits for the attempt to end: the agent's exit, or the signal that ended the init.
     pub(super) async fn wait(&mut self) -> std::io::Result<Exit> {
         let exit = self.init.wait().await?;
-        if exit.signal.is_some() || !self.shared.has_status.load(Ordering::SeqCst) {
+        if exit.signal.is_some() {
             return Ok(exit);
         }
-        let status = self.shared.agent_status.load(Ordering::SeqCst);
+        // The init is gone: its word is in the pipe, or it never wrote one.
+        let mut word = [0u8; 4];
+        let mut at = 0;
+        while at < word.len() {
+            match rustix::io::read(&self.report, &mut word[at..]) {
+                Ok(0) | Err(_) => return Ok(exit),
+                Ok(n) => at += n,
+            }
+        }
+        let status = c_int::from_ne_bytes(word);
         Ok(if libc::WIFSIGNALED(status) {
             Exit {
                 code: None,
@@ -202,15 +213,17 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
         return Ok(None);
     }
     let view = request.view.take();
-    let Some(shared) = prepare(&request, view) else {
+    // The init's report to this process: the read end stays here, the write end goes to the
+    // init only (close-on-exec: the agent does not inherit it).
+    let (report, report_in) = std::io::pipe()?;
+    let Some(shared) = prepare(&request, view, report_in.as_raw_fd()) else {
         return Ok(None);
     };
-    let shared = Arc::new(shared);
-    let data = Arc::as_ptr(&shared).cast_mut().cast::<libc::c_void>();
+    let data = (&raw const shared).cast_mut().cast::<libc::c_void>();
     // SAFETY: the signal sets are initialised by `sigfillset`/`pthread_sigmask` before use;
     // `leader_main` runs on its own prepared stack in this memory while this thread sleeps
     // (`CLONE_VFORK`), reads `shared` (alive: owned here) and writes its atomics only.
-    let leader = unsafe {
+    let (leader, clone_error) = unsafe {
         let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigfillset(all.as_mut_ptr());
         let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -221,23 +234,43 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             data,
         );
+        let error = errno();
         libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
-        pid
+        (pid, error)
     };
     drop(request.cgroups);
-    let Some(leader) = rustix::process::Pid::from_raw(leader) else {
-        // `CLONE_VM` refused: the std route.
-        return Ok(None);
+    drop(report_in);
+    if leader <= 0 {
+        // `CLONE_VM` refused (a seccomp filter, an old kernel): the std route. Out of
+        // processes or memory: the spawn's error.
+        return if matches!(clone_error, libc::EINVAL | libc::EPERM | libc::ENOSYS) {
+            Ok(None)
+        } else {
+            Err(std::io::Error::from_raw_os_error(clone_error))
+        };
+    }
+    let leader = rustix::process::Pid::from_raw(leader)
+        .ok_or_else(|| std::io::Error::other("the attempt's leader has no pid"))?;
+    let leader_ended = loop {
+        match rustix::process::waitpid(Some(leader), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => {}
+            Ok(Some((_, status))) => break status.exit_status() == Some(0),
+            _ => break false,
+        }
     };
-    while let Err(rustix::io::Errno::INTR) =
-        rustix::process::waitpid(Some(leader), rustix::process::WaitOptions::empty())
-    {}
     let init = rustix::process::Pid::from_raw(shared.init.load(Ordering::SeqCst));
-    let step = Step::from_raw(shared.failed.load(Ordering::SeqCst));
+    let mut step = Step::from_raw(shared.failed.load(Ordering::SeqCst));
+    if step == Step::None && !leader_ended {
+        // The leader was killed before the init reported: nothing says the agent runs.
+        step = Step::Killed;
+    }
     if step != Step::None {
         if let Some(init) = init {
             let _ = rustix::process::kill_process(init, rustix::process::Signal::KILL);
-            let _ = rustix::process::waitpid(Some(init), rustix::process::WaitOptions::empty());
+            while let Err(rustix::io::Errno::INTR) =
+                rustix::process::waitpid(Some(init), rustix::process::WaitOptions::empty())
+            {
+            }
         }
         let errno = shared.error.load(Ordering::SeqCst);
         if step == Step::Init && matches!(errno, libc::EINVAL | libc::EPERM | libc::ENOSYS) {
@@ -256,19 +289,15 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
     let Some(init) = init else {
         return Err(std::io::Error::other("the attempt's init has no pid"));
     };
-    let keep: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
-    match spawn::watch(init, Some(keep)) {
-        Ok(child) => Ok(Some(ContainedChild {
-            init: child,
-            shared,
-        })),
-        Err(e) => Err(e),
-    }
+    Ok(Some(ContainedChild {
+        init: spawn::watch(init)?,
+        report: report.into(),
+    }))
 }
 
 /// The values of [`Shared`] for `request`; `None` when a string holds a NUL byte (std reports
 /// it).
-fn prepare(request: &Request<'_>, view: Option<view::Prepared>) -> Option<Shared> {
+fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -> Option<Shared> {
     let c = |bytes: &[u8]| CString::new(bytes).ok();
     let program = request.program.as_bytes();
     let (Some(program_c), Some(cwd)) = (c(program), c(request.cwd.as_os_str().as_bytes())) else {
@@ -358,8 +387,7 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>) -> Option<Shared
         error: AtomicI32::new(0),
         init: AtomicI32::new(0),
         exec_error: AtomicI32::new(0),
-        agent_status: AtomicI32::new(0),
-        has_status: AtomicBool::new(false),
+        report,
     })
 }
 
@@ -428,11 +456,12 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
         }
         let [read_end, write_end] = fds;
         s.status.store(write_end, Ordering::SeqCst);
-        // PID 1 of the namespace, a child of the spawning thread (this process ends next).
+        // PID 1 of the namespace: a copy of Forge (never its memory, see the module docs) and a
+        // child of the spawning thread (this process ends next).
         let init = libc::clone(
             init_main,
             s.init_stack.top,
-            libc::CLONE_VM | libc::CLONE_PARENT | libc::SIGCHLD,
+            libc::CLONE_PARENT | libc::SIGCHLD,
             data,
         );
         if init < 0 {
@@ -450,11 +479,10 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
     }
 }
 
-/// The init (see the module docs): shares Forge's memory for the attempt's life.
+/// The init (see the module docs), in its own copy of Forge's memory.
 extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
-    // SAFETY: `data` is the spawn's `Shared`, freed only after this process was reaped; until
-    // the status word is written the spawning thread sleeps, after it no call here sets
-    // `errno` (see the module docs).
+    // SAFETY: `data` is this process's copy of the spawn's `Shared`; every call is
+    // async-signal-safe and allocates nothing.
     unsafe {
         let s = &*data.cast::<Shared>();
         let status = s.status.load(Ordering::SeqCst);
@@ -462,21 +490,23 @@ extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         // Forge may have died before the death signal was asked for.
         let pidfd = s.forge_pidfd.load(Ordering::SeqCst);
-        if pidfd >= 0 {
-            let mut poll = libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if libc::poll(&raw mut poll, 1, 0) == 1 {
-                libc::_exit(137);
-            }
+        if pidfd < 0 {
+            libc::_exit(137);
+        }
+        let mut poll = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&raw mut poll, 1, 0) != 0 {
+            libc::_exit(137);
         }
         if s.own_proc {
             contain::mount_own_proc();
         }
         // Every signal stays blocked here (the spawning thread blocked them); the agent
-        // empties its mask.
+        // empties its mask. Where `CLONE_VM` is refused the agent gets a copy instead: an
+        // `exec` error then shows as its exit 127.
         let mut pid = libc::clone(
             agent_main,
             s.agent_stack.top,
@@ -503,19 +533,17 @@ extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
             contain::write_word(status, error);
             libc::_exit(127);
         }
-        contain::close_all_but(status);
+        contain::close_all_but(&[status, s.report]);
         contain::write_word(status, 0);
-        // From here on the spawning thread runs again: no call that sets `errno`.
-        rustix::io::close(status);
+        libc::close(status);
         let agent = contain::reap_until(pid);
-        s.agent_status.store(agent, Ordering::SeqCst);
-        s.has_status.store(true, Ordering::SeqCst);
+        contain::write_word(s.report, agent);
         // Leaving ends the namespace: the kernel kills what is left in it.
         libc::_exit(0)
     }
 }
 
-/// The agent, cloned by the init into the same memory while the init waits (`CLONE_VFORK`):
+/// The agent, cloned by the init into its memory while the init waits (`CLONE_VFORK`):
 /// an empty signal mask (its handlers are the defaults already), then `execve` of each
 /// candidate path in turn, as `execvp` searches `PATH`.
 extern "C" fn agent_main(data: *mut libc::c_void) -> c_int {

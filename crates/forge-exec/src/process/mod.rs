@@ -6,8 +6,7 @@
 //! `spawn.rs`: std would rebuild the whole environment on every spawn), through
 //! `std::process::Command` with `process_group(0)` otherwise (std takes its own `posix_spawn`
 //! path unless the hook adds a `pre_exec`). A contained attempt without a caller's hook is
-//! spawned the way `posix_spawn` spawns, with the namespaces set up on the way (`leader.rs`):
-//! no process copies Forge's memory.
+//! spawned the way `posix_spawn` spawns, with the namespaces set up on the way (`leader.rs`).
 //!
 //! Stopping escalates SIGINT → grace → SIGTERM → grace → SIGKILL on the *group*, and the runner
 //! does not return until no process of the group is left (checked in `/proc`), so grandchildren

@@ -55,9 +55,6 @@ pub(crate) struct DirectChild {
     /// `None` once reaped.
     pidfd: Option<AsyncFd<OwnedFd>>,
     exit: Option<Exit>,
-    /// What must outlive the child (memory it shares with this process), dropped once it is
-    /// reaped.
-    keep: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl DirectChild {
@@ -85,7 +82,6 @@ impl DirectChild {
             drop(ready);
             self.exit = exit;
             self.pidfd = None;
-            self.keep = None;
         }
     }
 }
@@ -99,13 +95,11 @@ impl Drop for DirectChild {
         // reaped without blocking the runtime (SIGKILL may take a moment to land).
         let _ = rustix::process::kill_process_group(self.pid, rustix::process::Signal::KILL);
         let pidfd = pidfd.into_inner();
-        let keep = self.keep.take();
         if let Ok(Some(_)) = reap(pidfd.as_fd(), WaitIdOptions::NOHANG) {
             return;
         }
         let wait = move || {
             let _ = reap(pidfd.as_fd(), WaitIdOptions::empty());
-            drop(keep);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(wait)),
@@ -200,15 +194,12 @@ pub(crate) fn spawn(
     envp.push(std::ptr::null_mut());
 
     let pid = posix_spawn(&program, search, &cwd, stdio, &argv, &envp)?;
-    watch(pid, None).map(Some)
+    watch(pid).map(Some)
 }
 
-/// Waits on the child `pid` of this process through a pidfd; `keep` is dropped once it is
-/// reaped. Without a pidfd the child is killed (its group) and reaped, and the error returned.
-pub(crate) fn watch(
-    pid: Pid,
-    keep: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
-) -> std::io::Result<DirectChild> {
+/// Waits on the child `pid` of this process through a pidfd. Without a pidfd the child is
+/// killed (its group) and reaped, and the error returned.
+pub(crate) fn watch(pid: Pid) -> std::io::Result<DirectChild> {
     let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => fd,
         Err(e) => {
@@ -228,7 +219,6 @@ pub(crate) fn watch(
             pid,
             pidfd: Some(pidfd),
             exit: None,
-            keep,
         }),
         Err(e) => {
             let (pidfd, e) = e.into_parts();

@@ -582,9 +582,10 @@ fn parent_of(pid: i32) -> Option<i32> {
         .ok()
 }
 
-/// The namespace route copies nothing of Forge for an attempt: the agent's parent, the init of
-/// its PID namespace, is a child of Forge itself (no forked leader of Forge stands between, as
-/// on std's route), and it is in the namespace of the agent, not of Forge.
+/// The namespace route's leader is gone once the agent runs: the agent's parent, the init of
+/// its PID namespace, is a child of Forge itself (no forked leader of Forge stands between for
+/// the attempt's life, as on std's route), it is in the namespace of the agent, not of Forge,
+/// and it does not share Forge's memory.
 #[tokio::test]
 async fn the_attempts_init_is_forges_own_child() {
     if !namespaces_or_skip("the_attempts_init_is_forges_own_child") {
@@ -603,11 +604,28 @@ async fn the_attempts_init_is_forges_own_child() {
             let agent = marked_processes(&mark);
             let init = agent.first().and_then(|pid| parent_of(*pid));
             let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+            // Whether the init shares this process's memory (`kcmp(KCMP_VM)`: 0 when it does).
+            let shares_memory = init.map(|init| {
+                const KCMP_VM: libc::c_long = 1;
+                // SAFETY: `kcmp` only compares two processes' resources.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_kcmp,
+                        libc::c_long::from(libc::getpid()),
+                        libc::c_long::from(init),
+                        KCMP_VM,
+                        0,
+                        0,
+                    ) == 0
+                }
+            });
             *seen.lock().unwrap() = Some((
                 agent.len(),
                 init.and_then(parent_of),
                 init.and_then(ns),
                 agent.first().and_then(|pid| ns(*pid)),
+                shares_memory,
             ));
             cancel.cancel();
         },
@@ -615,8 +633,10 @@ async fn the_attempts_init_is_forges_own_child() {
     .await
     .unwrap();
     assert!(ran.exit.stopped, "{:?}", ran.lines);
-    let (agents, forge, init_ns, agent_ns) = seen.lock().unwrap().take().unwrap();
+    let (agents, forge, init_ns, agent_ns, shares_memory) = seen.lock().unwrap().take().unwrap();
     assert_eq!(agents, 1);
+    // The agent can trace its PID 1 (same user): PID 1 must never be Forge's own memory.
+    assert_eq!(shares_memory, Some(false));
     assert_eq!(forge, i32::try_from(std::process::id()).ok());
     assert_eq!(init_ns, agent_ns);
     assert_ne!(init_ns, std::fs::read_link("/proc/self/ns/pid").ok());
