@@ -549,6 +549,9 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     // and refs it writes (a new file renamed over the old name), and nothing here writes into a
     // file it did not create, so the layer below never changes.
     copy_dir(&below, &dot, true, true)?;
+    if spec.parent.is_none() {
+        fresh_index(&below, &dot)?;
+    }
     if !spec.objects_now.exists() {
         // A new chain: its objects directory falls back on the objects below (the base
         // layer's, which fall back on the user's).
@@ -626,6 +629,30 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     fs::remove_file(&hook).ctx("remove", &hook)?;
     set_head(&dot, &head)?;
     Ok((parent, parent_tree))
+}
+
+/// Replaces the index of the new layer `dot` (a hard link of the index of `below`, the base's
+/// layer) with a copy written now.
+///
+/// git takes an index entry whose file was modified in the same second as the index file or
+/// later as *racily clean*, and every time it writes the index it looks at that file again
+/// (an `lstat`, and a read when it exists). The base's index is written right after its
+/// checkout, within the same second as most of its files (all of them in a small repository),
+/// and a link keeps its time, so each git command that builds the layer would look for
+/// thousands of files that are not in the layer's tree (~15 ms for 10,000 entries). A copy is
+/// as new as the layer. No entry becomes clean by mistake: the base's files never change once
+/// it is captured.
+fn fresh_index(below: &Path, dot: &Path) -> Result<(), StagingError> {
+    let (from, to) = (below.join("index"), dot.join("index"));
+    match fs::remove_file(&to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StagingError::io("remove", &to, e)),
+    }
+    if from.is_file() {
+        fs::copy(&from, &to).ctx("copy into", &to)?;
+    }
+    Ok(())
 }
 
 /// Points `HEAD` of the repository `dot` (or the branch it is on) at `commit`, as
