@@ -567,7 +567,7 @@ impl HeadLookup {
 }
 
 /// glibc's allocator settings for the git commands that write objects: git starts a zlib
-/// stream (~260 KiB) per object it writes, and with glibc's default thresholds each stream's
+/// stream (about 260 kilobytes) per object it writes, and with glibc's default thresholds each stream's
 /// memory is taken from the kernel and given back, so every object costs ~60 page faults of
 /// fresh, zeroed memory (half of `update-index`'s and `write-tree`'s time for a 10,000-entry
 /// index and 150 objects). Keeping freed memory in the process lets the next stream reuse it.
@@ -578,16 +578,22 @@ const KEEP_HEAP_TUNABLES: &str =
 
 /// Sets [`KEEP_HEAP_TUNABLES`] for `cmd`.
 fn keep_heap(cmd: &mut Command) {
-    let tunables = match std::env::var_os("GLIBC_TUNABLES") {
-        Some(own) if !own.is_empty() => {
-            let mut all = own;
+    cmd.env(
+        "GLIBC_TUNABLES",
+        with_keep_heap(std::env::var_os("GLIBC_TUNABLES")),
+    );
+}
+
+/// `GLIBC_TUNABLES` holding `own` (the user's, if any) and then [`KEEP_HEAP_TUNABLES`].
+fn with_keep_heap(own: Option<std::ffi::OsString>) -> std::ffi::OsString {
+    match own {
+        Some(mut all) if !all.is_empty() => {
             all.push(":");
             all.push(KEEP_HEAP_TUNABLES);
             all
         }
         _ => KEEP_HEAP_TUNABLES.into(),
-    };
-    cmd.env("GLIBC_TUNABLES", tunables);
+    }
 }
 
 /// Builds `<out>/.git` for a delta layer: the repository below with the changed paths (whose
@@ -639,45 +645,19 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     fs::write(&hook, build_hook(spec.changed)).ctx("write", &hook)?;
     fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).ctx("make executable", &hook)?;
     let setting = hook_setting(&hook)?;
-    let list = |deleted: bool| -> Vec<u8> {
-        spec.changed
-            .iter()
-            .filter(|(_, c)| c.after().is_none() == deleted)
-            .flat_map(|(p, _): (&RepoPath, _)| p.as_str().bytes().chain([0]))
-            .collect()
-    };
-    let (gone, written) = (list(true), list(false));
     // A new chain's parent is the base layer's `HEAD`: looked up while the index is written.
     let lookup = match spec.parent {
         Some(_) => None,
         None => Some(spawn_head(spec.below)?),
     };
-    let updated = (|| {
-        if !gone.is_empty() {
-            run_with_input(
-                git().arg("-c").arg(&setting).args([
-                    "update-index",
-                    "--force-remove",
-                    "-z",
-                    "--stdin",
-                ]),
-                &gone,
-            )?;
-        }
-        if !written.is_empty() {
-            run_with_input(
-                git().arg("-c").arg(&setting).args([
-                    "update-index",
-                    "--add",
-                    "--replace",
-                    "-z",
-                    "--stdin",
-                ]),
-                &written,
-            )?;
-        }
-        Ok::<(), StagingError>(())
-    })();
+    let updated = update_index(
+        &mut || {
+            let mut cmd = git();
+            cmd.arg("-c").arg(&setting);
+            cmd
+        },
+        spec.changed,
+    );
     let (parent, parent_tree) = match (spec.parent, lookup) {
         (Some((parent, tree)), _) => {
             updated?;
@@ -710,6 +690,32 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
     fs::remove_file(&hook).ctx("remove", &hook)?;
     set_head(&dot, &head)?;
     Ok((parent, parent_tree))
+}
+
+/// Writes `changed` into the index with the git commands `git` makes: the deletions, then the
+/// paths whose files (in the work tree) are new.
+fn update_index(git: &mut dyn FnMut() -> Command, changed: &ChangeSet) -> Result<(), StagingError> {
+    let list = |deleted: bool| -> Vec<u8> {
+        changed
+            .iter()
+            .filter(|(_, c)| c.after().is_none() == deleted)
+            .flat_map(|(p, _): (&RepoPath, _)| p.as_str().bytes().chain([0]))
+            .collect()
+    };
+    let (gone, written) = (list(true), list(false));
+    if !gone.is_empty() {
+        run_with_input(
+            git().args(["update-index", "--force-remove", "-z", "--stdin"]),
+            &gone,
+        )?;
+    }
+    if !written.is_empty() {
+        run_with_input(
+            git().args(["update-index", "--add", "--replace", "-z", "--stdin"]),
+            &written,
+        )?;
+    }
+    Ok(())
 }
 
 /// Replaces the index of the new layer `dot` (a hard link of the index of `below`, the base's
@@ -808,4 +814,32 @@ pub(crate) fn checkout(work_tree: &Path) -> Result<(), StagingError> {
         "--index",
     ]))
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The git commands that build a delta layer get the allocator settings after the user's
+    /// own, and git runs with them.
+    #[test]
+    fn layer_commands_keep_freed_memory() {
+        assert_eq!(with_keep_heap(None), KEEP_HEAP_TUNABLES);
+        assert_eq!(with_keep_heap(Some("".into())), KEEP_HEAP_TUNABLES);
+        assert_eq!(
+            with_keep_heap(Some("glibc.malloc.arena_max=2".into())),
+            format!("glibc.malloc.arena_max=2:{KEEP_HEAP_TUNABLES}").as_str()
+        );
+        let mut cmd = crate::git::git(Path::new("."));
+        keep_heap(&mut cmd);
+        let set = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "GLIBC_TUNABLES")
+            .and_then(|(_, v)| v)
+            .map(std::ffi::OsStr::to_string_lossy)
+            .unwrap_or_default();
+        assert!(set.ends_with(KEEP_HEAP_TUNABLES), "{set}");
+        let out = run(cmd.arg("--version")).unwrap();
+        assert!(text(&out).starts_with("git version"), "{}", text(&out));
+    }
 }
