@@ -605,6 +605,9 @@ fn with_keep_heap(own: Option<std::ffi::OsString>) -> std::ffi::OsString {
 /// `write-tree` keeps the trees it computed in the layer's index, so that the layer above
 /// recomputes only the trees its own step changed. Entries `update-index --add` writes are fsmonitor-valid already (git marks a regular file
 /// valid when it records its stat data with fsmonitor on), and the ref is written directly.
+/// The first layer of a chain also looks up the base layer's `HEAD` (`rev-parse`, while
+/// `update-index` runs) and starts from a copy of the base's index ([`fresh_index`]); the
+/// commands that write objects run with [`KEEP_HEAP_TUNABLES`].
 pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), StagingError> {
     let (out, tree) = (spec.out, spec.tree);
     let dot = out.join(".git");
