@@ -567,12 +567,12 @@ impl HeadLookup {
 }
 
 /// glibc's allocator settings for the git commands that write objects: git starts a zlib
-/// stream (about 260 kilobytes) per object it writes, and with glibc's default thresholds each stream's
-/// memory is taken from the kernel and given back, so every object costs ~60 page faults of
-/// fresh, zeroed memory (half of `update-index`'s and `write-tree`'s time for a 10,000-entry
-/// index and 150 objects). Keeping freed memory in the process lets the next stream reuse it.
-/// Appended to the user's own `GLIBC_TUNABLES` (the later setting of a tunable wins); other C
-/// libraries ignore the variable.
+/// stream (about 260 kilobytes) per object it writes, and with glibc's default thresholds
+/// each stream's memory is taken from the kernel and given back, so every object costs ~60
+/// page faults of fresh, zeroed memory (half of `update-index`'s and `write-tree`'s time for a
+/// 10,000-entry index and 150 objects). Keeping freed memory in the process lets the next
+/// stream reuse it. Appended to the user's own `GLIBC_TUNABLES` (the later setting of a
+/// tunable wins); other C libraries ignore the variable.
 const KEEP_HEAP_TUNABLES: &str =
     "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432";
 
@@ -661,20 +661,12 @@ pub(crate) fn build_delta(spec: &DeltaSpec<'_>) -> Result<(String, String), Stag
         },
         spec.changed,
     );
-    let (parent, parent_tree) = match (spec.parent, lookup) {
-        (Some((parent, tree)), _) => {
-            updated?;
-            (parent.to_owned(), tree.to_owned())
-        }
-        (None, Some(lookup)) => {
-            let found = lookup.finish();
-            updated?;
-            found?
-        }
-        (None, None) => {
-            updated?;
-            head(spec.below)?
-        }
+    // Waited for even when the index could not be written: no process is left behind.
+    let found = lookup.map(HeadLookup::finish).transpose();
+    updated?;
+    let (parent, parent_tree) = match spec.parent {
+        Some((parent, tree)) => (parent.to_owned(), tree.to_owned()),
+        None => found?.map_or_else(|| head(spec.below), Ok)?,
     };
     let head = commit_in(
         &mut || {
