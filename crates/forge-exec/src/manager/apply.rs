@@ -79,14 +79,35 @@ fn driver_runner(run: &RunId) -> Arc<dyn forge_merge::CommandRunner> {
 
 /// The run's integrated tree, reopened from the run store.
 fn open_integration(store: &RunStore, run: &RunId) -> Result<Integration, ExecError> {
-    let base = BaseSnapshot::open(&store.base_dir(run))?;
+    open_integration_on(store, run, None)
+}
+
+/// The run's base snapshot: `open` when the caller has it (the run that just ended), else
+/// read again from the run store (its manifest names every file of the repository).
+fn run_base(
+    store: &RunStore,
+    run: &RunId,
+    open: Option<Arc<BaseSnapshot>>,
+) -> Result<Arc<BaseSnapshot>, ExecError> {
+    match open {
+        Some(base) => Ok(base),
+        None => Ok(Arc::new(BaseSnapshot::open(&store.base_dir(run))?)),
+    }
+}
+
+/// The run's integrated tree, reopened from the run store over the base `base` (see
+/// [`run_base`]).
+fn open_integration_on(
+    store: &RunStore,
+    run: &RunId,
+    base: Option<Arc<BaseSnapshot>>,
+) -> Result<Integration, ExecError> {
+    let base = run_base(store, run, base)?;
     let blobs = BlobStore::open(store.objects_dir())?;
-    Ok(Integration::open(
-        &store.run_dir(run).join("integration.json"),
-        Arc::new(base),
-        blobs,
-    )?
-    .with_command_runner(driver_runner(run)))
+    Ok(
+        Integration::open(&store.run_dir(run).join("integration.json"), base, blobs)?
+            .with_command_runner(driver_runner(run)),
+    )
 }
 
 /// Finishes or undoes the applies that a process killed mid-way left in the runs of the
@@ -206,20 +227,24 @@ async fn apply_run_scoped(
         });
     }
     let bus = EventBus::open(run.clone(), store.journal(run), &BusOptions::default())?;
-    let result = apply_scoped(&store, run, mode, Some(&bus), scope).await;
+    let result = apply_scoped(&store, run, mode, Some(&bus), scope, None).await;
     let closed = bus.close();
     let summary = result?;
     closed?;
     Ok(summary)
 }
 
+/// Applies run `run` of `store` as [`apply_run`] does, publishing to `events`; `base` is the
+/// run's base snapshot when the caller holds it open (the run that just ended), so that it is
+/// not read again.
 pub(crate) async fn apply_with(
     store: &RunStore,
     run: &RunId,
     mode: ApplyMode,
     events: Option<&dyn EventSink>,
+    base: Option<Arc<BaseSnapshot>>,
 ) -> Result<ApplySummary, ExecError> {
-    apply_scoped(store, run, mode, events, None).await
+    apply_scoped(store, run, mode, events, None, base).await
 }
 
 /// What a partial apply takes.
@@ -346,6 +371,7 @@ async fn apply_scoped(
     mode: ApplyMode,
     events: Option<&dyn EventSink>,
     scope: Option<&ApplyRequest>,
+    base: Option<Arc<BaseSnapshot>>,
 ) -> Result<ApplySummary, ExecError> {
     let not = |reason: String| ExecError::NotApplicable {
         run: run.to_string(),
@@ -435,15 +461,15 @@ async fn apply_scoped(
         let run_dir = store2.run_dir(&run2);
         let (mut integration, conflicts, attempts) = match selected {
             None => (
-                open_integration(&store2, &run2)?,
+                open_integration_on(&store2, &run2, base)?,
                 run_conflicts,
                 run_integrated,
             ),
             Some(Selected { plan, order, .. }) => {
-                let base = BaseSnapshot::open(&store2.base_dir(&run2))?;
+                let base = run_base(&store2, &run2, base)?;
                 let blobs = BlobStore::open(store2.objects_dir())?;
                 let fresh = crate::driver::install(
-                    Integration::new(Arc::new(base), blobs)
+                    Integration::new(base, blobs)
                         .with_strategies(super::merge_rules(&plan)?)
                         .with_audit_policy(plan.on_violation),
                     driver_runner(&run2),

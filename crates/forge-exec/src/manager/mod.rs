@@ -920,22 +920,24 @@ impl ExecutionManager {
             write_json(&store.result_path(&run), &result)?;
             report.status = result.status;
             // Workspaces are gone (once their disposals end); the layers they stood on can go
-            // too.
+            // too, while the result is applied (the apply touches neither).
             shared.disposals.finish().await;
             shared.snapshots.lock().clear();
+            let base = shared.integration.lock().integration().base().clone();
             drop(runner);
             drop(shared);
             let work = store.work_dir(&run);
-            let _ = blocking(move || {
+            let cleanup = tokio::task::spawn_blocking(move || {
                 let _ = forge_staging::gc(&work);
                 let _ = std::fs::remove_dir_all(work.join("layers"));
-            })
-            .await;
-
-            if apply != ApplyMode::None && report.applicable() {
-                let summary = apply::apply_with(&store, &run, apply, Some(&*events)).await?;
-                report.applied = Some(summary);
-            }
+            });
+            let applied = if apply != ApplyMode::None && report.applicable() {
+                Some(apply::apply_with(&store, &run, apply, Some(&*events), Some(base)).await)
+            } else {
+                None
+            };
+            let _ = cleanup.await;
+            report.applied = applied.transpose()?;
             Ok::<RunReport, ExecError>(report)
         }
         .await;
