@@ -372,7 +372,9 @@ fn attempt_ms(
                 &cancel,
                 &kill,
                 options,
-                ws.map(|_| &prepare as &forge_exec::process::PrepareCommand<'_>),
+                // As the manager does: a hook only where the workspace needs one.
+                ws.filter(|ws| ws.needs_command_hook())
+                    .map(|_| &prepare as &forge_exec::process::PrepareCommand<'_>),
             ))
             .unwrap();
         assert_eq!(exit.code, Some(0));
