@@ -106,6 +106,9 @@ impl Step {
 pub(super) struct Shared {
     /// Where the agent's program may be, in `PATH` order (one path when it names a directory).
     candidates: Vec<CString>,
+    /// `/bin/sh`'s `argv` for a candidate that is a script without `#!` (`ENOEXEC`), as
+    /// `execvp` retries it: `sh`, the candidate (stored by the agent), the arguments, null.
+    sh_argv: Vec<std::sync::atomic::AtomicPtr<c_char>>,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     /// The strings `argv` and `envp` point at (besides `environ`'s own entries).
@@ -358,6 +361,11 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
     argv.push(program_c.as_ptr());
     argv.extend(strings[..arg_count].iter().map(|s| s.as_ptr()));
     argv.push(std::ptr::null());
+    let sh_argv = [c"/bin/sh".as_ptr(), std::ptr::null()]
+        .into_iter()
+        .chain(argv[1..].iter().copied())
+        .map(|p| std::sync::atomic::AtomicPtr::new(p.cast_mut()))
+        .collect();
     let mut envp: Vec<*const c_char> = spawn::inherited_env(&names)
         .into_iter()
         .map(<*mut c_char>::cast_const)
@@ -367,6 +375,7 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
     strings.push(program_c);
     Some(Shared {
         candidates,
+        sh_argv,
         agent_stack: Stack::new(AGENT_STACK + 8 * argv.len()),
         argv,
         envp,
@@ -559,6 +568,18 @@ extern "C" fn agent_main(data: *mut libc::c_void) -> c_int {
         for path in &s.candidates {
             libc::execve(path.as_ptr(), s.argv.as_ptr(), s.envp.as_ptr());
             match errno() {
+                libc::ENOEXEC => {
+                    // A script without `#!`: `execvp` runs it with `/bin/sh`.
+                    s.sh_argv[1].store(path.as_ptr().cast_mut(), Ordering::SeqCst);
+                    libc::execve(
+                        c"/bin/sh".as_ptr(),
+                        s.sh_argv.as_ptr().cast::<*const c_char>(),
+                        s.envp.as_ptr(),
+                    );
+                    error = errno();
+                    denied = false;
+                    break;
+                }
                 libc::EACCES => denied = true,
                 libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
                 other => {

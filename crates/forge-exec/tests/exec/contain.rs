@@ -481,7 +481,7 @@ async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy(
 /// The namespace route's agent is started by Forge's own `exec` (not std's): it must behave as
 /// std's does on the other routes: `PATH` searched in the agent's environment, arguments and
 /// variables passed, the exit code and a killing signal relayed, a missing program (absolute
-/// or looked up) the spawn's error.
+/// or looked up) the spawn's error, a script without `#!` run by `/bin/sh`.
 #[tokio::test]
 async fn the_namespace_route_execs_the_agent_as_std_does() {
     let mut routes = vec![("fast", ProcessOptions::default())];
@@ -569,6 +569,25 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
                 "{route} {missing}: {err}"
             );
         }
+        // A script without `#!` runs with `/bin/sh`, as `execvp` runs it.
+        let plain = bin.join("forge-test-plain");
+        std::fs::write(&plain, "echo \"plain|$1\"\n").unwrap();
+        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut lines = Vec::new();
+        let exit = run_process(
+            &spec("forge-test-plain", &["x y"]),
+            &env,
+            &log,
+            &mut |_, line: &str| lines.push(line.to_owned()),
+            &cancel,
+            &kill,
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(lines, ["plain|x y"], "{route}");
+        assert_eq!(exit.code, Some(0), "{route}");
     }
 }
 
