@@ -500,13 +500,10 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let agent = bin.join("forge-test-agent");
-        std::fs::write(
+        executable(
             &agent,
             "#!/bin/sh\necho \"$0|$1|$2|$FORGE_TEST_VAR|$PATH\"\n[ \"$1\" = die ] && kill -TERM $$\nexit 7\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        );
         let path = format!("{}:/usr/bin:/bin", bin.display());
         let spec = |program: &str, args: &[&str]| CommandSpec {
             program: program.into(),
@@ -570,10 +567,7 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
             );
         }
         // A script without `#!` runs with `/bin/sh`, as `execvp` runs it.
-        let plain = bin.join("forge-test-plain");
-        std::fs::write(&plain, "echo \"plain|$1\"\n").unwrap();
-        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        executable(&bin.join("forge-test-plain"), "echo \"plain|$1\"\n");
         let mut lines = Vec::new();
         let exit = run_process(
             &spec("forge-test-plain", &["x y"]),
@@ -589,6 +583,12 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
         assert_eq!(lines, ["plain|x y"], "{route}");
         assert_eq!(exit.code, Some(0), "{route}");
     }
+}
+
+/// Writes `text` to `path` as an executable file.
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
 /// The parent pid of process `pid` (from `/proc/<pid>/stat`), if it is alive.
