@@ -401,20 +401,7 @@ extern "C" fn init_main(data: *mut libc::c_void) -> libc::c_int {
         libc::sigprocmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
         // Runs until the agent `exec`s or exits (`CLONE_VFORK`). Where `CLONE_VM` is refused
         // the agent gets a copy instead: an `exec` error then shows as its exit 127.
-        let mut pid = libc::clone(
-            agent_main,
-            agent.exec_stack.top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            data,
-        );
-        if pid < 0 {
-            pid = libc::clone(
-                agent_main,
-                agent.exec_stack.top,
-                libc::CLONE_VFORK | libc::SIGCHLD,
-                data,
-            );
-        }
+        let pid = clone_agent(agent_main, agent.exec_stack.top, data);
         let clone_error = if pid < 0 {
             *libc::__errno_location()
         } else {
@@ -450,18 +437,7 @@ extern "C" fn agent_main(data: *mut libc::c_void) -> libc::c_int {
     // this process `exec`s or exits; async-signal-safe calls only.
     unsafe {
         let agent = &*data.cast::<Agent>();
-        let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::sigaction(sig, std::ptr::null(), action.as_mut_ptr()) == 0 {
-                let handler = (*action.as_ptr()).sa_sigaction;
-                if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-        }
+        default_handlers(&[]);
         let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigemptyset(empty.as_mut_ptr());
         libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
@@ -473,6 +449,50 @@ extern "C" fn agent_main(data: *mut libc::c_void) -> libc::c_int {
             std::sync::atomic::Ordering::SeqCst,
         );
         libc::_exit(127)
+    }
+}
+
+/// Clones the agent into this process's memory (`CLONE_VM | CLONE_VFORK`): this process sleeps
+/// until `main` `exec`s or exits. Where `CLONE_VM` is refused the agent gets a copy instead (an
+/// `exec` error then shows as its exit 127). Async-signal-safe.
+pub(super) unsafe fn clone_agent(
+    main: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: *mut libc::c_void,
+    data: *mut libc::c_void,
+) -> libc::pid_t {
+    // SAFETY: `stack` is the top of memory reserved for the clone, `data` what `main` reads.
+    unsafe {
+        let pid = libc::clone(
+            main,
+            stack,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            data,
+        );
+        if pid >= 0 {
+            return pid;
+        }
+        libc::clone(main, stack, libc::CLONE_VFORK | libc::SIGCHLD, data)
+    }
+}
+
+/// Sets every signal with a handler back to its default action, and the signals in `also`
+/// whatever they were (async-signal-safe): no handler of Forge's may run in a process sharing
+/// its memory, nor be inherited by the agent.
+pub(super) unsafe fn default_handlers(also: &[libc::c_int]) {
+    // SAFETY: `sigaction` reads into a zeroed buffer; `signal` changes this process's handlers.
+    unsafe {
+        let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::sigaction(sig, std::ptr::null(), action.as_mut_ptr()) == 0 {
+                let handler = (*action.as_ptr()).sa_sigaction;
+                if (handler != libc::SIG_DFL && handler != libc::SIG_IGN) || also.contains(&sig) {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+        }
     }
 }
 

@@ -311,30 +311,13 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
         strings.push(c(arg.as_bytes())?);
     }
     let arg_count = strings.len();
-    // The changes as `NAME=value`, the last of each name only.
-    let mut names: Vec<&[u8]> = Vec::with_capacity(request.env.len());
-    let mut path = None;
-    for (i, (name, value)) in request.env.iter().enumerate() {
-        let name = name.as_bytes();
-        if name.is_empty() || name.contains(&b'=') {
-            return None;
-        }
-        if request.env[i + 1..]
-            .iter()
-            .any(|(later, _)| later.as_bytes() == name)
-        {
-            continue;
-        }
-        if name == b"PATH" {
-            path = Some(value.as_bytes().to_vec());
-        }
-        let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
-        entry.extend_from_slice(name);
-        entry.push(b'=');
-        entry.extend_from_slice(value.as_bytes());
-        names.push(name);
-        strings.push(c(&entry)?);
-    }
+    let vars = spawn::env_entries(&request.env)?;
+    let names: Vec<&[u8]> = vars.iter().map(|(name, _)| *name).collect();
+    let path = vars
+        .iter()
+        .find(|(name, _)| *name == b"PATH")
+        .map(|(_, entry)| entry.as_bytes()[b"PATH=".len()..].to_vec());
+    strings.extend(vars.into_iter().map(|(_, entry)| entry));
     // Where `execvp` would look, in the agent's own `PATH` (glibc's default without one).
     let candidates = if program.contains(&b'/') {
         vec![program_c.clone()]
@@ -414,20 +397,7 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
     unsafe {
         let s = &*data.cast::<Shared>();
         // No handler of Forge's may run in a process sharing its memory, nor be inherited.
-        let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::sigaction(sig, std::ptr::null(), action.as_mut_ptr()) == 0 {
-                let handler = (*action.as_ptr()).sa_sigaction;
-                if (handler != libc::SIG_DFL && handler != libc::SIG_IGN)
-                    || spawn::RESET_SIGNALS.contains(&sig)
-                {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-        }
+        contain::default_handlers(&spawn::RESET_SIGNALS);
         for fd in &s.cgroups {
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                 s.fail(Step::Cgroup, errno());
@@ -514,22 +484,8 @@ extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
             contain::mount_own_proc();
         }
         // Every signal stays blocked here (the spawning thread blocked them); the agent
-        // empties its mask. Where `CLONE_VM` is refused the agent gets a copy instead: an
-        // `exec` error then shows as its exit 127.
-        let mut pid = libc::clone(
-            agent_main,
-            s.agent_stack.top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            data,
-        );
-        if pid < 0 {
-            pid = libc::clone(
-                agent_main,
-                s.agent_stack.top,
-                libc::CLONE_VFORK | libc::SIGCHLD,
-                data,
-            );
-        }
+        // empties its mask.
+        let pid = contain::clone_agent(agent_main, s.agent_stack.top, data);
         let error = if pid < 0 {
             errno()
         } else {

@@ -161,28 +161,9 @@ pub(crate) fn spawn(
         };
         c_args.push(arg);
     }
-    // The overrides as `NAME=value`, the last of each name only.
-    let mut vars: Vec<(&[u8], CString)> = Vec::with_capacity(all.len());
-    for (i, (name, value)) in all.iter().enumerate() {
-        let name = name.as_bytes();
-        if name.is_empty() || name.contains(&b'=') {
-            return Ok(None);
-        }
-        if all[i + 1..]
-            .iter()
-            .any(|(later, _)| later.as_bytes() == name)
-        {
-            continue;
-        }
-        let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
-        entry.extend_from_slice(name);
-        entry.push(b'=');
-        entry.extend_from_slice(value.as_bytes());
-        let Some(entry) = c(&entry) else {
-            return Ok(None);
-        };
-        vars.push((name, entry));
-    }
+    let Some(vars) = env_entries(&all) else {
+        return Ok(None);
+    };
 
     let mut argv: Vec<*mut c_char> = Vec::with_capacity(c_args.len() + 2);
     argv.push(program.as_ptr().cast_mut());
@@ -195,6 +176,31 @@ pub(crate) fn spawn(
 
     let pid = posix_spawn(&program, search, &cwd, stdio, &argv, &envp)?;
     watch(pid).map(Some)
+}
+
+/// The environment changes `all` (later entries winning) as `NAME=value` C strings with their
+/// names, the last of each name only; `None` when a name is empty or holds `=`, or a string a
+/// NUL byte (std reports those).
+pub(crate) fn env_entries<'a>(all: &[(&'a OsStr, &OsStr)]) -> Option<Vec<(&'a [u8], CString)>> {
+    let mut vars = Vec::with_capacity(all.len());
+    for (i, (name, value)) in all.iter().enumerate() {
+        let name = name.as_bytes();
+        if name.is_empty() || name.contains(&b'=') {
+            return None;
+        }
+        if all[i + 1..]
+            .iter()
+            .any(|(later, _)| later.as_bytes() == name)
+        {
+            continue;
+        }
+        let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+        entry.extend_from_slice(name);
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        vars.push((name, CString::new(entry).ok()?));
+    }
+    Some(vars)
 }
 
 /// Waits on the child `pid` of this process through a pidfd. Without a pidfd the child is

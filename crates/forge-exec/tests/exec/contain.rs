@@ -488,13 +488,6 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
     if namespaces_or_skip("the_namespace_route_execs_the_agent_as_std_does") {
         routes.push(("namespace", contained()));
     }
-    let run_id = RunId::new("r").unwrap();
-    let env = AttemptEnv {
-        run: &run_id,
-        task: "t",
-        attempt: 1,
-    };
-    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
     for (route, options) in routes {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
@@ -505,29 +498,22 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
             "#!/bin/sh\necho \"$0|$1|$2|$FORGE_TEST_VAR|$PATH\"\n[ \"$1\" = die ] && kill -TERM $$\nexit 7\n",
         );
         let path = format!("{}:/usr/bin:/bin", bin.display());
-        let spec = |program: &str, args: &[&str]| CommandSpec {
-            program: program.into(),
-            args: args.iter().map(Into::into).collect(),
-            cwd: dir.path().to_path_buf(),
-            env: vec![
-                ("PATH".into(), path.clone().into()),
-                ("FORGE_TEST_VAR".into(), "a b".into()),
-            ],
+        let run = |program: &str, args: &[&str]| {
+            let spec = CommandSpec {
+                program: program.into(),
+                args: args.iter().map(Into::into).collect(),
+                cwd: dir.path().to_path_buf(),
+                env: vec![
+                    ("PATH".into(), path.clone().into()),
+                    ("FORGE_TEST_VAR".into(), "a b".into()),
+                ],
+            };
+            run_lines(spec, dir.path().join("out.log"), options.clone())
         };
-        let log = dir.path().join("out.log");
         // Found through the agent's own PATH (not Forge's), with its arguments and variables.
-        let mut lines = Vec::new();
-        let exit = run_process(
-            &spec("forge-test-agent", &["one", "two words"]),
-            &env,
-            &log,
-            &mut |_, line: &str| lines.push(line.to_owned()),
-            &cancel,
-            &kill,
-            &options,
-        )
-        .await
-        .unwrap();
+        let (exit, lines) = run("forge-test-agent", &["one", "two words"])
+            .await
+            .unwrap();
         assert_eq!(
             lines,
             [format!("{}|one|two words|a b|{path}", agent.display())],
@@ -535,31 +521,11 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
         );
         assert_eq!((exit.code, exit.signal), (Some(7), None), "{route}");
         // A signal that ends the agent is the attempt's.
-        let exit = run_process(
-            &spec("forge-test-agent", &["die"]),
-            &env,
-            &log,
-            &mut |_, _| {},
-            &cancel,
-            &kill,
-            &options,
-        )
-        .await
-        .unwrap();
+        let (exit, _) = run("forge-test-agent", &["die"]).await.unwrap();
         assert_eq!(exit.signal, Some(libc::SIGTERM), "{route}: {exit:?}");
         // A missing program, absolute or looked up, is the spawn's error.
         for missing in ["/nonexistent/agent", "forge-no-such-agent"] {
-            let err = run_process(
-                &spec(missing, &[]),
-                &env,
-                &log,
-                &mut |_, _| {},
-                &cancel,
-                &kill,
-                &options,
-            )
-            .await
-            .unwrap_err();
+            let err = run(missing, &[]).await.unwrap_err();
             assert_eq!(
                 err.kind(),
                 std::io::ErrorKind::NotFound,
@@ -568,21 +534,37 @@ async fn the_namespace_route_execs_the_agent_as_std_does() {
         }
         // A script without `#!` runs with `/bin/sh`, as `execvp` runs it.
         executable(&bin.join("forge-test-plain"), "echo \"plain|$1\"\n");
-        let mut lines = Vec::new();
-        let exit = run_process(
-            &spec("forge-test-plain", &["x y"]),
-            &env,
-            &log,
-            &mut |_, line: &str| lines.push(line.to_owned()),
-            &cancel,
-            &kill,
-            &options,
-        )
-        .await
-        .unwrap();
+        let (exit, lines) = run("forge-test-plain", &["x y"]).await.unwrap();
         assert_eq!(lines, ["plain|x y"], "{route}");
         assert_eq!(exit.code, Some(0), "{route}");
     }
+}
+
+/// Runs `spec` as attempt 1 of task `t` under `options`: its exit and the lines it printed.
+async fn run_lines(
+    spec: CommandSpec,
+    log: std::path::PathBuf,
+    options: ProcessOptions,
+) -> std::io::Result<(ProcessExit, Vec<String>)> {
+    let run_id = RunId::new("r").unwrap();
+    let env = AttemptEnv {
+        run: &run_id,
+        task: "t",
+        attempt: 1,
+    };
+    let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+    let mut lines = Vec::new();
+    let exit = run_process(
+        &spec,
+        &env,
+        &log,
+        &mut |_, line: &str| lines.push(line.to_owned()),
+        &cancel,
+        &kill,
+        &options,
+    )
+    .await?;
+    Ok((exit, lines))
 }
 
 /// Writes `text` to `path` as an executable file.
