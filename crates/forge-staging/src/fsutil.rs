@@ -1,13 +1,14 @@
 //! File-system helpers shared by the strategies.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::StagingError;
 use crate::error::IoContext;
+use crate::{BlobStore, ChangeSet, Entry, StagingError};
 
 /// Writes `path` so that a reader (or a crash) sees the old content or the new, never a mix: a
 /// temporary file beside it (a name unique to this process and call, so concurrent writers do
@@ -83,6 +84,142 @@ pub fn resolve_path(dir: &Path, stored: &Path) -> PathBuf {
     }
     let joined = dir.join(stored);
     fs::canonicalize(&joined).unwrap_or(joined)
+}
+
+/// Writes the new side of `changes` into the tree at `root`: afterwards each changed path holds
+/// its new entry (file contents from `blobs`, checked against their hashes), or nothing.
+/// Whatever stood there goes, a file or a symlink standing where a parent directory must be is
+/// replaced by a directory, and a symlink in the tree is never followed: a deletion below one
+/// finds nothing, so a workspace whose `src` became a link to `/etc` cannot make this write or
+/// delete anything outside `root`.
+///
+/// ```
+/// use forge_staging::{BlobStore, Change, ChangeSet, ContentHash, Entry, RepoPath};
+/// let dir = tempfile::tempdir()?;
+/// let blobs = BlobStore::open(dir.path().join("blobs"))?;
+/// let hash = blobs.write(b"fn main() {}\n")?;
+/// let tree = dir.path().join("tree");
+/// std::fs::create_dir(&tree)?;
+/// let changes: ChangeSet = [(
+///     RepoPath::new("src/main.rs")?,
+///     Change::Added(Entry::file(hash, 13, false)),
+/// )]
+/// .into_iter()
+/// .collect();
+/// forge_staging::write_changes(&tree, &changes, &blobs)?;
+/// assert_eq!(std::fs::read(tree.join("src/main.rs"))?, b"fn main() {}\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_changes(
+    root: &Path,
+    changes: &ChangeSet,
+    blobs: &BlobStore,
+) -> Result<(), StagingError> {
+    for (path, change) in changes.iter() {
+        clear_path(root, path.as_str())?;
+        let Some(entry) = change.after() else {
+            continue;
+        };
+        make_parents(root, path.as_str())?;
+        let dest = root.join(path.as_str());
+        match entry {
+            Entry::File {
+                hash, executable, ..
+            } => blobs.copy_to(hash, &dest, *executable)?,
+            Entry::Symlink { target, .. } => {
+                std::os::unix::fs::symlink(target.as_path(), &dest).ctx("create symlink", &dest)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever stands at `path` in the tree at `root` (a directory with all it holds),
+/// unless a parent of it is not a directory: then nothing is there.
+pub(crate) fn clear_path(root: &Path, path: &str) -> Result<(), StagingError> {
+    if RealDirs::new(root).hold(path) {
+        remove_tree(&root.join(path))?;
+    }
+    Ok(())
+}
+
+/// Makes every parent of `path` in the tree at `root` a directory: missing ones are created,
+/// and a file or symlink standing where one must be is replaced (never followed).
+pub(crate) fn make_parents(root: &Path, path: &str) -> Result<(), StagingError> {
+    let Some((parent, _)) = path.rsplit_once('/') else {
+        return Ok(());
+    };
+    let mut dir = root.to_path_buf();
+    for seg in parent.split('/') {
+        dir.push(seg);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&dir).ctx("remove", &dir)?;
+                fs::create_dir(&dir).ctx("create directory", &dir)?;
+            }
+            Err(_) => fs::create_dir(&dir).ctx("create directory", &dir)?,
+        }
+    }
+    Ok(())
+}
+
+/// The directories of a tree found to be real directories, so that a path below them can be
+/// looked at without following a symlink that took a directory's place (an agent may replace
+/// `src` by a link to `/etc`, or to a link to itself: `src/lib.rs` is then nowhere in the tree,
+/// not a file elsewhere or an error).
+pub(crate) struct RealDirs<'a> {
+    root: &'a Path,
+    known: HashSet<String>,
+}
+
+impl<'a> RealDirs<'a> {
+    /// Nothing known yet about the tree at `root`.
+    pub(crate) fn new(root: &'a Path) -> Self {
+        Self {
+            root,
+            known: HashSet::new(),
+        }
+    }
+
+    /// Whether every ancestor of `path` (relative to the root) is a directory, not a symlink,
+    /// a file or nothing.
+    pub(crate) fn hold(&mut self, path: &str) -> bool {
+        let Some((parent, _)) = path.rsplit_once('/') else {
+            return true;
+        };
+        if self.known.contains(parent) {
+            return true;
+        }
+        let ends = parent
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(parent.len()));
+        for end in ends {
+            let dir = &parent[..end];
+            if self.known.contains(dir) {
+                continue;
+            }
+            if !fs::symlink_metadata(self.root.join(dir)).is_ok_and(|m| m.is_dir()) {
+                return false;
+            }
+            self.known.insert(dir.to_owned());
+        }
+        true
+    }
+
+    /// What stands at `path` (not following a final symlink), or `None` when nothing does:
+    /// missing, or below something that is not a directory.
+    pub(crate) fn lstat(&mut self, path: &str) -> io::Result<Option<fs::Metadata>> {
+        if !self.hold(path) {
+            return Ok(None);
+        }
+        match fs::symlink_metadata(self.root.join(path)) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Removes the tree at `path` (if it exists) without ever crossing into another file system: a
@@ -356,6 +493,200 @@ mod tests {
         assert_eq!(m.path, PathBuf::from("/tmp/a b/m"));
         assert_eq!(m.fs_type, "fuse.fuse-overlayfs");
         assert!(parse_mountinfo_line("garbage").is_none());
+    }
+
+    /// A tree: `dir` is a link to a directory outside holding `a.txt`, `loop` a link to
+    /// itself, `keep/x` a file.
+    fn linked_tree() -> (tempfile::TempDir, PathBuf, PathBuf, BlobStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tree, outside) = (tmp.path().join("tree"), tmp.path().join("outside"));
+        fs::create_dir_all(tree.join("keep")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("a.txt"), b"outside\n").unwrap();
+        fs::write(tree.join("keep/x"), b"x\n").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("dir")).unwrap();
+        std::os::unix::fs::symlink("loop", tree.join("loop")).unwrap();
+        let blobs = BlobStore::open(tmp.path().join("blobs")).unwrap();
+        (tmp, tree, outside, blobs)
+    }
+
+    #[test]
+    fn real_dirs_never_follow_a_link() {
+        let (_tmp, tree, _outside, _blobs) = linked_tree();
+        let mut dirs = RealDirs::new(&tree);
+        assert!(dirs.hold("top.txt"));
+        assert!(dirs.hold("keep/x"));
+        assert!(!dirs.hold("dir/a.txt"), "through a link to a directory");
+        assert!(!dirs.hold("loop/a.txt"), "through a link to itself");
+        assert!(!dirs.hold("keep/x/y"), "below a file");
+        assert!(!dirs.hold("missing/y"));
+        assert!(dirs.lstat("dir/a.txt").unwrap().is_none());
+        assert!(dirs.lstat("loop/a/b").unwrap().is_none());
+        assert!(dirs.lstat("dir").unwrap().unwrap().file_type().is_symlink());
+        assert!(dirs.lstat("keep/x").unwrap().unwrap().is_file());
+    }
+
+    #[test]
+    fn write_changes_stays_inside_the_tree() {
+        use crate::{Change, ContentHash, RepoPath};
+        let (_tmp, tree, outside, blobs) = linked_tree();
+        let hash = blobs.write(b"new\n").unwrap();
+        let new = Entry::file(hash, 4, true);
+        let old = Entry::file(ContentHash::of(b"outside\n"), 8, false);
+        let changes: ChangeSet = [
+            ("dir/a.txt", Change::Deleted(old.clone())),
+            ("loop/a.txt", Change::Deleted(old.clone())),
+            ("keep/x/y", Change::Added(new.clone())),
+            ("dir/b.txt", Change::Added(new.clone())),
+            ("link", Change::Added(Entry::symlink("keep"))),
+        ]
+        .into_iter()
+        .map(|(p, c)| (RepoPath::new(p).unwrap(), c))
+        .collect();
+        write_changes(&tree, &changes, &blobs).unwrap();
+        // Nothing outside changed; the link gave way to a directory holding the new file.
+        assert_eq!(fs::read(outside.join("a.txt")).unwrap(), b"outside\n");
+        assert!(!outside.join("b.txt").exists());
+        assert!(fs::symlink_metadata(tree.join("dir")).unwrap().is_dir());
+        assert_eq!(fs::read(tree.join("dir/b.txt")).unwrap(), b"new\n");
+        let mode = fs::metadata(tree.join("dir/b.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111);
+        // The file `keep/x` gave way to a directory; the loop stays as it was.
+        assert_eq!(fs::read(tree.join("keep/x/y")).unwrap(), b"new\n");
+        assert_eq!(fs::read_link(tree.join("loop")).unwrap(), Path::new("loop"));
+        assert_eq!(fs::read_link(tree.join("link")).unwrap(), Path::new("keep"));
+        // A deletion removes what it names, a directory with all it holds.
+        let changes: ChangeSet = [("keep", Change::Deleted(old))]
+            .into_iter()
+            .map(|(p, c)| (RepoPath::new(p).unwrap(), c))
+            .collect();
+        write_changes(&tree, &changes, &blobs).unwrap();
+        assert!(!tree.join("keep").exists());
+    }
+
+    /// Paths where files, directories and links take turns.
+    const PATHS: [&str; 6] = ["a", "a/b", "a/b/c", "a/d", "e", "e/f"];
+
+    /// What a path holds before or after: 0 nothing, 1–2 a file with that content, 3 a link
+    /// to the directory outside, 4 a link to itself.
+    fn entry_for(what: u8, path: &str, blobs: &BlobStore, outside: &Path) -> Option<Entry> {
+        match what {
+            1 | 2 => {
+                let content = format!("{what} {path}\n");
+                let hash = blobs.write(content.as_bytes()).unwrap();
+                Some(Entry::file(hash, content.len() as u64, what == 2))
+            }
+            3 => Some(Entry::symlink(outside.join(path).to_str().unwrap_or("/"))),
+            4 => Some(Entry::symlink(path.rsplit('/').next().unwrap_or(path))),
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the tree holds and whatever the changes say, writing them changes nothing
+        /// outside the tree, and each changed path ends up holding its new entry (or, when a
+        /// later path needs it as a directory, a directory).
+        #[test]
+        fn write_changes_holds_the_new_side(
+            start in proptest::collection::vec(0u8..5, PATHS.len()),
+            next in proptest::collection::vec(proptest::option::of(0u8..5), PATHS.len()),
+        ) {
+            use crate::{Change, RepoPath};
+            let tmp = tempfile::tempdir().unwrap();
+            let (tree, outside) = (tmp.path().join("tree"), tmp.path().join("outside"));
+            let blobs = BlobStore::open(tmp.path().join("blobs")).unwrap();
+            for name in PATHS {
+                fs::create_dir_all(outside.join(name)).unwrap();
+                fs::write(outside.join(name).join("z"), b"outside").unwrap();
+            }
+            fs::create_dir_all(&tree).unwrap();
+            for (path, what) in PATHS.iter().zip(&start) {
+                let dest = tree.join(path);
+                if *what == 0 || make_parents(&tree, path).is_err() {
+                    continue;
+                }
+                let _ = remove_tree(&dest);
+                match entry_for(*what, path, &blobs, &outside) {
+                    Some(Entry::File { hash, executable, .. }) => {
+                        blobs.copy_to(&hash, &dest, executable).unwrap();
+                    }
+                    Some(Entry::Symlink { target, .. }) => {
+                        std::os::unix::fs::symlink(target.as_path(), &dest).unwrap();
+                    }
+                    None => {}
+                }
+            }
+            let old = entry_for(1, "old", &blobs, &outside).unwrap();
+            let changes: ChangeSet = PATHS
+                .iter()
+                .zip(&next)
+                .filter_map(|(path, what)| {
+                    let change = match entry_for((*what)?, path, &blobs, &outside) {
+                        Some(after) => Change::Added(after),
+                        None => Change::Deleted(old.clone()),
+                    };
+                    Some((RepoPath::new(path).unwrap(), change))
+                })
+                .collect();
+            let outside_before = crate::fsutil::tests::listing(&outside);
+            write_changes(&tree, &changes, &blobs).unwrap();
+            proptest::prop_assert_eq!(crate::fsutil::tests::listing(&outside), outside_before);
+            let mut dirs = RealDirs::new(&tree);
+            for (path, change) in changes.iter() {
+                let path = path.as_str();
+                let later_below = changes.iter().any(|(q, c)| {
+                    c.after().is_some() && q.as_str().len() > path.len()
+                        && q.as_str().starts_with(path)
+                        && q.as_str().as_bytes()[path.len()] == b'/'
+                });
+                let seen = dirs.lstat(path).unwrap();
+                match (change.after(), seen) {
+                    (_, Some(meta)) if later_below => proptest::prop_assert!(meta.is_dir()),
+                    (None, seen) => proptest::prop_assert!(seen.is_none(), "{path} deleted"),
+                    (Some(Entry::File { hash, executable, .. }), Some(meta)) => {
+                        proptest::prop_assert!(meta.is_file(), "{path}");
+                        let content = fs::read(tree.join(path)).unwrap();
+                        proptest::prop_assert_eq!(crate::ContentHash::of(&content), *hash);
+                        proptest::prop_assert_eq!(meta.permissions().mode() & 0o100 != 0, *executable);
+                    }
+                    (Some(Entry::Symlink { target, .. }), Some(meta)) => {
+                        proptest::prop_assert!(meta.file_type().is_symlink(), "{path}");
+                        proptest::prop_assert_eq!(
+                            fs::read_link(tree.join(path)).unwrap(),
+                            target.as_path().to_path_buf()
+                        );
+                    }
+                    (Some(_), None) => proptest::prop_assert!(false, "{path} missing"),
+                }
+            }
+        }
+    }
+
+    /// Every path under `root` with its kind and content, not following links.
+    fn listing(root: &Path) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let what = if meta.is_dir() {
+                    stack.push(path.clone());
+                    "dir".to_owned()
+                } else if meta.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(&path).unwrap().display())
+                } else {
+                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned()
+                };
+                out.push((path, what));
+            }
+        }
+        out.sort();
+        out
     }
 
     #[test]

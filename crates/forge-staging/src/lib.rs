@@ -118,7 +118,7 @@ pub use changes::{Change, ChangeSet, SkipReason, Skipped};
 pub use entry::{ContentHash, Entry, LinkTarget};
 pub use error::StagingError;
 pub use forge_types::{IoContext, IoError, PathError};
-pub use fsutil::{relative_path, resolve_path, write_atomically};
+pub use fsutil::{relative_path, resolve_path, write_atomically, write_changes};
 pub use gc::{GcReport, gc};
 pub use gitdir::{USER_GIT_LINK, WORKSPACE_HOST_VAR};
 pub use manifest::Manifest;

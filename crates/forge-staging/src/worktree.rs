@@ -6,12 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::IoContext;
-use crate::fsutil::remove_tree;
+use crate::fsutil::{RealDirs, clear_path, make_parents, remove_tree};
 use crate::git::{git, run, status_paths};
 use crate::rules::IgnoreRules;
 use crate::scan::Capture;
@@ -155,37 +154,14 @@ impl Workspace for WorktreeWorkspace {
 
 /// Makes `path` in the worktree hold what the snapshot holds (or nothing).
 fn place(snapshot: &Snapshot, tree: &Path, path: &RepoPath) -> Result<(), StagingError> {
-    let dest = tree.join(path.as_str());
     // Whatever is there now (file, symlink or directory) goes; so does a file standing where
     // a parent directory must be. Below a file or a symlink nothing is there (and a symlink
     // is never followed).
-    let mut dir = tree.to_path_buf();
-    let under_directories = path.parent().is_none_or(|parent| {
-        parent.split('/').all(|seg| {
-            dir.push(seg);
-            fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
-        })
-    });
-    if under_directories {
-        remove_tree(&dest)?;
-    }
+    clear_path(tree, path.as_str())?;
     let Some(entry) = snapshot.get(path.as_str()) else {
         return Ok(());
     };
-    let mut dir = tree.to_path_buf();
-    if let Some(parent) = path.parent() {
-        for seg in parent.split('/') {
-            dir.push(seg);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    fs::remove_file(&dir).ctx("remove", &dir)?;
-                    fs::create_dir(&dir).ctx("create directory", &dir)?;
-                }
-                Err(_) => fs::create_dir(&dir).ctx("create directory", &dir)?,
-            }
-        }
-    }
+    make_parents(tree, path.as_str())?;
     write_entry(
         tree,
         path.as_str(),
@@ -274,6 +250,7 @@ fn changes(ws: &WorktreeWorkspace) -> Result<ChangeSet, StagingError> {
             .paths_off_commit()
             .map(|p| p.as_str().to_owned()),
     );
+    let mut dirs = RealDirs::new(tree);
     for candidate in candidates {
         // git lists a nested repository as `dir/`.
         if let Some(dir) = candidate.strip_suffix('/') {
@@ -299,26 +276,16 @@ fn changes(ws: &WorktreeWorkspace) -> Result<ChangeSet, StagingError> {
         };
         let before = ws.snapshot.get(path.as_str());
         let abs = tree.join(path.as_str());
-        match fs::symlink_metadata(&abs) {
-            Ok(meta) if !meta.is_dir() => {
+        match dirs.lstat(path.as_str()) {
+            Ok(Some(meta)) if !meta.is_dir() => {
                 if before.is_none() && rules.is_ignored(path.as_str(), false) {
                     continue;
                 }
                 cap.record(path, &abs, &meta, before)?;
             }
+            // A directory now stands where the snapshot had a file (its files are listed by
+            // git one by one), or nothing does.
             Ok(_) => {
-                // A directory now stands where the snapshot had a file; its files are listed
-                // by git one by one.
-                if let Some(before) = before {
-                    cap.deleted(&path, before);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
                 if let Some(before) = before {
                     cap.deleted(&path, before);
                 }

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use forge_events::{EventKind, TaskId};
-use forge_staging::{BlobStore, ChangeSet, Entry};
+use forge_staging::{BlobStore, ChangeSet};
 
 use super::Shared;
 use crate::ExecError;
@@ -305,63 +305,6 @@ pub(crate) fn render_diff(changes: &ChangeSet, blobs: &BlobStore) -> String {
         out.push_str(&text);
     }
     out
-}
-
-/// Writes `changes` into the workspace at `root` (seen from this process): new content of
-/// files and symlinks, deletions.
-pub(crate) fn restore_changes(
-    root: &Path,
-    changes: &ChangeSet,
-    blobs: &BlobStore,
-) -> Result<(), ExecError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    for (path, change) in changes.iter() {
-        let target = root.join(path.as_str());
-        let clear = |target: &Path| -> Result<(), ExecError> {
-            match std::fs::symlink_metadata(target) {
-                Ok(m) if m.is_dir() => {
-                    std::fs::remove_dir_all(target).map_err(|e| ExecError::io("remove", target, e))
-                }
-                Ok(_) => {
-                    std::fs::remove_file(target).map_err(|e| ExecError::io("remove", target, e))
-                }
-                Err(_) => Ok(()),
-            }
-        };
-        match change.after() {
-            None => clear(&target)?,
-            Some(entry) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| ExecError::io("create", parent, e))?;
-                }
-                clear(&target)?;
-                match entry {
-                    Entry::File {
-                        hash, executable, ..
-                    } => {
-                        let bytes = blobs.read(hash)?;
-                        std::fs::write(&target, bytes)
-                            .map_err(|e| ExecError::io("write", &target, e))?;
-                        if *executable {
-                            std::fs::set_permissions(
-                                &target,
-                                std::fs::Permissions::from_mode(0o755),
-                            )
-                            .map_err(|e| ExecError::io("chmod", &target, e))?;
-                        }
-                    }
-                    Entry::Symlink { target: link, .. } => {
-                        use std::os::unix::ffi::OsStrExt as _;
-                        let link = std::ffi::OsStr::from_bytes(link.as_bytes());
-                        std::os::unix::fs::symlink(link, &target)
-                            .map_err(|e| ExecError::io("link", &target, e))?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Folds the requests of a journal: per task, its latest request with the session of the

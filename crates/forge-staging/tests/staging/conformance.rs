@@ -196,6 +196,11 @@ fn edits_are_captured_exactly(
     write(&h, ".forge/state", b"never captured");
     fs::create_dir_all(h.join("empty/dir")).unwrap();
     fs::remove_dir_all(h.join("dir")).unwrap();
+    // A link to a directory outside, holding the same names, takes the directory's place: its
+    // files are gone from the workspace, not read through the link.
+    let outside = fx.run.join("outside-dir");
+    write(&outside, "a/b/deep.txt", b"outside\n");
+    symlink(&outside, h.join("dir")).unwrap();
     fs::remove_file(h.join("typechange")).unwrap();
     write(&h, "typechange/inner.txt", b"now a directory\n");
     write(&h, "ünï/新しい.txt", "新\n".as_bytes());
@@ -216,6 +221,10 @@ fn edits_are_captured_exactly(
     want.insert("link-new", Change::Added(Entry::symlink("new.txt")));
     want.insert("escape", Change::Added(Entry::symlink("/etc/passwd")));
     want.insert("escape-rel", Change::Added(Entry::symlink("../../outside")));
+    want.insert(
+        "dir",
+        Change::Added(Entry::symlink(outside.to_str().unwrap())),
+    );
     want.insert("data/new.bin", Change::Added(file(&new_bin, false)));
     want.insert(
         "old/renamed.txt",

@@ -41,7 +41,8 @@ async fn workspace(shared: &Shared, a: &mut Attempt) -> Result<(), ExecError> {
     let ws = a.workspace.insert(ws);
     if let Some(changes) = restore {
         let (root, blobs) = (ws.host_path().to_path_buf(), shared.blobs.clone());
-        blocking(move || crate::manager::retry::restore_changes(&root, &changes, &blobs)).await??;
+        // Never through a link standing where a directory was (see `write_changes`).
+        blocking(move || forge_staging::write_changes(&root, &changes, &blobs)).await??;
     }
     Ok(())
 }
