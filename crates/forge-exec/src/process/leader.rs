@@ -42,9 +42,10 @@
 use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use super::contain::{self, NsRoute, Stack};
+use super::init_program;
 use super::spawn::{self, DirectChild, Exit};
 use super::view;
 
@@ -69,6 +70,8 @@ enum Step {
     Exec = 7,
     /// The init ended before it reported the `exec` (killed).
     Killed = 8,
+    /// The init could not `exec` the init program.
+    InitProgram = 9,
 }
 
 impl Step {
@@ -82,6 +85,7 @@ impl Step {
             6 => Self::Init,
             7 => Self::Exec,
             8 => Self::Killed,
+            9 => Self::InitProgram,
             _ => Self::None,
         }
     }
@@ -96,6 +100,7 @@ impl Step {
             Self::Namespace => "entering a new PID namespace",
             Self::Init => "starting the namespace's init",
             Self::Killed => "starting the agent",
+            Self::InitProgram => "starting the namespace's init program",
         }
     }
 }
@@ -135,6 +140,14 @@ pub(super) struct Shared {
     exec_error: AtomicI32,
     /// The write end of the pipe on which the init reports the agent's wait status to Forge.
     report: RawFd,
+    /// The init program's memory file (`init_program`), or -1: the init is a copy of Forge.
+    init_program: RawFd,
+    /// The init program's `argv` (see `init/main.rs`); its second entry points at
+    /// `status_arg`, where the leader writes the status pipe's descriptor.
+    init_argv: Vec<*const c_char>,
+    status_arg: Box<[AtomicU8; 12]>,
+    /// The init program's `exec` error (0 while none).
+    init_exec_error: AtomicI32,
 }
 
 // SAFETY: the raw pointers point into `_strings` (owned here) or at `environ`'s entries, which
@@ -279,6 +292,12 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
         if step == Step::Init && matches!(errno, libc::EINVAL | libc::EPERM | libc::ENOSYS) {
             return Ok(None);
         }
+        if step == Step::InitProgram {
+            // This host does not run programs from memory files: the std route now, a copy of
+            // Forge as the init from the next attempt on.
+            init_program::refused();
+            return Ok(None);
+        }
         let error = std::io::Error::from_raw_os_error(errno);
         return Err(match step {
             Step::Exec | Step::None => error,
@@ -355,6 +374,27 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
         .collect();
     envp.extend(strings[arg_count..].iter().map(|s| s.as_ptr()));
     envp.push(std::ptr::null());
+    let status_arg: Box<[AtomicU8; 12]> = Box::default();
+    let own_proc = view.is_some();
+    let init_program = init_program::fd();
+    let mut init_argv = Vec::new();
+    if init_program.is_some() {
+        // See `init/main.rs`: `forge-init STATUS REPORT PROC N M CANDIDATE... PROGRAM ARG...
+        // -- VAR=VALUE...`; its own environment is empty.
+        let numbers = [
+            c(report.to_string().as_bytes())?,
+            c(if own_proc { b"1" } else { b"0" })?,
+            c(candidates.len().to_string().as_bytes())?,
+            c((argv.len() - 1).to_string().as_bytes())?,
+        ];
+        init_argv.extend([c"forge-init".as_ptr(), status_arg.as_ptr().cast::<c_char>()]);
+        init_argv.extend(numbers.iter().map(|n| n.as_ptr()));
+        init_argv.extend(candidates.iter().map(|c| c.as_ptr()));
+        init_argv.extend(&argv[..argv.len() - 1]);
+        init_argv.push(c"--".as_ptr());
+        init_argv.extend(envp.iter().copied());
+        strings.extend(numbers);
+    }
     strings.push(program_c);
     Some(Shared {
         candidates,
@@ -366,7 +406,7 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
         cwd,
         stdio: request.stdio.map(|fd| fd.as_raw_fd()),
         cgroups: request.cgroups.iter().map(AsRawFd::as_raw_fd).collect(),
-        own_proc: view.is_some(),
+        own_proc,
         view,
         route: request.route,
         // SAFETY: `getpid` has no preconditions.
@@ -380,6 +420,10 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
         init: AtomicI32::new(0),
         exec_error: AtomicI32::new(0),
         report,
+        init_program: init_program.unwrap_or(-1),
+        init_argv,
+        status_arg,
+        init_exec_error: AtomicI32::new(0),
     })
 }
 
@@ -435,19 +479,35 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
         }
         let [read_end, write_end] = fds;
         s.status.store(write_end, Ordering::SeqCst);
-        // PID 1 of the namespace: a copy of Forge (never its memory, see the module docs) and a
-        // child of the spawning thread (this process ends next).
-        let init = libc::clone(
-            init_main,
-            s.init_stack.top,
-            libc::CLONE_PARENT | libc::SIGCHLD,
-            data,
-        );
+        // PID 1 of the namespace, a child of the spawning thread (this process ends next): the
+        // init program, `exec`ed by a clone in this memory (this process sleeps until then), or
+        // else a copy of Forge. Never Forge's memory past the `exec` (see the module docs).
+        let init = if s.init_program >= 0 {
+            write_decimal(&s.status_arg, write_end);
+            libc::clone(
+                exec_init_main,
+                s.init_stack.top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+                data,
+            )
+        } else {
+            libc::clone(
+                init_main,
+                s.init_stack.top,
+                libc::CLONE_PARENT | libc::SIGCHLD,
+                data,
+            )
+        };
         if init < 0 {
             s.fail(Step::Init, errno());
             libc::_exit(1);
         }
         s.init.store(init, Ordering::SeqCst);
+        let exec_error = s.init_exec_error.load(Ordering::SeqCst);
+        if exec_error != 0 {
+            s.fail(Step::InitProgram, exec_error);
+            libc::_exit(1);
+        }
         libc::close(write_end);
         match contain::read_word(read_end) {
             Some(0) => {}
@@ -458,13 +518,29 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
     }
 }
 
-/// The init (see the module docs), in its own copy of Forge's memory.
-extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
-    // SAFETY: `data` is this process's copy of the spawn's `Shared`; every call is
-    // async-signal-safe and allocates nothing.
+/// Writes `value` (not negative) into `buf` as a NUL-terminated decimal (async-signal-safe).
+fn write_decimal(buf: &[AtomicU8; 12], value: c_int) {
+    let mut digits = [0u8; 11];
+    let (mut rest, mut n) = (value.unsigned_abs(), 0);
+    loop {
+        digits[n] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        n += 1;
+        rest /= 10;
+        if rest == 0 || n == digits.len() {
+            break;
+        }
+    }
+    for (slot, digit) in buf.iter().zip(digits[..n].iter().rev()) {
+        slot.store(*digit, Ordering::SeqCst);
+    }
+    buf[n].store(0, Ordering::SeqCst);
+}
+
+/// The first steps of the init on either route: its own process group (the attempt's), and
+/// `SIGKILL` when Forge's spawning thread dies; ends the process if Forge has already died.
+unsafe fn tie_to_forge(s: &Shared) {
+    // SAFETY: async-signal-safe calls on this process and on Forge's pidfd.
     unsafe {
-        let s = &*data.cast::<Shared>();
-        let status = s.status.load(Ordering::SeqCst);
         libc::setpgid(0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         // Forge may have died before the death signal was asked for.
@@ -480,6 +556,42 @@ extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
         if libc::poll(&raw mut poll, 1, 0) != 0 {
             libc::_exit(137);
         }
+    }
+}
+
+/// The init, cloned into Forge's memory while the leader sleeps, up to its `exec` of the init
+/// program (`init/main.rs`), which does the rest: the status pipe and Forge's report pipe stay
+/// open across the `exec`, nothing else of Forge's does (all close-on-exec).
+extern "C" fn exec_init_main(data: *mut libc::c_void) -> c_int {
+    // SAFETY: `data` is the spawn's `Shared`, alive while the leader and the spawning thread
+    // sleep; async-signal-safe calls only, nothing allocated.
+    unsafe {
+        let s = &*data.cast::<Shared>();
+        tie_to_forge(s);
+        for fd in [s.status.load(Ordering::SeqCst), s.report] {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+        }
+        libc::syscall(
+            libc::SYS_execveat,
+            s.init_program,
+            c"".as_ptr(),
+            s.init_argv.as_ptr(),
+            [std::ptr::null::<c_char>()].as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+        s.init_exec_error.store(errno(), Ordering::SeqCst);
+        libc::_exit(127)
+    }
+}
+
+/// The init (see the module docs), in its own copy of Forge's memory.
+extern "C" fn init_main(data: *mut libc::c_void) -> c_int {
+    // SAFETY: `data` is this process's copy of the spawn's `Shared`; every call is
+    // async-signal-safe and allocates nothing.
+    unsafe {
+        let s = &*data.cast::<Shared>();
+        let status = s.status.load(Ordering::SeqCst);
+        tie_to_forge(s);
         if s.own_proc {
             contain::mount_own_proc();
         }

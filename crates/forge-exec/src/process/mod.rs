@@ -37,6 +37,7 @@ use forge_events::RunId;
 mod child;
 mod contain;
 mod group;
+mod init_program;
 mod leader;
 mod lines;
 mod log;

@@ -621,12 +621,17 @@ async fn the_attempts_init_is_forges_own_child() {
                     ) == 0
                 }
             });
+            // What the init runs, and its environment.
+            let exe = init.and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
+            let environ = init.and_then(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok());
             *seen.lock().unwrap() = Some((
                 agent.len(),
                 init.and_then(parent_of),
                 init.and_then(ns),
                 agent.first().and_then(|pid| ns(*pid)),
                 shares_memory,
+                exe,
+                environ,
             ));
             cancel.cancel();
         },
@@ -634,7 +639,19 @@ async fn the_attempts_init_is_forges_own_child() {
     .await
     .unwrap();
     assert!(ran.exit.stopped, "{:?}", ran.lines);
-    let (agents, forge, init_ns, agent_ns, shares_memory) = seen.lock().unwrap().take().unwrap();
+    let (agents, forge, init_ns, agent_ns, shares_memory, exe, environ) =
+        seen.lock().unwrap().take().unwrap();
+    // Where forge-exec's build script builds it, the init is the init program, from its memory
+    // file (not a copy of Forge), with no environment of its own.
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        let exe = exe.expect("the init's program");
+        assert!(
+            exe.to_string_lossy().starts_with("/memfd:forge-init"),
+            "{}",
+            exe.display()
+        );
+        assert_eq!(environ.as_deref(), Some(&b""[..]));
+    }
     assert_eq!(agents, 1);
     // The agent can trace its PID 1 (same user): PID 1 must never be Forge's own memory.
     assert_eq!(shares_memory, Some(false));
