@@ -43,11 +43,17 @@ fn main() {
     .args(["-C", "relocation-model=static", "-C", "debuginfo=0"])
     .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
     .args(["-C", "link-arg=-static"]);
-    if let Ok(linker) = env::var(format!(
+    // The linker cargo resolved for the target (from `.cargo/config.toml` or
+    // `CARGO_TARGET_<TRIPLE>_LINKER`), if one was set.
+    let linker_var = format!(
         "CARGO_TARGET_{}_LINKER",
         var("TARGET").to_uppercase().replace('-', "_")
-    )) {
-        cmd.arg("-C").arg(format!("linker={linker}"));
+    );
+    println!("cargo::rerun-if-env-changed={linker_var}");
+    if let Some(linker) = env::var_os("RUSTC_LINKER").or_else(|| env::var_os(&linker_var)) {
+        let mut arg = std::ffi::OsString::from("linker=");
+        arg.push(linker);
+        cmd.arg("-C").arg(arg);
     }
     cmd.arg("-o").arg(&program).arg("init/main.rs");
     match cmd.output() {

@@ -6,17 +6,17 @@
 //! standard library or a C library (system calls directly, for `x86_64` and `aarch64`), linked
 //! statically: a few kilobytes, started in microseconds.
 //!
-//! `argv`: `forge-init STATUS REPORT PROC N M CANDIDATE... PROGRAM ARG... -- VAR=VALUE...`,
-//! where `STATUS` and `REPORT` are descriptors (the leader's pipe, then Forge's), `PROC` is `1`
-//! to mount the namespace's own `/proc`, the `N` candidates are where the program may be, in
-//! `PATH` order, `M` counts the program and its arguments, and the agent's environment comes
-//! last. Its own environment is empty: nothing but the agent carries the agent's variables.
+//! `argv`: `forge-init STATUS REPORT N CANDIDATE... PROGRAM ARG...`, where `STATUS` and
+//! `REPORT` are descriptors (the leader's pipe, then Forge's) and the `N` candidates are where
+//! the program may be, in `PATH` order. The environment is the agent's (in `envp`, which only
+//! the same user can read, never in `argv`, which every user can). The namespace's `/proc` is
+//! mounted before this program starts: it runs without capabilities when Forge does.
 //!
-//! It mounts `/proc` when asked and forks the agent, which empties its signal mask and
-//! `execve`s each candidate in turn (a script without `#!` runs with `/bin/sh`, as `execvp`
-//! runs it). It writes `0` or the `exec` error to `STATUS`, closes every descriptor but
-//! `REPORT`, reaps every process of the namespace until the agent ends, writes the agent's wait
-//! status to `REPORT` and exits, which ends the namespace.
+//! It forks the agent, which empties its signal mask and `execve`s each candidate in turn (a
+//! script without `#!` runs with `/bin/sh`, as `execvp` runs it). It writes `0` or the `exec`
+//! error to `STATUS`, closes every descriptor but `REPORT`, reaps every process of the
+//! namespace until the agent ends, writes the agent's wait status to `REPORT` and exits, which
+//! ends the namespace.
 #![no_std]
 #![no_main]
 
@@ -32,9 +32,6 @@ const EINVAL: isize = 22;
 const ETIMEDOUT: isize = 110;
 const ESTALE: isize = 116;
 const O_CLOEXEC: usize = 0o2_000_000;
-const MS_NOSUID: usize = 2;
-const MS_NODEV: usize = 4;
-const MS_NOEXEC: usize = 8;
 const SIG_SETMASK: usize = 2;
 const SIGCHLD: usize = 17;
 
@@ -47,7 +44,6 @@ mod sys {
     pub const CLONE: usize = 56;
     pub const EXECVE: usize = 59;
     pub const WAIT4: usize = 61;
-    pub const MOUNT: usize = 165;
     pub const EXIT_GROUP: usize = 231;
     pub const PIPE2: usize = 293;
     pub const CLOSE_RANGE: usize = 436;
@@ -88,7 +84,6 @@ mod sys {
     pub const CLONE: usize = 220;
     pub const EXECVE: usize = 221;
     pub const WAIT4: usize = 260;
-    pub const MOUNT: usize = 40;
     pub const EXIT_GROUP: usize = 94;
     pub const PIPE2: usize = 59;
     pub const CLOSE_RANGE: usize = 436;
@@ -200,11 +195,16 @@ fn wait(pid: isize) -> Option<(isize, i32)> {
 
 /// The program's entry, from `_start`: `sp` points at `argc`, then `argv`, then `envp`.
 unsafe extern "C" fn start(sp: *const usize) -> ! {
-    // SAFETY: the kernel's initial stack: `argc`, then `argc` argument pointers and a null.
-    let (argc, argv) = unsafe { (*sp, sp.add(1) as *mut *const c_char) };
-    // SAFETY: within `argv`'s `argc` entries.
+    // SAFETY: the kernel's initial stack: `argc`, `argc` argument pointers and a null, the
+    // environment's pointers and a null.
+    let (argc, argv, envp) = unsafe {
+        let argc = *sp;
+        let argv = sp.add(1) as *mut *const c_char;
+        (argc, argv, argv.add(argc + 1))
+    };
     let arg = |i: usize| {
         if i < argc {
+            // SAFETY: within `argv`'s `argc` entries.
             unsafe { *argv.add(i) }
         } else {
             core::ptr::null()
@@ -213,32 +213,13 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     let Some(status) = number(arg(1)) else {
         exit(127)
     };
-    let (Some(report), Some(own_proc), Some(candidates), Some(words)) = (
-        number(arg(2)),
-        number(arg(3)),
-        number(arg(4)),
-        number(arg(5)),
-    ) else {
+    let (Some(report), Some(candidates)) = (number(arg(2)), number(arg(3))) else {
         fail(status, EINVAL)
     };
-    // Where the program's `argv` starts, and where its environment does (after the separator,
-    // which the agent makes the null that ends its `argv`).
-    let program = candidates.saturating_add(6);
-    let separator = program.saturating_add(words);
-    if words == 0 || separator >= argc {
+    // Where the program's `argv` starts (it ends with `argv`'s null).
+    let program = candidates.saturating_add(4);
+    if program >= argc {
         fail(status, EINVAL);
-    }
-    if own_proc == 1 {
-        let proc = c"proc".as_ptr() as usize;
-        let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-        if call(
-            sys::MOUNT,
-            [proc, c"/proc".as_ptr() as usize, proc, flags, 0],
-        ) < 0
-        {
-            let note: &[u8] = b"forge: this attempt's own /proc could not be mounted (the host refused it): the agent sees the host's /proc\n";
-            call(sys::WRITE, [2, note.as_ptr() as usize, note.len(), 0, 0]);
-        }
     }
     let mut fds = [0i32; 2];
     let piped = call(sys::PIPE2, [fds.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0]);
@@ -260,14 +241,10 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
         call(sys::CLOSE, [exec_read, 0, 0, 0, 0]);
         call(sys::CLOSE, [status, 0, 0, 0, 0]);
         call(sys::CLOSE, [report, 0, 0, 0, 0]);
-        // SAFETY: `separator < argc`: this process's own copy of `argv`, whose separator
-        // becomes the null that ends the program's arguments; the environment follows it.
-        let (agent_argv, envp) = unsafe {
-            *argv.add(separator) = core::ptr::null();
-            (argv.add(program), argv.add(separator + 1))
-        };
+        // SAFETY: `program < argc`: the program and its arguments, then `argv`'s null.
+        let agent_argv = unsafe { argv.add(program) };
         let (mut error, mut denied) = (ENOENT, false);
-        for i in 6..program {
+        for i in 4..program {
             let path = arg(i);
             let failed = -call(
                 sys::EXECVE,
@@ -276,7 +253,7 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
             match failed {
                 ENOEXEC => {
                     // A script without `#!`: `execvp` runs it with `/bin/sh`.
-                    // SAFETY: `program - 1` (a candidate's or `M`'s slot, read already) and
+                    // SAFETY: `program - 1` (a candidate's or `N`'s slot, read already) and
                     // `program` are within `argv`, this process's own copy.
                     unsafe {
                         *argv.add(program - 1) = c"/bin/sh".as_ptr();
@@ -313,8 +290,12 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     // Nothing of the agent's (its standard streams) stays open here.
     let (low, high) = (status.min(report), status.max(report));
     let close_range = |first: usize, last: usize| {
-        if first <= last {
-            call(sys::CLOSE_RANGE, [first, last, 0, 0, 0]);
+        if first <= last && call(sys::CLOSE_RANGE, [first, last, 0, 0, 0]) < 0 {
+            // No `close_range` (before Linux 5.9, or a filter refusing it): one by one, up to
+            // a bound past any descriptor an agent's launcher holds.
+            for fd in first..=last.min(4095) {
+                call(sys::CLOSE, [fd, 0, 0, 0, 0]);
+            }
         }
     };
     if low > 0 {

@@ -8,7 +8,7 @@
 //! either writes, and the copy is torn down when the leader ends — the larger Forge's address
 //! space, the more each attempt costs, and the spawning thread's other work waits meanwhile.
 //!
-//! Here only the init copies Forge's memory:
+//! Here no process of the attempt copies Forge's memory:
 //!
 //! 1. The spawning thread blocks every signal (no handler may run in a process that shares its
 //!    memory) and clones the **leader** into its own memory with `CLONE_VFORK`: the thread
@@ -16,25 +16,31 @@
 //!    joins the cgroups, puts the standard streams in place, changes to the working directory,
 //!    sets the view up and unshares the PID namespace — the same steps, on the same prepared
 //!    values, as the `pre_exec` hooks of the std route.
-//! 2. The leader forks the **init** with `CLONE_PARENT`: PID 1 of the new namespace and a
-//!    child of the spawning thread, not of the leader. The init makes its own process group
-//!    (the attempt's), asks for `SIGKILL` when Forge's thread dies, mounts the namespace's
-//!    `/proc` when asked, and clones the **agent** into its own memory (`CLONE_VM |
-//!    CLONE_VFORK`), which empties its signal mask and `execve`s the program, searching the
-//!    agent's own `PATH`.
-//! 3. The init reports the `exec` (or its error) to the leader on a pipe, closes every other
-//!    descriptor but the one to Forge, and the leader exits: the spawning thread wakes, reaps the
-//!    leader and waits on the init through a pidfd.
-//! 4. The init waits for the agent while reaping the namespace's orphans, writes the agent's
-//!    wait status to Forge's pipe and exits, which ends the namespace (the kernel kills what is
-//!    left in it). Forge maps that status back to the agent's exit.
+//! 2. The leader clones the **init** with `CLONE_VM | CLONE_VFORK | CLONE_PARENT`: PID 1 of
+//!    the new namespace and a child of the spawning thread, not of the leader. The init makes
+//!    its own process group (the attempt's), asks for `SIGKILL` when Forge's thread dies,
+//!    mounts the namespace's `/proc` when asked, and `exec`s the **init program**
+//!    (`init/main.rs`, a few kilobytes without the standard library, built by `build.rs` and
+//!    held in a sealed memory file by `init_program`), passing it the status pipe, Forge's
+//!    report pipe, the agent's `PATH` candidates, `argv` and, as its own environment, the
+//!    agent's.
+//! 3. The init program forks the **agent**, which empties its signal mask and `execve`s the
+//!    program; it reports the `exec` (or its error) to the leader on the status pipe, closes
+//!    every other descriptor but the one to Forge, and the leader exits: the spawning thread
+//!    wakes, reaps the leader and waits on the init through a pidfd.
+//! 4. The init program waits for the agent while reaping the namespace's orphans, writes the
+//!    agent's wait status to Forge's pipe and exits, which ends the namespace (the kernel kills
+//!    what is left in it). Forge maps that status back to the agent's exit.
 //!
-//! The init is a copy of Forge, not a process sharing its memory: the agent can see (and, as
-//! the same user, trace) its namespace's PID 1, and a memory limit's OOM killer may pick it,
-//! so no process of the attempt may share Forge's address space beyond the spawn itself.
-//! Against the std route (a forked leader that lives as long as the attempt and relays its
-//! status) this saves std's command set-up (its environment rebuilt per spawn, its `exec`
-//! error pipe) and one process per attempt.
+//! No process of the attempt may share Forge's address space beyond the spawn itself: the
+//! agent can see (and, as the same user, trace) its namespace's PID 1, and a memory limit's OOM
+//! killer may pick it. A forked init (a copy of Forge, step 2 without the `exec`: it clones the
+//! agent itself) would be safe too, but the kernel copies Forge's page tables for it, and both
+//! take a copy-on-write fault on every page either writes while the attempt runs; it remains
+//! the route where the init program is not built (a target it has no system calls for) or the
+//! host refuses to run a memory file. Against the std route (a forked leader that lives as
+//! long as the attempt and relays its status) this saves std's command set-up (its environment
+//! rebuilt per spawn, its `exec` error pipe) and one process per attempt.
 //!
 //! A host that refuses `CLONE_VM` (a seccomp filter, an old kernel) gets the std route.
 #![allow(unsafe_code)]
@@ -106,8 +112,8 @@ impl Step {
 }
 
 /// Everything the leader, the init and the agent use, prepared before the clone. The leader
-/// reads the prepared fields and writes the atomic ones while the spawning thread sleeps; the
-/// init and the agent use their own copy.
+/// and the init (up to its `exec`) read the prepared fields and write the atomic ones while the
+/// spawning thread sleeps; a forked init and its agent use their own copy.
 pub(super) struct Shared {
     /// Where the agent's program may be, in `PATH` order (one path when it names a directory).
     candidates: Vec<CString>,
@@ -292,7 +298,12 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
         if step == Step::Init && matches!(errno, libc::EINVAL | libc::EPERM | libc::ENOSYS) {
             return Ok(None);
         }
-        if step == Step::InitProgram {
+        if step == Step::InitProgram
+            && matches!(
+                errno,
+                libc::EACCES | libc::EPERM | libc::ENOSYS | libc::ENOEXEC | libc::EINVAL
+            )
+        {
             // This host does not run programs from memory files: the std route now, a copy of
             // Forge as the init from the next attempt on.
             init_program::refused();
@@ -379,20 +390,16 @@ fn prepare(request: &Request<'_>, view: Option<view::Prepared>, report: RawFd) -
     let init_program = init_program::fd();
     let mut init_argv = Vec::new();
     if init_program.is_some() {
-        // See `init/main.rs`: `forge-init STATUS REPORT PROC N M CANDIDATE... PROGRAM ARG...
-        // -- VAR=VALUE...`; its own environment is empty.
+        // See `init/main.rs`: `forge-init STATUS REPORT N CANDIDATE... PROGRAM ARG...`, with
+        // the agent's environment as its own (never in `argv`: every user can read that).
         let numbers = [
             c(report.to_string().as_bytes())?,
-            c(if own_proc { b"1" } else { b"0" })?,
             c(candidates.len().to_string().as_bytes())?,
-            c((argv.len() - 1).to_string().as_bytes())?,
         ];
         init_argv.extend([c"forge-init".as_ptr(), status_arg.as_ptr().cast::<c_char>()]);
         init_argv.extend(numbers.iter().map(|n| n.as_ptr()));
         init_argv.extend(candidates.iter().map(|c| c.as_ptr()));
-        init_argv.extend(&argv[..argv.len() - 1]);
-        init_argv.push(c"--".as_ptr());
-        init_argv.extend(envp.iter().copied());
+        init_argv.extend(argv.iter().copied());
         strings.extend(numbers);
     }
     strings.push(program_c);
@@ -487,21 +494,29 @@ extern "C" fn leader_main(data: *mut libc::c_void) -> c_int {
             libc::clone(
                 exec_init_main,
                 s.init_stack.top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+                libc::CLONE_VM
+                    | libc::CLONE_VFORK
+                    | libc::CLONE_PARENT
+                    | libc::CLONE_PARENT_SETTID
+                    | libc::SIGCHLD,
                 data,
+                s.init.as_ptr(),
             )
         } else {
             libc::clone(
                 init_main,
                 s.init_stack.top,
-                libc::CLONE_PARENT | libc::SIGCHLD,
+                libc::CLONE_PARENT | libc::CLONE_PARENT_SETTID | libc::SIGCHLD,
                 data,
+                s.init.as_ptr(),
             )
         };
         if init < 0 {
             s.fail(Step::Init, errno());
             libc::_exit(1);
         }
+        // The kernel wrote the pid there already (`CLONE_PARENT_SETTID`), before the init ran:
+        // should this process be killed while it waits, Forge still finds the init to end.
         s.init.store(init, Ordering::SeqCst);
         let exec_error = s.init_exec_error.load(Ordering::SeqCst);
         if exec_error != 0 {
@@ -568,6 +583,11 @@ extern "C" fn exec_init_main(data: *mut libc::c_void) -> c_int {
     unsafe {
         let s = &*data.cast::<Shared>();
         tie_to_forge(s);
+        // Here, not in the program: an `exec` by a user other than root drops every
+        // capability, and with them the right to mount.
+        if s.own_proc {
+            contain::mount_own_proc();
+        }
         for fd in [s.status.load(Ordering::SeqCst), s.report] {
             libc::fcntl(fd, libc::F_SETFD, 0);
         }
@@ -576,7 +596,7 @@ extern "C" fn exec_init_main(data: *mut libc::c_void) -> c_int {
             s.init_program,
             c"".as_ptr(),
             s.init_argv.as_ptr(),
-            [std::ptr::null::<c_char>()].as_ptr(),
+            s.envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
         s.init_exec_error.store(errno(), Ordering::SeqCst);
