@@ -34,6 +34,7 @@ const ESTALE: isize = 116;
 const O_CLOEXEC: usize = 0o2_000_000;
 const SIG_SETMASK: usize = 2;
 const SIGCHLD: usize = 17;
+const PR_SET_NAME: usize = 15;
 
 #[cfg(target_arch = "x86_64")]
 mod sys {
@@ -46,6 +47,7 @@ mod sys {
     pub const WAIT4: usize = 61;
     pub const EXIT_GROUP: usize = 231;
     pub const PIPE2: usize = 293;
+    pub const PRCTL: usize = 157;
     pub const CLOSE_RANGE: usize = 436;
 
     /// A system call with up to five arguments; the kernel's return (`-errno` on failure).
@@ -86,6 +88,7 @@ mod sys {
     pub const WAIT4: usize = 260;
     pub const EXIT_GROUP: usize = 94;
     pub const PIPE2: usize = 59;
+    pub const PRCTL: usize = 167;
     pub const CLOSE_RANGE: usize = 436;
 
     /// A system call with up to five arguments; the kernel's return (`-errno` on failure).
@@ -210,6 +213,11 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
             core::ptr::null()
         }
     };
+    // Its name in `ps` (an `exec` of a memory file names the process after the descriptor).
+    call(
+        sys::PRCTL,
+        [PR_SET_NAME, c"forge-init".as_ptr() as usize, 0, 0, 0],
+    );
     let Some(status) = number(arg(1)) else {
         exit(127)
     };

@@ -252,7 +252,7 @@ fn unprivileged_routes_contain_attempts_and_refuse_unenforceable_limits() {
         let file = repo.plan(
             "userns",
             &format!(
-                "{}{}",
+                "{}{}{PROC_TASK}",
                 hostile_task("t", &mark, "", "echo done > t.txt").replace(
                     "writes = [\"**\"]",
                     "writes = [\"t.txt\", \"held\", \"daemon\"]"
@@ -287,9 +287,17 @@ fn unprivileged_routes_contain_attempts_and_refuse_unenforceable_limits() {
             stdout.contains("limited: failed") && stdout.contains("cannot enforce memory = 1G"),
             "{route}: {stdout}\n{stderr}"
         );
+        assert!(
+            stdout.contains("proc: succeeded"),
+            "{route}: the attempt saw the host's /proc: {stdout}\n{stderr}"
+        );
         assert_eq!(marked(&mark), Vec::<i32>::new(), "{route}");
     }
 }
+
+/// A task that succeeds only where its `/proc` is its own namespace's: a handful of processes
+/// (its init, the shell, `ls`), PID 1 being Forge's init, not the host's hundreds.
+const PROC_TASK: &str = "\n[[task]]\nid = \"proc\"\nagent = \"shell\"\nwrites = [\"p.txt\"]\nprompt = \"n=$(ls /proc | grep -c ^[0-9]); test $n -lt 10 && echo $n > p.txt\"\n";
 
 /// Where no PID namespace can be had (here: an unprivileged user in a user namespace that maps
 /// no one, so it may create no other), attempts run in their process group, the run says so
