@@ -670,6 +670,11 @@ impl ExecutionManager {
                 let store2 = store.clone();
                 blocking(move || cleanup_leftovers(&store2, &run2)).await??;
             }
+            if process.pid_namespace {
+                // The mount namespace this run's attempts' views start from: the host's mounts
+                // as they are now, without any workspace (see `refresh_view_template`).
+                blocking(crate::process::refresh_view_template).await?;
+            }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
             if plan.gate.on == crate::plan::GateOn::Cluster && runner == RunnerConfig::Local {

@@ -59,6 +59,7 @@ pub(crate) use runner::run_group;
 pub use runner::{PrepareCommand, ProcessExit, ProcessOptions, run_process, run_process_in};
 pub use task::{CommandFactory, LineHandler, ProcessRunner};
 pub use view::RepoView;
+pub(crate) use view::refresh_template as refresh_view_template;
 
 /// What to spawn for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

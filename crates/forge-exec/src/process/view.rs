@@ -27,10 +27,13 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Which repository path shows the workspace (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,9 @@ pub(crate) struct Prepared {
     git_outside: bool,
     /// Directories under `.forge` that stay writable.
     writable: Vec<CString>,
+    /// The mount namespace the view starts from (see [`refresh_template`]), held while the
+    /// view is set up.
+    template: Option<Arc<OwnedFd>>,
 }
 
 fn c(path: &Path) -> std::io::Result<CString> {
@@ -126,6 +132,7 @@ impl Prepared {
             user_git: c(&link)?,
             git_dir: git_dir.as_deref().map(c).transpose()?,
             git_outside,
+            template: TEMPLATE.lock().clone(),
         })
     }
 
@@ -395,31 +402,132 @@ fn forge_mount_point(line: &[u8], keep: &[u8], out: &mut [u8]) -> Noted {
     Noted::Detach(n + 1)
 }
 
+/// The template of this process's views: a private copy of its mount namespace without any
+/// mount below a `.forge/` directory (see [`refresh_template`]).
+static TEMPLATE: parking_lot::Mutex<Option<Arc<OwnedFd>>> = parking_lot::Mutex::new(None);
+
+/// Makes a new template for the views set up from now on: a private mount namespace copied from
+/// this process's, from which every mount below a `.forge/` directory (the workspaces of
+/// running attempts, of other runs, leftovers) has been detached once. An attempt's view then
+/// starts from a copy of it: without the template each attempt copied the host's namespace,
+/// other attempts' overlays included, and detached those one by one (an `umount` each, each
+/// waiting for an RCU grace period: at 50 attempts at once, ~70 ms of the run's start). Host
+/// mounts made later are not in it: [`crate::ExecutionManager::run`] makes a new one at the
+/// start of every run. Where it cannot be made (no privilege to make a mount namespace here),
+/// views copy the host's namespace as before.
+pub(crate) fn refresh_template() {
+    let made = make_template();
+    *TEMPLATE.lock() = made.map(Arc::new);
+}
+
+/// What the template's maker (a clone sharing this process's memory and descriptor table)
+/// hands back: the namespace's descriptor, or -1.
+struct Maker {
+    fd: AtomicI32,
+}
+
+fn make_template() -> Option<OwnedFd> {
+    let maker = Maker {
+        fd: AtomicI32::new(-1),
+    };
+    let stack = super::contain::Stack::new(128 * 1024);
+    // SAFETY: as for the leader (`leader.rs`): every signal blocked around the clone, which runs
+    // `make_template_main` on its own stack in this memory while this thread sleeps
+    // (`CLONE_VFORK`); it writes the atomic only.
+    let pid = unsafe {
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
+        let pid = libc::clone(
+            make_template_main,
+            stack.top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
+            (&raw const maker).cast_mut().cast(),
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
+        pid
+    };
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    while let Err(rustix::io::Errno::INTR) =
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+    {}
+    let fd = maker.fd.load(Ordering::SeqCst);
+    // SAFETY: the maker opened it in this process's (shared) descriptor table; owned here now.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The template's maker (see [`refresh_template`]). Async-signal-safe.
+extern "C" fn make_template_main(data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the `Maker` of the sleeping thread; system calls on static strings.
+    unsafe {
+        let maker = &*data.cast::<Maker>();
+        super::contain::default_handlers(&super::spawn::RESET_SIGNALS);
+        if libc::unshare(libc::CLONE_NEWNS) < 0
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) < 0
+        {
+            libc::_exit(1);
+        }
+        detach_forge_mounts(b"");
+        let fd = libc::open(
+            c"/proc/self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        maker.fd.store(fd, Ordering::SeqCst);
+        libc::_exit(0)
+    }
+}
+
 /// Sets the view up in the calling process (the attempt's leader): a private mount namespace
 /// in which the repository path shows the workspace (see the module docs). Async-signal-safe.
 pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
     // SAFETY: async-signal-safe system calls on prepared values (see `enter_view`).
     unsafe {
         let (uid, gid) = (libc::getuid(), libc::getgid());
-        if libc::unshare(libc::CLONE_NEWNS) < 0 {
-            super::contain::check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
-            super::contain::map_ids(uid, gid, false)?;
+        // From the template where there is one: the workspace's tree cloned here first (the
+        // template has no workspace mounted), then a copy of the template entered, and the
+        // workspace's own mount put back where it is on the host: git's fsmonitor hook finds
+        // its upper directory from there (`FORGE_WORKSPACE_HOST`).
+        let mut workspace = -1;
+        if let Some(template) = &view.template {
+            let first = clone_tree(&view.workspace)?;
+            let again = clone_tree(&view.workspace)?;
+            if libc::setns(template.as_raw_fd(), libc::CLONE_NEWNS) == 0 {
+                // In the template itself now: a copy of it, or nothing.
+                super::contain::check(libc::unshare(libc::CLONE_NEWNS))?;
+                attach(again, &view.keep)?;
+                workspace = first;
+            } else {
+                libc::close(first);
+                libc::close(again);
+            }
         }
-        // Nothing mounted here may propagate back to the host.
-        super::contain::check(libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
-        // Clone every tree while the paths still show the originals.
-        let workspace = clone_tree(&view.workspace)?;
-        // Then drop the other workspaces' mounts from this namespace (see
-        // `detach_forge_mounts`), so the `.forge` clone below carries none of them either.
-        // The attempt's own stays where it is: git's fsmonitor hook finds its upper directory
-        // from there (`FORGE_WORKSPACE_HOST`).
-        detach_forge_mounts(view.keep.to_bytes());
+        if workspace < 0 {
+            if libc::unshare(libc::CLONE_NEWNS) < 0 {
+                super::contain::check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+                super::contain::map_ids(uid, gid, false)?;
+            }
+            // Nothing mounted here may propagate back to the host.
+            super::contain::check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // Clone every tree while the paths still show the originals.
+            workspace = clone_tree(&view.workspace)?;
+            // Then drop the other workspaces' mounts from this namespace (see
+            // `detach_forge_mounts`), so the `.forge` clone below carries none of them either.
+            // The attempt's own stays where it is (see above).
+            detach_forge_mounts(view.keep.to_bytes());
+        }
         let forge = clone_tree(&view.forge)?;
         read_only(forge)?;
         let git = match &view.git_dir {
