@@ -663,17 +663,18 @@ impl ExecutionManager {
             extra,
         });
         let resumed = history.is_some();
+        let contained = process.pid_namespace;
+        if contained {
+            // The mount namespace this run's attempts' views start from: the host's mounts as
+            // they are now, without any workspace (see `refresh_view_template`); dropped below.
+            let _ = blocking(crate::process::refresh_view_template).await;
+        }
         let outcome = async {
             if history.is_some() {
                 // Whatever the dead process left: its agents, mounts, worktrees, a torn apply.
                 let run2 = run.clone();
                 let store2 = store.clone();
                 blocking(move || cleanup_leftovers(&store2, &run2)).await??;
-            }
-            if process.pid_namespace {
-                // The mount namespace this run's attempts' views start from: the host's mounts
-                // as they are now, without any workspace (see `refresh_view_template`).
-                blocking(crate::process::refresh_view_template).await?;
             }
             // Where attempts run: a cluster is asked first, so an unreachable one stops the
             // run before anything starts.
@@ -946,6 +947,11 @@ impl ExecutionManager {
             Ok::<RunReport, ExecError>(report)
         }
         .await;
+        if contained {
+            // The template holds a copy of every host mount: not past the run (a later
+            // contained process outside a run copies the host's namespace as it is then).
+            crate::process::drop_view_template();
+        }
 
         let (status, summary) = match &outcome {
             Ok(report) => (

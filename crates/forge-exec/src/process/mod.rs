@@ -59,7 +59,9 @@ pub(crate) use runner::run_group;
 pub use runner::{PrepareCommand, ProcessExit, ProcessOptions, run_process, run_process_in};
 pub use task::{CommandFactory, LineHandler, ProcessRunner};
 pub use view::RepoView;
-pub(crate) use view::refresh_template as refresh_view_template;
+pub(crate) use view::{
+    drop_template as drop_view_template, refresh_template as refresh_view_template,
+};
 
 /// What to spawn for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

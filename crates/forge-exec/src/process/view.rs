@@ -132,7 +132,7 @@ impl Prepared {
             user_git: c(&link)?,
             git_dir: git_dir.as_deref().map(c).transpose()?,
             git_outside,
-            template: TEMPLATE.lock().clone(),
+            template: TEMPLATE.lock().fd.clone(),
         })
     }
 
@@ -404,7 +404,14 @@ fn forge_mount_point(line: &[u8], keep: &[u8], out: &mut [u8]) -> Noted {
 
 /// The template of this process's views: a private copy of its mount namespace without any
 /// mount below a `.forge/` directory (see [`refresh_template`]).
-static TEMPLATE: parking_lot::Mutex<Option<Arc<OwnedFd>>> = parking_lot::Mutex::new(None);
+static TEMPLATE: parking_lot::Mutex<Template> =
+    parking_lot::Mutex::new(Template { runs: 0, fd: None });
+
+/// The template and how many runs of this process use it.
+struct Template {
+    runs: usize,
+    fd: Option<Arc<OwnedFd>>,
+}
 
 /// Makes a new template for the views set up from now on: a private mount namespace copied from
 /// this process's, from which every mount below a `.forge/` directory (the workspaces of
@@ -413,11 +420,26 @@ static TEMPLATE: parking_lot::Mutex<Option<Arc<OwnedFd>>> = parking_lot::Mutex::
 /// other attempts' overlays included, and detached those one by one (an `umount` each, each
 /// waiting for an RCU grace period: at 50 attempts at once, ~70 ms of the run's start). Host
 /// mounts made later are not in it: [`crate::ExecutionManager::run`] makes a new one at the
-/// start of every run. Where it cannot be made (no privilege to make a mount namespace here),
-/// views copy the host's namespace as before.
+/// start of every run and drops it at the end (a copy of a mount keeps its file system in use
+/// until then, as each attempt's own namespace does while it runs). Where it cannot be made,
+/// or entered (no privilege to make a mount namespace here; a leader already in a workspace
+/// holder's user namespace), views copy the host's namespace as before.
 pub(crate) fn refresh_template() {
-    let made = make_template();
-    *TEMPLATE.lock() = made.map(Arc::new);
+    let made = make_template().map(Arc::new);
+    let mut template = TEMPLATE.lock();
+    template.runs += 1;
+    template.fd = made;
+}
+
+/// Ends a run's use of the template (see [`refresh_template`]): once no run uses it, views set
+/// up from then on copy the host's namespace. A view being set up keeps the template it
+/// started from.
+pub(crate) fn drop_template() {
+    let mut template = TEMPLATE.lock();
+    template.runs = template.runs.saturating_sub(1);
+    if template.runs == 0 {
+        template.fd = None;
+    }
 }
 
 /// What the template's maker (a clone sharing this process's memory and descriptor table)
@@ -448,6 +470,10 @@ fn make_template() -> Option<OwnedFd> {
         libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
         pid
     };
+    if pid <= 0 {
+        // `CLONE_VM` refused (a seccomp filter, an old kernel): no template.
+        return None;
+    }
     let pid = rustix::process::Pid::from_raw(pid)?;
     while let Err(rustix::io::Errno::INTR) =
         rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
@@ -496,16 +522,24 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
         // its upper directory from there (`FORGE_WORKSPACE_HOST`).
         let mut workspace = -1;
         if let Some(template) = &view.template {
-            let first = clone_tree(&view.workspace)?;
-            let again = clone_tree(&view.workspace)?;
+            let own = clone_tree(&view.workspace)?;
             if libc::setns(template.as_raw_fd(), libc::CLONE_NEWNS) == 0 {
                 // In the template itself now: a copy of it, or nothing.
                 super::contain::check(libc::unshare(libc::CLONE_NEWNS))?;
-                attach(again, &view.keep)?;
-                workspace = first;
+                attach(own, &view.keep)?;
+                // A clone of a shared mount is its peer: the workspace's, made private here
+                // (everything else in the copy is already), so that nothing mounted in this
+                // view spreads to the host's overlay, nor the other way.
+                super::contain::check(libc::mount(
+                    std::ptr::null(),
+                    view.keep.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                workspace = clone_tree(&view.keep)?;
             } else {
-                libc::close(first);
-                libc::close(again);
+                libc::close(own);
             }
         }
         if workspace < 0 {

@@ -690,3 +690,150 @@ async fn the_attempts_init_is_forges_own_child() {
     assert_eq!(init_ns, agent_ns);
     assert_ne!(init_ns, std::fs::read_link("/proc/self/ns/pid").ok());
 }
+
+/// A tmpfs mounted (shared) on a temporary directory for one test, unmounted when dropped.
+struct SharedTmpfs(tempfile::TempDir);
+
+impl SharedTmpfs {
+    /// `None` where this process may not mount (not root).
+    fn new() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings; the mount is undone in `drop`.
+        #[allow(unsafe_code)]
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                path.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_SHARED,
+                    std::ptr::null(),
+                ) == 0
+        };
+        let this = Self(dir);
+        mounted.then_some(this)
+    }
+}
+
+impl Drop for SharedTmpfs {
+    fn drop(&mut self) {
+        if let Ok(path) = std::ffi::CString::new(self.0.path().as_os_str().as_encoded_bytes()) {
+            // SAFETY: a NUL-terminated path; detaching only.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// The mount points of this process's namespace below `dir` (strictly).
+fn mount_points_below(dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| p.starts_with(&prefix))
+        .collect()
+}
+
+/// Where the host's mounts are shared (systemd's default: `/` is), the overlay Forge mounts
+/// for a workspace is shared too, and a clone of it is its peer: nothing an attempt's view
+/// mounts on its clone (the read-only `.forge`, the user's git directory, the state
+/// directories) may spread to the host's overlay.
+#[tokio::test]
+async fn nothing_mounted_in_a_view_spreads_to_the_host() {
+    use forge_events::TaskStatus;
+    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
+    use forge_staging::StagerKind;
+    let test = "nothing_mounted_in_a_view_spreads_to_the_host";
+    if !namespaces_or_skip(test) {
+        return;
+    }
+    let Some(shared) = SharedTmpfs::new() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: this process may not mount a tmpfs (not root)"
+        );
+        return;
+    };
+    let repo = shared.0.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "base",
+        ][..],
+    ] {
+        assert!(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let manager = ExecutionManager::builder()
+        .repo(&repo)
+        .plan(crate::manager::plan(
+            "[[task]]\nid = \"a\"\nagent = \"shell\"\nwrites = [\"a.txt\"]\n\
+             prompt = \"echo a > a.txt; sleep 1\"\n",
+        ))
+        .profiles(crate::manager::profiles())
+        .stager(StagerKind::Overlay)
+        .apply(ApplyMode::None)
+        .build()
+        .unwrap();
+    let run = tokio::spawn(manager.run(CancelHandle::new()));
+    // While the agent runs: the only mounts below the repository are the workspace's overlay
+    // (and nothing below its merged directory).
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = mount_points_below(&repo);
+        if now.iter().any(|p| p.ends_with("/merged")) {
+            seen = now;
+            break;
+        }
+    }
+    let report = run.await.unwrap();
+    let report = match report {
+        Err(e) if e.to_string().contains("is not available here") => {
+            let _ = writeln!(std::io::stderr(), "{test}: skipped: {e}");
+            return;
+        }
+        other => other.unwrap(),
+    };
+    assert_eq!(report.tasks[0].status, TaskStatus::Succeeded);
+    if seen.is_empty() {
+        // The overlay is mounted in a holder's namespace here, not in this one.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: no workspace mounted in this namespace"
+        );
+        return;
+    }
+    assert!(
+        seen.iter().all(|p| p.ends_with("/merged")),
+        "mounts of the view reached the host: {seen:?}"
+    );
+    assert_eq!(mount_points_below(&repo), Vec::<String>::new());
+}
