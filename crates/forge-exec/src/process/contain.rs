@@ -452,6 +452,36 @@ extern "C" fn agent_main(data: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// Clones `main` onto `stack` with `flags` (`CLONE_VM | CLONE_VFORK` and more), every signal
+/// blocked around the clone so that no handler of this process runs in the child, which shares
+/// its memory; the mask is restored once the clone returns. Returns the child's pid (or a
+/// negative value) and the clone's errno.
+///
+/// # Safety
+/// `stack` is the top of memory reserved for the child and alive until it `exec`s or exits;
+/// `main` reads `data`, alive as long, and makes async-signal-safe calls only.
+pub(super) unsafe fn clone_with_signals_blocked(
+    main: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: *mut libc::c_void,
+    flags: libc::c_int,
+    data: *mut libc::c_void,
+) -> (libc::pid_t, libc::c_int) {
+    // SAFETY: the signal sets are initialised by `sigfillset`/`pthread_sigmask` before use; the
+    // caller vouches for `main`, `stack` and `data`.
+    unsafe {
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
+        let pid = libc::clone(main, stack, flags, data);
+        let error = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
+        (pid, error)
+    }
+}
+
 /// Clones the agent into this process's memory (`CLONE_VM | CLONE_VFORK`): this process sleeps
 /// until `main` `exec`s or exits. Where `CLONE_VM` is refused the agent gets a copy instead (an
 /// `exec` error then shows as its exit 127). Async-signal-safe.

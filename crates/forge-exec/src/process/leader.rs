@@ -242,23 +242,15 @@ pub(super) fn spawn(mut request: Request<'_>) -> std::io::Result<Option<Containe
         return Ok(None);
     };
     let data = (&raw const shared).cast_mut().cast::<libc::c_void>();
-    // SAFETY: the signal sets are initialised by `sigfillset`/`pthread_sigmask` before use;
-    // `leader_main` runs on its own prepared stack in this memory while this thread sleeps
-    // (`CLONE_VFORK`), reads `shared` (alive: owned here) and writes its atomics only.
+    // SAFETY: `leader_main` runs on its own prepared stack in this memory while this thread
+    // sleeps (`CLONE_VFORK`), reads `shared` (alive: owned here) and writes its atomics only.
     let (leader, clone_error) = unsafe {
-        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(all.as_mut_ptr());
-        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
-        let pid = libc::clone(
+        contain::clone_with_signals_blocked(
             leader_main,
             shared.leader_stack.top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             data,
-        );
-        let error = errno();
-        libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
-        (pid, error)
+        )
     };
     drop(request.cgroups);
     drop(report_in);

@@ -453,22 +453,15 @@ fn make_template() -> Option<OwnedFd> {
         fd: AtomicI32::new(-1),
     };
     let stack = super::contain::Stack::new(128 * 1024);
-    // SAFETY: as for the leader (`leader.rs`): every signal blocked around the clone, which runs
-    // `make_template_main` on its own stack in this memory while this thread sleeps
-    // (`CLONE_VFORK`); it writes the atomic only.
-    let pid = unsafe {
-        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(all.as_mut_ptr());
-        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
-        let pid = libc::clone(
+    // SAFETY: `make_template_main` runs on its own stack in this memory while this thread
+    // sleeps (`CLONE_VFORK`); it writes the atomic of `maker` (alive: owned here) only.
+    let (pid, _) = unsafe {
+        super::contain::clone_with_signals_blocked(
             make_template_main,
             stack.top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
             (&raw const maker).cast_mut().cast(),
-        );
-        libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
-        pid
+        )
     };
     if pid <= 0 {
         // `CLONE_VM` refused (a seccomp filter, an old kernel): no template.

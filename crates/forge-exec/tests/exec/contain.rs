@@ -355,30 +355,7 @@ async fn every_route_to_the_repository_lands_in_the_workspace_on_every_strategy(
         let repo = match &reflink_dir {
             Some(dir) => {
                 let repo = tempfile::tempdir_in(dir).unwrap();
-                for args in [
-                    &["init", "-q", "-b", "main"][..],
-                    &[
-                        "-c",
-                        "user.name=t",
-                        "-c",
-                        "user.email=t@t.invalid",
-                        "commit",
-                        "-q",
-                        "--allow-empty",
-                        "-m",
-                        "base",
-                    ][..],
-                ] {
-                    assert!(
-                        std::process::Command::new("git")
-                            .arg("-C")
-                            .arg(repo.path())
-                            .args(args)
-                            .status()
-                            .unwrap()
-                            .success()
-                    );
-                }
+                empty_repo_at(repo.path());
                 repo
             }
             None => crate::manager::repo(&[("README.md", "# hi\n"), ("src/lib.rs", "x\n")]),
@@ -691,6 +668,34 @@ async fn the_attempts_init_is_forges_own_child() {
     assert_ne!(init_ns, std::fs::read_link("/proc/self/ns/pid").ok());
 }
 
+/// Makes `dir` a git repository with one empty commit.
+fn empty_repo_at(dir: &Path) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "base",
+        ][..],
+    ] {
+        assert!(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
 /// A tmpfs mounted (shared) on a temporary directory for one test, unmounted when dropped.
 struct SharedTmpfs(tempfile::TempDir);
 
@@ -767,30 +772,7 @@ async fn nothing_mounted_in_a_view_spreads_to_the_host() {
     };
     let repo = shared.0.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "base",
-        ][..],
-    ] {
-        assert!(
-            std::process::Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    empty_repo_at(&repo);
     let manager = ExecutionManager::builder()
         .repo(&repo)
         .plan(crate::manager::plan(
