@@ -173,6 +173,9 @@ impl Child {
                 .env("PWD", repo)
                 .env("OLDPWD", repo)
                 .env("FORGE_WORKSPACE", repo);
+            if let Some(tmp) = prepared.tmp_dir() {
+                command.env("TMPDIR", tmp);
+            }
             view::enter_view(&mut command, prepared);
         }
         // Last: hooks added after it would run in the agent only, not in the leader.
@@ -231,6 +234,9 @@ impl Child {
                     workspace.as_os_str(),
                 ),
             ]);
+        }
+        if let Some(tmp) = view.as_ref().and_then(view::Prepared::tmp_dir) {
+            env.push(("TMPDIR".as_ref(), tmp.as_ref()));
         }
         let cgroups = match &contain.cgroup {
             Some(cgroup) => cgroup.procs_files()?,

@@ -16,7 +16,14 @@
 //!   directory outside the repository (a linked worktree's) is made read-only where it is;
 //! - when the attempt has its own PID namespace, `/proc` is that namespace's (mounted by its
 //!   init), so the agent sees its own processes only and tools that need a private `/proc`
-//!   (Codex's sandbox) work.
+//!   (Codex's sandbox) work;
+//! - `/tmp` is the attempt's own directory ([`RepoView::tmp`]; `TMPDIR` names it), as
+//!   systemd's `PrivateTmp` gives a service: parallel agents share no temporary files, locks or
+//!   sockets. Tools that coordinate through `/tmp` by process id cannot work across PID
+//!   namespaces: Codex's sandbox registers the mount targets it makes in `/tmp` under its pid,
+//!   and removed the targets of a Codex in another attempt, whose pid it could not see, while
+//!   that one still needed them. Where the repository itself lies under `/tmp`, its path is
+//!   made in the private directory, and the workspace shows there as everywhere.
 //!
 //! The mounts are made by the attempt's leader before anything of the agent runs, with the new
 //! mount API (`open_tree`, `move_mount`, `mount_setattr`: Linux 5.12): every tree is cloned
@@ -47,6 +54,9 @@ pub struct RepoView {
     /// ([`forge_staging::BaseSnapshot::user_git_link`]): the user's git directory is mounted
     /// read-only there.
     pub user_git: Option<PathBuf>,
+    /// The attempt's own directory for temporary files, shown at `/tmp` in the view (see the
+    /// module docs); none: the host's `/tmp`.
+    pub tmp: Option<PathBuf>,
 }
 
 impl RepoView {
@@ -59,6 +69,7 @@ impl RepoView {
             repo: repo.into(),
             writable: Vec::new(),
             user_git: None,
+            tmp: None,
         }
     }
 }
@@ -79,6 +90,10 @@ pub(crate) struct Prepared {
     git_outside: bool,
     /// Directories under `.forge` that stay writable.
     writable: Vec<CString>,
+    /// The attempt's directory shown at `/tmp`, and the directories to make in it before
+    /// anything is mounted below `/tmp` (the repository's path and its parents, top down; the
+    /// same for a git directory outside the repository).
+    tmp: Option<(CString, Vec<CString>)>,
     /// The mount namespace the view starts from (see [`refresh_template`]), held while the
     /// view is set up.
     template: Option<Arc<OwnedFd>>,
@@ -121,8 +136,30 @@ impl Prepared {
             .iter()
             .map(|w| std::path::absolute(w).and_then(|w| c(&w)))
             .collect::<std::io::Result<Vec<_>>>()?;
+        // Without a `/tmp` to mount on, the agent keeps its own directory through `TMPDIR`.
+        let tmp = match &view.tmp {
+            Some(dir) if Path::new(TMP).is_dir() => {
+                let mut made = Vec::new();
+                let outside = git_dir.as_deref().filter(|_| git_outside);
+                for path in [Some(repo.as_path()), outside].into_iter().flatten() {
+                    if let Ok(below) = path.strip_prefix(TMP) {
+                        let mut at = PathBuf::from(TMP);
+                        for part in below.components() {
+                            at.push(part);
+                            let dir = c(&at)?;
+                            if !made.contains(&dir) {
+                                made.push(dir);
+                            }
+                        }
+                    }
+                }
+                Some((c(&std::path::absolute(dir)?)?, made))
+            }
+            _ => None,
+        };
         Ok(Self {
             writable,
+            tmp,
             repo: c(&repo)?,
             workspace: c(workspace)?,
             keep: c(&std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf()))?,
@@ -145,7 +182,15 @@ impl Prepared {
     pub(crate) fn workspace(&self) -> &std::ffi::CStr {
         &self.workspace
     }
+
+    /// `TMPDIR` in the view: `/tmp` when the attempt's own directory is mounted there.
+    pub(crate) fn tmp_dir(&self) -> Option<&'static str> {
+        self.tmp.as_ref().map(|_| TMP)
+    }
 }
+
+/// Where the attempt's own directory for temporary files shows in its view.
+const TMP: &str = "/tmp";
 
 /// Makes `cmd` set the view up in its leader (after any hook that enters the workspace's own
 /// namespaces, before the PID namespace's: see `contain.rs`).
@@ -557,22 +602,40 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
         }
         let forge = clone_tree(&view.forge)?;
         read_only(forge)?;
-        let git = match &view.git_dir {
+        let (git, git_here) = match &view.git_dir {
             Some(dir) => {
                 let git = clone_tree(dir)?;
                 read_only(git)?;
-                if view.git_outside {
+                let here = if view.git_outside {
                     let here = clone_tree(dir)?;
                     read_only(here)?;
-                    attach(here, dir)?;
-                }
-                Some(git)
+                    Some((here, dir))
+                } else {
+                    None
+                };
+                (Some(git), here)
             }
-            None => None,
+            None => (None, None),
         };
         let mut writable = [-1; RepoView::MAX_WRITABLE];
         for (fd, dir) in writable.iter_mut().zip(&view.writable) {
             *fd = clone_tree(dir)?;
+        }
+        // Every tree is cloned: the attempt's own `/tmp` first, since everything else may be
+        // mounted below it (then on directories made in it).
+        if let Some((dir, made)) = &view.tmp {
+            let tmp = clone_tree(dir)?;
+            attach(tmp, c"/tmp")?;
+            for path in made {
+                if libc::mkdir(path.as_ptr(), 0o755) < 0
+                    && *libc::__errno_location() != libc::EEXIST
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        if let Some((here, dir)) = git_here {
+            attach(here, dir)?;
         }
         attach(workspace, &view.repo)?;
         if libc::mkdir(view.forge_in_view.as_ptr(), 0o755) < 0

@@ -819,3 +819,86 @@ async fn nothing_mounted_in_a_view_spreads_to_the_host() {
     );
     assert_eq!(mount_points_below(&repo), Vec::<String>::new());
 }
+
+/// Each attempt has its own `/tmp` (and `TMPDIR` names it): two attempts at once write the same
+/// path in `/tmp` and each reads back its own, neither sees the host's `/tmp`, nothing reaches
+/// the host's, and the directories are gone when the attempts end. The repository lies under
+/// `/tmp` here, so its path is made in the private `/tmp` and still shows the workspace.
+#[tokio::test]
+async fn each_attempt_has_its_own_tmp() {
+    use forge_events::TaskStatus;
+    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
+    use forge_staging::StagerKind;
+    let test = "each_attempt_has_its_own_tmp";
+    if !namespaces_or_skip(test) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("forge-private-tmp")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    empty_repo_at(&repo);
+    let id = std::process::id();
+    let host_marker = std::path::PathBuf::from(format!("/tmp/forge-host-marker-{id}"));
+    std::fs::write(&host_marker, "host").unwrap();
+    let shared = format!("/tmp/forge-shared-{id}");
+    let mut plan = String::from("concurrency = 2\n");
+    for task in ["a", "b"] {
+        plan.push_str(&format!(
+            "[[task]]\nid = \"{task}\"\nagent = \"shell\"\nwrites = [\"{task}.txt\"]\n\
+             prompt = '''test ! -e {marker} || exit 3; test \"$(pwd)\" = {repo} || exit 4; \
+             echo {task} > {shared}; sleep 1; test \"$(cat {shared})\" = {task} || exit 5; \
+             echo \"$TMPDIR\" > {task}.txt'''\n",
+            marker = host_marker.display(),
+            repo = repo.display(),
+        ));
+    }
+    let manager = ExecutionManager::builder()
+        .repo(&repo)
+        .plan(crate::manager::plan(&plan))
+        .profiles(crate::manager::profiles())
+        .stager(StagerKind::Overlay)
+        .apply(ApplyMode::WorkingTree)
+        .build()
+        .unwrap();
+    let report = manager.run(CancelHandle::new()).await;
+    let _ = std::fs::remove_file(&host_marker);
+    let report = match report {
+        Err(e) if e.to_string().contains("is not available here") => {
+            let _ = writeln!(std::io::stderr(), "{test}: skipped: {e}");
+            return;
+        }
+        other => other.unwrap(),
+    };
+    for task in &report.tasks {
+        assert_eq!(task.status, TaskStatus::Succeeded, "{task:#?}");
+        let tmpdir = std::fs::read_to_string(repo.join(format!("{}.txt", task.id))).unwrap();
+        assert_eq!(tmpdir, "/tmp\n", "TMPDIR of {}", task.id);
+    }
+    assert!(
+        !Path::new(&shared).exists(),
+        "an attempt's /tmp reached the host's"
+    );
+    let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tmp")))
+        .collect();
+    assert_eq!(leftovers, Vec::<std::path::PathBuf>::new(), "attempts' /tmp left behind");
+}
+
+/// Every directory below `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(entry.path());
+                todo.push(entry.path());
+            }
+        }
+    }
+    out
+}

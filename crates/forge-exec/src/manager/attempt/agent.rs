@@ -2,6 +2,7 @@
 //! process group (and PID namespace where the host allows), every line in the attempt's output
 //! log, its JSONL parsed into progress, usage and session events as it comes.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -158,8 +159,26 @@ async fn spawn(
             Ok(state) => state,
             Err(e) => return Ok(Err(TaskOutcome::failed(e.to_string()))),
         };
+    // The attempt's own directory for temporary files: `/tmp` in its view, `TMPDIR` on every
+    // route (see `process::RepoView::tmp`). Removed when the agent has ended.
+    let tmp = a.dir.join(format!("tmp{suffix}"));
+    if let Err(e) = std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists && tmp.is_dir() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+    {
+        return Err(ExecError::io("create", &tmp, e));
+    }
+    spec.env.push(("TMPDIR".into(), tmp.clone().into()));
     if let Some(view) = &mut options.repo_view {
         view.user_git = ws.snapshot().base().user_git_link();
+        view.tmp = Some(tmp.clone());
     }
     if let Some(state) = &state {
         let (var, dir) = state.env();
@@ -186,6 +205,18 @@ async fn spawn(
     .await;
     if let Some(state) = state {
         state.finish();
+    }
+    if let Err(e) = std::fs::remove_dir_all(&tmp) {
+        let _ = shared.events.publish(
+            Some(task.id.clone()),
+            EventKind::RunWarning {
+                message: format!(
+                    "could not remove the temporary files of attempt {} ({}): {e}; remove the directory by hand",
+                    a.number,
+                    tmp.display()
+                ),
+            },
+        );
     }
     output.finish();
     let exit = match exit {
