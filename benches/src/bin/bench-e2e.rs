@@ -649,7 +649,8 @@ fn main() {
     let guard = tempfile::tempdir().unwrap();
     let root = guard.path().to_path_buf();
     // `--keep`: leave the repository and its run store for inspection.
-    let _guard = if args.iter().any(|a| a == "--keep") {
+    let keep = args.iter().any(|a| a == "--keep");
+    let _guard = if keep {
         println!("keeping {}", guard.keep().display());
         None
     } else {
@@ -912,7 +913,9 @@ fn main() {
                 .extra("peer_first_ms", peer_first)
                 .extra("files", big_files as u64),
         );
-        let _ = std::fs::remove_dir_all(&big);
+        if !keep {
+            let _ = std::fs::remove_dir_all(&big);
+        }
     }
 
     // Resume of a 1,000-task run.

@@ -64,8 +64,18 @@ impl Serialize for ContentHash {
 
 impl<'de> Deserialize<'de> for ContentHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // Borrowed where the format allows: a manifest holds one hash per file.
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = ContentHash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a content hash (64 hexadecimal digits)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ContentHash, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 

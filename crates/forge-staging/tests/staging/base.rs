@@ -65,6 +65,43 @@ fn head_mode_is_the_commit_as_git_has_it() {
     ));
 }
 
+/// A snapshot recorded by the previous version (its manifest as `manifest.json`) still opens,
+/// to resume a run that used it, but is not reused as a cached base; a damaged manifest is an
+/// error naming the file.
+#[test]
+fn older_and_damaged_snapshots() {
+    let fx = Fixture::new(Strategy::Copy);
+    let base = fx.capture(BaseMode::Head);
+    let dir = base.dir();
+    assert!(BaseSnapshot::is_current(dir));
+    let record = dir.join("snapshot.json");
+    let text = fs::read_to_string(&record).unwrap();
+    assert!(text.contains("\"version\":3"), "{text}");
+    fs::write(&record, text.replace("\"version\":3", "\"version\":2")).unwrap();
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(base.manifest()).unwrap(),
+    )
+    .unwrap();
+    fs::remove_file(dir.join("manifest.bin")).unwrap();
+    let old = BaseSnapshot::open(dir).unwrap();
+    assert_eq!(old.manifest(), base.manifest());
+    assert!(!BaseSnapshot::is_current(dir));
+
+    fs::write(&record, text).unwrap();
+    let mut bytes = base.manifest().encode();
+    bytes.truncate(bytes.len() - 3);
+    fs::write(dir.join("manifest.bin"), bytes).unwrap();
+    match BaseSnapshot::open(dir) {
+        Err(e @ StagingError::Corrupt { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("manifest.bin"), "{message}");
+            assert!(message.contains("ends inside"), "{message}");
+        }
+        other => panic!("a cut manifest must be refused: {other:?}"),
+    }
+}
+
 /// Worktree mode keeps exactly what git considers part of the working tree: tracked files and
 /// untracked files that are not ignored, whatever the mix of ignore rules.
 #[test]
