@@ -82,7 +82,8 @@ const FIX: &str = "Finish the job.\n\n```forge-sim\nrun test -f b/partial.txt\nw
 #[test]
 fn a_failed_task_retried_with_a_prompt_continues_its_session_and_runs_what_it_blocked() {
     let repo = Repo::new();
-    let counters = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: each attempt has its own.
+    let counters = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let file = repo.plan("retry", &plan(counters.path()));
     repo.forge(&["run", &file, "--no-apply"]).expect(1);
     let run = repo.runs()[0].clone();
@@ -182,7 +183,8 @@ fn a_failed_task_retried_with_a_prompt_continues_its_session_and_runs_what_it_bl
 #[test]
 fn a_retry_killed_midway_is_finished_by_resume_without_rerunning_kept_tasks() {
     let repo = Repo::new();
-    let counters = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: each attempt has its own.
+    let counters = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let file = repo.plan("retry", &plan(counters.path()));
     repo.forge(&["run", &file, "--no-apply"]).expect(1);
     let run = repo.runs()[0].clone();
@@ -256,7 +258,8 @@ fn eight_tasks(repo: &Repo, counters: &Path, hang_on: Option<u32>) -> String {
 #[test]
 fn a_fix_round_sends_the_gate_failure_to_the_culprit_and_the_run_succeeds() {
     let repo = Repo::new();
-    let counters = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: each attempt has its own.
+    let counters = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let file = eight_tasks(&repo, counters.path(), None);
     let out = repo.forge(&["run", &file, "--yes", "--json"]).expect(0);
     let events = json_lines(&out.stdout);
@@ -297,7 +300,8 @@ fn a_fix_round_sends_the_gate_failure_to_the_culprit_and_the_run_succeeds() {
 #[test]
 fn a_fix_round_killed_midway_is_finished_by_resume() {
     let repo = Repo::new();
-    let counters = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: each attempt has its own.
+    let counters = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     // The culprit's fix-round attempt (2) hangs; on resume, attempt 3 fixes it.
     let file = eight_tasks(&repo, counters.path(), Some(2));
     let mut child = repo

@@ -173,7 +173,7 @@ impl Child {
                 .env("PWD", repo)
                 .env("OLDPWD", repo)
                 .env("FORGE_WORKSPACE", repo);
-            if let Some(tmp) = prepared.tmp_dir() {
+            if let Some(tmp) = prepared.tmp_dir().filter(|_| !sets_tmpdir(spec)) {
                 command.env("TMPDIR", tmp);
             }
             view::enter_view(&mut command, prepared);
@@ -235,7 +235,11 @@ impl Child {
                 ),
             ]);
         }
-        if let Some(tmp) = view.as_ref().and_then(view::Prepared::tmp_dir) {
+        if let Some(tmp) = view
+            .as_ref()
+            .and_then(view::Prepared::tmp_dir)
+            .filter(|_| !sets_tmpdir(spec))
+        {
             env.push(("TMPDIR".as_ref(), tmp.as_ref()));
         }
         let cgroups = match &contain.cgroup {
@@ -310,4 +314,10 @@ pub(super) fn shared_dev_null() -> Option<std::os::fd::BorrowedFd<'static>> {
     NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
         .as_ref()
         .map(AsFd::as_fd)
+}
+
+/// Whether the command's own environment (the task's) sets `TMPDIR`: a view's own `/tmp` does
+/// not override it.
+fn sets_tmpdir(spec: &CommandSpec) -> bool {
+    spec.env.iter().any(|(k, _)| k == "TMPDIR")
 }

@@ -22,8 +22,10 @@
 //!   sockets. Tools that coordinate through `/tmp` by process id cannot work across PID
 //!   namespaces: Codex's sandbox registers the mount targets it makes in `/tmp` under its pid,
 //!   and removed the targets of a Codex in another attempt, whose pid it could not see, while
-//!   that one still needed them. Where the repository itself lies under `/tmp`, its path is
-//!   made in the private directory, and the workspace shows there as everywhere.
+//!   that one still needed them. What the agent's environment names under the host's `/tmp`
+//!   stays there ([`RepoView::keep_named_in`]: a `HOME`, a configuration file's directory, an
+//!   `SSH_AUTH_SOCK`'s, a `PATH` entry); where the repository itself lies under `/tmp`, its path
+//!   is made in the private directory, and the workspace shows there as everywhere.
 //!
 //! The mounts are made by the attempt's leader before anything of the agent runs, with the new
 //! mount API (`open_tree`, `move_mount`, `mount_setattr`: Linux 5.12): every tree is cloned
@@ -55,13 +57,67 @@ pub struct RepoView {
     /// read-only there.
     pub user_git: Option<PathBuf>,
     /// The attempt's own directory for temporary files, shown at `/tmp` in the view (see the
-    /// module docs); none: the host's `/tmp`.
+    /// module docs); none: the host's `/tmp`. Not where `/tmp` is a symbolic link or not a
+    /// directory, nor where the repository is `/tmp` or holds it.
     pub tmp: Option<PathBuf>,
+    /// Directories under the host's `/tmp` that stay visible (and writable, as on the host) in
+    /// a view with its own `/tmp`, at most [`RepoView::MAX_KEPT`]: see
+    /// [`RepoView::keep_named_in`].
+    pub kept: Vec<PathBuf>,
 }
 
 impl RepoView {
     /// How many [`RepoView::writable`] directories a view can have.
     pub const MAX_WRITABLE: usize = 4;
+
+    /// How many [`RepoView::kept`] directories a view can have.
+    pub const MAX_KEPT: usize = 8;
+
+    /// Keeps visible, in a view with its own `/tmp`, the directories under the host's `/tmp`
+    /// that the agent's environment `env` names: each value, and each `:`-separated part of
+    /// it, that is an absolute path below `/tmp` and exists (a directory itself, else the
+    /// directory holding it: a configuration file's, an `SSH_AUTH_SOCK`'s), outside the
+    /// repository (which shows the workspace). Nested ones are kept once; beyond
+    /// [`RepoView::MAX_KEPT`] the shortest paths win.
+    pub fn keep_named_in<'a>(
+        &mut self,
+        env: impl IntoIterator<Item = (&'a std::ffi::OsStr, &'a std::ffi::OsStr)>,
+    ) {
+        let tmp = Path::new(TMP);
+        let mut found: Vec<PathBuf> = Vec::new();
+        for (_, value) in env {
+            for part in value.as_bytes().split(|&b| b == b':') {
+                let path = Path::new(std::ffi::OsStr::from_bytes(part));
+                if !path.starts_with(tmp)
+                    || path == tmp
+                    || path
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+                {
+                    continue;
+                }
+                let dir = match std::fs::metadata(path) {
+                    Ok(m) if m.is_dir() => path.to_path_buf(),
+                    Ok(_) => match path.parent() {
+                        Some(parent) if parent != tmp => parent.to_path_buf(),
+                        _ => continue,
+                    },
+                    Err(_) => continue,
+                };
+                if !dir.starts_with(&self.repo) && !self.repo.starts_with(&dir) {
+                    found.push(dir);
+                }
+            }
+        }
+        found.extend(self.kept.drain(..));
+        // Shortest first: a directory comes before anything below it.
+        found.sort_by(|a, b| a.as_os_str().len().cmp(&b.as_os_str().len()).then(a.cmp(b)));
+        for dir in found {
+            if self.kept.len() < Self::MAX_KEPT && !self.kept.iter().any(|k| dir.starts_with(k)) {
+                self.kept.push(dir);
+            }
+        }
+    }
 
     /// The view of `repo` (its top level).
     pub fn new(repo: impl Into<PathBuf>) -> Self {
@@ -70,6 +126,7 @@ impl RepoView {
             writable: Vec::new(),
             user_git: None,
             tmp: None,
+            kept: Vec::new(),
         }
     }
 }
@@ -90,10 +147,11 @@ pub(crate) struct Prepared {
     git_outside: bool,
     /// Directories under `.forge` that stay writable.
     writable: Vec<CString>,
-    /// The attempt's directory shown at `/tmp`, and the directories to make in it before
-    /// anything is mounted below `/tmp` (the repository's path and its parents, top down; the
-    /// same for a git directory outside the repository).
-    tmp: Option<(CString, Vec<CString>)>,
+    /// The attempt's directory shown at `/tmp`, the directories to make in it before anything
+    /// is mounted below `/tmp` (the repository's path and its parents, top down; the same for
+    /// a git directory outside the repository and for each kept directory), and the host's
+    /// directories kept visible ([`RepoView::kept`]).
+    tmp: Option<(CString, Vec<CString>, Vec<CString>)>,
     /// The mount namespace the view starts from (see [`refresh_template`]), held while the
     /// view is set up.
     template: Option<Arc<OwnedFd>>,
@@ -136,12 +194,24 @@ impl Prepared {
             .iter()
             .map(|w| std::path::absolute(w).and_then(|w| c(&w)))
             .collect::<std::io::Result<Vec<_>>>()?;
-        // Without a `/tmp` to mount on, the agent keeps its own directory through `TMPDIR`.
+        // Only on a real directory `/tmp` (a mount does not follow a link), and not where the
+        // workspace would hide it.
+        let real_tmp = std::fs::symlink_metadata(TMP).is_ok_and(|m| m.is_dir());
         let tmp = match &view.tmp {
-            Some(dir) if Path::new(TMP).is_dir() => {
+            Some(dir) if real_tmp && !Path::new(TMP).starts_with(&repo) => {
                 let mut made = Vec::new();
                 let outside = git_dir.as_deref().filter(|_| git_outside);
-                for path in [Some(repo.as_path()), outside].into_iter().flatten() {
+                let kept: Vec<&Path> = view
+                    .kept
+                    .iter()
+                    .take(RepoView::MAX_KEPT)
+                    .map(PathBuf::as_path)
+                    .collect();
+                for path in [Some(repo.as_path()), outside]
+                    .into_iter()
+                    .flatten()
+                    .chain(kept.iter().copied())
+                {
                     if let Ok(below) = path.strip_prefix(TMP) {
                         let mut at = PathBuf::from(TMP);
                         for part in below.components() {
@@ -153,7 +223,11 @@ impl Prepared {
                         }
                     }
                 }
-                Some((c(&std::path::absolute(dir)?)?, made))
+                let kept = kept
+                    .into_iter()
+                    .map(c)
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                Some((c(&std::path::absolute(dir)?)?, made, kept))
             }
             _ => None,
         };
@@ -622,8 +696,12 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
             *fd = clone_tree(dir)?;
         }
         // Every tree is cloned: the attempt's own `/tmp` first, since everything else may be
-        // mounted below it (then on directories made in it).
-        if let Some((dir, made)) = &view.tmp {
+        // mounted below it (then on directories made in it), then the host's directories kept.
+        if let Some((dir, made, kept)) = &view.tmp {
+            let mut fds = [-1; RepoView::MAX_KEPT];
+            for (fd, path) in fds.iter_mut().zip(kept) {
+                *fd = clone_tree(path)?;
+            }
             let tmp = clone_tree(dir)?;
             attach(tmp, c"/tmp")?;
             for path in made {
@@ -632,6 +710,9 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            for (fd, path) in fds.iter().zip(kept) {
+                attach(*fd, path)?;
             }
         }
         if let Some((here, dir)) = git_here {
@@ -715,5 +796,42 @@ mod tests {
             forge_mount_point(&line(&long), b"/keep", &mut all),
             Noted::Keep
         );
+    }
+
+    #[test]
+    fn the_directories_the_environment_names_under_tmp_are_kept_once() {
+        use std::ffi::OsStr;
+        let root = tempfile::Builder::new()
+            .prefix("forge-kept")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let r = root.path();
+        for d in ["home/.config", "bin", "sock", "repo/inner", "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(r.join("sock/agent.1"), "").unwrap();
+        let s = |p: &str| r.join(p).into_os_string();
+        let env = [
+            ("HOME", s("home")),
+            ("XDG_CONFIG_HOME", s("home/.config")),
+            ("PATH", format!("/usr/bin:{}:/tmp", r.join("bin").display()).into()),
+            ("SSH_AUTH_SOCK", s("sock/agent.1")),
+            ("MISSING", s("nothing/here")),
+            ("INSIDE", s("repo/inner")),
+            ("UP", s("home/../bin")),
+            ("TMPDIR", "/tmp".into()),
+            ("OTHER", "/var/tmp/x".into()),
+        ];
+        let mut view = super::RepoView::new(r.join("repo"));
+        view.keep_named_in(env.iter().map(|(k, v)| (OsStr::new(k), v.as_os_str())));
+        assert_eq!(view.kept, vec![r.join("bin"), r.join("home"), r.join("sock")]);
+        // At most MAX_KEPT, shortest first; the root of the test itself covers everything.
+        let many: Vec<_> = (0..9).map(|i| s(&format!("n{i}"))).collect();
+        let mut view = super::RepoView::new("/elsewhere");
+        view.keep_named_in(many.iter().map(|v| (OsStr::new("V"), v.as_os_str())));
+        assert_eq!(view.kept.len(), super::RepoView::MAX_KEPT);
+        let root_too = r.as_os_str().to_owned();
+        view.keep_named_in([(OsStr::new("ROOT"), root_too.as_os_str())]);
+        assert_eq!(view.kept, vec![r.to_path_buf()]);
     }
 }

@@ -71,6 +71,15 @@ async fn a_base_cached_by_an_older_version_is_captured_again() {
     record["version"] = 1.into();
     std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
     std::fs::remove_file(cached.join(USER_GIT_LINK)).unwrap();
+    // ... and its manifest as JSON.
+    let bin = cached.join("manifest.bin");
+    let manifest = forge_staging::Manifest::decode(&std::fs::read(&bin).unwrap()).unwrap();
+    std::fs::write(
+        cached.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&bin).unwrap();
     let old = BaseSnapshot::open(&cached).expect("an older record still opens (resume)");
     assert!(!BaseSnapshot::is_current(&cached));
     assert_eq!(old.user_git_link(), None);

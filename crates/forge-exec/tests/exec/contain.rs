@@ -821,8 +821,9 @@ async fn nothing_mounted_in_a_view_spreads_to_the_host() {
 }
 
 /// Each attempt has its own `/tmp` (and `TMPDIR` names it): two attempts at once write the same
-/// path in `/tmp` and each reads back its own, neither sees the host's `/tmp`, nothing reaches
-/// the host's, and the directories are gone when the attempts end. The repository lies under
+/// path in `/tmp` and each reads back its own, neither sees the host's `/tmp` but for a
+/// directory its environment names, nothing else reaches the host's, and the directories are
+/// gone when the attempts end. The repository lies under
 /// `/tmp` here, so its path is made in the private `/tmp` and still shows the workspace.
 #[tokio::test]
 async fn each_attempt_has_its_own_tmp() {
@@ -844,15 +845,22 @@ async fn each_attempt_has_its_own_tmp() {
     let host_marker = std::path::PathBuf::from(format!("/tmp/forge-host-marker-{id}"));
     std::fs::write(&host_marker, "host").unwrap();
     let shared = format!("/tmp/forge-shared-{id}");
+    // A directory the agent's environment names stays the host's, both ways.
+    let kept = dir.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::write(kept.join("in.txt"), "host\n").unwrap();
     let mut plan = String::from("concurrency = 2\n");
     for task in ["a", "b"] {
         plan.push_str(&format!(
             "[[task]]\nid = \"{task}\"\nagent = \"shell\"\nwrites = [\"{task}.txt\"]\n\
+             env = {{ KEPT = \"{kept}\" }}\n\
              prompt = '''test ! -e {marker} || exit 3; test \"$(pwd)\" = {repo} || exit 4; \
              echo {task} > {shared}; sleep 1; test \"$(cat {shared})\" = {task} || exit 5; \
+             test \"$(cat $KEPT/in.txt)\" = host || exit 6; echo {task} > $KEPT/{task}.out; \
              echo \"$TMPDIR\" > {task}.txt'''\n",
             marker = host_marker.display(),
             repo = repo.display(),
+            kept = kept.display(),
         ));
     }
     let manager = ExecutionManager::builder()
@@ -881,6 +889,12 @@ async fn each_attempt_has_its_own_tmp() {
         !Path::new(&shared).exists(),
         "an attempt's /tmp reached the host's"
     );
+    for task in ["a", "b"] {
+        assert_eq!(
+            std::fs::read_to_string(kept.join(format!("{task}.out"))).unwrap(),
+            format!("{task}\n")
+        );
+    }
     let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tmp")))

@@ -159,26 +159,27 @@ async fn spawn(
             Ok(state) => state,
             Err(e) => return Ok(Err(TaskOutcome::failed(e.to_string()))),
         };
-    // The attempt's own directory for temporary files: `/tmp` in its view, `TMPDIR` on every
-    // route (see `process::RepoView::tmp`). Removed when the agent has ended.
+    // The attempt's own directory for temporary files: `/tmp` in its view (see
+    // `process::RepoView::tmp`), made empty for each attempt, removed when the agent has ended.
     let tmp = a.dir.join(format!("tmp{suffix}"));
-    if let Err(e) = std::fs::DirBuilder::new()
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        remove_tmp(&tmp).map_err(|e| ExecError::io("remove", &tmp, e))?;
+    }
+    std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&tmp)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists && tmp.is_dir() {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-    {
-        return Err(ExecError::io("create", &tmp, e));
-    }
-    spec.env.push(("TMPDIR".into(), tmp.clone().into()));
+        .map_err(|e| ExecError::io("create", &tmp, e))?;
     if let Some(view) = &mut options.repo_view {
         view.user_git = ws.snapshot().base().user_git_link();
         view.tmp = Some(tmp.clone());
+        // What the agent's environment names under the host's `/tmp` stays visible.
+        let inherited: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        view.keep_named_in(
+            inherited
+                .iter()
+                .chain(spec.env.iter())
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str())),
+        );
     }
     if let Some(state) = &state {
         let (var, dir) = state.env();
@@ -206,7 +207,7 @@ async fn spawn(
     if let Some(state) = state {
         state.finish();
     }
-    if let Err(e) = std::fs::remove_dir_all(&tmp) {
+    if let Err(e) = remove_tmp(&tmp) {
         let _ = shared.events.publish(
             Some(task.id.clone()),
             EventKind::RunWarning {
@@ -411,4 +412,30 @@ impl<'a> OutputEvents<'a> {
             self.shared.publish(self.task, kind);
         }
     }
+}
+
+/// Removes an attempt's directory for temporary files, also where the agent left directories
+/// without write permission (a Go module cache, a `chmod -w`): those are made writable first.
+/// Symbolic links inside are removed, never followed.
+fn remove_tmp(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir)
 }
