@@ -76,23 +76,32 @@ impl RepoView {
     /// Keeps visible, in a view with its own `/tmp`, the directories under the host's `/tmp`
     /// that the agent's environment `env` names: each value, and each `:`-separated part of
     /// it, that is an absolute path below `/tmp` and exists (a directory itself, else the
-    /// directory holding it: a configuration file's, an `SSH_AUTH_SOCK`'s), outside the
-    /// repository (which shows the workspace). Nested ones are kept once; beyond
-    /// [`RepoView::MAX_KEPT`] the shortest paths win.
+    /// directory holding it: a configuration file's, an `SSH_AUTH_SOCK`'s). Not a path through
+    /// a symbolic link (its clone would show the link's target where the view shows the
+    /// workspace: the user's repository itself, if the link leads there), nor one inside the
+    /// repository (the workspace is there); one holding the repository only where the
+    /// repository's path has no link either (the workspace is then mounted over the
+    /// repository in it). Nested ones are kept once; beyond [`RepoView::MAX_KEPT`] the
+    /// shortest paths win.
     pub fn keep_named_in<'a>(
         &mut self,
         env: impl IntoIterator<Item = (&'a std::ffi::OsStr, &'a std::ffi::OsStr)>,
     ) {
         let tmp = Path::new(TMP);
+        let repo = std::path::absolute(&self.repo).unwrap_or_else(|_| self.repo.clone());
+        let repo_is_real = std::fs::canonicalize(&repo).is_ok_and(|real| real == repo);
         let mut found: Vec<PathBuf> = Vec::new();
         for (_, value) in env {
             for part in value.as_bytes().split(|&b| b == b':') {
                 let path = Path::new(std::ffi::OsStr::from_bytes(part));
                 if !path.starts_with(tmp)
                     || path == tmp
-                    || path
-                        .components()
-                        .any(|c| !matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+                    || path.components().any(|c| {
+                        !matches!(
+                            c,
+                            std::path::Component::RootDir | std::path::Component::Normal(_)
+                        )
+                    })
                 {
                     continue;
                 }
@@ -104,12 +113,14 @@ impl RepoView {
                     },
                     Err(_) => continue,
                 };
-                if !dir.starts_with(&self.repo) && !self.repo.starts_with(&dir) {
+                let unaliased = std::fs::canonicalize(&dir).is_ok_and(|real| real == dir);
+                if unaliased && !dir.starts_with(&repo) && (repo_is_real || !repo.starts_with(&dir))
+                {
                     found.push(dir);
                 }
             }
         }
-        found.extend(self.kept.drain(..));
+        found.append(&mut self.kept);
         // Shortest first: a directory comes before anything below it.
         found.sort_by(|a, b| a.as_os_str().len().cmp(&b.as_os_str().len()).then(a.cmp(b)));
         for dir in found {
@@ -696,25 +707,8 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
             *fd = clone_tree(dir)?;
         }
         // Every tree is cloned: the attempt's own `/tmp` first, since everything else may be
-        // mounted below it (then on directories made in it), then the host's directories kept.
-        if let Some((dir, made, kept)) = &view.tmp {
-            let mut fds = [-1; RepoView::MAX_KEPT];
-            for (fd, path) in fds.iter_mut().zip(kept) {
-                *fd = clone_tree(path)?;
-            }
-            let tmp = clone_tree(dir)?;
-            attach(tmp, c"/tmp")?;
-            for path in made {
-                if libc::mkdir(path.as_ptr(), 0o755) < 0
-                    && *libc::__errno_location() != libc::EEXIST
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (fd, path) in fds.iter().zip(kept) {
-                attach(*fd, path)?;
-            }
-        }
+        // mounted below it (then on directories made in it).
+        mount_private_tmp(view)?;
         if let Some((here, dir)) = git_here {
             attach(here, dir)?;
         }
@@ -749,6 +743,36 @@ pub(super) unsafe fn set_up(view: &Prepared) -> std::io::Result<()> {
         }
         Ok(())
     }
+}
+
+/// Mounts the attempt's own directory at `/tmp` (see [`RepoView::tmp`]), makes the directories
+/// mounts below `/tmp` need in it, and puts the host's kept directories back. Called by
+/// [`set_up`] once every other tree is cloned. Async-signal-safe.
+unsafe fn mount_private_tmp(view: &Prepared) -> std::io::Result<()> {
+    let Some((dir, made, kept)) = &view.tmp else {
+        return Ok(());
+    };
+    // SAFETY: async-signal-safe system calls on prepared values (see `enter_view`).
+    unsafe {
+        // Best effort: a directory gone since (a restarted SSH agent's) is left out.
+        let mut fds = [-1; RepoView::MAX_KEPT];
+        for (fd, path) in fds.iter_mut().zip(kept) {
+            *fd = clone_tree(path).unwrap_or(-1);
+        }
+        let tmp = clone_tree(dir)?;
+        attach(tmp, c"/tmp")?;
+        for path in made {
+            if libc::mkdir(path.as_ptr(), 0o755) < 0 && *libc::__errno_location() != libc::EEXIST {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        for (fd, path) in fds.iter().zip(kept) {
+            if *fd >= 0 {
+                attach(*fd, path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -806,7 +830,21 @@ mod tests {
             .tempdir_in("/tmp")
             .unwrap();
         let r = root.path();
-        for d in ["home/.config", "bin", "sock", "repo/inner", "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"] {
+        for d in [
+            "home/.config",
+            "bin",
+            "sock",
+            "repo/inner",
+            "n0",
+            "n1",
+            "n2",
+            "n3",
+            "n4",
+            "n5",
+            "n6",
+            "n7",
+            "n8",
+        ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         std::fs::write(r.join("sock/agent.1"), "").unwrap();
@@ -814,7 +852,10 @@ mod tests {
         let env = [
             ("HOME", s("home")),
             ("XDG_CONFIG_HOME", s("home/.config")),
-            ("PATH", format!("/usr/bin:{}:/tmp", r.join("bin").display()).into()),
+            (
+                "PATH",
+                format!("/usr/bin:{}:/tmp", r.join("bin").display()).into(),
+            ),
             ("SSH_AUTH_SOCK", s("sock/agent.1")),
             ("MISSING", s("nothing/here")),
             ("INSIDE", s("repo/inner")),
@@ -824,7 +865,10 @@ mod tests {
         ];
         let mut view = super::RepoView::new(r.join("repo"));
         view.keep_named_in(env.iter().map(|(k, v)| (OsStr::new(k), v.as_os_str())));
-        assert_eq!(view.kept, vec![r.join("bin"), r.join("home"), r.join("sock")]);
+        assert_eq!(
+            view.kept,
+            vec![r.join("bin"), r.join("home"), r.join("sock")]
+        );
         // At most MAX_KEPT, shortest first; the root of the test itself covers everything.
         let many: Vec<_> = (0..9).map(|i| s(&format!("n{i}"))).collect();
         let mut view = super::RepoView::new("/elsewhere");
@@ -832,6 +876,19 @@ mod tests {
         assert_eq!(view.kept.len(), super::RepoView::MAX_KEPT);
         let root_too = r.as_os_str().to_owned();
         view.keep_named_in([(OsStr::new("ROOT"), root_too.as_os_str())]);
+        assert_eq!(view.kept, vec![r.to_path_buf()]);
+        // A path through a link is never kept (its clone would show the link's target, the
+        // repository itself here); a directory holding the repository is.
+        std::os::unix::fs::symlink(r.join("repo"), r.join("alias")).unwrap();
+        std::os::unix::fs::symlink(r.join("home"), r.join("home-link")).unwrap();
+        let mut view = super::RepoView::new(r.join("repo"));
+        let (alias, link, holder) = (s("alias"), s("home-link"), r.as_os_str().to_owned());
+        view.keep_named_in([
+            (OsStr::new("A"), alias.as_os_str()),
+            (OsStr::new("B"), link.as_os_str()),
+        ]);
+        assert_eq!(view.kept, Vec::<std::path::PathBuf>::new());
+        view.keep_named_in([(OsStr::new("H"), holder.as_os_str())]);
         assert_eq!(view.kept, vec![r.to_path_buf()]);
     }
 }

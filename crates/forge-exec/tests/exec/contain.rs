@@ -830,6 +830,7 @@ async fn each_attempt_has_its_own_tmp() {
     use forge_events::TaskStatus;
     use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
     use forge_staging::StagerKind;
+    use std::fmt::Write as _;
     let test = "each_attempt_has_its_own_tmp";
     if !namespaces_or_skip(test) {
         return;
@@ -851,7 +852,8 @@ async fn each_attempt_has_its_own_tmp() {
     std::fs::write(kept.join("in.txt"), "host\n").unwrap();
     let mut plan = String::from("concurrency = 2\n");
     for task in ["a", "b"] {
-        plan.push_str(&format!(
+        let _ = write!(
+            plan,
             "[[task]]\nid = \"{task}\"\nagent = \"shell\"\nwrites = [\"{task}.txt\"]\n\
              env = {{ KEPT = \"{kept}\" }}\n\
              prompt = '''test ! -e {marker} || exit 3; test \"$(pwd)\" = {repo} || exit 4; \
@@ -861,7 +863,7 @@ async fn each_attempt_has_its_own_tmp() {
             marker = host_marker.display(),
             repo = repo.display(),
             kept = kept.display(),
-        ));
+        );
     }
     let manager = ExecutionManager::builder()
         .repo(&repo)
@@ -897,9 +899,16 @@ async fn each_attempt_has_its_own_tmp() {
     }
     let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tmp")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tmp"))
+        })
         .collect();
-    assert_eq!(leftovers, Vec::<std::path::PathBuf>::new(), "attempts' /tmp left behind");
+    assert_eq!(
+        leftovers,
+        Vec::<std::path::PathBuf>::new(),
+        "attempts' /tmp left behind"
+    );
 }
 
 /// Every directory below `dir`.

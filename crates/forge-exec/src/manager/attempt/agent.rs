@@ -159,35 +159,17 @@ async fn spawn(
             Ok(state) => state,
             Err(e) => return Ok(Err(TaskOutcome::failed(e.to_string()))),
         };
-    // The attempt's own directory for temporary files: `/tmp` in its view (see
-    // `process::RepoView::tmp`), made empty for each attempt, removed when the agent has ended.
-    let tmp = a.dir.join(format!("tmp{suffix}"));
-    if std::fs::symlink_metadata(&tmp).is_ok() {
-        remove_tmp(&tmp).map_err(|e| ExecError::io("remove", &tmp, e))?;
-    }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&tmp)
-        .map_err(|e| ExecError::io("create", &tmp, e))?;
-    if let Some(view) = &mut options.repo_view {
-        view.user_git = ws.snapshot().base().user_git_link();
-        view.tmp = Some(tmp.clone());
-        // What the agent's environment names under the host's `/tmp` stays visible.
-        let inherited: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
-        view.keep_named_in(
-            inherited
-                .iter()
-                .chain(spec.env.iter())
-                .map(|(k, v)| (k.as_os_str(), v.as_os_str())),
-        );
-    }
-    if let Some(state) = &state {
-        let (var, dir) = state.env();
-        spec.env.push((var, dir));
-        if let Some(view) = &mut options.repo_view {
-            view.writable.push(state.dir().to_path_buf());
-        }
-    }
+    let tmp = match own_tmp(a.dir.join(format!("tmp{suffix}"))).await? {
+        Ok(tmp) => tmp,
+        Err(outcome) => return Ok(Err(outcome)),
+    };
+    private_state(
+        &mut spec,
+        options.repo_view.as_mut(),
+        state.as_ref(),
+        ws.snapshot().base().user_git_link(),
+        &tmp,
+    );
     // The spawn sets the directory (`spec.cwd`, the workspace) and `FORGE_WORKSPACE` itself;
     // without a hook it can take its fast routes (no copy of Forge, see `process/leader.rs`).
     let prepare =
@@ -207,18 +189,7 @@ async fn spawn(
     if let Some(state) = state {
         state.finish();
     }
-    if let Err(e) = remove_tmp(&tmp) {
-        let _ = shared.events.publish(
-            Some(task.id.clone()),
-            EventKind::RunWarning {
-                message: format!(
-                    "could not remove the temporary files of attempt {} ({}): {e}; remove the directory by hand",
-                    a.number,
-                    tmp.display()
-                ),
-            },
-        );
-    }
+    drop_tmp(shared, &task.id, a.number, tmp).await?;
     output.finish();
     let exit = match exit {
         Ok(exit) => exit,
@@ -414,28 +385,154 @@ impl<'a> OutputEvents<'a> {
     }
 }
 
+/// The attempt's own directory for temporary files, `tmp` (`/tmp` in its view, see
+/// `process::RepoView::tmp`), made empty for each attempt; removed when the agent has ended.
+async fn own_tmp(
+    tmp: std::path::PathBuf,
+) -> Result<Result<std::path::PathBuf, TaskOutcome>, ExecError> {
+    let made = {
+        let tmp = tmp.clone();
+        crate::manager::blocking(move || {
+            if std::fs::symlink_metadata(&tmp).is_ok() {
+                remove_tmp(&tmp).map_err(|e| format!("remove {}: {e}", tmp.display()))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&tmp)
+                .map_err(|e| format!("create {}: {e}", tmp.display()))
+        })
+        .await?
+    };
+    Ok(made.map(|()| tmp).map_err(|e| {
+        TaskOutcome::failed(format!(
+            "could not make the attempt's directory for temporary files: {e}"
+        ))
+    }))
+}
+
+/// Removes the attempt's directory for temporary files (see [`own_tmp`]); one that cannot be
+/// removed is left with a warning.
+async fn drop_tmp(
+    shared: &Shared,
+    task: &TaskId,
+    attempt: u32,
+    tmp: std::path::PathBuf,
+) -> Result<(), ExecError> {
+    let removed = {
+        let tmp = tmp.clone();
+        crate::manager::blocking(move || remove_tmp(&tmp)).await?
+    };
+    if let Err(e) = removed {
+        let _ = shared.events.publish(
+            Some(task.clone()),
+            EventKind::RunWarning {
+                message: format!(
+                    "could not remove the temporary files of attempt {attempt} ({}): {e}; \
+                     remove the directory by hand",
+                    tmp.display()
+                ),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Points the agent at its private state (its CLI's variable, a writable directory in its
+/// view) and its own `/tmp`; the view reaches the user's git directory through `user_git`.
+fn private_state(
+    spec: &mut crate::CommandSpec,
+    view: Option<&mut crate::process::RepoView>,
+    state: Option<&forge_agents::PrivateState>,
+    user_git: Option<std::path::PathBuf>,
+    tmp: &std::path::Path,
+) {
+    if let Some(state) = state {
+        let (var, dir) = state.env();
+        spec.env.push((var, dir));
+    }
+    if let Some(view) = view {
+        if let Some(state) = state {
+            view.writable.push(state.dir().to_path_buf());
+        }
+        view.user_git = user_git;
+        view.tmp = Some(tmp.to_path_buf());
+        keep_named_in_env(view, spec);
+    }
+}
+
+/// What the agent's environment names under the host's `/tmp` stays visible in its view: its
+/// environment as the spawn makes it (the command's values over Forge's own), but for the
+/// variables the spawn sets itself.
+fn keep_named_in_env(view: &mut crate::process::RepoView, spec: &crate::CommandSpec) {
+    let inherited: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    let mut agent_env: std::collections::BTreeMap<&std::ffi::OsStr, &std::ffi::OsStr> =
+        std::collections::BTreeMap::new();
+    for (k, v) in inherited.iter().chain(spec.env.iter()) {
+        agent_env.insert(k, v);
+    }
+    for own in ["PWD", "OLDPWD", "TMPDIR"] {
+        agent_env.remove(std::ffi::OsStr::new(own));
+    }
+    view.keep_named_in(agent_env);
+}
+
 /// Removes an attempt's directory for temporary files, also where the agent left directories
-/// without write permission (a Go module cache, a `chmod -w`): those are made writable first.
-/// Symbolic links inside are removed, never followed.
+/// without write permission (a Go module cache, a `chmod -w`): those are made writable first,
+/// each through a descriptor opened without following links (a process left behind cannot
+/// swap one for a link to elsewhere). Links inside are removed, never followed.
 fn remove_tmp(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use rustix::fs::{Mode, OFlags};
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
     }
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&d) else {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut todo = vec![rustix::fs::open(dir, flags, Mode::empty())?];
+    while let Some(fd) = todo.pop() {
+        if let Ok(stat) = rustix::fs::fstat(&fd) {
+            let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(stat.st_mode) | Mode::RWXU);
+        }
+        let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
             continue;
         };
-        if !meta.is_dir() {
-            continue;
-        }
-        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(entry.path());
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if entry.file_type() == rustix::fs::FileType::Directory
+                && name != c"."
+                && name != c".."
+                && let Ok(child) = rustix::fs::openat(&fd, name, flags, Mode::empty())
+            {
+                todo.push(child);
             }
         }
     }
     std::fs::remove_dir_all(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Read-only directories an agent left are removed; a link to a directory outside is
+    /// removed without touching what it points at.
+    #[test]
+    fn remove_tmp_takes_read_only_directories_and_leaves_links_targets_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let (tmp, outside) = (root.path().join("tmp"), root.path().join("outside"));
+        std::fs::create_dir_all(tmp.join("cache/mod/deep")).unwrap();
+        std::fs::write(tmp.join("cache/mod/deep/f"), "x").unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.join("cache/link")).unwrap();
+        for dir in ["cache/mod/deep", "cache/mod", "cache"] {
+            std::fs::set_permissions(tmp.join(dir), std::fs::Permissions::from_mode(0o500))
+                .unwrap();
+        }
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o500)).unwrap();
+        super::remove_tmp(&tmp).unwrap();
+        assert!(!tmp.exists());
+        assert!(outside.join("keep").exists());
+        let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o500, "the link's target was changed");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
 }
