@@ -157,7 +157,11 @@ impl Manifest {
                     size,
                     executable,
                 } => {
-                    out.push(if *executable { TAG_EXECUTABLE } else { TAG_FILE });
+                    out.push(if *executable {
+                        TAG_EXECUTABLE
+                    } else {
+                        TAG_FILE
+                    });
                     out.extend_from_slice(hash.as_bytes());
                     out.extend_from_slice(&size.to_le_bytes());
                 }
@@ -205,9 +209,9 @@ impl Manifest {
                     let size = u64::from_le_bytes(r.array("a size")?);
                     Entry::file(hash, size, tag == TAG_EXECUTABLE)
                 }
-                TAG_SYMLINK => Entry::symlink(crate::LinkTarget::new(
-                    r.bytes_with_len("a link target")?,
-                )),
+                TAG_SYMLINK => {
+                    Entry::symlink(crate::LinkTarget::new(r.bytes_with_len("a link target")?))
+                }
                 other => return Err(format!("unknown entry kind {other} for `{path}`")),
             };
             entries.push((path, entry));
