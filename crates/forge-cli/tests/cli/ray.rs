@@ -156,7 +156,8 @@ fn tasks_pinned_to_two_nodes_stream_live_and_apply_the_same_tree_as_the_local_ru
         ],
     )
     .unwrap();
-    let scratch = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: an attempt on this machine has its own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let go = scratch.path().join("go");
 
     // The local runner's result, the reference.
@@ -387,7 +388,8 @@ fn a_node_lost_mid_attempt_fails_it_and_the_retry_succeeds_on_the_head() {
     crate::util::wait_until(60, "the blocker job to run", || {
         cluster.job_status("blocker") == "RUNNING"
     });
-    let scratch = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: an attempt on this machine has its own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let go = scratch.path().join("go");
     let repo = Repo::new();
     let file = repo.plan(
@@ -441,7 +443,8 @@ fn a_node_lost_mid_attempt_fails_it_and_the_retry_succeeds_on_the_head() {
 fn cancelling_a_run_stops_its_ray_job_and_the_agent_process() {
     let Some(ray) = require() else { return };
     let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: an attempt on this machine has its own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let pid_file = scratch.path().join("pid");
     let repo = Repo::new();
     let file = repo.plan(
@@ -514,7 +517,8 @@ fn job_of(events: &[serde_json::Value], task: &str) -> (String, u64) {
 fn resume_after_forge_was_killed_reattaches_to_running_jobs_and_retries_gone_ones() {
     let Some(ray) = require() else { return };
     let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: an attempt on this machine has its own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let go = scratch.path().join("go");
     let (kept_runs, gone_runs) = (scratch.path().join("kept"), scratch.path().join("gone"));
     let wait = format!(
@@ -627,7 +631,8 @@ fn resume_after_forge_was_killed_reattaches_to_running_jobs_and_retries_gone_one
 fn the_gate_runs_as_a_ray_job_on_the_integrated_tree() {
     let Some(ray) = require() else { return };
     let cluster = RayCluster::start(&ray, &[NodeSpec::new(json!({"head": 1}))]).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
+    // Outside `/tmp`: an attempt on this machine has its own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let marker = scratch.path().join("gate-dir");
     let repo = Repo::new();
     let file = repo.plan(

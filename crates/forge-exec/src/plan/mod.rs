@@ -194,6 +194,9 @@ pub struct Isolation {
     /// Refuse to run attempts where the host gives no PID namespace, instead of running them
     /// in their process group only (and saying so once per run).
     pub require: bool,
+    /// Let attempts see the host's `/tmp` (`shared_tmp = true`) instead of a `/tmp` of their
+    /// own, for agents that must read or leave files there; parallel agents then share it.
+    pub shared_tmp: bool,
 }
 
 /// A `[merge]` rule: conflicts on paths matching `pattern` are settled by `strategy`.

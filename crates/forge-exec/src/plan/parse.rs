@@ -395,13 +395,16 @@ impl<'a> Walker<'a> {
         let Some(entries) = self.table(&"isolation", node) else {
             return isolation;
         };
-        self.check_keys(&"[isolation]", entries, &["require"]);
+        self.check_keys(&"[isolation]", entries, &["require", "shared_tmp"]);
         for (key, value) in entries {
-            if key.name == "require" {
-                match value.kind {
-                    Kind::Bool(b) => isolation.require = b,
-                    _ => self.type_error(&"isolation.require", "true or false", value),
-                }
+            let (field, what) = match &*key.name {
+                "require" => (&mut isolation.require, "isolation.require"),
+                "shared_tmp" => (&mut isolation.shared_tmp, "isolation.shared_tmp"),
+                _ => continue,
+            };
+            match value.kind {
+                Kind::Bool(b) => *field = b,
+                _ => self.type_error(&what, "true or false", value),
             }
         }
         isolation

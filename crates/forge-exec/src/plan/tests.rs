@@ -702,6 +702,7 @@ fn limits_and_isolation_load_and_round_trip() {
     let text = r#"
 [isolation]
 require = true
+shared_tmp = true
 
 [defaults]
 agent = "shell"
@@ -720,6 +721,7 @@ cpus = 2
 "#;
     let plan = parse(text).unwrap();
     assert!(plan.isolation.require);
+    assert!(plan.isolation.shared_tmp);
     assert_eq!(plan.tasks[0].memory, Some(2 << 30));
     assert_eq!(plan.tasks[0].cpus, Some(1.5));
     assert_eq!(plan.tasks[1].memory, Some(512 << 20));

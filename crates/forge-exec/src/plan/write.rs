@@ -242,9 +242,14 @@ impl Plan {
             doc.insert("gate".into(), Value::Table(gate));
         }
         write_budget(&mut doc, &self.budget);
-        if self.isolation.require {
+        if self.isolation != crate::plan::Isolation::default() {
             let mut isolation = Table::new();
-            isolation.insert("require".into(), Value::Boolean(true));
+            if self.isolation.require {
+                isolation.insert("require".into(), Value::Boolean(true));
+            }
+            if self.isolation.shared_tmp {
+                isolation.insert("shared_tmp".into(), Value::Boolean(true));
+            }
             doc.insert("isolation".into(), Value::Table(isolation));
         }
         doc.insert(

@@ -897,6 +897,27 @@ async fn each_attempt_has_its_own_tmp() {
             format!("{task}\n")
         );
     }
+    // `[isolation] shared_tmp = true`: the host's `/tmp`.
+    std::fs::write(&host_marker, "host").unwrap();
+    let manager = ExecutionManager::builder()
+        .repo(&repo)
+        .plan(crate::manager::plan(&format!(
+            "[isolation]\nshared_tmp = true\n[[task]]\nid = \"c\"\nagent = \"shell\"\n\
+             writes = [\"c.txt\"]\nprompt = '''test -e {} && echo seen > c.txt'''\n",
+            host_marker.display()
+        )))
+        .profiles(crate::manager::profiles())
+        .stager(StagerKind::Overlay)
+        .apply(ApplyMode::WorkingTree)
+        .build()
+        .unwrap();
+    let report = manager.run(CancelHandle::new()).await.unwrap();
+    let _ = std::fs::remove_file(&host_marker);
+    assert_eq!(report.tasks[0].status, TaskStatus::Succeeded, "{report:#?}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("c.txt")).unwrap(),
+        "seen\n"
+    );
     let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
         .into_iter()
         .filter(|p| {

@@ -159,16 +159,20 @@ async fn spawn(
             Ok(state) => state,
             Err(e) => return Ok(Err(TaskOutcome::failed(e.to_string()))),
         };
-    let tmp = match own_tmp(a.dir.join(format!("tmp{suffix}"))).await? {
-        Ok(tmp) => tmp,
-        Err(outcome) => return Ok(Err(outcome)),
+    let tmp = if shared.plan.isolation.shared_tmp {
+        None
+    } else {
+        match own_tmp(a.dir.join(format!("tmp{suffix}"))).await? {
+            Ok(tmp) => Some(tmp),
+            Err(outcome) => return Ok(Err(outcome)),
+        }
     };
     private_state(
         &mut spec,
         options.repo_view.as_mut(),
         state.as_ref(),
         ws.snapshot().base().user_git_link(),
-        &tmp,
+        tmp.as_deref(),
     );
     // The spawn sets the directory (`spec.cwd`, the workspace) and `FORGE_WORKSPACE` itself;
     // without a hook it can take its fast routes (no copy of Forge, see `process/leader.rs`).
@@ -189,7 +193,9 @@ async fn spawn(
     if let Some(state) = state {
         state.finish();
     }
-    drop_tmp(shared, &task.id, a.number, tmp).await?;
+    if let Some(tmp) = tmp {
+        drop_tmp(shared, &task.id, a.number, tmp).await?;
+    }
     output.finish();
     let exit = match exit {
         Ok(exit) => exit,
@@ -444,7 +450,7 @@ fn private_state(
     view: Option<&mut crate::process::RepoView>,
     state: Option<&forge_agents::PrivateState>,
     user_git: Option<std::path::PathBuf>,
-    tmp: &std::path::Path,
+    tmp: Option<&std::path::Path>,
 ) {
     if let Some(state) = state {
         let (var, dir) = state.env();
@@ -455,8 +461,10 @@ fn private_state(
             view.writable.push(state.dir().to_path_buf());
         }
         view.user_git = user_git;
-        view.tmp = Some(tmp.to_path_buf());
-        keep_named_in_env(view, spec);
+        if let Some(tmp) = tmp {
+            view.tmp = Some(tmp.to_path_buf());
+            keep_named_in_env(view, spec);
+        }
     }
 }
 
