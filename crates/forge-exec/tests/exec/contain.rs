@@ -897,7 +897,35 @@ async fn each_attempt_has_its_own_tmp() {
             format!("{task}\n")
         );
     }
-    // `[isolation] shared_tmp = true`: the host's `/tmp`.
+    let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tmp"))
+        })
+        .collect();
+    assert_eq!(
+        leftovers,
+        Vec::<std::path::PathBuf>::new(),
+        "attempts' /tmp left behind"
+    );
+}
+
+/// `[isolation] shared_tmp = true`: attempts see the host's `/tmp`.
+#[tokio::test]
+async fn shared_tmp_shows_the_hosts_tmp() {
+    use forge_events::TaskStatus;
+    use forge_exec::{ApplyMode, CancelHandle, ExecutionManager};
+    use forge_staging::StagerKind;
+    if !namespaces_or_skip("shared_tmp_shows_the_hosts_tmp") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    empty_repo_at(&repo);
+    let host_marker =
+        std::path::PathBuf::from(format!("/tmp/forge-shared-marker-{}", std::process::id()));
     std::fs::write(&host_marker, "host").unwrap();
     let manager = ExecutionManager::builder()
         .repo(&repo)
@@ -917,18 +945,6 @@ async fn each_attempt_has_its_own_tmp() {
     assert_eq!(
         std::fs::read_to_string(repo.join("c.txt")).unwrap(),
         "seen\n"
-    );
-    let leftovers: Vec<_> = walkdir(&repo.join(".forge/runs"))
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("tmp"))
-        })
-        .collect();
-    assert_eq!(
-        leftovers,
-        Vec::<std::path::PathBuf>::new(),
-        "attempts' /tmp left behind"
     );
 }
 

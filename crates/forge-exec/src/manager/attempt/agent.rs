@@ -159,13 +159,9 @@ async fn spawn(
             Ok(state) => state,
             Err(e) => return Ok(Err(TaskOutcome::failed(e.to_string()))),
         };
-    let tmp = if shared.plan.isolation.shared_tmp {
-        None
-    } else {
-        match own_tmp(a.dir.join(format!("tmp{suffix}"))).await? {
-            Ok(tmp) => Some(tmp),
-            Err(outcome) => return Ok(Err(outcome)),
-        }
+    let tmp = match own_tmp(shared, a.dir.join(format!("tmp{suffix}"))).await? {
+        Ok(tmp) => tmp,
+        Err(outcome) => return Ok(Err(outcome)),
     };
     private_state(
         &mut spec,
@@ -193,9 +189,7 @@ async fn spawn(
     if let Some(state) = state {
         state.finish();
     }
-    if let Some(tmp) = tmp {
-        drop_tmp(shared, &task.id, a.number, tmp).await?;
-    }
+    drop_tmp(shared, &task.id, a.number, tmp).await?;
     output.finish();
     let exit = match exit {
         Ok(exit) => exit,
@@ -393,9 +387,14 @@ impl<'a> OutputEvents<'a> {
 
 /// The attempt's own directory for temporary files, `tmp` (`/tmp` in its view, see
 /// `process::RepoView::tmp`), made empty for each attempt; removed when the agent has ended.
+/// None where the plan shares the host's `/tmp` (`[isolation] shared_tmp`).
 async fn own_tmp(
+    shared: &Shared,
     tmp: std::path::PathBuf,
-) -> Result<Result<std::path::PathBuf, TaskOutcome>, ExecError> {
+) -> Result<Result<Option<std::path::PathBuf>, TaskOutcome>, ExecError> {
+    if shared.plan.isolation.shared_tmp {
+        return Ok(Ok(None));
+    }
     let made = {
         let tmp = tmp.clone();
         crate::manager::blocking(move || {
@@ -409,7 +408,7 @@ async fn own_tmp(
         })
         .await?
     };
-    Ok(made.map(|()| tmp).map_err(|e| {
+    Ok(made.map(|()| Some(tmp)).map_err(|e| {
         TaskOutcome::failed(format!(
             "could not make the attempt's directory for temporary files: {e}"
         ))
@@ -422,8 +421,11 @@ async fn drop_tmp(
     shared: &Shared,
     task: &TaskId,
     attempt: u32,
-    tmp: std::path::PathBuf,
+    tmp: Option<std::path::PathBuf>,
 ) -> Result<(), ExecError> {
+    let Some(tmp) = tmp else {
+        return Ok(());
+    };
     let removed = {
         let tmp = tmp.clone();
         crate::manager::blocking(move || remove_tmp(&tmp)).await?
