@@ -139,27 +139,17 @@ impl Manifest {
     /// The manifest in Forge's compact binary form, which [`Manifest::decode`] reads back.
     ///
     /// A base snapshot's manifest names every file of the repository: as JSON, 100,000 files
-    /// are 13.5 MB whose parse took ~150 ms of every run's start; this form is less than half
-    /// the size and is read without parsing text or hex, in parallel. Layout, integers
-    /// little-endian: the magic `FGMANIF1`, the entry count (u64), the number of chunks (u32)
-    /// and the byte offset of each (u64; a chunk holds 16,384 entries, the last one the rest),
-    /// then per entry in path order the path's length (u32) and bytes, a tag (0 file, 1
-    /// executable file, 2 symlink), and for a file its hash (32 bytes) and size (u64), for a
-    /// symlink its target's length (u32) and bytes (its hash is that of the target).
+    /// are 13.5 MB whose parse took ~150 ms of every run's start; this form is half the size
+    /// and is read without parsing text or hex. Layout, integers little-endian: the magic
+    /// `FGMANIF1`, the entry count (u64), then per entry in path order the path's length (u32)
+    /// and bytes, a tag (0 file, 1 executable file, 2 symlink), and for a file its hash (32
+    /// bytes) and size (u64), for a symlink its target's length (u32) and bytes (its hash is
+    /// that of the target).
     pub fn encode(&self) -> Vec<u8> {
-        let chunks = self.entries.len().div_ceil(CHUNK);
-        let header = BINARY_MAGIC.len() + 8 + 4 + chunks * 8;
-        let mut out = Vec::with_capacity(header + self.entries.len() * 80);
+        let mut out = Vec::with_capacity(16 + self.entries.len() * 80);
         out.extend_from_slice(BINARY_MAGIC);
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        out.extend_from_slice(&u32::try_from(chunks).unwrap_or(u32::MAX).to_le_bytes());
-        out.resize(header, 0);
-        for (i, (path, entry)) in self.entries.iter().enumerate() {
-            if i % CHUNK == 0 {
-                let at = BINARY_MAGIC.len() + 12 + (i / CHUNK) * 8;
-                let offset = (out.len() as u64).to_le_bytes();
-                out[at..at + 8].copy_from_slice(&offset);
-            }
+        for (path, entry) in &self.entries {
             put_bytes(&mut out, path.as_str().as_bytes());
             match entry {
                 Entry::File {
@@ -184,9 +174,8 @@ impl Manifest {
         out
     }
 
-    /// Reads a manifest written by [`Manifest::encode`], its chunks on up to as many threads
-    /// as there are CPUs. Bytes of any other shape (another format, a cut-off file, chunks
-    /// that do not line up, paths out of order or not valid repository paths) are an error
+    /// Reads a manifest written by [`Manifest::encode`]. Bytes of any other shape (another
+    /// format, a cut-off file, paths out of order or not valid repository paths) are an error
     /// saying what was wrong and at which byte; nothing panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut r = Reader { bytes, at: 0 };
@@ -200,131 +189,44 @@ impl Manifest {
             .ok()
             .filter(|n| n.saturating_mul(10) <= bytes.len())
             .ok_or_else(|| format!("entry count {count} does not fit the file's size"))?;
-        let chunks = u32::from_le_bytes(r.array("the chunk count")?) as usize;
-        if chunks != count.div_ceil(CHUNK) {
-            return Err(format!(
-                "{chunks} chunks do not hold {count} entries of {CHUNK} per chunk"
-            ));
-        }
-        let mut starts = Vec::with_capacity(chunks + 1);
-        for _ in 0..chunks {
-            let at = u64::from_le_bytes(r.array("a chunk's offset")?);
-            starts.push(usize::try_from(at).unwrap_or(usize::MAX));
-        }
-        starts.push(bytes.len());
-        if starts[0] != r.at && chunks > 0 {
-            return Err(format!(
-                "the first chunk starts at byte {}, not {}",
-                starts[0], r.at
-            ));
-        }
-        if chunks == 0 && r.at != bytes.len() {
-            return Err(format!("{} bytes follow the header", bytes.len() - r.at));
-        }
-        if let Some(&[at, _]) = starts.windows(2).find(|w| w[0] >= w[1]) {
-            return Err(format!("a chunk's offset {at} is out of order"));
-        }
-        let ranges: Vec<(usize, usize, usize)> = (0..chunks)
-            .map(|i| (starts[i], starts[i + 1], CHUNK.min(count - i * CHUNK)))
-            .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(chunks)
-            .max(1);
-        let parts: Vec<Result<Vec<(RepoPath, Entry)>, String>> = if threads <= 1 {
-            ranges
-                .iter()
-                .map(|&(from, to, n)| decode_chunk(bytes, from, to, n))
-                .collect()
-        } else {
-            // Contiguous runs of chunks per thread, in order.
-            let per = ranges.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges
-                    .chunks(per)
-                    .map(|run| {
-                        scope.spawn(move || {
-                            run.iter()
-                                .map(|&(from, to, n)| decode_chunk(bytes, from, to, n))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err("a thread reading the manifest failed".to_owned())]
-                        })
-                    })
-                    .collect()
-            })
-        };
         let mut entries: Vec<(RepoPath, Entry)> = Vec::with_capacity(count);
-        for part in parts {
-            let part = part?;
-            if let (Some((last, _)), Some((first, _))) = (entries.last(), part.first())
-                && last >= first
-            {
-                return Err(format!("the path `{first}` is out of order"));
+        for _ in 0..count {
+            let at = r.at;
+            let raw = r.bytes_with_len("a path")?;
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| format!("the path at byte {at} is not UTF-8"))?;
+            let path = RepoPath::new(text)
+                .map_err(|e| format!("the path at byte {at} is not valid: {e}"))?;
+            if path.as_str() != text {
+                return Err(format!("the path at byte {at} is not normalized: `{text}`"));
             }
-            entries.extend(part);
+            if entries.last().is_some_and(|(prev, _)| *prev >= path) {
+                return Err(format!("the path `{path}` at byte {at} is out of order"));
+            }
+            let entry = match r.array::<1>("an entry's kind")?[0] {
+                tag @ (TAG_FILE | TAG_EXECUTABLE) => {
+                    let hash = crate::ContentHash::from_bytes(r.array("a hash")?);
+                    let size = u64::from_le_bytes(r.array("a size")?);
+                    Entry::file(hash, size, tag == TAG_EXECUTABLE)
+                }
+                TAG_SYMLINK => {
+                    Entry::symlink(crate::LinkTarget::new(r.bytes_with_len("a link target")?))
+                }
+                other => return Err(format!("unknown entry kind {other} for `{path}`")),
+            };
+            entries.push((path, entry));
+        }
+        if r.at != bytes.len() {
+            return Err(format!(
+                "{} bytes follow the last entry",
+                bytes.len() - r.at
+            ));
         }
         // In order already: the map is built in one pass.
         Ok(Self {
             entries: entries.into_iter().collect(),
         })
     }
-}
-
-/// Entries per chunk of the binary form ([`Manifest::encode`]).
-const CHUNK: usize = 16_384;
-
-/// The `n` entries of the chunk in `bytes[from..to]`, checked.
-fn decode_chunk(
-    bytes: &[u8],
-    from: usize,
-    to: usize,
-    n: usize,
-) -> Result<Vec<(RepoPath, Entry)>, String> {
-    let mut r = Reader {
-        bytes: bytes.get(..to).ok_or("a chunk ends past the file")?,
-        at: from,
-    };
-    let mut entries: Vec<(RepoPath, Entry)> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let at = r.at;
-        let raw = r.bytes_with_len("a path")?;
-        let text =
-            std::str::from_utf8(raw).map_err(|_| format!("the path at byte {at} is not UTF-8"))?;
-        let path =
-            RepoPath::new(text).map_err(|e| format!("the path at byte {at} is not valid: {e}"))?;
-        if path.as_str() != text {
-            return Err(format!("the path at byte {at} is not normalized: `{text}`"));
-        }
-        if entries.last().is_some_and(|(prev, _)| *prev >= path) {
-            return Err(format!("the path `{path}` at byte {at} is out of order"));
-        }
-        let entry = match r.array::<1>("an entry's kind")?[0] {
-            tag @ (TAG_FILE | TAG_EXECUTABLE) => {
-                let hash = crate::ContentHash::from_bytes(r.array("a hash")?);
-                let size = u64::from_le_bytes(r.array("a size")?);
-                Entry::file(hash, size, tag == TAG_EXECUTABLE)
-            }
-            TAG_SYMLINK => {
-                Entry::symlink(crate::LinkTarget::new(r.bytes_with_len("a link target")?))
-            }
-            other => return Err(format!("unknown entry kind {other} for `{path}`")),
-        };
-        entries.push((path, entry));
-    }
-    if r.at != to {
-        return Err(format!(
-            "{} bytes follow the last entry of the chunk at byte {from}",
-            to - r.at
-        ));
-    }
-    Ok(entries)
 }
 
 /// A length (u32, little-endian), then the bytes.
@@ -508,12 +410,9 @@ mod tests {
         out
     }
 
-    /// One chunk of `entries`.
     fn with_entries(entries: &[Vec<u8>]) -> Vec<u8> {
         let mut out = BINARY_MAGIC.to_vec();
         out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&((out.len() + 8) as u64).to_le_bytes());
         for e in entries {
             out.extend_from_slice(e);
         }
@@ -530,11 +429,7 @@ mod tests {
         assert!(err(&with_entries(&[one_file("a//b")])).contains("not"));
         let mut trailing = with_entries(&[one_file("a")]);
         trailing.push(0);
-        assert!(
-            err(&trailing).contains("1 bytes follow"),
-            "{}",
-            err(&trailing)
-        );
+        assert!(err(&trailing).contains("1 bytes follow"));
         let mut huge = BINARY_MAGIC.to_vec();
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(err(&huge).contains("does not fit"));
@@ -547,48 +442,5 @@ mod tests {
                 .len(),
             2
         );
-    }
-
-    /// Many chunks, read on several threads: the same manifest back; chunks that do not line
-    /// up, or paths out of order across a chunk's end, are refused.
-    #[test]
-    fn chunks_read_in_parallel_and_checked_at_their_ends() {
-        let m: Manifest = (0..(2 * CHUNK + 5))
-            .map(|i| {
-                (
-                    RepoPath::new(&format!("d/{i:06}")).unwrap(),
-                    entry(u8::try_from(i % 251).unwrap_or(0)),
-                )
-            })
-            .collect();
-        let bytes = m.encode();
-        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
-        // The second chunk's offset moved by one byte.
-        let mut moved = bytes.clone();
-        let second = BINARY_MAGIC.len() + 12 + 8;
-        moved[second] = moved[second].wrapping_add(1);
-        assert!(Manifest::decode(&moved).is_err());
-        // One chunk too few.
-        let mut fewer = bytes.clone();
-        fewer[BINARY_MAGIC.len() + 8] -= 1;
-        assert!(
-            Manifest::decode(&fewer)
-                .unwrap_err()
-                .contains("chunks do not hold")
-        );
-        // Two chunks, each in order, the second starting before the first ends.
-        let first: Vec<Vec<u8>> = (0..CHUNK).map(|i| one_file(&format!("b/{i:06}"))).collect();
-        let mut out = BINARY_MAGIC.to_vec();
-        out.extend_from_slice(&((CHUNK + 1) as u64).to_le_bytes());
-        out.extend_from_slice(&2u32.to_le_bytes());
-        let header = out.len() + 16;
-        let first_len: usize = first.iter().map(Vec::len).sum();
-        out.extend_from_slice(&(header as u64).to_le_bytes());
-        out.extend_from_slice(&((header + first_len) as u64).to_le_bytes());
-        for e in &first {
-            out.extend_from_slice(e);
-        }
-        out.extend_from_slice(&one_file("a"));
-        assert!(Manifest::decode(&out).unwrap_err().contains("out of order"));
     }
 }
